@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { BuildResultSchema } from './worker-messages.js';
+
+/**
+ * The REST API's JSON shapes (`/api/v1`) and the dashboard event stream. The renderer and
+ * the CLI read these; the master writes them.
+ */
+
+export const BuildStateSchema = z.enum(['queued', 'running', 'frozen', 'finished']);
+export type BuildState = z.infer<typeof BuildStateSchema>;
+
+export const StepViewSchema = z.object({
+  name: z.string(),
+  state: z.enum(['pending', 'running', 'finished']),
+  result: BuildResultSchema.nullable(),
+  exitCode: z.number().nullable(),
+});
+export type StepView = z.infer<typeof StepViewSchema>;
+
+export const BuildViewSchema = z.object({
+  id: z.number(),
+  builder: z.string(),
+  state: BuildStateSchema,
+  result: BuildResultSchema.nullable(),
+  worker: z.string().nullable(),
+  revision: z.string().nullable(),
+  reason: z.string().nullable(),
+  attempt: z.number(),
+  message: z.string().nullable(),
+  queuedAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  steps: z.array(StepViewSchema),
+});
+export type BuildView = z.infer<typeof BuildViewSchema>;
+
+export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'offline']);
+export const WorkerViewSchema = z.object({
+  name: z.string(),
+  connected: z.boolean(),
+  state: WorkerStateSchema,
+  labels: z.array(z.string()),
+  executors: z.array(z.string()),
+  cpus: z.number().nullable(),
+  memory: z.number().nullable(),
+  os: z.string().nullable(),
+  arch: z.string().nullable(),
+  builds: z.array(z.number()),
+  lastSeenAt: z.string().nullable(),
+});
+export type WorkerView = z.infer<typeof WorkerViewSchema>;
+
+export const BuilderViewSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  requires: z.object({ labels: z.array(z.string()), executor: z.string() }),
+  source: z.object({ git: z.string(), branch: z.string() }).nullable(),
+  error: z.string().nullable(),
+  runnable: z.boolean(),
+});
+export type BuilderView = z.infer<typeof BuilderViewSchema>;
+
+export const ArtifactViewSchema = z.object({ name: z.string(), size: z.number(), sha256: z.string(), worker: z.string().nullable() });
+export type ArtifactView = z.infer<typeof ArtifactViewSchema>;
+
+export const ForceBuildRequestSchema = z.strictObject({
+  revision: z.string().min(1).max(200).optional(),
+  reason: z.string().max(500).optional(),
+});
+
+/** Frames on `GET /api/v1/events` (WebSocket, master -> dashboard). */
+export const DashboardEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('build'), build: BuildViewSchema }),
+  z.object({ type: z.literal('worker'), worker: WorkerViewSchema }),
+  z.object({ type: z.literal('builders'), builders: z.array(BuilderViewSchema) }),
+  z.object({ type: z.literal('log'), buildId: z.number(), data: z.string() }),
+]);
+export type DashboardEvent = z.infer<typeof DashboardEventSchema>;

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+/** Where a build may run. `any` means any isolated executor (container or vm), never host. */
+export const ExecutorKindSchema = z.enum(['container', 'vm', 'host']);
+export type ExecutorKind = z.infer<typeof ExecutorKindSchema>;
+export const ExecutorRequirementSchema = z.enum(['container', 'vm', 'host', 'any']);
+export type ExecutorRequirement = z.infer<typeof ExecutorRequirementSchema>;
+
+/** "30s", "5m", or a number of seconds; parsed to milliseconds. */
+export const DurationSchema = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const r = parseDuration(v);
+  if (typeof r === 'string') {
+    ctx.addIssue({ code: 'custom', message: r, input: v });
+    return z.NEVER;
+  }
+  return r;
+});
+
+/** "512m", "4g", or a number of bytes; parsed to bytes. */
+export const SizeSchema = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const r = parseSize(v);
+  if (typeof r === 'string') {
+    ctx.addIssue({ code: 'custom', message: r, input: v });
+    return z.NEVER;
+  }
+  return r;
+});
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const NameSchema = z.string().regex(NAME, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+/** The normalized, wire form of what a worker needs to run a build (numbers, not "5m"). */
+export const LimitsSchema = z.strictObject({
+  timeMs: z.number().int().positive().optional(),
+  cpus: z.number().positive().optional(),
+  memoryBytes: z.number().int().positive().optional(),
+  diskBytes: z.number().int().positive().optional(),
+  pids: z.number().int().positive().optional(),
+});
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const StepSpecSchema = z.strictObject({
+  name: z.string().min(1).max(100),
+  /** A string runs under /bin/sh -c; a list is argv. */
+  run: z.union([z.string().min(1), z.array(z.string()).min(1)]),
+  timeoutMs: z.number().int().positive().optional(),
+  env: z.record(z.string(), z.string()).default({}),
+});
+export type StepSpec = z.infer<typeof StepSpecSchema>;
+
+export const EnvironmentSpecSchema = z.strictObject({
+  /** busybox | debootstrap:SUITE | rootfs:PATH.tar | image:REF | vm:PATH.qcow2 */
+  base: z.string().min(1),
+  setup: z.array(z.string()).default([]),
+});
+export type EnvironmentSpec = z.infer<typeof EnvironmentSpecSchema>;
+
+export const SourceSpecSchema = z.strictObject({
+  git: z.string().min(1),
+  branch: z.string().min(1).default('main'),
+});
+export type SourceSpec = z.infer<typeof SourceSpecSchema>;
+
+export const BuildSpecSchema = z.strictObject({
+  builder: NameSchema,
+  revision: z.string().nullable(),
+  source: SourceSpecSchema.nullable(),
+  executor: ExecutorRequirementSchema,
+  environment: EnvironmentSpecSchema,
+  steps: z.array(StepSpecSchema).min(1),
+  artifacts: z.array(z.string()).default([]),
+  limits: LimitsSchema,
+  network: z.boolean(),
+});
+export type BuildSpec = z.infer<typeof BuildSpecSchema>;

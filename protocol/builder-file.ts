@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import {
+  DurationSchema, ExecutorRequirementSchema, NameSchema, SizeSchema, type BuildSpec, type Limits,
+} from './build-spec.js';
+
+/**
+ * A builder file, `CONFIG/builders/NAME.yml`, as the maintainer writes it. Unknown keys are
+ * errors. `toBuilderDefinition` turns it into the normalized form the master keeps.
+ */
+const StepFileSchema = z.strictObject({
+  name: z.string().min(1).max(100).optional(),
+  run: z.union([z.string().min(1), z.array(z.string()).min(1)]),
+  timeout: DurationSchema.optional(),
+  env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
+});
+
+export const BuilderFileSchema = z.strictObject({
+  description: z.string().default(''),
+  source: z.strictObject({
+    git: z.string().min(1),
+    branch: z.string().min(1).default('main'),
+    poll: DurationSchema.optional(),
+  }).optional(),
+  requires: z.strictObject({
+    labels: z.array(z.string().min(1)).default([]),
+    executor: ExecutorRequirementSchema.default('any'),
+  }).default({ labels: [], executor: 'any' }),
+  environment: z.strictObject({
+    base: z.string().min(1).default('busybox'),
+    setup: z.array(z.string()).default([]),
+  }).default({ base: 'busybox', setup: [] }),
+  network: z.boolean().default(false),
+  steps: z.array(StepFileSchema).min(1, 'a builder needs at least one step'),
+  artifacts: z.array(z.string().min(1)).default([]),
+  limits: z.strictObject({
+    time: DurationSchema.optional(),
+    cpus: z.number().positive().optional(),
+    memory: SizeSchema.optional(),
+    disk: SizeSchema.optional(),
+    pids: z.number().int().positive().optional(),
+  }).default({}),
+});
+export type BuilderFile = z.infer<typeof BuilderFileSchema>;
+
+/** A builder as the master keeps and serves it. */
+export interface BuilderDefinition {
+  name: string;
+  description: string;
+  source: { git: string; branch: string; pollMs: number | null } | null;
+  requires: { labels: string[]; executor: BuildSpec['executor'] };
+  spec: Omit<BuildSpec, 'revision'>;
+}
+
+export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDefinition {
+  const parsedName = NameSchema.safeParse(name);
+  if (!parsedName.success) throw new Error(`builder name "${name}" ${parsedName.error.issues[0]?.message ?? 'is invalid'}`);
+  const limits: Limits = {};
+  if (file.limits.time !== undefined) limits.timeMs = file.limits.time;
+  if (file.limits.cpus !== undefined) limits.cpus = file.limits.cpus;
+  if (file.limits.memory !== undefined) limits.memoryBytes = file.limits.memory;
+  if (file.limits.disk !== undefined) limits.diskBytes = file.limits.disk;
+  if (file.limits.pids !== undefined) limits.pids = file.limits.pids;
+  const source = file.source
+    ? { git: file.source.git, branch: file.source.branch, pollMs: file.source.poll ?? null }
+    : null;
+  return {
+    name,
+    description: file.description,
+    source,
+    requires: { labels: file.requires.labels, executor: file.requires.executor },
+    spec: {
+      builder: name,
+      source: source ? { git: source.git, branch: source.branch } : null,
+      executor: file.requires.executor,
+      environment: { base: file.environment.base, setup: file.environment.setup },
+      steps: file.steps.map((s, i) => ({
+        name: s.name ?? `step-${i + 1}`,
+        run: s.run,
+        ...(s.timeout !== undefined ? { timeoutMs: s.timeout } : {}),
+        env: s.env ?? {},
+      })),
+      artifacts: file.artifacts,
+      limits,
+      network: file.network,
+    },
+  };
+}

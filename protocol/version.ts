@@ -1,0 +1,11 @@
+/**
+ * The one integer version of the worker <-> master protocol. Both ends send it in
+ * their first message and refuse a peer that speaks another one.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest frame either end accepts, in bytes. Bigger frames are refused, not parsed. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+
+/** Artifact bytes travel in chunks of at most this size (before base64). */
+export const ARTIFACT_CHUNK_BYTES = 512 * 1024;

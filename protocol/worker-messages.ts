@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import { BuildSpecSchema, ExecutorKindSchema, NameSchema } from './build-spec.js';
+import { decodeJson, type Decoded } from './parse.js';
+import { MAX_FRAME_BYTES } from './version.js';
+
+/**
+ * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials.
+ *
+ * Lifecycle: worker `hello` -> master `welcome` (or `error` + close) -> master `assign` ->
+ * worker `accepted` -> `step`/`log`/`artifact` ... -> `state` finished. The master may send
+ * `cancel` at any time; the worker answers with `state` finished/cancelled. Liveness is
+ * WebSocket ping/pong. Every message about a build carries its `attempt`; the master ignores
+ * messages for an attempt that is no longer current (the build was requeued meanwhile).
+ */
+
+export const BuildResultSchema = z.enum(['success', 'failure', 'cancelled', 'error']);
+export type BuildResult = z.infer<typeof BuildResultSchema>;
+
+export const CapabilitiesSchema = z.strictObject({
+  os: z.string().max(200),
+  platform: z.string().max(50),
+  arch: z.string().max(50),
+  cpus: z.number().int().positive(),
+  memoryBytes: z.number().int().nonnegative(),
+  diskBytes: z.number().int().nonnegative(),
+  executors: z.array(ExecutorKindSchema),
+  labels: z.array(z.string().min(1).max(100)).max(100),
+  maxBuilds: z.number().int().positive().max(256),
+  virtualization: z.boolean(),
+});
+export type Capabilities = z.infer<typeof CapabilitiesSchema>;
+
+const buildRef = { buildId: z.number().int().positive(), attempt: z.number().int().positive() };
+
+export const WorkerHelloSchema = z.strictObject({
+  type: z.literal('hello'),
+  protocol: z.number().int(),
+  name: NameSchema,
+  token: z.string().min(1).max(200),
+  agentVersion: z.string().max(50),
+  capabilities: CapabilitiesSchema,
+});
+
+export const WorkerMessageSchema = z.discriminatedUnion('type', [
+  WorkerHelloSchema,
+  z.strictObject({ type: z.literal('accepted'), ...buildRef }),
+  z.strictObject({
+    type: z.literal('step'),
+    ...buildRef,
+    index: z.number().int().nonnegative(),
+    name: z.string().max(100),
+    state: z.enum(['running', 'finished']),
+    result: BuildResultSchema.nullable(),
+    exitCode: z.number().int().nullable(),
+  }),
+  z.strictObject({ type: z.literal('log'), ...buildRef, data: z.string() }),
+  z.strictObject({
+    type: z.literal('artifact'),
+    ...buildRef,
+    name: z.string().min(1).max(255).refine((n) => !n.includes('/') && !n.includes('\\') && n !== '.' && n !== '..', 'must be a plain file name'),
+    size: z.number().int().nonnegative(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    offset: z.number().int().nonnegative(),
+    data: z.string(),
+    last: z.boolean(),
+  }),
+  z.strictObject({
+    type: z.literal('state'),
+    ...buildRef,
+    state: z.enum(['running', 'frozen', 'finished']),
+    result: BuildResultSchema.nullable(),
+    message: z.string().max(10_000).nullable(),
+  }),
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
+export type WorkerHello = z.infer<typeof WorkerHelloSchema>;
+
+export const MasterMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('welcome'), protocol: z.number().int(), name: z.string(), heartbeatMs: z.number().int().positive() }),
+  z.strictObject({ type: z.literal('assign'), ...buildRef, spec: BuildSpecSchema }),
+  z.strictObject({ type: z.literal('cancel'), ...buildRef, reason: z.string() }),
+  z.strictObject({ type: z.literal('error'), message: z.string(), fatal: z.boolean() }),
+]);
+export type MasterMessage = z.infer<typeof MasterMessageSchema>;
+
+export function decodeWorkerMessage(text: string): Decoded<WorkerMessage> {
+  return decodeJson(WorkerMessageSchema, text, MAX_FRAME_BYTES);
+}
+
+export function decodeMasterMessage(text: string): Decoded<MasterMessage> {
+  return decodeJson(MasterMessageSchema, text, MAX_FRAME_BYTES);
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// The test command: type-check and build, lint the layer rules, then run every compiled
+// *.test.js with node's test runner. The last line printed is always "N passed, N failed".
+// Usage: node scripts/test.mjs [substring ...]   (only test files whose path contains one)
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const filters = process.argv.slice(2);
+let failedPhases = 0;
+
+function phase(name, cmd, args) {
+  console.log(`\n== ${name}: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) { console.log(`== ${name} failed (exit ${r.status})`); failedPhases++; }
+  return r.status === 0;
+}
+
+function findTests(dir) {
+  const out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const built = phase('build', 'npm', ['run', '--silent', 'build']);
+phase('lint', 'npx', ['eslint', '--max-warnings=0', '.']);
+let counts = { passed: 0, failed: 0, skipped: 0, todo: 0 };
+if (built) {
+  const files = findTests(join(root, 'dist')).filter((f) => !filters.length || filters.some((s) => f.includes(s))).sort();
+  const countsDir = mkdtempSync(join(tmpdir(), 'crowdbake-test-'));
+  const countsFile = join(countsDir, 'counts.json');
+  console.log(`\n== tests: ${files.length} files`);
+  const r = spawnSync(process.execPath, [
+    '--test', '--test-concurrency=2', '--test-timeout=600000',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    `--test-reporter=${join(root, 'scripts/count-reporter.mjs')}`, `--test-reporter-destination=${countsFile}`,
+    ...files.map((f) => relative(root, f)),
+  ], { cwd: root, stdio: 'inherit', env: { ...process.env, CROWDBAKE_TEST: '1' } });
+  try { counts = JSON.parse(readFileSync(countsFile, 'utf8')); } catch { counts.failed++; }
+  if (r.status !== 0 && counts.failed === 0) counts.failed++;
+  if (files.length === 0) { console.log('no test files found'); counts.failed++; }
+}
+const failed = counts.failed + failedPhases;
+console.log(`${counts.passed} passed, ${failed} failed, ${counts.skipped} skipped`);
+process.exit(failed === 0 && counts.passed > 0 ? 0 : 1);

@@ -1,0 +1,65 @@
+import type { EnvironmentSpec, ExecutorKind, Limits } from '../../protocol/build-spec.js';
+
+/**
+ * Executors run a build's steps in an isolated place. They never see protocol messages: the
+ * runner (worker/runner.ts) translates an assignment into calls on this interface.
+ *
+ * Lifecycle, in order:
+ *   isAvailable()            once at start; decides which executors the worker offers
+ *   cleanupStale()           once at start; removes what an earlier, crashed run left behind
+ *   prepare(environment)     per build; builds or reuses the environment (may take minutes)
+ *   open(request)            per build; creates the sandbox (container, VM, process group)
+ *   sandbox.run(step) ...    once per step, in order, never two at a time
+ *   sandbox.freeze()/thaw()  any time while open; frozen time does not count toward timeouts
+ *   sandbox.destroy()        always, also after failure or cancel; idempotent
+ *
+ * The runner owns the workdir on the host; the executor mounts it (and nothing else of the
+ * host) at `/work` and runs steps there.
+ */
+export interface Executor {
+  readonly kind: ExecutorKind;
+  isAvailable(): Promise<Availability>;
+  cleanupStale(): Promise<number>;
+  prepare(environment: EnvironmentSpec, progress: (line: string) => void): Promise<void>;
+  open(request: SandboxRequest): Promise<Sandbox>;
+}
+
+export type Availability = { ok: true } | { ok: false; reason: string };
+
+export interface SandboxRequest {
+  /** Unique per build attempt, safe in container names: `[a-z0-9-]+`. */
+  id: string;
+  /** Host directory holding the checkout; mounted read-write at /work. */
+  workdir: string;
+  environment: EnvironmentSpec;
+  /** Already the tighter of the builder's and the volunteer's limits. */
+  limits: Limits;
+  network: boolean;
+}
+
+export interface StepRequest {
+  /** A string runs under /bin/sh -c; a list is argv. */
+  run: string | string[];
+  env: Record<string, string>;
+  /** Wall time for this step, not counting frozen time. */
+  timeoutMs: number;
+  /** Called with output as it arrives, in order. Returning a promise pauses reading until it settles (backpressure). */
+  onOutput: (chunk: Buffer, stream: 'stdout' | 'stderr') => void | Promise<void>;
+  /** Aborting kills the step's whole process tree; the outcome then says `cancelled`. */
+  signal: AbortSignal;
+}
+
+export interface StepOutcome {
+  exitCode: number | null;
+  /** Set when the step did not simply exit: which limit it broke, or that it was cancelled. */
+  stopped: null | 'timeout' | 'memory' | 'cancelled' | 'error';
+  /** A sentence for the log when `stopped` is set or the sandbox failed. */
+  message: string | null;
+}
+
+export interface Sandbox {
+  run(step: StepRequest): Promise<StepOutcome>;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  destroy(): Promise<void>;
+}
