@@ -1,0 +1,80 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseDuration, parseSize } from '../protocol/units.js';
+
+/** A bad flag or value: the CLI prints the message and exits 2. */
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export function parse(argv: string[], options: Options, allowPositionals = 0) {
+  let r;
+  try {
+    r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^Unknown option/, 'unknown flag').split('. To specify')[0]!);
+  }
+  if (r.positionals.length > allowPositionals) throw new UsageError(`unexpected argument "${r.positionals[allowPositionals]}"`);
+  return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
+}
+
+export function str(values: Record<string, unknown>, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function required(values: Record<string, unknown>, name: string): string {
+  const v = str(values, name);
+  if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function positiveNumber(values: Record<string, unknown>, name: string): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} "${v}" is not a positive number`);
+  return n;
+}
+
+export function size(values: Record<string, unknown>, name: string): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const r = parseSize(v);
+  if (typeof r === 'string') throw new UsageError(`--${name}: ${r}`);
+  return r;
+}
+
+export function duration(values: Record<string, unknown>, name: string): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const r = parseDuration(v);
+  if (typeof r === 'string') throw new UsageError(`--${name}: ${r}`);
+  return r;
+}
+
+export function oneOf<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], dflt: T): T {
+  const v = str(values, name) ?? dflt;
+  if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name} "${v}" must be one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+export function list(values: Record<string, unknown>, name: string): string[] {
+  const v = str(values, name);
+  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+export function port(values: Record<string, unknown>, name: string): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${name} "${v}" is not a port number (0-65535)`);
+  return n;
+}
+
+export function hostPort(value: string, flag: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  const host = value.slice(0, i).replace(/^\[|\]$/g, '');
+  const p = Number(value.slice(i + 1));
+  if (i <= 0 || !host || !Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--${flag} "${value}" must be HOST:PORT`);
+  return { host, port: p };
+}

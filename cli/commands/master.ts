@@ -1,0 +1,42 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { startMaster } from '../../master/master.js';
+import { hostPort, parse, str, UsageError } from '../args.js';
+import { defaultDataDir } from '../paths.js';
+import { untilSignal } from '../signals.js';
+
+const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST:PORT] [--store URL]
+
+  --config DIR        holds crowdbake.yml and builders/*.yml (default: .)
+  --data DIR          SQLite store, logs, artifacts, admin.token (default: ${defaultDataDir('master')})
+  --listen HOST:PORT  where to serve the API, dashboard and workers (default: 127.0.0.1:8585)
+  --store URL         sqlite:PATH (default DATA/crowdbake.db)
+
+Builder files are reloaded when they change. Writes to the REST API need the admin token
+from DATA/admin.token (or CROWDBAKE_ADMIN_TOKEN).
+`;
+
+export async function masterCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, store: { type: 'string' },
+  });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  const configDir = resolve(str(values, 'config') ?? '.');
+  if (!existsSync(configDir)) throw new UsageError(`--config "${configDir}" does not exist`);
+  const listen = str(values, 'listen');
+  const hp = listen ? hostPort(listen, 'listen') : null;
+  const storeUrl = str(values, 'store');
+  const master = await startMaster({
+    configDir, dataDir: str(values, 'data') ?? defaultDataDir('master'),
+    ...(hp ? { host: hp.host, port: hp.port } : {}),
+    ...(storeUrl ? { storeUrl } : {}),
+  });
+  const builders = master.registry.list();
+  console.log(`crowdbake master: ${builders.length} builder(s) from ${configDir}/builders`);
+  console.log(`crowdbake master: dashboard and API at ${master.url}/`);
+  console.log(`crowdbake master: workers connect to ${master.url.replace(/^http/, 'ws')}/api/v1/worker`);
+  await untilSignal();
+  console.log('crowdbake master: shutting down');
+  await master.close();
+  return 0;
+}

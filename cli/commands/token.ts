@@ -1,0 +1,56 @@
+import { join, resolve } from 'node:path';
+import { openStore } from '../../master/store/open-store.js';
+import { createWorkerToken } from '../../master/tokens.js';
+import { list, parse, required, str, UsageError } from '../args.js';
+import { defaultDataDir } from '../paths.js';
+
+const HELP = `usage: crowdbake token create --data DIR --name NAME [--labels a,b]
+       crowdbake token list   --data DIR
+       crowdbake token revoke NAME --data DIR
+
+  --data DIR    the master's data directory (default: ${defaultDataDir('master')})
+  --store URL   the master's store, if not DATA/crowdbake.db
+  --name NAME   the worker's name; the token is printed as the last line of stdout
+  --labels a,b  labels every worker using this token gets (trusted, set by the maintainer)
+`;
+
+export async function tokenCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') { process.stdout.write(HELP); return sub ? 0 : 2; }
+  const { values, positionals } = parse(rest, {
+    data: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' }, labels: { type: 'string' },
+  }, sub === 'revoke' ? 1 : 0);
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  const dataDir = resolve(str(values, 'data') ?? defaultDataDir('master'));
+  const store = await openStore(str(values, 'store') ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
+  try {
+    switch (sub) {
+      case 'create': {
+        const token = await createWorkerToken(store, required(values, 'name'), list(values, 'labels'));
+        console.error(`created a token for worker "${str(values, 'name')}"; give it to the volunteer (it is shown only once):`);
+        console.log(token);
+        return 0;
+      }
+      case 'list': {
+        for (const t of await store.listTokens()) {
+          console.log(`${t.name}\t${t.revokedAt ? `revoked ${t.revokedAt}` : 'active'}\tlabels=${t.labels.join(',') || '-'}\tcreated ${t.createdAt}`);
+        }
+        return 0;
+      }
+      case 'revoke': {
+        const name = positionals[0] ?? str(values, 'name');
+        if (!name) throw new UsageError('token revoke needs the NAME of the token');
+        if (!(await store.revokeToken(name, new Date().toISOString()))) {
+          console.error(`crowdbake token: no active token named "${name}"`);
+          return 1;
+        }
+        console.log(`revoked ${name}; a worker using it is refused at its next connection`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown subcommand "${sub}" (create, list, revoke)`);
+    }
+  } finally {
+    await store.close();
+  }
+}

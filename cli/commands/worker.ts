@@ -1,0 +1,62 @@
+import { startWorker } from '../../worker/agent.js';
+import { list, oneOf, parse, positiveNumber, required, size, str, UsageError, duration } from '../args.js';
+import { defaultDataDir } from '../paths.js';
+import { untilSignal } from '../signals.js';
+
+const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
+
+  --master URL        the master: ws://HOST:PORT, wss://…, or its http(s):// base
+  --token TOKEN       from \`crowdbake token create\` on the master
+  --name N            worker name (default: the name inside the token)
+  --data DIR          work directories and local state (default: ${defaultDataDir('worker')})
+  --executor KIND     auto | container | vm | host (default: auto = the isolated ones that work here;
+                      host runs builds unsandboxed, only for your own trusted builders)
+  --cpus N            at most N CPUs for builds
+  --memory SIZE       at most this much memory per build (512m, 4g)
+  --disk SIZE         at most this much disk
+  --labels a,b        labels this worker offers builders
+  --builds N          builds at a time (default 1)
+  --when idle|always  build only while the desktop is idle, or always (default: idle)
+  --idle-after DUR    idle time before builds start (default 3m)
+  --idle-source S     auto | x11 | logind | none
+`;
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    master: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, data: { type: 'string' },
+    executor: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
+    labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
+    'idle-source': { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
+  });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (str(values, 'buildbot') !== undefined) {
+    throw new UsageError('--buildbot (serving a BuildBot master) is not available in this version');
+  }
+  const master = required(values, 'master');
+  const token = required(values, 'token');
+  const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
+  const when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
+  duration(values, 'idle-after');
+  oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'none'] as const, 'auto');
+  if (when === 'idle') {
+    throw new UsageError('--when idle needs idle detection, which this version does not have yet; pass --when always to build whenever work is assigned');
+  }
+  const builds = positiveNumber(values, 'builds');
+  if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
+  const cpus = positiveNumber(values, 'cpus');
+  const memoryBytes = size(values, 'memory');
+  const diskBytes = size(values, 'disk');
+  const name = str(values, 'name');
+  const worker = await startWorker({
+    master, token, executor, labels: list(values, 'labels'),
+    dataDir: str(values, 'data') ?? defaultDataDir('worker'),
+    ...(name ? { name } : {}),
+    ...(cpus !== undefined ? { cpus } : {}),
+    ...(memoryBytes !== undefined ? { memoryBytes } : {}),
+    ...(diskBytes !== undefined ? { diskBytes } : {}),
+    ...(builds !== undefined ? { maxBuilds: builds } : {}),
+  });
+  const stoppedBy = await Promise.race([untilSignal().then(() => 'signal'), worker.done.then(() => 'master')]);
+  await worker.close();
+  return stoppedBy === 'signal' ? 0 : 1;
+}

@@ -1,0 +1,95 @@
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import type { ReadStream } from 'node:fs';
+import { join } from 'node:path';
+
+export interface ArtifactChunk {
+  buildId: number;
+  name: string;
+  size: number;
+  sha256: string;
+  offset: number;
+  data: Buffer;
+  last: boolean;
+}
+
+interface Upload {
+  fd: number;
+  hash: Hash;
+  written: number;
+  size: number;
+  sha256: string;
+  partial: string;
+}
+
+/**
+ * Artifacts as files, `DATA/artifacts/<build>/<name>`, received in ordered chunks and
+ * checked against the size and sha256 the worker announced before they become visible.
+ */
+export class ArtifactStore {
+  private readonly dir: string;
+  private readonly uploads = new Map<string, Upload>();
+
+  constructor(dataDir: string, private readonly maxBytes: number) {
+    this.dir = join(dataDir, 'artifacts');
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  path(buildId: number, name: string): string {
+    return join(this.dir, String(buildId), name);
+  }
+
+  /** Takes one chunk; returns true when the artifact is complete and verified. Throws with a clear message on any mismatch. */
+  receive(c: ArtifactChunk): boolean {
+    const key = `${c.buildId}/${c.name}`;
+    let up = this.uploads.get(key);
+    if (!up) {
+      if (c.offset !== 0) throw new Error(`artifact ${c.name}: first chunk at offset ${c.offset}, expected 0`);
+      if (c.size > this.maxBytes) throw new Error(`artifact ${c.name}: ${c.size} bytes exceeds the limit of ${this.maxBytes}`);
+      mkdirSync(join(this.dir, String(c.buildId)), { recursive: true });
+      const partial = `${this.path(c.buildId, c.name)}.partial`;
+      up = { fd: openSync(partial, 'w'), hash: createHash('sha256'), written: 0, size: c.size, sha256: c.sha256, partial };
+      this.uploads.set(key, up);
+    }
+    try {
+      if (c.offset !== up.written) throw new Error(`artifact ${c.name}: chunk at offset ${c.offset}, expected ${up.written}`);
+      if (c.size !== up.size || c.sha256 !== up.sha256) throw new Error(`artifact ${c.name}: size or sha256 changed during upload`);
+      if (up.written + c.data.length > up.size) throw new Error(`artifact ${c.name}: more bytes than the announced ${up.size}`);
+      writeSync(up.fd, c.data);
+      up.hash.update(c.data);
+      up.written += c.data.length;
+      if (!c.last) return false;
+      if (up.written !== up.size) throw new Error(`artifact ${c.name}: got ${up.written} bytes, announced ${up.size}`);
+      const digest = up.hash.digest('hex');
+      if (digest !== up.sha256) throw new Error(`artifact ${c.name}: sha256 mismatch (announced ${up.sha256}, received ${digest})`);
+      closeSync(up.fd);
+      renameSync(up.partial, this.path(c.buildId, c.name));
+      this.uploads.delete(key);
+      return true;
+    } catch (e) {
+      this.abort(c.buildId, c.name);
+      throw e;
+    }
+  }
+
+  /** Drops unfinished uploads of a build (worker gone, build cancelled). */
+  abortBuild(buildId: number): void {
+    for (const key of [...this.uploads.keys()]) {
+      if (key.startsWith(`${buildId}/`)) this.abort(buildId, key.slice(String(buildId).length + 1));
+    }
+  }
+
+  private abort(buildId: number, name: string): void {
+    const key = `${buildId}/${name}`;
+    const up = this.uploads.get(key);
+    if (!up) return;
+    this.uploads.delete(key);
+    try { closeSync(up.fd); } catch { /* already closed */ }
+    rmSync(up.partial, { force: true });
+  }
+
+  read(buildId: number, name: string): ReadStream | null {
+    const p = this.path(buildId, name);
+    return existsSync(p) ? createReadStream(p) : null;
+  }
+}

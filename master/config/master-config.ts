@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { checkSchema, displayPath, readYaml } from './yaml-source.js';
+
+/** `HOST:PORT`, `[IPv6]:PORT`; port 0 asks the OS for a free one. */
+const LISTEN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
+
+export const MasterConfigSchema = z.strictObject({
+  listen: z.string().refine((s) => {
+    const m = LISTEN.exec(s);
+    return m !== null && Number(m[1]) <= 65535;
+  }, { error: (iss) => `expected HOST:PORT like 127.0.0.1:8080 or [::1]:8080, got ${JSON.stringify(iss.input)}` }).optional(),
+  maxAttempts: z.number().int().min(1).default(3),
+  title: z.string().min(1).max(200).optional(),
+});
+
+export interface MasterConfig {
+  /** HOST:PORT; absent: the master's default address. */
+  listen?: string;
+  /** How many times a build is tried before it is marked failed. Default 3. */
+  maxAttempts: number;
+  /** Shown on the dashboard; absent: the default title. */
+  title?: string;
+}
+
+export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
+
+/** A master config that cannot be used; `errors` has one `FILE:LINE:COL: key: message` per problem. */
+export class ConfigError extends Error {
+  constructor(readonly errors: string[]) {
+    super(errors.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+const FILES = ['crowdbake.yml', 'crowdbake.yaml'];
+
+/**
+ * Reads the optional `CONFIG/crowdbake.yml` (or `.yaml`). A missing or empty file means the
+ * defaults. Throws ConfigError when the file is broken: the master should not start on a guess.
+ */
+export function loadMasterConfig(configDir: string): MasterConfig {
+  const r = readMasterConfig(configDir);
+  if (!r.ok) throw new ConfigError(r.errors);
+  return r.config;
+}
+
+/** Like loadMasterConfig, but never throws. */
+export function readMasterConfig(configDir: string): MasterConfigResult {
+  const found: { path: string; text: string }[] = [];
+  for (const name of FILES) {
+    const path = join(configDir, name);
+    try {
+      found.push({ path, text: readFileSync(path, 'utf8') });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return { ok: false, errors: [`${name}: cannot read: ${(e as Error).message}`] };
+    }
+  }
+  const first = found[0];
+  if (first === undefined) return { ok: true, config: defaults() };
+  if (found.length > 1) return { ok: false, errors: [`${FILES.join(' and ')} both exist; keep one`] };
+  return parseMasterConfig(first.path, first.text, { configDir });
+}
+
+/** Parses the text of a master config file; messages name the file, line and key. */
+export function parseMasterConfig(path: string, text: string, options: { configDir?: string } = {}): MasterConfigResult {
+  const read = readYaml(displayPath(path, options.configDir), text);
+  if (!read.ok) return read;
+  if (read.empty) return { ok: true, config: defaults() };
+  const checked = checkSchema(read.source, read.data, MasterConfigSchema);
+  return checked.ok ? { ok: true, config: normalize(checked.value) } : checked;
+}
+
+function defaults(): MasterConfig {
+  return normalize(MasterConfigSchema.parse({}));
+}
+
+function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
+  return {
+    maxAttempts: v.maxAttempts,
+    ...(v.listen !== undefined ? { listen: v.listen } : {}),
+    ...(v.title !== undefined ? { title: v.title } : {}),
+  };
+}

@@ -1,0 +1,299 @@
+import type { BuildView, StepView } from '../protocol/api.js';
+import type { BuilderDefinition } from '../protocol/builder-file.js';
+import type { ExecutorKind } from '../protocol/build-spec.js';
+import type { BuildResult, Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
+import { assertNever } from '../protocol/assert-never.js';
+import type { ArtifactStore } from './artifact-store.js';
+import type { EventBus } from './events.js';
+import type { LogStore } from './log-store.js';
+import { pickWorker, type WorkerOffer } from './matching.js';
+import type { BuildRow, StepRow, Store } from './store/store.js';
+
+/** The builders the coordinator can see (the registry of builder files). */
+export interface BuilderLookup {
+  get(name: string): BuilderDefinition | null;
+}
+
+/** A connected, authenticated worker, as the worker hub hands it over. */
+export interface WorkerSession extends WorkerOffer {
+  /** Builds assigned to this worker that it has not yet reported finished. */
+  readonly builds: Set<number>;
+  readonly frozen: Set<number>;
+  readonly capabilities: Capabilities;
+  send(message: MasterMessage): void;
+  close(why: string): void;
+}
+
+interface ActiveBuild {
+  row: BuildRow;
+  session: WorkerSession;
+  steps: StepView[];
+}
+
+export class NotFoundError extends Error {}
+export class ConflictError extends Error {}
+
+const now = () => new Date().toISOString();
+
+/**
+ * Owns every build's lifecycle on the master: request -> queue -> assign -> running/frozen ->
+ * finished, and requeue when a worker is lost (bounded by `maxAttempts`).
+ *
+ * Invariants: the queue is ordered by build id (oldest first, requeued builds keep their
+ * place); a message about a build is applied only when it comes from the worker and attempt
+ * the build is currently assigned to; every state change is written to the store in the
+ * order it happens and then published on the event bus.
+ */
+export class Coordinator {
+  private readonly queue: BuildRow[] = [];
+  private readonly active = new Map<number, ActiveBuild>();
+  private readonly sessions = new Map<string, WorkerSession>();
+  private dispatchScheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly builders: BuilderLookup,
+    private readonly logs: LogStore,
+    private readonly artifacts: ArtifactStore,
+    private readonly events: EventBus,
+    private readonly options: { maxAttempts: number },
+  ) {}
+
+  /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
+  async recover(): Promise<void> {
+    for (const row of await this.store.listUnfinishedBuilds()) {
+      if (row.state === 'queued') this.enqueue(row);
+      else await this.requeueLost(row, 'the master restarted while it ran');
+    }
+    this.scheduleDispatch();
+  }
+
+  async requestBuild(builder: string, opts: { revision?: string; reason?: string }): Promise<BuildRow> {
+    if (!this.builders.get(builder)) throw new NotFoundError(`no builder named "${builder}"`);
+    const row = await this.store.insertBuild({
+      builder, revision: opts.revision ?? null, reason: opts.reason ?? null, queuedAt: now(),
+    });
+    this.enqueue(row);
+    this.publishBuild(row, []);
+    this.scheduleDispatch();
+    return row;
+  }
+
+  async cancel(id: number): Promise<void> {
+    const qi = this.queue.findIndex((b) => b.id === id);
+    if (qi >= 0) {
+      const [row] = this.queue.splice(qi, 1);
+      await this.finish(row!, 'cancelled', 'cancelled while queued', []);
+      return;
+    }
+    const a = this.active.get(id);
+    if (a) {
+      a.session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: 'cancelled by a user' });
+      this.active.delete(id);
+      this.appendLog(id, '\n*** build cancelled by a user ***\n');
+      await this.finish(a.row, 'cancelled', 'cancelled while running', a.steps);
+      return;
+    }
+    const row = await this.store.getBuild(id);
+    if (!row) throw new NotFoundError(`no build ${id}`);
+    throw new ConflictError(`build ${id} has already finished`);
+  }
+
+  addSession(session: WorkerSession): void {
+    this.sessions.set(session.name, session);
+    this.scheduleDispatch();
+  }
+
+  /** The worker's connection is gone: its builds go back to the queue (or fail after too many attempts). */
+  async removeSession(session: WorkerSession): Promise<void> {
+    if (this.sessions.get(session.name) === session) this.sessions.delete(session.name);
+    for (const id of session.builds) {
+      const a = this.active.get(id);
+      if (!a || a.session !== session) continue;
+      this.active.delete(id);
+      this.artifacts.abortBuild(id);
+      await this.requeueLost(a.row, `worker ${session.name} disconnected`);
+    }
+    session.builds.clear();
+    this.scheduleDispatch();
+  }
+
+  session(name: string): WorkerSession | undefined {
+    return this.sessions.get(name);
+  }
+
+  connectedSessions(): IterableIterator<WorkerSession> {
+    return this.sessions.values();
+  }
+
+  queuedCount(): number {
+    return this.queue.length;
+  }
+
+  /** Applies one validated message from an authenticated worker. */
+  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+    const a = this.active.get(msg.buildId);
+    const current = a !== undefined && a.session === session && a.row.attempt === msg.attempt;
+    if (!current) {
+      // A late message for a build that was cancelled, requeued or finished: only free the slot.
+      if (msg.type === 'state' && msg.state === 'finished' && session.builds.delete(msg.buildId)) this.scheduleDispatch();
+      return;
+    }
+    switch (msg.type) {
+      case 'accepted':
+        return;
+      case 'log':
+        this.appendLog(msg.buildId, msg.data);
+        return;
+      case 'step': {
+        const view: StepView = { name: msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
+        a.steps[msg.index] = view;
+        for (let i = 0; i < a.steps.length; i++) a.steps[i] ??= { name: `step-${i + 1}`, state: 'pending', result: null, exitCode: null };
+        await this.store.putStep({ buildId: msg.buildId, index: msg.index, ...view });
+        this.publishBuild(a.row, a.steps);
+        return;
+      }
+      case 'artifact': {
+        let done: boolean;
+        try {
+          done = this.artifacts.receive({ ...msg, data: Buffer.from(msg.data, 'base64') });
+        } catch (e) {
+          this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
+          return;
+        }
+        if (done) await this.store.putArtifact({ buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name });
+        return;
+      }
+      case 'state':
+        return this.onState(session, a, msg);
+      default:
+        assertNever(msg, 'worker message');
+    }
+  }
+
+  private async onState(session: WorkerSession, a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'state' }>): Promise<void> {
+    if (msg.state === 'finished') {
+      this.active.delete(a.row.id);
+      session.builds.delete(a.row.id);
+      session.frozen.delete(a.row.id);
+      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      this.scheduleDispatch();
+      return;
+    }
+    if (msg.state === 'frozen') session.frozen.add(a.row.id);
+    else session.frozen.delete(a.row.id);
+    a.row.state = msg.state;
+    await this.store.updateBuild(a.row.id, { state: msg.state });
+    this.publishBuild(a.row, a.steps);
+  }
+
+  /** Appends to a build's log and streams the text to dashboards. */
+  private appendLog(buildId: number, data: string): void {
+    this.logs.append(buildId, data);
+    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
+  }
+
+  private enqueue(row: BuildRow): void {
+    let i = this.queue.length;
+    while (i > 0 && this.queue[i - 1]!.id > row.id) i--;
+    this.queue.splice(i, 0, row);
+  }
+
+  private async requeueLost(row: BuildRow, why: string): Promise<void> {
+    if (row.attempt >= this.options.maxAttempts) {
+      this.appendLog(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
+      await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
+      return;
+    }
+    this.appendLog(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    this.logs.finish(row.id);
+    Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
+    await this.store.clearSteps(row.id);
+    await this.store.updateBuild(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
+    this.enqueue(row);
+    this.publishBuild(row, []);
+  }
+
+  private async finish(row: BuildRow, result: BuildResult, message: string | null, steps: StepView[]): Promise<void> {
+    Object.assign(row, { state: 'finished', result, message, finishedAt: now() });
+    await this.store.updateBuild(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt });
+    this.logs.finish(row.id);
+    this.artifacts.abortBuild(row.id);
+    this.publishBuild(row, steps);
+  }
+
+  scheduleDispatch(): void {
+    if (this.dispatchScheduled || this.closed) return;
+    this.dispatchScheduled = true;
+    queueMicrotask(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
+  }
+
+  /** Hands queued builds, oldest first, to workers with a free slot that can run them. */
+  private dispatch(): void {
+    if (this.sessions.size === 0) return;
+    for (let i = 0; i < this.queue.length; i++) {
+      const row = this.queue[i]!;
+      const builder = this.builders.get(row.builder);
+      if (!builder) {
+        this.queue.splice(i--, 1);
+        void this.finish(row, 'error', `builder "${row.builder}" no longer exists`, []).catch(logError);
+        continue;
+      }
+      const pick = pickWorker(builder, this.sessionOffers());
+      if (!pick) continue;
+      this.queue.splice(i--, 1);
+      this.assign(row, builder, pick.worker, pick.executor);
+    }
+  }
+
+  private *sessionOffers(): Iterable<WorkerSession> {
+    for (const s of this.sessions.values()) {
+      (s as { running: number }).running = s.builds.size;
+      yield s;
+    }
+  }
+
+  private assign(row: BuildRow, builder: BuilderDefinition, session: WorkerSession, executor: ExecutorKind): void {
+    const attempt = row.attempt + 1;
+    Object.assign(row, { state: 'running', worker: session.name, attempt, startedAt: now(), message: null });
+    session.builds.add(row.id);
+    (session as { running: number }).running = session.builds.size;
+    const steps: StepView[] = builder.spec.steps.map((s) => ({ name: s.name, state: 'pending', result: null, exitCode: null }));
+    this.active.set(row.id, { row, session, steps });
+    session.send({
+      type: 'assign', buildId: row.id, attempt,
+      spec: { ...builder.spec, executor, revision: row.revision },
+    });
+    this.appendLog(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
+    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
+      .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
+      .catch(logError);
+    this.publishBuild(row, steps);
+  }
+
+  private publishBuild(row: BuildRow, steps: StepView[]): void {
+    if (this.events.size === 0) return;
+    this.events.publish({ type: 'build', build: toBuildView(row, steps) });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[]): BuildView {
+  return {
+    id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
+    revision: row.revision, reason: row.reason, attempt: row.attempt, message: row.message,
+    queuedAt: row.queuedAt, startedAt: row.startedAt, finishedAt: row.finishedAt,
+    steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
+  };
+}
+
+function logError(e: unknown): void {
+  console.error('crowdbake master:', e);
+}

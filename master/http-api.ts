@@ -1,0 +1,185 @@
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extname, join, normalize } from 'node:path';
+import { BuildStateSchema, ForceBuildRequestSchema, type BuilderView } from '../protocol/api.js';
+import type { BuilderDefinition } from '../protocol/builder-file.js';
+import type { Capabilities } from '../protocol/worker-messages.js';
+import { describeIssues } from '../protocol/parse.js';
+import type { ArtifactStore } from './artifact-store.js';
+import { ConflictError, NotFoundError, toBuildView, type Coordinator } from './coordinator.js';
+import type { LogStore } from './log-store.js';
+import { executorFor } from './matching.js';
+import type { Store } from './store/store.js';
+import { secretsEqual } from './tokens.js';
+import { workerView } from './views.js';
+
+export interface BuilderCatalog {
+  list(): { name: string; definition: BuilderDefinition | null; error: string | null }[];
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) { super(message); }
+}
+
+const MAX_BODY = 64 * 1024;
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon',
+};
+
+/** The REST API (`/api/v1`), `/healthz` and the dashboard's static files. */
+export class HttpApi {
+  constructor(
+    private readonly deps: {
+      store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
+      artifacts: ArtifactStore; adminToken: string; staticDir: string | null;
+    },
+  ) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((e: unknown) => {
+      const status = e instanceof HttpError ? e.status : e instanceof NotFoundError ? 404 : e instanceof ConflictError ? 409 : 500;
+      if (status === 500) console.error('crowdbake master: request failed:', e);
+      if (res.headersSent) { res.destroy(); return; }
+      sendJson(res, status, { error: status === 500 ? `internal error: ${(e as Error).message}` : (e as Error).message });
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    const d = this.deps;
+    if (path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (!path.startsWith('/api/')) return this.serveStatic(path, res);
+
+    let m: RegExpExecArray | null;
+    if (path === '/api/v1/builders' && method === 'GET') return sendJson(res, 200, this.builderViews());
+    if ((m = /^\/api\/v1\/builders\/([^/]+)\/builds$/.exec(path)) && method === 'POST') {
+      this.requireAdmin(req);
+      const body = ForceBuildRequestSchema.safeParse(await readJson(req));
+      if (!body.success) throw new HttpError(400, `bad request body: ${describeIssues(body.error)}`);
+      const row = await d.coordinator.requestBuild(decodeURIComponent(m[1]!), body.data);
+      return sendJson(res, 201, { id: row.id });
+    }
+    if (path === '/api/v1/builds' && method === 'GET') {
+      const state = url.searchParams.get('state');
+      const parsedState = state ? BuildStateSchema.safeParse(state) : null;
+      if (parsedState && !parsedState.success) throw new HttpError(400, `state must be one of ${BuildStateSchema.options.join(', ')}`);
+      const limit = intParam(url, 'limit', 50, 1, 1000);
+      const before = url.searchParams.has('before') ? intParam(url, 'before', 0, 1, Number.MAX_SAFE_INTEGER) : undefined;
+      const rows = await d.store.listBuilds({
+        limit,
+        ...(url.searchParams.get('builder') ? { builder: url.searchParams.get('builder')! } : {}),
+        ...(parsedState?.success ? { state: parsedState.data } : {}),
+        ...(before !== undefined ? { beforeId: before } : {}),
+      });
+      const steps = await d.store.listSteps(rows.map((r) => r.id));
+      return sendJson(res, 200, rows.map((r) => toBuildView(r, steps.filter((s) => s.buildId === r.id))));
+    }
+    if ((m = /^\/api\/v1\/builds\/(\d+)(\/.*)?$/.exec(path))) {
+      const id = Number(m[1]);
+      const rest = m[2] ?? '';
+      const row = await d.store.getBuild(id);
+      if (!row) throw new HttpError(404, `no build ${id}`);
+      if (rest === '' && method === 'GET') return sendJson(res, 200, toBuildView(row, await d.store.listSteps([id])));
+      if (rest === '/log' && method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+        const stream = d.logs.read(id);
+        if (!stream) { res.end(); return; }
+        stream.pipe(res);
+        return;
+      }
+      if (rest === '/artifacts' && method === 'GET') {
+        return sendJson(res, 200, (await d.store.listArtifacts(id)).map(({ name, size, sha256, worker }) => ({ name, size, sha256, worker })));
+      }
+      const am = /^\/artifacts\/([^/]+)$/.exec(rest);
+      if (am && method === 'GET') {
+        const name = decodeURIComponent(am[1]!);
+        const art = (await d.store.listArtifacts(id)).find((a) => a.name === name);
+        const stream = art ? d.artifacts.read(id, name) : null;
+        if (!art || !stream) throw new HttpError(404, `build ${id} has no artifact "${name}"`);
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream', 'content-length': art.size,
+          'content-disposition': `attachment; filename="${name.replace(/"/g, '')}"`, 'x-sha256': art.sha256,
+        });
+        stream.pipe(res);
+        return;
+      }
+      if (rest === '/cancel' && method === 'POST') {
+        this.requireAdmin(req);
+        await d.coordinator.cancel(id);
+        return sendJson(res, 202, { id, cancelled: true });
+      }
+    }
+    if (path === '/api/v1/workers' && method === 'GET') {
+      const rows = await d.store.listWorkers();
+      return sendJson(res, 200, rows.map((w) => {
+        const caps = parseCaps(w.capabilities);
+        return workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt);
+      }));
+    }
+    throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  builderViews(): BuilderView[] {
+    const sessions = [...this.deps.coordinator.connectedSessions()];
+    return this.deps.builders.list().map(({ name, definition, error }) => ({
+      name,
+      description: definition?.description ?? '',
+      requires: definition?.requires ?? { labels: [], executor: 'any' },
+      source: definition?.source ? { git: definition.source.git, branch: definition.source.branch } : null,
+      error,
+      runnable: definition !== null && sessions.some((s) => executorFor(definition, s) !== null),
+    }));
+  }
+
+  private requireAdmin(req: IncomingMessage): void {
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(h);
+    if (!m) throw new HttpError(401, 'this request needs "Authorization: Bearer <admin token>" (see DATA/admin.token)');
+    if (!secretsEqual(m[1]!, this.deps.adminToken)) throw new HttpError(403, 'wrong admin token');
+  }
+
+  private serveStatic(path: string, res: ServerResponse): void {
+    const dir = this.deps.staticDir;
+    if (!dir) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
+    const rel = normalize(decodeURIComponent(path)).replace(/^(\.\.[/\\])+/, '');
+    let file = join(dir, rel);
+    if (!file.startsWith(dir) || !existsSync(file) || statSync(file).isDirectory()) file = join(dir, 'index.html');
+    if (!existsSync(file)) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
+    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
+    createReadStream(file).pipe(res);
+  }
+}
+
+function parseCaps(text: string): Capabilities | null {
+  try { return JSON.parse(text) as Capabilities; } catch { return null; }
+}
+
+function intParam(url: URL, name: string, dflt: number, min: number, max: number): number {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, `request body exceeds ${MAX_BODY} bytes`);
+    chunks.push(c as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return {};
+  try { return JSON.parse(text); } catch (e) { throw new HttpError(400, `request body is not JSON: ${(e as Error).message}`); }
+}

@@ -1,0 +1,121 @@
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DashboardEvent } from '../protocol/api.js';
+import { ArtifactStore } from './artifact-store.js';
+import { BuilderRegistry, loadMasterConfig } from './config/builder-registry.js';
+import { Coordinator } from './coordinator.js';
+import { EventBus } from './events.js';
+import { EventsSocket } from './events-socket.js';
+import { HttpApi } from './http-api.js';
+import { LogStore } from './log-store.js';
+import { openStore } from './store/open-store.js';
+import { loadAdminToken } from './tokens.js';
+import { workerView } from './views.js';
+import { WorkerHub } from './worker-hub.js';
+
+export interface MasterOptions {
+  configDir: string;
+  dataDir: string;
+  /** Default 127.0.0.1:8585; port 0 picks a free one. */
+  host?: string;
+  port?: number;
+  /** `sqlite:PATH` (default DATA/crowdbake.db) or `postgres://…`. */
+  storeUrl?: string;
+  heartbeatMs?: number;
+  maxAttempts?: number;
+  maxArtifactBytes?: number;
+  /** Where the built dashboard lives; default dist/renderer next to this module. */
+  staticDir?: string | null;
+  /** Reload builder files when they change (default true). */
+  watch?: boolean;
+}
+
+export interface MasterHandle {
+  url: string;
+  adminToken: string;
+  coordinator: Coordinator;
+  registry: BuilderRegistry;
+  events: EventBus;
+  close(): Promise<void>;
+}
+
+const DEFAULT_STATIC = fileURLToPath(new URL('../renderer', import.meta.url));
+
+/** Starts a master: store, builder files, scheduler, worker endpoint, REST API and dashboard. */
+export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
+  const configDir = resolve(opts.configDir);
+  const dataDir = resolve(opts.dataDir);
+  const fileConfig = loadMasterConfig(configDir);
+  const [cfgHost, cfgPort] = splitListen(fileConfig.listen);
+  const host = opts.host ?? cfgHost ?? '127.0.0.1';
+  const port = opts.port ?? cfgPort ?? 8585;
+
+  const store = await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
+  const registry = new BuilderRegistry(configDir);
+  registry.load();
+  for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
+  const adminToken = loadAdminToken(dataDir);
+  const events = new EventBus();
+  const logs = new LogStore(dataDir);
+  const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? 1024 ** 3);
+  const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
+    maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
+  });
+  await coordinator.recover();
+
+  const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
+  const api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir });
+  const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
+  const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
+    const workers = (await store.listWorkers()).map((w) => ({
+      type: 'worker' as const,
+      worker: workerView(w.name, JSON.parse(w.capabilities), coordinator.session(w.name) ?? null, w.lastSeenAt),
+    }));
+    return [{ type: 'builders', builders: api.builderViews() }, ...workers];
+  });
+  registry.on('change', () => {
+    events.publish({ type: 'builders', builders: api.builderViews() });
+    coordinator.scheduleDispatch();
+  });
+  if (opts.watch !== false) registry.watch();
+
+  const server: Server = createServer((req, res) => api.handle(req, res));
+  server.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === '/api/v1/worker') hub.handleUpgrade(req, socket, head);
+    else if (path === '/api/v1/events') eventsSocket.handleUpgrade(req, socket, head);
+    else socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((ok, fail) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new Error(e.code === 'EADDRINUSE' ? `cannot listen on ${host}:${port}: the address is in use` : `cannot listen on ${host}:${port}: ${e.message}`)));
+    server.listen(port, host, () => ok());
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+
+  let closing: Promise<void> | null = null;
+  return {
+    url, adminToken, coordinator, registry, events,
+    close: () => (closing ??= (async () => {
+      coordinator.close();
+      registry.close();
+      hub.close();
+      eventsSocket.close();
+      server.closeAllConnections();
+      await new Promise<void>((ok) => server.close(() => ok()));
+      logs.close();
+      await store.close();
+    })()),
+  };
+}
+
+function splitListen(listen: string | undefined): [string | undefined, number | undefined] {
+  if (!listen) return [undefined, undefined];
+  const i = listen.lastIndexOf(':');
+  return [listen.slice(0, i).replace(/^\[|\]$/g, '') || undefined, Number(listen.slice(i + 1))];
+}

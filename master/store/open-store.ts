@@ -1,0 +1,12 @@
+import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
+
+/** Opens the store a URL names: `sqlite:PATH` (or a plain path) or `postgres://…`. */
+export async function openStore(url: string): Promise<Store> {
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    throw new Error('the PostgreSQL store is not available in this version; use the embedded SQLite store (omit --store)');
+  }
+  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+  if (!path) throw new Error(`--store ${url}: no file path`);
+  return new SqliteStore(path);
+}

@@ -1,0 +1,183 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { MIGRATIONS } from './migrations.js';
+import type {
+  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, WorkerRow,
+} from './store.js';
+
+type Row = Record<string, unknown>;
+
+const BUILD_COLUMNS: Record<keyof BuildPatch, string> = {
+  state: 'state', result: 'result', worker: 'worker', attempt: 'attempt', message: 'message',
+  startedAt: 'started_at', finishedAt: 'finished_at',
+};
+
+/** The embedded store: one SQLite file in WAL mode; survives restarts and crashes. */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    try {
+      this.db = new Database(file);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('foreign_keys = ON');
+    } catch (e) {
+      throw new Error(`cannot open the SQLite store ${file}: ${(e as Error).message}`);
+    }
+    this.migrate();
+    const db = this.db;
+    this.stmts = {
+      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)'),
+      getToken: db.prepare('SELECT * FROM tokens WHERE name = ?'),
+      listTokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
+      revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+      upsertWorker: db.prepare(`INSERT INTO workers (name, capabilities, last_seen_at) VALUES (?, ?, ?)
+        ON CONFLICT (name) DO UPDATE SET capabilities = excluded.capabilities, last_seen_at = excluded.last_seen_at`),
+      listWorkers: db.prepare('SELECT * FROM workers ORDER BY name'),
+      insertBuild: db.prepare(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at)
+        VALUES (?, ?, ?, 'queued', 0, ?) RETURNING *`),
+      getBuild: db.prepare('SELECT * FROM builds WHERE id = ?'),
+      unfinished: db.prepare(`SELECT * FROM builds WHERE state <> 'finished' ORDER BY id`),
+      putStep: db.prepare(`INSERT INTO steps (build_id, idx, name, state, result, exit_code) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (build_id, idx) DO UPDATE SET name = excluded.name, state = excluded.state,
+        result = excluded.result, exit_code = excluded.exit_code`),
+      clearSteps: db.prepare('DELETE FROM steps WHERE build_id = ?'),
+      putArtifact: db.prepare(`INSERT INTO artifacts (build_id, name, size, sha256, worker) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (build_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, worker = excluded.worker`),
+      listArtifacts: db.prepare('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name'),
+    };
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+    const current = row?.version ?? 0;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`the store's schema is version ${current}, newer than this Crowdbake (${MIGRATIONS.length}); upgrade Crowdbake`);
+    }
+    const apply = this.db.transaction(() => {
+      for (let v = current; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v]!);
+      this.db.prepare('DELETE FROM schema_version').run();
+      this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(MIGRATIONS.length);
+    });
+    if (current < MIGRATIONS.length) apply();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  async createToken(row: TokenRow): Promise<void> {
+    try {
+      this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.createdAt, row.revokedAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(`a token named "${row.name}" already exists`);
+      throw e;
+    }
+  }
+
+  async getToken(name: string): Promise<TokenRow | null> {
+    const r = this.stmts.getToken.get(name) as Row | undefined;
+    return r ? tokenFromRow(r) : null;
+  }
+
+  async listTokens(): Promise<TokenRow[]> {
+    return (this.stmts.listTokens.all() as Row[]).map(tokenFromRow);
+  }
+
+  async revokeToken(name: string, at: string): Promise<boolean> {
+    return this.stmts.revokeToken.run(at, name).changes > 0;
+  }
+
+  async upsertWorker(row: WorkerRow): Promise<void> {
+    this.stmts.upsertWorker.run(row.name, row.capabilities, row.lastSeenAt);
+  }
+
+  async listWorkers(): Promise<WorkerRow[]> {
+    return (this.stmts.listWorkers.all() as Row[]).map((r) => ({
+      name: String(r.name), capabilities: String(r.capabilities), lastSeenAt: String(r.last_seen_at),
+    }));
+  }
+
+  async insertBuild(row: NewBuild): Promise<BuildRow> {
+    return buildFromRow(this.stmts.insertBuild.get(row.builder, row.revision, row.reason, row.queuedAt) as Row);
+  }
+
+  async updateBuild(id: number, patch: BuildPatch): Promise<void> {
+    const keys = Object.keys(patch) as (keyof BuildPatch)[];
+    if (keys.length === 0) return;
+    const sql = `UPDATE builds SET ${keys.map((k) => `${BUILD_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`;
+    this.db.prepare(sql).run(...keys.map((k) => patch[k] ?? null), id);
+  }
+
+  async getBuild(id: number): Promise<BuildRow | null> {
+    const r = this.stmts.getBuild.get(id) as Row | undefined;
+    return r ? buildFromRow(r) : null;
+  }
+
+  async listBuilds(q: BuildQuery): Promise<BuildRow[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.builder !== undefined) { where.push('builder = ?'); args.push(q.builder); }
+    if (q.state !== undefined) { where.push('state = ?'); args.push(q.state); }
+    if (q.beforeId !== undefined) { where.push('id < ?'); args.push(q.beforeId); }
+    const sql = `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, q.limit) as Row[]).map(buildFromRow);
+  }
+
+  async listUnfinishedBuilds(): Promise<BuildRow[]> {
+    return (this.stmts.unfinished.all() as Row[]).map(buildFromRow);
+  }
+
+  async putStep(s: StepRow): Promise<void> {
+    this.stmts.putStep.run(s.buildId, s.index, s.name, s.state, s.result, s.exitCode);
+  }
+
+  async clearSteps(buildId: number): Promise<void> {
+    this.stmts.clearSteps.run(buildId);
+  }
+
+  async listSteps(buildIds: number[]): Promise<StepRow[]> {
+    if (buildIds.length === 0) return [];
+    const rows = this.db.prepare(`SELECT * FROM steps WHERE build_id IN (${buildIds.map(() => '?').join(',')}) ORDER BY build_id, idx`)
+      .all(...buildIds) as Row[];
+    return rows.map((r) => ({
+      buildId: Number(r.build_id), index: Number(r.idx), name: String(r.name),
+      state: r.state as StepRow['state'], result: (r.result ?? null) as StepRow['result'],
+      exitCode: r.exit_code === null ? null : Number(r.exit_code),
+    }));
+  }
+
+  async putArtifact(a: ArtifactRow): Promise<void> {
+    this.stmts.putArtifact.run(a.buildId, a.name, a.size, a.sha256, a.worker);
+  }
+
+  async listArtifacts(buildId: number): Promise<ArtifactRow[]> {
+    return (this.stmts.listArtifacts.all(buildId) as Row[]).map((r) => ({
+      buildId: Number(r.build_id), name: String(r.name), size: Number(r.size), sha256: String(r.sha256),
+      worker: r.worker === null ? null : String(r.worker),
+    }));
+  }
+}
+
+function tokenFromRow(r: Row): TokenRow {
+  return {
+    name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
+    createdAt: String(r.created_at), revokedAt: r.revoked_at === null ? null : String(r.revoked_at),
+  };
+}
+
+function buildFromRow(r: Row): BuildRow {
+  const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
+  return {
+    id: Number(r.id), builder: String(r.builder), revision: s(r.revision), reason: s(r.reason),
+    state: r.state as BuildRow['state'], result: s(r.result) as BuildRow['result'], worker: s(r.worker),
+    attempt: Number(r.attempt), message: s(r.message), queuedAt: String(r.queued_at),
+    startedAt: s(r.started_at), finishedAt: s(r.finished_at),
+  };
+}

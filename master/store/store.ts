@@ -1,0 +1,96 @@
+import type { BuildState } from '../../protocol/api.js';
+import type { BuildResult } from '../../protocol/worker-messages.js';
+
+/**
+ * The master's durable state. One interface, two implementations (SQLite embedded by
+ * default; PostgreSQL for several masters). Methods are async so that both fit; the SQLite
+ * one answers synchronously inside the promise.
+ *
+ * Invariant: a build row is written before anyone is told its id, so a queued build
+ * survives any crash after `POST .../builds` answered.
+ */
+export interface Store {
+  close(): Promise<void>;
+
+  createToken(row: TokenRow): Promise<void>;
+  getToken(name: string): Promise<TokenRow | null>;
+  listTokens(): Promise<TokenRow[]>;
+  revokeToken(name: string, at: string): Promise<boolean>;
+
+  upsertWorker(row: WorkerRow): Promise<void>;
+  listWorkers(): Promise<WorkerRow[]>;
+
+  insertBuild(row: NewBuild): Promise<BuildRow>;
+  updateBuild(id: number, patch: BuildPatch): Promise<void>;
+  getBuild(id: number): Promise<BuildRow | null>;
+  listBuilds(query: BuildQuery): Promise<BuildRow[]>;
+  listUnfinishedBuilds(): Promise<BuildRow[]>;
+
+  putStep(row: StepRow): Promise<void>;
+  clearSteps(buildId: number): Promise<void>;
+  listSteps(buildIds: number[]): Promise<StepRow[]>;
+
+  putArtifact(row: ArtifactRow): Promise<void>;
+  listArtifacts(buildId: number): Promise<ArtifactRow[]>;
+}
+
+export interface TokenRow {
+  name: string;
+  /** sha256 hex of the secret; the secret itself is never stored. */
+  hash: string;
+  labels: string[];
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface WorkerRow {
+  name: string;
+  /** The last capabilities the worker reported, as JSON text. */
+  capabilities: string;
+  lastSeenAt: string;
+}
+
+export interface NewBuild {
+  builder: string;
+  revision: string | null;
+  reason: string | null;
+  queuedAt: string;
+}
+
+export interface BuildRow extends NewBuild {
+  id: number;
+  state: BuildState;
+  result: BuildResult | null;
+  worker: string | null;
+  attempt: number;
+  message: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export type BuildPatch = Partial<Pick<BuildRow, 'state' | 'result' | 'worker' | 'attempt' | 'message' | 'startedAt' | 'finishedAt'>>;
+
+export interface BuildQuery {
+  builder?: string;
+  state?: BuildState;
+  limit: number;
+  /** Only builds with a smaller id (for paging back through history). */
+  beforeId?: number;
+}
+
+export interface StepRow {
+  buildId: number;
+  index: number;
+  name: string;
+  state: 'pending' | 'running' | 'finished';
+  result: BuildResult | null;
+  exitCode: number | null;
+}
+
+export interface ArtifactRow {
+  buildId: number;
+  name: string;
+  size: number;
+  sha256: string;
+  worker: string | null;
+}

@@ -1,0 +1,68 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NameSchema } from '../protocol/build-spec.js';
+import type { Store, TokenRow } from './store/store.js';
+
+/**
+ * Worker tokens look like `cbw1.<name>.<secret>`: the name says which worker the token
+ * belongs to (it is not secret); only sha256(secret) is stored, compared in constant time.
+ */
+const TOKEN_RE = /^cbw1\.([A-Za-z0-9][A-Za-z0-9._-]{0,63})\.([A-Za-z0-9_-]{32,})$/;
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Constant-time comparison of two secrets of any length (compares their hashes). */
+export function secretsEqual(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+export function parseWorkerToken(token: string): { name: string; secret: string } | null {
+  const m = TOKEN_RE.exec(token);
+  return m ? { name: m[1]!, secret: m[2]! } : null;
+}
+
+export async function createWorkerToken(store: Store, name: string, labels: string[]): Promise<string> {
+  const valid = NameSchema.safeParse(name);
+  if (!valid.success) throw new Error(`token name "${name}": ${valid.error.issues[0]?.message}`);
+  const secret = randomBytes(32).toString('base64url');
+  const row: TokenRow = { name, hash: sha256Hex(secret), labels, createdAt: new Date().toISOString(), revokedAt: null };
+  await store.createToken(row);
+  return `cbw1.${name}.${secret}`;
+}
+
+export type TokenCheck = { ok: true; token: TokenRow } | { ok: false; reason: string };
+
+/** Checks a worker's token; the reason is safe to tell the worker (it leaks nothing secret). */
+export async function verifyWorkerToken(store: Store, presented: string): Promise<TokenCheck> {
+  const parsed = parseWorkerToken(presented);
+  if (!parsed) return { ok: false, reason: 'malformed token (expected cbw1.NAME.SECRET from `crowdbake token create`)' };
+  const row = await store.getToken(parsed.name);
+  // Compare even when the row is missing, so timing does not tell which names exist.
+  const equal = secretsEqual(sha256Hex(parsed.secret), row?.hash ?? '0'.repeat(64));
+  if (!row || !equal) return { ok: false, reason: 'invalid token' };
+  if (row.revokedAt) return { ok: false, reason: 'token revoked' };
+  return { ok: true, token: row };
+}
+
+/**
+ * The admin token for REST writes: `CROWDBAKE_ADMIN_TOKEN` if set, else `DATA/admin.token`
+ * (created with mode 0600 on first start).
+ */
+export function loadAdminToken(dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env.CROWDBAKE_ADMIN_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  const file = join(dataDir, 'admin.token');
+  if (existsSync(file)) {
+    const t = readFileSync(file, 'utf8').trim();
+    if (!t) throw new Error(`${file} is empty; delete it to make a new admin token`);
+    return t;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const token = `cba1.${randomBytes(32).toString('base64url')}`;
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return token;
+}

@@ -1,0 +1,158 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
+import { decodeWorkerMessage, type MasterMessage, type WorkerHello } from '../protocol/worker-messages.js';
+import type { Coordinator, WorkerSession } from './coordinator.js';
+import type { EventBus } from './events.js';
+import type { Store } from './store/store.js';
+import { verifyWorkerToken } from './tokens.js';
+import { workerView } from './views.js';
+
+const HELLO_TIMEOUT_MS = 10_000;
+const MAX_BAD_FRAMES = 100;
+
+/** WebSocket close codes the master uses; the worker reads them to decide whether to retry. */
+export const CloseCode = {
+  protocolError: 4400,
+  unauthorized: 4401,
+  versionMismatch: 4426,
+  replaced: 4409,
+  shutdown: 1001,
+} as const;
+
+/**
+ * Accepts worker connections on `/api/v1/worker`: waits for `hello`, checks the protocol
+ * version and the token, then hands an authenticated session to the coordinator. Every frame
+ * is decoded and validated here; nothing behind this class sees unparsed data.
+ */
+export class WorkerHub {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  /** Every open socket, and whether it showed life since the last ping. */
+  private readonly sockets = new Map<WebSocket, boolean>();
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: Store,
+    private readonly coordinator: Coordinator,
+    private readonly events: EventBus,
+    private readonly options: { heartbeatMs: number },
+  ) {
+    this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    this.sockets.set(ws, true);
+    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    let session: WorkerSession | null = null;
+    let badFrames = 0;
+    let chain: Promise<void> = Promise.resolve();
+    const helloTimer = setTimeout(() => fail(CloseCode.protocolError, 'no hello within 10s'), HELLO_TIMEOUT_MS);
+
+    const send = (m: MasterMessage) => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m)); };
+    const fail = (code: number, message: string) => {
+      send({ type: 'error', message, fatal: true });
+      ws.close(code, message.slice(0, 120));
+    };
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      this.sockets.set(ws, true);
+      if (isBinary) return refuse('binary frames are not part of the protocol');
+      const decoded = decodeWorkerMessage(data.toString());
+      if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
+      const msg = decoded.value;
+      if (msg.type === 'hello') {
+        if (session) return refuse('hello sent twice');
+        clearTimeout(helloTimer);
+        // Hold later frames until the hello is through, so none overtakes it.
+        chain = chain.then(() => this.hello(ws, msg, send, fail)).then((s) => { session = s; });
+        return;
+      }
+      chain = chain.then(() => {
+        if (!session) return refuse(`"${msg.type}" before a successful hello`);
+        return this.coordinator.handle(session, msg);
+      }).catch((e) => console.error(`crowdbake master: worker ${session?.name ?? peer}:`, e));
+    });
+    ws.on('pong', () => this.sockets.set(ws, true));
+    ws.on('close', () => {
+      clearTimeout(helloTimer);
+      this.sockets.delete(ws);
+      chain = chain.then(async () => {
+        if (!session) return;
+        await this.coordinator.removeSession(session);
+        await this.store.upsertWorker({ name: session.name, capabilities: JSON.stringify(session.capabilities), lastSeenAt: new Date().toISOString() });
+        this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, null) });
+      }).catch((e) => console.error('crowdbake master:', e));
+    });
+    ws.on('error', () => { /* 'close' follows */ });
+
+    function refuse(message: string): void {
+      badFrames++;
+      send({ type: 'error', message, fatal: false });
+      if (badFrames >= MAX_BAD_FRAMES) fail(CloseCode.protocolError, `too many bad frames (last: ${message})`);
+    }
+  }
+
+  private async hello(
+    ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void,
+  ): Promise<WorkerSession | null> {
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${PROTOCOL_VERSION}`);
+      return null;
+    }
+    const check = await verifyWorkerToken(this.store, hello.token);
+    if (!check.ok) {
+      fail(CloseCode.unauthorized, `authentication failed: ${check.reason}`);
+      return null;
+    }
+    if (check.token.name !== hello.name) {
+      fail(CloseCode.unauthorized, `authentication failed: this token belongs to worker "${check.token.name}", not "${hello.name}"`);
+      return null;
+    }
+    if (ws.readyState !== ws.OPEN) return null;
+    const old = this.coordinator.session(hello.name);
+    if (old) {
+      old.send({ type: 'error', message: 'another connection with this worker name replaced this one', fatal: true });
+      await this.coordinator.removeSession(old);
+      old.close('replaced by a newer connection');
+    }
+    const caps = hello.capabilities;
+    const session: WorkerSession = {
+      name: hello.name,
+      labels: new Set([...check.token.labels, ...caps.labels]),
+      executors: caps.executors,
+      maxBuilds: caps.maxBuilds,
+      running: 0,
+      builds: new Set<number>(),
+      frozen: new Set<number>(),
+      capabilities: caps,
+      send,
+      close: (why) => ws.close(CloseCode.replaced, why),
+    };
+    await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
+    send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
+    this.coordinator.addSession(session);
+    this.events.publish({ type: 'worker', worker: workerView(session.name, caps, session) });
+    return session;
+  }
+
+  /** A socket silent for a whole heartbeat interval (no frame, no pong) is cut off. */
+  private ping(): void {
+    for (const [ws, alive] of this.sockets) {
+      if (!alive) { ws.terminate(); continue; }
+      this.sockets.set(ws, false);
+      if (ws.readyState === ws.OPEN) ws.ping();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.heartbeat);
+    for (const ws of this.sockets.keys()) ws.close(CloseCode.shutdown, 'master shutting down');
+    this.wss.close();
+  }
+}

@@ -1,0 +1,144 @@
+import { readFile } from 'node:fs/promises';
+import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
+import { podman, spawnErrorMessage, spawnPodman } from './podman.js';
+import { errorOutcome, formatBytes, invalidEnv, supervise, type Supervised } from './step-support.js';
+
+/** One running build container; steps are `podman exec`s in it, one at a time. */
+export class ContainerSandbox implements Sandbox {
+  private frozen = false;
+  /** Set once the container was killed (timeout, cancel) or died: later steps cannot run. */
+  private broken: string | null = null;
+  private destroyed = false;
+  private destroying: Promise<void> | undefined;
+  private current: Supervised | undefined;
+  private lock: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly name: string,
+    private readonly memoryBytes: number | undefined,
+    private readonly oomFile: string | null,
+    private oomKills: number | null,
+  ) {}
+
+  static async start(name: string, memoryBytes: number | undefined, oomFile: string | null): Promise<ContainerSandbox> {
+    return new ContainerSandbox(name, memoryBytes, oomFile, await readOomKills(oomFile));
+  }
+
+  async run(step: StepRequest): Promise<StepOutcome> {
+    if (this.destroyed) return errorOutcome('the sandbox was already destroyed');
+    if (this.broken) return errorOutcome(this.broken);
+    if (this.current) return errorOutcome('another step is still running in this sandbox');
+    if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
+    const badEnv = invalidEnv(step.env);
+    if (badEnv) return errorOutcome(badEnv);
+
+    const argv = typeof step.run === 'string' ? ['/bin/sh', '-c', step.run] : step.run;
+    const envFlags = Object.entries(step.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
+    const args = ['exec', '--workdir', '/work', ...envFlags, this.name, ...argv];
+    const child = spawnPodman(args);
+    const supervised = supervise(child, step, {
+      startFrozen: this.frozen,
+      kill: () => this.kill(),
+      spawnError: (e) => spawnErrorMessage(e, args),
+    });
+    this.current = supervised;
+    let r;
+    try {
+      r = await supervised.done;
+    } finally {
+      this.current = undefined;
+    }
+
+    if (r.stopped === 'timeout' || r.stopped === 'cancelled') {
+      this.broken = `the container was killed when an earlier step ${r.stopped === 'timeout' ? 'timed out' : 'was cancelled'}`;
+    }
+    if (r.stopped) return { exitCode: null, stopped: r.stopped, message: r.message };
+    if (this.destroyed) return { exitCode: r.code, stopped: 'error', message: 'the sandbox was destroyed while the step ran' };
+    if (r.code === 137 && await this.oomKilled()) {
+      const limit = this.memoryBytes ? ` of ${formatBytes(this.memoryBytes)}` : '';
+      return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: it exceeded the memory limit${limit}` };
+    }
+    if (r.code === 125 || r.code === null) {
+      const state = await this.state();
+      if (state !== 'running' && state !== 'paused') {
+        this.broken = `the build container is ${state ?? 'gone'}`;
+        return { exitCode: r.code, stopped: 'error', message: this.broken };
+      }
+    }
+    return { exitCode: r.code, stopped: null, message: null };
+  }
+
+  /** Pauses every process in the container (cgroup freezer) and the step's timer. */
+  freeze(): Promise<void> {
+    return this.serial(async () => {
+      if (this.frozen || this.destroyed || this.broken) return;
+      this.frozen = true;
+      this.current?.timer.pause();
+      try {
+        await podman(['pause', this.name], { timeoutMs: 30_000 });
+      } catch (e) {
+        this.frozen = false;
+        if (this.current?.timer) this.current.timer.resume();
+        throw e;
+      }
+    });
+  }
+
+  thaw(): Promise<void> {
+    return this.serial(async () => {
+      if (!this.frozen) return;
+      if (!this.destroyed && !this.broken) await podman(['unpause', this.name], { timeoutMs: 30_000 });
+      this.frozen = false;
+      this.current?.timer.resume();
+    });
+  }
+
+  /** Removes the container; idempotent and safe to call concurrently. */
+  destroy(): Promise<void> {
+    if (!this.destroying) {
+      this.destroyed = true;
+      this.destroying = podman(['rm', '--force', '--time', '0', this.name], { timeoutMs: 60_000 }).then(() => {});
+      // A failed removal may be retried by calling destroy() again.
+      this.destroying.catch(() => { this.destroying = undefined; });
+    }
+    return this.destroying;
+  }
+
+  /** Kills every process in the container (also when paused); the build cannot continue. */
+  private async kill(): Promise<void> {
+    this.broken ??= 'the build container was killed';
+    const r = await podman(['kill', '--signal', 'KILL', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    if (r.code !== 0 && (await this.state()) === 'running') {
+      throw new Error(`podman kill ${this.name} failed: ${r.stderr.trim()}`);
+    }
+  }
+
+  private async oomKilled(): Promise<boolean> {
+    const now = await readOomKills(this.oomFile);
+    if (now !== null && this.oomKills !== null) {
+      const grew = now > this.oomKills;
+      this.oomKills = now;
+      return grew;
+    }
+    const r = await podman(['inspect', '--format', '{{.State.OOMKilled}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    return r.stdout.trim() === 'true';
+  }
+
+  private async state(): Promise<string | null> {
+    const r = await podman(['inspect', '--format', '{{.State.Status}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.lock.then(f, f);
+    this.lock = p.catch(() => {});
+    return p;
+  }
+}
+
+async function readOomKills(file: string | null): Promise<number | null> {
+  if (!file) return null;
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const m = /^oom_kill (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : null;
+}

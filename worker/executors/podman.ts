@@ -1,0 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+
+/**
+ * A thin wrapper around the `podman` CLI. Every call is a child process; errors name the
+ * command and carry podman's own message.
+ */
+
+export const PODMAN_MISSING = 'podman is not installed (apt-get install podman runc)';
+
+/**
+ * Flags every `podman run` / `podman create` needs on these hosts:
+ * - crun refuses the cgroup v1 hybrid layout of this kernel, runc works;
+ * - root here lacks CAP_SYS_RESOURCE, so the default ulimits (nproc=32768, nofile from
+ *   containers.conf) cannot be set and the container fails to start.
+ * Checked against podman 4.3.1: `--runtime` works both as a global option and per command;
+ * we pass it per command, and only to create/run (exec, kill, pause use the container's).
+ */
+export const CREATE_FLAGS: readonly string[] = [
+  '--runtime', 'runc',
+  '--ulimit', 'nofile=4096:4096',
+  '--ulimit', 'nproc=4096:4096',
+];
+
+export class PodmanError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
+    super(message);
+    this.name = 'PodmanError';
+  }
+}
+
+export interface PodmanResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface PodmanOptions {
+  /** Piped to podman's stdin (e.g. a tar stream for `podman import -`). */
+  input?: Readable;
+  /** Kill podman (SIGKILL) and fail after this long. */
+  timeoutMs?: number;
+  /** Called with each complete stderr line as it arrives (pull progress). */
+  onStderrLine?: (line: string) => void;
+  /** Resolve instead of throwing when podman exits non-zero. */
+  allowFailure?: boolean;
+}
+
+/** `podman create --name x …` → "podman create --name x …", shortened for messages. */
+export function describe(args: readonly string[]): string {
+  const text = ['podman', ...args].join(' ');
+  return text.length > 160 ? `${text.slice(0, 157)}...` : text;
+}
+
+/** Starts podman with stdout/stderr piped; the caller handles the streams. */
+export function spawnPodman(args: readonly string[], stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
+  return spawn('podman', args, { stdio: [stdin, 'pipe', 'pipe'] });
+}
+
+/** Turns a spawn error into a sentence; ENOENT means podman itself is missing. */
+export function spawnErrorMessage(err: NodeJS.ErrnoException, args: readonly string[]): string {
+  if (err.code === 'ENOENT') return PODMAN_MISSING;
+  return `${describe(args)} could not start: ${err.message}`;
+}
+
+/** Runs podman to completion and collects its output; throws a PodmanError on failure. */
+export function podman(args: readonly string[], options: PodmanOptions = {}): Promise<PodmanResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawnPodman(args, options.input ? 'pipe' : 'ignore');
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let partial = '';
+    let timedOut = false;
+    let settled = false;
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs);
+
+    const fail = (e: Error): void => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      reject(e);
+    };
+
+    child.stdout?.on('data', (c: Buffer) => out.push(c));
+    child.stderr?.on('data', (c: Buffer) => {
+      err.push(c);
+      if (!options.onStderrLine) return;
+      partial += c.toString('utf8');
+      const lines = partial.split(/\r?\n|\r/);
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) options.onStderrLine(line);
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      fail(new PodmanError(spawnErrorMessage(e, args), describe(args), null, ''));
+    });
+    if (options.input && child.stdin) {
+      options.input.on('error', (e) => {
+        child.kill('SIGKILL');
+        fail(new PodmanError(`${describe(args)}: its input failed: ${e.message}`, describe(args), null, ''));
+      });
+      child.stdin.on('error', () => { /* podman exited early; its exit code says why */ });
+      options.input.pipe(child.stdin);
+    }
+    child.on('close', (code) => {
+      if (settled) return;
+      if (timer) clearTimeout(timer);
+      if (partial.trim() && options.onStderrLine) options.onStderrLine(partial);
+      const result = { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+      if (timedOut) {
+        fail(new PodmanError(`${describe(args)} did not finish within ${options.timeoutMs} ms`, describe(args), code, result.stderr));
+        return;
+      }
+      if (code !== 0 && !options.allowFailure) {
+        const why = result.stderr.trim().replace(/^Error: /, '') || `exit code ${code}`;
+        fail(new PodmanError(`${describe(args)} failed: ${why}`, describe(args), code, result.stderr));
+        return;
+      }
+      settled = true;
+      resolve(result);
+    });
+  });
+}
+
+/** `podman image exists REF`: exit 0 yes, 1 no, anything else is an error. */
+export async function imageExists(ref: string): Promise<boolean> {
+  const r = await podman(['image', 'exists', ref], { allowFailure: true, timeoutMs: 30_000 });
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  throw new PodmanError(`podman image exists ${ref} failed: ${r.stderr.trim() || `exit code ${r.code}`}`,
+    `podman image exists ${ref}`, r.code, r.stderr);
+}

@@ -1,0 +1,153 @@
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
+import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
+
+/** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
+const FATAL_CLOSE = new Map<number, string>([
+  [4401, 'the master refused our token'],
+  [4426, 'the master speaks another protocol version'],
+  [4409, 'another worker connected with the same name'],
+]);
+const HIGH_WATER = 1024 * 1024;
+
+export interface LinkOptions {
+  url: string;
+  name: string;
+  token: string;
+  agentVersion: string;
+  capabilities: () => Promise<Capabilities>;
+  /** Reconnect delays grow from min to max (full jitter). */
+  backoff?: { minMs: number; maxMs: number };
+}
+
+/**
+ * The worker's link to its master. Dials out (works behind NAT), sends `hello`, and
+ * reconnects with exponential backoff and jitter until closed or refused for good.
+ *
+ * Events: `connected` (welcome received), `message` (validated MasterMessage),
+ * `disconnected` (reason), `fatal` (Error: the master refused us; no more retries).
+ */
+export class MasterLink extends EventEmitter {
+  private ws: WebSocket | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private welcomed = false;
+  private readonly drainWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: LinkOptions) {
+    super();
+  }
+
+  get connected(): boolean {
+    return this.welcomed && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  start(): void {
+    void this.dial();
+  }
+
+  /** Sends a message; resolves once the socket's buffer is below the high-water mark. Rejects when not connected. */
+  async send(message: WorkerMessage): Promise<void> {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('not connected to the master');
+    ws.send(JSON.stringify(message));
+    while (ws.bufferedAmount > HIGH_WATER && ws.readyState === WebSocket.OPEN) {
+      await new Promise<void>((ok) => { this.drainWaiters.push(ok); setTimeout(ok, 20); });
+    }
+    if (ws.readyState !== WebSocket.OPEN) throw new Error('connection to the master lost');
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.ws?.close(1000, 'worker stopping');
+  }
+
+  private async dial(): Promise<void> {
+    if (this.stopped) return;
+    let caps: Capabilities;
+    try {
+      caps = await this.opts.capabilities();
+    } catch (e) {
+      this.emit('fatal', new Error(`cannot read this machine's capabilities: ${(e as Error).message}`));
+      return;
+    }
+    const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    this.welcomed = false;
+    let fatal: string | null = null;
+    ws.on('open', () => {
+      ws.send(JSON.stringify({
+        type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
+        agentVersion: this.opts.agentVersion, capabilities: caps,
+      } satisfies WorkerMessage));
+    });
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      const decoded = decodeMasterMessage(data.toString());
+      if (!decoded.ok) {
+        this.emit('warning', `ignored a bad frame from the master: ${decoded.error}`);
+        return;
+      }
+      const msg = decoded.value;
+      if (msg.type === 'welcome') {
+        if (msg.protocol !== PROTOCOL_VERSION) {
+          fatal = `the master speaks protocol ${msg.protocol}, this worker ${PROTOCOL_VERSION}`;
+          ws.close(4426, 'protocol version mismatch');
+          return;
+        }
+        this.welcomed = true;
+        this.attempt = 0;
+        this.emit('connected', msg);
+        return;
+      }
+      if (msg.type === 'error') {
+        if (msg.fatal) fatal = msg.message;
+        else this.emit('warning', `the master says: ${msg.message}`);
+        return;
+      }
+      this.emit('message', msg satisfies MasterMessage);
+    });
+    ws.on('pong', () => undefined);
+    ws.on('error', (e) => this.emit('warning', `connection to ${this.opts.url}: ${e.message}`));
+    ws.on('close', (code, reason) => {
+      const was = this.welcomed;
+      this.welcomed = false;
+      for (const w of this.drainWaiters.splice(0)) w();
+      if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`));
+      const fatalWhy = FATAL_CLOSE.get(code);
+      if (fatalWhy && !this.stopped) {
+        this.stopped = true;
+        this.emit('fatal', new Error(`${fatalWhy}: ${fatal ?? reason.toString()}`));
+        return;
+      }
+      this.scheduleRetry();
+    });
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    const { minMs, maxMs } = this.opts.backoff ?? { minMs: 500, maxMs: 30_000 };
+    const cap = Math.min(maxMs, minMs * 2 ** this.attempt++);
+    const delay = minMs / 2 + Math.random() * cap;
+    this.emit('retry', delay);
+    this.retryTimer = setTimeout(() => void this.dial(), delay);
+  }
+}
+
+/** Accepts ws(s):// or the master's http(s):// base and returns the worker endpoint URL. */
+export function workerEndpoint(master: string): string {
+  let u: URL;
+  try {
+    u = new URL(master);
+  } catch {
+    throw new Error(`--master "${master}" is not a URL (expected ws://HOST:PORT or http://HOST:PORT)`);
+  }
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`--master "${master}": use ws://, wss://, http:// or https://`);
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/api/v1/worker';
+  return u.toString();
+}

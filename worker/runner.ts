@@ -1,0 +1,222 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import type { BuildSpec, Limits } from '../protocol/build-spec.js';
+import { formatDuration, formatSize } from '../protocol/units.js';
+import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
+import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
+import type { Executor, Sandbox, StepOutcome } from './executors/executor.js';
+import { findFiles } from './glob.js';
+
+/** Sends one message to the master; resolves when the socket can take more (backpressure). */
+export type Send = (message: WorkerMessage) => Promise<void>;
+
+export interface RunContext {
+  buildId: number;
+  attempt: number;
+  spec: BuildSpec;
+  executor: Executor;
+  /** Parent of the per-build workdirs. */
+  workRoot: string;
+  /** The volunteer's caps; the tighter of these and the builder's limits applies. */
+  volunteerLimits: Limits;
+  send: Send;
+  /** Aborted on cancel or when the master connection is lost. */
+  signal: AbortSignal;
+}
+
+const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
+const LOG_FLUSH_BYTES = 64 * 1024;
+const LOG_FLUSH_MS = 10;
+
+/** The tighter of two limit sets, field by field. */
+export function tighterLimits(a: Limits, b: Limits): Limits {
+  const out: Limits = {};
+  for (const k of ['timeMs', 'cpus', 'memoryBytes', 'diskBytes', 'pids'] as const) {
+    const v = [a[k], b[k]].filter((x): x is number => x !== undefined);
+    if (v.length) out[k] = Math.min(...v);
+  }
+  return out;
+}
+
+/**
+ * Runs one assigned build: checkout, environment, steps in a sandbox, artifacts, cleanup.
+ * Translates between the executor (which knows nothing of the protocol) and the master.
+ * Always ends with one `state finished` message, unless the connection is gone.
+ */
+export async function runBuild(ctx: RunContext): Promise<BuildResult> {
+  const { buildId, attempt, spec, send } = ctx;
+  const log = new LogBuffer((data) => send({ type: 'log', buildId, attempt, data }));
+  const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
+  const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
+  const deadline = limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity;
+  let sandbox: Sandbox | null = null;
+  let result: BuildResult = 'success';
+  let message: string | null = null;
+  await send({ type: 'accepted', buildId, attempt });
+  try {
+    rmSync(workdir, { recursive: true, force: true });
+    mkdirSync(workdir, { recursive: true });
+    log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
+    if (spec.source) await checkout(spec, workdir, log, ctx.signal);
+    await ctx.executor.prepare(spec.environment, (line) => log.line(line));
+    sandbox = await ctx.executor.open({
+      id: `b${buildId}-a${attempt}-${process.pid}`, workdir, environment: spec.environment, limits, network: spec.network,
+    });
+    for (const [index, step] of spec.steps.entries()) {
+      if (ctx.signal.aborted) throw new Cancelled();
+      await send({ type: 'step', buildId, attempt, index, name: step.name, state: 'running', result: null, exitCode: null });
+      log.line(`--- step ${step.name}: ${typeof step.run === 'string' ? step.run : JSON.stringify(step.run)}`);
+      const started = Date.now();
+      const timeoutMs = Math.max(1, Math.min(step.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, deadline - Date.now()));
+      const outcome = await sandbox.run({
+        run: step.run, env: step.env, timeoutMs, signal: ctx.signal,
+        onOutput: (chunk, stream) => log.write(chunk, stream),
+      });
+      await log.flush();
+      const stepResult = stepResultOf(outcome);
+      log.line(`--- step ${step.name} ${stepResult} (exit ${outcome.exitCode ?? 'none'}, ${formatDuration(Date.now() - started)})${outcome.message ? `: ${outcome.message}` : ''}`);
+      await send({ type: 'step', buildId, attempt, index, name: step.name, state: 'finished', result: stepResult, exitCode: outcome.exitCode });
+      if (stepResult !== 'success') {
+        result = stepResult;
+        message = outcome.message ?? `step ${step.name} exited with ${outcome.exitCode}`;
+        break;
+      }
+    }
+    if (result === 'success') await uploadArtifacts(ctx, workdir, log);
+  } catch (e) {
+    if (e instanceof Cancelled || ctx.signal.aborted) {
+      result = 'cancelled';
+      message = 'cancelled';
+    } else {
+      result = 'error';
+      message = (e as Error).message;
+      log.line(`*** ${message}`);
+    }
+  } finally {
+    if (sandbox) await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
+    rmSync(workdir, { recursive: true, force: true });
+  }
+  log.line(`build ${result}`);
+  await log.flush().catch(() => undefined);
+  await send({ type: 'state', buildId, attempt, state: 'finished', result, message }).catch(() => undefined);
+  return result;
+}
+
+class Cancelled extends Error {}
+
+function stepResultOf(o: StepOutcome): BuildResult {
+  if (o.stopped === 'cancelled') return 'cancelled';
+  if (o.stopped === 'error') return 'error';
+  if (o.stopped || o.exitCode !== 0) return 'failure';
+  return 'success';
+}
+
+function describeLimits(l: Limits): string {
+  const parts = [
+    l.timeMs !== undefined ? `time ${formatDuration(l.timeMs)}` : '',
+    l.cpus !== undefined ? `cpus ${l.cpus}` : '',
+    l.memoryBytes !== undefined ? `memory ${formatSize(l.memoryBytes)}` : '',
+    l.diskBytes !== undefined ? `disk ${formatSize(l.diskBytes)}` : '',
+    l.pids !== undefined ? `pids ${l.pids}` : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+/** Clones the builder's repository on the host into the workdir, at the requested revision. */
+async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<void> {
+  const src = spec.source!;
+  const rev = spec.revision ?? src.branch;
+  log.line(`checkout ${src.git} at ${rev}`);
+  await git(['clone', '--quiet', '--no-checkout', '--branch', src.branch, '--', src.git, '.'], workdir, log, signal);
+  await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', rev], workdir, log, signal);
+  const head = await git(['rev-parse', 'HEAD'], workdir, log, signal);
+  log.line(`checked out ${head.trim()}`);
+}
+
+function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal): Promise<string> {
+  return new Promise((ok, fail) => {
+    const child = spawn('git', args, {
+      cwd, signal, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true' },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => void log.write(c, 'stderr'));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      fail(new Error(e.code === 'ENOENT' ? 'git is not installed on this worker' : `git ${args[0]}: ${e.message}`)));
+    child.on('close', (code) => (code === 0 ? ok(out) : fail(new Error(`checkout failed: git ${args[0]} exited with ${code}`))));
+  });
+}
+
+async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<void> {
+  const files = findFiles(workdir, ctx.spec.artifacts);
+  if (ctx.spec.artifacts.length && files.length === 0) log.line(`no artifacts matched ${ctx.spec.artifacts.join(', ')}`);
+  for (const file of files) {
+    const name = basename(file);
+    const size = statSync(file).size;
+    const sha256 = await hashFile(file);
+    log.line(`artifact ${name} ${formatSize(size)} sha256 ${sha256}`);
+    await log.flush();
+    let offset = 0;
+    const stream = createReadStream(file, { highWaterMark: ARTIFACT_CHUNK_BYTES });
+    for await (const chunk of stream) {
+      const buf = chunk as Buffer;
+      await ctx.send({
+        type: 'artifact', buildId: ctx.buildId, attempt: ctx.attempt, name, size, sha256, offset,
+        data: buf.toString('base64'), last: offset + buf.length === size,
+      });
+      offset += buf.length;
+    }
+    if (size === 0) {
+      await ctx.send({ type: 'artifact', buildId: ctx.buildId, attempt: ctx.attempt, name, size, sha256, offset: 0, data: '', last: true });
+    }
+  }
+}
+
+function hashFile(file: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const h = createHash('sha256');
+    createReadStream(file).on('data', (c) => h.update(c)).on('end', () => ok(h.digest('hex'))).on('error', fail);
+  });
+}
+
+/**
+ * Coalesces build output into `log` messages of up to 64 KiB, flushed within 10 ms. `write`
+ * returns a promise while the connection is backed up, which pauses the step's output pipe.
+ */
+class LogBuffer {
+  private text = '';
+  private timer: NodeJS.Timeout | null = null;
+  private sending: Promise<void> = Promise.resolve();
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+
+  constructor(private readonly sink: (data: string) => Promise<void>) {}
+
+  line(text: string): void {
+    this.text += `${text}\n`;
+    this.schedule();
+  }
+
+  write(chunk: Buffer, stream: 'stdout' | 'stderr'): void | Promise<void> {
+    this.text += this.decoders[stream].write(chunk);
+    if (this.text.length >= LOG_FLUSH_BYTES) return this.flush();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    this.timer ??= setTimeout(() => void this.flush().catch(() => undefined), LOG_FLUSH_MS);
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.text) {
+      const data = this.text;
+      this.text = '';
+      this.sending = this.sending.then(() => this.sink(data));
+    }
+    return this.sending;
+  }
+}
