@@ -31,6 +31,7 @@ export class WorkerHub {
   /** Every open socket, and whether it showed life since the last ping. */
   private readonly sockets = new Map<WebSocket, boolean>();
   private readonly heartbeat: NodeJS.Timeout;
+  private closing = false;
 
   constructor(
     private readonly store: Store,
@@ -83,7 +84,8 @@ export class WorkerHub {
       clearTimeout(helloTimer);
       this.sockets.delete(ws);
       chain = chain.then(async () => {
-        if (!session) return;
+        // On shutdown the store keeps these builds as running; the next start requeues them.
+        if (!session || this.closing) return;
         await this.coordinator.removeSession(session);
         await this.store.upsertWorker({ name: session.name, capabilities: JSON.stringify(session.capabilities), lastSeenAt: new Date().toISOString() });
         this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, null) });
@@ -151,6 +153,7 @@ export class WorkerHub {
   }
 
   close(): void {
+    this.closing = true;
     clearInterval(this.heartbeat);
     for (const ws of this.sockets.keys()) ws.close(CloseCode.shutdown, 'master shutting down');
     this.wss.close();

@@ -24,11 +24,11 @@ export const BuilderFileSchema = z.strictObject({
   requires: z.strictObject({
     labels: z.array(z.string().min(1)).default([]),
     executor: ExecutorRequirementSchema.default('any'),
-  }).default({ labels: [], executor: 'any' }),
+  }).default(() => ({ labels: [], executor: 'any' as const })),
   environment: z.strictObject({
     base: z.string().min(1).default('busybox'),
     setup: z.array(z.string()).default([]),
-  }).default({ base: 'busybox', setup: [] }),
+  }).default(() => ({ base: 'busybox', setup: [] })),
   network: z.boolean().default(false),
   steps: z.array(StepFileSchema).min(1, 'a builder needs at least one step'),
   artifacts: z.array(z.string().min(1)).default([]),
@@ -38,7 +38,7 @@ export const BuilderFileSchema = z.strictObject({
     memory: SizeSchema.optional(),
     disk: SizeSchema.optional(),
     pids: z.number().int().positive().optional(),
-  }).default({}),
+  }).default(() => ({})),
 });
 export type BuilderFile = z.infer<typeof BuilderFileSchema>;
 

@@ -68,7 +68,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     for (const [index, step] of spec.steps.entries()) {
       if (ctx.signal.aborted) throw new Cancelled();
       await send({ type: 'step', buildId, attempt, index, name: step.name, state: 'running', result: null, exitCode: null });
-      log.line(`--- step ${step.name}: ${typeof step.run === 'string' ? step.run : JSON.stringify(step.run)}`);
+      log.line(`--- step ${step.name}: ${describeCommand(step.run)}`);
       const started = Date.now();
       const timeoutMs = Math.max(1, Math.min(step.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, deadline - Date.now()));
       const outcome = await sandbox.run({
@@ -106,6 +106,13 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
 }
 
 class Cancelled extends Error {}
+
+/** The command for the step header: its first line, and how many more there are. */
+function describeCommand(run: string | string[]): string {
+  const text = typeof run === 'string' ? run : run.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' ');
+  const lines = text.trim().split('\n');
+  return lines.length > 1 ? `${lines[0]} … (${lines.length - 1} more lines)` : lines[0]!;
+}
 
 function stepResultOf(o: StepOutcome): BuildResult {
   if (o.stopped === 'cancelled') return 'cancelled';

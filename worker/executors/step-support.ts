@@ -157,46 +157,56 @@ export function supervise(child: ChildProcess, step: StepRequest, options: Super
 }
 
 /**
- * Forwards stdout/stderr chunks in arrival order. While a promise returned by `onOutput` is
- * pending both streams are paused, so a slow consumer slows the step down instead of
- * buffering without bound.
+ * Forwards stdout/stderr chunks in arrival order, one `onOutput` call at a time. While a
+ * promise returned by `onOutput` is pending both streams are paused, so a slow consumer slows
+ * the step down instead of buffering without bound. (Node resumes a child's streams itself
+ * when the child exits, so chunks that still arrive are queued rather than delivered early.)
  */
 function pumpOutput(child: ChildProcess, onOutput: StepRequest['onOutput'], onError: (e: Error) => void): { drained(): Promise<void> } {
-  let pending = 0;
-  let waiters: (() => void)[] = [];
+  const queue: [Buffer, 'stdout' | 'stderr'][] = [];
+  let busy = false;
   let failed = false;
+  let waiters: (() => void)[] = [];
   const streams: [Readable | null, 'stdout' | 'stderr'][] = [[child.stdout, 'stdout'], [child.stderr, 'stderr']];
-  const settle = (): void => {
-    pending--;
-    if (pending > 0) return;
-    for (const [s] of streams) s?.resume();
-    const w = waiters;
-    waiters = [];
-    for (const f of w) f();
-  };
   const fail = (e: unknown): void => {
     if (failed) return;
     failed = true;
+    queue.length = 0;
     onError(e instanceof Error ? e : new Error(String(e)));
   };
-  for (const [stream, name] of streams) {
-    stream?.on('data', (chunk: Buffer) => {
-      if (failed) return;
+  const next = (): void => {
+    while (!busy && queue.length > 0 && !failed) {
+      const [chunk, name] = queue.shift()!;
       let r: void | Promise<void>;
       try {
         r = onOutput(chunk, name);
       } catch (e) {
         fail(e);
-        return;
+        break;
       }
       if (r && typeof (r as Promise<void>).then === 'function') {
-        pending++;
+        busy = true;
         for (const [s] of streams) s?.pause();
-        (r as Promise<void>).then(settle, (e: unknown) => { fail(e); settle(); });
+        (r as Promise<void>).then(() => undefined, fail).finally(() => {
+          busy = false;
+          next();
+        });
       }
+    }
+    if (busy) return;
+    for (const [s] of streams) s?.resume();
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  for (const [stream, name] of streams) {
+    stream?.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      queue.push([chunk, name]);
+      next();
     });
   }
   return {
-    drained: () => (pending === 0 ? Promise.resolve() : new Promise<void>((res) => waiters.push(res))),
+    drained: () => (!busy && queue.length === 0 ? Promise.resolve() : new Promise<void>((res) => waiters.push(res))),
   };
 }

@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startWorker } from '../worker/agent.js';
+import type { ArtifactView, BuildView, WorkerView } from '../protocol/api.js';
+import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
+
+// A builder this project has never seen: a container step makes an artifact, a second one
+// probes the sandbox from inside. Real master, real worker, real podman.
+const SECRET_DIR = tempDir('host-secret');
+const MARKER = join(SECRET_DIR, 'volunteer-private.txt');
+writeFileSync(MARKER, 'the volunteer\'s private file\n');
+
+const BUILDER = `
+description: an artifact and a sandbox probe
+requires: { executor: container }
+environment: { base: busybox }
+steps:
+  - name: make
+    run: |
+      mkdir -p out
+      printf 'crowdbake artifact %s\\n' "$GREETING" > out/pkg.txt
+      echo "made out/pkg.txt"
+    env: { GREETING: hello-from-the-container }
+  - name: probe
+    run:
+      - /bin/sh
+      - -c
+      - |
+        if [ -e ${MARKER} ]; then echo "HOST FILE VISIBLE"; exit 1; fi
+        echo "host file not visible"
+        if ls /root/.ssh 2>/dev/null; then echo "HOST HOME VISIBLE"; exit 1; fi
+        ifaces=$(grep -c ':' /proc/net/dev)
+        echo "network interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')"
+        if tail -n +3 /proc/net/dev | cut -d: -f1 | grep -vq '^ *lo$'; then echo "NETWORK PRESENT"; exit 1; fi
+        echo "only loopback"
+artifacts: [out/*.txt]
+limits: { time: 2m, memory: 128m }
+`;
+
+test('a container build runs end to end: log, artifact with sha256, sandbox holds', async (t) => {
+  const m = await testMaster({ probe: BUILDER });
+  const workDir = tempDir('worker');
+  const worker = await startWorker({
+    master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined,
+  });
+  t.after(async () => { await worker.close(); await m.close(); cleanup(workDir, SECRET_DIR); });
+
+  const id = await m.force('probe', { reason: 'e2e' });
+  const build = await m.waitFinished(id, 90_000);
+  const log = await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text();
+  assert.equal(build.result, 'success', log);
+  assert.equal(build.worker, 'w1');
+  assert.deepEqual(build.steps.map((s) => [s.name, s.result, s.exitCode]), [['make', 'success', 0], ['probe', 'success', 0]]);
+  assert.match(log, /made out\/pkg.txt/);
+  assert.match(log, /^host file not visible$/m);
+  assert.match(log, /^only loopback$/m);
+  assert.doesNotMatch(log, /^(HOST FILE VISIBLE|HOST HOME VISIBLE|NETWORK PRESENT)$/m);
+
+  const expected = 'crowdbake artifact hello-from-the-container\n';
+  const sha = createHash('sha256').update(expected).digest('hex');
+  const arts = await m.get<ArtifactView[]>(`/api/v1/builds/${id}/artifacts`);
+  assert.deepEqual(arts, [{ name: 'pkg.txt', size: expected.length, sha256: sha, worker: 'w1' }]);
+  const bytes = await (await fetch(`${m.url}/api/v1/builds/${id}/artifacts/pkg.txt`)).text();
+  assert.equal(bytes, expected);
+
+  const api = await m.get<BuildView>(`/api/v1/builds/${id}`);
+  assert.equal(api.state, 'finished');
+  for (const k of ['queuedAt', 'startedAt', 'finishedAt'] as const) assert.ok(!Number.isNaN(Date.parse(api[k] ?? '')), k);
+  const workers = await m.get<WorkerView[]>('/api/v1/workers');
+  assert.deepEqual(workers.map((w) => [w.name, w.connected, w.state, w.executors]), [['w1', true, 'idle', ['container']]]);
+});
+
+test('a failing container step fails the build with its exit code and stops later steps', async (t) => {
+  const m = await testMaster({
+    fails: `
+requires: { executor: container }
+steps:
+  - { name: one, run: "echo about to fail; exit 3" }
+  - { name: two, run: "echo should not run" }
+`,
+  });
+  const workDir = tempDir('worker');
+  const worker = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+  t.after(async () => { await worker.close(); await m.close(); cleanup(workDir); });
+  const build = await m.waitFinished(await m.force('fails'), 60_000);
+  assert.equal(build.result, 'failure');
+  assert.deepEqual(build.steps.map((s) => [s.name, s.state, s.result, s.exitCode]), [['one', 'finished', 'failure', 3], ['two', 'pending', null, null]]);
+  const log = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  assert.match(log, /about to fail/);
+  assert.doesNotMatch(log, /should not run/);
+});
