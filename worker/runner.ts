@@ -72,7 +72,11 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       const started = Date.now();
       const timeoutMs = Math.max(1, Math.min(step.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, deadline - Date.now()));
       const outcome = await sandbox.run({
-        run: step.run, env: step.env, timeoutMs, signal: ctx.signal,
+        run: step.run, timeoutMs, signal: ctx.signal,
+        env: {
+          CROWDBAKE: '1', CROWDBAKE_BUILD_ID: String(buildId), CROWDBAKE_BUILDER: spec.builder,
+          CROWDBAKE_REVISION: spec.revision ?? '', CROWDBAKE_STEP: step.name, ...step.env,
+        },
         onOutput: (chunk, stream) => log.write(chunk, stream),
       });
       await log.flush();

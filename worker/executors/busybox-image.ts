@@ -18,18 +18,20 @@ export const BUSYBOX_REPO = 'localhost/crowdbake-busybox';
 const NEEDS_STATIC = "base busybox needs Debian's busybox-static";
 
 const execFileAsync = promisify(execFile);
-let pending: Promise<string> | undefined;
+/** Builds in flight, by busybox path. Settled builds are forgotten: the next call checks the tag again. */
+const inFlight = new Map<string, Promise<string>>();
 
 /**
- * Returns the image reference, building the image when it is missing. Concurrent callers in
- * this process share one build; a failed build is forgotten so the next call retries.
+ * Returns the image reference, building the image when its tag is missing. Concurrent callers
+ * in this process share one build.
  */
 export function ensureBusyboxImage(progress: (line: string) => void = () => {}, busybox = BUSYBOX_PATH): Promise<string> {
-  if (!pending) {
-    pending = build(busybox, progress);
-    pending.catch(() => { pending = undefined; });
+  let p = inFlight.get(busybox);
+  if (!p) {
+    p = build(busybox, progress).finally(() => inFlight.delete(busybox));
+    inFlight.set(busybox, p);
   }
-  return pending;
+  return p;
 }
 
 async function build(busybox: string, progress: (line: string) => void): Promise<string> {

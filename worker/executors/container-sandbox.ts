@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 import { podman, spawnErrorMessage, spawnPodman } from './podman.js';
-import { errorOutcome, formatBytes, invalidEnv, supervise, type Supervised } from './step-support.js';
+import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type Supervised } from './step-support.js';
 
 /** One running build container; steps are `podman exec`s in it, one at a time. */
 export class ContainerSandbox implements Sandbox {
-  private frozen = false;
+  private readonly gate = new FreezeGate();
   /** Set once the container was killed (timeout, cancel) or died: later steps cannot run. */
   private broken: string | null = null;
   private destroyed = false;
@@ -28,16 +28,19 @@ export class ContainerSandbox implements Sandbox {
     if (this.destroyed) return errorOutcome('the sandbox was already destroyed');
     if (this.broken) return errorOutcome(this.broken);
     if (this.current) return errorOutcome('another step is still running in this sandbox');
-    if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
     const badEnv = invalidEnv(step.env);
     if (badEnv) return errorOutcome(badEnv);
+    // `podman exec` fails on a paused container: a step started while frozen waits for thaw.
+    while (this.gate.frozen && !step.signal.aborted && !this.destroyed) await this.gate.wait(step.signal);
+    if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
+    if (this.destroyed) return errorOutcome('the sandbox was destroyed before the step started');
+    if (this.current) return errorOutcome('another step is still running in this sandbox');
 
     const argv = typeof step.run === 'string' ? ['/bin/sh', '-c', step.run] : step.run;
     const envFlags = Object.entries(step.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
     const args = ['exec', '--workdir', '/work', ...envFlags, this.name, ...argv];
     const child = spawnPodman(args);
     const supervised = supervise(child, step, {
-      startFrozen: this.frozen,
       kill: () => this.kill(),
       spawnError: (e) => spawnErrorMessage(e, args),
     });
@@ -58,7 +61,7 @@ export class ContainerSandbox implements Sandbox {
       const limit = this.memoryBytes ? ` of ${formatBytes(this.memoryBytes)}` : '';
       return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: it exceeded the memory limit${limit}` };
     }
-    if (r.code === 125 || r.code === null) {
+    if (r.code === null || r.code === 125 || r.code === 255) {
       const state = await this.state();
       if (state !== 'running' && state !== 'paused') {
         this.broken = `the build container is ${state ?? 'gone'}`;
@@ -71,14 +74,14 @@ export class ContainerSandbox implements Sandbox {
   /** Pauses every process in the container (cgroup freezer) and the step's timer. */
   freeze(): Promise<void> {
     return this.serial(async () => {
-      if (this.frozen || this.destroyed || this.broken) return;
-      this.frozen = true;
+      if (this.gate.frozen || this.destroyed || this.broken) return;
+      this.gate.set(true);
       this.current?.timer.pause();
       try {
         await podman(['pause', this.name], { timeoutMs: 30_000 });
       } catch (e) {
-        this.frozen = false;
-        if (this.current?.timer) this.current.timer.resume();
+        this.gate.set(false);
+        this.current?.timer.resume();
         throw e;
       }
     });
@@ -86,9 +89,9 @@ export class ContainerSandbox implements Sandbox {
 
   thaw(): Promise<void> {
     return this.serial(async () => {
-      if (!this.frozen) return;
+      if (!this.gate.frozen) return;
       if (!this.destroyed && !this.broken) await podman(['unpause', this.name], { timeoutMs: 30_000 });
-      this.frozen = false;
+      this.gate.set(false);
       this.current?.timer.resume();
     });
   }
@@ -97,6 +100,7 @@ export class ContainerSandbox implements Sandbox {
   destroy(): Promise<void> {
     if (!this.destroying) {
       this.destroyed = true;
+      this.gate.release();
       this.destroying = podman(['rm', '--force', '--time', '0', this.name], { timeoutMs: 60_000 }).then(() => {});
       // A failed removal may be retried by calling destroy() again.
       this.destroying.catch(() => { this.destroying = undefined; });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -70,6 +70,32 @@ describe('ContainerExecutor (real podman)', () => {
       /base "debootstrap:bookworm" is not supported by the container executor yet/);
     await assert.rejects(executor.prepare({ base: 'busybox', setup: ['apk add gcc'] }, () => {}),
       /setup steps are not supported yet/);
+  });
+
+  test('rootfs:PATH.tar is imported once, tagged by its sha256, and runs', async () => {
+    const dir = tempDir();
+    const root = join(dir, 'root');
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
+    for (const applet of ['sh', 'sleep', 'echo']) symlinkSync('busybox', join(root, 'bin', applet));
+    mkdirSync(join(root, 'work'));
+    const tarball = join(dir, 'rootfs.tar');
+    execFileSync('tar', ['-C', root, '-cf', tarball, '.']);
+    const environment = { base: `rootfs:${tarball}`, setup: [] };
+    const lines: string[] = [];
+    await executor.prepare(environment, (l) => lines.push(l));
+    await executor.prepare(environment, (l) => lines.push(l));
+    assert.equal(lines.filter((l) => l.startsWith('importing')).length, 1, lines.join('\n'));
+    const ref = /as (\S+)$/.exec(lines[0] ?? '')?.[1] ?? '';
+    assert.match(ref, /^localhost\/crowdbake-rootfs:[0-9a-f]{12}$/);
+    const sandbox = await executor.open({ id: `t${process.pid}-rootfs`, workdir: tempDir(), environment, limits: {}, network: false });
+    try {
+      const r = await run(sandbox, 'echo from rootfs');
+      assert.deepEqual([r.stdout, r.exitCode], ['from rootfs\n', 0]);
+    } finally {
+      await sandbox.destroy();
+      execFileSync('podman', ['rmi', ref]);
+    }
   });
 
   test('streams output, returns the exit code, passes env and argv', async () => {
@@ -188,6 +214,22 @@ describe('ContainerExecutor (real podman)', () => {
       const r = await step;
       assert.equal(r.stopped, 'timeout');
       assert.ok(r.ms >= 2500 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
+    } finally {
+      await sandbox.destroy();
+    }
+  });
+
+  test('a step started while frozen waits for thaw', async () => {
+    const { sandbox } = await openSandbox();
+    try {
+      await sandbox.freeze();
+      let finished = false;
+      const step = run(sandbox, 'echo ran', { timeoutMs: 500 }).finally(() => { finished = true; });
+      await sleep(800);
+      assert.equal(finished, false);
+      await sandbox.thaw();
+      const r = await step;
+      assert.deepEqual([r.stdout, r.exitCode, r.stopped], ['ran\n', 0, null]);
     } finally {
       await sandbox.destroy();
     }

@@ -31,7 +31,10 @@ export interface ContainerExecutorOptions {
 export class ContainerExecutor implements Executor {
   readonly kind = 'container' as const;
   readonly ownerId: string;
-  private readonly rootfsImages = new Map<string, Promise<string>>();
+  /** Image of each base as of the last prepare(), so open() need not look again. */
+  private readonly prepared = new Map<string, string>();
+  /** rootfs tarball (path:size:mtime) → image ref, so a tarball is hashed once. */
+  private readonly rootfsRefs = new Map<string, Promise<string>>();
 
   constructor(options: ContainerExecutorOptions) {
     if (!OWNER.test(options.ownerId)) {
@@ -62,14 +65,22 @@ export class ContainerExecutor implements Executor {
       throw new Error(`setup steps are not supported yet (environment.setup has ${environment.setup.length})`);
     }
     const base = environment.base;
-    if (base.startsWith('image:')) {
-      const ref = imageRef(base);
-      if (await imageExists(ref)) return;
-      progress(`pulling ${ref}`);
-      await podman(['pull', ref], { onStderrLine: progress, timeoutMs: 30 * 60_000 });
-      return;
+    this.prepared.delete(base);
+    let ref: string;
+    if (base === 'busybox') {
+      ref = await ensureBusyboxImage(progress);
+    } else if (base.startsWith('image:')) {
+      ref = imageRef(base);
+      if (!await imageExists(ref)) {
+        progress(`pulling ${ref}`);
+        await podman(['pull', ref], { onStderrLine: progress, timeoutMs: 30 * 60_000 });
+      }
+    } else if (base.startsWith('rootfs:')) {
+      ref = await this.rootfsImage(base.slice('rootfs:'.length), progress);
+    } else {
+      throw new Error(`base "${base}" is not supported by the container executor yet`);
     }
-    await this.imageFor(environment, progress);
+    this.prepared.set(base, ref);
   }
 
   async open(request: SandboxRequest): Promise<Sandbox> {
@@ -78,7 +89,11 @@ export class ContainerExecutor implements Executor {
     const st = await stat(workdir).catch(() => null);
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
     if (workdir.includes(':') || workdir.includes(',')) throw new Error(`workdir ${workdir} must not contain ":" or ","`);
-    const image = await this.imageFor(request.environment, () => {});
+    let image = this.prepared.get(request.environment.base);
+    if (!image) {
+      await this.prepare(request.environment, () => {});
+      image = this.prepared.get(request.environment.base)!;
+    }
     const name = `crowdbake-${request.id}`;
     const { limits } = request;
     const args = [
@@ -112,34 +127,24 @@ export class ContainerExecutor implements Executor {
     }
   }
 
-  /** The podman image for an environment, building or importing it when needed. */
-  private imageFor(environment: EnvironmentSpec, progress: (line: string) => void): Promise<string> {
-    const base = environment.base;
-    if (base === 'busybox') return ensureBusyboxImage(progress);
-    if (base.startsWith('image:')) return Promise.resolve(imageRef(base));
-    if (base.startsWith('rootfs:')) return this.rootfsImage(base.slice('rootfs:'.length), progress);
-    return Promise.reject(new Error(`base "${base}" is not supported by the container executor yet`));
-  }
-
   /** `rootfs:PATH.tar` → localhost/crowdbake-rootfs:<sha256 prefix>, imported once. */
   private async rootfsImage(path: string, progress: (line: string) => void): Promise<string> {
     const file = resolve(path);
     const st = await stat(file).catch(() => null);
     if (!st?.isFile()) throw new Error(`rootfs tarball ${file} does not exist`);
     const key = `${file}:${st.size}:${st.mtimeMs}`;
-    let p = this.rootfsImages.get(key);
-    if (!p) {
-      p = (async () => {
-        const ref = `${ROOTFS_REPO}:${(await sha256File(file)).slice(0, 12)}`;
-        if (await imageExists(ref)) return ref;
-        progress(`importing ${file} as ${ref}`);
-        await podman(['import', file, ref], { timeoutMs: 30 * 60_000 });
-        return ref;
-      })();
-      this.rootfsImages.set(key, p);
-      p.catch(() => this.rootfsImages.delete(key));
+    let refP = this.rootfsRefs.get(key);
+    if (!refP) {
+      refP = sha256File(file).then((sha) => `${ROOTFS_REPO}:${sha.slice(0, 12)}`);
+      this.rootfsRefs.set(key, refP);
+      refP.catch(() => this.rootfsRefs.delete(key));
     }
-    return p;
+    const ref = await refP;
+    if (!await imageExists(ref)) {
+      progress(`importing ${file} as ${ref}`);
+      await podman(['import', file, ref], { timeoutMs: 30 * 60_000 });
+    }
+    return ref;
   }
 }
 

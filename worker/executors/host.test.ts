@@ -114,4 +114,16 @@ describe('HostExecutor', () => {
     assert.equal(r.stopped, 'timeout');
     assert.ok(r.ms >= 1500 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
   });
+
+  test('a step started while frozen waits for thaw', async () => {
+    const { sandbox } = await openSandbox();
+    await sandbox.freeze();
+    let finished = false;
+    const step = run(sandbox, 'echo ran', { timeoutMs: 300 }).finally(() => { finished = true; });
+    await sleep(500);
+    assert.equal(finished, false);
+    await sandbox.thaw();
+    const r = await step;
+    assert.deepEqual([r.stdout, r.exitCode, r.stopped], ['ran\n', 0, null]);
+  });
 });

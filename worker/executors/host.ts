@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
 import type { Availability, Executor, Sandbox, SandboxRequest, StepOutcome, StepRequest } from './executor.js';
-import { errorOutcome, invalidEnv, supervise, type Supervised } from './step-support.js';
+import { errorOutcome, FreezeGate, invalidEnv, supervise, type Supervised } from './step-support.js';
 
 /**
  * Runs steps directly on this computer, in the workdir, as the worker's user. NOT isolated:
@@ -43,7 +43,7 @@ export class HostExecutor implements Executor {
 }
 
 class HostSandbox implements Sandbox {
-  private frozen = false;
+  private readonly gate = new FreezeGate();
   private destroyed = false;
   private current: { child: ChildProcess; supervised: Supervised } | undefined;
 
@@ -52,9 +52,13 @@ class HostSandbox implements Sandbox {
   async run(step: StepRequest): Promise<StepOutcome> {
     if (this.destroyed) return errorOutcome('the sandbox was already destroyed');
     if (this.current) return errorOutcome('another step is still running in this sandbox');
-    if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
     const badEnv = invalidEnv(step.env);
     if (badEnv) return errorOutcome(badEnv);
+    // A step started while frozen waits for thaw (its timer has not started either).
+    while (this.gate.frozen && !step.signal.aborted && !this.destroyed) await this.gate.wait(step.signal);
+    if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
+    if (this.destroyed) return errorOutcome('the sandbox was destroyed before the step started');
+    if (this.current) return errorOutcome('another step is still running in this sandbox');
 
     const [cmd, ...args] = typeof step.run === 'string' ? ['/bin/sh', '-c', step.run] : step.run;
     if (cmd === undefined) return errorOutcome('the step has an empty command');
@@ -62,13 +66,11 @@ class HostSandbox implements Sandbox {
     const child = spawn(cmd, args, { cwd: this.workdir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = child.pid;
     const supervised = supervise(child, step, {
-      startFrozen: this.frozen,
       kill: () => { if (pid) killTree(pid, 'SIGKILL'); },
       // The step is over: whatever it left running in its group goes too.
       onExit: () => { if (pid) killTree(pid, 'SIGKILL'); },
       spawnError: (e) => `could not start ${cmd}: ${e.code === 'ENOENT' ? 'no such file or command' : e.message}`,
     });
-    if (pid && this.frozen) killTree(pid, 'SIGSTOP');
     this.current = { child, supervised };
     try {
       const r = await supervised.done;
@@ -82,16 +84,16 @@ class HostSandbox implements Sandbox {
   }
 
   async freeze(): Promise<void> {
-    if (this.frozen || this.destroyed) return;
-    this.frozen = true;
+    if (this.gate.frozen || this.destroyed) return;
+    this.gate.set(true);
     if (!this.current) return;
     this.current.supervised.timer.pause();
     if (this.current.child.pid) killTree(this.current.child.pid, 'SIGSTOP');
   }
 
   async thaw(): Promise<void> {
-    if (!this.frozen) return;
-    this.frozen = false;
+    if (!this.gate.frozen) return;
+    this.gate.set(false);
     if (!this.current) return;
     if (this.current.child.pid) killTree(this.current.child.pid, 'SIGCONT');
     this.current.supervised.timer.resume();
@@ -100,6 +102,7 @@ class HostSandbox implements Sandbox {
   /** Kills a running step's tree; the workdir belongs to the runner and stays. */
   async destroy(): Promise<void> {
     this.destroyed = true;
+    this.gate.release();
     const pid = this.current?.child.pid;
     if (pid) {
       killTree(pid, 'SIGKILL');

@@ -119,7 +119,8 @@ export function podman(args: readonly string[], options: PodmanOptions = {}): Pr
         return;
       }
       if (code !== 0 && !options.allowFailure) {
-        const why = result.stderr.trim().replace(/^Error: /, '') || `exit code ${code}`;
+        const errors = result.stderr.split('\n').filter((l) => l.startsWith('Error: ')).map((l) => l.slice(7));
+        const why = (errors.length > 0 ? errors.join('; ') : result.stderr.trim()) || `exit code ${code}`;
         fail(new PodmanError(`${describe(args)} failed: ${why}`, describe(args), code, result.stderr));
         return;
       }

@@ -81,8 +81,6 @@ export interface ChildResult {
 }
 
 export interface SupervisorOptions {
-  /** Start with the timer paused (the sandbox is frozen). */
-  startFrozen: boolean;
   /** Kills the step's whole process tree; called once, on timeout, cancel or output failure. */
   kill: () => Promise<void> | void;
   /** Called when the main process has exited (e.g. to kill what it left behind). */
@@ -152,7 +150,7 @@ export function supervise(child: ChildProcess, step: StepRequest, options: Super
 
   if (step.signal.aborted) onAbort();
   else step.signal.addEventListener('abort', onAbort, { once: true });
-  if (!options.startFrozen && !stopped) timer.resume();
+  if (!stopped) timer.resume();
   return { timer, done };
 }
 
@@ -209,4 +207,34 @@ function pumpOutput(child: ChildProcess, onOutput: StepRequest['onOutput'], onEr
   return {
     drained: () => (!busy && queue.length === 0 ? Promise.resolve() : new Promise<void>((res) => waiters.push(res))),
   };
+}
+
+/** Lets a step that is about to start wait while the sandbox is frozen. */
+export class FreezeGate {
+  frozen = false;
+  private readonly waiters = new Set<() => void>();
+
+  set(frozen: boolean): void {
+    this.frozen = frozen;
+    if (!frozen) this.release();
+  }
+
+  /** Wakes every waiter (thaw, destroy). */
+  release(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Resolves once thawed, released or aborted; returns at once when not frozen. */
+  async wait(signal: AbortSignal): Promise<void> {
+    if (!this.frozen || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.waiters.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.waiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
 }
