@@ -28,6 +28,21 @@ function findTests(dir) {
   return out;
 }
 
+// System packages the tests drive for real. Missing ones are installed when we may (root with
+// apt-get, as on CI), otherwise the run stops here and says what to install.
+const NEEDED = { podman: 'podman', runc: 'runc', git: 'git', chromium: 'chromium' };
+const missing = Object.entries(NEEDED).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0).map(([, pkg]) => pkg);
+if (spawnSync('sh', ['-c', 'busybox --list >/dev/null 2>&1 && file -L "$(command -v busybox)" | grep -q static']).status !== 0) missing.push('busybox-static');
+if (missing.length) {
+  const canInstall = process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v apt-get']).status === 0;
+  console.log(`== system packages missing: ${missing.join(' ')}`);
+  if (!canInstall || !phase('install system packages', 'bash', ['scripts/install-system-deps.sh'])) {
+    console.log('== install them with: sudo bash scripts/install-system-deps.sh');
+    console.log(`0 passed, 1 failed, 0 skipped`);
+    process.exit(1);
+  }
+}
+
 const built = phase('build', 'npm', ['run', '--silent', 'build']);
 phase('lint', 'npx', ['eslint', '--max-warnings=0', '.']);
 let counts = { passed: 0, failed: 0, skipped: 0, todo: 0 };
@@ -36,15 +51,16 @@ if (built) {
   const countsDir = mkdtempSync(join(tmpdir(), 'crowdbake-test-'));
   const countsFile = join(countsDir, 'counts.json');
   console.log(`\n== tests: ${files.length} files`);
-  const r = spawnSync(process.execPath, [
-    '--test', '--test-concurrency=2', '--test-timeout=600000',
-    '--test-reporter=spec', '--test-reporter-destination=stdout',
-    `--test-reporter=${join(root, 'scripts/count-reporter.mjs')}`, `--test-reporter-destination=${countsFile}`,
-    ...files.map((f) => relative(root, f)),
-  ], { cwd: root, stdio: 'inherit', env: { ...process.env, CROWDBAKE_TEST: '1' } });
-  try { counts = JSON.parse(readFileSync(countsFile, 'utf8')); } catch { counts.failed++; }
-  if (r.status !== 0 && counts.failed === 0) counts.failed++;
-  if (files.length === 0) { console.log('no test files found'); counts.failed++; }
+  if (files.length === 0) { console.log('no test files found'); counts.failed++; } else {
+    const r = spawnSync(process.execPath, [
+      '--test', '--test-concurrency=2', '--test-timeout=600000',
+      '--test-reporter=spec', '--test-reporter-destination=stdout',
+      `--test-reporter=${join(root, 'scripts/count-reporter.mjs')}`, `--test-reporter-destination=${countsFile}`,
+      ...files.map((f) => relative(root, f)),
+    ], { cwd: root, stdio: 'inherit', env: { ...process.env, CROWDBAKE_TEST: '1' } });
+    try { counts = JSON.parse(readFileSync(countsFile, 'utf8')); } catch { counts.failed++; }
+    if (r.status !== 0 && counts.failed === 0) counts.failed++;
+  }
 }
 const failed = counts.failed + failedPhases;
 console.log(`${counts.passed} passed, ${failed} failed, ${counts.skipped} skipped`);

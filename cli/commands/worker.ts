@@ -38,14 +38,14 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
   duration(values, 'idle-after');
   oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'none'] as const, 'auto');
-  if (when === 'idle') {
-    throw new UsageError('--when idle needs idle detection, which this version does not have yet; pass --when always to build whenever work is assigned');
-  }
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
   const cpus = positiveNumber(values, 'cpus');
   const memoryBytes = size(values, 'memory');
   const diskBytes = size(values, 'disk');
+  if (when === 'idle') {
+    throw new UsageError('--when idle needs idle detection, which this version does not have yet; pass --when always to build whenever work is assigned');
+  }
   const name = str(values, 'name');
   const worker = await startWorker({
     master, token, executor, labels: list(values, 'labels'),

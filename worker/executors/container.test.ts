@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentSpec, Limits } from '../../protocol/build-spec.js';
-import { ensureBusyboxImage } from './busybox-image.js';
+import { ensureBusyboxImage, isStaticElf } from './busybox-image.js';
+import { detectExecutors } from './detect.js';
 import { ContainerExecutor } from './container.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 
@@ -63,6 +64,15 @@ describe('ContainerExecutor (real podman)', () => {
     const [a, b] = await Promise.all([ensureBusyboxImage(), ensureBusyboxImage()]);
     assert.equal(a, b);
     assert.match(a, /^localhost\/crowdbake-busybox:[0-9a-f]{12}$/);
+  });
+
+  test('busybox must be statically linked; auto detection offers container, never host', async () => {
+    assert.equal(isStaticElf(readFileSync('/bin/busybox')), true);
+    assert.equal(isStaticElf(readFileSync(process.execPath)), false);
+    await assert.rejects(ensureBusyboxImage(() => {}, process.execPath), /base busybox needs Debian's busybox-static/);
+    const detected = await detectExecutors(`${ownerId}-detect`, 'auto');
+    assert.deepEqual(detected.executors.map((e) => e.kind), ['container']);
+    assert.equal(typeof detected.unavailable.vm, 'string');
   });
 
   test('unsupported bases and setup steps are refused clearly', async () => {

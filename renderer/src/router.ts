@@ -1,0 +1,41 @@
+import { useSyncExternalStore } from 'react';
+
+/** Hash routes: `#/` builders, `#/builds`, `#/builds/ID`, `#/workers`. */
+export type Route =
+  | { page: 'builders' }
+  | { page: 'builds'; builder: string | null }
+  | { page: 'build'; id: number }
+  | { page: 'workers' }
+  | { page: 'not-found'; path: string };
+
+export function parseRoute(hash: string): Route {
+  const raw = hash.replace(/^#/, '') || '/';
+  const [path = '/', query = ''] = raw.split('?', 2);
+  const parts = path.split('/').filter(Boolean);
+  if (parts.length === 0) return { page: 'builders' };
+  if (parts[0] === 'builds' && parts.length === 1) return { page: 'builds', builder: new URLSearchParams(query).get('builder') || null };
+  if (parts[0] === 'builds' && parts.length === 2 && /^\d+$/.test(parts[1]!)) return { page: 'build', id: Number(parts[1]) };
+  if (parts[0] === 'workers' && parts.length === 1) return { page: 'workers' };
+  return { page: 'not-found', path };
+}
+
+export const href = {
+  builders: () => '#/',
+  builds: (builder?: string | null) => (builder ? `#/builds?builder=${encodeURIComponent(builder)}` : '#/builds'),
+  build: (id: number) => `#/builds/${id}`,
+  workers: () => '#/workers',
+};
+
+export function navigate(to: string): void {
+  window.location.hash = to.replace(/^#/, '');
+}
+
+function subscribe(onChange: () => void): () => void {
+  window.addEventListener('hashchange', onChange);
+  return () => window.removeEventListener('hashchange', onChange);
+}
+
+/** The current hash, re-rendering on change. */
+export function useHash(): string {
+  return useSyncExternalStore(subscribe, () => window.location.hash);
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages Crowdbake's executors and tests use (Debian 12 / Ubuntu).
+# Run as root (or with sudo). `npm test` runs this by itself when it finds a package missing
+# and is running as root; CI runs it from .ci/run.
+set -euo pipefail
+
+PACKAGES=(
+  podman runc          # the container executor (runc: crun refuses cgroup v1 hybrid hosts)
+  busybox-static       # base image `busybox`, built locally: no registry needed
+  git                  # checkouts of watched repositories
+  chromium             # dashboard tests (driven by playwright-core)
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-deps: run as root, e.g. sudo bash $0" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "install-system-deps: no apt-get here; install these by hand: ${PACKAGES[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+echo "install-system-deps: installed ${PACKAGES[*]}"
