@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { startWorker } from '../worker/agent.js';
 import type { ArtifactView, BuildView, WorkerView } from '../protocol/api.js';
 import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
@@ -69,6 +70,9 @@ test('a container build runs end to end: log, artifact with sha256, sandbox hold
   const api = await m.get<BuildView>(`/api/v1/builds/${id}`);
   assert.equal(api.state, 'finished');
   for (const k of ['queuedAt', 'startedAt', 'finishedAt'] as const) assert.ok(!Number.isNaN(Date.parse(api[k] ?? '')), k);
+  // No container is left behind.
+  const left = execFileSync('podman', ['ps', '-a', '-q', '--filter', 'label=crowdbake.owner=w-w1']).toString().trim();
+  assert.equal(left, '');
   const workers = await m.get<WorkerView[]>('/api/v1/workers');
   assert.deepEqual(workers.map((w) => [w.name, w.connected, w.state, w.executors]), [['w1', true, 'idle', ['container']]]);
 });

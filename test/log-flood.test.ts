@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { startWorker } from '../worker/agent.js';
+import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
+
+// 20 MB of output in one step: the log on the master is complete and in order, and the
+// master's memory does not grow with it (it is written through, not held).
+test('a 20 MB log flood is stored whole while memory stays bounded', async (t) => {
+  const m = await testMaster({
+    loud: `requires: { executor: host }\nsteps:\n  - run: "i=0; while [ $i -lt 200 ]; do head -c 100000 /dev/zero | tr '\\\\0' x; echo \\" line $i\\"; i=$((i+1)); done"\n`,
+  });
+  const dir = tempDir('w');
+  const w = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 20);
+  const build = await m.waitFinished(await m.force('loud'), 120_000);
+  clearInterval(sampler);
+  assert.equal(build.result, 'success');
+  const size = statSync(join(m.dataDir, 'logs', `${build.id}.log`)).size;
+  assert.ok(size > 20_000_000, `log is ${size} bytes`);
+  const text = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  const lines = text.split('\n').filter((l) => / line \d+$/.test(l)).map((l) => Number(/line (\d+)$/.exec(l)![1]));
+  assert.deepEqual(lines, Array.from({ length: 200 }, (_, i) => i));
+  // Master and worker share this process here; both together stay far below the log's size.
+  assert.ok(peak - before < 150 * 1024 * 1024, `rss grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
+});
