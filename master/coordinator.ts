@@ -1,6 +1,6 @@
 import type { BuildView, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
-import type { ExecutorKind } from '../protocol/build-spec.js';
+import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { BuildResult, Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
@@ -262,7 +262,7 @@ export class Coordinator {
     Object.assign(row, { state: 'running', worker: session.name, attempt, startedAt: now(), message: null });
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
-    const steps: StepView[] = builder.spec.steps.map((s) => ({ name: s.name, state: 'pending', result: null, exitCode: null }));
+    const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps });
     session.send({
       type: 'assign', buildId: row.id, attempt,

@@ -5,7 +5,7 @@ import { executorFor, pickWorker, type WorkerOffer } from './matching.js';
 
 const builder = (labels: string[], executor: BuilderDefinition['requires']['executor']): BuilderDefinition => ({
   name: 'b', description: '', source: null, requires: { labels, executor },
-  spec: { builder: 'b', source: null, executor, environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: {}, network: false },
+  spec: { builder: 'b', source: null, executor, environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: {}, network: false, testInstall: null },
 });
 const worker = (name: string, labels: string[], executors: WorkerOffer['executors'], running = 0, maxBuilds = 1): WorkerOffer =>
   ({ name, labels: new Set(labels), executors, running, maxBuilds });

@@ -62,6 +62,13 @@ export const SourceSpecSchema = z.strictObject({
 });
 export type SourceSpec = z.infer<typeof SourceSpecSchema>;
 
+/** A second, fresh environment where the build's artifacts are installed and tested (in /work/artifacts). */
+export const TestInstallSpecSchema = z.strictObject({
+  environment: EnvironmentSpecSchema,
+  steps: z.array(StepSpecSchema).min(1),
+});
+export type TestInstallSpec = z.infer<typeof TestInstallSpecSchema>;
+
 export const BuildSpecSchema = z.strictObject({
   builder: NameSchema,
   revision: z.string().nullable(),
@@ -72,5 +79,11 @@ export const BuildSpecSchema = z.strictObject({
   artifacts: z.array(z.string()).default([]),
   limits: LimitsSchema,
   network: z.boolean(),
+  testInstall: TestInstallSpecSchema.nullable().default(null),
 });
 export type BuildSpec = z.infer<typeof BuildSpecSchema>;
+
+/** Every step of a build in the order it runs: the build's own, then the test-install stage's. */
+export function allStepNames(spec: Pick<BuildSpec, 'steps' | 'testInstall'>): string[] {
+  return [...spec.steps.map((s) => s.name), ...(spec.testInstall?.steps ?? []).map((s) => `test-install: ${s.name}`)];
+}

@@ -32,6 +32,14 @@ export const BuilderFileSchema = z.strictObject({
   network: z.boolean().default(false),
   steps: z.array(StepFileSchema).min(1, 'a builder needs at least one step'),
   artifacts: z.array(z.string().min(1)).default([]),
+  /** Install and test the artifacts in a second, fresh environment (default: the same base, no setup). */
+  'test-install': z.strictObject({
+    environment: z.strictObject({
+      base: z.string().min(1).optional(),
+      setup: z.array(z.string()).default([]),
+    }).optional(),
+    steps: z.array(StepFileSchema).min(1, 'test-install needs at least one step'),
+  }).optional(),
   limits: z.strictObject({
     time: DurationSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -51,6 +59,15 @@ export interface BuilderDefinition {
   spec: Omit<BuildSpec, 'revision'>;
 }
 
+function toStep(s: z.infer<typeof StepFileSchema>, i: number): BuildSpec['steps'][number] {
+  return {
+    name: s.name ?? `step-${i + 1}`,
+    run: s.run,
+    ...(s.timeout !== undefined ? { timeoutMs: s.timeout } : {}),
+    env: s.env ?? {},
+  };
+}
+
 export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDefinition {
   const parsedName = NameSchema.safeParse(name);
   if (!parsedName.success) throw new Error(`builder name "${name}" ${parsedName.error.issues[0]?.message ?? 'is invalid'}`);
@@ -60,6 +77,7 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
   if (file.limits.memory !== undefined) limits.memoryBytes = file.limits.memory;
   if (file.limits.disk !== undefined) limits.diskBytes = file.limits.disk;
   if (file.limits.pids !== undefined) limits.pids = file.limits.pids;
+  const ti = file['test-install'];
   const source = file.source
     ? { git: file.source.git, branch: file.source.branch, pollMs: file.source.poll ?? null }
     : null;
@@ -73,15 +91,13 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
       source: source ? { git: source.git, branch: source.branch } : null,
       executor: file.requires.executor,
       environment: { base: file.environment.base, setup: file.environment.setup },
-      steps: file.steps.map((s, i) => ({
-        name: s.name ?? `step-${i + 1}`,
-        run: s.run,
-        ...(s.timeout !== undefined ? { timeoutMs: s.timeout } : {}),
-        env: s.env ?? {},
-      })),
+      steps: file.steps.map(toStep),
       artifacts: file.artifacts,
       limits,
       network: file.network,
+      testInstall: ti
+        ? { environment: { base: ti.environment?.base ?? file.environment.base, setup: ti.environment?.setup ?? [] }, steps: ti.steps.map(toStep) }
+        : null,
     },
   };
 }

@@ -96,3 +96,28 @@ steps:
   assert.match(log, /about to fail/);
   assert.doesNotMatch(log, /should not run/);
 });
+
+test('the test-install stage runs in a fresh environment that holds only the artifacts', async (t) => {
+  const m = await testMaster({
+    pkg: `
+requires: { executor: container }
+steps:
+  - name: build
+    run: "mkdir -p dist && echo 'echo installed ok' > dist/tool.sh && echo secret > build-only.txt"
+artifacts: [dist/*.sh]
+test-install:
+  steps:
+    - name: check
+      run: "ls -R /work; test ! -e build-only.txt && test ! -e dist && sh artifacts/tool.sh"
+`,
+  });
+  const workDir = tempDir('worker');
+  const worker = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+  t.after(async () => { await worker.close(); await m.close(); cleanup(workDir); });
+  const build = await m.waitFinished(await m.force('pkg'), 60_000);
+  const log = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  assert.equal(build.result, 'success', log);
+  assert.deepEqual(build.steps.map((s) => [s.name, s.result]), [['build', 'success'], ['test-install: check', 'success']]);
+  assert.match(log, /^installed ok$/m);
+  assert.match(log, /1 artifact\(s\) in \/work\/artifacts of a fresh busybox environment/);
+});

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
@@ -50,63 +50,101 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
   const log = new LogBuffer((data) => send({ type: 'log', buildId, attempt, data }));
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
+  const installDir = `${workdir}-install`;
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
-  const deadline = limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity;
-  let sandbox: Sandbox | null = null;
-  let result: BuildResult = 'success';
-  let message: string | null = null;
+  const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity };
+  let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
   await send({ type: 'accepted', buildId, attempt });
   try {
-    rmSync(workdir, { recursive: true, force: true });
+    for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     mkdirSync(workdir, { recursive: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
     if (spec.source) await checkout(spec, workdir, log, ctx.signal);
-    await ctx.executor.prepare(spec.environment, (line) => log.line(line));
-    sandbox = await ctx.executor.open({
-      id: `b${buildId}-a${attempt}-${process.pid}`, workdir, environment: spec.environment, limits, network: spec.network,
-    });
-    for (const [index, step] of spec.steps.entries()) {
+    outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
+    if (outcome.result === 'success') {
+      const files = await uploadArtifacts(ctx, workdir, log);
+      if (spec.testInstall) {
+        // A fresh environment holding nothing but the artifacts: no sources, no build tools.
+        mkdirSync(join(installDir, 'artifacts'), { recursive: true });
+        for (const f of files) copyFileSync(f, join(installDir, 'artifacts', basename(f)));
+        rmSync(workdir, { recursive: true, force: true });
+        log.line(`--- test-install: ${files.length} artifact(s) in /work/artifacts of a fresh ${spec.testInstall.environment.base} environment`);
+        outcome = await runStage(run, {
+          workdir: installDir, environment: spec.testInstall.environment, steps: spec.testInstall.steps,
+          firstIndex: spec.steps.length, prefix: 'test-install: ', network: false,
+        });
+      }
+    }
+  } catch (e) {
+    if (e instanceof Cancelled || ctx.signal.aborted) {
+      outcome = { result: 'cancelled', message: 'cancelled' };
+    } else {
+      outcome = { result: 'error', message: (e as Error).message };
+      log.line(`*** ${outcome.message}`);
+    }
+  } finally {
+    for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
+  }
+  log.line(`build ${outcome.result}`);
+  await log.flush().catch(() => undefined);
+  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome }).catch(() => undefined);
+  return outcome.result;
+}
+
+interface StageRun {
+  ctx: RunContext;
+  log: LogBuffer;
+  limits: Limits;
+  /** Wall-clock end of the build's time limit (Infinity when none). */
+  deadline: number;
+}
+
+interface Stage {
+  workdir: string;
+  environment: BuildSpec['environment'];
+  steps: BuildSpec['steps'];
+  /** Index of this stage's first step among all the build's steps. */
+  firstIndex: number;
+  prefix: string;
+  network: boolean;
+}
+
+/** Prepares the environment, opens a sandbox, runs the steps in order, and always destroys the sandbox. */
+async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildResult; message: string | null }> {
+  const { ctx, log } = run;
+  const { buildId, attempt, spec, send } = ctx;
+  await ctx.executor.prepare(stage.environment, (line) => log.line(line));
+  const sandbox: Sandbox = await ctx.executor.open({
+    id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
+    environment: stage.environment, limits: run.limits, network: stage.network,
+  });
+  try {
+    for (const [i, step] of stage.steps.entries()) {
       if (ctx.signal.aborted) throw new Cancelled();
-      await send({ type: 'step', buildId, attempt, index, name: step.name, state: 'running', result: null, exitCode: null });
-      log.line(`--- step ${step.name}: ${describeCommand(step.run)}`);
+      const index = stage.firstIndex + i;
+      const name = `${stage.prefix}${step.name}`;
+      await send({ type: 'step', buildId, attempt, index, name, state: 'running', result: null, exitCode: null });
+      log.line(`--- step ${name}: ${describeCommand(step.run)}`);
       const started = Date.now();
-      const timeoutMs = Math.max(1, Math.min(step.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, deadline - Date.now()));
+      const timeoutMs = Math.max(1, Math.min(step.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS, run.deadline - Date.now()));
       const outcome = await sandbox.run({
         run: step.run, timeoutMs, signal: ctx.signal,
         env: {
           CROWDBAKE: '1', CROWDBAKE_BUILD_ID: String(buildId), CROWDBAKE_BUILDER: spec.builder,
-          CROWDBAKE_REVISION: spec.revision ?? '', CROWDBAKE_STEP: step.name, ...step.env,
+          CROWDBAKE_REVISION: spec.revision ?? '', CROWDBAKE_STEP: name, ...step.env,
         },
         onOutput: (chunk, stream) => log.write(chunk, stream),
       });
       await log.flush();
-      const stepResult = stepResultOf(outcome);
-      log.line(`--- step ${step.name} ${stepResult} (exit ${outcome.exitCode ?? 'none'}, ${formatDuration(Date.now() - started)})${outcome.message ? `: ${outcome.message}` : ''}`);
-      await send({ type: 'step', buildId, attempt, index, name: step.name, state: 'finished', result: stepResult, exitCode: outcome.exitCode });
-      if (stepResult !== 'success') {
-        result = stepResult;
-        message = outcome.message ?? `step ${step.name} exited with ${outcome.exitCode}`;
-        break;
-      }
+      const result = stepResultOf(outcome);
+      log.line(`--- step ${name} ${result} (exit ${outcome.exitCode ?? 'none'}, ${formatDuration(Date.now() - started)})${outcome.message ? `: ${outcome.message}` : ''}`);
+      await send({ type: 'step', buildId, attempt, index, name, state: 'finished', result, exitCode: outcome.exitCode });
+      if (result !== 'success') return { result, message: outcome.message ?? `step ${name} exited with ${outcome.exitCode}` };
     }
-    if (result === 'success') await uploadArtifacts(ctx, workdir, log);
-  } catch (e) {
-    if (e instanceof Cancelled || ctx.signal.aborted) {
-      result = 'cancelled';
-      message = 'cancelled';
-    } else {
-      result = 'error';
-      message = (e as Error).message;
-      log.line(`*** ${message}`);
-    }
+    return { result: 'success', message: null };
   } finally {
-    if (sandbox) await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
-    rmSync(workdir, { recursive: true, force: true });
+    await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
   }
-  log.line(`build ${result}`);
-  await log.flush().catch(() => undefined);
-  await send({ type: 'state', buildId, attempt, state: 'finished', result, message }).catch(() => undefined);
-  return result;
 }
 
 class Cancelled extends Error {}
@@ -162,11 +200,15 @@ function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal): 
   });
 }
 
-async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<void> {
+/** Uploads the files matching the builder's artifact patterns; returns their paths. */
+async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<string[]> {
   const files = findFiles(workdir, ctx.spec.artifacts);
   if (ctx.spec.artifacts.length && files.length === 0) log.line(`no artifacts matched ${ctx.spec.artifacts.join(', ')}`);
+  const names = new Set<string>();
   for (const file of files) {
     const name = basename(file);
+    if (names.has(name)) throw new Error(`two artifacts are named ${name}; artifact file names must be unique`);
+    names.add(name);
     const size = statSync(file).size;
     const sha256 = await hashFile(file);
     log.line(`artifact ${name} ${formatSize(size)} sha256 ${sha256}`);
@@ -185,6 +227,7 @@ async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer)
       await ctx.send({ type: 'artifact', buildId: ctx.buildId, attempt: ctx.attempt, name, size, sha256, offset: 0, data: '', last: true });
     }
   }
+  return files;
 }
 
 function hashFile(file: string): Promise<string> {

@@ -6,6 +6,7 @@ import { useTokenPrompt } from '../store/hooks';
 export function TokenDialog() {
   const prompt = useTokenPrompt();
   const ref = useRef<HTMLDialogElement>(null);
+  const input = useRef<HTMLInputElement>(null);
   const [value, setValue] = useState('');
 
   useEffect(() => {
@@ -14,6 +15,7 @@ export function TokenDialog() {
     if (prompt && !dialog.open) {
       setValue('');
       dialog.showModal();
+      input.current?.focus();
     } else if (!prompt && dialog.open) {
       dialog.close();
     }
@@ -48,7 +50,7 @@ export function TokenDialog() {
           value={value}
           onChange={(e) => setValue(e.target.value)}
           required
-          autoFocus
+          ref={input}
         />
         <div className="dialog-buttons">
           <button type="submit" className="button-primary">Continue</button>

@@ -1,0 +1,270 @@
+// End to end through the dashboard: a real master and a real worker (host executor, so no
+// container is needed), driven in Debian's Chromium with playwright-core. Saves a screenshot
+// of every screen to docs/screenshots/.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page, type WebSocketRoute } from 'playwright-core';
+import type { WorkerView } from '../protocol/api.js';
+import { startMaster, type MasterHandle } from '../master/master.js';
+import { openStore } from '../master/store/open-store.js';
+import { createWorkerToken } from '../master/tokens.js';
+import { startWorker, type WorkerHandle } from '../worker/agent.js';
+
+const CHROMIUM = process.env.CROWDBAKE_CHROMIUM ?? '/usr/bin/chromium';
+const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
+const SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
+const WORKER = 'volunteer-1';
+
+const BUILDERS: Record<string, string> = {
+  'hello.yml': [
+    'description: Say hello, wait, say done',
+    'requires: { executor: host }',
+    'steps:',
+    '  - name: greet',
+    '    run: echo hello; sleep 2; echo done',
+    '  - name: package',
+    '    run: mkdir -p out && printf "hello artifact\\n" > out/hello.txt',
+    'artifacts: [out/hello.txt]',
+    '',
+  ].join('\n'),
+  'slow.yml': 'description: Takes its time\nrequires: { executor: host }\nsteps:\n  - name: wait\n    run: echo started; sleep 30\n',
+  'gpu.yml': 'description: Needs a GPU no one has\nrequires: { executor: host, labels: [gpu] }\nsteps:\n  - run: nvidia-smi\n',
+  'broken.yml': 'description: A typo\nstepz:\n  - run: make\n',
+};
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('dashboard', { timeout: 90_000 }, () => {
+  let dir: string;
+  let master: MasterHandle;
+  let worker: WorkerHandle;
+  let browser: Browser;
+  let page: Page;
+  const errors: string[] = [];
+  // The events socket goes through playwright so a test can cut it: while `eventsDown`, the
+  // dashboard's reconnect attempts are refused.
+  let eventsDown = false;
+  const eventSockets: { page: WebSocketRoute; server: WebSocketRoute }[] = [];
+
+  const open = async (hash: string, heading: string) => {
+    await page.goto(`${master.url}/${hash}`);
+    await page.getByRole('heading', { level: 1, name: heading }).waitFor();
+  };
+  const logText = () => page.locator('pre.log').textContent();
+  const titleBadge = () => page.locator('.page-title .badge');
+  const api = async (method: string, path: string, body?: unknown): Promise<unknown> => {
+    const res = await fetch(`${master.url}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${master.adminToken}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    assert.ok(res.ok, `${method} ${path}: HTTP ${res.status}`);
+    return res.json();
+  };
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+  before(async () => {
+    assert.ok(existsSync(join(STATIC_DIR, 'index.html')), `the dashboard is not built in ${STATIC_DIR} (run npm run build)`);
+    assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}`);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    dir = mkdtempSync(join(tmpdir(), 'crowdbake-dashboard-'));
+    const configDir = join(dir, 'config');
+    mkdirSync(join(configDir, 'builders'), { recursive: true });
+    for (const [name, text] of Object.entries(BUILDERS)) writeFileSync(join(configDir, 'builders', name), text);
+    const dataDir = join(dir, 'master');
+    const quiet = console.error;
+    console.error = () => undefined; // the master reports broken.yml on start; that is expected here
+    try {
+      master = await startMaster({ configDir, dataDir, host: '127.0.0.1', port: 0, staticDir: STATIC_DIR, watch: false });
+    } finally {
+      console.error = quiet;
+    }
+    const store = await openStore(`sqlite:${join(dataDir, 'crowdbake.db')}`);
+    const token = await createWorkerToken(store, WORKER, ['linux']).finally(() => store.close());
+    worker = await startWorker({ master: master.url, token, dataDir: join(dir, 'worker'), executor: 'host', labels: [], log: () => undefined });
+    await until('the worker to connect', async () => {
+      const workers = (await (await fetch(`${master.url}/api/v1/workers`)).json()) as WorkerView[];
+      return workers.some((w) => w.name === WORKER && w.connected);
+    });
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM, headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+    await page.routeWebSocket(/\/api\/v1\/events$/, async (ws) => {
+      if (eventsDown) { await ws.close({ code: 1013, reason: 'test: the master is unreachable' }); return; }
+      eventSockets.push({ page: ws, server: ws.connectToServer() });
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await worker?.close();
+    await master?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('builders page: every builder, config errors, runnable, live connection', async () => {
+    await open('#/', 'Builders');
+    for (const name of ['hello', 'slow', 'gpu', 'broken']) {
+      await page.getByRole('heading', { level: 2, name }).waitFor();
+    }
+    const card = (name: string) => page.getByRole('article', { name });
+    assert.match(await card('hello').textContent() ?? '', /Say hello, wait, say done/);
+    assert.match(await card('broken').locator('.config-error').textContent() ?? '', /has errors[\s\S]*stepz/);
+    assert.match(await card('gpu').textContent() ?? '', /No connected worker can run this/);
+    assert.doesNotMatch(await card('hello').textContent() ?? '', /No connected worker/);
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    assert.equal(await page.locator('.connection').getAttribute('aria-live'), 'polite');
+  });
+
+  test('force from the keyboard: Tab to the button, Enter, a wrong token is refused, then the right one', async () => {
+    await open('#/', 'Builders');
+    await page.getByRole('heading', { level: 2, name: 'hello' }).waitFor();
+    await page.locator('body').focus();
+    let reached = false;
+    for (let i = 0; i < 25 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate('document.activeElement?.textContent') === 'Force build of hello';
+    }
+    assert.ok(reached, 'Tab never reached the Force build button of hello');
+    assert.equal(await page.evaluate('getComputedStyle(document.activeElement).outlineStyle'), 'solid', 'the focused button shows a focus ring');
+    await page.keyboard.press('Enter');
+
+    const dialog = page.getByRole('dialog', { name: 'Admin token' });
+    await dialog.waitFor();
+    assert.equal(await page.evaluate('document.activeElement?.id'), 'admin-token-input');
+    await page.keyboard.type('not-the-token');
+    await page.keyboard.press('Enter');
+    await dialog.getByRole('alert').filter({ hasText: 'wrong admin token' }).waitFor();
+    await dialog.getByLabel('Admin token').fill(master.adminToken);
+    await page.keyboard.press('Enter');
+    await dialog.waitFor({ state: 'hidden' });
+
+    const link = page.getByRole('link', { name: 'build #1' });
+    await link.waitFor();
+    assert.equal(await page.evaluate(`localStorage.getItem('crowdbake.adminToken')`), master.adminToken);
+    await link.click();
+    await page.getByRole('heading', { level: 1, name: /Build #1/ }).waitFor();
+
+    // The log streams in: the line "hello" shows up before the line "done" (the step sleeps
+    // between them; the command itself is echoed in the log too, hence whole lines).
+    await until('"hello" in the log', async () => /^hello$/m.test(await logText() ?? ''));
+    const streamed = !/^done$/m.test(await logText() ?? '');
+    await until('"done" in the log', async () => /^done$/m.test(await logText() ?? ''), 15_000);
+    assert.ok(streamed, 'the log arrived all at once instead of streaming');
+    await until('the Success badge', async () => (await titleBadge().textContent()) === 'Success');
+
+    const steps = page.getByRole('table', { name: 'Steps of build #1' });
+    const rows = await steps.locator('tbody tr').allTextContents();
+    assert.deepEqual(rows.map((r) => r.replace(/\s+/g, ' ')), ['1greetSuccess0', '2packageSuccess0']);
+    const artifacts = page.getByRole('table', { name: 'Artifacts of build #1' });
+    await artifacts.waitFor();
+    const art = artifacts.getByRole('link', { name: 'hello.txt' });
+    assert.equal(await art.getAttribute('href'), '/api/v1/builds/1/artifacts/hello.txt');
+    assert.match(await artifacts.textContent() ?? '', /15 B[0-9a-f]{64}volunteer-1/);
+    assert.equal(await page.getByRole('button', { name: 'Cancel build' }).count(), 0, 'no Cancel on a finished build');
+    await shot('build-detail');
+  });
+
+  test('a running build is cancelled from its page', async () => {
+    await open('#/', 'Builders');
+    await page.getByRole('button', { name: 'Force build of slow' }).click(); // the token is kept now: no dialog
+    const link = page.getByRole('link', { name: 'build #2' });
+    await link.click();
+    await page.getByRole('heading', { level: 1, name: /Build #2/ }).waitFor();
+    await until('the build to run', async () => (await titleBadge().textContent()) === 'Running');
+    await until('"started" in the log', async () => /^started$/m.test(await logText() ?? ''));
+    await page.getByRole('button', { name: 'Cancel build' }).click();
+    await until('the Cancelled badge', async () => (await titleBadge().textContent()) === 'Cancelled');
+    await until('the cancel note in the log', async () => (await logText())?.includes('cancelled by a user'));
+    await page.getByRole('button', { name: 'Cancel build' }).waitFor({ state: 'detached' });
+  });
+
+  test('builds page: history newest first and the queue', async () => {
+    await open('#/', 'Builders');
+    // No worker has the gpu label: this build waits in the queue.
+    await page.getByRole('button', { name: 'Force build of gpu' }).click();
+    await page.getByRole('link', { name: 'build #3' }).waitFor();
+    const cells = await page.getByRole('list', { name: 'Recent builds of hello, newest first' }).getByRole('link').allTextContents();
+    assert.deepEqual(cells, ['1']);
+    assert.equal(await page.getByRole('link', { name: 'Build 1: Success' }).count(), 1);
+    await shot('builders');
+
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Builds' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Builds' }).waitFor();
+    const queue = page.getByRole('table', { name: 'Queued builds, in the order they will start' });
+    await queue.waitFor();
+    assert.match(await queue.locator('tbody').textContent() ?? '', /#3gpuQueued/);
+    const recent = page.getByRole('table', { name: 'Recent builds, newest first' });
+    const rows = (await recent.locator('tbody tr').allTextContents()).map((r) => r.slice(0, 20));
+    assert.equal(rows.length, 2);
+    assert.match(rows[0]!, /^#2slowCancelled/);
+    assert.match(rows[1]!, /^#1helloSuccess/);
+    assert.match(await recent.textContent() ?? '', /volunteer-1/);
+    await shot('builds');
+  });
+
+  test('workers page: the worker, connected, with what it offers and runs', async () => {
+    const id = await api('POST', '/builders/slow/builds', {}).then((r) => (r as { id: number }).id);
+    assert.equal(id, 4);
+    await until('build 4 to run', async () => ((await api('GET', '/builds/4')) as { state: string }).state === 'running');
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Workers' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Workers' }).waitFor();
+    const row = page.getByRole('row', { name: new RegExp(WORKER) });
+    await row.waitFor();
+    await until('the worker to show busy with #4', async () => /Busy[\s\S]*#4/.test(await row.textContent() ?? ''));
+    const text = await row.textContent() ?? '';
+    assert.match(text, /Connected/);
+    assert.match(text, /host/);
+    assert.match(text, /linux/);
+    assert.match(text, new RegExp(` / ${process.arch}`));
+    await shot('workers');
+  });
+
+  test('after the live connection drops it reconnects and re-fetches what it missed', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Builds' }).click();
+    const recent = page.getByRole('table', { name: 'Recent builds, newest first' });
+    await until('#4 running', async () => /#4slowRunning/.test(await recent.textContent() ?? ''));
+    eventsDown = true;
+    for (const s of eventSockets.splice(0)) {
+      await s.server.close();
+      await s.page.close({ code: 1012, reason: 'test: connection cut' });
+    }
+    const status = page.locator('.connection');
+    await until('the status to say offline', async () => /Offline|Reconnecting/.test(await status.textContent() ?? ''));
+    // While the dashboard is cut off: build 4 is cancelled and build 5 forced; no event reaches it.
+    await api('POST', '/builds/4/cancel', {});
+    assert.equal(((await api('POST', '/builders/hello/builds', {})) as { id: number }).id, 5);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.doesNotMatch(await recent.textContent() ?? '', /#4slowCancelled/);
+    eventsDown = false;
+    await until('the status to say live', async () => (await status.textContent()) === 'Live', 20_000);
+    await until('the missed changes', async () => {
+      const t = await recent.textContent() ?? '';
+      return /#4slowCancelled/.test(t) && /#5hello/.test(t);
+    });
+  });
+
+  test('no JavaScript errors on any page', () => {
+    // Chromium logs every failed request; the one refused on purpose (the wrong token) is expected.
+    const refused = 'console: Failed to load resource: the server responded with a status of 403 (Forbidden)';
+    assert.equal(errors.filter((e) => e === refused).length, 1, 'the wrong token was refused once');
+    assert.deepEqual(errors.filter((e) => e !== refused), []);
+  });
+});
