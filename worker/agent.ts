@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
@@ -51,6 +51,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   if (!name) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
   const dataDir = resolve(opts.dataDir);
   const workRoot = join(dataDir, 'work');
+  // Workdirs left by an earlier run that crashed belong to builds the master has requeued.
+  rmSync(workRoot, { recursive: true, force: true });
   mkdirSync(workRoot, { recursive: true });
   const url = workerEndpoint(opts.master);
 

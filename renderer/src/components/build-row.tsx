@@ -13,7 +13,7 @@ export function BuildRow({ id }: { id: number }) {
       <td>{b.builder}</td>
       <td><BuildStatusBadge build={b} /></td>
       <td>{b.worker ?? <span className="muted">—</span>}</td>
-      <td><code title={b.revision ?? undefined}>{shortRevision(b.revision)}</code></td>
+      <td>{b.revision ? <code title={b.revision}>{shortRevision(b.revision)}</code> : <span className="muted">—</span>}</td>
       <td><time dateTime={b.queuedAt}>{formatTime(b.queuedAt)}</time></td>
       <td>{b.startedAt ? <time dateTime={b.startedAt}>{formatTime(b.startedAt)}</time> : <span className="muted">—</span>}</td>
       <td className="num">{b.state === 'running' || b.state === 'frozen' ? <RunningDuration build={b} /> : buildDuration(b)}</td>
