@@ -57,9 +57,11 @@ export class ContainerSandbox implements Sandbox {
     }
     if (r.stopped) return { exitCode: null, stopped: r.stopped, message: r.message };
     if (this.destroyed) return { exitCode: r.code, stopped: 'error', message: 'the sandbox was destroyed while the step ran' };
-    if (r.code === 137 && await this.oomKilled()) {
+    // Any OOM kill inside the sandbox fails the step, even when its shell carried on: a
+    // compiler killed halfway can leave output that looks complete.
+    if ((this.oomFile !== null || r.code === 137) && await this.oomKilled()) {
       const limit = this.memoryBytes ? ` of ${formatBytes(this.memoryBytes)}` : '';
-      return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: it exceeded the memory limit${limit}` };
+      return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: a process was killed for exceeding the memory limit${limit}` };
     }
     if (r.code === null || r.code === 125 || r.code === 255) {
       const state = await this.state();

@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DEFAULT_MASTER, LaunchError, masterUrlFromOutput, normalizeMasterUrl, parseLaunch } from './launch-options.js';
+
+test('connects to the default master, --master or CROWDBAKE_MASTER', () => {
+  assert.deepEqual(parseLaunch([]), { mode: 'connect', masterUrl: DEFAULT_MASTER });
+  assert.deepEqual(parseLaunch(['--master', 'http://farm.example:8585/']), { mode: 'connect', masterUrl: 'http://farm.example:8585' });
+  assert.deepEqual(parseLaunch(['--master=https://farm.example/cb/']), { mode: 'connect', masterUrl: 'https://farm.example/cb' });
+  assert.deepEqual(parseLaunch([], { CROWDBAKE_MASTER: 'http://10.0.0.2:9000' }), { mode: 'connect', masterUrl: 'http://10.0.0.2:9000' });
+  assert.deepEqual(parseLaunch(['--no-sandbox', '--master', 'http://a:1']), { mode: 'connect', masterUrl: 'http://a:1' });
+});
+
+test('starts a master', () => {
+  assert.deepEqual(parseLaunch(['--start-master', '/etc/cb']), { mode: 'start', configDir: '/etc/cb', dataDir: null, listen: '127.0.0.1:8585' });
+  assert.deepEqual(parseLaunch(['--start-master', 'c', '--data', 'd', '--listen', '0.0.0.0:9']), { mode: 'start', configDir: 'c', dataDir: 'd', listen: '0.0.0.0:9' });
+});
+
+test('refuses what it cannot use', () => {
+  assert.throws(() => parseLaunch(['--master']), LaunchError);
+  assert.throws(() => parseLaunch(['--master', 'file:///x']), /http or https/);
+  assert.throws(() => normalizeMasterUrl('farm:8585x'), LaunchError);
+  assert.throws(() => parseLaunch(['--master', 'http://a', '--start-master', 'c']), /either/);
+});
+
+test('reads the URL a started master prints', () => {
+  assert.equal(masterUrlFromOutput('crowdbake master: dashboard and API at http://127.0.0.1:8585/'), 'http://127.0.0.1:8585');
+  assert.equal(masterUrlFromOutput('crowdbake master: dashboard and API at http://[::1]:40123/'), 'http://[::1]:40123');
+  assert.equal(masterUrlFromOutput('crowdbake master: 2 builder(s) from /x/builders'), null);
+});
