@@ -4,6 +4,7 @@ import { demoCommand } from './commands/demo.js';
 import { masterCommand } from './commands/master.js';
 import { tokenCommand } from './commands/token.js';
 import { workerCommand } from './commands/worker.js';
+import { agentControlCommand } from './commands/agent-control.js';
 
 export const USAGE = `crowdbake — run a project's builds on computers donated by its community
 
@@ -14,8 +15,10 @@ usage: crowdbake <command> [flags]     (every command has --help)
   worker    run the volunteer agent that connects to a master and builds
   token     create, list or revoke worker tokens in a master's store
   build     request a build of a builder (and --wait for its result)
-  status, pause, resume, limits
-            talk to the local agent (not available in this version)
+  status    the local agent: state, idle source, current build, limits (--json)
+  pause, resume, limits, history
+            control the local agent: pause (--for 1h to snooze), resume,
+            change limits, list the builds this machine ran
   app       the desktop app (needs Electron installed)
 `;
 
@@ -27,46 +30,59 @@ const COMMANDS: Record<string, Command> = {
   worker: workerCommand,
   token: tokenCommand,
   build: buildCommand,
+  status: agentControlCommand('status'),
+  pause: agentControlCommand('pause'),
+  resume: agentControlCommand('resume'),
+  limits: agentControlCommand('limits'),
+  history: agentControlCommand('history'),
 };
 
 const NOT_YET: Record<string, string> = {
-  status: 'the local control API (status, pause, resume, limits) is not available in this version',
-  pause: 'the local control API (status, pause, resume, limits) is not available in this version',
-  resume: 'the local control API (status, pause, resume, limits) is not available in this version',
-  limits: 'the local control API (status, pause, resume, limits) is not available in this version',
   app: 'the desktop app is not available in this version; use `crowdbake demo` or `crowdbake master` and open the dashboard in a browser',
 };
 
-/** Entry point; returns only by exiting: 0 ok, 1 failure, 2 bad usage. */
+/** Exits once stdout and stderr are flushed (a pipe would otherwise lose the last lines). */
+function exitFlushed(code: number): void {
+  let pending = 2;
+  const done = () => { if (--pending === 0) process.exit(code); };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+  setTimeout(() => process.exit(code), 2000).unref();
+}
+
+/** Entry point: runs one command and exits 0 (ok), 1 (failure) or 2 (bad usage). */
 export async function main(argv: string[]): Promise<void> {
+  exitFlushed(await run(argv));
+}
+
+async function run(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE);
-    process.exit(name ? 0 : 2);
+    return name ? 0 : 2;
   }
   if (name === '--version') {
     console.log('0.1.0');
-    process.exit(0);
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
     if (NOT_YET[name]) {
       console.error(`crowdbake ${name}: ${NOT_YET[name]}`);
-      process.exit(1);
+      return 1;
     }
     console.error(`crowdbake: unknown command "${name}"\n\n${USAGE}`);
-    process.exit(2);
+    return 2;
   }
   try {
-    const code = await cmd(rest);
-    process.exit(code);
+    return await cmd(rest);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`crowdbake ${name}: ${e.message} (see crowdbake ${name} --help)`);
-      process.exit(2);
+      return 2;
     }
     console.error(`crowdbake ${name}: ${(e as Error).message}`);
     if (process.env.CROWDBAKE_DEBUG) console.error(e);
-    process.exit(1);
+    return 1;
   }
 }

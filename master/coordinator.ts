@@ -6,6 +6,7 @@ import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
 import type { LogStore } from './log-store.js';
+import { workerView } from './views.js';
 import { pickWorker, type WorkerOffer } from './matching.js';
 import type { BuildRow, StepRow, Store } from './store/store.js';
 
@@ -20,6 +21,9 @@ export interface WorkerSession extends WorkerOffer {
   readonly builds: Set<number>;
   readonly frozen: Set<number>;
   readonly capabilities: Capabilities;
+  /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
+  accepting: boolean;
+  reason: string;
   send(message: MasterMessage): void;
   close(why: string): void;
 }
@@ -28,6 +32,8 @@ interface ActiveBuild {
   row: BuildRow;
   session: WorkerSession;
   steps: StepView[];
+  /** Runs out when the build has been frozen longer than its builder allows. */
+  frozenTimer?: NodeJS.Timeout | undefined;
 }
 
 export class NotFoundError extends Error {}
@@ -112,6 +118,7 @@ export class Coordinator {
       const a = this.active.get(id);
       if (!a || a.session !== session) continue;
       this.active.delete(id);
+      if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.artifacts.abortBuild(id);
       await this.requeueLost(a.row, `worker ${session.name} disconnected`);
     }
@@ -133,6 +140,13 @@ export class Coordinator {
 
   /** Applies one validated message from an authenticated worker. */
   async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+    if (msg.type === 'availability') {
+      session.accepting = msg.accepting;
+      session.reason = msg.reason;
+      this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
+      if (msg.accepting) this.scheduleDispatch();
+      return;
+    }
     const a = this.active.get(msg.buildId);
     const current = a !== undefined && a.session === session && a.row.attempt === msg.attempt;
     if (!current) {
@@ -174,6 +188,7 @@ export class Coordinator {
 
   private async onState(session: WorkerSession, a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'state' }>): Promise<void> {
     if (msg.state === 'finished') {
+      if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.active.delete(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
@@ -181,8 +196,18 @@ export class Coordinator {
       this.scheduleDispatch();
       return;
     }
-    if (msg.state === 'frozen') session.frozen.add(a.row.id);
-    else session.frozen.delete(a.row.id);
+    if (msg.state === 'frozen') {
+      session.frozen.add(a.row.id);
+      const maxFrozenMs = this.builders.get(a.row.builder)?.spec.limits.maxFrozenMs;
+      if (maxFrozenMs !== undefined && !a.frozenTimer) {
+        a.frozenTimer = setTimeout(() => void this.frozenTooLong(a, maxFrozenMs).catch(logError), maxFrozenMs);
+        a.frozenTimer.unref();
+      }
+    } else {
+      session.frozen.delete(a.row.id);
+      if (a.frozenTimer) clearTimeout(a.frozenTimer);
+      a.frozenTimer = undefined;
+    }
     a.row.state = msg.state;
     await this.store.updateBuild(a.row.id, { state: msg.state });
     this.publishBuild(a.row, a.steps);
@@ -192,6 +217,17 @@ export class Coordinator {
   private appendLog(buildId: number, data: string): void {
     this.logs.append(buildId, data);
     if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
+  }
+
+  /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
+  private async frozenTooLong(a: ActiveBuild, maxFrozenMs: number): Promise<void> {
+    if (this.active.get(a.row.id) !== a) return;
+    this.active.delete(a.row.id);
+    a.session.frozen.delete(a.row.id);
+    a.session.send({ type: 'cancel', buildId: a.row.id, attempt: a.row.attempt, reason: 'frozen for too long; the build runs elsewhere' });
+    this.artifacts.abortBuild(a.row.id);
+    await this.requeueLost(a.row, `frozen on worker ${a.session.name} for longer than ${Math.round(maxFrozenMs / 1000)}s`);
+    this.scheduleDispatch();
   }
 
   private enqueue(row: BuildRow): void {

@@ -8,7 +8,7 @@ const builder = (labels: string[], executor: BuilderDefinition['requires']['exec
   spec: { builder: 'b', source: null, executor, environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: {}, network: false, testInstall: null },
 });
 const worker = (name: string, labels: string[], executors: WorkerOffer['executors'], running = 0, maxBuilds = 1): WorkerOffer =>
-  ({ name, labels: new Set(labels), executors, running, maxBuilds });
+  ({ name, labels: new Set(labels), executors, running, maxBuilds, accepting: true });
 
 test('labels must all be present; "any" means an isolated executor, never host', () => {
   assert.equal(executorFor(builder(['linux'], 'any'), worker('a', ['linux', 'x86'], ['container'])), 'container');
@@ -28,4 +28,5 @@ test('the least loaded capable worker with a free slot is picked', () => {
   assert.equal(pickWorker(b, [busy, half, idle, wrong])?.worker.name, 'idle');
   assert.equal(pickWorker(b, [busy, half])?.worker.name, 'half');
   assert.equal(pickWorker(b, [busy, wrong]), null);
+  assert.equal(pickWorker(b, [busy, half, { ...idle, accepting: false }])?.worker.name, 'half');
 });

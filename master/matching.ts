@@ -8,6 +8,8 @@ export interface WorkerOffer {
   executors: readonly ExecutorKind[];
   maxBuilds: number;
   running: number;
+  /** A worker that is not accepting (its volunteer is at the desk, …) gets no new builds. */
+  accepting: boolean;
 }
 
 /** The executor kind a builder would use on this worker, or null when the worker cannot run it. */
@@ -26,7 +28,7 @@ export function executorFor(builder: BuilderDefinition, worker: WorkerOffer): Ex
 export function pickWorker<W extends WorkerOffer>(builder: BuilderDefinition, workers: Iterable<W>): { worker: W; executor: ExecutorKind } | null {
   let best: { worker: W; executor: ExecutorKind } | null = null;
   for (const w of workers) {
-    if (w.running >= w.maxBuilds) continue;
+    if (!w.accepting || w.running >= w.maxBuilds) continue;
     const executor = executorFor(builder, w);
     if (!executor) continue;
     if (!best || w.running / w.maxBuilds < best.worker.running / best.worker.maxBuilds) best = { worker: w, executor };

@@ -17,6 +17,8 @@ export function workerView(name: string, caps: Capabilities | null, session: Wor
     os: caps?.os ?? null,
     arch: caps?.arch ?? null,
     builds,
+    accepting: session?.accepting ?? false,
+    reason: session ? session.reason : 'not connected',
     lastSeenAt: session ? new Date().toISOString() : lastSeenAt,
   };
 }

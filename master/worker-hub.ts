@@ -133,6 +133,8 @@ export class WorkerHub {
       builds: new Set<number>(),
       frozen: new Set<number>(),
       capabilities: caps,
+      accepting: hello.accepting,
+      reason: hello.reason,
       send,
       close: (why) => ws.close(CloseCode.replaced, why),
     };

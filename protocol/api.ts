@@ -46,6 +46,9 @@ export const WorkerViewSchema = z.object({
   os: z.string().nullable(),
   arch: z.string().nullable(),
   builds: z.array(z.number()),
+  /** Whether it takes new builds now; `reason` says why not (desktop in use, paused, …). */
+  accepting: z.boolean(),
+  reason: z.string(),
   lastSeenAt: z.string().nullable(),
 });
 export type WorkerView = z.infer<typeof WorkerViewSchema>;

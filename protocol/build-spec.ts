@@ -37,6 +37,8 @@ export const LimitsSchema = z.strictObject({
   memoryBytes: z.number().int().positive().optional(),
   diskBytes: z.number().int().positive().optional(),
   pids: z.number().int().positive().optional(),
+  /** How long a build may stay frozen (its volunteer back at the desk) before it is requeued elsewhere. */
+  maxFrozenMs: z.number().int().positive().optional(),
 });
 export type Limits = z.infer<typeof LimitsSchema>;
 

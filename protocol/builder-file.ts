@@ -46,6 +46,7 @@ export const BuilderFileSchema = z.strictObject({
     memory: SizeSchema.optional(),
     disk: SizeSchema.optional(),
     pids: z.number().int().positive().optional(),
+    frozen: DurationSchema.optional(),
   }).default(() => ({})),
 });
 export type BuilderFile = z.infer<typeof BuilderFileSchema>;
@@ -77,6 +78,7 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
   if (file.limits.memory !== undefined) limits.memoryBytes = file.limits.memory;
   if (file.limits.disk !== undefined) limits.diskBytes = file.limits.disk;
   if (file.limits.pids !== undefined) limits.pids = file.limits.pids;
+  if (file.limits.frozen !== undefined) limits.maxFrozenMs = file.limits.frozen;
   const ti = file['test-install'];
   const source = file.source
     ? { git: file.source.git, branch: file.source.branch, pollMs: file.source.poll ?? null }

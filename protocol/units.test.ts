@@ -18,3 +18,12 @@ test('sizes parse to bytes', () => {
   assert.equal(parseSize('100'), 100);
   assert.match(String(parseSize('4 gallons')), /not a size/);
 });
+
+test('durations format without 60s or 60m remainders', async () => {
+  const { formatDuration } = await import('./units.js');
+  assert.equal(formatDuration(3_599_900), '1h0m');
+  assert.equal(formatDuration(3_599_400), '59m59s');
+  assert.equal(formatDuration(59_700), '1m0s');
+  assert.equal(formatDuration(9_950), '9.9s');
+  assert.equal(formatDuration(250), '250ms');
+});

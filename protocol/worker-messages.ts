@@ -39,6 +39,8 @@ export const WorkerHelloSchema = z.strictObject({
   token: z.string().min(1).max(200),
   agentVersion: z.string().max(50),
   capabilities: CapabilitiesSchema,
+  accepting: z.boolean().default(true),
+  reason: z.string().max(500).default(''),
 });
 
 export const WorkerMessageSchema = z.discriminatedUnion('type', [
@@ -64,6 +66,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     data: z.string(),
     last: z.boolean(),
   }),
+  /** Whether the worker takes new builds now (the volunteer is at the desk, paused, …). */
+  z.strictObject({ type: z.literal('availability'), accepting: z.boolean(), reason: z.string().max(500) }),
   z.strictObject({
     type: z.literal('state'),
     ...buildRef,

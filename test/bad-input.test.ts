@@ -77,11 +77,12 @@ test('a revoked token is refused and the worker stops retrying with a clear reas
   const dir = tempDir('w');
   t.after(async () => { await m.close(); cleanup(dir); });
   const lines: string[] = [];
-  const w = await startWorker({
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none',
     master: m.url, token: 'cbw1.w9.BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', dataDir: dir, executor: 'host', labels: [],
     log: (l) => lines.push(l), backoff: { minMs: 10, maxMs: 50 },
   });
   await w.done;
+  await w.close();
   assert.ok(lines.some((l) => /stopping: the master refused our token: authentication failed: invalid token/.test(l)), lines.join('\n'));
 });
 
@@ -95,7 +96,7 @@ test('a broken builder file is reported with file, line and key; the last good v
   assert.equal(view.description, 'good version');
   // The last good version still builds.
   const dir = tempDir('w');
-  const w = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
   t.after(async () => { await w.close(); cleanup(dir); });
   const build = await m.waitFinished(await m.force('echo'), 20_000);
   assert.equal(build.result, 'success');

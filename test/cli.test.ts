@@ -27,7 +27,8 @@ test('bad flags and values exit 2 with a message naming them', () => {
     [['worker', '--master', 'ws://x', '--token', 't', '--idle-after', 'soon'], /--idle-after: "soon" is not a duration/],
     [['worker', '--master', 'ws://x', '--token', 't', '--cpus=-1'], /--cpus "-1" is not a positive number/],
     [['worker', '--master', 'ws://x', '--token', 't', '--cpus', '-1'], /'--cpus' argument is ambiguous/],
-    [['worker', '--master', 'ws://x', '--token', 't'], /--when idle needs idle detection/],
+    [['worker', '--master', 'ws://x', '--token', 't', '--idle-source', 'crystal-ball'], /--idle-source "crystal-ball" must be one of auto, x11, logind, app, none/],
+    [['limits', '--schedule', '25:00-26:00', '--data', '/nonexistent'], /--schedule "25:00-26:00" must be HH:MM-HH:MM/],
     [['master', '--listen', 'nowhere'], /--listen "nowhere" must be HOST:PORT/],
     [['demo', '--port', '99999'], /--port "99999" is not a port number/],
     [['build'], /which BUILDER/],
@@ -64,7 +65,7 @@ test('crowdbake build --wait streams the log and exits with the result', async (
     bad: `requires: { executor: host }\nsteps:\n  - run: exit 4\n`,
   });
   const dir = tempDir('w');
-  const w = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
   t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
   const build = (args: string[]) => new Promise<{ code: number | null; out: string; err: string }>((ok) => {
     const c = spawn(process.execPath, [CLI, 'build', ...args, '--master', m.url, '--wait'], { env: { ...process.env, CROWDBAKE_ADMIN_TOKEN: m.adminToken } });

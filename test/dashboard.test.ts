@@ -7,14 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { build } from 'esbuild';
 import { chromium, type Browser, type Page, type WebSocketRoute } from 'playwright-core';
-import type { WorkerView } from '../protocol/api.js';
+import type { BuildView, WorkerView } from '../protocol/api.js';
 import { startMaster, type MasterHandle } from '../master/master.js';
 import { openStore } from '../master/store/open-store.js';
 import { createWorkerToken } from '../master/tokens.js';
 import { startWorker, type WorkerHandle } from '../worker/agent.js';
 
 const CHROMIUM = process.env.CROWDBAKE_CHROMIUM ?? '/usr/bin/chromium';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
 const SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
 const WORKER = 'volunteer-1';
@@ -93,7 +95,7 @@ describe('dashboard', { timeout: 90_000 }, () => {
     }
     const store = await openStore(`sqlite:${join(dataDir, 'crowdbake.db')}`);
     const token = await createWorkerToken(store, WORKER, ['linux']).finally(() => store.close());
-    worker = await startWorker({ master: master.url, token, dataDir: join(dir, 'worker'), executor: 'host', labels: [], log: () => undefined });
+    worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: master.url, token, dataDir: join(dir, 'worker'), executor: 'host', labels: [], log: () => undefined });
     await until('the worker to connect', async () => {
       const workers = (await (await fetch(`${master.url}/api/v1/workers`)).json()) as WorkerView[];
       return workers.some((w) => w.name === WORKER && w.connected);
@@ -266,5 +268,162 @@ describe('dashboard', { timeout: 90_000 }, () => {
     const refused = 'console: Failed to load resource: the server responded with a status of 403 (Forbidden)';
     assert.equal(errors.filter((e) => e === refused).length, 1, 'the wrong token was refused once');
     assert.deepEqual(errors.filter((e) => e !== refused), []);
+  });
+});
+
+// The renderer's plain logic (no DOM needed), bundled for Node with esbuild: renderer/ is
+// type-checked only, so this is how its modules get unit tests.
+const LOGIC_ENTRY = `
+export { mergeLog, capLog } from './renderer/src/log-merge';
+export { parseRoute, href } from './renderer/src/router';
+export { parseEvent } from './renderer/src/api';
+export { createDashboardStore } from './renderer/src/store/store';
+export { MAX_BUILDS } from './renderer/src/store/builds-slice';
+export { MAX_LOG_CHARS } from './renderer/src/store/selection-slice';
+export * as sel from './renderer/src/store/selectors';
+export { buildStatus, formatBytes, formatDuration, shortRevision } from './renderer/src/format';
+`;
+// renderer/ is not part of this compilation (it resolves like a bundler), so the bundle's
+// exports are typed here by hand, the store's state loosely.
+interface Logic {
+  mergeLog(fetched: string, chunks: readonly string[]): string;
+  capLog(text: string, max: number): { text: string; truncated: boolean };
+  parseRoute(hash: string): unknown;
+  href: { builds(builder?: string | null): string };
+  parseEvent(text: string): unknown;
+  createDashboardStore(): { getState(): any };
+  MAX_BUILDS: number;
+  MAX_LOG_CHARS: number;
+  sel: {
+    selectQueueIds(builder: string | null): (state: any) => number[];
+    selectHistoryIds(builder: string | null): (state: any) => number[];
+    selectBuilderBuildIds(builder: string, limit: number): (state: any) => number[];
+    selectWorkerBuildIds(name: string): (state: any) => number[];
+    selectWorkerActivity(name: string): (state: any) => string;
+  };
+  buildStatus(b: Pick<BuildView, 'state' | 'result'>): string;
+  formatBytes(n: number | null): string;
+  formatDuration(ms: number): string;
+  shortRevision(rev: string | null): string;
+}
+
+describe('dashboard logic', () => {
+  let logic: Logic;
+  let dir: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'crowdbake-logic-'));
+    await build({
+      stdin: { contents: LOGIC_ENTRY, resolveDir: ROOT, loader: 'ts', sourcefile: 'logic-entry.ts' },
+      bundle: true, platform: 'node', format: 'esm', outfile: join(dir, 'logic.mjs'), logLevel: 'error',
+      define: { 'process.env.NODE_ENV': '"production"' },
+    });
+    logic = (await import(join(dir, 'logic.mjs'))) as Logic;
+  });
+  after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  const view = (id: number, over: Partial<BuildView> = {}): BuildView => ({
+    id, builder: 'hello', state: 'finished', result: 'success', worker: 'w1', revision: null, reason: null, attempt: 1,
+    message: null, queuedAt: '2026-01-01T00:00:00Z', startedAt: null, finishedAt: null, steps: [], ...over,
+  });
+
+  test('mergeLog drops the chunks the fetched log already holds', () => {
+    const { mergeLog } = logic;
+    assert.equal(mergeLog('a\nb\n', []), 'a\nb\n');
+    assert.equal(mergeLog('a\nb\n', ['c\n']), 'a\nb\nc\n');
+    assert.equal(mergeLog('a\nb\n', ['b\n', 'c\n']), 'a\nb\nc\n');
+    assert.equal(mergeLog('a\nb\nc\n', ['b\n', 'c\n']), 'a\nb\nc\n');
+    assert.equal(mergeLog('', ['x', 'y']), 'xy');
+  });
+
+  test('capLog keeps the tail from a line start', () => {
+    assert.deepEqual(logic.capLog('short', 10), { text: 'short', truncated: false });
+    assert.deepEqual(logic.capLog('line1\nline2\nline3\n', 14), { text: 'line2\nline3\n', truncated: true });
+  });
+
+  test('routes', () => {
+    const { parseRoute, href } = logic;
+    assert.deepEqual(parseRoute(''), { page: 'builders' });
+    assert.deepEqual(parseRoute('#/'), { page: 'builders' });
+    assert.deepEqual(parseRoute('#/builds'), { page: 'builds', builder: null });
+    assert.deepEqual(parseRoute(href.builds('a b')), { page: 'builds', builder: 'a b' });
+    assert.deepEqual(parseRoute('#/builds/42'), { page: 'build', id: 42 });
+    assert.deepEqual(parseRoute('#/workers'), { page: 'workers' });
+    assert.deepEqual(parseRoute('#/builds/x'), { page: 'not-found', path: '/builds/x' });
+  });
+
+  test('events are checked against the protocol', () => {
+    const { parseEvent } = logic;
+    assert.deepEqual(parseEvent('{"type":"log","buildId":3,"data":"hi"}'), { type: 'log', buildId: 3, data: 'hi' });
+    assert.deepEqual(parseEvent(JSON.stringify({ type: 'build', build: view(1) })), { type: 'build', build: view(1) });
+    assert.match(parseEvent('{"type":"log","buildId":"3","data":"hi"}') as string, /^an invalid event: buildId/);
+    assert.match(parseEvent('{"type":"gossip"}') as string, /^an invalid event/);
+    assert.equal(parseEvent('not json'), 'a frame that is not JSON');
+  });
+
+  test('builds slice: newest first, queue oldest first, a newer copy is kept', () => {
+    const store = logic.createDashboardStore();
+    const s = () => store.getState();
+    s().putBuilds([view(2, { state: 'queued', result: null }), view(5), view(3, { state: 'queued', result: null, builder: 'other' })]);
+    assert.deepEqual(s().buildIds, [5, 3, 2]);
+    assert.deepEqual(logic.sel.selectQueueIds(null)(s()), [2, 3]);
+    assert.deepEqual(logic.sel.selectQueueIds('other')(s()), [3]);
+    assert.deepEqual(logic.sel.selectHistoryIds(null)(s()), [5]);
+    assert.deepEqual(logic.sel.selectBuilderBuildIds('hello', 1)(s()), [5]);
+    const before = s().builds[2];
+    s().putBuilds([view(2, { state: 'running', result: null })], (id: number) => id === 2);
+    assert.equal(s().builds[2], before, 'skip() keeps the copy held');
+    s().putBuilds([view(2, { state: 'running', result: null })]);
+    assert.equal(s().builds[2]!.state, 'running');
+  });
+
+  test('builds slice: old builds are dropped past the cap, not the selected one', () => {
+    const store = logic.createDashboardStore();
+    store.getState().selectBuild(1);
+    store.getState().putBuilds(Array.from({ length: logic.MAX_BUILDS + 10 }, (_, i) => view(i + 1)));
+    const ids = store.getState().buildIds;
+    assert.equal(ids.length, logic.MAX_BUILDS + 1);
+    assert.equal(ids[0], logic.MAX_BUILDS + 10);
+    assert.equal(ids.at(-1), 1);
+  });
+
+  test('worker activity comes from the builds known to run on it', () => {
+    const store = logic.createDashboardStore();
+    const s = () => store.getState();
+    const worker = { name: 'w1', connected: true, state: 'idle' as const, labels: [], executors: ['host'], cpus: 2, memory: null, os: null, arch: null, builds: [7], lastSeenAt: null };
+    s().putWorkers([worker]);
+    s().putBuilds([view(7, { state: 'finished' }), view(8, { state: 'running', result: null })]);
+    assert.deepEqual(logic.sel.selectWorkerBuildIds('w1')(s()), [8], 'finished 7 is dropped, running 8 is added');
+    assert.equal(logic.sel.selectWorkerActivity('w1')(s()), 'busy');
+    s().putBuilds([view(8, { state: 'frozen', result: null })]);
+    assert.equal(logic.sel.selectWorkerActivity('w1')(s()), 'frozen');
+    s().putWorkers([{ ...worker, connected: false, state: 'offline' }]);
+    assert.equal(logic.sel.selectWorkerActivity('w1')(s()), 'offline');
+    assert.deepEqual(logic.sel.selectWorkerBuildIds('w1')(s()), []);
+  });
+
+  test('selection: the log is appended and capped', () => {
+    const store = logic.createDashboardStore();
+    const s = () => store.getState();
+    s().selectBuild(4);
+    assert.equal(s().selection.logStatus, 'loading');
+    s().setLog('a\n');
+    s().appendLog('b\n');
+    assert.deepEqual([s().selection.log, s().selection.logStatus, s().selection.logTruncated], ['a\nb\n', 'ready', false]);
+    s().appendLog(`${'x'.repeat(logic.MAX_LOG_CHARS)}\nend\n`);
+    assert.equal(s().selection.logTruncated, true);
+    assert.ok(s().selection.log.length <= logic.MAX_LOG_CHARS);
+    assert.ok(s().selection.log.endsWith('end\n'));
+  });
+
+  test('format helpers', () => {
+    assert.equal(logic.formatBytes(15), '15 B');
+    assert.equal(logic.formatBytes(1536), '1.5 KiB');
+    assert.equal(logic.formatBytes(24 * 1024 ** 3), '24 GiB');
+    assert.equal(logic.formatDuration(2000), '2s');
+    assert.equal(logic.formatDuration(125_000), '2m 05s');
+    assert.equal(logic.buildStatus({ state: 'finished', result: 'failure' }), 'failure');
+    assert.equal(logic.buildStatus({ state: 'running', result: null }), 'running');
+    assert.equal(logic.shortRevision('0123456789abcdef0123456789abcdef01234567'), '0123456789');
+    assert.equal(logic.shortRevision('v1.2'), 'v1.2');
   });
 });

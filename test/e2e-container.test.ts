@@ -44,7 +44,7 @@ limits: { time: 2m, memory: 128m }
 test('a container build runs end to end: log, artifact with sha256, sandbox holds', async (t) => {
   const m = await testMaster({ probe: BUILDER });
   const workDir = tempDir('worker');
-  const worker = await startWorker({
+  const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none',
     master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined,
   });
   t.after(async () => { await worker.close(); await m.close(); cleanup(workDir, SECRET_DIR); });
@@ -87,7 +87,7 @@ steps:
 `,
   });
   const workDir = tempDir('worker');
-  const worker = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+  const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
   t.after(async () => { await worker.close(); await m.close(); cleanup(workDir); });
   const build = await m.waitFinished(await m.force('fails'), 60_000);
   assert.equal(build.result, 'failure');
@@ -112,7 +112,7 @@ test-install:
 `,
   });
   const workDir = tempDir('worker');
-  const worker = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+  const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
   t.after(async () => { await worker.close(); await m.close(); cleanup(workDir); });
   const build = await m.waitFinished(await m.force('pkg'), 60_000);
   const log = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();

@@ -13,7 +13,7 @@ test('memory hog, fork bomb and time limit: each fails naming its limit, the wor
     fine: `requires: { executor: container }\nsteps:\n  - run: echo still working\n`,
   });
   const dir = tempDir('w');
-  const w = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'container', labels: [], log: () => undefined, memoryBytes: 512 * 1024 ** 2 });
+  const w = await startWorker({ preferences: { when: 'always', memoryBytes: 512 * 1024 ** 2 }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'container', labels: [], log: () => undefined });
   t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
   const log = (id: number) => fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text());
 

@@ -12,7 +12,7 @@ test('a 20 MB log flood is stored whole while memory stays bounded', async (t) =
     loud: `requires: { executor: host }\nsteps:\n  - run: "i=0; while [ $i -lt 200 ]; do head -c 100000 /dev/zero | tr '\\\\0' x; echo \\" line $i\\"; i=$((i+1)); done"\n`,
   });
   const dir = tempDir('w');
-  const w = await startWorker({ master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
   t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
   global.gc?.();
   const before = process.memoryUsage().rss;

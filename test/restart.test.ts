@@ -20,7 +20,7 @@ test('builds queued when the master stops are all still there after it restarts,
   const queued = await second.get<BuildView[]>('/api/v1/builds?state=queued');
   assert.deepEqual(queued.map((b) => b.id).sort(), ids);
 
-  const w = await startWorker({ master: second.url, token, dataDir: workDir, executor: 'host', labels: [], log: () => undefined });
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: second.url, token, dataDir: workDir, executor: 'host', labels: [], log: () => undefined });
   t.after(() => w.close());
   const done = [];
   for (const id of ids) done.push(await second.waitFinished(id, 20_000));
@@ -37,7 +37,7 @@ test('a build running when the master stops is requeued at the next start', asyn
   t.after(() => cleanup(dir, workDir));
   const first = await testMaster({ slow: `requires: { executor: host }\nsteps:\n  - run: sleep 30\n` }, { dir });
   const token = await first.token('w1');
-  const w = await startWorker({ master: first.url, token, dataDir: workDir, executor: 'host', labels: [], log: () => undefined });
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: first.url, token, dataDir: workDir, executor: 'host', labels: [], log: () => undefined });
   const id = await first.force('slow');
   while ((await first.get<BuildView>(`/api/v1/builds/${id}`)).state !== 'running') await new Promise((r) => setTimeout(r, 20));
   await first.close();

@@ -1,12 +1,21 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
+import type { AgentStatus, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import { readCapabilities } from './capabilities.js';
+import { startControlServer } from './control-server.js';
 import { detectExecutors } from './executors/detect.js';
 import type { Executor } from './executors/executor.js';
+import { FreezeGate } from './freeze-gate.js';
+import { Governor } from './governor.js';
+import { HistoryStore } from './history-store.js';
+import { detectIdleSource, type IdleSourceChoice } from './idle/detect-idle.js';
+import { ReportedIdleSource } from './idle/idle-source.js';
 import { MasterLink, workerEndpoint } from './master-link.js';
+import type { Decision } from './policy.js';
+import { PreferencesStore } from './preferences-store.js';
 import { runBuild } from './runner.js';
 
 export interface WorkerOptions {
@@ -16,11 +25,13 @@ export interface WorkerOptions {
   name?: string;
   dataDir: string;
   executor: 'auto' | ExecutorKind;
-  cpus?: number;
-  memoryBytes?: number;
-  diskBytes?: number;
   labels: string[];
   maxBuilds?: number;
+  /** Preferences given on the command line; they override (and update) the persisted ones. */
+  preferences?: Partial<Preferences>;
+  idleSource?: IdleSourceChoice;
+  /** Port of the local control API on 127.0.0.1 (default: any free port; see DATA/control.json). */
+  controlPort?: number;
   agentVersion?: string;
   backoff?: { minMs: number; maxMs: number };
   log?: (line: string) => void;
@@ -30,6 +41,8 @@ export interface WorkerHandle {
   name: string;
   executors: ExecutorKind[];
   link: MasterLink;
+  controlUrl: string;
+  status(): AgentStatus;
   /** Build ids running now. */
   running(): number[];
   /** Resolves when the worker stops for good (closed, or refused by the master). */
@@ -39,11 +52,18 @@ export interface WorkerHandle {
 
 interface Running {
   attempt: number;
+  builder: string;
+  startedAt: string;
   controller: AbortController;
+  gate: FreezeGate;
   done: Promise<unknown>;
 }
 
-/** Starts the volunteer agent: picks executors, cleans up leftovers, connects and runs what it is assigned. */
+/**
+ * Starts the volunteer agent: picks executors, cleans up leftovers, applies the volunteer's
+ * preferences (idle, schedule, battery, pause), serves the local control API, connects to the
+ * master and runs — or freezes — what it is assigned.
+ */
 export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const log = opts.log ?? ((l: string) => console.log(`crowdbake worker: ${l}`));
   const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
@@ -56,6 +76,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   mkdirSync(workRoot, { recursive: true });
   const url = workerEndpoint(opts.master);
 
+  const prefs = new PreferencesStore(dataDir);
+  if (prefs.problem) log(prefs.problem);
+  if (opts.preferences && Object.keys(opts.preferences).length) prefs.update(opts.preferences);
+
   const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor);
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
   if (detected.executors.length === 0) {
@@ -67,41 +91,78 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     if (n > 0) log(`removed ${n} leftover ${e.kind} sandbox(es) from an earlier run`);
   }
 
-  const volunteerLimits: Limits = {
-    ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
-    ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
-    ...(opts.diskBytes !== undefined ? { diskBytes: opts.diskBytes } : {}),
-  };
+  const idle = await detectIdleSource(opts.idleSource ?? 'auto');
+  log(`idle source: ${idle.name} (${idle.why})`);
+  const history = new HistoryStore(dataDir);
   const running = new Map<number, Running>();
+  const governor = new Governor(idle, () => prefs.get(), () => running.size > 0);
+
+  const volunteerLimits = (): Limits => {
+    const p = prefs.get();
+    return {
+      ...(p.cpus !== null ? { cpus: p.cpus } : {}),
+      ...(p.memoryBytes !== null ? { memoryBytes: p.memoryBytes } : {}),
+      ...(p.diskBytes !== null ? { diskBytes: p.diskBytes } : {}),
+    };
+  };
   const link = new MasterLink({
     url, name, token: opts.token, agentVersion: opts.agentVersion ?? '0.1.0',
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
-    capabilities: () => readCapabilities(dataDir, [...executors.keys()], {
-      ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
-      ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
-      ...(opts.diskBytes !== undefined ? { diskBytes: opts.diskBytes } : {}),
-      labels: opts.labels, maxBuilds: opts.maxBuilds ?? 1,
-    }),
+    availability: () => ({ accepting: governor.current.run, reason: governor.current.reason }),
+    capabilities: () => {
+      const l = volunteerLimits();
+      return readCapabilities(dataDir, [...executors.keys()], {
+        ...(l.cpus !== undefined ? { cpus: l.cpus } : {}),
+        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+        ...(l.diskBytes !== undefined ? { diskBytes: l.diskBytes } : {}),
+        labels: opts.labels, maxBuilds: opts.maxBuilds ?? 1,
+      });
+    },
   });
+  const send = (m: Parameters<MasterLink['send']>[0]) => link.send(m).catch(() => undefined);
+
+  /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
+  const applyDecision = async (d: Decision) => {
+    const started = Date.now();
+    const builds = [...running.entries()];
+    if (d.run) await Promise.all(builds.map(([, r]) => r.gate.thaw()));
+    else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
+    for (const [buildId, r] of builds) {
+      void send({ type: 'state', buildId, attempt: r.attempt, state: d.run ? 'running' : 'frozen', result: null, message: d.reason });
+    }
+    void send({ type: 'availability', accepting: d.run, reason: d.reason });
+    log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
+  };
+  let applying: Promise<void> = Promise.resolve();
+  governor.on('change', (d) => { applying = applying.then(() => applyDecision(d)).catch((e: Error) => log(`freeze/thaw failed: ${e.message}`)); });
 
   const onMessage = (msg: MasterMessage) => {
     switch (msg.type) {
       case 'assign': {
         const executor = executors.get(msg.spec.executor === 'any' ? 'container' : msg.spec.executor);
         if (!executor || running.has(msg.buildId)) {
-          void link.send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
-            message: executor ? 'build already running here' : `this worker has no ${msg.spec.executor} executor` }).catch(() => undefined);
+          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
+            message: executor ? 'build already running here' : `this worker has no ${msg.spec.executor} executor` });
           return;
         }
         const controller = new AbortController();
+        const gate = new FreezeGate();
+        if (!governor.current.run) void gate.freeze();
+        const localId = history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision });
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
-          buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits,
-          send: (m) => link.send(m), signal: controller.signal,
-        }).then((result) => log(`build ${msg.buildId} ${result}`))
-          .catch((e: Error) => log(`build ${msg.buildId} failed: ${e.message}`))
-          .finally(() => running.delete(msg.buildId));
-        running.set(msg.buildId, { attempt: msg.attempt, controller, done });
+          buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(),
+          send: (m) => link.send(m), signal: controller.signal, gate,
+          localLog: (data) => history.appendLog(localId, data),
+        }).then((result) => {
+          history.finish(localId, result, null, gate.frozenMs);
+          log(`build ${msg.buildId} ${result}`);
+        }).catch((e: Error) => {
+          history.finish(localId, 'error', e.message, gate.frozenMs);
+          log(`build ${msg.buildId} failed: ${e.message}`);
+        }).finally(() => running.delete(msg.buildId));
+        running.set(msg.buildId, { attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), controller, gate, done });
+        if (gate.frozen) void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'frozen', result: null, message: governor.current.reason });
         return;
       }
       case 'cancel': {
@@ -120,6 +181,35 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     }
   };
 
+  const status = (): AgentStatus => {
+    const d = governor.current;
+    const builds = [...running.entries()];
+    const state = !link.connected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen) ? 'frozen' : builds.length ? 'busy' : 'idle';
+    return {
+      state, accepting: d.run, reason: d.reason,
+      idleSource: { name: idle.name, why: idle.why },
+      idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
+      master: { url, connected: link.connected }, name, executors: [...executors.keys()],
+      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt })),
+      preferences: prefs.get(),
+    };
+  };
+  const control = await startControlServer(dataDir, {
+    status,
+    history,
+    pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
+    resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); },
+    snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); },
+    updatePreferences: async (change) => { const p = prefs.update(change); await governor.refresh(); return p; },
+    reportIdle: (r) => {
+      if (!(idle instanceof ReportedIdleSource)) return false;
+      idle.report(r);
+      void governor.refresh();
+      return true;
+    },
+  }, opts.controlPort);
+
+  await governor.start();
   let finish!: () => void;
   const done = new Promise<void>((ok) => { finish = ok; });
   link.on('message', onMessage);
@@ -137,17 +227,23 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   });
   link.start();
 
+  let closing: Promise<void> | null = null;
   return {
     name,
     executors: [...executors.keys()],
     link,
+    controlUrl: control.url,
+    status,
     running: () => [...running.keys()],
     done,
-    close: async () => {
+    close: () => (closing ??= (async () => {
       link.close();
-      for (const r of running.values()) r.controller.abort();
+      governor.close();
+      for (const r of running.values()) { r.controller.abort(); void r.gate.thaw(); }
       await Promise.all([...running.values()].map((r) => r.done));
+      await control.close();
+      history.close();
       finish();
-    },
+    })()),
   };
 }

@@ -17,6 +17,8 @@ export interface LinkOptions {
   token: string;
   agentVersion: string;
   capabilities: () => Promise<Capabilities>;
+  /** Whether the worker takes builds right now; sent in every hello. */
+  availability: () => { accepting: boolean; reason: string };
   /** Reconnect delays grow from min to max (full jitter). */
   backoff?: { minMs: number; maxMs: number };
 }
@@ -81,7 +83,7 @@ export class MasterLink extends EventEmitter {
     ws.on('open', () => {
       ws.send(JSON.stringify({
         type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
-        agentVersion: this.opts.agentVersion, capabilities: caps,
+        agentVersion: this.opts.agentVersion, capabilities: caps, ...this.opts.availability(),
       } satisfies WorkerMessage));
     });
     ws.on('message', (data, isBinary) => {

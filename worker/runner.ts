@@ -8,6 +8,7 @@ import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import type { Executor, Sandbox, StepOutcome } from './executors/executor.js';
+import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
 
 /** Sends one message to the master; resolves when the socket can take more (backpressure). */
@@ -25,6 +26,10 @@ export interface RunContext {
   send: Send;
   /** Aborted on cancel or when the master connection is lost. */
   signal: AbortSignal;
+  /** Freezes the build while the volunteer is at the desk. */
+  gate: FreezeGate;
+  /** Gets a copy of every log line, for the worker's local history. */
+  localLog?: (data: string) => void;
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -48,7 +53,10 @@ export function tighterLimits(a: Limits, b: Limits): Limits {
  */
 export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
-  const log = new LogBuffer((data) => send({ type: 'log', buildId, attempt, data }));
+  const log = new LogBuffer((data) => {
+    ctx.localLog?.(data);
+    return send({ type: 'log', buildId, attempt, data });
+  });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
@@ -59,6 +67,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     mkdirSync(workdir, { recursive: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
+    await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) await checkout(spec, workdir, log, ctx.signal);
     outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
     if (outcome.result === 'success') {
@@ -113,12 +122,15 @@ interface Stage {
 async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildResult; message: string | null }> {
   const { ctx, log } = run;
   const { buildId, attempt, spec, send } = ctx;
+  await ctx.gate.waitThawed(ctx.signal);
   await ctx.executor.prepare(stage.environment, (line) => log.line(line));
+  await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
     environment: stage.environment, limits: run.limits, network: stage.network,
   });
   try {
+    await ctx.gate.attach(sandbox);
     for (const [i, step] of stage.steps.entries()) {
       if (ctx.signal.aborted) throw new Cancelled();
       const index = stage.firstIndex + i;
@@ -143,6 +155,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
     }
     return { result: 'success', message: null };
   } finally {
+    ctx.gate.detach(sandbox);
     await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
   }
 }

@@ -53,7 +53,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   });
   say(`master listening at ${master.url}`);
   const token = await demoToken(dataDir);
-  const worker = await startWorker({
+  const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none',
     master: master.url, token, dataDir: join(dataDir, 'worker'), executor, labels: ['demo'],
     log: (l) => say(`worker: ${l}`),
   });

@@ -1,4 +1,5 @@
 import { startWorker } from '../../worker/agent.js';
+import type { Preferences } from '../../protocol/control-api.js';
 import { list, oneOf, parse, positiveNumber, required, size, str, UsageError, duration } from '../args.js';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
@@ -18,7 +19,10 @@ const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
   --builds N          builds at a time (default 1)
   --when idle|always  build only while the desktop is idle, or always (default: idle)
   --idle-after DUR    idle time before builds start (default 3m)
-  --idle-source S     auto | x11 | logind | none
+  --idle-source S     auto | x11 | logind | app | none (default auto: X11, then logind, else none)
+
+Flags that set preferences (--when, --idle-after, --cpus, --memory, --disk) are saved in
+DATA/preferences.json; \`crowdbake limits\` changes them while the worker runs.
 `;
 
 export async function workerCommand(argv: string[]): Promise<number> {
@@ -35,27 +39,28 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const master = required(values, 'master');
   const token = required(values, 'token');
   const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
-  const when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
-  duration(values, 'idle-after');
-  oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'none'] as const, 'auto');
+  const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
+  // Flags given here override the volunteer's saved preferences (and are saved).
+  const preferences: Partial<Preferences> = {};
+  if (str(values, 'when') !== undefined) preferences.when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
+  const idleAfter = duration(values, 'idle-after');
+  if (idleAfter !== undefined) preferences.idleAfterMs = idleAfter;
   const cpus = positiveNumber(values, 'cpus');
+  if (cpus !== undefined) preferences.cpus = cpus;
   const memoryBytes = size(values, 'memory');
+  if (memoryBytes !== undefined) preferences.memoryBytes = memoryBytes;
   const diskBytes = size(values, 'disk');
-  if (when === 'idle') {
-    throw new UsageError('--when idle needs idle detection, which this version does not have yet; pass --when always to build whenever work is assigned');
-  }
+  if (diskBytes !== undefined) preferences.diskBytes = diskBytes;
   const name = str(values, 'name');
   const worker = await startWorker({
-    master, token, executor, labels: list(values, 'labels'),
+    master, token, executor, labels: list(values, 'labels'), idleSource, preferences,
     dataDir: str(values, 'data') ?? defaultDataDir('worker'),
     ...(name ? { name } : {}),
-    ...(cpus !== undefined ? { cpus } : {}),
-    ...(memoryBytes !== undefined ? { memoryBytes } : {}),
-    ...(diskBytes !== undefined ? { diskBytes } : {}),
     ...(builds !== undefined ? { maxBuilds: builds } : {}),
   });
+  console.log(`crowdbake worker: control API at ${worker.controlUrl} (crowdbake status --data …)`);
   const stoppedBy = await Promise.race([untilSignal().then(() => 'signal'), worker.done.then(() => 'master')]);
   await worker.close();
   return stoppedBy === 'signal' ? 0 : 1;

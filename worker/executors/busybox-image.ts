@@ -19,13 +19,24 @@ const NEEDS_STATIC = "base busybox needs Debian's busybox-static";
 
 const execFileAsync = promisify(execFile);
 /** Builds in flight, by busybox path. Settled builds are forgotten: the next call checks the tag again. */
-const inFlight = new Map<string, Promise<string>>();
+const inFlight = new Map<string, Promise<BusyboxImage>>();
+
+export interface BusyboxImage {
+  ref: string;
+  /** sha256 of the busybox binary: the image's identity. */
+  sha256: string;
+}
 
 /**
  * Returns the image reference, building the image when its tag is missing. Concurrent callers
  * in this process share one build.
  */
-export function ensureBusyboxImage(progress: (line: string) => void = () => {}, busybox = BUSYBOX_PATH): Promise<string> {
+export async function ensureBusyboxImage(progress: (line: string) => void = () => {}, busybox = BUSYBOX_PATH): Promise<string> {
+  return (await busyboxImage(progress, busybox)).ref;
+}
+
+/** Like ensureBusyboxImage, also saying which busybox binary the image holds. */
+export function busyboxImage(progress: (line: string) => void = () => {}, busybox = BUSYBOX_PATH): Promise<BusyboxImage> {
   let p = inFlight.get(busybox);
   if (!p) {
     p = build(busybox, progress).finally(() => inFlight.delete(busybox));
@@ -34,7 +45,7 @@ export function ensureBusyboxImage(progress: (line: string) => void = () => {}, 
   return p;
 }
 
-async function build(busybox: string, progress: (line: string) => void): Promise<string> {
+async function build(busybox: string, progress: (line: string) => void): Promise<BusyboxImage> {
   let binary: Buffer;
   try {
     binary = await readFile(busybox);
@@ -44,20 +55,21 @@ async function build(busybox: string, progress: (line: string) => void): Promise
   if (!isStaticElf(binary)) {
     throw new Error(`${NEEDS_STATIC} (apt-get install busybox-static): ${busybox} is not statically linked`);
   }
-  const ref = `${BUSYBOX_REPO}:${createHash('sha256').update(binary).digest('hex').slice(0, 12)}`;
-  if (await imageExists(ref)) return ref;
+  const sha256 = createHash('sha256').update(binary).digest('hex');
+  const ref = `${BUSYBOX_REPO}:${sha256.slice(0, 12)}`;
+  if (await imageExists(ref)) return { ref, sha256 };
 
   progress(`building image ${ref} from ${busybox}`);
   const dir = await mkdtemp(join(tmpdir(), 'crowdbake-busybox-'));
   try {
     const root = join(dir, 'root');
     await makeRootfs(root, busybox);
-    await importRootfs(root, ref);
+    await importRootfs(root, ref, { changes: ['ENV PATH=/bin', 'WORKDIR /work', 'LABEL crowdbake.env=1'], ownedByRoot: true });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
   progress(`built image ${ref}`);
-  return ref;
+  return { ref, sha256 };
 }
 
 async function makeRootfs(root: string, busybox: string): Promise<void> {
@@ -81,9 +93,21 @@ async function makeRootfs(root: string, busybox: string): Promise<void> {
   await writeFile(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
 }
 
+export interface ImportOptions {
+  /** Dockerfile instructions for `podman import --change`, e.g. "ENV PATH=/bin". */
+  changes: readonly string[];
+  /** tar --exclude patterns, e.g. "./var/cache/apt/archives/*.deb". */
+  excludes?: readonly string[];
+  /** Store every file as owned by root (a root made by an unprivileged worker). */
+  ownedByRoot?: boolean;
+  timeoutMs?: number;
+}
+
 /** tar -C root -c . | podman import --change … - REF */
-async function importRootfs(root: string, ref: string): Promise<void> {
-  const tar = spawn('tar', ['-C', root, '--numeric-owner', '--owner=0', '--group=0', '-c', '.'],
+export async function importRootfs(root: string, ref: string, o: ImportOptions): Promise<void> {
+  const tarArgs = ['-C', root, '--numeric-owner', ...(o.ownedByRoot ? ['--owner=0', '--group=0'] : []),
+    ...(o.excludes ?? []).map((x) => `--exclude=${x}`), '-c', '.'];
+  const tar = spawn('tar', tarArgs,
     { stdio: ['ignore', 'pipe', 'pipe'] });
   const tarErr: Buffer[] = [];
   tar.stderr.on('data', (c: Buffer) => tarErr.push(c));
@@ -93,8 +117,8 @@ async function importRootfs(root: string, ref: string): Promise<void> {
       : reject(new Error(`tar -C ${root} -c . failed: ${Buffer.concat(tarErr).toString().trim() || `exit code ${code}`}`)));
   });
   tarDone.catch(() => {});
-  await podman(['import', '--change', 'ENV PATH=/bin', '--change', 'WORKDIR /work', '-', ref],
-    { input: tar.stdout, timeoutMs: 120_000 });
+  await podman(['import', ...o.changes.flatMap((c) => ['--change', c]), '-', ref],
+    { input: tar.stdout, timeoutMs: o.timeoutMs ?? 120_000 });
   await tarDone;
 }
 

@@ -71,15 +71,16 @@ describe('ContainerExecutor (real podman)', () => {
     assert.equal(isStaticElf(readFileSync(process.execPath)), false);
     await assert.rejects(ensureBusyboxImage(() => {}, process.execPath), /base busybox needs Debian's busybox-static/);
     const detected = await detectExecutors(`${ownerId}-detect`, 'auto');
-    assert.deepEqual(detected.executors.map((e) => e.kind), ['container']);
-    assert.equal(typeof detected.unavailable.vm, 'string');
+    const kinds = detected.executors.map((e) => e.kind);
+    assert.equal(kinds[0], 'container', 'container first: it is preferred');
+    assert.ok(!kinds.includes('host'), 'host is never offered unless asked for');
   });
 
-  test('unsupported bases and setup steps are refused clearly', async () => {
-    await assert.rejects(executor.prepare({ base: 'debootstrap:bookworm', setup: [] }, () => {}),
-      /base "debootstrap:bookworm" is not supported by the container executor yet/);
+  test('unknown bases are refused clearly; a failing setup line is named', async () => {
+    await assert.rejects(executor.prepare({ base: 'vm:disk.qcow2', setup: [] }, () => {}),
+      /base "vm:disk.qcow2" is not supported by the container executor yet/);
     await assert.rejects(executor.prepare({ base: 'busybox', setup: ['apk add gcc'] }, () => {}),
-      /setup steps are not supported yet/);
+      /setup 1\/1 "apk add gcc" failed with exit code 127/);
   });
 
   test('rootfs:PATH.tar is imported once, tagged by its sha256, and runs', async () => {

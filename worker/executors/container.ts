@@ -2,10 +2,12 @@ import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
-import { ensureBusyboxImage, sha256File } from './busybox-image.js';
 import { ContainerSandbox } from './container-sandbox.js';
+import { EnvironmentCache } from './environments/environment-cache.js';
 import type { Availability, Executor, Sandbox, SandboxRequest } from './executor.js';
-import { CREATE_FLAGS, imageExists, podman, PodmanError } from './podman.js';
+import { CREATE_FLAGS, podman, PodmanError } from './podman.js';
+
+export { ROOTFS_REPO } from './environments/base-image.js';
 
 /**
  * Runs builds in rootful or rootless podman containers: one container per build attempt,
@@ -14,7 +16,6 @@ import { CREATE_FLAGS, imageExists, podman, PodmanError } from './podman.js';
  */
 
 export const OWNER_LABEL = 'crowdbake.owner';
-export const ROOTFS_REPO = 'localhost/crowdbake-rootfs';
 
 /** Enough for a build running as root inside (chown, package managers); nothing network- or admin-ish. */
 const KEEP_CAPS = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID'];
@@ -26,21 +27,37 @@ const OWNER = /^[A-Za-z0-9._-]+$/;
 export interface ContainerExecutorOptions {
   /** Identifies this worker; containers are labelled with it so cleanupStale() removes only ours. */
   ownerId: string;
+  /** Environment cache: holds index.json (last use of each image) and debootstrap's temporary roots. Default ~/.cache/crowdbake/environments. */
+  cacheDir?: string;
+  /** Lock files shared by the workers of this machine. Default $TMPDIR/crowdbake-env-locks-UID. */
+  lockDir?: string;
+  /** After an environment is built, least recently used environment images beyond this are removed. Default 10 GiB. */
+  cacheBudgetBytes?: number;
+  /** Mirror for `debootstrap:SUITE` with a Debian suite (Ubuntu codenames use archive.ubuntu.com). Default http://deb.debian.org/debian. */
+  debianMirror?: string;
+  /** Time limit of one setup line. Default 1 h. */
+  setupTimeoutMs?: number;
+  /** Time limit of one debootstrap run. Default 30 min. */
+  debootstrapTimeoutMs?: number;
 }
 
 export class ContainerExecutor implements Executor {
   readonly kind = 'container' as const;
   readonly ownerId: string;
-  /** Image of each base as of the last prepare(), so open() need not look again. */
+  readonly environments: EnvironmentCache;
+  /** Image of each environment (by environmentKey) as of the last prepare(), so open() need not look again. */
   private readonly prepared = new Map<string, string>();
-  /** rootfs tarball (path:size:mtime) → image ref, so a tarball is hashed once. */
-  private readonly rootfsRefs = new Map<string, Promise<string>>();
 
   constructor(options: ContainerExecutorOptions) {
     if (!OWNER.test(options.ownerId)) {
       throw new Error(`ownerId "${options.ownerId}" must be letters, digits, ".", "_" or "-"`);
     }
     this.ownerId = options.ownerId;
+    this.environments = new EnvironmentCache({
+      containerLabels: [`${OWNER_LABEL}=${options.ownerId}`],
+      cacheDir: options.cacheDir, lockDir: options.lockDir, budgetBytes: options.cacheBudgetBytes,
+      debianMirror: options.debianMirror, setupTimeoutMs: options.setupTimeoutMs, debootstrapTimeoutMs: options.debootstrapTimeoutMs,
+    });
   }
 
   async isAvailable(): Promise<Availability> {
@@ -60,27 +77,15 @@ export class ContainerExecutor implements Executor {
     return ids.length;
   }
 
+  /**
+   * Builds or reuses the environment: its base (busybox, debootstrap:SUITE, rootfs:PATH.tar,
+   * image:REF) and one cached layer per setup line (see environments/environment-cache.ts).
+   */
   async prepare(environment: EnvironmentSpec, progress: (line: string) => void): Promise<void> {
-    if (environment.setup.length > 0) {
-      throw new Error(`setup steps are not supported yet (environment.setup has ${environment.setup.length})`);
-    }
-    const base = environment.base;
-    this.prepared.delete(base);
-    let ref: string;
-    if (base === 'busybox') {
-      ref = await ensureBusyboxImage(progress);
-    } else if (base.startsWith('image:')) {
-      ref = imageRef(base);
-      if (!await imageExists(ref)) {
-        progress(`pulling ${ref}`);
-        await podman(['pull', ref], { onStderrLine: progress, timeoutMs: 30 * 60_000 });
-      }
-    } else if (base.startsWith('rootfs:')) {
-      ref = await this.rootfsImage(base.slice('rootfs:'.length), progress);
-    } else {
-      throw new Error(`base "${base}" is not supported by the container executor yet`);
-    }
-    this.prepared.set(base, ref);
+    const key = environmentKey(environment);
+    this.prepared.delete(key);
+    const { ref } = await this.environments.prepare(environment, progress);
+    this.prepared.set(key, ref);
   }
 
   async open(request: SandboxRequest): Promise<Sandbox> {
@@ -89,11 +94,19 @@ export class ContainerExecutor implements Executor {
     const st = await stat(workdir).catch(() => null);
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
     if (workdir.includes(':') || workdir.includes(',')) throw new Error(`workdir ${workdir} must not contain ":" or ","`);
-    let image = this.prepared.get(request.environment.base);
-    if (!image) {
+    const key = environmentKey(request.environment);
+    if (!this.prepared.has(key)) await this.prepare(request.environment, () => {});
+    try {
+      return await this.start(request, workdir, this.prepared.get(key)!);
+    } catch (e) {
+      // Another worker on this machine may have evicted the image since prepare(): make it again, once.
+      if (!(e instanceof Error && /image not known/.test(e.message))) throw e;
       await this.prepare(request.environment, () => {});
-      image = this.prepared.get(request.environment.base)!;
+      return this.start(request, workdir, this.prepared.get(key)!);
     }
+  }
+
+  private async start(request: SandboxRequest, workdir: string, image: string): Promise<Sandbox> {
     const name = `crowdbake-${request.id}`;
     const { limits } = request;
     const args = [
@@ -126,32 +139,11 @@ export class ContainerExecutor implements Executor {
       throw e;
     }
   }
-
-  /** `rootfs:PATH.tar` → localhost/crowdbake-rootfs:<sha256 prefix>, imported once. */
-  private async rootfsImage(path: string, progress: (line: string) => void): Promise<string> {
-    const file = resolve(path);
-    const st = await stat(file).catch(() => null);
-    if (!st?.isFile()) throw new Error(`rootfs tarball ${file} does not exist`);
-    const key = `${file}:${st.size}:${st.mtimeMs}`;
-    let refP = this.rootfsRefs.get(key);
-    if (!refP) {
-      refP = sha256File(file).then((sha) => `${ROOTFS_REPO}:${sha.slice(0, 12)}`);
-      this.rootfsRefs.set(key, refP);
-      refP.catch(() => this.rootfsRefs.delete(key));
-    }
-    const ref = await refP;
-    if (!await imageExists(ref)) {
-      progress(`importing ${file} as ${ref}`);
-      await podman(['import', file, ref], { timeoutMs: 30 * 60_000 });
-    }
-    return ref;
-  }
 }
 
-function imageRef(base: string): string {
-  const ref = base.slice('image:'.length).trim();
-  if (!ref || ref.startsWith('-')) throw new Error(`base "${base}" does not name an image`);
-  return ref;
+/** The environment as a map key: base and setup lines. */
+function environmentKey(environment: EnvironmentSpec): string {
+  return JSON.stringify([environment.base, environment.setup]);
 }
 
 function initFlags(): string[] {

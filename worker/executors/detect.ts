@@ -1,7 +1,10 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { ExecutorKind } from '../../protocol/build-spec.js';
 import { ContainerExecutor } from './container.js';
 import type { Executor } from './executor.js';
 import { HostExecutor } from './host.js';
+import { VmExecutor } from './vm/vm.js';
 
 export type WantedExecutor = 'auto' | 'container' | 'vm' | 'host';
 
@@ -12,29 +15,39 @@ export interface DetectedExecutors {
   unavailable: Partial<Record<ExecutorKind, string>>;
 }
 
-const VM_MISSING = 'the vm executor is not implemented yet';
+export interface DetectOptions {
+  /** The worker's data dir; the vm executor caches its guest kernel and initramfs in `<dataDir>/vm`. Default: `$XDG_CACHE_HOME/crowdbake` or `~/.cache/crowdbake`. */
+  dataDir?: string;
+}
+
+/** `$XDG_CACHE_HOME/crowdbake`, else `~/.cache/crowdbake`. */
+export function defaultCacheDir(): string {
+  const xdg = process.env.XDG_CACHE_HOME;
+  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'crowdbake');
+}
 
 /**
  * Which executors this worker offers. 'auto' offers the isolated ones that work (container
- * today); the host executor is never offered unless asked for explicitly.
+ * first, then vm); the host executor is never offered unless asked for explicitly.
  */
-export async function detectExecutors(ownerId: string, wanted: WantedExecutor): Promise<DetectedExecutors> {
+export async function detectExecutors(ownerId: string, wanted: WantedExecutor, options: DetectOptions = {}): Promise<DetectedExecutors> {
   const result: DetectedExecutors = { executors: [], unavailable: {} };
   const consider = async (executor: Executor): Promise<void> => {
     const a = await executor.isAvailable();
     if (a.ok) result.executors.push(executor);
     else result.unavailable[executor.kind] = a.reason;
   };
+  const vm = (): VmExecutor => new VmExecutor({ ownerId, cacheDir: join(options.dataDir ?? defaultCacheDir(), 'vm') });
   switch (wanted) {
     case 'auto':
       await consider(new ContainerExecutor({ ownerId }));
-      result.unavailable.vm = VM_MISSING;
+      await consider(vm());
       break;
     case 'container':
       await consider(new ContainerExecutor({ ownerId }));
       break;
     case 'vm':
-      result.unavailable.vm = VM_MISSING;
+      await consider(vm());
       break;
     case 'host':
       await consider(new HostExecutor());

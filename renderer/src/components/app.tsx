@@ -1,25 +1,11 @@
 import { useEffect, useRef } from 'react';
-import { parseRoute, useHash, type Route } from '../router';
-import { BuildPage } from './build-page';
-import { BuildersPage } from './builders-page';
-import { BuildsPage } from './builds-page';
+import { parseRoute, useHash } from '../router';
 import { LoadErrorBanner } from './load-error-banner';
-import { NotFoundPage } from './not-found-page';
+import { RoutePage } from './route-page';
 import { SiteFooter } from './site-footer';
 import { SiteHeader } from './site-header';
 import { SkipLink } from './skip-link';
 import { TokenDialog } from './token-dialog';
-import { WorkersPage } from './workers-page';
-
-function Page({ route }: { route: Route }) {
-  switch (route.page) {
-    case 'builders': return <BuildersPage />;
-    case 'builds': return <BuildsPage builder={route.builder} />;
-    case 'build': return <BuildPage id={route.id} />;
-    case 'workers': return <WorkersPage />;
-    case 'not-found': return <NotFoundPage path={route.path} />;
-  }
-}
 
 /** The whole dashboard: header, the page the hash names, footer and the token dialog. */
 export function App() {
@@ -41,7 +27,7 @@ export function App() {
       <SiteHeader route={route} />
       <main id="main" tabIndex={-1}>
         <LoadErrorBanner />
-        <Page route={route} />
+        <RoutePage route={route} />
       </main>
       <SiteFooter />
       <TokenDialog />

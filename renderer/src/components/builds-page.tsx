@@ -14,12 +14,17 @@ export function BuildsPage({ builder }: { builder: string | null }) {
   const olderAvailable = useOlderAvailable();
   const [loadingOlder, setLoadingOlder] = useState(false);
   const [olderError, setOlderError] = useState<string | null>(null);
+  // Builders whose older builds have all been loaded ('' stands for all builders).
+  const [exhausted, setExhausted] = useState<ReadonlySet<string>>(new Set());
+  const key = builder ?? '';
+  const showOlder = (olderAvailable || builder !== null) && !exhausted.has(key);
 
   const older = async () => {
     setLoadingOlder(true);
     setOlderError(null);
     try {
-      await loadOlderBuilds(builder);
+      const more = await loadOlderBuilds(builder);
+      if (!more) setExhausted((prev) => new Set([...prev, key]));
     } catch (e) {
       setOlderError(`Could not load older builds: ${(e as Error).message}`);
     } finally {
@@ -54,7 +59,7 @@ export function BuildsPage({ builder }: { builder: string | null }) {
         {!loaded && <p className="muted">Loading builds…</p>}
         {loaded && history.length === 0 && <p className="muted">No builds have run{builder ? ` for ${builder}` : ''} yet.</p>}
         {history.length > 0 && <BuildsTable ids={history} caption="Recent builds, newest first" />}
-        {loaded && (olderAvailable || builder) && (
+        {loaded && showOlder && (
           <p>
             <button type="button" onClick={() => void older()} disabled={loadingOlder}>
               {loadingOlder ? 'Loading…' : 'Load older builds'}

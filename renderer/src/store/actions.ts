@@ -153,14 +153,17 @@ async function loadHistories(names: readonly string[]): Promise<void> {
   }));
 }
 
-/** The next page of older builds for the Builds page. */
-export async function loadOlderBuilds(builder: string | null): Promise<void> {
-  const ids = state().buildIds;
+/** The next page of older builds for the Builds page; resolves to false when there are no more. */
+export async function loadOlderBuilds(builder: string | null): Promise<boolean> {
+  const s = state();
+  const ids = builder ? s.buildIds.filter((id) => s.builds[id]?.builder === builder) : s.buildIds;
   const before = ids.length ? ids[ids.length - 1] : undefined;
   const since = eventSeq;
   const page = await api.fetchBuilds({ limit: PAGE, ...(before !== undefined ? { before } : {}), ...(builder ? { builder } : {}) });
   putBuildsFrom(page, since);
-  if (page.length < PAGE && !builder) state().setOlderAvailable(false);
+  const more = page.length === PAGE;
+  if (!more && !builder) state().setOlderAvailable(false);
+  return more;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,7 +171,9 @@ export async function loadOlderBuilds(builder: string | null): Promise<void> {
 
 /** Shows build `id`: fetches it, its log (then follows `log` events) and its artifacts. */
 export async function openBuild(id: number): Promise<void> {
-  if (state().selection.buildId === id) return;
+  const sel = state().selection;
+  // Already shown and kept current by events (unless its first load failed).
+  if (sel.buildId === id && sel.logStatus !== 'error' && sel.buildError === null && sel.artifactsError === null) return;
   state().selectBuild(id);
   await reloadSelectedBuild();
 }

@@ -1,0 +1,132 @@
+import type { AgentStatus, HistoryEntry } from '../../protocol/control-api.js';
+import { formatDuration, formatSize } from '../../protocol/units.js';
+import { ControlClient } from '../control-client.js';
+import { duration, parse, positiveNumber, size, str, oneOf, UsageError } from '../args.js';
+import { defaultDataDir } from '../paths.js';
+
+const DATA_HELP = `  --data DIR   the worker's data directory (default: ${defaultDataDir('worker')})`;
+
+const HELP: Record<string, string> = {
+  status: `usage: crowdbake status [--json] [--data DIR]\n\nThe local agent's state, idle source, current builds and limits.\n  --json       machine-readable\n${DATA_HELP}\n`,
+  pause: `usage: crowdbake pause [--for DUR] [--data DIR]\n\nFreezes running builds and takes no new ones until \`crowdbake resume\`.\n  --for DUR    snooze: resume by itself after DUR (e.g. 1h)\n${DATA_HELP}\n`,
+  resume: `usage: crowdbake resume [--data DIR]\n\nEnds a pause or snooze.\n${DATA_HELP}\n`,
+  limits: `usage: crowdbake limits [--cpus N] [--memory SIZE] [--disk SIZE] [--when idle|always] [--idle-after DUR]
+                        [--schedule HH:MM-HH:MM|any] [--on-battery yes|no] [--max-other-cpu PCT|off] [--data DIR]
+
+Shows the volunteer's limits; with flags, changes them (applied at once and saved).
+  --cpus N / --memory SIZE / --disk SIZE   caps for builds ("none" removes a cap)
+${DATA_HELP}\n`,
+  history: `usage: crowdbake history [--limit N] [--log ID] [--data DIR]\n\nBuilds this machine ran, newest first; --log ID prints one build's log.\n${DATA_HELP}\n`,
+};
+
+/** `crowdbake status|pause|resume|limits|history`: talk to the local agent's control API. */
+export function agentControlCommand(command: 'status' | 'pause' | 'resume' | 'limits' | 'history') {
+  return async (argv: string[]): Promise<number> => {
+    const { values } = parse(argv, {
+      data: { type: 'string' }, json: { type: 'boolean' }, for: { type: 'string' }, cpus: { type: 'string' },
+      memory: { type: 'string' }, disk: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
+      schedule: { type: 'string' }, 'on-battery': { type: 'string' }, 'max-other-cpu': { type: 'string' },
+      limit: { type: 'string' }, log: { type: 'string' },
+    });
+    if (values.help) { process.stdout.write(HELP[command]!); return 0; }
+    const patch = command === 'limits' ? limitsPatch(values) : {};
+    const opened = ControlClient.open(str(values, 'data') ?? defaultDataDir('worker'));
+    if ('offline' in opened) {
+      if (command === 'status') {
+        if (values.json) console.log(JSON.stringify({ state: 'offline', reason: opened.offline }));
+        else console.log(`offline: ${opened.offline}`);
+        return 0;
+      }
+      console.error(`crowdbake ${command}: ${opened.offline}`);
+      return 1;
+    }
+    const c = opened.client;
+    switch (command) {
+      case 'status': {
+        const s = await c.call<AgentStatus>('GET', '/status');
+        if (values.json) console.log(JSON.stringify(s));
+        else printStatus(s);
+        return 0;
+      }
+      case 'pause': {
+        const forMs = duration(values, 'for');
+        const s = forMs !== undefined ? await c.call<AgentStatus>('POST', '/snooze', { duration: `${forMs}ms` }) : await c.call<AgentStatus>('POST', '/pause');
+        console.log(`${s.state}: ${s.reason}`);
+        return 0;
+      }
+      case 'resume': {
+        const s = await c.call<AgentStatus>('POST', '/resume');
+        console.log(`${s.state}: ${s.reason}`);
+        return 0;
+      }
+      case 'limits': {
+        if (Object.keys(patch).length) await c.call('PATCH', '/preferences', patch);
+        printStatus(await c.call<AgentStatus>('GET', '/status'), true);
+        return 0;
+      }
+      case 'history': {
+        const id = str(values, 'log');
+        if (id !== undefined) {
+          if (!/^\d+$/.test(id)) throw new UsageError(`--log "${id}" must be a build number from \`crowdbake history\``);
+          process.stdout.write(await c.call<string>('GET', `/history/${id}/log`));
+          return 0;
+        }
+        const limit = positiveNumber(values, 'limit') ?? 20;
+        const rows = await c.call<HistoryEntry[]>('GET', `/history?limit=${Math.floor(limit)}`);
+        for (const h of rows) {
+          console.log(`${h.id}\t${h.startedAt}\t${h.builder}\tbuild ${h.buildId}.${h.attempt}\t${h.result ?? 'running'}${h.frozenMs ? `\tfrozen ${formatDuration(h.frozenMs)}` : ''}`);
+        }
+        return 0;
+      }
+    }
+  };
+}
+
+function limitsPatch(values: Record<string, unknown>): Record<string, unknown> {
+  const patch: Record<string, unknown> = {};
+  const cap = (flag: string, key: string, parse: () => number | undefined) => {
+    const v = str(values, flag);
+    if (v === undefined) return;
+    patch[key] = v === 'none' ? null : parse();
+  };
+  cap('cpus', 'cpus', () => positiveNumber(values, 'cpus'));
+  cap('memory', 'memory', () => size(values, 'memory'));
+  cap('disk', 'disk', () => size(values, 'disk'));
+  if (str(values, 'when') !== undefined) patch.when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
+  const idleAfter = duration(values, 'idle-after');
+  if (idleAfter !== undefined) patch.idleAfter = `${idleAfter}ms`;
+  const schedule = str(values, 'schedule');
+  if (schedule !== undefined) {
+    if (schedule === 'any') patch.schedule = null;
+    else {
+      const m = /^(([01]\d|2[0-3]):[0-5]\d)-(([01]\d|2[0-3]):[0-5]\d)$/.exec(schedule);
+      if (!m) throw new UsageError(`--schedule "${schedule}" must be HH:MM-HH:MM (e.g. 22:00-07:00) or any`);
+      patch.schedule = { start: m[1], end: m[3] };
+    }
+  }
+  const battery = str(values, 'on-battery');
+  if (battery !== undefined) patch.onBattery = oneOf(values, 'on-battery', ['yes', 'no'] as const, 'no') === 'yes';
+  const other = str(values, 'max-other-cpu');
+  if (other !== undefined) {
+    const n = Number(other);
+    if (other !== 'off' && !(n >= 1 && n <= 100)) throw new UsageError(`--max-other-cpu "${other}" must be 1-100 or off`);
+    patch.maxOtherCpuPercent = other === 'off' ? null : n;
+  }
+  return patch;
+}
+
+function printStatus(s: AgentStatus, limitsOnly = false): void {
+  const p = s.preferences;
+  if (!limitsOnly) {
+    console.log(`${s.name}: ${s.state} — ${s.reason}`);
+    console.log(`master:      ${s.master.url} (${s.master.connected ? 'connected' : 'not connected'})`);
+    console.log(`idle source: ${s.idleSource.name} — ${s.idleSource.why}${s.idleMs !== null ? `; idle ${formatDuration(s.idleMs)}` : ''}`);
+    console.log(`executors:   ${s.executors.join(', ')}`);
+    for (const b of s.current) console.log(`building:    ${b.builder} (build ${b.buildId})${b.frozen ? ' — frozen' : ''}`);
+  }
+  console.log(`when:        ${p.when}${p.when === 'idle' ? ` (after ${formatDuration(p.idleAfterMs)} without input)` : ''}`);
+  console.log(`schedule:    ${p.schedule ? `${p.schedule.start}-${p.schedule.end}` : 'any time'}; on battery: ${p.onBattery ? 'yes' : 'no'}; other CPU use limit: ${p.maxOtherCpuPercent ?? 'off'}${p.maxOtherCpuPercent ? '%' : ''}`);
+  console.log(`caps:        cpus ${p.cpus ?? 'all'}, memory ${p.memoryBytes ? formatSize(p.memoryBytes) : 'any'}, disk ${p.diskBytes ? formatSize(p.diskBytes) : 'any'}`);
+  if (p.paused) console.log('paused:      yes (crowdbake resume)');
+  if (p.snoozeUntil) console.log(`snoozed:     until ${p.snoozeUntil}`);
+}

@@ -1,0 +1,17 @@
+import type { Route } from '../router';
+import { BuildPage } from './build-page';
+import { BuildersPage } from './builders-page';
+import { BuildsPage } from './builds-page';
+import { NotFoundPage } from './not-found-page';
+import { WorkersPage } from './workers-page';
+
+/** The page a route names. */
+export function RoutePage({ route }: { route: Route }) {
+  switch (route.page) {
+    case 'builders': return <BuildersPage />;
+    case 'builds': return <BuildsPage builder={route.builder} />;
+    case 'build': return <BuildPage id={route.id} />;
+    case 'workers': return <WorkersPage />;
+    case 'not-found': return <NotFoundPage path={route.path} />;
+  }
+}

@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process';
+
+/** Runs a command to completion, handing every line of its stdout and stderr to `onLine`. */
+
+export interface RunLinesOptions {
+  onLine: (line: string) => void;
+  /** Kill the process (its whole group when `group`) and fail after this long. */
+  timeoutMs: number;
+  /** Start it in its own process group so a timeout kills what it started (debootstrap's dpkg). */
+  group?: boolean;
+  /** Called on timeout before the process is killed (e.g. `podman kill` the container). */
+  onTimeout?: () => Promise<void>;
+}
+
+export interface RunLinesResult {
+  code: number | null;
+  timedOut: boolean;
+  /** The last lines of output, for error messages. */
+  tail: string[];
+}
+
+const TAIL = 20;
+
+export function runLines(cmd: string, args: readonly string[], options: RunLinesOptions): Promise<RunLinesResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.group === true });
+    const tail: string[] = [];
+    let timedOut = false;
+    const line = (text: string): void => {
+      if (!text.trim()) return;
+      tail.push(text);
+      if (tail.length > TAIL) tail.shift();
+      options.onLine(text);
+    };
+    const splitter = (): ((chunk: Buffer) => void) & { flush: () => void } => {
+      let partial = '';
+      const feed = (chunk: Buffer): void => {
+        const parts = (partial + chunk.toString('utf8')).split(/\r?\n|\r/);
+        partial = parts.pop() ?? '';
+        for (const p of parts) line(p);
+      };
+      return Object.assign(feed, { flush: () => { line(partial); partial = ''; } });
+    };
+    const out = splitter();
+    const err = splitter();
+    child.stdout.on('data', out);
+    child.stderr.on('data', err);
+    const kill = (): void => {
+      try {
+        if (options.group && child.pid) process.kill(-child.pid, 'SIGKILL');
+        else child.kill('SIGKILL');
+      } catch { /* already gone */ }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void (options.onTimeout?.() ?? Promise.resolve()).catch(() => {}).finally(kill);
+    }, options.timeoutMs);
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(e.code === 'ENOENT' ? `${cmd} is not installed` : `${cmd} could not start: ${e.message}`));
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      out.flush();
+      err.flush();
+      resolve({ code, timedOut, tail });
+    });
+  });
+}

@@ -1,0 +1,100 @@
+import Database from 'better-sqlite3';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, writeSync, type ReadStream } from 'node:fs';
+import { join } from 'node:path';
+import type { HistoryEntry } from '../protocol/control-api.js';
+import type { BuildResult } from '../protocol/worker-messages.js';
+
+type Row = Record<string, unknown>;
+
+/**
+ * This machine's own build history (DATA/history.db + DATA/history/<id>.log), so a developer
+ * can see what ran here, with which result, and read the logs. Keeps the newest `keep` builds.
+ */
+export class HistoryStore {
+  private readonly db: Database.Database;
+  private readonly logDir: string;
+  private readonly logs = new Map<number, number>();
+
+  constructor(dataDir: string, private readonly keep = 500) {
+    mkdirSync(dataDir, { recursive: true });
+    this.logDir = join(dataDir, 'history');
+    mkdirSync(this.logDir, { recursive: true });
+    try {
+      this.db = new Database(join(dataDir, 'history.db'));
+      this.db.pragma('journal_mode = WAL');
+    } catch (e) {
+      throw new Error(`cannot open the local history ${join(dataDir, 'history.db')}: ${(e as Error).message}`);
+    }
+    this.db.exec(`CREATE TABLE IF NOT EXISTS builds (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER NOT NULL, attempt INTEGER NOT NULL,
+      master TEXT NOT NULL, builder TEXT NOT NULL, revision TEXT, result TEXT, message TEXT,
+      started_at TEXT NOT NULL, finished_at TEXT, frozen_ms INTEGER NOT NULL DEFAULT 0)`);
+    // Builds that were running when the agent stopped: the master requeued them.
+    this.db.prepare(`UPDATE builds SET result = 'error', message = 'the agent stopped while it ran', finished_at = ?
+      WHERE finished_at IS NULL`).run(new Date().toISOString());
+  }
+
+  start(e: { buildId: number; attempt: number; master: string; builder: string; revision: string | null }): number {
+    const r = this.db.prepare(`INSERT INTO builds (build_id, attempt, master, builder, revision, started_at) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(e.buildId, e.attempt, e.master, e.builder, e.revision, new Date().toISOString());
+    const id = Number(r.lastInsertRowid);
+    this.prune();
+    return id;
+  }
+
+  appendLog(id: number, data: string): void {
+    let fd = this.logs.get(id);
+    if (fd === undefined) {
+      fd = openSync(join(this.logDir, `${id}.log`), 'a', 0o600);
+      this.logs.set(id, fd);
+    }
+    writeSync(fd, data);
+  }
+
+  finish(id: number, result: BuildResult, message: string | null, frozenMs: number): void {
+    this.db.prepare('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ? WHERE id = ?')
+      .run(result, message, new Date().toISOString(), Math.round(frozenMs), id);
+    const fd = this.logs.get(id);
+    if (fd !== undefined) { closeSync(fd); this.logs.delete(id); }
+  }
+
+  list(limit = 100, builder?: string): HistoryEntry[] {
+    const rows = builder
+      ? this.db.prepare('SELECT * FROM builds WHERE builder = ? ORDER BY id DESC LIMIT ?').all(builder, limit)
+      : this.db.prepare('SELECT * FROM builds ORDER BY id DESC LIMIT ?').all(limit);
+    return (rows as Row[]).map(toEntry);
+  }
+
+  get(id: number): HistoryEntry | null {
+    const r = this.db.prepare('SELECT * FROM builds WHERE id = ?').get(id) as Row | undefined;
+    return r ? toEntry(r) : null;
+  }
+
+  readLog(id: number): ReadStream | null {
+    const p = join(this.logDir, `${id}.log`);
+    return existsSync(p) ? createReadStream(p) : null;
+  }
+
+  private prune(): void {
+    const old = this.db.prepare('SELECT id FROM builds ORDER BY id DESC LIMIT -1 OFFSET ?').all(this.keep) as { id: number }[];
+    for (const { id } of old) {
+      rmSync(join(this.logDir, `${id}.log`), { force: true });
+      this.db.prepare('DELETE FROM builds WHERE id = ?').run(id);
+    }
+  }
+
+  close(): void {
+    for (const fd of this.logs.values()) closeSync(fd);
+    this.logs.clear();
+    if (this.db.open) this.db.close();
+  }
+}
+
+function toEntry(r: Row): HistoryEntry {
+  const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
+  return {
+    id: Number(r.id), buildId: Number(r.build_id), attempt: Number(r.attempt), master: String(r.master),
+    builder: String(r.builder), revision: s(r.revision), result: s(r.result) as HistoryEntry['result'],
+    message: s(r.message), startedAt: String(r.started_at), finishedAt: s(r.finished_at), frozenMs: Number(r.frozen_ms),
+  };
+}
