@@ -21,7 +21,7 @@ const layer = (files, patterns) => ({
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'renderer/dist/**', 'release/**'] },
   {
-    files: ['**/*.ts', '**/*.tsx'],
+    files: ['**/*.ts', '**/*.tsx', '**/*.cts'],
     extends: [tseslint.configs.base],
     rules: {
       'no-debugger': 'error',
@@ -39,5 +39,5 @@ export default tseslint.config(
   layer(['master/**/*.ts'], [NO_ELECTRON, ...NO_REACT, up('worker'), up('app'), up('renderer'), up('cli')]),
   layer(['worker/**/*.ts'], [NO_ELECTRON, ...NO_REACT, up('master'), up('app'), up('renderer'), up('cli')]),
   layer(['cli/**/*.ts'], [NO_ELECTRON, ...NO_REACT, up('app'), up('renderer')]),
-  layer(['app/**/*.ts'], [...NO_REACT, up('renderer')]),
+  layer(['app/**/*.ts', 'app/**/*.cts'], [...NO_REACT, up('renderer')]),
 );

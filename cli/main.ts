@@ -5,6 +5,7 @@ import { masterCommand } from './commands/master.js';
 import { tokenCommand } from './commands/token.js';
 import { workerCommand } from './commands/worker.js';
 import { agentControlCommand } from './commands/agent-control.js';
+import { appCommand } from './commands/app.js';
 
 export const USAGE = `crowdbake — run a project's builds on computers donated by its community
 
@@ -19,7 +20,7 @@ usage: crowdbake <command> [flags]     (every command has --help)
   pause, resume, limits, history
             control the local agent: pause (--for 1h to snooze), resume,
             change limits, list the builds this machine ran
-  app       the desktop app (needs Electron installed)
+  app       the desktop app: tray and dashboard window (needs the Electron binary)
 `;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -35,10 +36,10 @@ const COMMANDS: Record<string, Command> = {
   resume: agentControlCommand('resume'),
   limits: agentControlCommand('limits'),
   history: agentControlCommand('history'),
+  app: appCommand,
 };
 
 const NOT_YET: Record<string, string> = {
-  app: 'the desktop app is not available in this version; use `crowdbake demo` or `crowdbake master` and open the dashboard in a browser',
 };
 
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose the last lines). */

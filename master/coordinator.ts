@@ -63,7 +63,7 @@ export class Coordinator {
     private readonly logs: LogStore,
     private readonly artifacts: ArtifactStore,
     private readonly events: EventBus,
-    private readonly options: { maxAttempts: number },
+    private readonly options: { maxAttempts: number; onSessionsChanged?: () => void },
   ) {}
 
   /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
@@ -108,7 +108,14 @@ export class Coordinator {
 
   addSession(session: WorkerSession): void {
     this.sessions.set(session.name, session);
+    this.options.onSessionsChanged?.();
     this.scheduleDispatch();
+  }
+
+  /** Tells dashboards a worker's state changed (busy, idle, frozen). */
+  private publishWorker(session: WorkerSession): void {
+    if (this.events.size === 0 || this.sessions.get(session.name) !== session) return;
+    this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
   }
 
   /** The worker's connection is gone: its builds go back to the queue (or fail after too many attempts). */
@@ -123,6 +130,7 @@ export class Coordinator {
       await this.requeueLost(a.row, `worker ${session.name} disconnected`);
     }
     session.builds.clear();
+    this.options.onSessionsChanged?.();
     this.scheduleDispatch();
   }
 
@@ -143,7 +151,7 @@ export class Coordinator {
     if (msg.type === 'availability') {
       session.accepting = msg.accepting;
       session.reason = msg.reason;
-      this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
+      this.publishWorker(session);
       if (msg.accepting) this.scheduleDispatch();
       return;
     }
@@ -151,7 +159,10 @@ export class Coordinator {
     const current = a !== undefined && a.session === session && a.row.attempt === msg.attempt;
     if (!current) {
       // A late message for a build that was cancelled, requeued or finished: only free the slot.
-      if (msg.type === 'state' && msg.state === 'finished' && session.builds.delete(msg.buildId)) this.scheduleDispatch();
+      if (msg.type === 'state' && msg.state === 'finished' && session.builds.delete(msg.buildId)) {
+        this.publishWorker(session);
+        this.scheduleDispatch();
+      }
       return;
     }
     switch (msg.type) {
@@ -193,6 +204,7 @@ export class Coordinator {
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
       await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      this.publishWorker(session);
       this.scheduleDispatch();
       return;
     }
@@ -211,6 +223,7 @@ export class Coordinator {
     a.row.state = msg.state;
     await this.store.updateBuild(a.row.id, { state: msg.state });
     this.publishBuild(a.row, a.steps);
+    this.publishWorker(session);
   }
 
   /** Appends to a build's log and streams the text to dashboards. */
@@ -309,6 +322,7 @@ export class Coordinator {
       .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
       .catch(logError);
     this.publishBuild(row, steps);
+    this.publishWorker(session);
   }
 
   private publishBuild(row: BuildRow, steps: StepView[]): void {

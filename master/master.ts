@@ -61,23 +61,26 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const events = new EventBus();
   const logs = new LogStore(dataDir);
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? 1024 ** 3);
+  let api: HttpApi | null = null;
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
+    // Whether a builder is runnable depends on who is connected.
+    onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   await coordinator.recover();
 
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  const api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
       type: 'worker' as const,
       worker: workerView(w.name, JSON.parse(w.capabilities), coordinator.session(w.name) ?? null, w.lastSeenAt),
     }));
-    return [{ type: 'builders', builders: api.builderViews() }, ...workers];
+    return [{ type: 'builders', builders: api!.builderViews() }, ...workers];
   });
   registry.on('change', () => {
-    events.publish({ type: 'builders', builders: api.builderViews() });
+    events.publish({ type: 'builders', builders: api!.builderViews() });
     coordinator.scheduleDispatch();
   });
   if (opts.watch !== false) registry.watch();

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseDuration, parseSize } from './units.js';
 
 /** Where a build may run. `any` means any isolated executor (container or vm), never host. */

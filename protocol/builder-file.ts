@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   DurationSchema, ExecutorRequirementSchema, NameSchema, SizeSchema, type BuildSpec, type Limits,
 } from './build-spec.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { DurationSchema, SizeSchema } from './build-spec.js';
 import { BuildResultSchema } from './worker-messages.js';
 

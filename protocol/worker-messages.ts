@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BuildSpecSchema, ExecutorKindSchema, NameSchema } from './build-spec.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { MAX_FRAME_BYTES } from './version.js';
