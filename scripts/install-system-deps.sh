@@ -9,7 +9,7 @@ PACKAGES=(
   busybox-static       # base image `busybox`, built locally: no registry needed
   git                  # checkouts of watched repositories
   debootstrap          # base `debootstrap:SUITE` environments
-  qemu-system-x86 qemu-utils cpio   # the VM executor (guest initramfs built with cpio)
+  qemu-system-x86 qemu-utils e2fsprogs cpio   # the VM executor (guest initramfs built with cpio)
   chromium             # dashboard tests (driven by playwright-core)
   xvfb xdotool xinput x11-utils xprintidle   # idle detection (X11) and its tests
   dbus python3-dbus python3-gi libglib2.0-bin   # logind idle source (gdbus) and its fake for tests

@@ -80,7 +80,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   if (prefs.problem) log(prefs.problem);
   if (opts.preferences && Object.keys(opts.preferences).length) prefs.update(opts.preferences);
 
-  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor);
+  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir });
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
   if (detected.executors.length === 0) {
     throw new Error(`no executor available (${Object.entries(detected.unavailable).map(([k, v]) => `${k}: ${v}`).join('; ')})`);
