@@ -63,7 +63,12 @@ export class Coordinator {
     private readonly logs: LogStore,
     private readonly artifacts: ArtifactStore,
     private readonly events: EventBus,
-    private readonly options: { maxAttempts: number; onSessionsChanged?: () => void },
+    private readonly options: {
+      maxAttempts: number;
+      onSessionsChanged?: () => void;
+      /** Builders with queued builds that no connected worker could take (latent workers start on this). */
+      onUnplaced?: (builders: BuilderDefinition[]) => void;
+    },
   ) {}
 
   /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
@@ -283,7 +288,7 @@ export class Coordinator {
 
   /** Hands queued builds, oldest first, to workers with a free slot that can run them. */
   private dispatch(): void {
-    if (this.sessions.size === 0) return;
+    const unplaced = new Map<string, BuilderDefinition>();
     for (let i = 0; i < this.queue.length; i++) {
       const row = this.queue[i]!;
       const builder = this.builders.get(row.builder);
@@ -292,11 +297,15 @@ export class Coordinator {
         void this.finish(row, 'error', `builder "${row.builder}" no longer exists`, []).catch(logError);
         continue;
       }
-      const pick = pickWorker(builder, this.sessionOffers());
-      if (!pick) continue;
+      const pick = this.sessions.size ? pickWorker(builder, this.sessionOffers()) : null;
+      if (!pick) {
+        unplaced.set(builder.name, builder);
+        continue;
+      }
       this.queue.splice(i--, 1);
       this.assign(row, builder, pick.worker, pick.executor);
     }
+    if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
 
   private *sessionOffers(): Iterable<WorkerSession> {

@@ -11,6 +11,7 @@ import { EventBus } from './events.js';
 import { EventsSocket } from './events-socket.js';
 import { HttpApi } from './http-api.js';
 import { LogStore } from './log-store.js';
+import { LatentWorkers } from './provisioners/latent-workers.js';
 import { openStore } from './store/open-store.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
@@ -62,10 +63,16 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const logs = new LogStore(dataDir);
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? 1024 ** 3);
   let api: HttpApi | null = null;
+  let url = '';
+  const latent = new LatentWorkers(fileConfig.provisioners, {
+    coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
+    log: (l) => console.error(`crowdbake master: ${l}`),
+  });
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
     // Whether a builder is runnable depends on who is connected.
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
+    onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
   });
   await coordinator.recover();
 
@@ -99,12 +106,15 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     server.listen(port, host, () => ok());
   });
   const addr = server.address() as AddressInfo;
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  // Work queued before we listened (a restart) may need a latent worker.
+  coordinator.scheduleDispatch();
 
   let closing: Promise<void> | null = null;
   return {
     url, adminToken, coordinator, registry, events,
     close: () => (closing ??= (async () => {
+      await latent.close();
       coordinator.close();
       registry.close();
       hub.close();

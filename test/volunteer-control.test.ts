@@ -31,10 +31,15 @@ test('status without an agent says offline; with one it reports state, idle sour
   assert.deepEqual(s.current, []);
 
   const id = await m.force('ticker');
-  await until('building', async () => JSON.parse((await cli('status', '--json', '--data', dir)).out).state === 'busy');
-  const busy = JSON.parse((await cli('status', '--json', '--data', dir)).out) as AgentStatus;
+  const busy = await until('building', async () => {
+    const st = JSON.parse((await cli('status', '--json', '--data', dir)).out) as AgentStatus;
+    return st.state === 'busy' ? st : null;
+  });
   assert.deepEqual(busy.current.map((b) => [b.buildId, b.builder, b.frozen]), [[id, 'ticker', false]]);
-  assert.match((await cli('status', '--data', dir)).out, /building: +ticker \(build \d+\)/);
+  // The human form says the same (while the build still runs).
+  await cli('pause', '--data', dir);
+  assert.match((await cli('status', '--data', dir)).out, /building: +ticker \(build \d+\) — frozen/);
+  await cli('resume', '--data', dir);
   await m.waitFinished(id, 30_000);
   assert.match((await cli('history', '--data', dir)).out, new RegExp(`\\tticker\\tbuild ${id}\\.1\\tsuccess`));
 });

@@ -53,6 +53,7 @@ test('a full builder file parses to the normalized definition', () => {
       artifacts: ['dist/*.deb'],
       limits: { timeMs: 3_600_000, cpus: 2, memoryBytes: 2 * 1024 ** 3, diskBytes: 10 * 1024 ** 3 },
       network: true,
+      testInstall: null,
     },
   });
 });
@@ -70,7 +71,7 @@ test('a minimal file gets every default; definitions do not share default arrays
       builder: 'hello', source: null, executor: 'any',
       environment: { base: 'busybox', setup: [] },
       steps: [{ name: 'step-1', run: 'make', env: {} }],
-      artifacts: [], limits: {}, network: false,
+      artifacts: [], limits: {}, network: false, testInstall: null,
     },
   });
   assert.equal(b.builder.name, 'other');
@@ -102,7 +103,7 @@ test('an unknown nested key points at its own line and names it', () => {
   assert.deepEqual(errorsOf('steps:\n  - run: make\n    timout: 5m\nlimits:\n  cpu: 2\n  color: 1\n'), [
     'builders/hello.yml:3:5: steps.0: unknown key "timout" (did you mean "timeout"?)',
     'builders/hello.yml:5:3: limits: unknown key "cpu" (did you mean "cpus"?)',
-    'builders/hello.yml:6:3: limits: unknown key "color" (allowed: time, cpus, memory, disk, pids)',
+    'builders/hello.yml:6:3: limits: unknown key "color" (allowed: time, cpus, memory, disk, pids, frozen)',
   ]);
 });
 

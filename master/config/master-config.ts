@@ -1,7 +1,26 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { DurationSchema, ExecutorKindSchema, NameSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
+
+/**
+ * A latent worker: the master starts it (by running the maintainer's `start` command) when
+ * queued work needs it and no connected worker can take it, and stops it (`stop`) after it
+ * has been idle for `idleTimeout`. `name` is also the worker's name.
+ */
+export const ProvisionerConfigSchema = z.strictObject({
+  name: NameSchema,
+  type: z.literal('command'),
+  start: z.string().min(1),
+  stop: z.string().min(1),
+  /** What the worker it starts offers, so the master knows which builds it can serve. */
+  labels: z.array(z.string().min(1)).default([]),
+  executors: z.array(ExecutorKindSchema).min(1).default(['container']),
+  idleTimeout: DurationSchema.default(300_000),
+  startTimeout: DurationSchema.default(600_000),
+});
+export type ProvisionerConfig = z.output<typeof ProvisionerConfigSchema>;
 
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 asks the OS for a free one. */
 const LISTEN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
@@ -13,6 +32,8 @@ export const MasterConfigSchema = z.strictObject({
   }, { error: (iss) => `expected HOST:PORT like 127.0.0.1:8080 or [::1]:8080, got ${JSON.stringify(iss.input)}` }).optional(),
   maxAttempts: z.number().int().min(1).default(3),
   title: z.string().min(1).max(200).optional(),
+  provisioners: z.array(ProvisionerConfigSchema).default([]).refine(
+    (ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'provisioner names must be unique'),
 });
 
 export interface MasterConfig {
@@ -22,6 +43,8 @@ export interface MasterConfig {
   maxAttempts: number;
   /** Shown on the dashboard; absent: the default title. */
   title?: string;
+  /** Latent workers the master starts and stops on demand. */
+  provisioners: ProvisionerConfig[];
 }
 
 export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
@@ -79,6 +102,7 @@ function defaults(): MasterConfig {
 function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
   return {
     maxAttempts: v.maxAttempts,
+    provisioners: v.provisioners,
     ...(v.listen !== undefined ? { listen: v.listen } : {}),
     ...(v.title !== undefined ? { title: v.title } : {}),
   };

@@ -1,0 +1,159 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BuilderDefinition } from '../../protocol/builder-file.js';
+import type { ProvisionerConfig } from '../config/master-config.js';
+import type { Coordinator } from '../coordinator.js';
+import { executorFor } from '../matching.js';
+import type { Store } from '../store/store.js';
+import { createWorkerToken } from '../tokens.js';
+import { CommandProvisioner } from './command-provisioner.js';
+import type { ProvisionContext, Provisioner } from './provisioner.js';
+
+type State = 'stopped' | 'starting' | 'running' | 'stopping';
+
+interface Latent {
+  config: ProvisionerConfig;
+  provisioner: Provisioner;
+  state: State;
+  since: number;
+  idleSince: number | null;
+  lastError: string | null;
+}
+
+export interface LatentWorkerView {
+  name: string;
+  state: State;
+  since: string;
+  lastError: string | null;
+}
+
+/**
+ * Starts latent workers when queued work needs them and stops them when idle. Driven by the
+ * coordinator's report of builds it could not place, and by a once-a-second look at each
+ * latent worker's session.
+ */
+export class LatentWorkers {
+  private readonly latent = new Map<string, Latent>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    configs: ProvisionerConfig[],
+    private readonly deps: { coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void },
+  ) {
+    for (const config of configs) {
+      this.latent.set(config.name, {
+        config, provisioner: new CommandProvisioner({ start: config.start, stop: config.stop }, deps.configDir, config.startTimeout),
+        state: 'stopped', since: Date.now(), idleSince: null, lastError: null,
+      });
+    }
+    this.timer = setInterval(() => this.tick(), 1000);
+    this.timer.unref();
+  }
+
+  get size(): number {
+    return this.latent.size;
+  }
+
+  list(): LatentWorkerView[] {
+    return [...this.latent.values()].map((l) => ({ name: l.config.name, state: l.state, since: new Date(l.since).toISOString(), lastError: l.lastError }));
+  }
+
+  /** Whether some latent worker could run this builder (then it is not "unrunnable"). */
+  couldRun(builder: BuilderDefinition): boolean {
+    return [...this.latent.values()].some((l) => executorFor(builder, this.offer(l)) !== null);
+  }
+
+  /** The coordinator could not place builds of these builders: start a latent worker for each, if one fits. */
+  unplaced(builders: BuilderDefinition[]): void {
+    if (this.closed) return;
+    for (const b of builders) {
+      const pick = [...this.latent.values()].find((l) => executorFor(b, this.offer(l)) !== null && (l.state === 'stopped' || l.state === 'starting' || l.state === 'running'));
+      if (pick && pick.state === 'stopped') void this.start(pick, `queued work for builder ${b.name}`);
+    }
+  }
+
+  private offer(l: Latent) {
+    return { name: l.config.name, labels: new Set(l.config.labels), executors: l.config.executors, maxBuilds: 1, running: 0, accepting: true };
+  }
+
+  private async start(l: Latent, why: string): Promise<void> {
+    this.set(l, 'starting');
+    this.deps.log(`starting latent worker ${l.config.name}: ${why}`);
+    try {
+      await l.provisioner.start(await this.context(l));
+      l.lastError = null;
+    } catch (e) {
+      l.lastError = (e as Error).message;
+      this.deps.log(`latent worker ${l.config.name}: ${l.lastError}`);
+      this.set(l, 'stopped');
+    }
+  }
+
+  private async stop(l: Latent, why: string): Promise<void> {
+    this.set(l, 'stopping');
+    this.deps.log(`stopping latent worker ${l.config.name}: ${why}`);
+    try {
+      await l.provisioner.stop(await this.context(l));
+    } catch (e) {
+      l.lastError = (e as Error).message;
+      this.deps.log(`latent worker ${l.config.name}: ${l.lastError}`);
+    }
+    this.set(l, 'stopped');
+  }
+
+  private set(l: Latent, state: State): void {
+    l.state = state;
+    l.since = Date.now();
+    l.idleSince = null;
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    for (const l of this.latent.values()) {
+      const session = this.deps.coordinator().session(l.config.name);
+      if (l.state === 'starting' && session) this.set(l, 'running');
+      if (l.state === 'starting' && !session && now - l.since > l.config.startTimeout) {
+        l.lastError = `did not connect within ${Math.round(l.config.startTimeout / 1000)}s`;
+        void this.stop(l, l.lastError);
+        continue;
+      }
+      if (l.state !== 'running') continue;
+      if (!session) {
+        // It went away by itself (crashed, or stopped from outside).
+        this.set(l, 'stopped');
+        continue;
+      }
+      if (session.builds.size > 0) { l.idleSince = null; continue; }
+      l.idleSince ??= now;
+      if (now - l.idleSince >= l.config.idleTimeout) void this.stop(l, `idle for ${Math.round((now - l.idleSince) / 1000)}s`);
+    }
+  }
+
+  /** The worker's token, made once and kept in DATA/provisioners/NAME.token (mode 0600). */
+  private async context(l: Latent): Promise<ProvisionContext> {
+    const dir = join(this.deps.dataDir, 'provisioners');
+    const file = join(dir, `${l.config.name}.token`);
+    let token: string;
+    if (existsSync(file)) {
+      token = readFileSync(file, 'utf8').trim();
+    } else {
+      if (await this.deps.store.getToken(l.config.name)) {
+        throw new Error(`a token named "${l.config.name}" exists but ${file} is missing; pick another provisioner name`);
+      }
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      token = await createWorkerToken(this.deps.store, l.config.name, l.config.labels);
+      writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    }
+    const url = this.deps.masterUrl().replace(/^http/, 'ws');
+    return { name: l.config.name, masterUrl: `${url}/api/v1/worker`, token, labels: l.config.labels, log: (line) => this.deps.log(`latent worker ${l.config.name}: ${line}`) };
+  }
+
+  /** Stops every latent worker that is up (the master is shutting down). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await Promise.all([...this.latent.values()].filter((l) => l.state === 'running' || l.state === 'starting').map((l) => this.stop(l, 'the master is shutting down')));
+  }
+}
