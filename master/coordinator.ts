@@ -261,7 +261,7 @@ export class Coordinator {
       return;
     }
     this.appendLog(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
-    this.logs.finish(row.id);
+    this.logs.close(row.id);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
     await this.store.clearSteps(row.id);
     await this.store.updateBuild(row.id, { state: 'queued', worker: null, startedAt: null, message: why });

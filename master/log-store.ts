@@ -1,17 +1,22 @@
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
-import type { ReadStream } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, createGunzip } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 
 /**
  * Build logs as plain files, `DATA/logs/<id>.log`, appended as chunks arrive. Writes are
  * small synchronous appends to an open descriptor, so memory stays flat however much a
- * build prints, and the log on disk is complete up to the last chunk received.
+ * build prints, and the log on disk is complete up to the last chunk received. When a build
+ * ends its log is compressed in the background to `<id>.log.gz`; reads serve either form.
  */
 export class LogStore {
   private readonly dir: string;
   private readonly open = new Map<number, number>();
+  private readonly compressing = new Map<number, Promise<void>>();
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, private readonly compress = true) {
     this.dir = join(dataDir, 'logs');
     mkdirSync(this.dir, { recursive: true });
   }
@@ -31,7 +36,7 @@ export class LogStore {
   }
 
   /** Closes the file of a build that is no longer running. More appends reopen it. */
-  finish(buildId: number): void {
+  close(buildId: number): void {
     const fd = this.open.get(buildId);
     if (fd !== undefined) {
       closeSync(fd);
@@ -39,17 +44,47 @@ export class LogStore {
     }
   }
 
+  /** The build has ended for good: close its log and compress it in the background. */
+  finish(buildId: number): void {
+    this.close(buildId);
+    if (!this.compress || this.compressing.has(buildId) || !existsSync(this.path(buildId))) return;
+    const plain = this.path(buildId);
+    const tmp = `${plain}.gz.tmp`;
+    const job = pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp))
+      .then(() => {
+        // Appended to meanwhile (a requeue reopened it)? Keep the plain file; it is compressed at the next end.
+        if (this.open.has(buildId)) { rmSync(tmp, { force: true }); return; }
+        renameSync(tmp, `${plain}.gz`);
+        rmSync(plain, { force: true });
+      })
+      .catch((e: Error) => {
+        rmSync(tmp, { force: true });
+        console.error(`crowdbake master: compressing the log of build ${buildId} failed: ${e.message}`);
+      })
+      .finally(() => this.compressing.delete(buildId));
+    this.compressing.set(buildId, job);
+  }
+
+  /** Resolves when every background compression has finished (for shutdown and tests). */
+  async settled(): Promise<void> {
+    await Promise.all(this.compressing.values());
+  }
+
+  /** The log's text so far, plain or decompressed; null when the build has none. */
+  read(buildId: number): Readable | null {
+    const plain = this.path(buildId);
+    if (existsSync(plain)) return createReadStream(plain);
+    const gz = `${plain}.gz`;
+    if (existsSync(gz)) return createReadStream(gz).pipe(createGunzip());
+    return null;
+  }
+
   size(buildId: number): number {
     const p = this.path(buildId);
     return existsSync(p) ? statSync(p).size : 0;
   }
 
-  read(buildId: number): ReadStream | null {
-    const p = this.path(buildId);
-    return existsSync(p) ? createReadStream(p) : null;
-  }
-
-  close(): void {
-    for (const id of [...this.open.keys()]) this.finish(id);
+  closeAll(): void {
+    for (const id of [...this.open.keys()]) this.close(id);
   }
 }

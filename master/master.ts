@@ -12,6 +12,8 @@ import { EventsSocket } from './events-socket.js';
 import { HttpApi } from './http-api.js';
 import { LogStore } from './log-store.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
+import { scheduleRetention } from './retention.js';
+import { ChangeSources } from './sources/change-sources.js';
 import { openStore } from './store/open-store.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
@@ -61,7 +63,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const adminToken = loadAdminToken(dataDir);
   const events = new EventBus();
   const logs = new LogStore(dataDir);
-  const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? 1024 ** 3);
+  const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
+  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, (l) => console.error(`crowdbake master: ${l}`));
   let api: HttpApi | null = null;
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
@@ -76,8 +79,12 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   await coordinator.recover();
 
+  const sources = new ChangeSources({
+    dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, o),
+    onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
+  });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
@@ -89,8 +96,10 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   registry.on('change', () => {
     events.publish({ type: 'builders', builders: api!.builderViews() });
     coordinator.scheduleDispatch();
+    sources.refresh();
   });
   if (opts.watch !== false) registry.watch();
+  sources.start();
 
   const server: Server = createServer((req, res) => api.handle(req, res));
   server.on('upgrade', (req, socket, head) => {
@@ -114,14 +123,17 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   return {
     url, adminToken, coordinator, registry, events,
     close: () => (closing ??= (async () => {
+      stopRetention();
       await latent.close();
+      sources.close();
       coordinator.close();
       registry.close();
       hub.close();
       eventsSocket.close();
       server.closeAllConnections();
       await new Promise<void>((ok) => server.close(() => ok()));
-      logs.close();
+      logs.closeAll();
+      await logs.settled();
       await store.close();
     })()),
   };

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startWorker } from '../worker/agent.js';
-import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
+import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
 // 20 MB of output in one step: the log on the master is complete and in order, and the
 // master's memory does not grow with it (it is written through, not held).
@@ -21,11 +21,14 @@ test('a 20 MB log flood is stored whole while memory stays bounded', async (t) =
   const build = await m.waitFinished(await m.force('loud'), 120_000);
   clearInterval(sampler);
   assert.equal(build.result, 'success');
-  const size = statSync(join(m.dataDir, 'logs', `${build.id}.log`)).size;
-  assert.ok(size > 20_000_000, `log is ${size} bytes`);
   const text = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  assert.ok(text.length > 20_000_000, `log is ${text.length} bytes`);
   const lines = text.split('\n').filter((l) => / line \d+$/.test(l)).map((l) => Number(/line (\d+)$/.exec(l)![1]));
   assert.deepEqual(lines, Array.from({ length: 200 }, (_, i) => i));
   // Master and worker share this process here; both together stay far below the log's size.
   assert.ok(peak - before < 150 * 1024 * 1024, `rss grew by ${((peak - before) / 1048576).toFixed(0)} MiB`);
+  // Once the build has ended its log is kept compressed, and still reads the same.
+  await until('the log to be compressed', () => existsSync(join(m.dataDir, 'logs', `${build.id}.log.gz`)) && !existsSync(join(m.dataDir, 'logs', `${build.id}.log`)));
+  assert.ok(statSync(join(m.dataDir, 'logs', `${build.id}.log.gz`)).size < 1_000_000, 'compressed');
+  assert.equal((await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text()).length, text.length);
 });

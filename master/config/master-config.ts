@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { DurationSchema, ExecutorKindSchema, NameSchema } from '../../protocol/build-spec.js';
+import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
 
 /**
@@ -32,6 +32,10 @@ export const MasterConfigSchema = z.strictObject({
   }, { error: (iss) => `expected HOST:PORT like 127.0.0.1:8080 or [::1]:8080, got ${JSON.stringify(iss.input)}` }).optional(),
   maxAttempts: z.number().int().min(1).default(3),
   title: z.string().min(1).max(200).optional(),
+  /** How long logs and artifacts of finished builds are kept; absent: forever. */
+  retention: z.strictObject({ logs: DurationSchema.optional(), artifacts: DurationSchema.optional() }).default(() => ({})),
+  /** Largest artifact the master accepts. */
+  maxArtifactSize: SizeSchema.default(1024 ** 3),
   provisioners: z.array(ProvisionerConfigSchema).default([]).refine(
     (ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'provisioner names must be unique'),
 });
@@ -45,6 +49,8 @@ export interface MasterConfig {
   title?: string;
   /** Latent workers the master starts and stops on demand. */
   provisioners: ProvisionerConfig[];
+  retention: { logsMs: number | null; artifactsMs: number | null };
+  maxArtifactBytes: number;
 }
 
 export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
@@ -103,6 +109,8 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
   return {
     maxAttempts: v.maxAttempts,
     provisioners: v.provisioners,
+    retention: { logsMs: v.retention.logs ?? null, artifactsMs: v.retention.artifacts ?? null },
+    maxArtifactBytes: v.maxArtifactSize,
     ...(v.listen !== undefined ? { listen: v.listen } : {}),
     ...(v.title !== undefined ? { title: v.title } : {}),
   };
