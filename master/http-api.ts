@@ -9,6 +9,7 @@ import type { ArtifactStore } from './artifact-store.js';
 import { ConflictError, NotFoundError, toBuildView, type Coordinator } from './coordinator.js';
 import type { LogStore } from './log-store.js';
 import { executorFor } from './matching.js';
+import type { ChangeSources } from './sources/change-sources.js';
 import type { Store } from './store/store.js';
 import { secretsEqual } from './tokens.js';
 import { workerView } from './views.js';
@@ -32,7 +33,7 @@ export class HttpApi {
   constructor(
     private readonly deps: {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
-      artifacts: ArtifactStore; adminToken: string; staticDir: string | null;
+      artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
     },
   ) {}
 
@@ -55,6 +56,7 @@ export class HttpApi {
 
     let m: RegExpExecArray | null;
     if (path === '/api/v1/builders' && method === 'GET') return sendJson(res, 200, this.builderViews());
+    if ((m = /^\/api\/v1\/hooks\/([^/]+)$/.exec(path)) && method === 'POST' && d.sources) return d.sources.handleHook(decodeURIComponent(m[1]!), req, res);
     if ((m = /^\/api\/v1\/builders\/([^/]+)\/builds$/.exec(path)) && method === 'POST') {
       this.requireAdmin(req);
       const body = ForceBuildRequestSchema.safeParse(await readJson(req));
@@ -128,7 +130,7 @@ export class HttpApi {
       name,
       description: definition?.description ?? '',
       requires: definition?.requires ?? { labels: [], executor: 'any' },
-      source: definition?.source ? { git: definition.source.git, branch: definition.source.branch } : null,
+      source: definition?.source ? { git: definition.source.git, branch: definition.source.branch, ...this.deps.sources?.status(name) } : null,
       error,
       runnable: definition !== null && sessions.some((s) => executorFor(definition, s) !== null),
     }));

@@ -14,13 +14,31 @@ const StepFileSchema = z.strictObject({
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
 });
 
+/** Branch names, and in `branches:` patterns: `*` and `?` match within one `/`-separated part, `**` across parts. */
+const BranchSchema = z.string().min(1).max(250)
+  .regex(/^[^\s~^:\\[]+$/, 'is not a branch name (no spaces, ~, ^, :, \\ or [)')
+  .refine((b) => !b.startsWith('-') && !b.startsWith('refs/'), 'give the branch name without "refs/heads/" and not starting with "-"');
+const isPattern = (b: string): boolean => /[*?]/.test(b);
+
+/**
+ * `branch: main` watches one branch; `branches: [main, release-*]` watches several. Workers
+ * clone `branch` (default: the first entry of `branches` without wildcards, else main) and
+ * then check out the build's exact revision.
+ */
+const SourceFileSchema = z.strictObject({
+  git: z.string().min(1),
+  branch: BranchSchema.refine((b) => !isPattern(b), 'must be a plain branch name; put patterns under "branches:"').optional(),
+  branches: z.array(BranchSchema).min(1).optional(),
+  poll: DurationSchema.optional(),
+}).superRefine((s, ctx) => {
+  if (s.branch === undefined && s.branches && !s.branches.some((b) => !isPattern(b))) {
+    ctx.addIssue({ code: 'custom', path: ['branches'], message: 'list at least one branch without * or ? (workers clone it before checking out the revision), or add "branch:"' });
+  }
+});
+
 export const BuilderFileSchema = z.strictObject({
   description: z.string().default(''),
-  source: z.strictObject({
-    git: z.string().min(1),
-    branch: z.string().min(1).default('main'),
-    poll: DurationSchema.optional(),
-  }).optional(),
+  source: SourceFileSchema.optional(),
   requires: z.strictObject({
     labels: z.array(z.string().min(1)).default([]),
     executor: ExecutorRequirementSchema.default('any'),
@@ -55,7 +73,8 @@ export type BuilderFile = z.infer<typeof BuilderFileSchema>;
 export interface BuilderDefinition {
   name: string;
   description: string;
-  source: { git: string; branch: string; pollMs: number | null } | null;
+  /** `branch` is the one workers clone; `branches` (present only when the file says `branches:`) are the watched names and patterns. */
+  source: { git: string; branch: string; branches?: string[]; pollMs: number | null } | null;
   requires: { labels: string[]; executor: BuildSpec['executor'] };
   spec: Omit<BuildSpec, 'revision'>;
 }
@@ -81,7 +100,12 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
   if (file.limits.frozen !== undefined) limits.maxFrozenMs = file.limits.frozen;
   const ti = file['test-install'];
   const source = file.source
-    ? { git: file.source.git, branch: file.source.branch, pollMs: file.source.poll ?? null }
+    ? {
+      git: file.source.git,
+      branch: file.source.branch ?? file.source.branches?.find((b) => !isPattern(b)) ?? 'main',
+      ...(file.source.branches ? { branches: file.source.branches } : {}),
+      pollMs: file.source.poll ?? null,
+    }
     : null;
   return {
     name,

@@ -1,9 +1,19 @@
 /**
- * Schema migrations, applied in order at start. Never edit a released entry; append one.
- * The SQL is plain enough to run on SQLite and PostgreSQL alike.
+ * Schema migrations, applied in order at start; a store records how many it has applied
+ * (table `schema_version`, one row) and refuses to open a store with more than this list.
+ * Never edit a released entry; append one, with its text for both dialects. The two texts
+ * must give the same tables, columns and behaviour: text timestamps, JSON text labels,
+ * names that sort bytewise (SQLite's default; `COLLATE "C"` on PostgreSQL).
  */
-export const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE tokens (
+export interface Migration {
+  sqlite: string;
+  postgres: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    // Released as the only SQLite schema before PostgreSQL existed: byte for byte unchanged.
+    sqlite: `CREATE TABLE tokens (
      name TEXT PRIMARY KEY,
      hash TEXT NOT NULL,
      labels TEXT NOT NULL,
@@ -48,4 +58,57 @@ export const MIGRATIONS: readonly string[] = [
      worker TEXT,
      PRIMARY KEY (build_id, name)
    );`,
+    // SQLite's INTEGER is 64-bit: BIGINT here. AUTOINCREMENT (ids never reused, shared by
+    // every master on the database) is an identity column backed by a sequence.
+    postgres: `CREATE TABLE tokens (
+     name TEXT COLLATE "C" PRIMARY KEY,
+     hash TEXT NOT NULL,
+     labels TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     revoked_at TEXT
+   );
+   CREATE TABLE workers (
+     name TEXT COLLATE "C" PRIMARY KEY,
+     capabilities TEXT NOT NULL,
+     last_seen_at TEXT NOT NULL
+   );
+   CREATE TABLE builds (
+     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     builder TEXT NOT NULL,
+     revision TEXT,
+     reason TEXT,
+     state TEXT NOT NULL,
+     result TEXT,
+     worker TEXT,
+     attempt INTEGER NOT NULL DEFAULT 0,
+     message TEXT,
+     queued_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT
+   );
+   CREATE INDEX builds_builder ON builds (builder, id);
+   CREATE INDEX builds_state ON builds (state, id);
+   CREATE TABLE steps (
+     build_id BIGINT NOT NULL,
+     idx INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     state TEXT NOT NULL,
+     result TEXT,
+     exit_code INTEGER,
+     PRIMARY KEY (build_id, idx)
+   );
+   CREATE TABLE artifacts (
+     build_id BIGINT NOT NULL,
+     name TEXT COLLATE "C" NOT NULL,
+     size BIGINT NOT NULL,
+     sha256 TEXT NOT NULL,
+     worker TEXT,
+     PRIMARY KEY (build_id, name)
+   );`,
+  },
 ];
+
+/** The refusal when a store was migrated by a newer Crowdbake than this one. */
+export function schemaTooNewError(current: number): Error {
+  return new Error(`the store's schema is version ${current}, newer than this Crowdbake (${MIGRATIONS.length}); upgrade Crowdbake`);
+}

@@ -1,11 +1,10 @@
+import { PostgresStore } from './postgres-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 
-/** Opens the store a URL names: `sqlite:PATH` (or a plain path) or `postgres://…`. */
+/** Opens the store a URL names: `sqlite:PATH` (or a plain path) or `postgres://…` / `postgresql://…`. */
 export async function openStore(url: string): Promise<Store> {
-  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    throw new Error('the PostgreSQL store is not available in this version; use the embedded SQLite store (omit --store)');
-  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return PostgresStore.open(url);
   const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
   if (!path) throw new Error(`--store ${url}: no file path`);
   return new SqliteStore(path);

@@ -1,17 +1,13 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { MIGRATIONS } from './migrations.js';
+import { MIGRATIONS, schemaTooNewError } from './migrations.js';
+import {
+  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, workerFromRow, type Row,
+} from './rows.js';
 import type {
   ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, WorkerRow,
 } from './store.js';
-
-type Row = Record<string, unknown>;
-
-const BUILD_COLUMNS: Record<keyof BuildPatch, string> = {
-  state: 'state', result: 'result', worker: 'worker', attempt: 'attempt', message: 'message',
-  startedAt: 'started_at', finishedAt: 'finished_at',
-};
 
 /** The embedded store: one SQLite file in WAL mode; survives restarts and crashes. */
 export class SqliteStore implements Store {
@@ -58,10 +54,10 @@ export class SqliteStore implements Store {
     const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
     const current = row?.version ?? 0;
     if (current > MIGRATIONS.length) {
-      throw new Error(`the store's schema is version ${current}, newer than this Crowdbake (${MIGRATIONS.length}); upgrade Crowdbake`);
+      throw schemaTooNewError(current);
     }
     const apply = this.db.transaction(() => {
-      for (let v = current; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v]!);
+      for (let v = current; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v]!.sqlite);
       this.db.prepare('DELETE FROM schema_version').run();
       this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(MIGRATIONS.length);
     });
@@ -76,7 +72,7 @@ export class SqliteStore implements Store {
     try {
       this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.createdAt, row.revokedAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(`a token named "${row.name}" already exists`);
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(duplicateTokenMessage(row.name));
       throw e;
     }
   }
@@ -99,9 +95,7 @@ export class SqliteStore implements Store {
   }
 
   async listWorkers(): Promise<WorkerRow[]> {
-    return (this.stmts.listWorkers.all() as Row[]).map((r) => ({
-      name: String(r.name), capabilities: String(r.capabilities), lastSeenAt: String(r.last_seen_at),
-    }));
+    return (this.stmts.listWorkers.all() as Row[]).map(workerFromRow);
   }
 
   async insertBuild(row: NewBuild): Promise<BuildRow> {
@@ -146,11 +140,7 @@ export class SqliteStore implements Store {
     if (buildIds.length === 0) return [];
     const rows = this.db.prepare(`SELECT * FROM steps WHERE build_id IN (${buildIds.map(() => '?').join(',')}) ORDER BY build_id, idx`)
       .all(...buildIds) as Row[];
-    return rows.map((r) => ({
-      buildId: Number(r.build_id), index: Number(r.idx), name: String(r.name),
-      state: r.state as StepRow['state'], result: (r.result ?? null) as StepRow['result'],
-      exitCode: r.exit_code === null ? null : Number(r.exit_code),
-    }));
+    return rows.map(stepFromRow);
   }
 
   async putArtifact(a: ArtifactRow): Promise<void> {
@@ -158,26 +148,6 @@ export class SqliteStore implements Store {
   }
 
   async listArtifacts(buildId: number): Promise<ArtifactRow[]> {
-    return (this.stmts.listArtifacts.all(buildId) as Row[]).map((r) => ({
-      buildId: Number(r.build_id), name: String(r.name), size: Number(r.size), sha256: String(r.sha256),
-      worker: r.worker === null ? null : String(r.worker),
-    }));
+    return (this.stmts.listArtifacts.all(buildId) as Row[]).map(artifactFromRow);
   }
-}
-
-function tokenFromRow(r: Row): TokenRow {
-  return {
-    name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
-    createdAt: String(r.created_at), revokedAt: r.revoked_at === null ? null : String(r.revoked_at),
-  };
-}
-
-function buildFromRow(r: Row): BuildRow {
-  const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
-  return {
-    id: Number(r.id), builder: String(r.builder), revision: s(r.revision), reason: s(r.reason),
-    state: r.state as BuildRow['state'], result: s(r.result) as BuildRow['result'], worker: s(r.worker),
-    attempt: Number(r.attempt), message: s(r.message), queuedAt: String(r.queued_at),
-    startedAt: s(r.started_at), finishedAt: s(r.finished_at),
-  };
 }
