@@ -18,6 +18,7 @@ export function WorkerRow({ name }: { name: string }) {
       <td>
         <span className={`badge worker-${activity}`}>{w.connected ? 'Connected' : 'Disconnected'}</span>
         {w.connected && <span className="muted"> · {ACTIVITY_LABEL[activity]}</span>}
+        {w.connected && !w.accepting && w.reason && <div className="muted small" title="Why this worker takes no new builds now">Holding: {w.reason}</div>}
       </td>
       <td>{w.labels.length ? <LabelList labels={w.labels} /> : <span className="muted">none</span>}</td>
       <td>{w.executors.join(', ') || <span className="muted">—</span>}</td>
