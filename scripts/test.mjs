@@ -32,7 +32,7 @@ function findTests(dir) {
 // apt-get, as on CI), otherwise the run stops here and says what to install.
 const NEEDED = {
   podman: 'podman', runc: 'runc', git: 'git', chromium: 'chromium', debootstrap: 'debootstrap', 'qemu-system-x86_64': 'qemu-system-x86',
-  cpio: 'cpio', Xvfb: 'xvfb', xdotool: 'xdotool', xinput: 'xinput', xprintidle: 'xprintidle', 'dbus-daemon': 'dbus', gdbus: 'libglib2.0-bin', file: 'file',
+  cpio: 'cpio', Xvfb: 'xvfb', xdotool: 'xdotool', xinput: 'xinput', xprintidle: 'xprintidle', 'dbus-daemon': 'dbus', gdbus: 'libglib2.0-bin', file: 'file', pg_ctlcluster: 'postgresql',
 };
 const missing = Object.entries(NEEDED).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0).map(([, pkg]) => pkg);
 if (spawnSync('sh', ['-c', 'busybox --list >/dev/null 2>&1 && file -L "$(command -v busybox)" | grep -q static']).status !== 0) missing.push('busybox-static');
@@ -44,6 +44,15 @@ if (missing.length) {
     console.log(`0 passed, 1 failed, 0 skipped`);
     process.exit(1);
   }
+}
+
+// The PostgreSQL store tests need a server: start Debian's cluster when we may (root).
+if (!process.env.CROWDBAKE_TEST_POSTGRES && process.getuid?.() === 0) {
+  console.log('\n== start PostgreSQL: bash scripts/start-postgres.sh');
+  const r = spawnSync('bash', ['scripts/start-postgres.sh'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const m = /^export CROWDBAKE_TEST_POSTGRES=(\S+)$/m.exec(r.stdout ?? '');
+  if (r.status === 0 && m) process.env.CROWDBAKE_TEST_POSTGRES = m[1];
+  else console.log('== PostgreSQL did not start: the PostgreSQL store tests will fail');
 }
 
 const built = phase('build', 'npm', ['run', '--silent', 'build']);

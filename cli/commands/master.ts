@@ -10,7 +10,7 @@ const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST
   --config DIR        holds crowdbake.yml and builders/*.yml (default: .)
   --data DIR          SQLite store, logs, artifacts, admin.token (default: ${defaultDataDir('master')})
   --listen HOST:PORT  where to serve the API, dashboard and workers (default: 127.0.0.1:8585)
-  --store URL         sqlite:PATH (default DATA/crowdbake.db)
+  --store URL         sqlite:PATH (default DATA/crowdbake.db) or postgres://USER:PASS@HOST:PORT/DB
 
 Builder files are reloaded when they change. Writes to the REST API need the admin token
 from DATA/admin.token (or CROWDBAKE_ADMIN_TOKEN).

@@ -1,0 +1,50 @@
+import type { ArtifactRow, BuildPatch, BuildRow, StepRow, TokenRow, WorkerRow } from './store.js';
+
+/** A row as a driver returns it: column name to value (PostgreSQL's BIGINT arrives as text). */
+export type Row = Record<string, unknown>;
+
+/** The column each updatable build field is stored in. */
+export const BUILD_COLUMNS: Record<keyof BuildPatch, string> = {
+  state: 'state', result: 'result', worker: 'worker', attempt: 'attempt', message: 'message',
+  startedAt: 'started_at', finishedAt: 'finished_at',
+};
+
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+export function tokenFromRow(r: Row): TokenRow {
+  return {
+    name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
+    createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
+  };
+}
+
+export function workerFromRow(r: Row): WorkerRow {
+  return { name: String(r.name), capabilities: String(r.capabilities), lastSeenAt: String(r.last_seen_at) };
+}
+
+export function buildFromRow(r: Row): BuildRow {
+  return {
+    id: Number(r.id), builder: String(r.builder), revision: str(r.revision), reason: str(r.reason),
+    state: r.state as BuildRow['state'], result: str(r.result) as BuildRow['result'], worker: str(r.worker),
+    attempt: Number(r.attempt), message: str(r.message), queuedAt: String(r.queued_at),
+    startedAt: str(r.started_at), finishedAt: str(r.finished_at),
+  };
+}
+
+export function stepFromRow(r: Row): StepRow {
+  return {
+    buildId: Number(r.build_id), index: Number(r.idx), name: String(r.name),
+    state: r.state as StepRow['state'], result: str(r.result) as StepRow['result'],
+    exitCode: r.exit_code === null || r.exit_code === undefined ? null : Number(r.exit_code),
+  };
+}
+
+export function artifactFromRow(r: Row): ArtifactRow {
+  return {
+    buildId: Number(r.build_id), name: String(r.name), size: Number(r.size), sha256: String(r.sha256),
+    worker: str(r.worker),
+  };
+}
+
+/** The message for a second token with a name already taken (by this master or another). */
+export const duplicateTokenMessage = (name: string): string => `a token named "${name}" already exists`;

@@ -1,0 +1,247 @@
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { MIGRATIONS } from './migrations.js';
+import type { BuildRow, NewBuild, Store, TokenRow } from './store.js';
+
+/**
+ * One place holding a store's data: a SQLite file, a PostgreSQL database. Several stores may
+ * be open on it at once, as several masters (or a master and `crowdbake token`) would be.
+ */
+export interface StoreStorage {
+  open(): Promise<Store>;
+  /** The schema version recorded in the storage, read behind the store's back. */
+  schemaVersion(): Promise<number>;
+  /** Overwrites the recorded schema version, as a newer Crowdbake would have left it. */
+  setSchemaVersion(version: number): Promise<void>;
+}
+
+/** Makes new, empty storage for each test; the test file removes it all afterwards. */
+export type StorageFactory = () => Promise<StoreStorage>;
+
+const T0 = Date.UTC(2026, 0, 1);
+const at = (s: number) => new Date(T0 + s * 1000).toISOString();
+const newBuild = (builder: string, s = 0): NewBuild => ({ builder, revision: null, reason: null, queuedAt: at(s) });
+const token = (name: string, labels: string[] = []): TokenRow => ({ name, hash: `h-${name}`, labels, createdAt: at(0), revokedAt: null });
+
+/**
+ * Registers the Store contract as node:test tests against one implementation. Every test
+ * gets fresh storage; the stores a test opens are closed when it ends.
+ */
+export function storeSuite(name: string, fresh: StorageFactory): void {
+  /** Fresh storage and a store open on it, closed at the end of the test. */
+  async function setup(t: TestContext): Promise<{ storage: StoreStorage; s: Store; open: () => Promise<Store> }> {
+    const storage = await fresh();
+    const open = async () => {
+      const s = await storage.open();
+      t.after(() => s.close());
+      return s;
+    };
+    return { storage, s: await open(), open };
+  }
+
+  describe(`Store contract: ${name}`, () => {
+    test('a new store is empty and records the current schema version', async (t) => {
+      const { storage, s } = await setup(t);
+      assert.equal(await storage.schemaVersion(), MIGRATIONS.length);
+      assert.deepEqual(await s.listTokens(), []);
+      assert.deepEqual(await s.listWorkers(), []);
+      assert.deepEqual(await s.listBuilds({ limit: 10 }), []);
+      assert.deepEqual(await s.listUnfinishedBuilds(), []);
+      assert.deepEqual(await s.listSteps([]), []);
+      assert.deepEqual(await s.listSteps([1, 2]), []);
+      assert.deepEqual(await s.listArtifacts(1), []);
+      assert.equal(await s.getBuild(1), null);
+      assert.equal(await s.getToken('nobody'), null);
+    });
+
+    test('tokens: stored as given, listed by name bytewise, names unique with a clear error', async (t) => {
+      const { s } = await setup(t);
+      await s.createToken(token('w1', ['linux', 'big']));
+      await s.createToken({ ...token('old'), revokedAt: at(5) });
+      for (const n of ['b', 'B', '_x', 'a-1']) await s.createToken(token(n));
+      await assert.rejects(s.createToken({ ...token('w1'), hash: 'other' }), { message: 'a token named "w1" already exists' });
+      assert.deepEqual(await s.getToken('w1'), token('w1', ['linux', 'big']));
+      assert.equal((await s.getToken('old'))?.revokedAt, at(5));
+      assert.deepEqual((await s.listTokens()).map((x) => x.name), ['B', '_x', 'a-1', 'b', 'old', 'w1']);
+    });
+
+    test('tokens: revocation happens once and keeps its time', async (t) => {
+      const { s } = await setup(t);
+      await s.createToken(token('w1'));
+      assert.equal(await s.revokeToken('w1', at(1)), true);
+      assert.equal(await s.revokeToken('w1', at(2)), false);
+      assert.equal(await s.revokeToken('nobody', at(3)), false);
+      assert.equal((await s.getToken('w1'))?.revokedAt, at(1));
+    });
+
+    test('workers: upserted by name, listed by name', async (t) => {
+      const { s } = await setup(t);
+      await s.upsertWorker({ name: 'w2', capabilities: '{"cpus":2}', lastSeenAt: at(1) });
+      await s.upsertWorker({ name: 'w1', capabilities: '{"cpus":1}', lastSeenAt: at(2) });
+      await s.upsertWorker({ name: 'w2', capabilities: '{"cpus":8}', lastSeenAt: at(3) });
+      assert.deepEqual(await s.listWorkers(), [
+        { name: 'w1', capabilities: '{"cpus":1}', lastSeenAt: at(2) },
+        { name: 'w2', capabilities: '{"cpus":8}', lastSeenAt: at(3) },
+      ]);
+    });
+
+    test('builds: insert returns the queued row; updates patch only the fields given', async (t) => {
+      const { s } = await setup(t);
+      const a = await s.insertBuild({ builder: 'hello', revision: 'abc', reason: 'test', queuedAt: at(0) });
+      const expected: BuildRow = {
+        id: a.id, builder: 'hello', revision: 'abc', reason: 'test', queuedAt: at(0), state: 'queued', result: null,
+        worker: null, attempt: 0, message: null, startedAt: null, finishedAt: null,
+      };
+      assert.deepEqual(a, expected);
+      assert.ok(Number.isInteger(a.id) && a.id > 0);
+      const b = await s.insertBuild(newBuild('hello', 1));
+      assert.ok(b.id > a.id, 'ids increase');
+      await s.updateBuild(a.id, { state: 'running', worker: 'w1', attempt: 1, startedAt: at(2) });
+      await s.updateBuild(a.id, {});
+      assert.deepEqual(await s.getBuild(a.id), { ...expected, state: 'running', worker: 'w1', attempt: 1, startedAt: at(2) });
+      await s.updateBuild(a.id, { state: 'queued', worker: null, startedAt: null, message: 'lost' });
+      await s.updateBuild(a.id, { state: 'finished', result: 'failure', finishedAt: at(3) });
+      assert.deepEqual(await s.getBuild(a.id), { ...expected, state: 'finished', result: 'failure', attempt: 1, message: 'lost', finishedAt: at(3) });
+      assert.deepEqual(await s.getBuild(b.id), { ...expected, id: b.id, revision: null, reason: null, queuedAt: at(1) });
+      await s.updateBuild(9_999_999, { state: 'running' });
+      assert.equal(await s.getBuild(9_999_999), null);
+    });
+
+    test('listBuilds: newest first, filters by builder and state, pages with beforeId', async (t) => {
+      const { s } = await setup(t);
+      const ids: number[] = [];
+      for (let i = 0; i < 12; i++) ids.push((await s.insertBuild(newBuild(i % 3 === 0 ? 'a' : 'b', i))).id);
+      for (const id of ids.slice(0, 6)) await s.updateBuild(id, { state: 'finished', result: 'success' });
+      await s.updateBuild(ids[6]!, { state: 'running' });
+      const of = (rows: BuildRow[]) => rows.map((r) => ids.indexOf(r.id));
+      assert.deepEqual(of(await s.listBuilds({ limit: 100 })), [11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 3 })), [11, 10, 9]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 100, builder: 'a' })), [9, 6, 3, 0]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 100, state: 'finished' })), [5, 4, 3, 2, 1, 0]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 100, state: 'running' })), [6]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 100, builder: 'a', state: 'queued' })), [9]);
+      assert.deepEqual(of(await s.listBuilds({ limit: 2, builder: 'b', beforeId: ids[8]! })), [7, 5]);
+      assert.deepEqual(await s.listBuilds({ limit: 100, builder: 'nobody' }), []);
+      const pages: number[][] = [];
+      for (let before: number | undefined; ;) {
+        const page = await s.listBuilds({ limit: 5, ...(before === undefined ? {} : { beforeId: before }) });
+        if (page.length === 0) break;
+        pages.push(of(page));
+        before = page.at(-1)!.id;
+      }
+      assert.deepEqual(pages, [[11, 10, 9, 8, 7], [6, 5, 4, 3, 2], [1, 0]]);
+    });
+
+    test('listUnfinishedBuilds: queued, running and frozen ones, oldest first', async (t) => {
+      const { s } = await setup(t);
+      const [a, b, c, d] = [await s.insertBuild(newBuild('x')), await s.insertBuild(newBuild('x')), await s.insertBuild(newBuild('x')), await s.insertBuild(newBuild('x'))];
+      await s.updateBuild(a.id, { state: 'frozen' });
+      await s.updateBuild(b.id, { state: 'finished', result: 'cancelled' });
+      await s.updateBuild(d.id, { state: 'running', worker: 'w' });
+      assert.deepEqual((await s.listUnfinishedBuilds()).map((r) => [r.id, r.state]), [[a.id, 'frozen'], [c.id, 'queued'], [d.id, 'running']]);
+    });
+
+    test('steps: upserted by build and index, listed for several builds, cleared per build', async (t) => {
+      const { s } = await setup(t);
+      const a = await s.insertBuild(newBuild('x'));
+      const b = await s.insertBuild(newBuild('x'));
+      await s.putStep({ buildId: a.id, index: 1, name: 'test', state: 'pending', result: null, exitCode: null });
+      await s.putStep({ buildId: a.id, index: 0, name: 'build', state: 'running', result: null, exitCode: null });
+      await s.putStep({ buildId: b.id, index: 0, name: 'only', state: 'finished', result: 'success', exitCode: 0 });
+      await s.putStep({ buildId: a.id, index: 0, name: 'build', state: 'finished', result: 'failure', exitCode: 2 });
+      assert.deepEqual(await s.listSteps([b.id, a.id]), [
+        { buildId: a.id, index: 0, name: 'build', state: 'finished', result: 'failure', exitCode: 2 },
+        { buildId: a.id, index: 1, name: 'test', state: 'pending', result: null, exitCode: null },
+        { buildId: b.id, index: 0, name: 'only', state: 'finished', result: 'success', exitCode: 0 },
+      ]);
+      assert.deepEqual((await s.listSteps([b.id])).map((x) => x.name), ['only']);
+      await s.clearSteps(a.id);
+      assert.deepEqual(await s.listSteps([a.id]), []);
+      assert.equal((await s.listSteps([a.id, b.id])).length, 1);
+    });
+
+    test('artifacts: upserted by build and name, listed by name, sizes past 4 GiB', async (t) => {
+      const { s } = await setup(t);
+      const a = await s.insertBuild(newBuild('x'));
+      const big = 5 * 1024 ** 3 + 7;
+      await s.putArtifact({ buildId: a.id, name: 'z.tar', size: 3, sha256: 'a'.repeat(64), worker: 'w1' });
+      await s.putArtifact({ buildId: a.id, name: 'B.img', size: big, sha256: 'b'.repeat(64), worker: null });
+      await s.putArtifact({ buildId: a.id, name: 'z.tar', size: 4, sha256: 'c'.repeat(64), worker: 'w2' });
+      assert.deepEqual(await s.listArtifacts(a.id), [
+        { buildId: a.id, name: 'B.img', size: big, sha256: 'b'.repeat(64), worker: null },
+        { buildId: a.id, name: 'z.tar', size: 4, sha256: 'c'.repeat(64), worker: 'w2' },
+      ]);
+      assert.deepEqual(await s.listArtifacts(a.id + 1), []);
+    });
+
+    test('writes fired without awaiting are applied in call order, and a later read sees them all', async (t) => {
+      const { s } = await setup(t);
+      const row = await s.insertBuild(newBuild('x'));
+      const pending: Promise<unknown>[] = [];
+      for (let i = 0; i < 200; i++) {
+        // As Coordinator.assign does: no await between the calls.
+        if (i === 100) pending.push(s.clearSteps(row.id));
+        pending.push(i % 2 === 0
+          ? s.updateBuild(row.id, { attempt: i, message: `write ${i}` })
+          : s.putStep({ buildId: row.id, index: i % 7, name: `step ${i}`, state: 'running', result: null, exitCode: i }));
+      }
+      const [got, steps] = await Promise.all([s.getBuild(row.id), s.listSteps([row.id])]);
+      assert.equal(got?.attempt, 198);
+      assert.equal(got?.message, 'write 198');
+      // After the clear at 100, each index holds its last odd write from 101..199.
+      const last = new Map<number, number>();
+      for (let i = 101; i < 200; i += 2) last.set(i % 7, i);
+      assert.deepEqual(steps.map((x) => [x.index, x.exitCode]), [...last].sort((p, q) => p[0] - q[0]));
+      await Promise.all(pending);
+    });
+
+    test('everything survives closing and reopening; ids keep increasing', async (t) => {
+      const { s, open } = await setup(t);
+      await s.createToken(token('w1', ['a']));
+      await s.upsertWorker({ name: 'w1', capabilities: '{}', lastSeenAt: at(1) });
+      const a = await s.insertBuild(newBuild('x'));
+      await s.updateBuild(a.id, { state: 'running', worker: 'w1', attempt: 1 });
+      await s.putStep({ buildId: a.id, index: 0, name: 'build', state: 'running', result: null, exitCode: null });
+      await s.putArtifact({ buildId: a.id, name: 'out', size: 1, sha256: 'f'.repeat(64), worker: 'w1' });
+      void s.updateBuild(a.id, { message: 'written just before close' });
+      await s.close();
+      await s.close();
+      await assert.rejects(s.getBuild(a.id));
+
+      const r = await open();
+      assert.deepEqual(await r.getToken('w1'), token('w1', ['a']));
+      assert.deepEqual((await r.listWorkers()).map((w) => w.name), ['w1']);
+      assert.deepEqual(await r.getBuild(a.id), { ...a, state: 'running', worker: 'w1', attempt: 1, message: 'written just before close' });
+      assert.equal((await r.listSteps([a.id])).length, 1);
+      assert.equal((await r.listArtifacts(a.id)).length, 1);
+      assert.deepEqual((await r.listUnfinishedBuilds()).map((b) => b.id), [a.id]);
+      assert.ok((await r.insertBuild(newBuild('x'))).id > a.id);
+    });
+
+    test('two stores on one storage (two masters): ids never collide, a token name is taken once', async (t) => {
+      const { s, open } = await setup(t);
+      const other = await open();
+      const made = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? s : other).insertBuild(newBuild('x', i))));
+      const ids = made.map((b) => b.id);
+      assert.equal(new Set(ids).size, ids.length);
+      assert.equal((await s.listBuilds({ limit: 100 })).length, 40);
+      const tries = await Promise.allSettled([s.createToken(token('same')), other.createToken(token('same'))]);
+      assert.deepEqual(tries.map((x) => x.status).sort(), ['fulfilled', 'rejected']);
+      const refusal = tries.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+      assert.equal((refusal.reason as Error).message, 'a token named "same" already exists');
+      await s.updateBuild(ids[0]!, { state: 'running' });
+      assert.equal((await other.getBuild(ids[0]!))?.state, 'running');
+    });
+
+    test('a store written by a newer Crowdbake is refused with a clear message', async (t) => {
+      const { storage, s, open } = await setup(t);
+      await s.insertBuild(newBuild('x'));
+      await s.close();
+      await storage.setSchemaVersion(MIGRATIONS.length + 5);
+      await assert.rejects(open(), new RegExp(`schema is version ${MIGRATIONS.length + 5}, newer than this Crowdbake \\(${MIGRATIONS.length}\\)`));
+      assert.equal(await storage.schemaVersion(), MIGRATIONS.length + 5);
+      await storage.setSchemaVersion(MIGRATIONS.length);
+      assert.equal((await (await open()).listBuilds({ limit: 10 })).length, 1);
+    });
+  });
+}
