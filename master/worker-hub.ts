@@ -12,6 +12,16 @@ import { workerView } from './views.js';
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 100;
 
+/** A WebSocket close reason may be at most 123 bytes of UTF-8: cut at a character boundary. */
+export function closeReason(message: string): string {
+  let out = '';
+  for (const ch of message) {
+    if (Buffer.byteLength(out + ch) > 120) break;
+    out += ch;
+  }
+  return out;
+}
+
 /** WebSocket close codes the master uses; the worker reads them to decide whether to retry. */
 export const CloseCode = {
   protocolError: 4400,
@@ -58,7 +68,7 @@ export class WorkerHub {
     const send = (m: MasterMessage) => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m)); };
     const fail = (code: number, message: string) => {
       send({ type: 'error', message, fatal: true });
-      ws.close(code, message.slice(0, 120));
+      ws.close(code, closeReason(message));
     };
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -136,7 +146,7 @@ export class WorkerHub {
       accepting: hello.accepting,
       reason: hello.reason,
       send,
-      close: (why) => ws.close(CloseCode.replaced, why),
+      close: (why) => ws.close(CloseCode.replaced, closeReason(why)),
     };
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
     send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
