@@ -11,6 +11,7 @@ import type { LogStore } from './log-store.js';
 import { executorFor } from './matching.js';
 import type { ChangeSources } from './sources/change-sources.js';
 import type { Store } from './store/store.js';
+import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
 import { workerView } from './views.js';
 
@@ -136,11 +137,19 @@ export class HttpApi {
     }));
   }
 
+  private readonly throttle = new AuthThrottle();
+
   private requireAdmin(req: IncomingMessage): void {
     const h = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     if (!m) throw new HttpError(401, 'this request needs "Authorization: Bearer <admin token>" (see DATA/admin.token)');
-    if (!secretsEqual(m[1]!, this.deps.adminToken)) throw new HttpError(403, 'wrong admin token');
+    const from = req.socket.remoteAddress ?? 'unknown';
+    const wait = this.throttle.blockedFor(from);
+    if (wait > 0) throw new HttpError(429, `too many wrong admin tokens from ${from}; try again in ${Math.ceil(wait / 1000)}s`);
+    if (!secretsEqual(m[1]!, this.deps.adminToken)) {
+      this.throttle.fail(from);
+      throw new HttpError(403, 'wrong admin token');
+    }
   }
 
   private serveStatic(path: string, res: ServerResponse): void {

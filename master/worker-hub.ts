@@ -6,6 +6,7 @@ import { decodeWorkerMessage, type MasterMessage, type WorkerHello } from '../pr
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
 import type { Store } from './store/store.js';
+import { AuthThrottle } from './auth-throttle.js';
 import { verifyWorkerToken } from './tokens.js';
 import { workerView } from './views.js';
 
@@ -26,6 +27,7 @@ export function closeReason(message: string): string {
 export const CloseCode = {
   protocolError: 4400,
   unauthorized: 4401,
+  throttled: 4429,
   versionMismatch: 4426,
   replaced: 4409,
   shutdown: 1001,
@@ -48,6 +50,7 @@ export class WorkerHub {
     private readonly coordinator: Coordinator,
     private readonly events: EventBus,
     private readonly options: { heartbeatMs: number },
+    private readonly throttle: AuthThrottle = new AuthThrottle(),
   ) {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
@@ -81,7 +84,7 @@ export class WorkerHub {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
         // Hold later frames until the hello is through, so none overtakes it.
-        chain = chain.then(() => this.hello(ws, msg, send, fail)).then((s) => { session = s; });
+        chain = chain.then(() => this.hello(ws, msg, send, fail, req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
         return;
       }
       chain = chain.then(() => {
@@ -111,14 +114,20 @@ export class WorkerHub {
   }
 
   private async hello(
-    ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void,
+    ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void, peerAddress: string,
   ): Promise<WorkerSession | null> {
     if (hello.protocol !== PROTOCOL_VERSION) {
       fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${PROTOCOL_VERSION}`);
       return null;
     }
+    const wait = this.throttle.blockedFor(peerAddress);
+    if (wait > 0) {
+      fail(CloseCode.throttled, `too many failed logins from ${peerAddress}; try again in ${Math.ceil(wait / 1000)}s`);
+      return null;
+    }
     const check = await verifyWorkerToken(this.store, hello.token);
     if (!check.ok) {
+      this.throttle.fail(peerAddress);
       fail(CloseCode.unauthorized, `authentication failed: ${check.reason}`);
       return null;
     }

@@ -9,6 +9,7 @@ const FATAL_CLOSE = new Map<number, string>([
   [4426, 'the master speaks another protocol version'],
   [4409, 'another worker connected with the same name'],
 ]);
+// 4429 (too many failed logins from this address) is not fatal: the backoff waits it out.
 const HIGH_WATER = 1024 * 1024;
 
 export interface LinkOptions {
