@@ -30,3 +30,15 @@ test('the least loaded capable worker with a free slot is picked', () => {
   assert.equal(pickWorker(b, [busy, wrong]), null);
   assert.equal(pickWorker(b, [busy, half, { ...idle, accepting: false }])?.worker.name, 'half');
 });
+
+test('memory and disk a builder needs must be on offer; the reason says what is short', async () => {
+  const { mismatch } = await import('./matching.js');
+  const b = builder([], 'container');
+  b.spec.limits = { memoryBytes: 8 * 1024 ** 3, diskBytes: 10 * 1024 ** 3 };
+  const small = { ...worker('small', [], ['container']), memoryBytes: 2 * 1024 ** 3, diskBytes: 100 * 1024 ** 3 };
+  const big = { ...worker('big', [], ['container']), memoryBytes: 16 * 1024 ** 3, diskBytes: 100 * 1024 ** 3 };
+  assert.equal(mismatch(b, small), 'offers 2.0 GiB of memory, the builder needs 8.0 GiB');
+  assert.equal(pickWorker(b, [small, big])?.worker.name, 'big');
+  assert.equal(mismatch(builder(['gpu'], 'any'), worker('w', [], ['container'])), 'lacks label gpu');
+  assert.equal(mismatch(builder([], 'vm'), worker('w', [], ['container'])), 'has no vm executor');
+});

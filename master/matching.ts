@@ -1,5 +1,6 @@
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import type { ExecutorKind } from '../protocol/build-spec.js';
+import { formatSize } from '../protocol/units.js';
 
 /** What the scheduler needs to know about a connected worker. */
 export interface WorkerOffer {
@@ -10,11 +11,33 @@ export interface WorkerOffer {
   running: number;
   /** A worker that is not accepting (its volunteer is at the desk, …) gets no new builds. */
   accepting: boolean;
+  /** What the volunteer allows builds to use (the machine's size, or less). */
+  memoryBytes?: number;
+  diskBytes?: number;
 }
 
-/** The executor kind a builder would use on this worker, or null when the worker cannot run it. */
-export function executorFor(builder: BuilderDefinition, worker: WorkerOffer): ExecutorKind | null {
-  for (const label of builder.requires.labels) if (!worker.labels.has(label)) return null;
+/**
+ * Why this worker can never run this builder, or null when it can. A builder's memory and
+ * disk limits are also what it needs: a build that was allowed 8 GiB is not squeezed into
+ * a volunteer's 2 GiB, it goes to a worker that offers enough.
+ */
+export function mismatch(builder: BuilderDefinition, worker: WorkerOffer): string | null {
+  const missing = builder.requires.labels.filter((l) => !worker.labels.has(l));
+  if (missing.length) return `lacks label${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+  if (pickExecutor(builder, worker) === null) {
+    return builder.requires.executor === 'any' ? 'has no isolated executor (container or vm)' : `has no ${builder.requires.executor} executor`;
+  }
+  const { memoryBytes, diskBytes } = builder.spec.limits;
+  if (memoryBytes !== undefined && worker.memoryBytes !== undefined && worker.memoryBytes < memoryBytes) {
+    return `offers ${formatSize(worker.memoryBytes)} of memory, the builder needs ${formatSize(memoryBytes)}`;
+  }
+  if (diskBytes !== undefined && worker.diskBytes !== undefined && worker.diskBytes < diskBytes) {
+    return `offers ${formatSize(worker.diskBytes)} of disk, the builder needs ${formatSize(diskBytes)}`;
+  }
+  return null;
+}
+
+function pickExecutor(builder: BuilderDefinition, worker: WorkerOffer): ExecutorKind | null {
   const want = builder.requires.executor;
   if (want === 'any') {
     if (worker.executors.includes('container')) return 'container';
@@ -22,6 +45,11 @@ export function executorFor(builder: BuilderDefinition, worker: WorkerOffer): Ex
     return null;
   }
   return worker.executors.includes(want) ? want : null;
+}
+
+/** The executor kind a builder would use on this worker, or null when the worker cannot run it. */
+export function executorFor(builder: BuilderDefinition, worker: WorkerOffer): ExecutorKind | null {
+  return mismatch(builder, worker) === null ? pickExecutor(builder, worker) : null;
 }
 
 /** Among workers with a free slot that can run the builder, the least loaded one. */

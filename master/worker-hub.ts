@@ -148,6 +148,8 @@ export class WorkerHub {
       labels: new Set([...check.token.labels, ...caps.labels]),
       executors: caps.executors,
       maxBuilds: caps.maxBuilds,
+      memoryBytes: caps.memoryBytes,
+      diskBytes: caps.diskBytes,
       running: 0,
       builds: new Set<number>(),
       frozen: new Set<number>(),

@@ -4,6 +4,7 @@ import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
 import type { AgentStatus, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
+import { formatSize } from '../protocol/units.js';
 import { readCapabilities } from './capabilities.js';
 import { startControlServer } from './control-server.js';
 import { detectExecutors } from './executors/detect.js';
@@ -145,6 +146,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
             message: executor ? 'build already running here' : `this worker has no ${msg.spec.executor} executor` });
           return;
         }
+        const tooBig = exceedsVolunteer(msg.spec.limits, volunteerLimits());
+        if (tooBig) {
+          log(`refused build ${msg.buildId} (${msg.spec.builder}): ${tooBig}`);
+          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error', message: `refused by worker ${name}: ${tooBig}` });
+          return;
+        }
         const controller = new AbortController();
         const gate = new FreezeGate();
         if (!governor.current.run) void gate.freeze();
@@ -246,4 +253,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       finish();
     })()),
   };
+}
+
+/** Why a build needs more than the volunteer allows (memory, disk), or null. */
+export function exceedsVolunteer(needs: Limits, allowed: Limits): string | null {
+  if (needs.memoryBytes !== undefined && allowed.memoryBytes !== undefined && needs.memoryBytes > allowed.memoryBytes) {
+    return `it needs ${formatSize(needs.memoryBytes)} of memory; this volunteer allows ${formatSize(allowed.memoryBytes)}`;
+  }
+  if (needs.diskBytes !== undefined && allowed.diskBytes !== undefined && needs.diskBytes > allowed.diskBytes) {
+    return `it needs ${formatSize(needs.diskBytes)} of disk; this volunteer allows ${formatSize(allowed.diskBytes)}`;
+  }
+  return null;
 }
