@@ -1,5 +1,8 @@
 import { existsSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,10 +37,14 @@ export interface MasterOptions {
   staticDir?: string | null;
   /** Reload builder files when they change (default true). */
   watch?: boolean;
+  /** Serve https/wss with the project's own certificate (PEM files). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface MasterHandle {
   url: string;
+  /** sha256 fingerprint of the TLS certificate (`sha256:HEX`), which workers pin; null without TLS. */
+  fingerprint: string | null;
   adminToken: string;
   coordinator: Coordinator;
   registry: BuilderRegistry;
@@ -101,7 +108,11 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   if (opts.watch !== false) registry.watch();
   sources.start();
 
-  const server: Server = createServer((req, res) => api.handle(req, res));
+  const tls = opts.tls ? loadTls(opts.tls) : null;
+  const handler = (req: Parameters<HttpApi['handle']>[0], res: Parameters<HttpApi['handle']>[1]) => api!.handle(req, res);
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
+  // `crowdbake token create` prints it, so the volunteer can pin the master's identity.
+  if (tls) writeFileSync(join(dataDir, 'tls.fingerprint'), `${tls.fingerprint}\n`);
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/api/v1/worker') hub.handleUpgrade(req, socket, head);
@@ -115,13 +126,13 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     server.listen(port, host, () => ok());
   });
   const addr = server.address() as AddressInfo;
-  url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
 
   let closing: Promise<void> | null = null;
   return {
-    url, adminToken, coordinator, registry, events,
+    url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
     close: () => (closing ??= (async () => {
       stopRetention();
       await latent.close();
@@ -143,4 +154,28 @@ function splitListen(listen: string | undefined): [string | undefined, number | 
   if (!listen) return [undefined, undefined];
   const i = listen.lastIndexOf(':');
   return [listen.slice(0, i).replace(/^\[|\]$/g, '') || undefined, Number(listen.slice(i + 1))];
+}
+
+/** Reads the certificate and key, and the certificate's sha256 fingerprint (`sha256:hex`). */
+function loadTls(files: { certFile: string; keyFile: string }): { cert: Buffer; key: Buffer; fingerprint: string } {
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = readFileSync(files.certFile);
+    key = readFileSync(files.keyFile);
+  } catch (e) {
+    throw new Error(`cannot read the TLS certificate or key: ${(e as Error).message}`);
+  }
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (e) {
+    throw new Error(`${files.certFile} is not a PEM certificate: ${(e as Error).message}`);
+  }
+  return { cert, key, fingerprint: certFingerprint(x509.raw) };
+}
+
+/** `sha256:` + lowercase hex of the DER certificate's SHA-256, the form workers pin. */
+export function certFingerprint(der: Buffer): string {
+  return `sha256:${createHash('sha256').update(der).digest('hex')}`;
 }

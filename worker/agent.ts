@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
 import type { AgentStatus, Preferences } from '../protocol/control-api.js';
@@ -33,6 +33,8 @@ export interface WorkerOptions {
   idleSource?: IdleSourceChoice;
   /** Port of the local control API on 127.0.0.1 (default: any free port; see DATA/control.json). */
   controlPort?: number;
+  /** `sha256:HEX` fingerprint of the master's TLS certificate (from `crowdbake token create`); kept in DATA/master-pin for later starts. */
+  pin?: string;
   agentVersion?: string;
   backoff?: { minMs: number; maxMs: number };
   log?: (line: string) => void;
@@ -106,8 +108,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       ...(p.diskBytes !== null ? { diskBytes: p.diskBytes } : {}),
     };
   };
+  const pin = rememberPin(dataDir, url, opts.pin);
+  if (pin) log(`the master's certificate is pinned: ${pin}`);
   const link = new MasterLink({
-    url, name, token: opts.token, agentVersion: opts.agentVersion ?? '0.1.0',
+    url, name, token: opts.token, ...(pin ? { pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
     availability: () => ({ accepting: governor.current.run, reason: governor.current.reason }),
     capabilities: () => {
@@ -244,6 +248,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     running: () => [...running.keys()],
     done,
     close: () => (closing ??= (async () => {
+      link.off('message', onMessage);
       link.close();
       governor.close();
       for (const r of running.values()) { r.controller.abort(); void r.gate.thaw(); }
@@ -264,4 +269,21 @@ export function exceedsVolunteer(needs: Limits, allowed: Limits): string | null 
     return `it needs ${formatSize(needs.diskBytes)} of disk; this volunteer allows ${formatSize(allowed.diskBytes)}`;
   }
   return null;
+}
+
+/** The pin given now (saved for next time), or the one saved for this master URL earlier. */
+function rememberPin(dataDir: string, url: string, given: string | undefined): string | undefined {
+  const file = join(dataDir, 'master-pin.json');
+  if (given !== undefined) {
+    if (!/^sha256:[0-9a-fA-F]{64}$/.test(given)) throw new Error(`--pin "${given}" must be sha256: followed by 64 hex digits`);
+    writeFileSync(file, `${JSON.stringify({ url, pin: given.toLowerCase() })}\n`, { mode: 0o600 });
+    return given.toLowerCase();
+  }
+  if (!existsSync(file)) return undefined;
+  try {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { url?: string; pin?: string };
+    return saved.url === url ? saved.pin : undefined;
+  } catch {
+    throw new Error(`${file} is unreadable; delete it and pass --pin again`);
+  }
 }

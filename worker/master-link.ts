@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
@@ -11,6 +13,7 @@ const FATAL_CLOSE = new Map<number, string>([
 ]);
 // 4429 (too many failed logins from this address) is not fatal: the backoff waits it out.
 const HIGH_WATER = 1024 * 1024;
+const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 export interface LinkOptions {
   url: string;
@@ -20,6 +23,8 @@ export interface LinkOptions {
   capabilities: () => Promise<Capabilities>;
   /** Whether the worker takes builds right now; sent in every hello. */
   availability: () => { accepting: boolean; reason: string };
+  /** `sha256:HEX` of the master's TLS certificate: anything else is refused before the hello. */
+  pin?: string;
   /** Reconnect delays grow from min to max (full jitter). */
   backoff?: { minMs: number; maxMs: number };
 }
@@ -77,7 +82,22 @@ export class MasterLink extends EventEmitter {
       this.emit('fatal', new Error(`cannot read this machine's capabilities: ${(e as Error).message}`));
       return;
     }
-    const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000 });
+    const pin = this.opts.pin;
+    // With a pin the certificate is checked by its fingerprint (the project's own, often
+    // self-signed, certificate); without one, by the system's certificate authorities.
+    const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
+    ws.on('upgrade', (res) => {
+      if (!pin) return;
+      const socket = res.socket as TLSSocket;
+      const der = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate().raw : undefined;
+      const seen = der ? `sha256:${createHash('sha256').update(der).digest('hex')}` : 'no certificate (not TLS)';
+      if (seen !== pin.toLowerCase()) {
+        // Before `open`: the hello (and its token) is never sent to an impostor.
+        this.stopped = true;
+        ws.terminate();
+        this.emit('fatal', new Error(`the master at ${this.opts.url} is not the one this worker is pinned to: its certificate is ${seen}, expected ${pin}. If the project replaced its certificate, start the worker with the new --pin`));
+      }
+    });
     this.ws = ws;
     this.welcomed = false;
     let fatal: string | null = null;
@@ -111,10 +131,17 @@ export class MasterLink extends EventEmitter {
         else this.emit('warning', `the master says: ${msg.message}`);
         return;
       }
-      this.emit('message', msg satisfies MasterMessage);
+      if (!this.stopped) this.emit('message', msg satisfies MasterMessage);
     });
     ws.on('pong', () => undefined);
-    ws.on('error', (e) => this.emit('warning', `connection to ${this.opts.url}: ${e.message}`));
+    ws.on('error', (e: NodeJS.ErrnoException) => {
+      if (UNTRUSTED_CERT.has(e.code ?? '') && !this.stopped) {
+        this.stopped = true;
+        this.emit('fatal', new Error(`the master's certificate is not trusted by this system (${e.code}); pin it instead: --pin sha256:… as printed by \`crowdbake token create\` on the master`));
+        return;
+      }
+      this.emit('warning', `connection to ${this.opts.url}: ${e.message}`);
+    });
     ws.on('close', (code, reason) => {
       const was = this.welcomed;
       this.welcomed = false;

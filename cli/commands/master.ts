@@ -10,6 +10,8 @@ const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST
   --config DIR        holds crowdbake.yml and builders/*.yml (default: .)
   --data DIR          SQLite store, logs, artifacts, admin.token (default: ${defaultDataDir('master')})
   --listen HOST:PORT  where to serve the API, dashboard and workers (default: 127.0.0.1:8585)
+  --tls-cert FILE     serve https/wss with this PEM certificate (and --tls-key FILE); workers pin
+                      its fingerprint, which \`crowdbake token create\` prints
   --store URL         sqlite:PATH (default DATA/crowdbake.db) or postgres://USER:PASS@HOST:PORT/DB
 
 Builder files are reloaded when they change. Writes to the REST API need the admin token
@@ -19,6 +21,7 @@ from DATA/admin.token (or CROWDBAKE_ADMIN_TOKEN).
 export async function masterCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     config: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, store: { type: 'string' },
+    'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
   const configDir = resolve(str(values, 'config') ?? '.');
@@ -26,11 +29,16 @@ export async function masterCommand(argv: string[]): Promise<number> {
   const listen = str(values, 'listen');
   const hp = listen ? hostPort(listen, 'listen') : null;
   const storeUrl = str(values, 'store');
+  const certFile = str(values, 'tls-cert');
+  const keyFile = str(values, 'tls-key');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   const master = await startMaster({
     configDir, dataDir: str(values, 'data') ?? defaultDataDir('master'),
     ...(hp ? { host: hp.host, port: hp.port } : {}),
     ...(storeUrl ? { storeUrl } : {}),
+    ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
   });
+  if (master.fingerprint) console.log(`crowdbake master: TLS certificate ${master.fingerprint} (workers pass it as --pin)`);
   const builders = master.registry.list();
   console.log(`crowdbake master: ${builders.length} builder(s) from ${configDir}/builders`);
   console.log(`crowdbake master: dashboard and API at ${master.url}/`);

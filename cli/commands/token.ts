@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openStore } from '../../master/store/open-store.js';
 import { createWorkerToken } from '../../master/tokens.js';
@@ -27,6 +28,8 @@ export async function tokenCommand(argv: string[]): Promise<number> {
     switch (sub) {
       case 'create': {
         const token = await createWorkerToken(store, required(values, 'name'), list(values, 'labels'));
+        const fp = join(dataDir, 'tls.fingerprint');
+        if (existsSync(fp)) console.error(`the master's certificate: the volunteer passes --pin ${readFileSync(fp, 'utf8').trim()}`);
         console.error(`created a token for worker "${str(values, 'name')}"; give it to the volunteer (it is shown only once):`);
         console.log(token);
         return 0;
