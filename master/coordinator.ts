@@ -51,7 +51,11 @@ const now = () => new Date().toISOString();
  * order it happens and then published on the event bus.
  */
 export class Coordinator {
-  private readonly queue: BuildRow[] = [];
+  /** Queued builds per builder, each list oldest first. */
+  private readonly queues = new Map<string, BuildRow[]>();
+  private queued = 0;
+  /** Running builds per builder, for fair share. */
+  private readonly runningPer = new Map<string, number>();
   private readonly active = new Map<number, ActiveBuild>();
   private readonly sessions = new Map<string, WorkerSession>();
   private dispatchScheduled = false;
@@ -92,16 +96,15 @@ export class Coordinator {
   }
 
   async cancel(id: number): Promise<void> {
-    const qi = this.queue.findIndex((b) => b.id === id);
-    if (qi >= 0) {
-      const [row] = this.queue.splice(qi, 1);
-      await this.finish(row!, 'cancelled', 'cancelled while queued', []);
+    const queued = this.dequeue(id);
+    if (queued) {
+      await this.finish(queued, 'cancelled', 'cancelled while queued', []);
       return;
     }
     const a = this.active.get(id);
     if (a) {
       a.session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: 'cancelled by a user' });
-      this.active.delete(id);
+      this.deactivate(id);
       this.appendLog(id, '\n*** build cancelled by a user ***\n');
       await this.finish(a.row, 'cancelled', 'cancelled while running', a.steps);
       return;
@@ -129,7 +132,7 @@ export class Coordinator {
     for (const id of session.builds) {
       const a = this.active.get(id);
       if (!a || a.session !== session) continue;
-      this.active.delete(id);
+      this.deactivate(id);
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.artifacts.abortBuild(id);
       await this.requeueLost(a.row, `worker ${session.name} disconnected`);
@@ -148,7 +151,7 @@ export class Coordinator {
   }
 
   queuedCount(): number {
-    return this.queue.length;
+    return this.queued;
   }
 
   /** Applies one validated message from an authenticated worker. */
@@ -205,7 +208,7 @@ export class Coordinator {
   private async onState(session: WorkerSession, a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'state' }>): Promise<void> {
     if (msg.state === 'finished') {
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
-      this.active.delete(a.row.id);
+      this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
       await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
@@ -240,7 +243,7 @@ export class Coordinator {
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
   private async frozenTooLong(a: ActiveBuild, maxFrozenMs: number): Promise<void> {
     if (this.active.get(a.row.id) !== a) return;
-    this.active.delete(a.row.id);
+    this.deactivate(a.row.id);
     a.session.frozen.delete(a.row.id);
     a.session.send({ type: 'cancel', buildId: a.row.id, attempt: a.row.attempt, reason: 'frozen for too long; the build runs elsewhere' });
     this.artifacts.abortBuild(a.row.id);
@@ -249,9 +252,12 @@ export class Coordinator {
   }
 
   private enqueue(row: BuildRow): void {
-    let i = this.queue.length;
-    while (i > 0 && this.queue[i - 1]!.id > row.id) i--;
-    this.queue.splice(i, 0, row);
+    let q = this.queues.get(row.builder);
+    if (!q) this.queues.set(row.builder, (q = []));
+    let i = q.length;
+    while (i > 0 && q[i - 1]!.id > row.id) i--;
+    q.splice(i, 0, row);
+    this.queued++;
   }
 
   private async requeueLost(row: BuildRow, why: string): Promise<void> {
@@ -287,23 +293,61 @@ export class Coordinator {
   }
 
   /** Hands queued builds, oldest first, to workers with a free slot that can run them. */
+  /** The build no longer runs on a worker (finished, cancelled, lost). */
+  private deactivate(id: number): void {
+    const a = this.active.get(id);
+    if (!a) return;
+    this.active.delete(id);
+    const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
+    if (n > 0) this.runningPer.set(a.row.builder, n);
+    else this.runningPer.delete(a.row.builder);
+  }
+
+  private dequeue(id: number): BuildRow | null {
+    for (const [builder, q] of this.queues) {
+      const i = q.findIndex((b) => b.id === id);
+      if (i < 0) continue;
+      const [row] = q.splice(i, 1);
+      if (q.length === 0) this.queues.delete(builder);
+      this.queued--;
+      return row!;
+    }
+    return null;
+  }
+
+  /**
+   * Hands queued builds to workers with a free slot that can run them. Order: the builder
+   * with the highest priority first; among equals, the one with the fewest builds running
+   * (fair share), then the oldest queued build. Each builder's own builds go oldest first.
+   */
   private dispatch(): void {
     const unplaced = new Map<string, BuilderDefinition>();
-    for (let i = 0; i < this.queue.length; i++) {
-      const row = this.queue[i]!;
-      const builder = this.builders.get(row.builder);
-      if (!builder) {
-        this.queue.splice(i--, 1);
-        void this.finish(row, 'error', `builder "${row.builder}" no longer exists`, []).catch(logError);
-        continue;
+    const blocked = new Set<string>();
+    for (;;) {
+      let best: { name: string; def: BuilderDefinition; head: BuildRow } | null = null;
+      for (const [name, q] of this.queues) {
+        if (blocked.has(name)) continue;
+        const def = this.builders.get(name);
+        if (!def) {
+          this.queues.delete(name);
+          this.queued -= q.length;
+          for (const row of q) void this.finish(row, 'error', `builder "${name}" no longer exists`, []).catch(logError);
+          continue;
+        }
+        const head = q[0]!;
+        if (!best || before({ def, head, running: this.runningPer.get(name) ?? 0 }, { def: best.def, head: best.head, running: this.runningPer.get(best.name) ?? 0 })) {
+          best = { name, def, head };
+        }
       }
-      const pick = this.sessions.size ? pickWorker(builder, this.sessionOffers()) : null;
+      if (!best) break;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers()) : null;
       if (!pick) {
-        unplaced.set(builder.name, builder);
+        blocked.add(best.name);
+        unplaced.set(best.name, best.def);
         continue;
       }
-      this.queue.splice(i--, 1);
-      this.assign(row, builder, pick.worker, pick.executor);
+      this.dequeue(best.head.id);
+      this.assign(best.head, best.def, pick.worker, pick.executor);
     }
     if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
@@ -322,6 +366,7 @@ export class Coordinator {
     (session as { running: number }).running = session.builds.size;
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps });
+    this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     session.send({
       type: 'assign', buildId: row.id, attempt,
       spec: { ...builder.spec, executor, revision: row.revision },
@@ -355,4 +400,11 @@ export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[
 
 function logError(e: unknown): void {
   console.error('crowdbake master:', e);
+}
+
+/** Whether queued build a goes before b: priority, then fair share, then age. */
+function before(a: { def: BuilderDefinition; head: BuildRow; running: number }, b: { def: BuilderDefinition; head: BuildRow; running: number }): boolean {
+  if (a.def.priority !== b.def.priority) return a.def.priority > b.def.priority;
+  if (a.running !== b.running) return a.running < b.running;
+  return a.head.id < b.head.id;
 }

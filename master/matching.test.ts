@@ -4,7 +4,7 @@ import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { executorFor, pickWorker, type WorkerOffer } from './matching.js';
 
 const builder = (labels: string[], executor: BuilderDefinition['requires']['executor']): BuilderDefinition => ({
-  name: 'b', description: '', source: null, requires: { labels, executor },
+  name: 'b', description: '', source: null, requires: { labels, executor }, priority: 0,
   spec: { builder: 'b', source: null, executor, environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: {}, network: false, testInstall: null },
 });
 const worker = (name: string, labels: string[], executors: WorkerOffer['executors'], running = 0, maxBuilds = 1): WorkerOffer =>

@@ -31,7 +31,7 @@ const SourceFileSchema = z.strictObject({
   branches: z.array(BranchSchema).min(1).optional(),
   poll: DurationSchema.optional(),
 }).superRefine((s, ctx) => {
-  if (s.branch === undefined && s.branches && !s.branches.some((b) => !isPattern(b))) {
+  if (s.branch === undefined && s.branches?.length && !s.branches.some((b) => !isPattern(b))) {
     ctx.addIssue({ code: 'custom', path: ['branches'], message: 'list at least one branch without * or ? (workers clone it before checking out the revision), or add "branch:"' });
   }
 });
@@ -48,6 +48,8 @@ export const BuilderFileSchema = z.strictObject({
     setup: z.array(z.string()).default([]),
   }).default(() => ({ base: 'busybox', setup: [] })),
   network: z.boolean().default(false),
+  /** Higher goes first when workers are scarce (default 0); equal priorities share workers fairly. */
+  priority: z.number().int().min(-100).max(100).default(0),
   steps: z.array(StepFileSchema).min(1, 'a builder needs at least one step'),
   artifacts: z.array(z.string().min(1)).default([]),
   /** Install and test the artifacts in a second, fresh environment (default: the same base, no setup). */
@@ -76,6 +78,7 @@ export interface BuilderDefinition {
   /** `branch` is the one workers clone; `branches` (present only when the file says `branches:`) are the watched names and patterns. */
   source: { git: string; branch: string; branches?: string[]; pollMs: number | null } | null;
   requires: { labels: string[]; executor: BuildSpec['executor'] };
+  priority: number;
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -112,6 +115,7 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     description: file.description,
     source,
     requires: { labels: file.requires.labels, executor: file.requires.executor },
+    priority: file.priority,
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,
