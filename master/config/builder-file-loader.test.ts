@@ -41,6 +41,7 @@ test('a full builder file parses to the normalized definition', () => {
     description: 'Build the hello package',
     source: { git: 'https://example.org/hello.git', branch: 'main', pollMs: 60_000 },
     requires: { labels: ['linux'], executor: 'container' },
+    priority: 0,
     spec: {
       builder: 'hello',
       source: { git: 'https://example.org/hello.git', branch: 'main' },
@@ -67,6 +68,7 @@ test('a minimal file gets every default; definitions do not share default arrays
     description: '',
     source: null,
     requires: { labels: [], executor: 'any' },
+    priority: 0,
     spec: {
       builder: 'hello', source: null, executor: 'any',
       environment: { base: 'busybox', setup: [] },
