@@ -101,9 +101,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     return [{ type: 'builders', builders: api!.builderViews() }, ...workers];
   });
   registry.on('change', () => {
+    sources.refresh();
     events.publish({ type: 'builders', builders: api!.builderViews() });
     coordinator.scheduleDispatch();
-    sources.refresh();
   });
   if (opts.watch !== false) registry.watch();
   sources.start();

@@ -1,6 +1,8 @@
 import { startWorker } from '../../worker/agent.js';
+import { startBuildbotWorker } from '../../worker/buildbot/worker.js';
 import type { Preferences } from '../../protocol/control-api.js';
 import { list, oneOf, parse, positiveNumber, required, size, str, UsageError, duration } from '../args.js';
+import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
 
@@ -19,7 +21,17 @@ const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
   --builds N          builds at a time (default 1)
   --when idle|always  build only while the desktop is idle, or always (default: idle)
   --idle-after DUR    idle time before builds start (default 3m)
+  --pin sha256:HEX    the master's certificate fingerprint (wss://), from \`crowdbake token create\`;
+                      remembered for later starts: any other certificate is refused
   --idle-source S     auto | x11 | logind | app | none (default auto: X11, then logind, else none)
+
+Serving an existing BuildBot (>= 3.7) master instead, as a msgpack_experimental_v7 worker:
+  crowdbake worker --buildbot ws://HOST:PORT --name N --password P [--basedir DIR]
+                   [--executor container|host]
+  --basedir DIR       builder directories (default: DATA/buildbot/N)
+  --executor KIND     container (default): shell steps run in a podman sandbox with the
+                      builder directory at /work, git runs on the host; host: everything on
+                      this computer, as the stock buildbot-worker does
 
 Flags that set preferences (--when, --idle-after, --cpus, --memory, --disk) are saved in
 DATA/preferences.json; \`crowdbake limits\` changes them while the worker runs.
@@ -30,12 +42,10 @@ export async function workerCommand(argv: string[]): Promise<number> {
     master: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, data: { type: 'string' },
     executor: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
-    'idle-source': { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
+    'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
-  if (str(values, 'buildbot') !== undefined) {
-    throw new UsageError('--buildbot (serving a BuildBot master) is not available in this version');
-  }
+  if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
   const master = required(values, 'master');
   const token = required(values, 'token');
   const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
@@ -54,7 +64,10 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const diskBytes = size(values, 'disk');
   if (diskBytes !== undefined) preferences.diskBytes = diskBytes;
   const name = str(values, 'name');
+  const pin = str(values, 'pin');
+  if (pin !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(pin)) throw new UsageError(`--pin "${pin}" must be sha256: followed by 64 hex digits`);
   const worker = await startWorker({
+    ...(pin ? { pin } : {}),
     master, token, executor, labels: list(values, 'labels'), idleSource, preferences,
     dataDir: str(values, 'data') ?? defaultDataDir('worker'),
     ...(name ? { name } : {}),
@@ -64,4 +77,25 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const stoppedBy = await Promise.race([untilSignal().then(() => 'signal'), worker.done.then(() => 'master')]);
   await worker.close();
   return stoppedBy === 'signal' ? 0 : 1;
+}
+
+const NOT_WITH_BUILDBOT = ['master', 'token', 'cpus', 'memory', 'disk', 'labels', 'builds', 'when', 'idle-after', 'idle-source'];
+
+/** `--buildbot URL`: a worker of an existing BuildBot master (worker/buildbot/). */
+async function buildbotWorkerCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const url = required(values, 'buildbot');
+  if (!/^wss?:\/\/[^/\s]+(:\d+)?\/?$/.test(url)) throw new UsageError(`--buildbot "${url}" must be ws://HOST:PORT (the master's msgpack_experimental_v7 port)`);
+  const name = required(values, 'name');
+  const password = required(values, 'password');
+  if (name.includes(':')) throw new UsageError(`--name "${name}" must not contain ":"`);
+  for (const flag of NOT_WITH_BUILDBOT) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} cannot be used with --buildbot`);
+  }
+  const executor = oneOf(values, 'executor', ['container', 'host'] as const, 'container');
+  const basedir = str(values, 'basedir') ?? join(str(values, 'data') ?? defaultDataDir('worker'), 'buildbot', name);
+  const worker = await startBuildbotWorker({ url, name, password, basedir, executor });
+  console.log(`crowdbake worker: serving BuildBot master ${url} as ${name} (${executor} executor, basedir ${worker.basedir})`);
+  const stoppedBy = await Promise.race([untilSignal().then(() => 'signal' as const), worker.done]);
+  await worker.close();
+  return stoppedBy === 'closed' ? 1 : 0;
 }

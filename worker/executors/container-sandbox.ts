@@ -1,9 +1,67 @@
 import { readFile } from 'node:fs/promises';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 import { podman, spawnErrorMessage, spawnPodman } from './podman.js';
-import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type Supervised } from './step-support.js';
+import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type StepChild, type Supervised } from './step-support.js';
 
-/** One running build container; steps are `podman exec`s in it, one at a time. */
+/**
+ * How a ContainerSandbox reaches its container: podman commands (PodmanOps, below), or the
+ * fast path's in-container agent and cgroup files (fast/fast-ops.ts).
+ */
+export interface ContainerOps {
+  /** Why no step can run any more (e.g. the agent is gone), or null. */
+  problem(): string | null;
+  /** Starts one step in /work with `env` added; throws when the step cannot be expressed. */
+  exec(argv: string[], env: Record<string, string>): { child: StepChild; spawnError: (e: NodeJS.ErrnoException) => string };
+  /** Stops every process in the container (cgroup freezer); resolves once they are stopped. */
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  /** Kills every process in the container, also when frozen. */
+  kill(): Promise<void>;
+  /** Removes the container and whatever runs in it. */
+  remove(): Promise<void>;
+}
+
+/** The plain path: one `podman exec` per step, `podman pause`, `podman kill`, `podman rm`. */
+export class PodmanOps implements ContainerOps {
+  constructor(readonly name: string) {}
+
+  problem(): null {
+    return null;
+  }
+
+  exec(argv: string[], env: Record<string, string>): ReturnType<ContainerOps['exec']> {
+    const envFlags = Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
+    const args = ['exec', '--workdir', '/work', ...envFlags, this.name, ...argv];
+    return { child: spawnPodman(args), spawnError: (e) => spawnErrorMessage(e, args) };
+  }
+
+  async freeze(): Promise<void> {
+    await podman(['pause', this.name], { timeoutMs: 30_000 });
+  }
+
+  async thaw(): Promise<void> {
+    await podman(['unpause', this.name], { timeoutMs: 30_000 });
+  }
+
+  async kill(): Promise<void> {
+    const r = await podman(['kill', '--signal', 'KILL', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    if (r.code !== 0 && (await containerState(this.name)) === 'running') {
+      throw new Error(`podman kill ${this.name} failed: ${r.stderr.trim()}`);
+    }
+  }
+
+  async remove(): Promise<void> {
+    await podman(['rm', '--force', '--time', '0', this.name], { timeoutMs: 60_000 });
+  }
+}
+
+/** `podman inspect`'s status of the container (running, paused, exited, …), or null when it is gone. */
+export async function containerState(name: string): Promise<string | null> {
+  const r = await podman(['inspect', '--format', '{{.State.Status}}', name], { allowFailure: true, timeoutMs: 30_000 });
+  return r.code === 0 ? r.stdout.trim() : null;
+}
+
+/** One running build container; steps run in it one at a time, through its ContainerOps. */
 export class ContainerSandbox implements Sandbox {
   private readonly gate = new FreezeGate();
   /** Set once the container was killed (timeout, cancel) or died: later steps cannot run. */
@@ -15,35 +73,38 @@ export class ContainerSandbox implements Sandbox {
 
   private constructor(
     readonly name: string,
+    readonly ops: ContainerOps,
     private readonly memoryBytes: number | undefined,
     private readonly oomFile: string | null,
     private oomKills: number | null,
   ) {}
 
-  static async start(name: string, memoryBytes: number | undefined, oomFile: string | null): Promise<ContainerSandbox> {
-    return new ContainerSandbox(name, memoryBytes, oomFile, await readOomKills(oomFile));
+  static async start(name: string, ops: ContainerOps, memoryBytes: number | undefined, oomFile: string | null): Promise<ContainerSandbox> {
+    return new ContainerSandbox(name, ops, memoryBytes, oomFile, await readOomKills(oomFile));
   }
 
   async run(step: StepRequest): Promise<StepOutcome> {
     if (this.destroyed) return errorOutcome('the sandbox was already destroyed');
     if (this.broken) return errorOutcome(this.broken);
     if (this.current) return errorOutcome('another step is still running in this sandbox');
+    const problem = this.ops.problem();
+    if (problem) return errorOutcome((this.broken = problem));
     const badEnv = invalidEnv(step.env);
     if (badEnv) return errorOutcome(badEnv);
-    // `podman exec` fails on a paused container: a step started while frozen waits for thaw.
+    // A step started while frozen waits for thaw (`podman exec` fails on a paused container).
     while (this.gate.frozen && !step.signal.aborted && !this.destroyed) await this.gate.wait(step.signal);
     if (step.signal.aborted) return { exitCode: null, stopped: 'cancelled', message: 'step was cancelled before it started' };
     if (this.destroyed) return errorOutcome('the sandbox was destroyed before the step started');
     if (this.current) return errorOutcome('another step is still running in this sandbox');
 
     const argv = typeof step.run === 'string' ? ['/bin/sh', '-c', step.run] : step.run;
-    const envFlags = Object.entries(step.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
-    const args = ['exec', '--workdir', '/work', ...envFlags, this.name, ...argv];
-    const child = spawnPodman(args);
-    const supervised = supervise(child, step, {
-      kill: () => this.kill(),
-      spawnError: (e) => spawnErrorMessage(e, args),
-    });
+    let started: ReturnType<ContainerOps['exec']>;
+    try {
+      started = this.ops.exec(argv, step.env);
+    } catch (e) {
+      return errorOutcome(e instanceof Error ? e.message : String(e));
+    }
+    const supervised = supervise(started.child, step, { kill: () => this.kill(), spawnError: started.spawnError });
     this.current = supervised;
     let r;
     try {
@@ -64,7 +125,7 @@ export class ContainerSandbox implements Sandbox {
       return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: a process was killed for exceeding the memory limit${limit}` };
     }
     if (r.code === null || r.code === 125 || r.code === 255) {
-      const state = await this.state();
+      const state = await containerState(this.name);
       if (state !== 'running' && state !== 'paused') {
         this.broken = `the build container is ${state ?? 'gone'}`;
         return { exitCode: r.code, stopped: 'error', message: this.broken };
@@ -80,7 +141,7 @@ export class ContainerSandbox implements Sandbox {
       this.gate.set(true);
       this.current?.timer.pause();
       try {
-        await podman(['pause', this.name], { timeoutMs: 30_000 });
+        await this.ops.freeze();
       } catch (e) {
         this.gate.set(false);
         this.current?.timer.resume();
@@ -92,7 +153,7 @@ export class ContainerSandbox implements Sandbox {
   thaw(): Promise<void> {
     return this.serial(async () => {
       if (!this.gate.frozen) return;
-      if (!this.destroyed && !this.broken) await podman(['unpause', this.name], { timeoutMs: 30_000 });
+      if (!this.destroyed && !this.broken) await this.ops.thaw();
       this.gate.set(false);
       this.current?.timer.resume();
     });
@@ -103,7 +164,7 @@ export class ContainerSandbox implements Sandbox {
     if (!this.destroying) {
       this.destroyed = true;
       this.gate.release();
-      this.destroying = podman(['rm', '--force', '--time', '0', this.name], { timeoutMs: 60_000 }).then(() => {});
+      this.destroying = this.ops.remove();
       // A failed removal may be retried by calling destroy() again.
       this.destroying.catch(() => { this.destroying = undefined; });
     }
@@ -113,10 +174,7 @@ export class ContainerSandbox implements Sandbox {
   /** Kills every process in the container (also when paused); the build cannot continue. */
   private async kill(): Promise<void> {
     this.broken ??= 'the build container was killed';
-    const r = await podman(['kill', '--signal', 'KILL', this.name], { allowFailure: true, timeoutMs: 30_000 });
-    if (r.code !== 0 && (await this.state()) === 'running') {
-      throw new Error(`podman kill ${this.name} failed: ${r.stderr.trim()}`);
-    }
+    await this.ops.kill();
   }
 
   private async oomKilled(): Promise<boolean> {
@@ -128,11 +186,6 @@ export class ContainerSandbox implements Sandbox {
     }
     const r = await podman(['inspect', '--format', '{{.State.OOMKilled}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
     return r.stdout.trim() === 'true';
-  }
-
-  private async state(): Promise<string | null> {
-    const r = await podman(['inspect', '--format', '{{.State.Status}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
-    return r.code === 0 ? r.stdout.trim() : null;
   }
 
   private serial<T>(f: () => Promise<T>): Promise<T> {

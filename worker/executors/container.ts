@@ -1,18 +1,27 @@
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
-import { ContainerSandbox } from './container-sandbox.js';
+import { ContainerSandbox, PodmanOps } from './container-sandbox.js';
 import { EnvironmentCache } from './environments/environment-cache.js';
 import type { Availability, Executor, Sandbox, SandboxRequest } from './executor.js';
+import { ContainerCgroup, oomCounterFile } from './fast/cgroups.js';
+import { AgentUnavailable, openFastSandbox } from './fast/fast-ops.js';
+import { findRuncRoot, runcInitPid } from './fast/runc-state.js';
 import { CREATE_FLAGS, podman, PodmanError } from './podman.js';
 
 export { ROOTFS_REPO } from './environments/base-image.js';
 
 /**
- * Runs builds in rootful or rootless podman containers: one container per build attempt,
- * kept alive by a placeholder `sleep`, each step a `podman exec` in it. The only host path
- * the container sees is the workdir, bind-mounted at /work.
+ * Runs builds in rootful or rootless podman containers: one container per build attempt. The
+ * only host path the container sees is the workdir, bind-mounted at /work.
+ *
+ * Two ways to drive it, chosen once by isAvailable():
+ * - fast (default): the container's main process is a small shell agent that starts each step
+ *   itself, and freeze/thaw/kill write the container's cgroup files (see fast/fast-ops.ts);
+ * - plain: a placeholder `sleep`, one `podman exec` per step, `podman pause`/`kill`. Used when
+ *   `fastPath: false`, CROWDBAKE_CONTAINER_FAST=0, podman is older than 4, or isAvailable()
+ *   was not called; and per build for an image without a POSIX /bin/sh.
  */
 
 export const OWNER_LABEL = 'crowdbake.owner';
@@ -39,7 +48,11 @@ export interface ContainerExecutorOptions {
   setupTimeoutMs?: number;
   /** Time limit of one debootstrap run. Default 30 min. */
   debootstrapTimeoutMs?: number;
+  /** Use the fast path when podman supports it (default true; CROWDBAKE_CONTAINER_FAST=0 also turns it off). */
+  fastPath?: boolean;
 }
+
+export type ContainerMode = 'fast' | 'plain';
 
 export class ContainerExecutor implements Executor {
   readonly kind = 'container' as const;
@@ -47,12 +60,16 @@ export class ContainerExecutor implements Executor {
   readonly environments: EnvironmentCache;
   /** Image of each environment (by environmentKey) as of the last prepare(), so open() need not look again. */
   private readonly prepared = new Map<string, string>();
+  private readonly wantFast: boolean;
+  /** Set by isAvailable(): the fast path, with runc's state directory when found. */
+  private fast: { runcRoot: string | null } | null = null;
 
   constructor(options: ContainerExecutorOptions) {
     if (!OWNER.test(options.ownerId)) {
       throw new Error(`ownerId "${options.ownerId}" must be letters, digits, ".", "_" or "-"`);
     }
     this.ownerId = options.ownerId;
+    this.wantFast = (options.fastPath ?? true) && process.env.CROWDBAKE_CONTAINER_FAST !== '0';
     this.environments = new EnvironmentCache({
       containerLabels: [`${OWNER_LABEL}=${options.ownerId}`],
       cacheDir: options.cacheDir, lockDir: options.lockDir, budgetBytes: options.cacheBudgetBytes,
@@ -60,9 +77,18 @@ export class ContainerExecutor implements Executor {
     });
   }
 
+  /** How sandboxes are driven: decided by isAvailable() ('plain' before it is called). */
+  get mode(): ContainerMode {
+    return this.fast ? 'fast' : 'plain';
+  }
+
   async isAvailable(): Promise<Availability> {
     try {
-      await podman(['--runtime', 'runc', 'info', '--format', '{{.Host.OCIRuntime.Name}}'], { timeoutMs: 20_000 });
+      const { stdout } = await podman(['--runtime', 'runc', 'info', '--format', '{{.Host.OCIRuntime.Name}} {{.Version.Version}}'],
+        { timeoutMs: 20_000 });
+      const major = Number(/ (\d+)\./.exec(stdout)?.[1] ?? '0');
+      // --preserve-fds with `run --detach` is checked against podman 4.3.1.
+      this.fast = this.wantFast && major >= 4 ? { runcRoot: findRuncRoot() } : null;
       return { ok: true };
     } catch (e) {
       return { ok: false, reason: e instanceof Error ? e.message : String(e) };
@@ -70,9 +96,12 @@ export class ContainerExecutor implements Executor {
   }
 
   async cleanupStale(): Promise<number> {
-    const { stdout } = await podman(['ps', '-a', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
+    const { stdout } = await podman(['ps', '-a', '--no-trunc', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
       { timeoutMs: 30_000 });
     const ids = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    // A container frozen through its cgroup looks running to podman, and SIGKILL waits for a thaw.
+    const runcRoot = findRuncRoot();
+    if (runcRoot) await Promise.all(ids.map((id) => thawLeftover(runcRoot, id)));
     if (ids.length > 0) await podman(['rm', '-f', '-t', '0', ...ids], { timeoutMs: 60_000 });
     return ids.length;
   }
@@ -108,9 +137,44 @@ export class ContainerExecutor implements Executor {
 
   private async start(request: SandboxRequest, workdir: string, image: string): Promise<Sandbox> {
     const name = `crowdbake-${request.id}`;
+    const createArgs = this.createArgs(request, workdir, name);
+    try {
+      if (this.fast) {
+        try {
+          return await openFastSandbox(name, createArgs, image, this.fast.runcRoot, request.limits.memoryBytes);
+        } catch (e) {
+          if (!(e instanceof AgentUnavailable)) throw e;
+        }
+      }
+      return await this.startPlain(name, createArgs, image, request.limits.memoryBytes);
+    } catch (e) {
+      if (e instanceof PodmanError) throw new Error(`could not start the build container: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** The plain path: `sleep` as the main process; its sandbox uses podman exec/pause/kill. */
+  private async startPlain(name: string, createArgs: string[], image: string, memoryBytes: number | undefined): Promise<Sandbox> {
+    try {
+      await podman(['run', '--detach', ...createArgs, '--entrypoint', 'sleep', image, '2147483647'], { timeoutMs: 120_000 });
+      const { stdout } = await podman(['inspect', '--format', '{{.State.Running}} {{.State.Pid}}', name], { timeoutMs: 30_000 });
+      const [running, pid] = stdout.trim().split(' ');
+      if (running !== 'true') {
+        throw new Error(`container ${name} stopped right after starting (does image ${image} have "sleep"?)`);
+      }
+      const oomFile = await oomCounterFile(Number(pid));
+      return await ContainerSandbox.start(name, new PodmanOps(name), memoryBytes, oomFile);
+    } catch (e) {
+      await podman(['rm', '-f', '-t', '0', name], { allowFailure: true, timeoutMs: 60_000 }).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Everything `podman run` needs but the entrypoint and image: labels, limits, mounts, network. */
+  private createArgs(request: SandboxRequest, workdir: string, name: string): string[] {
     const { limits } = request;
-    const args = [
-      'run', '--detach', ...CREATE_FLAGS, '--pull', 'never',
+    return [
+      ...CREATE_FLAGS, '--pull', 'never',
       '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`, '--label', `crowdbake.sandbox=${request.id}`,
       ...initFlags(),
       ...(request.network ? [] : ['--network', 'none']),
@@ -122,23 +186,15 @@ export class ContainerExecutor implements Executor {
       '--volume', `${workdir}:/work:rw${selinuxEnabled() ? ',Z' : ''}`,
       '--tmpfs', '/tmp:rw,exec,nosuid,nodev,mode=1777',
       '--workdir', '/work',
-      '--entrypoint', 'sleep', image, '2147483647',
     ];
-    try {
-      await podman(args, { timeoutMs: 120_000 });
-      const { stdout } = await podman(['inspect', '--format', '{{.State.Running}} {{.State.Pid}}', name], { timeoutMs: 30_000 });
-      const [running, pid] = stdout.trim().split(' ');
-      if (running !== 'true') {
-        throw new Error(`container ${name} stopped right after starting (does image ${image} have "sleep"?)`);
-      }
-      const oomFile = await oomCounterFile(Number(pid));
-      return await ContainerSandbox.start(name, limits.memoryBytes, oomFile);
-    } catch (e) {
-      await podman(['rm', '-f', '-t', '0', name], { allowFailure: true, timeoutMs: 60_000 }).catch(() => {});
-      if (e instanceof PodmanError) throw new Error(`could not start the build container: ${e.message}`);
-      throw e;
-    }
   }
+}
+
+/** Thaws a leftover container that a crashed worker froze through its cgroup, so it can be removed. */
+async function thawLeftover(runcRoot: string, id: string): Promise<void> {
+  const pid = await runcInitPid(runcRoot, id);
+  const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
+  if (cgroup && await cgroup.frozen()) await cgroup.thaw().catch(() => {});
 }
 
 /** The environment as a map key: base and setup lines. */
@@ -153,22 +209,4 @@ function initFlags(): string[] {
 
 function selinuxEnabled(): boolean {
   return existsSync('/sys/fs/selinux/enforce');
-}
-
-/**
- * The host file counting OOM kills in the container's memory cgroup (v1: memory.oom_control,
- * v2: memory.events, both have an `oom_kill N` line), or null when it cannot be found.
- * `podman inspect`'s OOMKilled only covers the container's main process, not an exec'd step.
- */
-async function oomCounterFile(pid: number): Promise<string | null> {
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
-    if (path === undefined || path.includes('..')) continue;
-    const file = controllers === '' ? `/sys/fs/cgroup${path}/memory.events`
-      : controllers?.split(',').includes('memory') ? `/sys/fs/cgroup/memory${path}/memory.oom_control` : null;
-    if (file && existsSync(file)) return file;
-  }
-  return null;
 }

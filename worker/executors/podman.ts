@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 
 /**
  * A thin wrapper around the `podman` CLI. Every call is a child process; errors name the
@@ -119,9 +119,7 @@ export function podman(args: readonly string[], options: PodmanOptions = {}): Pr
         return;
       }
       if (code !== 0 && !options.allowFailure) {
-        const errors = result.stderr.split('\n').filter((l) => l.startsWith('Error: ')).map((l) => l.slice(7));
-        const why = (errors.length > 0 ? errors.join('; ') : result.stderr.trim()) || `exit code ${code}`;
-        fail(new PodmanError(`${describe(args)} failed: ${why}`, describe(args), code, result.stderr));
+        fail(failure(args, code, result.stderr));
         return;
       }
       settled = true;
@@ -129,6 +127,51 @@ export function podman(args: readonly string[], options: PodmanOptions = {}): Pr
     });
   });
 }
+
+/** A PodmanError for a non-zero exit, carrying podman's own "Error: …" lines. */
+function failure(args: readonly string[], code: number | null, stderr: string): PodmanError {
+  const errors = stderr.split('\n').filter((l) => l.startsWith('Error: ')).map((l) => l.slice(7));
+  const why = (errors.length > 0 ? errors.join('; ') : stderr.trim()) || `exit code ${code}`;
+  return new PodmanError(`${describe(args)} failed: ${why}`, describe(args), code, stderr);
+}
+
+/**
+ * Runs a podman command that hands `count` extra sockets (fds 3, 4, …) to what it starts, e.g.
+ * `podman run -d --preserve-fds N`. Resolves when podman itself has exited, with its output and
+ * the worker's ends of those sockets, which stay open; on failure they are destroyed.
+ */
+export function podmanWithSockets(args: readonly string[], count: number, timeoutMs: number): Promise<PodmanResult & { sockets: Duplex[] }> {
+  return new Promise((resolve, reject) => {
+    const stdio: StdioPipe[] = ['ignore', 'pipe', 'pipe', ...Array<StdioPipe>(count).fill('pipe')];
+    const child = spawn('podman', args, { stdio });
+    const sockets = child.stdio.slice(3) as Duplex[];
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let open = 3;
+    let code: number | null = null;
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      for (const s of sockets) s.destroy();
+      reject(e);
+    };
+    const done = (): void => {
+      if (--open > 0) return;
+      clearTimeout(timer);
+      const stderr = Buffer.concat(err).toString('utf8');
+      if (timedOut) fail(new PodmanError(`${describe(args)} did not finish within ${timeoutMs} ms`, describe(args), code, stderr));
+      else if (code !== 0) fail(failure(args, code, stderr));
+      else resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr, sockets });
+    };
+    child.stdout?.on('data', (c: Buffer) => out.push(c)).on('close', done);
+    child.stderr?.on('data', (c: Buffer) => err.push(c)).on('close', done);
+    child.on('error', (e: NodeJS.ErrnoException) => fail(new PodmanError(spawnErrorMessage(e, args), describe(args), null, '')));
+    child.on('exit', (c) => { code = c; done(); });
+  });
+}
+
+type StdioPipe = 'ignore' | 'pipe';
 
 /** `podman image exists REF`: exit 0 yes, 1 no, anything else is an error. */
 export async function imageExists(ref: string): Promise<boolean> {

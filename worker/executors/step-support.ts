@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { StepOutcome, StepRequest } from './executor.js';
@@ -80,6 +79,18 @@ export interface ChildResult {
   message: string | null;
 }
 
+/**
+ * What supervise() needs of a step's process: a ChildProcess, or a stand-in with the same
+ * streams and events ('close' only after both streams have ended).
+ */
+export interface StepChild {
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): boolean;
+  on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): this;
+  on(event: 'exit' | 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+}
+
 export interface SupervisorOptions {
   /** Kills the step's whole process tree; called once, on timeout, cancel or output failure. */
   kill: () => Promise<void> | void;
@@ -102,7 +113,7 @@ const GRACE_MS = 5000;
  * pausable timer, reacts to the abort signal, and resolves once the child is gone and every
  * output chunk has been handed over.
  */
-export function supervise(child: ChildProcess, step: StepRequest, options: SupervisorOptions): Supervised {
+export function supervise(child: StepChild, step: StepRequest, options: SupervisorOptions): Supervised {
   let stopped: ChildResult['stopped'] = null;
   let message: string | null = null;
   let killTimer: NodeJS.Timeout | undefined;
@@ -160,7 +171,7 @@ export function supervise(child: ChildProcess, step: StepRequest, options: Super
  * the step down instead of buffering without bound. (Node resumes a child's streams itself
  * when the child exits, so chunks that still arrive are queued rather than delivered early.)
  */
-function pumpOutput(child: ChildProcess, onOutput: StepRequest['onOutput'], onError: (e: Error) => void): { drained(): Promise<void> } {
+function pumpOutput(child: StepChild, onOutput: StepRequest['onOutput'], onError: (e: Error) => void): { drained(): Promise<void> } {
   const queue: [Buffer, 'stdout' | 'stderr'][] = [];
   let busy = false;
   let failed = false;
