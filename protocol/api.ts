@@ -57,7 +57,18 @@ export const BuilderViewSchema = z.object({
   name: z.string(),
   description: z.string(),
   requires: z.object({ labels: z.array(z.string()), executor: z.string() }),
-  source: z.object({ git: z.string(), branch: z.string() }).nullable(),
+  /** The watched repository, and how watching it goes (last poll, last head seen, error). */
+  source: z.object({
+    git: z.string(),
+    branch: z.string(),
+    branches: z.array(z.string()).optional(),
+    pollMs: z.number().nullable().optional(),
+    lastPolledAt: z.string().nullable().optional(),
+    lastSha: z.string().nullable().optional(),
+    heads: z.record(z.string(), z.string()).optional(),
+    lastPushAt: z.string().nullable().optional(),
+    error: z.string().nullable().optional(),
+  }).nullable(),
   error: z.string().nullable(),
   runnable: z.boolean(),
 });
