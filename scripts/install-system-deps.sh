@@ -13,6 +13,7 @@ PACKAGES=(
   chromium             # dashboard tests (driven by playwright-core)
   xvfb xdotool xinput x11-utils xprintidle   # idle detection (X11) and its tests
   dbus python3-dbus python3-gi libglib2.0-bin   # logind idle source (gdbus) and its fake for tests
+  buildbot buildbot-worker python3-msgpack python3-autobahn bzip2   # BuildBot compatibility tests
   postgresql           # PostgreSQL store tests (scripts/start-postgres.sh)
   file ca-certificates
 )

@@ -79,7 +79,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   return stoppedBy === 'signal' ? 0 : 1;
 }
 
-const NOT_WITH_BUILDBOT = ['master', 'token', 'cpus', 'memory', 'disk', 'labels', 'builds', 'when', 'idle-after', 'idle-source'];
+const NOT_WITH_BUILDBOT = ['master', 'token', 'pin', 'cpus', 'memory', 'disk', 'labels', 'builds', 'when', 'idle-after', 'idle-source'];
 
 /** `--buildbot URL`: a worker of an existing BuildBot master (worker/buildbot/). */
 async function buildbotWorkerCommand(values: Record<string, string | boolean | undefined>): Promise<number> {

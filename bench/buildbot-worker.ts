@@ -1,0 +1,99 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT, startLab, startStockWorker, stopChild, type Lab } from '../test/buildbot/fixture.js';
+import type { BenchResult } from './types.js';
+
+const BUILDS = 30;
+
+/**
+ * `crowdbake worker --buildbot` next to the stock buildbot-worker 3.7 (msgpack), one after the
+ * other on the same real BuildBot 3.7 master: trivial builds (one `echo hi` step) per second
+ * over 30 builds forced at once (the master runs up to 4 at a time per worker), and the
+ * worker process's memory idle and at its peak during those builds. RSS counts the mapped
+ * interpreter binary too (shared, page cache); "private" is RssAnon, what the worker costs.
+ */
+export async function run(): Promise<BenchResult[]> {
+  process.env.CROWDBAKE_CONTAINER_FAST ??= '0';
+  const lab = await startLab(['stock', 'cbhost', 'cbcont'], ['trivial']);
+  const out: BenchResult[] = [];
+  try {
+    const stock = await measure(lab, 'stock', async () => {
+      const w = await startStockWorker(lab, 'stock', join(lab.dir, 'stock'));
+      if (readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').includes('buildbot-worker') === false) throw new Error('the stock worker is not the process we started');
+      return w;
+    });
+    const host = await measure(lab, 'cbhost', () => ours(lab, 'cbhost', 'host'));
+    const cont = await measure(lab, 'cbcont', () => ours(lab, 'cbcont', 'container'));
+    out.push(
+      { name: 'stock buildbot-worker: trivial builds', value: stock.rate, unit: 'builds/s' },
+      { name: 'crowdbake --buildbot (host): trivial builds', value: host.rate, unit: 'builds/s', goal: `>= ${stock.rate.toFixed(2)} (stock)` },
+      { name: 'crowdbake --buildbot (container): trivial builds', value: cont.rate, unit: 'builds/s', note: 'each step a podman exec in the builder\'s container' },
+    );
+    for (const [label, m] of [['stock buildbot-worker', stock], ['crowdbake --buildbot (host)', host], ['crowdbake --buildbot (container)', cont]] as const) {
+      const goal = label === 'stock buildbot-worker' ? undefined : (k: 'idle' | 'peak', v: number) => `< ${v.toFixed(1)} (stock ${k})`;
+      out.push(
+        { name: `${label}: RSS idle`, value: m.idle.rss, unit: 'MiB', ...(goal ? { goal: goal('idle', stock.idle.rss) } : {}) },
+        { name: `${label}: private memory idle`, value: m.idle.anon, unit: 'MiB', ...(goal ? { goal: goal('idle', stock.idle.anon) } : {}) },
+        { name: `${label}: RSS peak during builds`, value: m.peak.rss, unit: 'MiB', ...(goal ? { goal: goal('peak', stock.peak.rss) } : {}) },
+        { name: `${label}: private memory peak during builds`, value: m.peak.anon, unit: 'MiB', ...(goal ? { goal: goal('peak', stock.peak.anon) } : {}) },
+      );
+    }
+  } finally {
+    await lab.stop();
+  }
+  return out;
+}
+
+interface Worker { pid: number; stop(): Promise<void> }
+interface Memory { rss: number; anon: number }
+
+async function ours(lab: Lab, name: string, executor: string): Promise<Worker> {
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'crowdbake.js'), 'worker', '--buildbot', lab.msgpackUrl,
+    '--name', name, '--password', `pw-${name}`, '--executor', executor, '--basedir', join(lab.dir, name)], { stdio: 'ignore' });
+  await lab.waitConnected(name);
+  return { pid: child.pid!, stop: () => stopChild(child) };
+}
+
+function memory(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
+}
+
+async function measure(lab: Lab, name: string, start: () => Promise<Worker>): Promise<{ rate: number; idle: Memory; peak: Memory }> {
+  const w = await start();
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    // One build first, so both workers are measured warm (builder dirs made, code loaded).
+    await lab.build(await lab.force(`trivial@${name}`));
+    await sleep(2000);
+    const idle = memory(w.pid);
+    const peak = { ...idle };
+    sampler = setInterval(() => {
+      const m = memory(w.pid);
+      peak.rss = Math.max(peak.rss, m.rss);
+      peak.anon = Math.max(peak.anon, m.anon);
+    }, 50);
+    const started = performance.now();
+    const brids: number[] = [];
+    for (let i = 0; i < BUILDS; i++) brids.push(await lab.force(`trivial@${name}`));
+    const first = Math.min(...brids);
+    for (;;) {
+      const done = await lab.get<{ buildrequests: unknown[] }>(`buildrequests?complete=true&buildrequestid__ge=${first}&field=buildrequestid&field=complete`);
+      if (done.buildrequests.length >= BUILDS) break;
+      await sleep(100);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    clearInterval(sampler);
+    for (const brid of [brids[0]!, brids[BUILDS - 1]!]) {
+      const b = await lab.build(brid);
+      if (b.results !== 0) throw new Error(`trivial@${name}: build ${b.buildid} did not succeed (${b.state})`);
+    }
+    return { rate: BUILDS / seconds, idle, peak };
+  } finally {
+    clearInterval(sampler);
+    await w.stop();
+  }
+}

@@ -1,0 +1,134 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { arg, strings, type Args, type CommandContext, type CommandEnv, type CommandSpec } from './command.js';
+import { pyGlob } from './pyglob.js';
+import { osError } from './pyfmt.js';
+import { runProcess } from './run-process.js';
+
+/**
+ * mkdir, rmdir, cpdir, stat, glob, listdir, rmfile — buildbot_worker/commands/fs.py. rmdir and
+ * cpdir run `rm -rf` and `cp -R -P -p -v` on the host like the stock worker, so their logs
+ * show the same command headers.
+ */
+
+function fail(ctx: CommandContext, header: string, path: string, e: unknown): void {
+  const { errno, strerror } = osError(e);
+  ctx.status([['header', `${header}: ${strerror}: ${path}`], ['rc', errno]]);
+}
+
+const mkdirCommand: CommandSpec = {
+  required: ['paths'],
+  async run(ctx, args, env) {
+    for (const path of strings(args, 'paths', 'mkdir')) {
+      try {
+        await env.paths.check(path, 'mkdir');
+        if (!(await stat(path).catch(() => null))?.isDirectory()) await mkdir(path, { recursive: true });
+      } catch (e) {
+        fail(ctx, 'mkdir', path, e);
+        return;
+      }
+    }
+    ctx.status([['rc', 0]]);
+  },
+};
+
+/** A helper process (rm, chmod, cp) in the basedir, headers and all, without its own rc update. */
+function helper(ctx: CommandContext, env: CommandEnv, args: Args, command: string[], name: string): Promise<number> {
+  return runProcess(ctx, {
+    command, workdir: env.paths.basedir, sendRC: false, usePTY: false,
+    timeout: arg(args, 'timeout', 'number', name) ?? 120, maxTime: arg(args, 'maxTime', 'number', name),
+    logEnviron: arg(args, 'logEnviron', 'boolean', name) ?? true,
+    launcher: env.utility, paths: env.paths, freezer: env.freezer,
+  });
+}
+
+const rmdirCommand: CommandSpec = {
+  required: ['paths'],
+  async run(ctx, args, env) {
+    let rc = 0;
+    for (const path of strings(args, 'paths', 'rmdir')) {
+      await env.paths.check(path, 'rmdir');
+      let r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
+      // A subdirectory without write permission stops rm: make it writable and retry once.
+      if (r !== 0) {
+        await helper(ctx, env, args, ['chmod', '-Rf', 'u+rwx', path], 'rmdir');
+        r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
+      }
+      if (r !== 0) rc = r;
+    }
+    ctx.status([['rc', rc]]);
+  },
+};
+
+const cpdirCommand: CommandSpec = {
+  required: ['from_path', 'to_path'],
+  async run(ctx, args, env) {
+    const from = await env.paths.check(arg(args, 'from_path', 'string', 'cpdir') ?? '', 'cpdir source');
+    const to = await env.paths.check(arg(args, 'to_path', 'string', 'cpdir') ?? '', 'cpdir destination');
+    if (!existsSync(dirname(to))) await mkdir(dirname(to), { recursive: true });
+    const rc = await helper(ctx, env, args, ['cp', '-R', '-P', '-p', '-v', from, to], 'cpdir');
+    ctx.status([['rc', rc]]);
+  },
+};
+
+const statCommand: CommandSpec = {
+  required: ['path'],
+  async run(ctx, args, env) {
+    const path = arg(args, 'path', 'string', 'stat') ?? '';
+    try {
+      await env.paths.check(path, 'stat');
+      const s = await stat(path, { bigint: true });
+      const n = (v: bigint): number | bigint => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+      const sec = (ns: bigint): number => Number(ns / 1_000_000_000n);
+      ctx.status([['stat', [n(s.mode), n(s.ino), n(s.dev), n(s.nlink), n(s.uid), n(s.gid), n(s.size),
+        sec(s.atimeNs), sec(s.mtimeNs), sec(s.ctimeNs)]], ['rc', 0]]);
+    } catch (e) {
+      fail(ctx, 'stat', path, e);
+    }
+  },
+};
+
+const globCommand: CommandSpec = {
+  required: ['path'],
+  async run(ctx, args, env) {
+    const pattern = arg(args, 'path', 'string', 'glob') ?? '';
+    const files: string[] = [];
+    for (const f of await pyGlob(pattern, !env.paths.confined)) {
+      if (await env.paths.check(f, 'glob result').then(() => true, () => false)) files.push(f);
+    }
+    ctx.status([['files', files], ['rc', 0]]);
+  },
+};
+
+const listdirCommand: CommandSpec = {
+  required: ['path'],
+  async run(ctx, args, env) {
+    const path = arg(args, 'path', 'string', 'listdir') ?? '';
+    try {
+      await env.paths.check(path, 'listdir');
+      ctx.status([['files', await readdir(path)], ['rc', 0]]);
+    } catch (e) {
+      fail(ctx, 'listdir', path, e);
+    }
+  },
+};
+
+const rmfileCommand: CommandSpec = {
+  required: ['path'],
+  async run(ctx, args, env) {
+    const path = arg(args, 'path', 'string', 'rmfile') ?? '';
+    try {
+      await env.paths.check(dirname(path), 'rmfile');
+      await unlink(path);
+      ctx.status([['rc', 0]]);
+    } catch (e) {
+      fail(ctx, 'rmfile', path, e);
+    }
+  },
+};
+
+export const FS_COMMANDS: Record<string, CommandSpec> = {
+  mkdir: mkdirCommand, rmdir: rmdirCommand, cpdir: cpdirCommand, stat: statCommand,
+  glob: globCommand, listdir: listdirCommand, rmfile: rmfileCommand,
+};
