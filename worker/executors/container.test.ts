@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentSpec, Limits } from '../../protocol/build-spec.js';
 import { ensureBusyboxImage, isStaticElf } from './busybox-image.js';
 import { detectExecutors } from './detect.js';
+import { ContainerSandbox, PodmanOps } from './container-sandbox.js';
 import { ContainerExecutor } from './container.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 
@@ -53,6 +54,8 @@ function containersWithLabel(label: string): string[] {
 describe('ContainerExecutor (real podman)', () => {
   before(async () => {
     assert.deepEqual(await executor.isAvailable(), { ok: true });
+    // The tests below run on the fast path (see fast/); the plain path has its own block at the end.
+    assert.equal(executor.mode, 'fast');
     await executor.prepare(busybox, () => {});
   });
   after(async () => {
@@ -279,6 +282,55 @@ describe('ContainerExecutor (real podman)', () => {
       assert.equal(containersWithLabel(`crowdbake.owner=${ownerId}-other`).length, 1);
     } finally {
       await otherBox.destroy();
+    }
+  });
+});
+
+// The fallback: `podman exec` per step, `podman pause`, `podman kill` (fastPath: false, or
+// CROWDBAKE_CONTAINER_FAST=0). The same guarantees, checked on the essentials.
+describe('ContainerExecutor, plain podman path (real podman)', () => {
+  const plain = new ContainerExecutor({ ownerId: `${ownerId}-plain`, fastPath: false });
+  const openPlain = async (): Promise<{ sandbox: Sandbox; workdir: string }> => {
+    const workdir = tempDir();
+    const sandbox = await plain.open({ id: `t${process.pid}-p${++seq}`, workdir, environment: busybox, limits: {}, network: false });
+    return { sandbox, workdir };
+  };
+  before(async () => {
+    assert.deepEqual(await plain.isAvailable(), { ok: true });
+    assert.equal(plain.mode, 'plain');
+  });
+  after(async () => { await plain.cleanupStale(); });
+
+  test('runs steps with podman exec: output, exit code, env', async () => {
+    const { sandbox } = await openPlain();
+    try {
+      assert.ok(sandbox instanceof ContainerSandbox && sandbox.ops instanceof PodmanOps);
+      const r = await run(sandbox, 'echo out; echo err >&2; echo "$GREETING"; exit 3', { env: { GREETING: 'hi there' } });
+      assert.deepEqual([r.stdout, r.stderr, r.exitCode, r.stopped], ['out\nhi there\n', 'err\n', 3, null]);
+    } finally {
+      await sandbox.destroy();
+    }
+  });
+
+  test('freeze (podman pause) stops the step and its timer; a timeout kills the container', async () => {
+    const { sandbox, workdir } = await openPlain();
+    try {
+      const counter = join(workdir, 'counter');
+      const read = (): number => Number(readFileSync(counter, 'utf8').trim() || '0');
+      const step = run(sandbox, 'i=0; while true; do i=$((i+1)); echo $i > counter.tmp; mv counter.tmp counter; sleep 0.05; done',
+        { timeoutMs: 1500 });
+      await sleep(500);
+      await sandbox.freeze();
+      const frozenAt = read();
+      await sleep(800);
+      assert.equal(read(), frozenAt, 'counter moved while frozen');
+      await sandbox.thaw();
+      const r = await step;
+      assert.equal(r.stopped, 'timeout');
+      assert.ok(r.ms >= 1500 + 700, `timed out after ${r.ms} ms: frozen time was counted`);
+      assert.equal((await run(sandbox, 'true')).stopped, 'error');
+    } finally {
+      await sandbox.destroy();
     }
   });
 });

@@ -5,9 +5,9 @@ import type { EnvironmentSpec } from '../../protocol/build-spec.js';
 import { ContainerSandbox, PodmanOps } from './container-sandbox.js';
 import { EnvironmentCache } from './environments/environment-cache.js';
 import type { Availability, Executor, Sandbox, SandboxRequest } from './executor.js';
-import { ContainerCgroup, oomCounterFile } from './fast/cgroups.js';
+import { oomCounterFile } from './fast/cgroups.js';
 import { AgentUnavailable, openFastSandbox } from './fast/fast-ops.js';
-import { findRuncRoot, runcInitPid } from './fast/runc-state.js';
+import { findRuncRoot } from './fast/runc-state.js';
 import { CREATE_FLAGS, podman, PodmanError } from './podman.js';
 
 export { ROOTFS_REPO } from './environments/base-image.js';
@@ -16,12 +16,12 @@ export { ROOTFS_REPO } from './environments/base-image.js';
  * Runs builds in rootful or rootless podman containers: one container per build attempt. The
  * only host path the container sees is the workdir, bind-mounted at /work.
  *
- * Two ways to drive it, chosen once by isAvailable():
+ * Two ways to drive it, chosen once by isAvailable() (or the first open(), if that comes first):
  * - fast (default): the container's main process is a small shell agent that starts each step
  *   itself, and freeze/thaw/kill write the container's cgroup files (see fast/fast-ops.ts);
  * - plain: a placeholder `sleep`, one `podman exec` per step, `podman pause`/`kill`. Used when
- *   `fastPath: false`, CROWDBAKE_CONTAINER_FAST=0, podman is older than 4, or isAvailable()
- *   was not called; and per build for an image without a POSIX /bin/sh.
+ *   `fastPath: false`, CROWDBAKE_CONTAINER_FAST=0 or podman is older than 4; and per build for
+ *   an image without a POSIX /bin/sh.
  */
 
 export const OWNER_LABEL = 'crowdbake.owner';
@@ -61,8 +61,8 @@ export class ContainerExecutor implements Executor {
   /** Image of each environment (by environmentKey) as of the last prepare(), so open() need not look again. */
   private readonly prepared = new Map<string, string>();
   private readonly wantFast: boolean;
-  /** Set by isAvailable(): the fast path, with runc's state directory when found. */
-  private fast: { runcRoot: string | null } | null = null;
+  /** Set by isAvailable() (or the first open()): the fast path, with runc's state directory when found. */
+  private fast: { runcRoot: string | null } | null | undefined;
 
   constructor(options: ContainerExecutorOptions) {
     if (!OWNER.test(options.ownerId)) {
@@ -77,7 +77,7 @@ export class ContainerExecutor implements Executor {
     });
   }
 
-  /** How sandboxes are driven: decided by isAvailable() ('plain' before it is called). */
+  /** How sandboxes are driven: decided by isAvailable(), or by the first open() if that comes first. */
   get mode(): ContainerMode {
     return this.fast ? 'fast' : 'plain';
   }
@@ -91,17 +91,17 @@ export class ContainerExecutor implements Executor {
       this.fast = this.wantFast && major >= 4 ? { runcRoot: findRuncRoot() } : null;
       return { ok: true };
     } catch (e) {
+      this.fast = null;
       return { ok: false, reason: e instanceof Error ? e.message : String(e) };
     }
   }
 
   async cleanupStale(): Promise<number> {
-    const { stdout } = await podman(['ps', '-a', '--no-trunc', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
+    // Also removes containers frozen through their cgroup (podman sees them running): checked
+    // with podman 4.3.1 + runc 1.1.5, see fast/fast-path.test.ts.
+    const { stdout } = await podman(['ps', '-a', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
       { timeoutMs: 30_000 });
     const ids = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-    // A container frozen through its cgroup looks running to podman, and SIGKILL waits for a thaw.
-    const runcRoot = findRuncRoot();
-    if (runcRoot) await Promise.all(ids.map((id) => thawLeftover(runcRoot, id)));
     if (ids.length > 0) await podman(['rm', '-f', '-t', '0', ...ids], { timeoutMs: 60_000 });
     return ids.length;
   }
@@ -123,6 +123,7 @@ export class ContainerExecutor implements Executor {
     const st = await stat(workdir).catch(() => null);
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
     if (workdir.includes(':') || workdir.includes(',')) throw new Error(`workdir ${workdir} must not contain ":" or ","`);
+    if (this.fast === undefined) await this.isAvailable();
     const key = environmentKey(request.environment);
     if (!this.prepared.has(key)) await this.prepare(request.environment, () => {});
     try {
@@ -188,13 +189,6 @@ export class ContainerExecutor implements Executor {
       '--workdir', '/work',
     ];
   }
-}
-
-/** Thaws a leftover container that a crashed worker froze through its cgroup, so it can be removed. */
-async function thawLeftover(runcRoot: string, id: string): Promise<void> {
-  const pid = await runcInitPid(runcRoot, id);
-  const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
-  if (cgroup && await cgroup.frozen()) await cgroup.thaw().catch(() => {});
 }
 
 /** The environment as a map key: base and setup lines. */

@@ -145,6 +145,10 @@ export function podmanWithSockets(args: readonly string[], count: number, timeou
     const stdio: StdioPipe[] = ['ignore', 'pipe', 'pipe', ...Array<StdioPipe>(count).fill('pipe')];
     const child = spawn('podman', args, { stdio });
     const sockets = child.stdio.slice(3) as Duplex[];
+    // Node resumes (and so drops the data of) a child's unread stdio streams right after it
+    // exits, unless a 'readable' listener holds them: keep what arrives for the caller.
+    const hold = (): void => {};
+    for (const s of sockets) s.on('readable', hold);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let open = 3;
@@ -162,7 +166,14 @@ export function podmanWithSockets(args: readonly string[], count: number, timeou
       const stderr = Buffer.concat(err).toString('utf8');
       if (timedOut) fail(new PodmanError(`${describe(args)} did not finish within ${timeoutMs} ms`, describe(args), code, stderr));
       else if (code !== 0) fail(failure(args, code, stderr));
-      else resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr, sockets });
+      else {
+        const result = { code, stdout: Buffer.concat(out).toString('utf8'), stderr, sockets };
+        // After node's own flush of the child's stdio (a nextTick after 'exit') has passed.
+        setImmediate(() => {
+          for (const s of sockets) s.off('readable', hold);
+          resolve(result);
+        });
+      }
     };
     child.stdout?.on('data', (c: Buffer) => out.push(c)).on('close', done);
     child.stderr?.on('data', (c: Buffer) => err.push(c)).on('close', done);
