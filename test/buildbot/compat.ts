@@ -24,10 +24,30 @@ export function step(build: BuildResult, name: string): BuildResult['steps'][num
   return s;
 }
 
+/**
+ * Between two header lines, stdout ("o") and stderr ("e") come from separate pipes, so their
+ * interleaving is a race in any worker, the stock one included: compare each stream's lines
+ * in order, not how they interleave.
+ */
+export function streamsApart(log: string): string {
+  const out: string[] = [];
+  let run: string[] = [];
+  const flush = () => {
+    out.push(...run.filter((l) => l.startsWith('o')), ...run.filter((l) => !l.startsWith('o')));
+    run = [];
+  };
+  for (const line of log.split('\n')) {
+    if (line.startsWith('o') || line.startsWith('e')) run.push(line);
+    else { flush(); out.push(line); }
+  }
+  flush();
+  return out.join('\n');
+}
+
 /** Asserts equal results and logs, step by step, leaving out `skip` steps. */
 export function assertSame(pair: Pair, basedirs: string[], skip: string[] = [], rewrite: (log: string) => string = (l) => l, onlyLogs?: string[]): void {
   const clean = (b: BuildResult) => normalise(b, basedirs).filter((s) => !skip.includes(s.name))
-    .map((s) => ({ ...s, logs: Object.fromEntries(Object.entries(s.logs).filter(([k]) => !onlyLogs || onlyLogs.includes(k)).map(([k, v]) => [k, rewrite(v)])) }));
+    .map((s) => ({ ...s, logs: Object.fromEntries(Object.entries(s.logs).filter(([k]) => !onlyLogs || onlyLogs.includes(k)).map(([k, v]) => [k, streamsApart(rewrite(v))])) }));
   const [stock, ours] = [clean(pair.stock), clean(pair.ours)];
   assert.deepEqual(ours.map((s) => s.name), stock.map((s) => s.name), 'same steps');
   for (let i = 0; i < stock.length; i++) assert.deepEqual(ours[i], stock[i], `step ${stock[i]!.name}`);
