@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { processAlive } from '../worker/process-alive.js';
 
 /** Talks to a running agent's control API, found through DATA/control.json. */
 export class ControlClient {
@@ -16,7 +17,7 @@ export class ControlClient {
       return { offline: `${file} is unreadable: ${(e as Error).message}` };
     }
     if (typeof info.url !== 'string' || typeof info.secret !== 'string') return { offline: `${file} is incomplete` };
-    if (typeof info.pid === 'number' && !alive(info.pid)) return { offline: `the agent (pid ${info.pid}) is not running` };
+    if (typeof info.pid === 'number' && !processAlive(info.pid)) return { offline: `the agent (pid ${info.pid}) is not running` };
     return { client: new ControlClient(info.url, info.secret) };
   }
 
@@ -41,11 +42,3 @@ export class ControlClient {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -39,8 +39,6 @@ const COMMANDS: Record<string, Command> = {
   app: appCommand,
 };
 
-const NOT_YET: Record<string, string> = {
-};
 
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose the last lines). */
 function exitFlushed(code: number): void {
@@ -68,10 +66,6 @@ async function run(argv: string[]): Promise<number> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    if (NOT_YET[name]) {
-      console.error(`crowdbake ${name}: ${NOT_YET[name]}`);
-      return 1;
-    }
     console.error(`crowdbake: unknown command "${name}"\n\n${USAGE}`);
     return 2;
   }

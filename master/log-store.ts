@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
@@ -77,11 +77,6 @@ export class LogStore {
     const gz = `${plain}.gz`;
     if (existsSync(gz)) return createReadStream(gz).pipe(createGunzip());
     return null;
-  }
-
-  size(buildId: number): number {
-    const p = this.path(buildId);
-    return existsSync(p) ? statSync(p).size : 0;
   }
 
   closeAll(): void {

@@ -42,7 +42,6 @@ export class MasterLink extends EventEmitter {
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private welcomed = false;
-  private readonly drainWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: LinkOptions) {
     super();
@@ -62,7 +61,8 @@ export class MasterLink extends EventEmitter {
     if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('not connected to the master');
     ws.send(JSON.stringify(message));
     while (ws.bufferedAmount > HIGH_WATER && ws.readyState === WebSocket.OPEN) {
-      await new Promise<void>((ok) => { this.drainWaiters.push(ok); setTimeout(ok, 20); });
+      // ws has no drain event of its own: look again shortly (only while backed up).
+      await new Promise<void>((ok) => setTimeout(ok, 20));
     }
     if (ws.readyState !== WebSocket.OPEN) throw new Error('connection to the master lost');
   }
@@ -145,7 +145,6 @@ export class MasterLink extends EventEmitter {
     ws.on('close', (code, reason) => {
       const was = this.welcomed;
       this.welcomed = false;
-      for (const w of this.drainWaiters.splice(0)) w();
       if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`));
       const fatalWhy = FATAL_CLOSE.get(code);
       if (fatalWhy && !this.stopped) {

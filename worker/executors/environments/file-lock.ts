@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processAlive } from '../../process-alive.js';
 
 /**
  * A lock shared by the processes of one machine: the file DIR/NAME.lock, created exclusively,
@@ -78,14 +79,6 @@ async function holderOf(file: string, staleMs: number): Promise<number | null | 
   if (Date.now() - st.mtimeMs > staleMs) return 'stale';
   const pid = Number.parseInt(text, 10);
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  return alive(pid) ? pid : 'stale';
+  return processAlive(pid) ? pid : 'stale';
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
