@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * Everything a scenario starts is registered here and stopped by pid when the scenario ends,
+ * fails, or is interrupted (SIGTERM/SIGINT from bench/run.mjs). Temp dirs are removed too.
+ */
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+const cleanups = new Set<() => Promise<void>>();
+
+export function tracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  const child = spawn(cmd, args, opts);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+export function benchDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), `crowdbake-bench-${prefix}-`));
+  dirs.add(d);
+  return d;
+}
+
+/** Runs at the end whatever happens (for things with their own stop, such as the BuildBot lab). */
+export function onCleanup(fn: () => Promise<void>): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+export async function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((ok) => child.once('exit', ok));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+export async function stopEverything(): Promise<void> {
+  for (const fn of [...cleanups]) await fn().catch((e: Error) => console.error(`  cleanup: ${e.message}`));
+  cleanups.clear();
+  await Promise.all([...children].map((c) => stop(c)));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
+/** Resident and private (RssAnon) memory of a process, in MiB. */
+export function memoryOf(pid: number): { rss: number; anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
+}
+
+/** CPU time (user + system) a process has used so far, in ms. */
+export function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** Samples a process's RSS every `everyMs` until stopped. */
+export function sampleMemory(pid: number, everyMs = 50): { stop(): { samples: number[]; min: number; max: number; first: number; last: number } } {
+  const samples: number[] = [];
+  const take = (): void => { try { samples.push(memoryOf(pid).rss); } catch { /* exited */ } };
+  take();
+  const t = setInterval(take, everyMs);
+  return {
+    stop: () => {
+      clearInterval(t);
+      take();
+      return { samples, min: Math.min(...samples), max: Math.max(...samples), first: samples[0]!, last: samples[samples.length - 1]! };
+    },
+  };
+}
+
+/** Wall-clock time in ms with sub-millisecond precision (comparable with `date +%s%N` on this machine). */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// Runs one scenario for bench/run.mjs: `node bench/run-scenario.mjs NAME OUT.json`. On SIGTERM
+// or SIGINT, or when the scenario throws, everything it started is stopped before exiting.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [name, out] = process.argv.slice(2);
+const root = new URL('..', import.meta.url).pathname;
+const { stopEverything } = await import(join(root, 'dist', 'bench', 'lib', 'procs.js'));
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    void stopEverything().finally(() => process.exit(130));
+  });
+}
+let code = 0;
+try {
+  const results = await (await import(join(root, 'dist', 'bench', `${name}.js`))).run();
+  writeFileSync(out, JSON.stringify(results));
+} catch (e) {
+  console.error(`  failed: ${e.stack ?? e}`);
+  writeFileSync(out, JSON.stringify([{ name: 'failed', value: NaN, unit: '', note: String(e.message ?? e) }]));
+  code = 1;
+} finally {
+  await stopEverything();
+}
+process.exit(code);
