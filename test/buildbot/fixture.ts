@@ -22,6 +22,8 @@ export const RESULT = { SUCCESS: 0, WARNINGS: 1, FAILURE: 2, SKIPPED: 3, EXCEPTI
 export interface Lab {
   dir: string;
   webPort: number;
+  /** The BuildBot master's process (for its memory in the bench). */
+  masterPid: number;
   msgpackUrl: string;
   uploadDir: string;
   get<T>(path: string): Promise<T>;
@@ -45,8 +47,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Creates and starts a master with these workers (name = password prefix "pw-"). */
-export async function startLab(workers: string[], builders?: string[]): Promise<Lab> {
+/** Creates and starts a master with these workers (name = password prefix "pw-"); `masterCfg` replaces test/buildbot/master.cfg. */
+export async function startLab(workers: string[], builders?: string[], masterCfg?: string): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bblab-'));
   const [webPort, msgpackPort] = [await freePort(), await freePort()];
   const masterDir = join(dir, 'master');
@@ -64,7 +66,7 @@ export async function startLab(workers: string[], builders?: string[]): Promise<
   writeStub(join(dir, 'wwwstub'));
 
   execFileSync('buildbot', ['create-master', '-q', '-r', '--db', 'sqlite:///state.sqlite', masterDir], { env: { ...process.env, ...PY_ENV }, stdio: 'pipe' });
-  copyFileSync(join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
+  copyFileSync(masterCfg ?? join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
   writeFileSync(join(masterDir, 'lab.json'), JSON.stringify({
     lab_dir: dir, web_port: webPort, msgpack_port: msgpackPort, upload_dir: uploadDir, builders: builders ?? null,
     workers: workers.map((name) => ({ name, password: `pw-${name}` })),
@@ -102,7 +104,7 @@ export async function startLab(workers: string[], builders?: string[]): Promise<
   for (const b of (await get<{ builders: { name: string; builderid: number }[] }>('builders')).builders) builderIds.set(b.name, b.builderid);
 
   return {
-    dir, webPort, uploadDir, msgpackUrl: `ws://127.0.0.1:${msgpackPort}`, get, stop,
+    dir, webPort, uploadDir, masterPid: master.pid!, msgpackUrl: `ws://127.0.0.1:${msgpackPort}`, get, stop,
     force: async (builder) => {
       const id = builderIds.get(builder);
       if (id === undefined) throw new Error(`no builder ${builder}`);
