@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
@@ -9,8 +9,13 @@ import { join } from 'node:path';
  * Build logs as plain files, `DATA/logs/<id>.log`, appended as chunks arrive. Writes are
  * small synchronous appends to an open descriptor, so memory stays flat however much a
  * build prints, and the log on disk is complete up to the last chunk received. When a build
- * ends its log is compressed in the background to `<id>.log.gz`; reads serve either form.
+ * ends, a log of at least COMPRESS_MIN_BYTES is compressed in the background to `<id>.log.gz`;
+ * reads serve either form. Smaller logs stay plain: compressing them saves little disk, and its
+ * file and zlib work was the largest cost per short build in a profile of the master
+ * (bench/README.md).
  */
+export const COMPRESS_MIN_BYTES = 64 * 1024;
+
 export class LogStore {
   private readonly dir: string;
   private readonly open = new Map<number, number>();
@@ -47,7 +52,9 @@ export class LogStore {
   /** The build has ended for good: close its log and compress it in the background. */
   finish(buildId: number): void {
     this.close(buildId);
-    if (!this.compress || this.compressing.has(buildId) || !existsSync(this.path(buildId))) return;
+    if (!this.compress || this.compressing.has(buildId)) return;
+    const size = statSync(this.path(buildId), { throwIfNoEntry: false })?.size;
+    if (size === undefined || size < COMPRESS_MIN_BYTES) return;
     const plain = this.path(buildId);
     const tmp = `${plain}.gz.tmp`;
     const job = pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp))

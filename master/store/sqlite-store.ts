@@ -13,6 +13,8 @@ import type {
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
+  /** `updateBuild` statements by the columns they set (preparing one each time cost more than running it). */
+  private readonly updates = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -105,8 +107,13 @@ export class SqliteStore implements Store {
   async updateBuild(id: number, patch: BuildPatch): Promise<void> {
     const keys = Object.keys(patch) as (keyof BuildPatch)[];
     if (keys.length === 0) return;
-    const sql = `UPDATE builds SET ${keys.map((k) => `${BUILD_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`;
-    this.db.prepare(sql).run(...keys.map((k) => patch[k] ?? null), id);
+    const key = keys.join(',');
+    let stmt = this.updates.get(key);
+    if (!stmt) {
+      stmt = this.db.prepare(`UPDATE builds SET ${keys.map((k) => `${BUILD_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`);
+      this.updates.set(key, stmt);
+    }
+    stmt.run(...keys.map((k) => patch[k] ?? null), id);
   }
 
   async getBuild(id: number): Promise<BuildRow | null> {
