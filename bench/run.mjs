@@ -13,9 +13,9 @@ const SCENARIOS = [
   { name: 'idle-freeze', budgetMin: 3 },
   { name: 'vm-boot', budgetMin: 3 },
   { name: 'buildbot-worker', budgetMin: 4 },
-  { name: 'vs-buildbot', budgetMin: 8 },
+  { name: 'vs-buildbot', budgetMin: 10 },
   { name: 'scheduling', budgetMin: 2 },
-  { name: 'scaling', budgetMin: 6 },
+  { name: 'scaling', budgetMin: 10 },
 ];
 
 const root = new URL('..', import.meta.url).pathname;

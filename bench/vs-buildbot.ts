@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BuildView } from '../protocol/api.js';
 import { startLab, startStockWorker, type Lab } from '../test/buildbot/fixture.js';
 import { ROOT, startFarm, submitAll, type Farm } from './lib/crowdbake-farm.js';
-import { memoryOf, onCleanup, sampleMemory, wallMs } from './lib/procs.js';
+import { memoryOf, onCleanup, sampleMemory, tracked, wallMs } from './lib/procs.js';
 import { median, percentile, type BenchResult } from './types.js';
 
 /** Builds per throughput run (200; BENCH_BUILDS overrides it for a quick development run). */
@@ -31,9 +31,59 @@ interface Side {
  * the host executor; BuildBot the stock `buildbot-worker`s (which also run on the host).
  */
 export async function run(): Promise<BenchResult[]> {
+  const floor = await physicalLimits();
   const cb = await crowdbake();
   const bb = await buildbot();
-  return report(cb, bb);
+  return [...report(cb, bb), ...floor];
+}
+
+/**
+ * What this machine allows at best, whoever schedules the builds: starting the trivial
+ * command itself (16 at a time, and one alone), a step's 20 MB through a pipe into Node,
+ * and the memory of an idle Node and an idle Python process.
+ */
+export async function physicalLimits(): Promise<BenchResult[]> {
+  say('physical limits of this machine');
+  const started = wallMs();
+  let next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next++ < BUILDS) await exited(tracked('echo', ['hi'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  }));
+  const spawnRate = BUILDS / ((wallMs() - started) / 1000);
+  const starts: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const t = wallMs();
+    const c = tracked('date', ['+%s%N'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    c.stdout!.on('data', (d: Buffer) => { text += d.toString(); });
+    await exited(c);
+    starts.push(nsStamp(`${text}`) - t);
+  }
+  const t = wallMs();
+  const loud = tracked('sh', ['-c', `yes '${'x'.repeat(99)}' | head -n 200000`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let bytes = 0;
+  loud.stdout!.on('data', (d: Buffer) => { bytes += d.length; });
+  await exited(loud);
+  const pipeMBs = bytes / 1e6 / ((wallMs() - t) / 1000);
+  const idle = async (cmd: string, args: string[]): Promise<{ rss: number; anon: number }> => {
+    const c = tracked(cmd, args, { stdio: 'ignore' });
+    await sleep(1500);
+    const m = memoryOf(c.pid!);
+    c.kill('SIGKILL');
+    return m;
+  };
+  const node = await idle(process.execPath, ['-e', 'setTimeout(() => {}, 1e9)']);
+  const python = await idle('python3', ['-c', 'import time; time.sleep(1e9)']);
+  return [
+    { name: 'limit: `echo hi` processes started from Node, 16 at a time', value: spawnRate, unit: 'processes/s', note: 'the most trivial builds/s this machine could run on the host, with no scheduling at all' },
+    { name: 'limit: spawn -> `date +%s%N` running, one at a time, p50', value: median(starts), unit: 'ms', note: `p99 ${percentile(starts, 99).toFixed(2)} ms; the part of submit -> start no scheduler can remove` },
+    { name: 'limit: 20 MB from `yes | head` through a pipe into Node', value: pipeMBs, unit: 'MB/s', note: 'the fastest a step\'s output reaches the worker' },
+    { name: 'limit: an idle Node 20 process, RSS', value: node.rss, unit: 'MiB', note: `private ${node.anon.toFixed(1)} MiB; the floor of any agent written for Node (python3: RSS ${python.rss.toFixed(1)}, private ${python.anon.toFixed(1)} MiB)` },
+  ];
+}
+
+function exited(c: ChildProcess): Promise<void> {
+  return new Promise((ok) => { c.once('close', () => ok()); });
 }
 
 const say = (line: string): void => console.log(`  … ${line}`);
@@ -193,7 +243,8 @@ function report(cb: Side, bb: Side): BenchResult[] {
   const x = (a: number, b: number): string => `${(a / b).toFixed(1)}×`;
   const out: BenchResult[] = [];
   const pair = (what: string, unit: string, c: number, b: number, goal: string, note: string, better: 'higher' | 'lower'): void => {
-    out.push({ name: `${what}: Crowdbake`, value: c, unit, goal, note: `${better === 'higher' ? x(c, b) : `${x(b, c)} less than`} BuildBot${note ? `; ${note}` : ''}` });
+    const vs = better === 'higher' ? (c >= b ? `${x(c, b)} BuildBot` : `${x(b, c)} slower than BuildBot`) : (c <= b ? `${x(b, c)} less than BuildBot` : `${x(c, b)} more than BuildBot`);
+    out.push({ name: `${what}: Crowdbake`, value: c, unit, goal, note: `${vs}${note ? `; ${note}` : ''}` });
     out.push({ name: `${what}: BuildBot 3.7`, value: b, unit });
   };
   for (const n of [4, 16]) {
