@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, startLab, startStockWorker, stopChild, type Lab } from '../test/buildbot/fixture.js';
+import { onCleanup } from './lib/procs.js';
 import type { BenchResult } from './types.js';
 
 const BUILDS = 30;
@@ -17,6 +18,8 @@ const BUILDS = 30;
 export async function run(): Promise<BenchResult[]> {
   process.env.CROWDBAKE_CONTAINER_FAST ??= '0';
   const lab = await startLab(['stock', 'cbhost', 'cbcont'], ['trivial']);
+  // Stopped (and its temp dir removed) even when the bench interrupts the scenario.
+  const off = onCleanup(() => lab.stop());
   const out: BenchResult[] = [];
   try {
     const stock = await measure(lab, 'stock', async () => {
@@ -41,6 +44,7 @@ export async function run(): Promise<BenchResult[]> {
       );
     }
   } finally {
+    off();
     await lab.stop();
   }
   return out;

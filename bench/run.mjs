@@ -12,8 +12,8 @@ const SCENARIOS = [
   { name: 'executor-overhead', budgetMin: 5 },
   { name: 'idle-freeze', budgetMin: 3 },
   { name: 'vm-boot', budgetMin: 3 },
-  { name: 'buildbot-worker', budgetMin: 4 },
-  { name: 'vs-buildbot', budgetMin: 10 },
+  { name: 'buildbot-worker', budgetMin: 6 },
+  { name: 'vs-buildbot', budgetMin: 15 },
   { name: 'scheduling', budgetMin: 2 },
   { name: 'scaling', budgetMin: 10 },
 ];
