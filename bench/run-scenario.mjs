@@ -6,12 +6,15 @@ import { join } from 'node:path';
 
 const [name, out] = process.argv.slice(2);
 const root = new URL('..', import.meta.url).pathname;
-const { stopEverything } = await import(join(root, 'dist', 'bench', 'lib', 'procs.js'));
+const { stopEverything, partialResults } = await import(join(root, 'dist', 'bench', 'lib', 'procs.js'));
 let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     if (stopping) return;
     stopping = true;
+    // What was measured before the stop is kept; run.mjs adds a row saying why it stopped.
+    const partial = partialResults();
+    if (partial.length) writeFileSync(out, JSON.stringify(partial));
     void stopEverything().finally(() => process.exit(130));
   });
 }

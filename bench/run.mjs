@@ -75,14 +75,15 @@ function runScenario(name, budgetMs) {
       current = null;
       // Whatever the scenario left behind in its process group goes too.
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* the group is gone */ }
+      let results = [];
       if (existsSync(out)) {
-        const results = JSON.parse(readFileSync(out, 'utf8'));
+        results = JSON.parse(readFileSync(out, 'utf8'));
         rmSync(out, { force: true });
-        if (!why) return resolve(results);
+        if (!why && (code === 0 || results.some((r) => r.name === 'failed'))) return resolve(results);
       }
       why ??= interrupted ? 'interrupted' : `exited with ${signal ?? code}`;
-      console.error(`  ${name} failed: ${why}`);
-      resolve([{ name: 'failed', value: NaN, unit: '', note: why }]);
+      console.error(`  ${name} failed: ${why}${results.length ? ` (keeping the ${results.length} figures measured before)` : ''}`);
+      resolve([...results, { name: 'failed', value: NaN, unit: '', note: why }]);
     });
   });
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BuildView } from '../protocol/api.js';
 import { startLab, startStockWorker, type Lab } from '../test/buildbot/fixture.js';
 import { ROOT, startFarm, submitAll, type Farm } from './lib/crowdbake-farm.js';
-import { memoryOf, onCleanup, sampleMemory, tracked, wallMs } from './lib/procs.js';
+import { memoryOf, onCleanup, reportPartial, sampleMemory, tracked, wallMs } from './lib/procs.js';
 import { median, percentile, type BenchResult } from './types.js';
 
 /** Builds per throughput run (200; BENCH_BUILDS overrides it for a quick development run). */
@@ -32,7 +32,9 @@ interface Side {
  */
 export async function run(): Promise<BenchResult[]> {
   const floor = await physicalLimits();
+  reportPartial(floor);
   const cb = await crowdbake();
+  reportPartial([...report(cb, null), ...floor]);
   const bb = await buildbot();
   return [...report(cb, bb), ...floor];
 }
@@ -239,10 +241,15 @@ function diffs(stamps: number[]): number[] {
   return s.slice(1).map((v, i) => v - s[i]!);
 }
 
-function report(cb: Side, bb: Side): BenchResult[] {
+/** The rows of both sides; with `bb` null (BuildBot's side did not finish), Crowdbake's alone. */
+function report(cb: Side, bbOrNull: Side | null): BenchResult[] {
   const x = (a: number, b: number): string => `${(a / b).toFixed(1)}×`;
   const out: BenchResult[] = [];
+  const nan = NaN;
+  const none: Side = { throughput: new Map([[4, nan], [16, nan]]), latency: [nan], gaps: [nan], logMBs: nan, logRss: { first: nan, last: nan, min: nan, max: nan }, master16: { idle: nan, peak: nan }, workerIdle: { rss: nan, anon: nan } };
+  const bb = bbOrNull ?? none;
   const pair = (what: string, unit: string, c: number, b: number, goal: string, note: string, better: 'higher' | 'lower'): void => {
+    if (!bbOrNull) { out.push({ name: `${what}: Crowdbake`, value: c, unit, goal, note }); return; }
     const vs = better === 'higher' ? (c >= b ? `${x(c, b)} BuildBot` : `${x(b, c)} slower than BuildBot`) : (c <= b ? `${x(b, c)} less than BuildBot` : `${x(c, b)} more than BuildBot`);
     out.push({ name: `${what}: Crowdbake`, value: c, unit, goal, note: `${vs}${note ? `; ${note}` : ''}` });
     out.push({ name: `${what}: BuildBot 3.7`, value: b, unit });
@@ -250,7 +257,7 @@ function report(cb: Side, bb: Side): BenchResult[] {
   for (const n of [4, 16]) {
     const c = cb.throughput.get(n)!;
     const b = bb.throughput.get(n)!;
-    pair(`trivial builds, ${n} workers, ${BUILDS} builds from ${SUBMITTERS} submitters`, 'builds/s', c, b, `>= ${(100 * b).toFixed(0)} (100× BuildBot)`,
+    pair(`trivial builds, ${n} workers, ${BUILDS} builds from ${SUBMITTERS} submitters`, 'builds/s', c, b, Number.isFinite(b) ? `>= ${(100 * b).toFixed(0)} (100× BuildBot)` : '>= 100× BuildBot',
       'real `crowdbake worker` processes, host executor (BuildBot\'s stock worker also runs steps on the host); 1 build at a time per worker on both', 'higher');
   }
   pair('submit -> step command running, unloaded, p50', 'ms', median(cb.latency), median(bb.latency), '<= 5', `N=${cb.latency.length} / ${bb.latency.length}; from the HTTP request to \`date +%s%N\` in the step`, 'lower');
@@ -260,7 +267,7 @@ function report(cb: Side, bb: Side): BenchResult[] {
   pair('log throughput, one step printing 20 MB', 'MB/s', cb.logMBs, bb.logMBs, '>= 100', 'submit to finished, log stored by the master', 'higher');
   const rssNote = (s: Side): string => `master RSS during it: first ${s.logRss.first.toFixed(0)}, min ${s.logRss.min.toFixed(0)}, max ${s.logRss.max.toFixed(0)}, last ${s.logRss.last.toFixed(0)} MiB`;
   out.push({ name: 'master RSS growth during the 20 MB log: Crowdbake', value: cb.logRss.max - cb.logRss.first, unit: 'MiB', goal: 'flat', note: rssNote(cb) });
-  out.push({ name: 'master RSS growth during the 20 MB log: BuildBot 3.7', value: bb.logRss.max - bb.logRss.first, unit: 'MiB', note: rssNote(bb) });
+  if (bbOrNull) out.push({ name: 'master RSS growth during the 20 MB log: BuildBot 3.7', value: bb.logRss.max - bb.logRss.first, unit: 'MiB', note: rssNote(bb) });
   pair('master RSS with 16 workers, idle after the run', 'MiB', cb.master16.idle, bb.master16.idle, '', `peak during the 16-worker run: Crowdbake ${cb.master16.peak.toFixed(0)}, BuildBot ${bb.master16.peak.toFixed(0)} MiB`, 'lower');
   pair('worker agent RSS, idle (after builds)', 'MiB', cb.workerIdle.rss, bb.workerIdle.rss, '<= 40', `private (RssAnon): Crowdbake ${cb.workerIdle.anon.toFixed(1)}, BuildBot ${bb.workerIdle.anon.toFixed(1)} MiB`, 'lower');
   return out;

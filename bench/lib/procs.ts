@@ -10,6 +10,16 @@ import { join } from 'node:path';
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
 const cleanups = new Set<() => Promise<void>>();
+let partial: unknown[] = [];
+
+/** Results measured so far: kept if the scenario is stopped before it returns (its budget ran out). */
+export function reportPartial(results: unknown[]): void {
+  partial = results;
+}
+
+export function partialResults(): unknown[] {
+  return partial;
+}
 
 export function tracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
   const child = spawn(cmd, args, opts);
