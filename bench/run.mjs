@@ -103,8 +103,16 @@ function writeLatest() {
   const runs = readdirSync(resultsDir).filter((f) => /^\d{4}-.*\.json$/.test(f))
     .map((f) => { try { return JSON.parse(readFileSync(join(resultsDir, f), 'utf8')); } catch { return null; } })
     .filter((r) => r && r.scenarios).sort((a, b) => a.date.localeCompare(b.date));
+  // A run where a scenario only failed does not hide that scenario's last good figures; it is listed below the table.
   const latest = new Map();
-  for (const r of runs) for (const [name, results] of Object.entries(r.scenarios)) latest.set(name, { run: r, results });
+  const failures = new Map();
+  for (const r of runs) {
+    for (const [name, results] of Object.entries(r.scenarios)) {
+      const onlyFailed = results.every((x) => x.name === 'failed');
+      if (onlyFailed && latest.has(name)) failures.set(name, `${r.date.slice(0, 16).replace('T', ' ')} (${r.commit}): ${results[0]?.note ?? 'failed'}`);
+      else { latest.set(name, { run: r, results }); failures.delete(name); }
+    }
+  }
   const order = [...names, ...[...latest.keys()].filter((n) => !names.includes(n))];
   const lines = [
     '# Latest bench results', '',
@@ -123,6 +131,7 @@ function writeLatest() {
     }
   }
   lines.push('', '`+` after a commit: measured with uncommitted changes.');
+  for (const [name, why] of failures) lines.push('', `${name} failed in a later run, ${why}; its rows above are from the run before.`);
   writeFileSync(join(resultsDir, 'latest.md'), `${lines.join('\n')}\n`);
 }
 
