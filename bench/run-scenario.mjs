@@ -23,8 +23,11 @@ try {
   const results = await (await import(join(root, 'dist', 'bench', `${name}.js`))).run();
   writeFileSync(out, JSON.stringify(results));
 } catch (e) {
-  console.error(`  failed: ${e.stack ?? e}`);
-  writeFileSync(out, JSON.stringify([{ name: 'failed', value: NaN, unit: '', note: String(e.message ?? e) }]));
+  // Stopped from outside: what failed is a consequence (its processes were stopped); the signal handler wrote what was measured.
+  if (!stopping) {
+    console.error(`  failed: ${e.stack ?? e}`);
+    writeFileSync(out, JSON.stringify([...partialResults(), { name: 'failed', value: NaN, unit: '', note: String(e.message ?? e) }]));
+  }
   code = 1;
 } finally {
   await stopEverything();
