@@ -87,11 +87,11 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   await coordinator.recover();
 
   const sources = new ChangeSources({
-    dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, o),
+    dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
