@@ -6,7 +6,8 @@ import type { Coordinator } from '../coordinator.js';
 import { executorFor } from '../matching.js';
 import type { Store } from '../store/store.js';
 import { createWorkerToken } from '../tokens.js';
-import { CommandProvisioner } from './command-provisioner.js';
+import { createProvisioner } from './create-provisioner.js';
+import type { LocalVmGuestBuilder } from './local-vm-provisioner.js';
 import type { ProvisionContext, Provisioner } from './provisioner.js';
 
 type State = 'stopped' | 'starting' | 'running' | 'stopping';
@@ -39,11 +40,14 @@ export class LatentWorkers {
 
   constructor(
     configs: ProvisionerConfig[],
-    private readonly deps: { coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void },
+    private readonly deps: {
+      coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void;
+      localVmGuest?: LocalVmGuestBuilder | null;
+    },
   ) {
     for (const config of configs) {
       this.latent.set(config.name, {
-        config, provisioner: new CommandProvisioner({ start: config.start, stop: config.stop }, deps.configDir, config.startTimeout),
+        config, provisioner: createProvisioner(config, deps),
         state: 'stopped', since: Date.now(), idleSince: null, lastError: null,
       });
     }
