@@ -207,3 +207,18 @@ test('os and arch must be names Crowdbake knows; the error lists them', () => {
   const [collapseErr] = errorsOf('collapse: sometimes\nsteps:\n  - run: make\n');
   assert.match(collapseErr!, /^builders\/hello\.yml:1:\d+: collapse: /);
 });
+
+test('every example builder file and the example master config parse', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { parseMasterConfig } = await import('./master-config.js');
+  const root = new URL('../../../examples/', import.meta.url).pathname;
+  const files = readdirSync(`${root}builders`).filter((f) => f.endsWith('.yml'));
+  assert.ok(files.length >= 3);
+  for (const f of files) {
+    const r = parseBuilderFile(`${root}builders/${f}`, readFileSync(`${root}builders/${f}`, 'utf8'), { configDir: root });
+    assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  }
+  const m = parseMasterConfig(`${root}farm/crowdbake.yml`, readFileSync(`${root}farm/crowdbake.yml`, 'utf8'));
+  assert.ok(m.ok, m.ok ? '' : m.errors.join('\n'));
+  assert.deepEqual(m.config.provisioners.map((p) => [p.name, p.type]), [['local-vm-1', 'local-vm']]);
+});
