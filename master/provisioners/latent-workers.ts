@@ -151,7 +151,16 @@ export class LatentWorkers {
       writeFileSync(file, `${token}\n`, { mode: 0o600 });
     }
     const url = this.deps.masterUrl().replace(/^http/, 'ws');
-    return { name: l.config.name, masterUrl: `${url}/api/v1/worker`, token, labels: l.config.labels, log: (line) => this.deps.log(`latent worker ${l.config.name}: ${line}`) };
+    return {
+      name: l.config.name, masterUrl: `${url}/api/v1/worker`, token, labels: l.config.labels,
+      log: (line) => this.deps.log(`latent worker ${l.config.name}: ${line}`),
+      exited: (why) => {
+        if (l.state !== 'starting' && l.state !== 'running') return;
+        l.lastError = why;
+        this.deps.log(`latent worker ${l.config.name}: ${why}`);
+        this.set(l, 'stopped');
+      },
+    };
   }
 
   /** Stops every latent worker that is up (the master is shutting down). */

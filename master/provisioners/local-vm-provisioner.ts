@@ -63,8 +63,11 @@ export class LocalVmProvisioner implements Provisioner {
     this.child = child;
     writeFileSync(join(this.dir, 'qemu.pid'), `${child.pid}\n`);
     child.once('exit', (code, signal) => {
-      if (this.child === child) this.child = null;
-      ctx.log(`VM exited (${signal ?? `code ${code}`})`);
+      const why = `the VM exited (${signal ?? `code ${code}`})`;
+      ctx.log(why);
+      if (this.child !== child) return; // stop() asked for it
+      this.child = null;
+      ctx.exited?.(`${why} by itself; see ${join(this.dir, 'console.log')}`);
     });
   }
 
