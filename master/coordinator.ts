@@ -1,14 +1,14 @@
-import type { BuildView, StepView } from '../protocol/api.js';
+import type { BuildOutcome, BuildTrigger, BuildView, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
-import type { BuildResult, Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
+import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
 import type { LogStore } from './log-store.js';
 import { workerView } from './views.js';
 import { pickWorker, type WorkerOffer } from './matching.js';
-import type { BuildRow, StepRow, Store } from './store/store.js';
+import type { BuildPatch, BuildRow, StepRow, Store } from './store/store.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -34,6 +34,15 @@ interface ActiveBuild {
   steps: StepView[];
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
+}
+
+export interface BuildRequest {
+  revision?: string;
+  reason?: string;
+  /** The branch to clone; default the builder's. */
+  branch?: string;
+  trigger?: BuildTrigger;
+  rebuildOf?: number;
 }
 
 export class NotFoundError extends Error {}
@@ -84,15 +93,48 @@ export class Coordinator {
     this.scheduleDispatch();
   }
 
-  async requestBuild(builder: string, opts: { revision?: string; reason?: string }): Promise<BuildRow> {
-    if (!this.builders.get(builder)) throw new NotFoundError(`no builder named "${builder}"`);
+  /**
+   * Queues a build. A `change` build (a new commit seen by a change source) supersedes the
+   * queued, not yet started `change` builds of the same builder and branch when the builder
+   * collapses (the default); forced builds and rebuilds neither supersede nor are superseded.
+   */
+  async requestBuild(builder: string, opts: BuildRequest): Promise<BuildRow> {
+    const def = this.builders.get(builder);
+    if (!def) throw new NotFoundError(`no builder named "${builder}"`);
+    const trigger = opts.trigger ?? 'force';
     const row = await this.store.insertBuild({
       builder, revision: opts.revision ?? null, reason: opts.reason ?? null, queuedAt: now(),
+      branch: opts.branch ?? null, trigger, rebuildOf: opts.rebuildOf ?? null,
     });
+    if (trigger === 'change' && def.collapse) await this.supersedeOlder(row, def);
     this.enqueue(row);
     this.publishBuild(row, []);
     this.scheduleDispatch();
     return row;
+  }
+
+  /** Queues a new build of the same builder, at the same revision and branch, linked to the old one. */
+  async rebuild(id: number): Promise<BuildRow> {
+    const old = await this.store.getBuild(id);
+    if (!old) throw new NotFoundError(`no build ${id}`);
+    if (!this.builders.get(old.builder)) throw new ConflictError(`builder "${old.builder}" of build ${id} no longer exists`);
+    return this.requestBuild(old.builder, {
+      ...(old.revision !== null ? { revision: old.revision } : {}),
+      ...(old.branch !== null ? { branch: old.branch } : {}),
+      reason: `rebuild of #${id}`, trigger: 'rebuild', rebuildOf: id,
+    });
+  }
+
+  /** Marks the queued change builds of `newer`'s builder and branch superseded by it. */
+  private async supersedeOlder(newer: BuildRow, def: BuilderDefinition): Promise<void> {
+    const branchOf = (b: BuildRow) => b.branch ?? def.source?.branch ?? null;
+    const older = (this.queues.get(newer.builder) ?? [])
+      .filter((b) => b.id < newer.id && b.trigger === 'change' && branchOf(b) === branchOf(newer));
+    for (const b of older) {
+      if (!this.dequeue(b.id)) continue;
+      const rev = newer.revision ? ` (${newer.revision.slice(0, 12)})` : '';
+      await this.finish(b, 'superseded', `superseded by build ${newer.id}${rev}, a newer commit on ${branchOf(newer) ?? 'the branch'}`, [], { supersededBy: newer.id });
+    }
   }
 
   async cancel(id: number): Promise<void> {
@@ -275,9 +317,9 @@ export class Coordinator {
     this.publishBuild(row, []);
   }
 
-  private async finish(row: BuildRow, result: BuildResult, message: string | null, steps: StepView[]): Promise<void> {
-    Object.assign(row, { state: 'finished', result, message, finishedAt: now() });
-    await this.store.updateBuild(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt });
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
+    Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
+    await this.store.updateBuild(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.publishBuild(row, steps);
@@ -369,7 +411,11 @@ export class Coordinator {
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     session.send({
       type: 'assign', buildId: row.id, attempt,
-      spec: { ...builder.spec, executor, revision: row.revision },
+      spec: {
+        ...builder.spec, executor, revision: row.revision,
+        // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
+        source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
+      },
     });
     this.appendLog(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
     this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
@@ -392,7 +438,8 @@ export class Coordinator {
 export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[]): BuildView {
   return {
     id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
-    revision: row.revision, reason: row.reason, attempt: row.attempt, message: row.message,
+    revision: row.revision, branch: row.branch, reason: row.reason, trigger: row.trigger, rebuildOf: row.rebuildOf,
+    supersededBy: row.supersededBy, attempt: row.attempt, message: row.message,
     queuedAt: row.queuedAt, startedAt: row.startedAt, finishedAt: row.finishedAt,
     steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
   };

@@ -8,7 +8,7 @@ import { describeIssues } from '../protocol/parse.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { ConflictError, NotFoundError, toBuildView, type Coordinator } from './coordinator.js';
 import type { LogStore } from './log-store.js';
-import { executorFor } from './matching.js';
+import { executorFor, whyUnrunnable } from './matching.js';
 import type { ChangeSources } from './sources/change-sources.js';
 import type { Store } from './store/store.js';
 import { AuthThrottle } from './auth-throttle.js';
@@ -35,6 +35,7 @@ export class HttpApi {
     private readonly deps: {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
+      latent?: { couldRun(builder: BuilderDefinition): boolean; size: number };
     },
   ) {}
 
@@ -62,7 +63,11 @@ export class HttpApi {
       this.requireAdmin(req);
       const body = ForceBuildRequestSchema.safeParse(await readJson(req));
       if (!body.success) throw new HttpError(400, `bad request body: ${describeIssues(body.error)}`);
-      const row = await d.coordinator.requestBuild(decodeURIComponent(m[1]!), body.data);
+      const name = decodeURIComponent(m[1]!);
+      if (body.data.branch !== undefined && d.builders.list().find((b) => b.name === name)?.definition?.source === null) {
+        throw new HttpError(400, `branch: builder "${name}" has no source to take a branch of`);
+      }
+      const row = await d.coordinator.requestBuild(name, { ...body.data, trigger: 'force' });
       return sendJson(res, 201, { id: row.id });
     }
     if (path === '/api/v1/builds' && method === 'GET') {
@@ -109,6 +114,11 @@ export class HttpApi {
         stream.pipe(res);
         return;
       }
+      if (rest === '/rebuild' && method === 'POST') {
+        this.requireAdmin(req);
+        const rebuilt = await d.coordinator.rebuild(id);
+        return sendJson(res, 201, { id: rebuilt.id, rebuildOf: id });
+      }
       if (rest === '/cancel' && method === 'POST') {
         this.requireAdmin(req);
         await d.coordinator.cancel(id);
@@ -127,14 +137,26 @@ export class HttpApi {
 
   builderViews(): BuilderView[] {
     const sessions = [...this.deps.coordinator.connectedSessions()];
-    return this.deps.builders.list().map(({ name, definition, error }) => ({
-      name,
-      description: definition?.description ?? '',
-      requires: definition?.requires ?? { labels: [], executor: 'any' },
-      source: definition?.source ? { git: definition.source.git, branch: definition.source.branch, ...this.deps.sources?.status(name) } : null,
-      error,
-      runnable: definition !== null && sessions.some((s) => executorFor(definition, s) !== null),
-    }));
+    return this.deps.builders.list().map(({ name, definition, error }) => {
+      const runnable = definition !== null && sessions.some((s) => executorFor(definition, s) !== null);
+      let unrunnable: string | null = null;
+      if (!definition) unrunnable = 'its builder file has never been valid';
+      else if (!runnable) {
+        unrunnable = whyUnrunnable(definition, sessions);
+        if (this.deps.latent?.size) {
+          unrunnable += this.deps.latent.couldRun(definition) ? '; a latent worker is started for its queued builds' : '; no latent worker fits it either';
+        }
+      }
+      return {
+        name,
+        description: definition?.description ?? '',
+        requires: definition?.requires ?? { labels: [], executor: 'any' },
+        source: definition?.source ? { git: definition.source.git, branch: definition.source.branch, ...this.deps.sources?.status(name) } : null,
+        error,
+        runnable,
+        unrunnable,
+      };
+    });
   }
 
   private readonly throttle = new AuthThrottle();

@@ -15,6 +15,7 @@ import { EventsSocket } from './events-socket.js';
 import { HttpApi } from './http-api.js';
 import { LogStore } from './log-store.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
+import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
 import { scheduleRetention } from './retention.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { openStore } from './store/open-store.js';
@@ -39,6 +40,8 @@ export interface MasterOptions {
   watch?: boolean;
   /** Serve https/wss with the project's own certificate (PEM files). */
   tls?: { certFile: string; keyFile: string };
+  /** Builds the guest of `local-vm` latent workers (it needs worker code, so the CLI passes it). */
+  localVmGuest?: LocalVmGuestBuilder;
 }
 
 export interface MasterHandle {
@@ -76,7 +79,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
-    log: (l) => console.error(`crowdbake master: ${l}`),
+    log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
   });
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
@@ -87,11 +90,11 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   await coordinator.recover();
 
   const sources = new ChangeSources({
-    dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, o),
+    dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
-import { executorFor, pickWorker, type WorkerOffer } from './matching.js';
+import { executorFor, mismatch, pickWorker, whyUnrunnable, type WorkerOffer } from './matching.js';
 
 const builder = (labels: string[], executor: BuilderDefinition['requires']['executor']): BuilderDefinition => ({
-  name: 'b', description: '', source: null, requires: { labels, executor }, priority: 0,
+  name: 'b', description: '', source: null, requires: { labels, executor }, priority: 0, collapse: true,
   spec: { builder: 'b', source: null, executor, environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: {}, network: false, testInstall: null },
 });
 const worker = (name: string, labels: string[], executors: WorkerOffer['executors'], running = 0, maxBuilds = 1): WorkerOffer =>
@@ -41,4 +41,27 @@ test('memory and disk a builder needs must be on offer; the reason says what is 
   assert.equal(pickWorker(b, [small, big])?.worker.name, 'big');
   assert.equal(mismatch(builder(['gpu'], 'any'), worker('w', [], ['container'])), 'lacks label gpu');
   assert.equal(mismatch(builder([], 'vm'), worker('w', [], ['container'])), 'has no vm executor');
+});
+
+test('os, arch and CPUs a builder requires are matched against what the worker reported', () => {
+  const b = { ...builder([], 'host'), requires: { labels: [], executor: 'host' as const, os: ['linux'], arch: ['x64', 'arm64'], cpus: 4 } };
+  const w = (platform: string | undefined, arch: string | undefined, cpus: number) => ({ ...worker('w', [], ['host']), ...(platform ? { platform } : {}), ...(arch ? { arch } : {}), cpus });
+  assert.equal(mismatch(b, w('linux', 'x64', 4)), null);
+  assert.equal(mismatch(b, w('linux', 'arm64', 8)), null);
+  assert.equal(mismatch(b, w('darwin', 'arm64', 8)), 'runs darwin, the builder needs linux');
+  assert.equal(mismatch(b, w('Windows', 'x64', 8)), 'runs Windows, the builder needs linux');
+  assert.equal(mismatch(b, w('linux', 'riscv64', 8)), 'is riscv64, the builder needs x64 or arm64');
+  assert.equal(mismatch(b, w('linux', 'x64', 2)), 'offers 2 CPUs, the builder needs 4');
+  assert.equal(mismatch(b, w(undefined, 'x64', 8)), 'runs an unknown os, the builder needs linux');
+  assert.equal(pickWorker(b, [w('darwin', 'x64', 8), w('linux', 'ia32', 8)]), null);
+  const win = { ...b, requires: { ...b.requires, os: ['win32'] } };
+  assert.equal(mismatch(win, w('Windows', 'x64', 8)), null, "systeminformation's \"Windows\" is win32");
+});
+
+test('a builder no worker can run says why, worker by worker', () => {
+  const b = builder(['gpu'], 'container');
+  assert.equal(whyUnrunnable(b, []), 'no worker is connected');
+  assert.equal(whyUnrunnable(b, [worker('a', [], ['container']), worker('b', ['gpu'], ['host'])]),
+    'no connected worker can run it: a lacks label gpu; b has no container executor');
+  assert.equal(whyUnrunnable(b, [worker('a', [], ['container']), worker('c', ['gpu'], ['container'], 1, 1)]), null, 'a busy capable worker will run it');
 });

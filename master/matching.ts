@@ -1,4 +1,4 @@
-import type { BuilderDefinition } from '../protocol/builder-file.js';
+import { normalizeArch, normalizeOs, type BuilderDefinition } from '../protocol/builder-file.js';
 import type { ExecutorKind } from '../protocol/build-spec.js';
 import { formatSize } from '../protocol/units.js';
 
@@ -14,6 +14,10 @@ export interface WorkerOffer {
   /** What the volunteer allows builds to use (the machine's size, or less). */
   memoryBytes?: number;
   diskBytes?: number;
+  /** The worker's platform and arch as it reported them (Node's names, e.g. linux, x64), and its CPUs. */
+  platform?: string;
+  arch?: string;
+  cpus?: number;
 }
 
 /**
@@ -24,6 +28,16 @@ export interface WorkerOffer {
 export function mismatch(builder: BuilderDefinition, worker: WorkerOffer): string | null {
   const missing = builder.requires.labels.filter((l) => !worker.labels.has(l));
   if (missing.length) return `lacks label${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+  const { os, arch, cpus } = builder.requires;
+  if (os && !(worker.platform !== undefined && os.includes(normalizeOs(worker.platform)))) {
+    return `runs ${worker.platform ?? 'an unknown os'}, the builder needs ${os.join(' or ')}`;
+  }
+  if (arch && !(worker.arch !== undefined && arch.includes(normalizeArch(worker.arch)))) {
+    return `is ${worker.arch ?? 'of an unknown arch'}, the builder needs ${arch.join(' or ')}`;
+  }
+  if (cpus !== undefined && worker.cpus !== undefined && worker.cpus < cpus) {
+    return `offers ${worker.cpus} CPU${worker.cpus === 1 ? '' : 's'}, the builder needs ${cpus}`;
+  }
   if (pickExecutor(builder, worker) === null) {
     return builder.requires.executor === 'any' ? 'has no isolated executor (container or vm)' : `has no ${builder.requires.executor} executor`;
   }
@@ -50,6 +64,21 @@ function pickExecutor(builder: BuilderDefinition, worker: WorkerOffer): Executor
 /** The executor kind a builder would use on this worker, or null when the worker cannot run it. */
 export function executorFor(builder: BuilderDefinition, worker: WorkerOffer): ExecutorKind | null {
   return mismatch(builder, worker) === null ? pickExecutor(builder, worker) : null;
+}
+
+/**
+ * Why no worker in `workers` can ever run the builder, one clause per worker, or null when
+ * one can (busy or not). "no worker is connected" when there is none.
+ */
+export function whyUnrunnable(builder: BuilderDefinition, workers: readonly WorkerOffer[]): string | null {
+  if (workers.length === 0) return 'no worker is connected';
+  const reasons: string[] = [];
+  for (const w of workers) {
+    const why = mismatch(builder, w);
+    if (why === null) return null;
+    reasons.push(`${w.name} ${why}`);
+  }
+  return `no connected worker can run it: ${reasons.join('; ')}`;
 }
 
 /** Among workers with a free slot that can run the builder, the least loaded one. */

@@ -9,6 +9,14 @@ import { BuildResultSchema } from './worker-messages.js';
 export const BuildStateSchema = z.enum(['queued', 'running', 'frozen', 'finished']);
 export type BuildState = z.infer<typeof BuildStateSchema>;
 
+/** How a finished build ended: a worker's result, or `superseded` (collapsed into a newer build of the same branch before it started). */
+export const BuildOutcomeSchema = z.enum([...BuildResultSchema.options, 'superseded']);
+export type BuildOutcome = z.infer<typeof BuildOutcomeSchema>;
+
+/** Why a build was queued: a new commit seen by a change source, a user forcing it, or a rebuild of an earlier build. */
+export const BuildTriggerSchema = z.enum(['change', 'force', 'rebuild']);
+export type BuildTrigger = z.infer<typeof BuildTriggerSchema>;
+
 export const StepViewSchema = z.object({
   name: z.string(),
   state: z.enum(['pending', 'running', 'finished']),
@@ -21,10 +29,17 @@ export const BuildViewSchema = z.object({
   id: z.number(),
   builder: z.string(),
   state: BuildStateSchema,
-  result: BuildResultSchema.nullable(),
+  result: BuildOutcomeSchema.nullable(),
   worker: z.string().nullable(),
   revision: z.string().nullable(),
+  /** The branch the build is for (the change's branch; else the builder's). */
+  branch: z.string().nullable().optional(),
   reason: z.string().nullable(),
+  trigger: BuildTriggerSchema.optional(),
+  /** The build this one rebuilds (`POST /builds/{id}/rebuild`). */
+  rebuildOf: z.number().nullable().optional(),
+  /** The newer build that superseded this one while it was queued (result `superseded`). */
+  supersededBy: z.number().nullable().optional(),
   attempt: z.number(),
   message: z.string().nullable(),
   queuedAt: z.string(),
@@ -56,7 +71,10 @@ export type WorkerView = z.infer<typeof WorkerViewSchema>;
 export const BuilderViewSchema = z.object({
   name: z.string(),
   description: z.string(),
-  requires: z.object({ labels: z.array(z.string()), executor: z.string() }),
+  requires: z.object({
+    labels: z.array(z.string()), executor: z.string(),
+    os: z.array(z.string()).optional(), arch: z.array(z.string()).optional(), cpus: z.number().optional(),
+  }),
   /** The watched repository, and how watching it goes (last poll, last head seen, error). */
   source: z.object({
     git: z.string(),
@@ -71,6 +89,8 @@ export const BuilderViewSchema = z.object({
   }).nullable(),
   error: z.string().nullable(),
   runnable: z.boolean(),
+  /** When no connected worker (nor latent worker) can run it: why, worker by worker. */
+  unrunnable: z.string().nullable().optional(),
 });
 export type BuilderView = z.infer<typeof BuilderViewSchema>;
 
@@ -79,6 +99,8 @@ export type ArtifactView = z.infer<typeof ArtifactViewSchema>;
 
 export const ForceBuildRequestSchema = z.strictObject({
   revision: z.string().min(1).max(200).optional(),
+  /** The branch to clone (default: the builder's); the revision must be on it. */
+  branch: z.string().min(1).max(250).regex(/^[^\s~^:\\[*?]+$/, 'is not a branch name').refine((b) => !b.startsWith('-'), 'must not start with "-"').optional(),
   reason: z.string().max(500).optional(),
 });
 

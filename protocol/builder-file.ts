@@ -36,13 +36,30 @@ const SourceFileSchema = z.strictObject({
   }
 });
 
+/** `linux` or `[linux, freebsd]`: Node's platform names; macos and windows are accepted for darwin and win32. */
+const OsSchema = oneOrMany('os', normalizeOs, () => KNOWN_OS);
+/** `x64` or `[x64, arm64]`: Node's arch names; amd64, x86_64 and aarch64 are accepted for x64 and arm64. */
+const ArchSchema = oneOrMany('arch', normalizeArch, () => KNOWN_ARCH);
+
 export const BuilderFileSchema = z.strictObject({
   description: z.string().default(''),
   source: SourceFileSchema.optional(),
   requires: z.strictObject({
     labels: z.array(z.string().min(1)).default([]),
     executor: ExecutorRequirementSchema.default('any'),
+    /** The worker's operating system must be one of these. */
+    os: OsSchema.optional(),
+    /** The worker's CPU architecture must be one of these. */
+    arch: ArchSchema.optional(),
+    /** The worker must offer at least this many CPUs. */
+    cpus: z.number().int().positive().max(1024).optional(),
   }).default(() => ({ labels: [], executor: 'any' as const })),
+  /**
+   * When a newer commit of the same branch is queued while an older one still waits, the
+   * older one is superseded instead of run (BuildBot's collapseRequests). Forced builds and
+   * rebuilds are never collapsed.
+   */
+  collapse: z.boolean().default(true),
   environment: z.strictObject({
     base: z.string().min(1).default('busybox'),
     setup: z.array(z.string()).default([]),
@@ -77,9 +94,43 @@ export interface BuilderDefinition {
   description: string;
   /** `branch` is the one workers clone; `branches` (present only when the file says `branches:`) are the watched names and patterns. */
   source: { git: string; branch: string; branches?: string[]; pollMs: number | null } | null;
-  requires: { labels: string[]; executor: BuildSpec['executor'] };
+  requires: { labels: string[]; executor: BuildSpec['executor']; os?: string[]; arch?: string[]; cpus?: number };
   priority: number;
+  /** Whether a newer commit of a branch supersedes a queued, older one. */
+  collapse: boolean;
   spec: Omit<BuildSpec, 'revision'>;
+}
+
+/** Node's names for operating systems (process.platform) and CPU architectures (process.arch). */
+export const KNOWN_OS = ['linux', 'darwin', 'win32', 'freebsd', 'openbsd', 'netbsd', 'sunos', 'aix'];
+export const KNOWN_ARCH = ['x64', 'arm64', 'ia32', 'arm', 'riscv64', 'ppc64', 's390x', 'loong64', 'mips', 'mipsel'];
+const OS_ALIASES: Record<string, string> = { macos: 'darwin', mac: 'darwin', osx: 'darwin', windows: 'win32', win: 'win32' };
+const ARCH_ALIASES: Record<string, string> = { amd64: 'x64', x86_64: 'x64', aarch64: 'arm64', i386: 'ia32', i686: 'ia32', x86: 'ia32', armhf: 'arm' };
+
+/** A worker's reported platform (Node's, or systeminformation's "Windows") in the names builder files use. */
+export function normalizeOs(v: string): string {
+  const s = v.trim().toLowerCase();
+  return OS_ALIASES[s] ?? s;
+}
+
+export function normalizeArch(v: string): string {
+  const s = v.trim().toLowerCase();
+  return ARCH_ALIASES[s] ?? s;
+}
+
+function oneOrMany(what: string, normalize: (v: string) => string, known: () => string[]) {
+  return z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v, ctx) => {
+    const out: string[] = [];
+    for (const raw of typeof v === 'string' ? [v] : v) {
+      const n = normalize(raw);
+      if (!known().includes(n)) {
+        ctx.addIssue({ code: 'custom', message: `unknown ${what} "${raw}" (one of ${known().join(', ')})`, input: raw });
+        return z.NEVER;
+      }
+      if (!out.includes(n)) out.push(n);
+    }
+    return out;
+  });
 }
 
 function toStep(s: z.infer<typeof StepFileSchema>, i: number): BuildSpec['steps'][number] {
@@ -114,8 +165,14 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     name,
     description: file.description,
     source,
-    requires: { labels: file.requires.labels, executor: file.requires.executor },
+    requires: {
+      labels: file.requires.labels, executor: file.requires.executor,
+      ...(file.requires.os ? { os: file.requires.os } : {}),
+      ...(file.requires.arch ? { arch: file.requires.arch } : {}),
+      ...(file.requires.cpus !== undefined ? { cpus: file.requires.cpus } : {}),
+    },
     priority: file.priority,
+    collapse: file.collapse,
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,

@@ -129,7 +129,7 @@ describe('dashboard', { timeout: 90_000 }, () => {
     const card = (name: string) => page.getByRole('article', { name });
     assert.match(await card('hello').textContent() ?? '', /Say hello, wait, say done/);
     assert.match(await card('broken').locator('.config-error').textContent() ?? '', /has errors[\s\S]*stepz/);
-    assert.match(await card('gpu').textContent() ?? '', /No connected worker can run this/);
+    assert.match(await card('gpu').textContent() ?? '', /No connected worker can run this \(no connected worker can run it: .* lacks label gpu/);
     assert.doesNotMatch(await card('hello').textContent() ?? '', /No connected worker/);
     await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
     assert.equal(await page.locator('.connection').getAttribute('aria-live'), 'polite');

@@ -187,18 +187,36 @@ function describeLimits(l: Limits): string {
   return parts.length ? parts.join(', ') : 'none';
 }
 
-/** Clones the builder's repository on the host into the workdir, at the requested revision. */
+/**
+ * Clones the build's branch on the host into the workdir and checks out exactly the requested
+ * revision: a commit the clone does not hold (no branch head reaches it) is fetched by name,
+ * and a full sha must come out as itself.
+ */
 async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<void> {
   const src = spec.source!;
-  const rev = spec.revision ?? src.branch;
-  log.line(`checkout ${src.git} at ${rev}`);
+  const want = spec.revision ?? src.branch;
+  if (want.startsWith('-')) throw new Error(`checkout failed: revision "${want}" must not start with "-"`);
+  log.line(`checkout ${src.git} branch ${src.branch} at ${want}`);
   await git(['clone', '--quiet', '--no-checkout', '--branch', src.branch, '--', src.git, '.'], workdir, log, signal);
-  await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', rev], workdir, log, signal);
-  const head = await git(['rev-parse', 'HEAD'], workdir, log, signal);
-  log.line(`checked out ${head.trim()}`);
+  const resolve = async (rev: string) => (await git(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], workdir, log, signal, true)).trim() || null;
+  let commit = await resolve(want) ?? await resolve(`origin/${want}`);
+  if (!commit) {
+    log.line(`${want} is not on a branch head; fetching it`);
+    await git(['fetch', '--quiet', 'origin', want], workdir, log, signal);
+    commit = await resolve('FETCH_HEAD');
+  }
+  if (!commit) throw new Error(`checkout failed: ${want} is not a commit of ${src.git}`);
+  if (/^[0-9a-f]{40}$/i.test(want) && commit !== want.toLowerCase()) {
+    throw new Error(`checkout failed: asked for ${want}, the repository gave ${commit}`);
+  }
+  await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], workdir, log, signal);
+  const head = (await git(['rev-parse', 'HEAD'], workdir, log, signal)).trim();
+  if (head !== commit) throw new Error(`checkout failed: HEAD is ${head}, not ${commit}`);
+  log.line(`checked out ${head}`);
 }
 
-function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal): Promise<string> {
+/** Runs git; its stderr goes to the build log. `soft`: a non-zero exit gives "" instead of failing. */
+function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal, soft = false): Promise<string> {
   return new Promise((ok, fail) => {
     const child = spawn('git', args, {
       cwd, signal, stdio: ['ignore', 'pipe', 'pipe'],
@@ -209,7 +227,7 @@ function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal): 
     child.stderr.on('data', (c: Buffer) => void log.write(c, 'stderr'));
     child.on('error', (e: NodeJS.ErrnoException) =>
       fail(new Error(e.code === 'ENOENT' ? 'git is not installed on this worker' : `git ${args[0]}: ${e.message}`)));
-    child.on('close', (code) => (code === 0 ? ok(out) : fail(new Error(`checkout failed: git ${args[0]} exited with ${code}`))));
+    child.on('close', (code) => (code === 0 ? ok(out) : soft ? ok('') : fail(new Error(`checkout failed: git ${args[0]} exited with ${code}`))));
   });
 }
 

@@ -2,18 +2,19 @@ import WebSocket from 'ws';
 import { DashboardEventSchema, type BuildView } from '../../protocol/api.js';
 import { parse, str, UsageError } from '../args.js';
 
-const HELP = `usage: crowdbake build BUILDER [--master URL] [--token T] [--revision REV] [--reason TEXT] [--wait]
+const HELP = `usage: crowdbake build BUILDER [--master URL] [--token T] [--revision REV] [--branch B] [--reason TEXT] [--wait]
 
   --master URL    the master's base URL (default: http://127.0.0.1:8585)
   --token T       the admin token (default: $CROWDBAKE_ADMIN_TOKEN)
   --revision REV  build this revision instead of the branch head
+  --branch B      clone this branch instead of the builder's
   --wait          stream the log; exit 0 on success, 1 otherwise
 Prints the new build's id.
 `;
 
 export async function buildCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
-    master: { type: 'string' }, token: { type: 'string' }, revision: { type: 'string' }, reason: { type: 'string' },
+    master: { type: 'string' }, token: { type: 'string' }, revision: { type: 'string' }, branch: { type: 'string' }, reason: { type: 'string' },
     wait: { type: 'boolean' },
   }, 1);
   if (values.help) { process.stdout.write(HELP); return 0; }
@@ -28,6 +29,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const stream = values.wait ? await openEvents(base) : null;
   const body: Record<string, string> = {};
   if (str(values, 'revision')) body.revision = str(values, 'revision')!;
+  if (str(values, 'branch')) body.branch = str(values, 'branch')!;
   if (str(values, 'reason')) body.reason = str(values, 'reason')!;
   let res: Response;
   try {

@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { startMaster } from '../../master/master.js';
+import { defaultCacheDir } from '../../worker/executors/detect.js';
+import { localVmGuestBuilder } from '../local-vm-guest.js';
 import { hostPort, parse, str, UsageError } from '../args.js';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
@@ -37,6 +39,7 @@ export async function masterCommand(argv: string[]): Promise<number> {
     ...(hp ? { host: hp.host, port: hp.port } : {}),
     ...(storeUrl ? { storeUrl } : {}),
     ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
+    localVmGuest: localVmGuestBuilder(join(defaultCacheDir(), 'local-vm')),
   });
   if (master.fingerprint) console.log(`crowdbake master: TLS certificate ${master.fingerprint} (workers pass it as --pin)`);
   const builders = master.registry.list();

@@ -31,6 +31,7 @@ steps:
   - run: [make, check]
 artifacts: [dist/*.deb]
 limits: { time: 1h, cpus: 2, memory: 2g, disk: 10g }
+collapse: false
 `;
 
 test('a full builder file parses to the normalized definition', () => {
@@ -42,6 +43,7 @@ test('a full builder file parses to the normalized definition', () => {
     source: { git: 'https://example.org/hello.git', branch: 'main', pollMs: 60_000 },
     requires: { labels: ['linux'], executor: 'container' },
     priority: 0,
+    collapse: false,
     spec: {
       builder: 'hello',
       source: { git: 'https://example.org/hello.git', branch: 'main' },
@@ -69,6 +71,7 @@ test('a minimal file gets every default; definitions do not share default arrays
     source: null,
     requires: { labels: [], executor: 'any' },
     priority: 0,
+    collapse: true,
     spec: {
       builder: 'hello', source: null, executor: 'any',
       environment: { base: 'busybox', setup: [] },
@@ -186,4 +189,36 @@ test('builder names come from the file name', () => {
   assert.equal(builderNameFromPath('/x/builders/hello.yml'), 'hello');
   assert.equal(builderNameFromPath('hello.world.yaml'), 'hello.world');
   assert.equal(builderNameFromPath('hello.txt'), null);
+});
+
+test('os, arch and cpus requirements are normalized to Node\'s names', () => {
+  const r = parse('requires: { os: Linux, arch: [amd64, aarch64, x64], cpus: 4 }\nsteps:\n  - run: make\n');
+  assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  assert.deepEqual(r.builder.requires, { labels: [], executor: 'any', os: ['linux'], arch: ['x64', 'arm64'], cpus: 4 });
+});
+
+test('os and arch must be names Crowdbake knows; the error lists them', () => {
+  const [osErr] = errorsOf('requires: { os: [linux, plan9] }\nsteps:\n  - run: make\n');
+  assert.match(osErr!, /^builders\/hello\.yml:1:\d+: requires\.os: unknown os "plan9" \(one of linux, darwin, win32/);
+  const [archErr] = errorsOf('requires:\n  arch: sparc\nsteps:\n  - run: make\n');
+  assert.match(archErr!, /^builders\/hello\.yml:2:\d+: requires\.arch: unknown arch "sparc" \(one of x64, arm64/);
+  const [cpuErr] = errorsOf('requires: { cpus: 0 }\nsteps:\n  - run: make\n');
+  assert.match(cpuErr!, /requires\.cpus/);
+  const [collapseErr] = errorsOf('collapse: sometimes\nsteps:\n  - run: make\n');
+  assert.match(collapseErr!, /^builders\/hello\.yml:1:\d+: collapse: /);
+});
+
+test('every example builder file and the example master config parse', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { parseMasterConfig } = await import('./master-config.js');
+  const root = new URL('../../../examples/', import.meta.url).pathname;
+  const files = readdirSync(`${root}builders`).filter((f) => f.endsWith('.yml'));
+  assert.ok(files.length >= 3);
+  for (const f of files) {
+    const r = parseBuilderFile(`${root}builders/${f}`, readFileSync(`${root}builders/${f}`, 'utf8'), { configDir: root });
+    assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  }
+  const m = parseMasterConfig(`${root}farm/crowdbake.yml`, readFileSync(`${root}farm/crowdbake.yml`, 'utf8'));
+  assert.ok(m.ok, m.ok ? '' : m.errors.join('\n'));
+  assert.deepEqual(m.config.provisioners.map((p) => [p.name, p.type]), [['local-vm-1', 'local-vm']]);
 });

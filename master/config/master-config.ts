@@ -4,23 +4,54 @@ import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
 
+const latentCommon = {
+  name: NameSchema,
+  /** What the worker it starts offers, so the master knows which builds it can serve. */
+  labels: z.array(z.string().min(1)).default([]),
+  idleTimeout: DurationSchema.default(300_000),
+  startTimeout: DurationSchema.default(600_000),
+};
+
 /**
  * A latent worker: the master starts it (by running the maintainer's `start` command) when
  * queued work needs it and no connected worker can take it, and stops it (`stop`) after it
  * has been idle for `idleTimeout`. `name` is also the worker's name.
  */
-export const ProvisionerConfigSchema = z.strictObject({
-  name: NameSchema,
+export const CommandProvisionerConfigSchema = z.strictObject({
+  ...latentCommon,
   type: z.literal('command'),
   start: z.string().min(1),
   stop: z.string().min(1),
-  /** What the worker it starts offers, so the master knows which builds it can serve. */
-  labels: z.array(z.string().min(1)).default([]),
   executors: z.array(ExecutorKindSchema).min(1).default(['container']),
-  idleTimeout: DurationSchema.default(300_000),
-  startTimeout: DurationSchema.default(600_000),
 });
+
+const AbsolutePath = z.string().min(2).refine((p) => p.startsWith('/') && !p.split('/').includes('..'), 'must be an absolute path without ".."');
+
+/**
+ * A latent worker in a qemu VM on the master's own host: the guest mounts the host's system
+ * directories and this Crowdbake read-only (9p), runs `crowdbake worker` with the host's node,
+ * and reaches the master through QEMU's user network. Its builds run on the guest's host
+ * executor: the VM is their sandbox.
+ */
+export const LocalVmProvisionerConfigSchema = z.strictObject({
+  ...latentCommon,
+  type: z.literal('local-vm'),
+  executors: z.array(z.literal('host')).min(1).default(['host']),
+  memory: SizeSchema.default(2 * 1024 ** 3),
+  cpus: z.number().int().min(1).max(64).default(2),
+  /** kvm, tcg (emulation, slow) or auto: kvm when /dev/kvm works. */
+  accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  /** More host directories the guest sees read-only at the same path (e.g. /etc/ssl, a toolchain in /opt). */
+  share: z.array(AbsolutePath).default([]),
+  /** A guest kernel and initramfs of your own; default: built from Debian's linux-image-amd64 on first use. */
+  kernel: AbsolutePath.optional(),
+  initrd: AbsolutePath.optional(),
+}).refine((c) => (c.kernel === undefined) === (c.initrd === undefined), 'give both kernel and initrd, or neither');
+
+export const ProvisionerConfigSchema = z.discriminatedUnion('type', [CommandProvisionerConfigSchema, LocalVmProvisionerConfigSchema]);
 export type ProvisionerConfig = z.output<typeof ProvisionerConfigSchema>;
+export type CommandProvisionerConfig = z.output<typeof CommandProvisionerConfigSchema>;
+export type LocalVmProvisionerConfig = z.output<typeof LocalVmProvisionerConfigSchema>;
 
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 asks the OS for a free one. */
 const LISTEN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;

@@ -6,7 +6,8 @@ import type { Coordinator } from '../coordinator.js';
 import { executorFor } from '../matching.js';
 import type { Store } from '../store/store.js';
 import { createWorkerToken } from '../tokens.js';
-import { CommandProvisioner } from './command-provisioner.js';
+import { createProvisioner } from './create-provisioner.js';
+import type { LocalVmGuestBuilder } from './local-vm-provisioner.js';
 import type { ProvisionContext, Provisioner } from './provisioner.js';
 
 type State = 'stopped' | 'starting' | 'running' | 'stopping';
@@ -39,11 +40,14 @@ export class LatentWorkers {
 
   constructor(
     configs: ProvisionerConfig[],
-    private readonly deps: { coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void },
+    private readonly deps: {
+      coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void;
+      localVmGuest?: LocalVmGuestBuilder | null;
+    },
   ) {
     for (const config of configs) {
       this.latent.set(config.name, {
-        config, provisioner: new CommandProvisioner({ start: config.start, stop: config.stop }, deps.configDir, config.startTimeout),
+        config, provisioner: createProvisioner(config, deps),
         state: 'stopped', since: Date.now(), idleSince: null, lastError: null,
       });
     }
@@ -147,7 +151,16 @@ export class LatentWorkers {
       writeFileSync(file, `${token}\n`, { mode: 0o600 });
     }
     const url = this.deps.masterUrl().replace(/^http/, 'ws');
-    return { name: l.config.name, masterUrl: `${url}/api/v1/worker`, token, labels: l.config.labels, log: (line) => this.deps.log(`latent worker ${l.config.name}: ${line}`) };
+    return {
+      name: l.config.name, masterUrl: `${url}/api/v1/worker`, token, labels: l.config.labels,
+      log: (line) => this.deps.log(`latent worker ${l.config.name}: ${line}`),
+      exited: (why) => {
+        if (l.state !== 'starting' && l.state !== 'running') return;
+        l.lastError = why;
+        this.deps.log(`latent worker ${l.config.name}: ${why}`);
+        this.set(l, 'stopped');
+      },
+    };
   }
 
   /** Stops every latent worker that is up (the master is shutting down). */

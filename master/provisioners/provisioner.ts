@@ -26,4 +26,6 @@ export interface ProvisionContext {
   token: string;
   labels: string[];
   log: (line: string) => void;
+  /** A provisioner that watches its worker's machine calls this when it went away by itself (e.g. the VM powered off). */
+  exited?: (why: string) => void;
 }

@@ -14,7 +14,7 @@ export interface ChangeSourcesOptions {
   /** The builders as they are now (the registry); `refresh()` is called when they change. */
   builders: { list(): { name: string; definition: BuilderDefinition | null }[] };
   /** Queues one build; resolves once its row is committed. */
-  requestBuild(builder: string, opts: { revision: string; reason: string }): Promise<{ id: number }>;
+  requestBuild(builder: string, opts: { revision: string; reason: string; branch: string }): Promise<{ id: number }>;
   /** Called when a builder's source state changes (an error appears or clears, a new head is seen). */
   onStatusChange?: () => void;
   /** Default: `CROWDBAKE_WEBHOOK_SECRET`, else `DATA/webhook.secret`. */
@@ -262,7 +262,7 @@ export class ChangeSources {
     for (const { watch: w, branch, sha, reason } of wanted) {
       const rec: SeenRecord = this.file.record(w.builder, w.repo);
       try {
-        const row = await this.opts.requestBuild(w.builder, { revision: sha, reason });
+        const row = await this.opts.requestBuild(w.builder, { revision: sha, reason, branch });
         rec.durable.set(branch, sha);
         queued.push({ builder: w.builder, id: row.id, revision: sha, branch });
         changed ||= this.buildErrors.delete(w.builder);

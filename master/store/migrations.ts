@@ -106,6 +106,17 @@ export const MIGRATIONS: readonly Migration[] = [
      PRIMARY KEY (build_id, name)
    );`,
   },
+  {
+    // The branch a build is for, why it was queued, the build it rebuilds, the build that superseded it.
+    sqlite: `ALTER TABLE builds ADD COLUMN branch TEXT;
+   ALTER TABLE builds ADD COLUMN trigger_kind TEXT NOT NULL DEFAULT 'force';
+   ALTER TABLE builds ADD COLUMN rebuild_of INTEGER;
+   ALTER TABLE builds ADD COLUMN superseded_by INTEGER;`,
+    postgres: `ALTER TABLE builds ADD COLUMN branch TEXT;
+   ALTER TABLE builds ADD COLUMN trigger_kind TEXT NOT NULL DEFAULT 'force';
+   ALTER TABLE builds ADD COLUMN rebuild_of BIGINT;
+   ALTER TABLE builds ADD COLUMN superseded_by BIGINT;`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

@@ -122,8 +122,9 @@ export class PostgresStore implements Store {
   }
 
   async insertBuild(row: NewBuild): Promise<BuildRow> {
-    const [r] = await this.query(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at)
-      VALUES ($1, $2, $3, 'queued', 0, $4) RETURNING *`, [row.builder, row.revision, row.reason, row.queuedAt]);
+    const [r] = await this.query(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at, branch, trigger_kind, rebuild_of)
+      VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7) RETURNING *`,
+    [row.builder, row.revision, row.reason, row.queuedAt, row.branch ?? null, row.trigger ?? 'force', row.rebuildOf ?? null]);
     return buildFromRow(r!);
   }
 

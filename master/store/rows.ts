@@ -6,7 +6,7 @@ export type Row = Record<string, unknown>;
 /** The column each updatable build field is stored in. */
 export const BUILD_COLUMNS: Record<keyof BuildPatch, string> = {
   state: 'state', result: 'result', worker: 'worker', attempt: 'attempt', message: 'message',
-  startedAt: 'started_at', finishedAt: 'finished_at',
+  startedAt: 'started_at', finishedAt: 'finished_at', supersededBy: 'superseded_by',
 };
 
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
@@ -28,8 +28,12 @@ export function buildFromRow(r: Row): BuildRow {
     state: r.state as BuildRow['state'], result: str(r.result) as BuildRow['result'], worker: str(r.worker),
     attempt: Number(r.attempt), message: str(r.message), queuedAt: String(r.queued_at),
     startedAt: str(r.started_at), finishedAt: str(r.finished_at),
+    branch: str(r.branch), trigger: (str(r.trigger_kind) ?? 'force') as BuildRow['trigger'],
+    rebuildOf: num(r.rebuild_of), supersededBy: num(r.superseded_by),
   };
 }
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 export function stepFromRow(r: Row): StepRow {
   return {

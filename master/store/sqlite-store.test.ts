@@ -30,7 +30,7 @@ storeSuite('SQLite', async () => {
   };
 });
 
-test('SQLite: a database made by the released version-1 schema opens as it is', async () => {
+test('SQLite: a database made by the released version-1 schema is migrated; its builds keep their place', async () => {
   const file = join(dir(), 'v1.sqlite');
   withDb(file, (db) => {
     db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL)');
@@ -40,12 +40,12 @@ test('SQLite: a database made by the released version-1 schema opens as it is', 
   });
   const s = new SqliteStore(file);
   try {
-    assert.deepEqual((await s.listUnfinishedBuilds()).map((b) => [b.id, b.builder]), [[1, 'hello']]);
+    assert.deepEqual((await s.listUnfinishedBuilds()).map((b) => [b.id, b.builder, b.branch, b.trigger, b.supersededBy]), [[1, 'hello', null, 'force', null]]);
     assert.equal((await s.insertBuild({ builder: 'hello', revision: null, reason: null, queuedAt: 't' })).id, 2);
   } finally {
     await s.close();
   }
-  assert.equal(withDb(file, (db) => (db.prepare('SELECT version FROM schema_version').get() as { version: number }).version), 1);
+  assert.equal(withDb(file, (db) => (db.prepare('SELECT version FROM schema_version').get() as { version: number }).version), MIGRATIONS.length);
 });
 
 test('SQLite: a file that is not a database is refused with its path', () => {

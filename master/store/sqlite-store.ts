@@ -37,8 +37,8 @@ export class SqliteStore implements Store {
       upsertWorker: db.prepare(`INSERT INTO workers (name, capabilities, last_seen_at) VALUES (?, ?, ?)
         ON CONFLICT (name) DO UPDATE SET capabilities = excluded.capabilities, last_seen_at = excluded.last_seen_at`),
       listWorkers: db.prepare('SELECT * FROM workers ORDER BY name'),
-      insertBuild: db.prepare(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at)
-        VALUES (?, ?, ?, 'queued', 0, ?) RETURNING *`),
+      insertBuild: db.prepare(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at, branch, trigger_kind, rebuild_of)
+        VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?) RETURNING *`),
       getBuild: db.prepare('SELECT * FROM builds WHERE id = ?'),
       unfinished: db.prepare(`SELECT * FROM builds WHERE state <> 'finished' ORDER BY id`),
       putStep: db.prepare(`INSERT INTO steps (build_id, idx, name, state, result, exit_code) VALUES (?, ?, ?, ?, ?, ?)
@@ -101,7 +101,8 @@ export class SqliteStore implements Store {
   }
 
   async insertBuild(row: NewBuild): Promise<BuildRow> {
-    return buildFromRow(this.stmts.insertBuild.get(row.builder, row.revision, row.reason, row.queuedAt) as Row);
+    return buildFromRow(this.stmts.insertBuild.get(
+      row.builder, row.revision, row.reason, row.queuedAt, row.branch ?? null, row.trigger ?? 'force', row.rebuildOf ?? null) as Row);
   }
 
   async updateBuild(id: number, patch: BuildPatch): Promise<void> {

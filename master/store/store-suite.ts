@@ -91,6 +91,7 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       const expected: BuildRow = {
         id: a.id, builder: 'hello', revision: 'abc', reason: 'test', queuedAt: at(0), state: 'queued', result: null,
         worker: null, attempt: 0, message: null, startedAt: null, finishedAt: null,
+        branch: null, trigger: 'force', rebuildOf: null, supersededBy: null,
       };
       assert.deepEqual(a, expected);
       assert.ok(Number.isInteger(a.id) && a.id > 0);
@@ -105,6 +106,19 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.deepEqual(await s.getBuild(b.id), { ...expected, id: b.id, revision: null, reason: null, queuedAt: at(1) });
       await s.updateBuild(9_999_999, { state: 'running' });
       assert.equal(await s.getBuild(9_999_999), null);
+    });
+
+    test('builds: branch, trigger and the rebuild and superseded links are kept', async (t) => {
+      const { s } = await setup(t);
+      const a = await s.insertBuild({ builder: 'hello', revision: 'abc', reason: 'new commit on release-1', queuedAt: at(0), branch: 'release-1', trigger: 'change' });
+      const b = await s.insertBuild({ builder: 'hello', revision: 'def', reason: null, queuedAt: at(1), branch: 'release-1', trigger: 'change' });
+      const r = await s.insertBuild({ builder: 'hello', revision: 'def', reason: 'rebuild', queuedAt: at(2), branch: 'release-1', trigger: 'rebuild', rebuildOf: b.id });
+      assert.deepEqual([a.branch, a.trigger, a.rebuildOf, a.supersededBy], ['release-1', 'change', null, null]);
+      assert.deepEqual([r.trigger, r.rebuildOf], ['rebuild', b.id]);
+      await s.updateBuild(a.id, { state: 'finished', result: 'superseded', supersededBy: b.id, finishedAt: at(3) });
+      const got = await s.getBuild(a.id);
+      assert.deepEqual([got?.result, got?.supersededBy, got?.branch], ['superseded', b.id, 'release-1']);
+      assert.deepEqual((await s.getBuild(r.id))?.rebuildOf, b.id);
     });
 
     test('listBuilds: newest first, filters by builder and state, pages with beforeId', async (t) => {

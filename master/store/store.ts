@@ -1,4 +1,4 @@
-import type { BuildState } from '../../protocol/api.js';
+import type { BuildOutcome, BuildState, BuildTrigger } from '../../protocol/api.js';
 import type { BuildResult } from '../../protocol/worker-messages.js';
 
 /**
@@ -55,12 +55,21 @@ export interface NewBuild {
   revision: string | null;
   reason: string | null;
   queuedAt: string;
+  /** The branch the build is for; null: the builder's. */
+  branch?: string | null;
+  /** Default `force`. */
+  trigger?: BuildTrigger;
+  rebuildOf?: number | null;
 }
 
 export interface BuildRow extends NewBuild {
   id: number;
+  branch: string | null;
+  trigger: BuildTrigger;
+  rebuildOf: number | null;
+  supersededBy: number | null;
   state: BuildState;
-  result: BuildResult | null;
+  result: BuildOutcome | null;
   worker: string | null;
   attempt: number;
   message: string | null;
@@ -68,7 +77,7 @@ export interface BuildRow extends NewBuild {
   finishedAt: string | null;
 }
 
-export type BuildPatch = Partial<Pick<BuildRow, 'state' | 'result' | 'worker' | 'attempt' | 'message' | 'startedAt' | 'finishedAt'>>;
+export type BuildPatch = Partial<Pick<BuildRow, 'state' | 'result' | 'worker' | 'attempt' | 'message' | 'startedAt' | 'finishedAt' | 'supersededBy'>>;
 
 export interface BuildQuery {
   builder?: string;

@@ -122,6 +122,12 @@ export async function postForceBuild(builder: string, token: string, body: { rev
   return answer.id;
 }
 
+export async function postRebuild(id: number, token: string): Promise<number> {
+  const answer = (await postJson(`/builds/${id}/rebuild`, token, {})) as { id?: unknown };
+  if (typeof answer.id !== 'number') throw new ApiError(201, 'the master did not say which build it queued');
+  return answer.id;
+}
+
 export async function postCancelBuild(id: number, token: string): Promise<void> {
   await postJson(`/builds/${id}/cancel`, token, {});
 }

@@ -54,7 +54,7 @@ export function buildDuration(b: BuildView, now = Date.now()): string {
   return formatDuration(end - new Date(b.startedAt).getTime());
 }
 
-export type BuildStatus = 'queued' | 'running' | 'frozen' | 'success' | 'failure' | 'error' | 'cancelled';
+export type BuildStatus = 'queued' | 'running' | 'frozen' | 'success' | 'failure' | 'error' | 'cancelled' | 'superseded';
 
 /** One word for a build's colour and label: its result once finished, its state before. */
 export function buildStatus(b: Pick<BuildView, 'state' | 'result'>): BuildStatus {
@@ -64,4 +64,5 @@ export function buildStatus(b: Pick<BuildView, 'state' | 'result'>): BuildStatus
 
 export const STATUS_LABEL: Record<BuildStatus, string> = {
   queued: 'Queued', running: 'Running', frozen: 'Frozen', success: 'Success', failure: 'Failure', error: 'Error', cancelled: 'Cancelled',
+  superseded: 'Superseded',
 };

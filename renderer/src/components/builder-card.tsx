@@ -40,7 +40,7 @@ export function BuilderCard({ builder }: { builder: BuilderView }) {
           <span aria-hidden="true">⚠ </span>
           {builder.error
             ? 'No connected worker can run this (or its file has never been valid). Forced builds wait in the queue.'
-            : 'No connected worker can run this. Forced builds wait in the queue until one connects.'}
+            : `No connected worker can run this${builder.unrunnable ? ` (${builder.unrunnable})` : ''}. Forced builds wait in the queue until one connects.`}
         </p>
       )}
       {builder.error && <ConfigError builder={builder.name} error={builder.error} />}

@@ -236,9 +236,11 @@ export async function forceBuild(builder: string, opts: { revision?: string; rea
   return out;
 }
 
-/** Queues a new build of the same builder and revision as build `build`. */
-export function rebuild(build: BuildView): Promise<WriteOutcome<number>> {
-  return forceBuild(build.builder, { reason: `rebuild of #${build.id}`, ...(build.revision ? { revision: build.revision } : {}) });
+/** Queues a new build of the same builder, revision and branch as build `build`, linked to it. */
+export async function rebuild(build: BuildView): Promise<WriteOutcome<number>> {
+  const out = await write(`rebuild build ${build.id}`, (token) => api.postRebuild(build.id, token));
+  if (out.ok) void fetchOne(out.value);
+  return out;
 }
 
 export async function cancelBuild(id: number): Promise<WriteOutcome<void>> {

@@ -192,13 +192,13 @@ async function buildInitrd(deb: string, busybox: string, bb: Buffer, cacheDir: s
   }
 }
 
-interface ModuleIndex { files: Map<string, string>; builtin: Set<string> }
+export interface ModuleIndex { files: Map<string, string>; builtin: Set<string> }
 
 const MODULE_FILE = /^(.+)\.ko(\.xz|\.zst|\.gz)?$/;
 const modName = (file: string): string => (MODULE_FILE.exec(file)?.[1] ?? file).replace(/-/g, '_');
 
 /** Every module file of the extracted package by name (dashes as underscores), and the built-in ones. */
-async function indexModules(root: string): Promise<ModuleIndex> {
+export async function indexModules(root: string): Promise<ModuleIndex> {
   const versions = await readdir(join(root, 'lib/modules')).catch(() => []);
   const files = new Map<string, string>();
   const builtin = new Set<string>();
@@ -218,7 +218,7 @@ async function indexModules(root: string): Promise<ModuleIndex> {
 }
 
 /** The modules to load for `roots`, dependencies first, skipping those built in or already in `have`. */
-async function moduleOrder(roots: string[], index: ModuleIndex, have: Set<string>): Promise<{ name: string; data: Buffer }[]> {
+export async function moduleOrder(roots: string[], index: ModuleIndex, have: Set<string>): Promise<{ name: string; data: Buffer }[]> {
   const out: { name: string; data: Buffer }[] = [];
   const visit = async (name: string, chain: string[]): Promise<void> => {
     if (have.has(name) || index.builtin.has(name)) return;
