@@ -1,4 +1,4 @@
-import type { BuildView, StepView } from '../protocol/api.js';
+import type { BuildView, StepView, VerificationView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { BuildResult, Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
@@ -9,6 +9,7 @@ import type { LogStore } from './log-store.js';
 import { workerView } from './views.js';
 import { pickWorker, type WorkerOffer } from './matching.js';
 import type { BuildRow, StepRow, Store } from './store/store.js';
+import type { Verification } from './verification.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -72,6 +73,8 @@ export class Coordinator {
       onSessionsChanged?: () => void;
       /** Builders with queued builds that no connected worker could take (latent workers start on this). */
       onUnplaced?: (builders: BuilderDefinition[]) => void;
+      /** Replicated builds (`verify: { replicas }`): groups, worker exclusion, verdicts. */
+      verification?: Verification;
     },
   ) {}
 
@@ -85,14 +88,17 @@ export class Coordinator {
   }
 
   async requestBuild(builder: string, opts: { revision?: string; reason?: string }): Promise<BuildRow> {
-    if (!this.builders.get(builder)) throw new NotFoundError(`no builder named "${builder}"`);
-    const row = await this.store.insertBuild({
-      builder, revision: opts.revision ?? null, reason: opts.reason ?? null, queuedAt: now(),
-    });
-    this.enqueue(row);
-    this.publishBuild(row, []);
+    const def = this.builders.get(builder);
+    if (!def) throw new NotFoundError(`no builder named "${builder}"`);
+    const build = { builder, revision: opts.revision ?? null, reason: opts.reason ?? null, queuedAt: now() };
+    const verification = this.options.verification;
+    const rows = def.verify && verification ? await verification.createGroup(build, def.verify.replicas) : [await this.store.insertBuild(build)];
+    for (const row of rows) {
+      this.enqueue(row);
+      this.publishBuild(row, []);
+    }
     this.scheduleDispatch();
-    return row;
+    return rows[0]!;
   }
 
   async cancel(id: number): Promise<void> {
@@ -268,6 +274,7 @@ export class Coordinator {
     }
     this.appendLog(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
+    this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
     await this.store.clearSteps(row.id);
     await this.store.updateBuild(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
@@ -281,6 +288,7 @@ export class Coordinator {
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.publishBuild(row, steps);
+    await this.options.verification?.finished(row);
   }
 
   scheduleDispatch(): void {
@@ -340,7 +348,7 @@ export class Coordinator {
         }
       }
       if (!best) break;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers()) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(this.options.verification?.excluded(best.head.id))) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -352,8 +360,10 @@ export class Coordinator {
     if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
 
-  private *sessionOffers(): Iterable<WorkerSession> {
+  /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
+  private *sessionOffers(exclude?: ReadonlySet<string>): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
+      if (exclude?.has(s.name)) continue;
       (s as { running: number }).running = s.builds.size;
       yield s;
     }
@@ -366,6 +376,7 @@ export class Coordinator {
     (session as { running: number }).running = session.builds.size;
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps });
+    this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     session.send({
       type: 'assign', buildId: row.id, attempt,
@@ -389,8 +400,9 @@ export class Coordinator {
   }
 }
 
-export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[]): BuildView {
+export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[], verification?: VerificationView | null): BuildView {
   return {
+    ...(verification ? { verification } : {}),
     id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
     revision: row.revision, reason: row.reason, attempt: row.attempt, message: row.message,
     queuedAt: row.queuedAt, startedAt: row.startedAt, finishedAt: row.finishedAt,
