@@ -110,7 +110,17 @@ export class SqliteStore implements Store {
   }
 
   async insertBuild(row: NewBuild): Promise<BuildRow> {
-    return buildFromRow(this.stmts.insertBuild.get(row.builder, row.revision, row.reason, row.queuedAt) as Row);
+    return this.insertOne(row);
+  }
+
+  /**
+   * `all()`, not `get()`: an INSERT … RETURNING commits only when stepped to its end, and
+   * `get()` stops after the first row and resets the statement without reporting a commit
+   * that failed (SQLITE_FULL on a full disk): the id was handed out and the row was gone.
+   */
+  private insertOne(row: NewBuild): BuildRow {
+    const [r] = this.stmts.insertBuild.all(row.builder, row.revision, row.reason, row.queuedAt) as Row[];
+    return buildFromRow(r!);
   }
 
   async updateBuild(id: number, patch: BuildPatch): Promise<void> {
@@ -164,7 +174,7 @@ export class SqliteStore implements Store {
 
   async insertBuildGroup(rows: NewBuild[]): Promise<BuildRow[]> {
     return this.db.transaction(() => {
-      const out = rows.map((r) => buildFromRow(this.stmts.insertBuild.get(r.builder, r.revision, r.reason, r.queuedAt) as Row));
+      const out = rows.map((r) => this.insertOne(r));
       for (const b of out) this.stmts.insertVerification.run(b.id, out[0]!.id, out.length);
       return out;
     })();
