@@ -10,6 +10,7 @@ import { workerView } from './views.js';
 import { pickWorker, type WorkerOffer } from './matching.js';
 import type { BuildRow, StepRow, Store } from './store/store.js';
 import type { Verification } from './verification.js';
+import { BuildWrites, isDiskFull } from './disk-space.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -75,8 +76,15 @@ export class Coordinator {
       onUnplaced?: (builders: BuilderDefinition[]) => void;
       /** Replicated builds (`verify: { replicas }`): groups, worker exclusion, verdicts. */
       verification?: Verification;
+      /** Why no build may start now (the master's disk is full), or null. */
+      cannotStart?: () => string | null;
     },
-  ) {}
+  ) {
+    this.writes = new BuildWrites(store, logError);
+  }
+
+  /** Build-row changes, kept and retried when the disk is full. */
+  private readonly writes: BuildWrites;
 
   /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
   async recover(): Promise<void> {
@@ -111,7 +119,7 @@ export class Coordinator {
     if (a) {
       a.session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: 'cancelled by a user' });
       this.deactivate(id);
-      this.appendLog(id, '\n*** build cancelled by a user ***\n');
+      this.note(id, '\n*** build cancelled by a user ***\n');
       await this.finish(a.row, 'cancelled', 'cancelled while running', a.steps);
       return;
     }
@@ -179,6 +187,30 @@ export class Coordinator {
       }
       return;
     }
+    try {
+      await this.apply(session, a, msg);
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      await this.stopForFullDisk(a, e as Error);
+    }
+  }
+
+  /**
+   * The master's disk filled up under a running build (its log, an artifact or its rows
+   * could not be written): the build is stopped on its worker and ends with an error naming
+   * the problem, rather than go on with a log or artifacts that have holes.
+   */
+  private async stopForFullDisk(a: ActiveBuild, e: Error): Promise<void> {
+    if (this.active.get(a.row.id) !== a) return;
+    const message = `the master's disk is full (${e.message}); the build was stopped`;
+    a.session.send({ type: 'cancel', buildId: a.row.id, attempt: a.row.attempt, reason: message });
+    this.deactivate(a.row.id);
+    if (a.frozenTimer) clearTimeout(a.frozenTimer);
+    this.note(a.row.id, `\n*** ${message} ***\n`);
+    await this.finish(a.row, 'error', message, a.steps);
+  }
+
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
     switch (msg.type) {
       case 'accepted':
         return;
@@ -198,6 +230,7 @@ export class Coordinator {
         try {
           done = this.artifacts.receive({ ...msg, data: Buffer.from(msg.data, 'base64') });
         } catch (e) {
+          if (isDiskFull(e)) throw e;
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
@@ -235,9 +268,18 @@ export class Coordinator {
       a.frozenTimer = undefined;
     }
     a.row.state = msg.state;
-    await this.store.updateBuild(a.row.id, { state: msg.state });
+    await this.writes.update(a.row.id, { state: msg.state });
     this.publishBuild(a.row, a.steps);
     this.publishWorker(session);
+  }
+
+  /** A line of the master's own in a build's log; a full disk loses it (said on stderr) rather than fail the caller. */
+  private note(buildId: number, data: string): void {
+    try {
+      this.appendLog(buildId, data);
+    } catch (e) {
+      logError(`build ${buildId}: cannot write to its log: ${(e as Error).message}`);
+    }
   }
 
   /** Appends to a build's log and streams the text to dashboards. */
@@ -268,23 +310,23 @@ export class Coordinator {
 
   private async requeueLost(row: BuildRow, why: string): Promise<void> {
     if (row.attempt >= this.options.maxAttempts) {
-      this.appendLog(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
+      this.note(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
       await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
       return;
     }
-    this.appendLog(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    this.note(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
-    await this.store.clearSteps(row.id);
-    await this.store.updateBuild(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
+    await this.store.clearSteps(row.id).catch((e: unknown) => { if (!isDiskFull(e)) throw e; });
+    await this.writes.update(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
     this.enqueue(row);
     this.publishBuild(row, []);
   }
 
   private async finish(row: BuildRow, result: BuildResult, message: string | null, steps: StepView[]): Promise<void> {
     Object.assign(row, { state: 'finished', result, message, finishedAt: now() });
-    await this.store.updateBuild(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt });
+    await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.publishBuild(row, steps);
@@ -329,6 +371,8 @@ export class Coordinator {
    * (fair share), then the oldest queued build. Each builder's own builds go oldest first.
    */
   private dispatch(): void {
+    // Queued builds wait (the caller re-dispatches when space is back).
+    if (this.options.cannotStart?.()) return;
     const unplaced = new Map<string, BuilderDefinition>();
     const blocked = new Set<string>();
     for (;;) {
@@ -382,7 +426,7 @@ export class Coordinator {
       type: 'assign', buildId: row.id, attempt,
       spec: { ...builder.spec, executor, revision: row.revision },
     });
-    this.appendLog(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
+    this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
     this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
       .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
       .catch(logError);
@@ -397,6 +441,7 @@ export class Coordinator {
 
   close(): void {
     this.closed = true;
+    this.writes.close();
   }
 }
 

@@ -14,6 +14,7 @@ import type { Store } from './store/store.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
 import type { Verification } from './verification.js';
+import { isDiskFull, type DiskSpace } from './disk-space.js';
 import { workerView } from './views.js';
 
 export interface BuilderCatalog {
@@ -37,11 +38,16 @@ export class HttpApi {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
       verification?: Verification;
+      disk?: DiskSpace;
     },
   ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((e: unknown) => {
+      if (isDiskFull(e)) {
+        this.deps.disk?.sawFull(e as Error);
+        e = new HttpError(507, `the master's disk is full (${(e as Error).message}); nothing was stored: try again once space is freed`);
+      }
       const status = e instanceof HttpError ? e.status : e instanceof NotFoundError ? 404 : e instanceof ConflictError ? 409 : 500;
       if (status === 500) console.error('crowdbake master: request failed:', e);
       if (res.headersSent) { res.destroy(); return; }
@@ -62,6 +68,8 @@ export class HttpApi {
     if ((m = /^\/api\/v1\/hooks\/([^/]+)$/.exec(path)) && method === 'POST' && d.sources) return d.sources.handleHook(decodeURIComponent(m[1]!), req, res);
     if ((m = /^\/api\/v1\/builders\/([^/]+)\/builds$/.exec(path)) && method === 'POST') {
       this.requireAdmin(req);
+      const full = d.disk?.problem();
+      if (full) throw new HttpError(507, full);
       const body = ForceBuildRequestSchema.safeParse(await readJson(req));
       if (!body.success) throw new HttpError(400, `bad request body: ${describeIssues(body.error)}`);
       const row = await d.coordinator.requestBuild(decodeURIComponent(m[1]!), body.data);

@@ -19,6 +19,7 @@ import { scheduleRetention } from './retention.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { openStore } from './store/open-store.js';
 import { Verification } from './verification.js';
+import { DiskSpace } from './disk-space.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
@@ -69,6 +70,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   registry.load();
   for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
   const adminToken = loadAdminToken(dataDir);
+  const disk = new DiskSpace(dataDir);
   const events = new EventBus();
   const logs = new LogStore(dataDir);
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
@@ -94,7 +96,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
     verification,
+    cannotStart: () => disk.problem(),
   });
+  disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
 
   const sources = new ChangeSources({
@@ -102,7 +106,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, verification });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, verification, disk });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
@@ -146,6 +150,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
     close: () => (closing ??= (async () => {
       stopRetention();
+      disk.close();
       await latent.close();
       sources.close();
       coordinator.close();
