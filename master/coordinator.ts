@@ -1,4 +1,4 @@
-import type { BuildOutcome, BuildTrigger, BuildView, StepView } from '../protocol/api.js';
+import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
@@ -9,6 +9,8 @@ import type { LogStore } from './log-store.js';
 import { workerView } from './views.js';
 import { pickWorker, type WorkerOffer } from './matching.js';
 import type { BuildPatch, BuildRow, StepRow, Store } from './store/store.js';
+import type { Verification } from './verification.js';
+import { BuildWrites, isDiskFull } from './disk-space.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -81,8 +83,17 @@ export class Coordinator {
       onSessionsChanged?: () => void;
       /** Builders with queued builds that no connected worker could take (latent workers start on this). */
       onUnplaced?: (builders: BuilderDefinition[]) => void;
+      /** Replicated builds (`verify: { replicas }`): groups, worker exclusion, verdicts. */
+      verification?: Verification;
+      /** Why no build may start now (the master's disk is full), or null. */
+      cannotStart?: () => string | null;
     },
-  ) {}
+  ) {
+    this.writes = new BuildWrites(store, logError);
+  }
+
+  /** Build-row changes, kept and retried when the disk is full. */
+  private readonly writes: BuildWrites;
 
   /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
   async recover(): Promise<void> {
@@ -94,23 +105,28 @@ export class Coordinator {
   }
 
   /**
-   * Queues a build. A `change` build (a new commit seen by a change source) supersedes the
-   * queued, not yet started `change` builds of the same builder and branch when the builder
-   * collapses (the default); forced builds and rebuilds neither supersede nor are superseded.
+   * Queues a build (or, when the builder asks for verification, one build per replica). A
+   * `change` build (a new commit seen by a change source) supersedes the queued, not yet
+   * started `change` builds of the same builder and branch when the builder collapses (the
+   * default); forced builds and rebuilds neither supersede nor are superseded.
    */
   async requestBuild(builder: string, opts: BuildRequest): Promise<BuildRow> {
     const def = this.builders.get(builder);
     if (!def) throw new NotFoundError(`no builder named "${builder}"`);
     const trigger = opts.trigger ?? 'force';
-    const row = await this.store.insertBuild({
+    const build = {
       builder, revision: opts.revision ?? null, reason: opts.reason ?? null, queuedAt: now(),
       branch: opts.branch ?? null, trigger, rebuildOf: opts.rebuildOf ?? null,
-    });
-    if (trigger === 'change' && def.collapse) await this.supersedeOlder(row, def);
-    this.enqueue(row);
-    this.publishBuild(row, []);
+    };
+    const verification = this.options.verification;
+    const rows = def.verify && verification ? await verification.createGroup(build, def.verify.replicas) : [await this.store.insertBuild(build)];
+    if (trigger === 'change' && def.collapse) await this.supersedeOlder(rows[0]!, def);
+    for (const row of rows) {
+      this.enqueue(row);
+      this.publishBuild(row, []);
+    }
     this.scheduleDispatch();
-    return row;
+    return rows[0]!;
   }
 
   /** Queues a new build of the same builder, at the same revision and branch, linked to the old one. */
@@ -147,7 +163,7 @@ export class Coordinator {
     if (a) {
       a.session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: 'cancelled by a user' });
       this.deactivate(id);
-      this.appendLog(id, '\n*** build cancelled by a user ***\n');
+      this.note(id, '\n*** build cancelled by a user ***\n');
       await this.finish(a.row, 'cancelled', 'cancelled while running', a.steps);
       return;
     }
@@ -215,6 +231,30 @@ export class Coordinator {
       }
       return;
     }
+    try {
+      await this.apply(session, a, msg);
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      await this.stopForFullDisk(a, e as Error);
+    }
+  }
+
+  /**
+   * The master's disk filled up under a running build (its log, an artifact or its rows
+   * could not be written): the build is stopped on its worker and ends with an error naming
+   * the problem, rather than go on with a log or artifacts that have holes.
+   */
+  private async stopForFullDisk(a: ActiveBuild, e: Error): Promise<void> {
+    if (this.active.get(a.row.id) !== a) return;
+    const message = `the master's disk is full (${e.message}); the build was stopped`;
+    a.session.send({ type: 'cancel', buildId: a.row.id, attempt: a.row.attempt, reason: message });
+    this.deactivate(a.row.id);
+    if (a.frozenTimer) clearTimeout(a.frozenTimer);
+    this.note(a.row.id, `\n*** ${message} ***\n`);
+    await this.finish(a.row, 'error', message, a.steps);
+  }
+
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
     switch (msg.type) {
       case 'accepted':
         return;
@@ -234,6 +274,7 @@ export class Coordinator {
         try {
           done = this.artifacts.receive({ ...msg, data: Buffer.from(msg.data, 'base64') });
         } catch (e) {
+          if (isDiskFull(e)) throw e;
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
@@ -271,9 +312,18 @@ export class Coordinator {
       a.frozenTimer = undefined;
     }
     a.row.state = msg.state;
-    await this.store.updateBuild(a.row.id, { state: msg.state });
+    await this.writes.update(a.row.id, { state: msg.state });
     this.publishBuild(a.row, a.steps);
     this.publishWorker(session);
+  }
+
+  /** A line of the master's own in a build's log; a full disk loses it (said on stderr) rather than fail the caller. */
+  private note(buildId: number, data: string): void {
+    try {
+      this.appendLog(buildId, data);
+    } catch (e) {
+      logError(`build ${buildId}: cannot write to its log: ${(e as Error).message}`);
+    }
   }
 
   /** Appends to a build's log and streams the text to dashboards. */
@@ -304,25 +354,27 @@ export class Coordinator {
 
   private async requeueLost(row: BuildRow, why: string): Promise<void> {
     if (row.attempt >= this.options.maxAttempts) {
-      this.appendLog(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
+      this.note(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
       await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
       return;
     }
-    this.appendLog(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    this.note(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
+    this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
-    await this.store.clearSteps(row.id);
-    await this.store.updateBuild(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
+    await this.store.clearSteps(row.id).catch((e: unknown) => { if (!isDiskFull(e)) throw e; });
+    await this.writes.update(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
     this.enqueue(row);
     this.publishBuild(row, []);
   }
 
   private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
-    await this.store.updateBuild(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
+    await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.publishBuild(row, steps);
+    await this.options.verification?.finished(row);
   }
 
   scheduleDispatch(): void {
@@ -363,6 +415,8 @@ export class Coordinator {
    * (fair share), then the oldest queued build. Each builder's own builds go oldest first.
    */
   private dispatch(): void {
+    // Queued builds wait (the caller re-dispatches when space is back).
+    if (this.options.cannotStart?.()) return;
     const unplaced = new Map<string, BuilderDefinition>();
     const blocked = new Set<string>();
     for (;;) {
@@ -382,7 +436,7 @@ export class Coordinator {
         }
       }
       if (!best) break;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers()) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(this.options.verification?.excluded(best.head.id))) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -394,8 +448,10 @@ export class Coordinator {
     if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
 
-  private *sessionOffers(): Iterable<WorkerSession> {
+  /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
+  private *sessionOffers(exclude?: ReadonlySet<string>): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
+      if (exclude?.has(s.name)) continue;
       (s as { running: number }).running = s.builds.size;
       yield s;
     }
@@ -408,6 +464,7 @@ export class Coordinator {
     (session as { running: number }).running = session.builds.size;
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps });
+    this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     session.send({
       type: 'assign', buildId: row.id, attempt,
@@ -417,7 +474,7 @@ export class Coordinator {
         source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
       },
     });
-    this.appendLog(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
+    this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
     this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
       .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
       .catch(logError);
@@ -432,11 +489,13 @@ export class Coordinator {
 
   close(): void {
     this.closed = true;
+    this.writes.close();
   }
 }
 
-export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[]): BuildView {
+export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[], verification?: VerificationView | null): BuildView {
   return {
+    ...(verification ? { verification } : {}),
     id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
     revision: row.revision, branch: row.branch, reason: row.reason, trigger: row.trigger, rebuildOf: row.rebuildOf,
     supersededBy: row.supersededBy, attempt: row.attempt, message: row.message,

@@ -13,6 +13,8 @@ import type { ChangeSources } from './sources/change-sources.js';
 import type { Store } from './store/store.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
+import type { Verification } from './verification.js';
+import { isDiskFull, type DiskSpace } from './disk-space.js';
 import { workerView } from './views.js';
 
 export interface BuilderCatalog {
@@ -36,11 +38,17 @@ export class HttpApi {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
       latent?: { couldRun(builder: BuilderDefinition): boolean; size: number };
+      verification?: Verification;
+      disk?: DiskSpace;
     },
   ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((e: unknown) => {
+      if (isDiskFull(e)) {
+        this.deps.disk?.sawFull(e as Error);
+        e = new HttpError(507, `the master's disk is full (${(e as Error).message}); nothing was stored: try again once space is freed`);
+      }
       const status = e instanceof HttpError ? e.status : e instanceof NotFoundError ? 404 : e instanceof ConflictError ? 409 : 500;
       if (status === 500) console.error('crowdbake master: request failed:', e);
       if (res.headersSent) { res.destroy(); return; }
@@ -61,6 +69,8 @@ export class HttpApi {
     if ((m = /^\/api\/v1\/hooks\/([^/]+)$/.exec(path)) && method === 'POST' && d.sources) return d.sources.handleHook(decodeURIComponent(m[1]!), req, res);
     if ((m = /^\/api\/v1\/builders\/([^/]+)\/builds$/.exec(path)) && method === 'POST') {
       this.requireAdmin(req);
+      const full = d.disk?.problem();
+      if (full) throw new HttpError(507, full);
       const body = ForceBuildRequestSchema.safeParse(await readJson(req));
       if (!body.success) throw new HttpError(400, `bad request body: ${describeIssues(body.error)}`);
       const name = decodeURIComponent(m[1]!);
@@ -83,14 +93,15 @@ export class HttpApi {
         ...(before !== undefined ? { beforeId: before } : {}),
       });
       const steps = await d.store.listSteps(rows.map((r) => r.id));
-      return sendJson(res, 200, rows.map((r) => toBuildView(r, steps.filter((s) => s.buildId === r.id))));
+      const views = await Promise.all(rows.map(async (r) => toBuildView(r, steps.filter((s) => s.buildId === r.id), await d.verification?.viewOf(r.id))));
+      return sendJson(res, 200, views);
     }
     if ((m = /^\/api\/v1\/builds\/(\d+)(\/.*)?$/.exec(path))) {
       const id = Number(m[1]);
       const rest = m[2] ?? '';
       const row = await d.store.getBuild(id);
       if (!row) throw new HttpError(404, `no build ${id}`);
-      if (rest === '' && method === 'GET') return sendJson(res, 200, toBuildView(row, await d.store.listSteps([id])));
+      if (rest === '' && method === 'GET') return sendJson(res, 200, toBuildView(row, await d.store.listSteps([id]), await d.verification?.viewOf(id)));
       if (rest === '/log' && method === 'GET') {
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
         const stream = d.logs.read(id);
@@ -99,12 +110,16 @@ export class HttpApi {
         return;
       }
       if (rest === '/artifacts' && method === 'GET') {
-        return sendJson(res, 200, (await d.store.listArtifacts(id)).map(({ name, size, sha256, worker }) => ({ name, size, sha256, worker })));
+        const group = await d.verification?.viewOf(id);
+        const verified = group ? { verified: group.verdict === 'verified' } : {};
+        return sendJson(res, 200, (await d.store.listArtifacts(id)).map(({ name, size, sha256, worker }) => ({ name, size, sha256, worker, ...verified })));
       }
       const am = /^\/artifacts\/([^/]+)$/.exec(rest);
       if (am && method === 'GET') {
         const name = decodeURIComponent(am[1]!);
         const art = (await d.store.listArtifacts(id)).find((a) => a.name === name);
+        const withheld = art ? await d.verification?.withheld(id) : null;
+        if (withheld) throw new HttpError(409, withheld);
         const stream = art ? d.artifacts.read(id, name) : null;
         if (!art || !stream) throw new HttpError(404, `build ${id} has no artifact "${name}"`);
         res.writeHead(200, {
@@ -127,9 +142,11 @@ export class HttpApi {
     }
     if (path === '/api/v1/workers' && method === 'GET') {
       const rows = await d.store.listWorkers();
+      const flags = await d.store.listWorkerFlags();
       return sendJson(res, 200, rows.map((w) => {
         const caps = parseCaps(w.capabilities);
-        return workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt);
+        const own = flags.filter((f) => f.worker === w.name).map(({ buildId, reason, at }) => ({ buildId, reason, at }));
+        return { ...workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt), flags: own };
       }));
     }
     throw new HttpError(404, `no route ${method} ${path}`);

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { DashboardEvent } from '../protocol/api.js';
 import { ArtifactStore } from './artifact-store.js';
 import { BuilderRegistry, loadMasterConfig } from './config/builder-registry.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, toBuildView } from './coordinator.js';
 import { EventBus } from './events.js';
 import { EventsSocket } from './events-socket.js';
 import { HttpApi } from './http-api.js';
@@ -19,6 +19,8 @@ import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js
 import { scheduleRetention } from './retention.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { openStore } from './store/open-store.js';
+import { Verification } from './verification.js';
+import { DiskSpace } from './disk-space.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
@@ -71,6 +73,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   registry.load();
   for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
   const adminToken = loadAdminToken(dataDir);
+  const disk = new DiskSpace(dataDir);
   const events = new EventBus();
   const logs = new LogStore(dataDir);
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
@@ -81,12 +84,24 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
   });
+  // Verdicts reach dashboards as build events of every replica of the group.
+  const verification = new Verification(store, (ids) => {
+    if (events.size === 0) return;
+    void Promise.all(ids.map(async (id) => {
+      const row = await store.getBuild(id);
+      if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
+    })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
+  });
+  await verification.load();
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
     // Whether a builder is runnable depends on who is connected.
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
+    verification,
+    cannotStart: () => disk.problem(),
   });
+  disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
 
   const sources = new ChangeSources({
@@ -94,7 +109,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
@@ -138,6 +153,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
     close: () => (closing ??= (async () => {
       stopRetention();
+      disk.close();
       await latent.close();
       sources.close();
       coordinator.close();

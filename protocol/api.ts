@@ -25,6 +25,24 @@ export const StepViewSchema = z.object({
 });
 export type StepView = z.infer<typeof StepViewSchema>;
 
+/**
+ * `pending` until every replica has finished; then `verified` (in the majority), `disagreed`
+ * (artifacts differ from the majority, or no majority among differing replicas) or
+ * `unverified` (this replica failed, or too few succeeded to decide).
+ */
+export const VerdictSchema = z.enum(['pending', 'verified', 'disagreed', 'unverified']);
+export type Verdict = z.infer<typeof VerdictSchema>;
+
+export const VerificationViewSchema = z.object({
+  /** The build that was asked for; its replicas point to it. */
+  group: z.number(),
+  replicas: z.number(),
+  verdict: VerdictSchema,
+  detail: z.string().nullable(),
+  members: z.array(z.object({ id: z.number(), worker: z.string().nullable(), verdict: VerdictSchema })),
+});
+export type VerificationView = z.infer<typeof VerificationViewSchema>;
+
 export const BuildViewSchema = z.object({
   id: z.number(),
   builder: z.string(),
@@ -46,8 +64,14 @@ export const BuildViewSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   steps: z.array(StepViewSchema),
+  /** Builds of a builder with `verify: { replicas }`: this build's verdict and its replicas. */
+  verification: VerificationViewSchema.nullable().optional(),
 });
 export type BuildView = z.infer<typeof BuildViewSchema>;
+
+/** A mark on a worker whose results disagreed with other workers' (result verification). */
+export const WorkerFlagSchema = z.object({ buildId: z.number(), reason: z.string(), at: z.string() });
+export type WorkerFlag = z.infer<typeof WorkerFlagSchema>;
 
 export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'offline']);
 export const WorkerViewSchema = z.object({
@@ -65,6 +89,8 @@ export const WorkerViewSchema = z.object({
   accepting: z.boolean(),
   reason: z.string(),
   lastSeenAt: z.string().nullable(),
+  /** Times this worker's artifacts disagreed with other workers' for the same build. */
+  flags: z.array(WorkerFlagSchema).optional(),
 });
 export type WorkerView = z.infer<typeof WorkerViewSchema>;
 
@@ -94,7 +120,11 @@ export const BuilderViewSchema = z.object({
 });
 export type BuilderView = z.infer<typeof BuilderViewSchema>;
 
-export const ArtifactViewSchema = z.object({ name: z.string(), size: z.number(), sha256: z.string(), worker: z.string().nullable() });
+export const ArtifactViewSchema = z.object({
+  name: z.string(), size: z.number(), sha256: z.string(), worker: z.string().nullable(),
+  /** Builds with replicas: whether a majority of workers made the same bytes (only then can it be downloaded). */
+  verified: z.boolean().optional(),
+});
 export type ArtifactView = z.infer<typeof ArtifactViewSchema>;
 
 export const ForceBuildRequestSchema = z.strictObject({

@@ -77,6 +77,10 @@ export const BuilderFileSchema = z.strictObject({
     }).optional(),
     steps: z.array(StepFileSchema).min(1, 'test-install needs at least one step'),
   }).optional(),
+  /** Run each build on this many different workers; its artifacts count only when a majority agree on their sha256. */
+  verify: z.strictObject({
+    replicas: z.number().int().min(2, 'replicas must be at least 2 (one build on two different workers)').max(7),
+  }).optional(),
   limits: z.strictObject({
     time: DurationSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -98,6 +102,8 @@ export interface BuilderDefinition {
   priority: number;
   /** Whether a newer commit of a branch supersedes a queued, older one. */
   collapse: boolean;
+  /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
+  verify?: { replicas: number };
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -173,6 +179,7 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     },
     priority: file.priority,
     collapse: file.collapse,
+    ...(file.verify ? { verify: { replicas: file.verify.replicas } } : {}),
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,

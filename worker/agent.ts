@@ -97,6 +97,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const idle = await detectIdleSource(opts.idleSource ?? 'auto');
   log(`idle source: ${idle.name} (${idle.why})`);
   const history = new HistoryStore(dataDir);
+  /** The local history is a convenience: a full disk must not stop a build (or the agent). */
+  const historySafe = <T>(what: () => T, otherwise: T): T => {
+    try { return what(); } catch (e) { log(`local history not written: ${(e as Error).message}`); return otherwise; }
+  };
   const running = new Map<number, Running>();
   const governor = new Governor(idle, () => prefs.get(), () => running.size > 0);
 
@@ -159,17 +163,18 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         const controller = new AbortController();
         const gate = new FreezeGate();
         if (!governor.current.run) void gate.freeze();
-        const localId = history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision });
+        const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision }), null);
+        let localLogOk = localId !== null;
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
           buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(),
           send: (m) => link.send(m), signal: controller.signal, gate,
-          localLog: (data) => history.appendLog(localId, data),
+          localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
-          history.finish(localId, result, null, gate.frozenMs);
+          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);
           log(`build ${msg.buildId} ${result}`);
         }).catch((e: Error) => {
-          history.finish(localId, 'error', e.message, gate.frozenMs);
+          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs), undefined);
           log(`build ${msg.buildId} failed: ${e.message}`);
         }).finally(() => running.delete(msg.buildId));
         running.set(msg.buildId, { attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), controller, gate, done });

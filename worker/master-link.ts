@@ -42,6 +42,8 @@ export class MasterLink extends EventEmitter {
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private welcomed = false;
+  /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
+  private silenceTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: LinkOptions) {
     super();
@@ -70,6 +72,7 @@ export class MasterLink extends EventEmitter {
   close(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     this.ws?.close(1000, 'worker stopping');
   }
 
@@ -101,6 +104,7 @@ export class MasterLink extends EventEmitter {
     this.ws = ws;
     this.welcomed = false;
     let fatal: string | null = null;
+    let lastHeard = Date.now();
     ws.on('open', () => {
       ws.send(JSON.stringify({
         type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
@@ -108,6 +112,7 @@ export class MasterLink extends EventEmitter {
       } satisfies WorkerMessage));
     });
     ws.on('message', (data, isBinary) => {
+      lastHeard = Date.now();
       if (isBinary) return;
       const decoded = decodeMasterMessage(data.toString());
       if (!decoded.ok) {
@@ -123,6 +128,7 @@ export class MasterLink extends EventEmitter {
         }
         this.welcomed = true;
         this.attempt = 0;
+        this.watchSilence(ws, msg.heartbeatMs, () => lastHeard);
         this.emit('connected', msg);
         return;
       }
@@ -133,7 +139,8 @@ export class MasterLink extends EventEmitter {
       }
       if (!this.stopped) this.emit('message', msg satisfies MasterMessage);
     });
-    ws.on('pong', () => undefined);
+    ws.on('pong', () => { lastHeard = Date.now(); });
+    ws.on('ping', () => { lastHeard = Date.now(); });
     ws.on('error', (e: NodeJS.ErrnoException) => {
       if (UNTRUSTED_CERT.has(e.code ?? '') && !this.stopped) {
         this.stopped = true;
@@ -143,6 +150,7 @@ export class MasterLink extends EventEmitter {
       this.emit('warning', `connection to ${this.opts.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
+      if (this.silenceTimer) { clearInterval(this.silenceTimer); this.silenceTimer = null; }
       const was = this.welcomed;
       this.welcomed = false;
       if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`));
@@ -154,6 +162,24 @@ export class MasterLink extends EventEmitter {
       }
       this.scheduleRetry();
     });
+  }
+
+  /**
+   * The master pings every `heartbeatMs` and drops a worker silent for a whole interval (and
+   * requeues its builds). Across a network partition the worker hears nothing either: after
+   * 2.5 intervals of silence it gives the connection up too, so that its builds stop (they
+   * run elsewhere by now) instead of running on unheard, and it starts reconnecting.
+   */
+  private watchSilence(ws: WebSocket, heartbeatMs: number, lastHeard: () => number): void {
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    const limit = heartbeatMs * 2.5;
+    this.silenceTimer = setInterval(() => {
+      const silent = Date.now() - lastHeard();
+      if (silent <= limit || ws !== this.ws) return;
+      this.emit('warning', `no word from the master for ${(silent / 1000).toFixed(1)}s (it pings every ${heartbeatMs / 1000}s); dropping the connection`);
+      ws.terminate();
+    }, Math.max(100, heartbeatMs / 2));
+    this.silenceTimer.unref();
   }
 
   private scheduleRetry(): void {

@@ -88,7 +88,8 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     if (e instanceof Cancelled || ctx.signal.aborted) {
       outcome = { result: 'cancelled', message: 'cancelled' };
     } else {
-      outcome = { result: 'error', message: (e as Error).message };
+      const full = (e as NodeJS.ErrnoException).code === 'ENOSPC';
+      outcome = { result: 'error', message: full ? `this worker's disk is full: ${(e as Error).message}` : (e as Error).message };
       log.line(`*** ${outcome.message}`);
     }
   } finally {

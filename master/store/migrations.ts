@@ -117,6 +117,40 @@ export const MIGRATIONS: readonly Migration[] = [
    ALTER TABLE builds ADD COLUMN rebuild_of BIGINT;
    ALTER TABLE builds ADD COLUMN superseded_by BIGINT;`,
   },
+  {
+    // Result verification: which builds are replicas of which, their verdicts, and the marks
+    // on workers whose artifacts disagreed.
+    sqlite: `CREATE TABLE verifications (
+     build_id INTEGER PRIMARY KEY,
+     group_id INTEGER NOT NULL,
+     replicas INTEGER NOT NULL,
+     verdict TEXT NOT NULL,
+     detail TEXT
+   );
+   CREATE INDEX verifications_group ON verifications (group_id);
+   CREATE TABLE worker_flags (
+     worker TEXT NOT NULL,
+     build_id INTEGER NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL,
+     PRIMARY KEY (worker, build_id)
+   );`,
+    postgres: `CREATE TABLE verifications (
+     build_id BIGINT PRIMARY KEY,
+     group_id BIGINT NOT NULL,
+     replicas INTEGER NOT NULL,
+     verdict TEXT NOT NULL,
+     detail TEXT
+   );
+   CREATE INDEX verifications_group ON verifications (group_id);
+   CREATE TABLE worker_flags (
+     worker TEXT COLLATE "C" NOT NULL,
+     build_id BIGINT NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL,
+     PRIMARY KEY (worker, build_id)
+   );`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

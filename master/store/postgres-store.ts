@@ -1,11 +1,13 @@
 import { DatabaseError, type Client } from 'pg';
 import { connectPostgres, describeTarget, migratePostgres, redact } from './postgres-connect.js';
 import {
-  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, workerFromRow, type Row,
+  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, verificationFromRow,
+  workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
-  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, WorkerRow,
+  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
+import type { Verdict } from '../../protocol/api.js';
 
 export interface PostgresStoreOptions {
   /** Where to report a lost connection (default: console.error). */
@@ -179,5 +181,56 @@ export class PostgresStore implements Store {
 
   async listArtifacts(buildId: number): Promise<ArtifactRow[]> {
     return (await this.query('SELECT * FROM artifacts WHERE build_id = $1 ORDER BY name', [buildId])).map(artifactFromRow);
+  }
+
+  insertBuildGroup(rows: NewBuild[]): Promise<BuildRow[]> {
+    return this.run(async (c) => {
+      await c.query('BEGIN');
+      try {
+        const out: BuildRow[] = [];
+        for (const r of rows) {
+          const res = await c.query<Row>(`INSERT INTO builds (builder, revision, reason, state, attempt, queued_at, branch, trigger_kind, rebuild_of)
+            VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7) RETURNING *`,
+          [r.builder, r.revision, r.reason, r.queuedAt, r.branch ?? null, r.trigger ?? 'force', r.rebuildOf ?? null]);
+          out.push(buildFromRow(res.rows[0]!));
+        }
+        for (const b of out) {
+          await c.query(`INSERT INTO verifications (build_id, group_id, replicas, verdict, detail) VALUES ($1, $2, $3, 'pending', NULL)`,
+            [b.id, out[0]!.id, out.length]);
+        }
+        await c.query('COMMIT');
+        return out;
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  async listVerifications(groupId: number): Promise<VerificationRow[]> {
+    return (await this.query('SELECT * FROM verifications WHERE group_id = $1 ORDER BY build_id', [groupId])).map(verificationFromRow);
+  }
+
+  async getVerification(buildId: number): Promise<VerificationRow | null> {
+    const [r] = await this.query('SELECT * FROM verifications WHERE build_id = $1', [buildId]);
+    return r ? verificationFromRow(r) : null;
+  }
+
+  async listPendingVerifications(): Promise<VerificationRow[]> {
+    return (await this.query(`SELECT * FROM verifications WHERE group_id IN
+      (SELECT group_id FROM verifications WHERE verdict = 'pending') ORDER BY build_id`)).map(verificationFromRow);
+  }
+
+  async setVerdict(buildId: number, verdict: Verdict, detail: string | null): Promise<void> {
+    await this.query('UPDATE verifications SET verdict = $1, detail = $2 WHERE build_id = $3', [verdict, detail, buildId]);
+  }
+
+  async flagWorker(f: WorkerFlagRow): Promise<void> {
+    await this.query(`INSERT INTO worker_flags (worker, build_id, reason, at) VALUES ($1, $2, $3, $4)
+      ON CONFLICT (worker, build_id) DO UPDATE SET reason = EXCLUDED.reason, at = EXCLUDED.at`, [f.worker, f.buildId, f.reason, f.at]);
+  }
+
+  async listWorkerFlags(): Promise<WorkerFlagRow[]> {
+    return (await this.query('SELECT * FROM worker_flags ORDER BY worker, build_id')).map(workerFlagFromRow);
   }
 }

@@ -1,4 +1,4 @@
-import type { ArtifactRow, BuildPatch, BuildRow, StepRow, TokenRow, WorkerRow } from './store.js';
+import type { ArtifactRow, BuildPatch, BuildRow, StepRow, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow } from './store.js';
 
 /** A row as a driver returns it: column name to value (PostgreSQL's BIGINT arrives as text). */
 export type Row = Record<string, unknown>;
@@ -48,6 +48,17 @@ export function artifactFromRow(r: Row): ArtifactRow {
     buildId: Number(r.build_id), name: String(r.name), size: Number(r.size), sha256: String(r.sha256),
     worker: str(r.worker),
   };
+}
+
+export function verificationFromRow(r: Row): VerificationRow {
+  return {
+    buildId: Number(r.build_id), groupId: Number(r.group_id), replicas: Number(r.replicas),
+    verdict: String(r.verdict) as VerificationRow['verdict'], detail: str(r.detail),
+  };
+}
+
+export function workerFlagFromRow(r: Row): WorkerFlagRow {
+  return { worker: String(r.worker), buildId: Number(r.build_id), reason: String(r.reason), at: String(r.at) };
 }
 
 /** The message for a second token with a name already taken (by this master or another). */

@@ -45,6 +45,7 @@ test('SQLite: a database made by the released version-1 schema is migrated; its 
   } finally {
     await s.close();
   }
+  // Later migrations were applied on top of it.
   assert.equal(withDb(file, (db) => (db.prepare('SELECT version FROM schema_version').get() as { version: number }).version), MIGRATIONS.length);
 });
 

@@ -3,11 +3,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS, schemaTooNewError } from './migrations.js';
 import {
-  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, workerFromRow, type Row,
+  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, verificationFromRow,
+  workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
-  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, WorkerRow,
+  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
+import type { Verdict } from '../../protocol/api.js';
 
 /** The embedded store: one SQLite file in WAL mode; survives restarts and crashes. */
 export class SqliteStore implements Store {
@@ -48,6 +50,15 @@ export class SqliteStore implements Store {
       putArtifact: db.prepare(`INSERT INTO artifacts (build_id, name, size, sha256, worker) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (build_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, worker = excluded.worker`),
       listArtifacts: db.prepare('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name'),
+      insertVerification: db.prepare(`INSERT INTO verifications (build_id, group_id, replicas, verdict, detail) VALUES (?, ?, ?, 'pending', NULL)`),
+      listVerifications: db.prepare('SELECT * FROM verifications WHERE group_id = ? ORDER BY build_id'),
+      getVerification: db.prepare('SELECT * FROM verifications WHERE build_id = ?'),
+      pendingVerifications: db.prepare(`SELECT * FROM verifications WHERE group_id IN
+        (SELECT group_id FROM verifications WHERE verdict = 'pending') ORDER BY build_id`),
+      setVerdict: db.prepare('UPDATE verifications SET verdict = ?, detail = ? WHERE build_id = ?'),
+      flagWorker: db.prepare(`INSERT INTO worker_flags (worker, build_id, reason, at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (worker, build_id) DO UPDATE SET reason = excluded.reason, at = excluded.at`),
+      listWorkerFlags: db.prepare('SELECT * FROM worker_flags ORDER BY worker, build_id'),
     };
   }
 
@@ -101,8 +112,18 @@ export class SqliteStore implements Store {
   }
 
   async insertBuild(row: NewBuild): Promise<BuildRow> {
-    return buildFromRow(this.stmts.insertBuild.get(
-      row.builder, row.revision, row.reason, row.queuedAt, row.branch ?? null, row.trigger ?? 'force', row.rebuildOf ?? null) as Row);
+    return this.insertOne(row);
+  }
+
+  /**
+   * `all()`, not `get()`: an INSERT … RETURNING commits only when stepped to its end, and
+   * `get()` stops after the first row and resets the statement without reporting a commit
+   * that failed (SQLITE_FULL on a full disk): the id was handed out and the row was gone.
+   */
+  private insertOne(row: NewBuild): BuildRow {
+    const [r] = this.stmts.insertBuild.all(
+      row.builder, row.revision, row.reason, row.queuedAt, row.branch ?? null, row.trigger ?? 'force', row.rebuildOf ?? null) as Row[];
+    return buildFromRow(r!);
   }
 
   async updateBuild(id: number, patch: BuildPatch): Promise<void> {
@@ -157,5 +178,38 @@ export class SqliteStore implements Store {
 
   async listArtifacts(buildId: number): Promise<ArtifactRow[]> {
     return (this.stmts.listArtifacts.all(buildId) as Row[]).map(artifactFromRow);
+  }
+
+  async insertBuildGroup(rows: NewBuild[]): Promise<BuildRow[]> {
+    return this.db.transaction(() => {
+      const out = rows.map((r) => this.insertOne(r));
+      for (const b of out) this.stmts.insertVerification.run(b.id, out[0]!.id, out.length);
+      return out;
+    })();
+  }
+
+  async listVerifications(groupId: number): Promise<VerificationRow[]> {
+    return (this.stmts.listVerifications.all(groupId) as Row[]).map(verificationFromRow);
+  }
+
+  async getVerification(buildId: number): Promise<VerificationRow | null> {
+    const r = this.stmts.getVerification.get(buildId) as Row | undefined;
+    return r ? verificationFromRow(r) : null;
+  }
+
+  async listPendingVerifications(): Promise<VerificationRow[]> {
+    return (this.stmts.pendingVerifications.all() as Row[]).map(verificationFromRow);
+  }
+
+  async setVerdict(buildId: number, verdict: Verdict, detail: string | null): Promise<void> {
+    this.stmts.setVerdict.run(verdict, detail, buildId);
+  }
+
+  async flagWorker(f: WorkerFlagRow): Promise<void> {
+    this.stmts.flagWorker.run(f.worker, f.buildId, f.reason, f.at);
+  }
+
+  async listWorkerFlags(): Promise<WorkerFlagRow[]> {
+    return (this.stmts.listWorkerFlags.all() as Row[]).map(workerFlagFromRow);
   }
 }

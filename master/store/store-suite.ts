@@ -247,6 +247,27 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.equal((await other.getBuild(ids[0]!))?.state, 'running');
     });
 
+    test('verification: a build group is stored with its replicas at once; verdicts and worker flags persist', async (t) => {
+      const { s, open } = await setup(t);
+      const group = await s.insertBuildGroup([newBuild('v', 1), { ...newBuild('v', 1), reason: 'replica 2 of 2' }]);
+      assert.equal(group.length, 2);
+      assert.ok(group[1]!.id > group[0]!.id);
+      const g = group[0]!.id;
+      assert.deepEqual((await s.listVerifications(g)).map((v) => [v.buildId, v.groupId, v.replicas, v.verdict]),
+        [[g, g, 2, 'pending'], [group[1]!.id, g, 2, 'pending']]);
+      assert.equal((await s.listPendingVerifications()).length, 2);
+      assert.equal(await s.getVerification(g + 100), null);
+      await s.setVerdict(g, 'verified', '2 of 2');
+      assert.equal((await s.listPendingVerifications()).length, 2, 'a group stays pending until every member has a verdict');
+      await s.setVerdict(group[1]!.id, 'disagreed', 'differs');
+      assert.deepEqual(await s.listPendingVerifications(), []);
+      await s.flagWorker({ worker: 'wb', buildId: group[1]!.id, reason: 'differs', at: at(2) });
+      await s.flagWorker({ worker: 'wb', buildId: group[1]!.id, reason: 'differs again', at: at(3) });
+      const again = await open();
+      assert.deepEqual(await again.getVerification(group[1]!.id), { buildId: group[1]!.id, groupId: g, replicas: 2, verdict: 'disagreed', detail: 'differs' });
+      assert.deepEqual(await again.listWorkerFlags(), [{ worker: 'wb', buildId: group[1]!.id, reason: 'differs again', at: at(3) }]);
+    });
+
     test('a store written by a newer Crowdbake is refused with a clear message', async (t) => {
       const { storage, s, open } = await setup(t);
       await s.insertBuild(newBuild('x'));

@@ -1,4 +1,4 @@
-import type { BuildOutcome, BuildState, BuildTrigger } from '../../protocol/api.js';
+import type { BuildOutcome, BuildState, BuildTrigger, Verdict } from '../../protocol/api.js';
 import type { BuildResult } from '../../protocol/worker-messages.js';
 
 /**
@@ -32,6 +32,35 @@ export interface Store {
 
   putArtifact(row: ArtifactRow): Promise<void>;
   listArtifacts(buildId: number): Promise<ArtifactRow[]>;
+
+  /**
+   * Inserts a build and its replicas in one transaction: the first row is the group (the
+   * build that was asked for), every row gets a `pending` verification row.
+   */
+  insertBuildGroup(rows: NewBuild[]): Promise<BuildRow[]>;
+  /** The verification rows of one group, by build id. */
+  listVerifications(groupId: number): Promise<VerificationRow[]>;
+  getVerification(buildId: number): Promise<VerificationRow | null>;
+  /** Groups not decided yet (some verdict still `pending`), for recovery after a restart. */
+  listPendingVerifications(): Promise<VerificationRow[]>;
+  setVerdict(buildId: number, verdict: Verdict, detail: string | null): Promise<void>;
+  flagWorker(row: WorkerFlagRow): Promise<void>;
+  listWorkerFlags(): Promise<WorkerFlagRow[]>;
+}
+
+export interface VerificationRow {
+  buildId: number;
+  groupId: number;
+  replicas: number;
+  verdict: Verdict;
+  detail: string | null;
+}
+
+export interface WorkerFlagRow {
+  worker: string;
+  buildId: number;
+  reason: string;
+  at: string;
 }
 
 export interface TokenRow {

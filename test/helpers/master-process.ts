@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { CLI } from './cluster.js';
+
+/** A free TCP port on `host` (bound and released at once). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, host, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * `crowdbake master` in its own process, on a fixed address, so a test can SIGKILL it and
+ * start it again on the same data. `output()` is everything it printed, across restarts.
+ */
+export class MasterProcess {
+  private child: ChildProcess | null = null;
+  private out = '';
+  readonly url: string;
+
+  constructor(readonly configDir: string, readonly dataDir: string, readonly host: string, readonly port: number) {
+    this.url = `http://${host}:${port}`;
+  }
+
+  get adminToken(): string {
+    return readFileSync(join(this.dataDir, 'admin.token'), 'utf8').trim();
+  }
+
+  output(): string {
+    return this.out;
+  }
+
+  /** Starts it and resolves once it answers /healthz. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    const child = spawn(process.execPath, [CLI, 'master', '--config', this.configDir, '--data', this.dataDir, '--listen', `${this.host}:${this.port}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout!.on('data', (c: Buffer) => { this.out += c.toString(); });
+    child.stderr!.on('data', (c: Buffer) => { this.out += c.toString(); });
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the master exited with ${child.exitCode}:\n${this.out.slice(-2000)}`);
+      const ok = await fetch(`${this.url}/healthz`).then((r) => r.ok, () => false);
+      if (ok) return;
+      if (Date.now() > end) throw new Error(`the master did not answer within ${timeoutMs} ms:\n${this.out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Sends a signal and waits for the process to end. */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((ok) => child.once('exit', ok));
+    child.kill(signal);
+    await exited;
+    this.child = null;
+  }
+}
