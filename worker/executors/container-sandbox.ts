@@ -137,7 +137,7 @@ export class ContainerSandbox implements Sandbox {
       return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: a process was killed for exceeding the memory limit${limit}` };
     }
     // Likewise a full workdir: whatever the step's exit code, what it wrote may be cut short.
-    if (this.guards.disk && await diskFull(this.guards.disk.dir)) {
+    if (this.guards.disk && await diskFull(this.guards.disk.dir, r.code !== 0)) {
       return { exitCode: r.code, stopped: 'disk', message: `step ran out of disk space: the workdir is full at the disk limit of ${formatBytes(this.guards.disk.bytes)}` };
     }
     if (r.code === null || r.code === 125 || r.code === 255) {

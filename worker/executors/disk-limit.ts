@@ -60,15 +60,17 @@ export async function createDiskLimit(dir: string, bytes: number): Promise<DiskL
 }
 
 /**
- * True when the filesystem at `dir` is (nearly) full: less than 1% of it, or 1 MiB, is left.
- * A step that fails then most likely failed for lack of space.
+ * True when the filesystem at `dir` is (nearly) full: less than 2 MiB (or a tenth of a tiny
+ * one) is left, or, after a
+ * step that failed, less than 1% of it. A writer that met ENOSPC leaves up to one buffer
+ * (dd's bs, a linker's chunk) unwritten, so "full" is never exactly zero bytes free.
  */
-export async function diskFull(dir: string): Promise<boolean> {
+export async function diskFull(dir: string, stepFailed: boolean): Promise<boolean> {
   const s = await statfs(dir).catch(() => null);
   if (!s) return false;
-  const total = s.blocks * s.bsize;
   const free = s.bavail * s.bsize;
-  return free < Math.min(1024 * 1024, total / 100);
+  const total = s.blocks * s.bsize;
+  return free < Math.max(Math.min(2 * 1024 * 1024, total / 10), stepFailed ? total / 100 : 0);
 }
 
 /**
