@@ -95,7 +95,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
         log.line(`--- test-install: ${files.length} artifact(s) in /work/artifacts of a fresh ${spec.testInstall.environment.base} environment`);
         outcome = await runStage(run, {
           workdir: installDir, environment: spec.testInstall.environment, steps: spec.testInstall.steps,
-          firstIndex: spec.steps.length, prefix: 'test-install: ', network: false,
+          firstIndex: spec.steps.length, prefix: 'test-install: ', network: false, writableRoot: true,
         });
       }
     }
@@ -134,6 +134,8 @@ interface Stage {
   firstIndex: number;
   prefix: string;
   network: boolean;
+  /** Test-install steps install the artifacts (dpkg -i) into the environment's root. */
+  writableRoot?: boolean;
 }
 
 /** Prepares the environment, opens a sandbox, runs the steps in order, and always destroys the sandbox. */
@@ -145,7 +147,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
-    environment: stage.environment, limits: run.limits, network: stage.network,
+    environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot,
   });
   try {
     await ctx.gate.attach(sandbox);

@@ -221,8 +221,9 @@ export class ContainerExecutor implements Executor {
 
   /**
    * Everything `podman run` needs but the entrypoint and image: labels, limits, mounts, network.
-   * The root filesystem is read-only (its writable layer would be on the volunteer's disk,
-   * unbounded); /work, and tmpfs at TMPFS_DIRS, are the writable places.
+   * The root filesystem is read-only unless the request says otherwise (its writable layer
+   * would be on the volunteer's disk, unbounded); /work, and tmpfs at TMPFS_DIRS, are the
+   * writable places.
    */
   private createArgs(request: SandboxRequest, workdir: string, name: string): string[] {
     const { limits } = request;
@@ -240,7 +241,7 @@ export class ContainerExecutor implements Executor {
       '--security-opt', 'no-new-privileges',
       '--cap-drop', 'all', '--cap-add', KEEP_CAPS.join(','),
       ...(this.mapIds ? ['--uidmap', `0:${base}:${MAPPED_IDS}`, '--gidmap', `0:${base}:${MAPPED_IDS}`] : []),
-      '--read-only', '--read-only-tmpfs=false',
+      ...(request.writableRoot ? [] : ['--read-only', '--read-only-tmpfs=false']),
       ...TMPFS_DIRS.flatMap((d) => ['--tmpfs', `${d}:rw,exec,nosuid,nodev,mode=${TMPFS_MODES[d] ?? '1777'}${tmpfsSize}`]),
       '--volume', `${workdir}:/work:${volumeOptions}`,
       '--workdir', '/work',

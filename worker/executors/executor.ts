@@ -48,6 +48,12 @@ export interface SandboxRequest {
   /** Already the tighter of the builder's and the volunteer's limits. */
   limits: Limits;
   network: boolean;
+  /**
+   * Let steps write anywhere in the environment's root (a test-install stage installing
+   * packages). Otherwise only /work and the temporary directories are writable, so that the
+   * disk limit bounds everything a build writes.
+   */
+  writableRoot?: boolean;
 }
 
 export interface StepRequest {
