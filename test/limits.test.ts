@@ -5,11 +5,12 @@ import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
 
 // Builds that break their limits fail with a message naming the limit; the worker (and this
 // process, which hosts it) carries on and runs the next build.
-test('memory hog, fork bomb and time limit: each fails naming its limit, the worker survives', async (t) => {
+test('memory hog, fork bomb, time and disk limits: each fails naming its limit, the worker survives', async (t) => {
   const m = await testMaster({
     hog: `requires: { executor: container }\nsteps:\n  - run: "dd if=/dev/zero of=/dev/null bs=200M count=1; echo survived"\nlimits: { memory: 64m }\n`,
     bomb: `requires: { executor: container }\nsteps:\n  - run: "bomb() { bomb | bomb & }; bomb; sleep 2; echo processes: $(ls /proc | grep -c '^[0-9]')"\nlimits: { pids: 64, time: 30s }\n`,
     slow: `requires: { executor: container }\nsteps:\n  - { run: "sleep 30", timeout: 1s }\n`,
+    filler: `requires: { executor: container }\nsteps:\n  - run: "dd if=/dev/zero of=/work/fill bs=1M count=100; echo dd exit $?"\nlimits: { disk: 32m }\n`,
     fine: `requires: { executor: container }\nsteps:\n  - run: echo still working\n`,
   });
   const dir = tempDir('w');
@@ -31,6 +32,11 @@ test('memory hog, fork bomb and time limit: each fails naming its limit, the wor
   const slow = await m.waitFinished(await m.force('slow'), 60_000);
   assert.equal(slow.result, 'failure');
   assert.match(slow.message ?? '', /time limit of 1s/);
+
+  const filler = await m.waitFinished(await m.force('filler'), 60_000);
+  assert.equal(filler.result, 'failure', await log(filler.id));
+  assert.match(filler.message ?? '', /the workdir is full at the disk limit of 32 MiB/);
+  assert.match(await log(filler.id), /No space left on device/);
 
   const fine = await m.waitFinished(await m.force('fine'), 60_000);
   assert.equal(fine.result, 'success');

@@ -8,6 +8,7 @@ import { formatSize } from '../protocol/units.js';
 import { readCapabilities } from './capabilities.js';
 import { startControlServer } from './control-server.js';
 import { detectExecutors } from './executors/detect.js';
+import { releaseStaleDiskLimits } from './executors/disk-limit.js';
 import type { Executor } from './executors/executor.js';
 import { FreezeGate } from './freeze-gate.js';
 import { Governor } from './governor.js';
@@ -74,7 +75,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   if (!name) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
   const dataDir = resolve(opts.dataDir);
   const workRoot = join(dataDir, 'work');
-  // Workdirs left by an earlier run that crashed belong to builds the master has requeued.
+  // Workdirs left by an earlier run that crashed belong to builds the master has requeued;
+  // those with a disk limit are mounted filesystems, unmounted first.
+  await releaseStaleDiskLimits(workRoot);
   rmSync(workRoot, { recursive: true, force: true });
   mkdirSync(workRoot, { recursive: true });
   const url = workerEndpoint(opts.master);

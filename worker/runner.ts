@@ -7,7 +7,7 @@ import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
-import type { Executor, Sandbox, StepOutcome } from './executors/executor.js';
+import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
 
@@ -62,11 +62,24 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
   const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity };
   let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
+  // Each workdir is its own filesystem of at most limits.disk, when the executor can do that.
+  const disks = new Map<string, DiskLimit>();
+  const makeWorkdir = async (dir: string): Promise<void> => {
+    mkdirSync(dir, { recursive: true });
+    if (limits.diskBytes === undefined || !ctx.executor.limitDisk) return;
+    const disk = await ctx.executor.limitDisk(dir, limits.diskBytes);
+    if (disk) disks.set(dir, disk);
+    else log.line(`*** the disk limit is not enforced by the ${ctx.executor.kind} executor here`);
+  };
+  const releaseDisk = async (dir: string): Promise<void> => {
+    await disks.get(dir)?.release().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
+    disks.delete(dir);
+  };
   await send({ type: 'accepted', buildId, attempt });
   try {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
-    mkdirSync(workdir, { recursive: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
+    await makeWorkdir(workdir);
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) await checkout(spec, workdir, log, ctx.signal);
     outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
@@ -74,13 +87,15 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       const files = await uploadArtifacts(ctx, workdir, log);
       if (spec.testInstall) {
         // A fresh environment holding nothing but the artifacts: no sources, no build tools.
+        await makeWorkdir(installDir);
         mkdirSync(join(installDir, 'artifacts'), { recursive: true });
         for (const f of files) copyFileSync(f, join(installDir, 'artifacts', basename(f)));
+        await releaseDisk(workdir);
         rmSync(workdir, { recursive: true, force: true });
         log.line(`--- test-install: ${files.length} artifact(s) in /work/artifacts of a fresh ${spec.testInstall.environment.base} environment`);
         outcome = await runStage(run, {
           workdir: installDir, environment: spec.testInstall.environment, steps: spec.testInstall.steps,
-          firstIndex: spec.steps.length, prefix: 'test-install: ', network: false,
+          firstIndex: spec.steps.length, prefix: 'test-install: ', network: false, writableRoot: true,
         });
       }
     }
@@ -93,7 +108,10 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       log.line(`*** ${outcome.message}`);
     }
   } finally {
-    for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
+    for (const dir of [workdir, installDir]) {
+      await releaseDisk(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
   log.line(`build ${outcome.result}`);
   await log.flush().catch(() => undefined);
@@ -117,6 +135,8 @@ interface Stage {
   firstIndex: number;
   prefix: string;
   network: boolean;
+  /** Test-install steps install the artifacts (dpkg -i) into the environment's root. */
+  writableRoot?: boolean;
 }
 
 /** Prepares the environment, opens a sandbox, runs the steps in order, and always destroys the sandbox. */
@@ -128,7 +148,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
-    environment: stage.environment, limits: run.limits, network: stage.network,
+    environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot,
   });
   try {
     await ctx.gate.attach(sandbox);

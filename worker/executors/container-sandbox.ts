@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { diskFull } from './disk-limit.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
-import { podman, spawnErrorMessage, spawnPodman } from './podman.js';
+import { podman, removeContainers, spawnErrorMessage, spawnPodman } from './podman.js';
 import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type StepChild, type Supervised } from './step-support.js';
 
 /**
@@ -51,7 +54,7 @@ export class PodmanOps implements ContainerOps {
   }
 
   async remove(): Promise<void> {
-    await podman(['rm', '--force', '--time', '0', this.name], { timeoutMs: 60_000 });
+    await removeContainers([this.name]);
   }
 }
 
@@ -59,6 +62,15 @@ export class PodmanOps implements ContainerOps {
 export async function containerState(name: string): Promise<string | null> {
   const r = await podman(['inspect', '--format', '{{.State.Status}}', name], { allowFailure: true, timeoutMs: 30_000 });
   return r.code === 0 ? r.stdout.trim() : null;
+}
+
+/** What a ContainerSandbox checks after each step, and gives back when it is destroyed. */
+export interface SandboxGuards {
+  memoryBytes: number | undefined;
+  /** The workdir when it is a filesystem of its own holding at most `bytes` (the disk limit). */
+  disk: { dir: string; bytes: number } | null;
+  /** Once the container is removed, the workdir's files (owned by the container's mapped uids) go back to this user. */
+  ownerAfter: { dir: string; uid: number; gid: number } | null;
 }
 
 /** One running build container; steps run in it one at a time, through its ContainerOps. */
@@ -74,13 +86,13 @@ export class ContainerSandbox implements Sandbox {
   private constructor(
     readonly name: string,
     readonly ops: ContainerOps,
-    private readonly memoryBytes: number | undefined,
+    private readonly guards: SandboxGuards,
     private readonly oomFile: string | null,
     private oomKills: number | null,
   ) {}
 
-  static async start(name: string, ops: ContainerOps, memoryBytes: number | undefined, oomFile: string | null): Promise<ContainerSandbox> {
-    return new ContainerSandbox(name, ops, memoryBytes, oomFile, await readOomKills(oomFile));
+  static async start(name: string, ops: ContainerOps, guards: SandboxGuards, oomFile: string | null): Promise<ContainerSandbox> {
+    return new ContainerSandbox(name, ops, guards, oomFile, await readOomKills(oomFile));
   }
 
   async run(step: StepRequest): Promise<StepOutcome> {
@@ -121,8 +133,12 @@ export class ContainerSandbox implements Sandbox {
     // Any OOM kill inside the sandbox fails the step, even when its shell carried on: a
     // compiler killed halfway can leave output that looks complete.
     if ((this.oomFile !== null || r.code === 137) && await this.oomKilled()) {
-      const limit = this.memoryBytes ? ` of ${formatBytes(this.memoryBytes)}` : '';
+      const limit = this.guards.memoryBytes ? ` of ${formatBytes(this.guards.memoryBytes)}` : '';
       return { exitCode: r.code, stopped: 'memory', message: `step ran out of memory: a process was killed for exceeding the memory limit${limit}` };
+    }
+    // Likewise a full workdir: whatever the step's exit code, what it wrote may be cut short.
+    if (this.guards.disk && await diskFull(this.guards.disk.dir, r.code !== 0)) {
+      return { exitCode: r.code, stopped: 'disk', message: `step ran out of disk space: the workdir is full at the disk limit of ${formatBytes(this.guards.disk.bytes)}` };
     }
     if (r.code === null || r.code === 125 || r.code === 255) {
       const state = await containerState(this.name);
@@ -164,11 +180,20 @@ export class ContainerSandbox implements Sandbox {
     if (!this.destroying) {
       this.destroyed = true;
       this.gate.release();
-      this.destroying = this.ops.remove();
+      this.destroying = this.ops.remove().then(() => this.giveBack());
       // A failed removal may be retried by calling destroy() again.
       this.destroying.catch(() => { this.destroying = undefined; });
     }
     return this.destroying;
+  }
+
+  /** The workdir's files back to the worker's user (not following symlinks; chown clears setuid bits). */
+  private async giveBack(): Promise<void> {
+    const o = this.guards.ownerAfter;
+    if (!o) return;
+    await run('chown', ['-R', '-P', '-h', `${o.uid}:${o.gid}`, '--', o.dir], { timeout: 300_000 }).catch((e: { stderr?: string; message?: string }) => {
+      throw new Error(`could not give the workdir ${o.dir} back to uid ${o.uid}: ${(e.stderr ?? e.message ?? '').trim()}`);
+    });
   }
 
   /** Kills every process in the container (also when paused); the build cannot continue. */
@@ -194,6 +219,8 @@ export class ContainerSandbox implements Sandbox {
     return p;
   }
 }
+
+const run = promisify(execFile);
 
 async function readOomKills(file: string | null): Promise<number | null> {
   if (!file) return null;

@@ -2,13 +2,15 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
-import { ContainerSandbox, PodmanOps } from './container-sandbox.js';
+import { randomInt } from 'node:crypto';
+import { ContainerSandbox, PodmanOps, type SandboxGuards } from './container-sandbox.js';
+import { canLimitDisk, createDiskLimit } from './disk-limit.js';
 import { EnvironmentCache } from './environments/environment-cache.js';
-import type { Availability, Executor, Sandbox, SandboxRequest } from './executor.js';
+import type { Availability, DiskLimit, Executor, Sandbox, SandboxRequest } from './executor.js';
 import { oomCounterFile } from './fast/cgroups.js';
 import { AgentUnavailable, openFastSandbox } from './fast/fast-ops.js';
 import { findRuncRoot } from './fast/runc-state.js';
-import { CREATE_FLAGS, podman, PodmanError } from './podman.js';
+import { CREATE_FLAGS, podman, PodmanError, removeContainers } from './podman.js';
 
 export { ROOTFS_REPO } from './environments/base-image.js';
 
@@ -30,6 +32,17 @@ export const OWNER_LABEL = 'crowdbake.owner';
 const KEEP_CAPS = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID'];
 const INIT_PATHS = ['/usr/libexec/podman/catatonit', '/usr/lib/podman/catatonit', '/usr/bin/catatonit', '/usr/local/libexec/podman/catatonit'];
 const DEFAULT_PIDS = 1024;
+/**
+ * Run as root, each sandbox gets a user namespace: its uids and gids 0-65535 are host ids
+ * FIRST_MAPPED_ID + slot * 65536 + (0-65535), for a slot drawn at random, so root in the
+ * container is an unprivileged id on the host that no user or other build owns (up to 2^31).
+ */
+export const FIRST_MAPPED_ID = 0x70000000;
+const MAPPED_IDS = 65536;
+const MAPPED_SLOTS = 4095;
+/** Writable places besides /work when the root filesystem is read-only: tmpfs, counted as memory. */
+const TMPFS_DIRS = ['/tmp', '/var/tmp', '/run', '/root'];
+const TMPFS_MODES: Record<string, string> = { '/run': '0755', '/root': '0700' };
 const ID = /^[a-z0-9-]+$/;
 const OWNER = /^[A-Za-z0-9._-]+$/;
 
@@ -50,6 +63,11 @@ export interface ContainerExecutorOptions {
   debootstrapTimeoutMs?: number;
   /** Use the fast path when podman supports it (default true; CROWDBAKE_CONTAINER_FAST=0 also turns it off). */
   fastPath?: boolean;
+  /**
+   * When running as root, map the container's root to an unprivileged host uid (default true;
+   * CROWDBAKE_CONTAINER_USERNS=0 also turns it off). Rootless podman maps it to the user anyway.
+   */
+  userNamespace?: boolean;
 }
 
 export type ContainerMode = 'fast' | 'plain';
@@ -63,6 +81,9 @@ export class ContainerExecutor implements Executor {
   private readonly wantFast: boolean;
   /** Set by isAvailable() (or the first open()): the fast path, with runc's state directory when found. */
   private fast: { runcRoot: string | null } | null | undefined;
+  private readonly mapIds: boolean;
+  /** Workdirs made filesystems of their own by limitDisk(), and their size. */
+  private readonly limitedDirs = new Map<string, number>();
 
   constructor(options: ContainerExecutorOptions) {
     if (!OWNER.test(options.ownerId)) {
@@ -70,6 +91,7 @@ export class ContainerExecutor implements Executor {
     }
     this.ownerId = options.ownerId;
     this.wantFast = (options.fastPath ?? true) && process.env.CROWDBAKE_CONTAINER_FAST !== '0';
+    this.mapIds = (options.userNamespace ?? true) && process.env.CROWDBAKE_CONTAINER_USERNS !== '0' && process.getuid?.() === 0;
     this.environments = new EnvironmentCache({
       containerLabels: [`${OWNER_LABEL}=${options.ownerId}`],
       cacheDir: options.cacheDir, lockDir: options.lockDir, budgetBytes: options.cacheBudgetBytes,
@@ -102,7 +124,7 @@ export class ContainerExecutor implements Executor {
     const { stdout } = await podman(['ps', '-a', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
       { timeoutMs: 30_000 });
     const ids = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-    if (ids.length > 0) await podman(['rm', '-f', '-t', '0', ...ids], { timeoutMs: 60_000 });
+    if (ids.length > 0) await removeContainers(ids);
     return ids.length;
   }
 
@@ -115,6 +137,26 @@ export class ContainerExecutor implements Executor {
     this.prepared.delete(key);
     const { ref } = await this.environments.prepare(environment, progress);
     this.prepared.set(key, ref);
+  }
+
+  /** An ext4 image loop-mounted on the workdir (root only; see disk-limit.ts). */
+  async limitDisk(dir: string, bytes: number): Promise<DiskLimit | null> {
+    if (!canLimitDisk()) return null;
+    const path = resolve(dir);
+    const disk = await createDiskLimit(path, bytes);
+    this.limitedDirs.set(path, bytes);
+    return {
+      bytes,
+      release: async () => {
+        this.limitedDirs.delete(path);
+        await disk.release();
+      },
+    };
+  }
+
+  /** Whether the container's root is an unprivileged uid on the host (a user namespace). */
+  get userNamespace(): boolean {
+    return this.mapIds;
   }
 
   async open(request: SandboxRequest): Promise<Sandbox> {
@@ -139,15 +181,21 @@ export class ContainerExecutor implements Executor {
   private async start(request: SandboxRequest, workdir: string, image: string): Promise<Sandbox> {
     const name = `crowdbake-${request.id}`;
     const createArgs = this.createArgs(request, workdir, name);
+    const diskBytes = this.limitedDirs.get(workdir);
+    const guards: SandboxGuards = {
+      memoryBytes: request.limits.memoryBytes,
+      disk: diskBytes !== undefined ? { dir: workdir, bytes: diskBytes } : null,
+      ownerAfter: this.mapIds ? { dir: workdir, uid: process.getuid!(), gid: process.getgid!() } : null,
+    };
     try {
       if (this.fast) {
         try {
-          return await openFastSandbox(name, createArgs, image, this.fast.runcRoot, request.limits.memoryBytes);
+          return await openFastSandbox(name, createArgs, image, this.fast.runcRoot, guards);
         } catch (e) {
           if (!(e instanceof AgentUnavailable)) throw e;
         }
       }
-      return await this.startPlain(name, createArgs, image, request.limits.memoryBytes);
+      return await this.startPlain(name, createArgs, image, guards);
     } catch (e) {
       if (e instanceof PodmanError) throw new Error(`could not start the build container: ${e.message}`);
       throw e;
@@ -155,7 +203,7 @@ export class ContainerExecutor implements Executor {
   }
 
   /** The plain path: `sleep` as the main process; its sandbox uses podman exec/pause/kill. */
-  private async startPlain(name: string, createArgs: string[], image: string, memoryBytes: number | undefined): Promise<Sandbox> {
+  private async startPlain(name: string, createArgs: string[], image: string, guards: SandboxGuards): Promise<Sandbox> {
     try {
       await podman(['run', '--detach', ...createArgs, '--entrypoint', 'sleep', image, '2147483647'], { timeoutMs: 120_000 });
       const { stdout } = await podman(['inspect', '--format', '{{.State.Running}} {{.State.Pid}}', name], { timeoutMs: 30_000 });
@@ -164,16 +212,24 @@ export class ContainerExecutor implements Executor {
         throw new Error(`container ${name} stopped right after starting (does image ${image} have "sleep"?)`);
       }
       const oomFile = await oomCounterFile(Number(pid));
-      return await ContainerSandbox.start(name, new PodmanOps(name), memoryBytes, oomFile);
+      return await ContainerSandbox.start(name, new PodmanOps(name), guards, oomFile);
     } catch (e) {
-      await podman(['rm', '-f', '-t', '0', name], { allowFailure: true, timeoutMs: 60_000 }).catch(() => {});
+      await removeContainers([name]).catch(() => {});
       throw e;
     }
   }
 
-  /** Everything `podman run` needs but the entrypoint and image: labels, limits, mounts, network. */
+  /**
+   * Everything `podman run` needs but the entrypoint and image: labels, limits, mounts, network.
+   * The root filesystem is read-only unless the request says otherwise (its writable layer
+   * would be on the volunteer's disk, unbounded); /work, and tmpfs at TMPFS_DIRS, are the
+   * writable places.
+   */
   private createArgs(request: SandboxRequest, workdir: string, name: string): string[] {
     const { limits } = request;
+    const tmpfsSize = limits.diskBytes !== undefined ? `,size=${limits.diskBytes}` : '';
+    const base = FIRST_MAPPED_ID + randomInt(MAPPED_SLOTS) * MAPPED_IDS;
+    const volumeOptions = ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(this.mapIds ? ['U'] : [])].join(',');
     return [
       ...CREATE_FLAGS, '--pull', 'never',
       '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`, '--label', `crowdbake.sandbox=${request.id}`,
@@ -184,8 +240,10 @@ export class ContainerExecutor implements Executor {
       '--pids-limit', String(limits.pids ?? DEFAULT_PIDS),
       '--security-opt', 'no-new-privileges',
       '--cap-drop', 'all', '--cap-add', KEEP_CAPS.join(','),
-      '--volume', `${workdir}:/work:rw${selinuxEnabled() ? ',Z' : ''}`,
-      '--tmpfs', '/tmp:rw,exec,nosuid,nodev,mode=1777',
+      ...(this.mapIds ? ['--uidmap', `0:${base}:${MAPPED_IDS}`, '--gidmap', `0:${base}:${MAPPED_IDS}`] : []),
+      ...(request.writableRoot ? [] : ['--read-only', '--read-only-tmpfs=false']),
+      ...TMPFS_DIRS.flatMap((d) => ['--tmpfs', `${d}:rw,exec,nosuid,nodev,mode=${TMPFS_MODES[d] ?? '1777'}${tmpfsSize}`]),
+      '--volume', `${workdir}:/work:${volumeOptions}`,
       '--workdir', '/work',
     ];
   }

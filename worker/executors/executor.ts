@@ -7,11 +7,13 @@ import type { EnvironmentSpec, ExecutorKind, Limits } from '../../protocol/build
  * Lifecycle, in order:
  *   isAvailable()            once at start; decides which executors the worker offers
  *   cleanupStale()           once at start; removes what an earlier, crashed run left behind
+ *   limitDisk(dir, bytes)    optional, per build, before the checkout: bounds the workdir
  *   prepare(environment)     per build; builds or reuses the environment (may take minutes)
  *   open(request)            per build; creates the sandbox (container, VM, process group)
  *   sandbox.run(step) ...    once per step, in order, never two at a time
  *   sandbox.freeze()/thaw()  any time while open; frozen time does not count toward timeouts
  *   sandbox.destroy()        always, also after failure or cancel; idempotent
+ *   diskLimit.release()      after destroy(), once the runner has read the artifacts
  *
  * The runner owns the workdir on the host; the executor mounts it (and nothing else of the
  * host) at `/work` and runs steps there.
@@ -22,6 +24,17 @@ export interface Executor {
   cleanupStale(): Promise<number>;
   prepare(environment: EnvironmentSpec, progress: (line: string) => void): Promise<void>;
   open(request: SandboxRequest): Promise<Sandbox>;
+  /**
+   * Makes the empty directory `dir` hold at most `bytes` (its own filesystem), so a build
+   * cannot fill the volunteer's disk. Null when this executor cannot enforce it here.
+   */
+  limitDisk?(dir: string, bytes: number): Promise<DiskLimit | null>;
+}
+
+export interface DiskLimit {
+  readonly bytes: number;
+  /** Unmounts and deletes what limitDisk made; the directory's contents are gone. Idempotent. */
+  release(): Promise<void>;
 }
 
 export type Availability = { ok: true } | { ok: false; reason: string };
@@ -35,6 +48,12 @@ export interface SandboxRequest {
   /** Already the tighter of the builder's and the volunteer's limits. */
   limits: Limits;
   network: boolean;
+  /**
+   * Let steps write anywhere in the environment's root (a test-install stage installing
+   * packages). Otherwise only /work and the temporary directories are writable, so that the
+   * disk limit bounds everything a build writes.
+   */
+  writableRoot?: boolean;
 }
 
 export interface StepRequest {
@@ -52,7 +71,7 @@ export interface StepRequest {
 export interface StepOutcome {
   exitCode: number | null;
   /** Set when the step did not simply exit: which limit it broke, or that it was cancelled. */
-  stopped: null | 'timeout' | 'memory' | 'cancelled' | 'error';
+  stopped: null | 'timeout' | 'memory' | 'disk' | 'cancelled' | 'error';
   /** A sentence for the log when `stopped` is set or the sandbox failed. */
   message: string | null;
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex, Readable } from 'node:stream';
 
 /**
@@ -191,4 +192,21 @@ export async function imageExists(ref: string): Promise<boolean> {
   if (r.code === 1) return false;
   throw new PodmanError(`podman image exists ${ref} failed: ${r.stderr.trim() || `exit code ${r.code}`}`,
     `podman image exists ${ref}`, r.code, r.stderr);
+}
+
+/**
+ * `podman rm --force --time 0` of these containers. With a user namespace, podman's own cleanup
+ * of a container that just stopped may still hold its /dev/shm mount ("device or resource
+ * busy"): asked again, rm succeeds (podman 4.3.1).
+ */
+export async function removeContainers(names: readonly string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await podman(['rm', '--force', '--time', '0', ...names], { timeoutMs: 60_000 });
+      return;
+    } catch (e) {
+      if (attempt >= 20 || !(e instanceof PodmanError && /resource busy/.test(e.stderr))) throw e;
+      await sleep(50 * attempt);
+    }
+  }
 }

@@ -1,5 +1,5 @@
-import { ContainerSandbox, PodmanOps, type ContainerOps } from '../container-sandbox.js';
-import { podman, podmanWithSockets } from '../podman.js';
+import { ContainerSandbox, PodmanOps, type ContainerOps, type SandboxGuards } from '../container-sandbox.js';
+import { podman, podmanWithSockets, removeContainers } from '../podman.js';
 import { AgentChannel } from './agent-channel.js';
 import { AGENT_FDS, AGENT_SCRIPT, stepCode } from './agent-protocol.js';
 import { ContainerCgroup, oomCounterFile } from './cgroups.js';
@@ -62,7 +62,7 @@ const AGENT_READY_MS = 30_000;
  * a `podman inspect`), or null.
  */
 export async function openFastSandbox(name: string, createArgs: readonly string[], image: string,
-  runcRoot: string | null, memoryBytes: number | undefined): Promise<ContainerSandbox> {
+  runcRoot: string | null, guards: SandboxGuards): Promise<ContainerSandbox> {
   const args = ['run', '--detach', ...createArgs, '--preserve-fds', String(AGENT_FDS), '--entrypoint', '/bin/sh', image, '-c', AGENT_SCRIPT];
   let channel: AgentChannel | undefined;
   try {
@@ -84,10 +84,10 @@ export async function openFastSandbox(name: string, createArgs: readonly string[
     ]);
     const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
     const oomFile = pid ? await oomCounterFile(pid) : null;
-    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name)), memoryBytes, oomFile);
+    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name)), guards, oomFile);
   } catch (e) {
     channel?.close();
-    await podman(['rm', '-f', '-t', '0', name], { allowFailure: true, timeoutMs: 60_000 }).catch(() => {});
+    await removeContainers([name]).catch(() => {});
     throw e;
   }
 }
