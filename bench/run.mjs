@@ -7,7 +7,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const SCENARIOS = ['executor-overhead', 'idle-freeze', 'vm-boot', 'buildbot-worker'];
+const SCENARIOS = ['executor-overhead', 'idle-freeze', 'vm-boot', 'buildbot-worker', 'dashboard-paint'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : SCENARIOS;
 for (const w of wanted) if (!SCENARIOS.includes(w)) { console.error(`unknown scenario "${w}" (${SCENARIOS.join(', ')})`); process.exit(2); }
 
