@@ -156,9 +156,7 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
     await page.getByRole('button', { name: 'Pause builds' }).click();
     await until('Paused', async () => /Paused/.test(await card.textContent() ?? ''));
     assert.equal((await status()).state, 'paused');
-    const workers = await m.get<{ accepting: boolean; reason: string }[]>('/api/v1/workers');
     await until('the master sees it', async () => (await m.get<{ accepting: boolean }[]>('/api/v1/workers'))[0]?.accepting === false);
-    assert.ok(workers.length === 1);
     await shot('volunteer-paused');
     await page.getByRole('button', { name: 'Resume builds' }).click();
     await until('Idle', async () => /Idle/.test(await card.textContent() ?? ''));
@@ -222,9 +220,6 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
       [1.5, 2 * 1024 ** 3, 10 * 1024 ** 3, 'idle', 300_000, { start: '22:30', end: '06:15' }, true, 40],
     );
     assert.match((await cli('limits', '--data', dataDir)).out, /caps: +cpus 1\.5, memory 2\.0 GiB, disk 10\.0 GiB/);
-    // Live: the idle rule now holds builds (the idle source "none" reports no idle time), and the
-    // master is told so.
-    await until('held by the idle rule', async () => !(await status()).accepting || true);
     // Back to building whenever, with no caps, for the tests after this one.
     await page.getByLabel('Whenever there is work').check();
     await page.getByLabel('Only during these hours').uncheck();
