@@ -27,3 +27,13 @@ test('reads the URL a started master prints', () => {
   assert.equal(masterUrlFromOutput('crowdbake master: dashboard and API at http://[::1]:40123/'), 'http://[::1]:40123');
   assert.equal(masterUrlFromOutput('crowdbake master: 2 builder(s) from /x/builders'), null);
 });
+
+test('the worker agent: its data dir, and a token makes the app start it with the app as idle source', async () => {
+  const { parseAgentLaunch, workerArgs } = await import('./launch-options.js');
+  assert.deepEqual(parseAgentLaunch([]), { dataDir: null, token: null });
+  assert.deepEqual(parseAgentLaunch(['--worker-data', '/w', '--worker-token', 'cbw1.alice.s3cret']), { dataDir: '/w', token: 'cbw1.alice.s3cret' });
+  assert.deepEqual(parseAgentLaunch([], { CROWDBAKE_WORKER_TOKEN: 'cbw1.bob.x' }).token, 'cbw1.bob.x');
+  assert.throws(() => parseAgentLaunch(['--worker-token', 'hunter2']), /must be a worker token/);
+  assert.deepEqual(workerArgs('/cli.js', 'http://m:1', { dataDir: null, token: 'cbw1.a.b' }, '/w'),
+    ['/cli.js', 'worker', '--master', 'http://m:1', '--token', 'cbw1.a.b', '--data', '/w', '--idle-source', 'app']);
+});

@@ -14,6 +14,26 @@ export type Launch =
   | { mode: 'connect'; masterUrl: string }
   | { mode: 'start'; configDir: string; dataDir: string | null; listen: string };
 
+/** This computer's worker agent: the data dir whose control.json the tray follows, and whether the app starts it. */
+export interface AgentLaunch {
+  /** null: the default worker data dir. */
+  dataDir: string | null;
+  /** Given with --worker-token: the app runs `crowdbake worker --idle-source app` as its own process. */
+  token: string | null;
+}
+
+/** `--worker-data DIR`, `--worker-token TOKEN` (or CROWDBAKE_WORKER_TOKEN). */
+export function parseAgentLaunch(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): AgentLaunch {
+  const token = valueOf(argv, '--worker-token') ?? env.CROWDBAKE_WORKER_TOKEN ?? null;
+  if (token !== null && !/^cbw1\.[^.]+\..+$/.test(token)) throw new LaunchError('--worker-token must be a worker token (cbw1.NAME.SECRET) from `crowdbake token create`');
+  return { dataDir: valueOf(argv, '--worker-data') ?? null, token };
+}
+
+/** The arguments of the worker process the app starts (Electron's own Node runs the CLI). */
+export function workerArgs(cli: string, masterUrl: string, agent: AgentLaunch & { token: string }, dataDir: string): string[] {
+  return [cli, 'worker', '--master', masterUrl, '--token', agent.token, '--data', dataDir, '--idle-source', 'app'];
+}
+
 export class LaunchError extends Error {}
 
 function valueOf(argv: readonly string[], name: string): string | undefined {

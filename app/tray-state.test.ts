@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { TRAY_STATES, trayPresentation, trayStateOf, type TrayMenuItem } from './tray-state.js';
+import { TRAY_STATES, trayPresentation, trayStateOf, trayStateOfAgent, type TrayMenuItem } from './tray-state.js';
 
 const ASSETS = fileURLToPath(new URL('../../assets/tray/', import.meta.url));
 const actions = (menu: TrayMenuItem[]) => menu.flatMap((m) => (m.kind === 'action' ? [`${m.action}${m.enabled ? '' : ' (disabled)'}`] : []));
@@ -26,10 +26,19 @@ test('tooltips say the state and the builds', () => {
 test('the menu: status first, pause or resume, quit last', () => {
   const idle = trayPresentation('idle').menu;
   assert.deepEqual(idle[0], { kind: 'status', label: 'Idle — ready for builds' });
-  assert.deepEqual(actions(idle), ['open-dashboard', 'pause', 'quit']);
+  assert.deepEqual(actions(idle), ['open-dashboard', 'pause', 'snooze', 'quit']);
   assert.deepEqual(actions(trayPresentation('paused').menu), ['open-dashboard', 'resume', 'quit']);
-  assert.deepEqual(actions(trayPresentation('offline').menu), ['open-dashboard', 'pause (disabled)', 'quit']);
+  assert.deepEqual(actions(trayPresentation('offline').menu), ['open-dashboard', 'pause (disabled)', 'snooze (disabled)', 'quit']);
   assert.deepEqual(idle.at(-1), { kind: 'action', action: 'quit', label: 'Quit Crowdbake', enabled: true });
+});
+
+test('with an agent, autostart and no master: the volunteer page, Start at login and the master switch', () => {
+  const menu = trayPresentation('busy', { hasAgent: true, autostart: true, runsMaster: false }).menu;
+  assert.deepEqual(actions(menu), ['open-dashboard', 'open-volunteer', 'pause', 'snooze', 'start-master', 'quit']);
+  assert.deepEqual(menu.find((m) => m.kind === 'check'), { kind: 'check', action: 'toggle-autostart', label: 'Start at login', checked: true });
+  assert.deepEqual(actions(trayPresentation('offline', { hasAgent: false, runsMaster: true }).menu), ['open-dashboard', 'open-volunteer (disabled)', 'pause (disabled)', 'snooze (disabled)', 'quit']);
+  assert.equal(trayStateOfAgent(null), 'offline');
+  assert.equal(trayStateOfAgent({ state: 'frozen' }), 'frozen');
 });
 
 test('the state from the worker view and the pause switch', () => {

@@ -6,6 +6,7 @@ import { tokenCommand } from './commands/token.js';
 import { workerCommand } from './commands/worker.js';
 import { agentControlCommand } from './commands/agent-control.js';
 import { appCommand } from './commands/app.js';
+import { uiCommand } from './commands/ui.js';
 
 export const USAGE = `crowdbake — run a project's builds on computers donated by its community
 
@@ -20,6 +21,7 @@ usage: crowdbake <command> [flags]     (every command has --help)
   pause, resume, limits, history
             control the local agent: pause (--for 1h to snooze), resume,
             change limits, list the builds this machine ran
+  ui        open this machine's volunteer pages in the browser
   app       the desktop app: tray and dashboard window (needs the Electron binary)
 `;
 
@@ -37,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
   limits: agentControlCommand('limits'),
   history: agentControlCommand('history'),
   app: appCommand,
+  ui: uiCommand,
 };
 
 

@@ -57,7 +57,8 @@ export const AgentStatusSchema = z.object({
   master: z.object({ url: z.string(), connected: z.boolean() }),
   name: z.string(),
   executors: z.array(z.string()),
-  current: z.array(z.object({ buildId: z.number(), builder: z.string(), frozen: z.boolean(), startedAt: z.string() })),
+  /** `historyId`: the build's entry in the local history (its log is at /api/v1/history/ID/log). */
+  current: z.array(z.object({ buildId: z.number(), builder: z.string(), frozen: z.boolean(), startedAt: z.string(), historyId: z.number().optional() })),
   preferences: PreferencesSchema,
 });
 export type AgentStatus = z.infer<typeof AgentStatusSchema>;
@@ -74,6 +75,10 @@ export const HistoryEntrySchema = z.object({
   startedAt: z.string(),
   finishedAt: z.string().nullable(),
   frozenMs: z.number(),
+  /** A local re-run (not reported to any master) repeats this entry; null for builds the master assigned. */
+  rerunOf: z.number().nullable(),
+  /** The build spec is kept, so it can be run again here. */
+  canRerun: z.boolean(),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 

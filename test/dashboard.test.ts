@@ -222,6 +222,18 @@ describe('dashboard', { timeout: 90_000 }, () => {
     await shot('builds');
   });
 
+  test('grid page: every builder with its queue and recent builds as cells', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Grid' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Grid' }).waitFor();
+    const grid = page.getByRole('table', { name: 'Recent builds per builder' });
+    const row = (name: string) => grid.getByRole('row', { name: new RegExp(`^${name}`) });
+    await row('gpu').getByRole('link', { name: 'Build 3: Queued' }).waitFor();
+    assert.deepEqual(await row('hello').getByRole('link').allTextContents(), ['hello', '1']);
+    assert.equal(await row('hello').getByRole('link', { name: 'Build 1: Success' }).count(), 1);
+    assert.match((await row('gpu').textContent() ?? '').replace(/\s+/g, ''), /^gpu10/, 'one queued, none running');
+    await shot('grid');
+  });
+
   test('workers page: the worker, connected, with what it offers and runs', async () => {
     const id = await api('POST', '/builders/slow/builds', {}).then((r) => (r as { id: number }).id);
     assert.equal(id, 4);
@@ -282,6 +294,11 @@ export { MAX_BUILDS } from './renderer/src/store/builds-slice';
 export { MAX_LOG_CHARS } from './renderer/src/store/selection-slice';
 export * as sel from './renderer/src/store/selectors';
 export { buildStatus, formatBytes, formatDuration, shortRevision } from './renderer/src/format';
+export { virtualWindow } from './renderer/src/virtual-window';
+export { findMatches, stepMatch } from './renderer/src/log-search';
+export { draftFrom, patchFrom, durationText, sizeText } from './renderer/src/agent/limits-model';
+export { resultsByBuilder } from './renderer/src/agent/agent-store';
+export { parseAgentRoute } from './renderer/src/agent/agent-router';
 `;
 // renderer/ is not part of this compilation (it resolves like a bundler), so the bundle's
 // exports are typed here by hand, the store's state loosely.
@@ -305,6 +322,15 @@ interface Logic {
   formatBytes(n: number | null): string;
   formatDuration(ms: number): string;
   shortRevision(rev: string | null): string;
+  virtualWindow(scrollTop: number, viewport: number, rowHeight: number, count: number, overscan?: number): { start: number; end: number; before: number; after: number };
+  findMatches(text: string, query: string, max?: number): { ranges: [number, number][]; capped: boolean };
+  stepMatch(current: number, count: number, direction: 1 | -1): number;
+  draftFrom(p: unknown): Record<string, unknown>;
+  patchFrom(d: unknown): { ok: true; patch: Record<string, unknown> } | { ok: false; errors: Record<string, string> };
+  durationText(ms: number): string;
+  sizeText(bytes: number): string;
+  resultsByBuilder(history: unknown[]): { builder: string; runs: number; success: number; failure: number; other: number; rerunnable: { id: number } | null }[];
+  parseAgentRoute(hash: string): unknown;
 }
 
 describe('dashboard logic', () => {
@@ -425,5 +451,44 @@ describe('dashboard logic', () => {
     assert.equal(logic.buildStatus({ state: 'running', result: null }), 'running');
     assert.equal(logic.shortRevision('0123456789abcdef0123456789abcdef01234567'), '0123456789');
     assert.equal(logic.shortRevision('v1.2'), 'v1.2');
+  });
+
+  test('virtual window: only the rows in view plus overscan, spacers for the rest', () => {
+    assert.deepEqual(logic.virtualWindow(0, 380, 38, 10_000, 5), { start: 0, end: 15, before: 0, after: (10_000 - 15) * 38 });
+    assert.deepEqual(logic.virtualWindow(38 * 5000, 380, 38, 10_000, 5), { start: 4995, end: 5015, before: 4995 * 38, after: (10_000 - 5015) * 38 });
+    assert.deepEqual(logic.virtualWindow(38 * 20_000, 380, 38, 10_000, 5), { start: 10_000, end: 10_000, before: 380_000, after: 0 }, 'scrolled past the end');
+    assert.deepEqual(logic.virtualWindow(0, 380, 38, 3, 5), { start: 0, end: 3, before: 0, after: 0 });
+  });
+
+  test('log search: case-insensitive ranges, capped, stepping wraps', () => {
+    assert.deepEqual(logic.findMatches('Error: x\nerror again', 'ERROR'), { ranges: [[0, 5], [9, 14]], capped: false });
+    assert.deepEqual(logic.findMatches('aaaa', 'aa'), { ranges: [[0, 2], [2, 4]], capped: false }, 'no overlaps');
+    assert.deepEqual(logic.findMatches('abc', ''), { ranges: [], capped: false });
+    assert.deepEqual(logic.findMatches('x'.repeat(10), 'x', 3), { ranges: [[0, 1], [1, 2], [2, 3]], capped: true });
+    assert.equal(logic.stepMatch(-1, 3, 1), 0);
+    assert.equal(logic.stepMatch(-1, 3, -1), 2);
+    assert.equal(logic.stepMatch(2, 3, 1), 0);
+    assert.equal(logic.stepMatch(0, 3, -1), 2);
+    assert.equal(logic.stepMatch(0, 0, 1), -1);
+  });
+
+  test('limits form: round-trips the preferences, names each bad field, sends typed values', () => {
+    const prefs = { when: 'idle', idleAfterMs: 180_000, schedule: null, onBattery: false, maxOtherCpuPercent: null, cpus: 2, memoryBytes: 4 * 1024 ** 3, diskBytes: null, paused: false, snoozeUntil: null };
+    const draft = logic.draftFrom(prefs);
+    assert.deepEqual([draft.idleAfter, draft.cpus, draft.memory, draft.disk], ['3m', '2', '4g', '']);
+    assert.deepEqual(logic.patchFrom(draft), { ok: true, patch: { when: 'idle', onBattery: false, idleAfter: '180000ms', schedule: null, maxOtherCpuPercent: null, cpus: 2, memory: '4g', disk: null } });
+    const bad = logic.patchFrom({ ...draft, idleAfter: 'soon', cpus: '0', memory: '4 lumps', maxOtherCpu: '150', scheduleOn: true, start: '25:00', end: '07:00' });
+    assert.equal(bad.ok, false);
+    if (!bad.ok) assert.deepEqual(Object.keys(bad.errors).sort(), ['cpus', 'idleAfter', 'maxOtherCpu', 'memory', 'start']);
+    assert.equal(logic.durationText(90_000), '90s');
+    assert.equal(logic.sizeText(1536 * 1024 ** 2), '1536m');
+    assert.deepEqual(logic.parseAgentRoute('#/history/7'), { page: 'entry', id: 7 });
+    assert.deepEqual(logic.parseAgentRoute('#/history?builder=a'), { page: 'history', builder: 'a' });
+  });
+
+  test('results by builder: counts per result, the newest re-runnable entry', () => {
+    const e = (id: number, builder: string, result: string | null, canRerun = true) => ({ id, builder, result, canRerun, buildId: id, attempt: 1, master: 'm', revision: null, message: null, startedAt: '', finishedAt: result ? 'x' : null, frozenMs: 0, rerunOf: null });
+    const r = logic.resultsByBuilder([e(5, 'b', null, false), e(4, 'a', 'failure'), e(3, 'b', 'success'), e(2, 'a', 'success'), e(1, 'a', 'cancelled')]);
+    assert.deepEqual(r.map((x) => [x.builder, x.runs, x.success, x.failure, x.other, x.rerunnable?.id]), [['a', 3, 1, 1, 1, 4], ['b', 2, 1, 0, 0, 3]]);
   });
 });

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
-import type { AgentStatus, Preferences } from '../protocol/control-api.js';
+import { BuildSpecSchema, type BuildSpec, type ExecutorKind, type Limits } from '../protocol/build-spec.js';
+import type { AgentStatus, HistoryEntry, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import { formatSize } from '../protocol/units.js';
@@ -55,6 +55,7 @@ export interface WorkerHandle {
 }
 
 interface Running {
+  historyId: number | null;
   attempt: number;
   builder: string;
   startedAt: string;
@@ -166,7 +167,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         const controller = new AbortController();
         const gate = new FreezeGate();
         if (!governor.current.run) void gate.freeze();
-        const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision }), null);
+        const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision, spec: msg.spec }), null);
         let localLogOk = localId !== null;
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
@@ -180,7 +181,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs), undefined);
           log(`build ${msg.buildId} failed: ${e.message}`);
         }).finally(() => running.delete(msg.buildId));
-        running.set(msg.buildId, { attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), controller, gate, done });
+        running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), controller, gate, done });
         if (gate.frozen) void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'frozen', result: null, message: governor.current.reason });
         return;
       }
@@ -209,13 +210,37 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       idleSource: { name: idle.name, why: idle.why },
       idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
       master: { url, connected: link.connected }, name, executors: [...executors.keys()],
-      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt })),
+      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
     };
+  };
+  /** Local re-runs (from the control API): run now, outside the master and its idle rules. */
+  const localRuns = new Map<number, { controller: AbortController; done: Promise<unknown> }>();
+  const rerun = (id: number): HistoryEntry => {
+    const entry = history.get(id);
+    if (!entry) throw new Error(`no local build ${id}`);
+    const parsed = BuildSpecSchema.safeParse(history.spec(id));
+    if (!parsed.success) throw new Error(`local build ${id} kept no build spec to run again`);
+    const spec: BuildSpec = parsed.data;
+    const executor = executors.get(spec.executor === 'any' ? 'container' : spec.executor);
+    if (!executor) throw new Error(`this worker has no ${spec.executor} executor`);
+    const localId = history.start({ buildId: entry.buildId, attempt: entry.attempt, master: 'local', builder: spec.builder, revision: spec.revision, spec, rerunOf: id });
+    const controller = new AbortController();
+    const gate = new FreezeGate();
+    log(`local re-run ${localId} of ${spec.builder} (local build ${id}) started`);
+    const done = runBuild({
+      buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot, volunteerLimits: volunteerLimits(),
+      send: async () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
+    }).then((result) => history.finish(localId, result, 'local re-run', gate.frozenMs),
+      (e: Error) => history.finish(localId, 'error', e.message, gate.frozenMs))
+      .finally(() => localRuns.delete(localId));
+    localRuns.set(localId, { controller, done });
+    return history.get(localId)!;
   };
   const control = await startControlServer(dataDir, {
     status,
     history,
+    rerun: async (id) => rerun(id),
     pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
     resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); },
     snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); },
@@ -226,7 +251,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       void governor.refresh();
       return true;
     },
-  }, opts.controlPort);
+  }, { ...(opts.controlPort !== undefined ? { port: opts.controlPort } : {}) });
 
   await governor.start();
   let finish!: () => void;
@@ -260,7 +285,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       link.close();
       governor.close();
       for (const r of running.values()) { r.controller.abort(); void r.gate.thaw(); }
-      await Promise.all([...running.values()].map((r) => r.done));
+      for (const r of localRuns.values()) r.controller.abort();
+      await Promise.all([...running.values(), ...localRuns.values()].map((r) => r.done));
       await control.close();
       history.close();
       finish();

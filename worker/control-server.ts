@@ -1,10 +1,11 @@
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
-  IdleReportSchema, PreferencesPatchSchema, SnoozeRequestSchema, type AgentStatus, type IdleReport, type Preferences, type PreferencesPatch,
+  IdleReportSchema, PreferencesPatchSchema, SnoozeRequestSchema, type AgentStatus, type HistoryEntry, type IdleReport, type Preferences, type PreferencesPatch,
 } from '../protocol/control-api.js';
 import { describeIssues } from '../protocol/parse.js';
 import type { HistoryStore } from './history-store.js';
@@ -17,6 +18,8 @@ export interface AgentControl {
   snooze(ms: number): Promise<void>;
   updatePreferences(patch: Partial<Preferences>): Promise<Preferences>;
   reportIdle(report: IdleReport): boolean;
+  /** Runs the build of local history entry `id` again on this machine, outside the master; resolves to the new entry. */
+  rerun(id: number): Promise<HistoryEntry>;
   history: HistoryStore;
 }
 
@@ -27,27 +30,54 @@ export interface ControlFile {
   pid: number;
 }
 
+export interface ControlServerOptions {
+  port?: number;
+  /** The built renderer (dist/renderer) served at `/` in its volunteer mode; null serves no pages. */
+  staticDir?: string | null;
+}
+
 class HttpError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
 }
 
+const DEFAULT_STATIC = fileURLToPath(new URL('../renderer/', import.meta.url));
+/** A login ticket from `POST /api/v1/ui-tickets` is good once, for this long. */
+const TICKET_TTL_MS = 60_000;
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
+};
+const PAGE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+const same = (a: string, b: string) => timingSafeEqual(digest(a), digest(b));
+
 /**
- * The agent's local control API, like BOINC's GUI RPC: HTTP on 127.0.0.1 only, every request
- * needs the per-user secret from DATA/control.json as a bearer token.
+ * The agent's local control API, like BOINC's GUI RPC: HTTP on 127.0.0.1 only. Programs
+ * (the CLI, the desktop app) send the per-start secret from DATA/control.json as a bearer
+ * token. Browsers get the volunteer pages at `/` and sign in once through a single-use
+ * ticket (`crowdbake ui`), which becomes an HttpOnly SameSite=Strict session cookie. Any
+ * request whose Host header is not this loopback address is refused (DNS rebinding), and a
+ * cookie-signed write must come from this origin.
  */
-export async function startControlServer(dataDir: string, agent: AgentControl, port = 0): Promise<{ url: string; close(): Promise<void> }> {
+export async function startControlServer(dataDir: string, agent: AgentControl, options: ControlServerOptions | number = {}): Promise<{ url: string; close(): Promise<void> }> {
+  const opts = typeof options === 'number' ? { port: options } : options;
   const secret = randomBytes(32).toString('base64url');
+  const staticDir = opts.staticDir === undefined ? (existsSync(join(DEFAULT_STATIC, 'index.html')) ? DEFAULT_STATIC : null) : opts.staticDir;
+  const ctx: Ctx = { agent, secret, port: 0, staticDir, tickets: new Map(), sessions: new Set() };
   const server: Server = createServer((req, res) => {
-    handle(req, res, agent, secret).catch((e: unknown) => {
+    handle(req, res, ctx).catch((e: unknown) => {
       const status = e instanceof HttpError ? e.status : 500;
+      if (res.headersSent) { res.destroy(); return; }
       send(res, status, { error: (e as Error).message });
     });
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
-    server.listen(port, '127.0.0.1', () => ok());
+    server.listen(opts.port ?? 0, '127.0.0.1', () => ok());
   });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  ctx.port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${ctx.port}`;
   const file = join(dataDir, 'control.json');
   const tmp = `${file}.tmp`;
   writeFileSync(tmp, JSON.stringify({ url, secret, pid: process.pid } satisfies ControlFile), { mode: 0o600 });
@@ -62,14 +92,66 @@ export async function startControlServer(dataDir: string, agent: AgentControl, p
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, agent: AgentControl, secret: string): Promise<void> {
-  const auth = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-  const h = (s: string) => createHash('sha256').update(s).digest();
-  if (!timingSafeEqual(h(auth), h(secret))) throw new HttpError(401, 'this needs the agent secret from DATA/control.json as "Authorization: Bearer …"');
+interface Ctx {
+  agent: AgentControl;
+  secret: string;
+  port: number;
+  staticDir: string | null;
+  /** Unused login tickets and when they expire. */
+  tickets: Map<string, number>;
+  /** Browser sessions (cookie values) signed in since this start. */
+  sessions: Set<string>;
+}
+
+const cookieName = (port: number) => `crowdbake_agent_${port}`;
+
+/** The Host header names this server on a loopback address (no DNS name other than localhost). */
+export function isLoopbackHost(host: string | undefined, port: number): boolean {
+  if (!host) return false;
+  const h = host.toLowerCase();
+  return h === `127.0.0.1:${port}` || h === `localhost:${port}` || h === `[::1]:${port}`;
+}
+
+function cookieSession(req: IncomingMessage, port: number): string | null {
+  const name = cookieName(port);
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return v.join('=');
+  }
+  return null;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  if (!isLoopbackHost(req.headers.host, ctx.port)) {
+    throw new HttpError(421, `refused: the Host header "${req.headers.host ?? ''}" is not this agent's loopback address 127.0.0.1:${ctx.port}`);
+  }
   const url = new URL(req.url ?? '/', 'http://x');
-  const route = `${req.method} ${url.pathname}`;
+  if (!url.pathname.startsWith('/api/')) return servePage(req, res, url, ctx);
+
+  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+  if (bearer !== undefined) {
+    if (!same(bearer, ctx.secret)) throw new HttpError(401, 'wrong agent secret (see DATA/control.json)');
+  } else {
+    const session = cookieSession(req, ctx.port);
+    if (session === null || ![...ctx.sessions].some((s) => same(s, session))) {
+      throw new HttpError(401, 'this needs the agent secret from DATA/control.json as "Authorization: Bearer …", or a browser signed in with `crowdbake ui`');
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const origin = req.headers.origin;
+      if (!origin || !isLoopbackHost(origin.replace(/^http:\/\//, ''), ctx.port) || !origin.startsWith('http://')) {
+        throw new HttpError(403, `refused: a change from the browser must come from this agent's own page (Origin ${origin ?? 'missing'})`);
+      }
+    }
+    if (url.pathname === '/api/v1/ui-tickets') throw new HttpError(403, 'login tickets are issued to the agent secret only');
+  }
+  return route(req, res, url, ctx);
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, url: URL, ctx: Ctx): Promise<void> {
+  const { agent } = ctx;
+  const r = `${req.method} ${url.pathname}`;
   let m: RegExpExecArray | null;
-  switch (route) {
+  switch (r) {
     case 'GET /api/v1/status': return send(res, 200, agent.status());
     case 'POST /api/v1/pause': await agent.pause(); return send(res, 200, agent.status());
     case 'POST /api/v1/resume': await agent.resume(); return send(res, 200, agent.status());
@@ -93,18 +175,94 @@ async function handle(req: IncomingMessage, res: ServerResponse, agent: AgentCon
       const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 100) || 100, 1), 1000);
       return send(res, 200, agent.history.list(limit, url.searchParams.get('builder') ?? undefined));
     }
+    case 'POST /api/v1/ui-tickets': {
+      const now = Date.now();
+      for (const [t, until] of ctx.tickets) if (until < now) ctx.tickets.delete(t);
+      const ticket = randomBytes(24).toString('base64url');
+      ctx.tickets.set(ticket, now + TICKET_TTL_MS);
+      return send(res, 201, { url: `http://127.0.0.1:${ctx.port}/ui/login?ticket=${ticket}`, expiresInMs: TICKET_TTL_MS });
+    }
+    case 'POST /api/v1/logout': {
+      const s = cookieSession(req, ctx.port);
+      if (s !== null) ctx.sessions.delete(s);
+      res.writeHead(204, { 'set-cookie': `${cookieName(ctx.port)}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+      res.end();
+      return;
+    }
+  }
+  if (req.method === 'POST' && (m = /^\/api\/v1\/history\/(\d+)\/rerun$/.exec(url.pathname))) {
+    const id = Number(m[1]);
+    if (!agent.history.get(id)) throw new HttpError(404, `no local build ${id}`);
+    let entry: HistoryEntry;
+    try {
+      entry = await agent.rerun(id);
+    } catch (e) {
+      throw new HttpError(409, `cannot run local build ${id} again: ${(e as Error).message}`);
+    }
+    return send(res, 201, entry);
   }
   if (req.method === 'GET' && (m = /^\/api\/v1\/history\/(\d+)(\/log)?$/.exec(url.pathname))) {
     const id = Number(m[1]);
     const entry = agent.history.get(id);
     if (!entry) throw new HttpError(404, `no local build ${id}`);
     if (!m[2]) return send(res, 200, entry);
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    const stream = agent.history.readLog(id);
-    if (stream) stream.pipe(res); else res.end();
+    return sendLog(res, agent.history.logPath(id), url.searchParams.get('from'));
+  }
+  throw new HttpError(404, `no route ${r}`);
+}
+
+/** The log from byte `from` on (all of it without); `x-log-size` says where the next read starts. */
+function sendLog(res: ServerResponse, path: string, fromParam: string | null): void {
+  let from = 0;
+  if (fromParam !== null) {
+    if (!/^\d+$/.test(fromParam)) throw new HttpError(400, `from must be a byte offset (a whole number), not "${fromParam}"`);
+    from = Number(fromParam);
+  }
+  const size = existsSync(path) ? statSync(path).size : 0;
+  const start = Math.min(from, size);
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-log-size': String(size), 'cache-control': 'no-store', 'content-length': String(size - start) });
+  if (size - start === 0) { res.end(); return; }
+  createReadStream(path, { start, end: size - 1 }).pipe(res);
+}
+
+/** The renderer's files; index.html marked so the renderer starts in its volunteer mode. `/ui/login` trades a ticket for the session cookie. */
+function servePage(req: IncomingMessage, res: ServerResponse, url: URL, ctx: Ctx): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} is not allowed here`);
+  if (url.pathname === '/ui/login') {
+    const ticket = url.searchParams.get('ticket') ?? '';
+    const until = ctx.tickets.get(ticket);
+    ctx.tickets.delete(ticket);
+    if (until === undefined || until < Date.now()) {
+      res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end('This sign-in link is used up or expired. Run `crowdbake ui` again for a new one.\n');
+      return;
+    }
+    const session = randomBytes(32).toString('base64url');
+    ctx.sessions.add(session);
+    res.writeHead(303, {
+      location: '/',
+      'set-cookie': `${cookieName(ctx.port)}=${session}; HttpOnly; SameSite=Strict; Path=/`,
+      'cache-control': 'no-store',
+      'referrer-policy': 'no-referrer',
+    });
+    res.end();
     return;
   }
-  throw new HttpError(404, `no route ${route}`);
+  const dir = ctx.staticDir;
+  if (!dir) throw new HttpError(404, 'the pages are not built (run `npm run build`)');
+  const rel = normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, '');
+  let file = join(dir, rel);
+  if (!file.startsWith(dir) || !existsSync(file) || statSync(file).isDirectory()) file = join(dir, 'index.html');
+  if (!existsSync(file)) throw new HttpError(404, 'the pages are not built (run `npm run build`)');
+  const headers = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'cache-control': 'no-cache' };
+  if (file.endsWith('index.html')) {
+    const html = readFileSync(file, 'utf8').replace('<head>', '<head>\n    <meta name="crowdbake-mode" content="agent">');
+    res.writeHead(200, { ...headers, 'content-type': MIME['.html']!, 'content-security-policy': PAGE_CSP, 'x-frame-options': 'DENY' });
+    res.end(html);
+    return;
+  }
+  res.writeHead(200, { ...headers, 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
+  createReadStream(file).pipe(res);
 }
 
 function toPreferences(p: ReturnType<typeof PreferencesPatchSchema.parse>): Partial<Preferences> {
@@ -131,7 +289,7 @@ function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T 
 function send(res: ServerResponse, status: number, body: unknown): void {
   if (status === 204) { res.writeHead(204); res.end(); return; }
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 }
 

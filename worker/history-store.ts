@@ -33,14 +33,19 @@ export class HistoryStore {
       id INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER NOT NULL, attempt INTEGER NOT NULL,
       master TEXT NOT NULL, builder TEXT NOT NULL, revision TEXT, result TEXT, message TEXT,
       started_at TEXT NOT NULL, finished_at TEXT, frozen_ms INTEGER NOT NULL DEFAULT 0)`);
+    // Added later: the build spec (to run it again here) and which entry a local re-run repeats.
+    const columns = new Set((this.db.prepare('PRAGMA table_info(builds)').all() as { name: string }[]).map((c) => c.name));
+    if (!columns.has('spec')) this.db.exec('ALTER TABLE builds ADD COLUMN spec TEXT');
+    if (!columns.has('rerun_of')) this.db.exec('ALTER TABLE builds ADD COLUMN rerun_of INTEGER');
     // Builds that were running when the agent stopped: the master requeued them.
     this.db.prepare(`UPDATE builds SET result = 'error', message = 'the agent stopped while it ran', finished_at = ?
       WHERE finished_at IS NULL`).run(new Date().toISOString());
   }
 
-  start(e: { buildId: number; attempt: number; master: string; builder: string; revision: string | null }): number {
-    const r = this.db.prepare(`INSERT INTO builds (build_id, attempt, master, builder, revision, started_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(e.buildId, e.attempt, e.master, e.builder, e.revision, new Date().toISOString());
+  start(e: { buildId: number; attempt: number; master: string; builder: string; revision: string | null; spec?: unknown; rerunOf?: number }): number {
+    const r = this.db.prepare(`INSERT INTO builds (build_id, attempt, master, builder, revision, started_at, spec, rerun_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(e.buildId, e.attempt, e.master, e.builder, e.revision, new Date().toISOString(),
+        e.spec === undefined ? null : JSON.stringify(e.spec), e.rerunOf ?? null);
     const id = Number(r.lastInsertRowid);
     this.prune();
     return id;
@@ -75,8 +80,19 @@ export class HistoryStore {
   }
 
   readLog(id: number): ReadStream | null {
-    const p = join(this.logDir, `${id}.log`);
+    const p = this.logPath(id);
     return existsSync(p) ? createReadStream(p) : null;
+  }
+
+  /** Where entry `id`'s log is (the file may not exist yet). */
+  logPath(id: number): string {
+    return join(this.logDir, `${id}.log`);
+  }
+
+  /** The build spec entry `id` ran (JSON as stored; validated by whoever runs it), or null. */
+  spec(id: number): unknown {
+    const r = this.db.prepare('SELECT spec FROM builds WHERE id = ?').get(id) as { spec: string | null } | undefined;
+    return r?.spec ? JSON.parse(r.spec) as unknown : null;
   }
 
   private prune(): void {
@@ -100,5 +116,6 @@ function toEntry(r: Row): HistoryEntry {
     id: Number(r.id), buildId: Number(r.build_id), attempt: Number(r.attempt), master: String(r.master),
     builder: String(r.builder), revision: s(r.revision), result: s(r.result) as HistoryEntry['result'],
     message: s(r.message), startedAt: String(r.started_at), finishedAt: s(r.finished_at), frozenMs: Number(r.frozen_ms),
+    rerunOf: r.rerun_of === null || r.rerun_of === undefined ? null : Number(r.rerun_of), canRerun: r.spec !== null && r.spec !== undefined,
   };
 }

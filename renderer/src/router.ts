@@ -1,10 +1,11 @@
 import { useSyncExternalStore } from 'react';
 
-/** Hash routes: `#/` builders, `#/builds`, `#/builds/ID`, `#/workers`. */
+/** Hash routes: `#/` builders, `#/grid`, `#/builds`, `#/builds/ID`, `#/workers`. */
 export type Route =
   | { page: 'builders' }
   | { page: 'builds'; builder: string | null }
   | { page: 'build'; id: number }
+  | { page: 'grid' }
   | { page: 'workers' }
   | { page: 'not-found'; path: string };
 
@@ -16,6 +17,7 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'builds' && parts.length === 1) return { page: 'builds', builder: new URLSearchParams(query).get('builder') || null };
   if (parts[0] === 'builds' && parts.length === 2 && /^\d+$/.test(parts[1]!)) return { page: 'build', id: Number(parts[1]) };
   if (parts[0] === 'workers' && parts.length === 1) return { page: 'workers' };
+  if (parts[0] === 'grid' && parts.length === 1) return { page: 'grid' };
   return { page: 'not-found', path };
 }
 
@@ -24,6 +26,7 @@ export const href = {
   builds: (builder?: string | null) => (builder ? `#/builds?builder=${encodeURIComponent(builder)}` : '#/builds'),
   build: (id: number) => `#/builds/${id}`,
   workers: () => '#/workers',
+  grid: () => '#/grid',
 };
 
 export function navigate(to: string): void {

@@ -3,8 +3,8 @@ import { useBuilderBuildIds } from '../store/hooks';
 import { BuildCell } from './build-cell';
 
 /** A builder's recent builds as a row of small coloured cells, newest on the left. */
-export function BuildCells({ builder }: { builder: string }) {
-  const ids = useBuilderBuildIds(builder, CELLS_PER_BUILDER);
+export function BuildCells({ builder, limit = CELLS_PER_BUILDER }: { builder: string; limit?: number }) {
+  const ids = useBuilderBuildIds(builder, limit);
   if (ids.length === 0) return <p className="cells-empty muted">No builds yet.</p>;
   return (
     <ol className="cells" aria-label={`Recent builds of ${builder}, newest first`}>

@@ -4,11 +4,11 @@ import { useBuild } from '../store/hooks';
 import { BuildStatusBadge } from './build-status-badge';
 import { RunningDuration } from './running-duration';
 
-export function BuildRow({ id }: { id: number }) {
+export function BuildRow({ id, rowIndex }: { id: number; rowIndex?: number }) {
   const b = useBuild(id);
   if (!b) return null;
   return (
-    <tr>
+    <tr aria-rowindex={rowIndex}>
       <td><a href={href.build(b.id)}>#{b.id}</a></td>
       <td>{b.builder}</td>
       <td><BuildStatusBadge build={b} /></td>

@@ -2,6 +2,7 @@ import type { Route } from '../router';
 import { BuildPage } from './build-page';
 import { BuildersPage } from './builders-page';
 import { BuildsPage } from './builds-page';
+import { GridPage } from './grid-page';
 import { NotFoundPage } from './not-found-page';
 import { WorkersPage } from './workers-page';
 
@@ -12,6 +13,7 @@ export function RoutePage({ route }: { route: Route }) {
     case 'builds': return <BuildsPage builder={route.builder} />;
     case 'build': return <BuildPage id={route.id} />;
     case 'workers': return <WorkersPage />;
+    case 'grid': return <GridPage />;
     case 'not-found': return <NotFoundPage path={route.path} />;
   }
 }

@@ -4,6 +4,7 @@ import { ConnectionStatus } from './connection-status';
 
 const LINKS = [
   { label: 'Builders', to: href.builders(), active: (r: Route) => r.page === 'builders' },
+  { label: 'Grid', to: href.grid(), active: (r: Route) => r.page === 'grid' },
   { label: 'Builds', to: href.builds(), active: (r: Route) => r.page === 'builds' || r.page === 'build' },
   { label: 'Workers', to: href.workers(), active: (r: Route) => r.page === 'workers' },
 ];

@@ -13,7 +13,10 @@ import { withAdminToken } from './admin';
 const RECENT_LIMIT = 100;
 /** Builds fetched per builder for its row of cells. */
 export const CELLS_PER_BUILDER = 16;
-const PAGE = 50;
+/** Builds per builder on the Grid page (those beyond the builders page's cells come from the recent builds loaded). */
+export const GRID_CELLS = 30;
+/** Older builds fetched per "Load older builds" (the API's largest page). */
+const PAGE = 1000;
 
 // Freshness bookkeeping (not UI state): the event counter when each item last came from the
 // socket. A REST answer never overwrites an item an event updated after the request left.
@@ -145,7 +148,7 @@ async function loadHistories(names: readonly string[]): Promise<void> {
   await Promise.all(todo.map(async (builder) => {
     const since = eventSeq;
     try {
-      putBuildsFrom(await api.fetchBuilds({ builder, limit: CELLS_PER_BUILDER }), since);
+      putBuildsFrom(await api.fetchBuilds({ builder, limit: GRID_CELLS }), since);
     } catch (e) {
       historiesLoaded.delete(builder);
       throw e;

@@ -3,7 +3,7 @@ import type { BuildView } from '../../../protocol/api.js';
 import type { DashboardState } from './store';
 
 /** Past this many builds in memory the oldest are dropped (the selected one is kept). */
-export const MAX_BUILDS = 2000;
+export const MAX_BUILDS = 20_000;
 
 export interface BuildsSlice {
   builds: Record<number, BuildView>;

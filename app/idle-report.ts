@@ -1,0 +1,22 @@
+import { IdleReportSchema, type IdleReport } from '../protocol/control-api.js';
+
+/** What Electron's powerMonitor says (getSystemIdleTime, getSystemIdleState, isOnBatteryPower, suspend events). */
+export interface PowerReading {
+  idleSeconds: number;
+  idleState: 'active' | 'idle' | 'locked' | 'unknown';
+  onBattery: boolean;
+  suspended: boolean;
+}
+
+/** The agent's idle report from a powerMonitor reading; throws on a reading that makes no sense. */
+export function idleReport(r: PowerReading): IdleReport {
+  return IdleReportSchema.parse({
+    idleMs: Math.round(r.idleSeconds * 1000),
+    locked: r.idleState === 'locked',
+    onBattery: r.onBattery,
+    suspended: r.suspended,
+  });
+}
+
+/** How often the app reports while nothing happens (input is also reported as it comes). */
+export const IDLE_REPORT_EVERY_MS = 2000;

@@ -1,0 +1,106 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Page } from 'playwright-core';
+import { startMaster } from '../master/master.js';
+import { openStore } from '../master/store/open-store.js';
+import { median, type BenchResult } from './types.js';
+
+const BUILDS = 10_000;
+const RUNS = 5;
+const CHROMIUM = process.env.CROWDBAKE_CHROMIUM ?? '/usr/bin/chromium';
+const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
+const BUILDERS = ['linux-gcc', 'linux-clang', 'docs', 'packages', 'lint'];
+
+/** Milliseconds (page clock) at the first animation frame in which the builds table has a row. */
+// (Page code is passed as strings: this file is compiled without the DOM's types.)
+const rowsPainted = (page: Page) => page.waitForFunction(
+  "document.querySelectorAll('.builds-table tbody tr:not(.spacer)').length > 0 && performance.now()",
+  undefined, { polling: 'raf', timeout: 60_000 },
+).then((h) => h.jsonValue() as Promise<number>);
+
+/**
+ * The maintainer dashboard with a long history: a real master whose SQLite store holds 10,000
+ * finished builds, the dashboard in Debian's Chromium. Measures (1) a cold load of the Builds
+ * page until its first rows are painted, (2) with all 10,000 builds loaded into the page,
+ * switching to the Builds page until the list is painted, (3) jumping to the end of the list.
+ */
+export async function run(): Promise<BenchResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bench-paint-'));
+  const configDir = join(dir, 'config');
+  const dataDir = join(dir, 'data');
+  mkdirSync(join(configDir, 'builders'), { recursive: true });
+  for (const b of BUILDERS) writeFileSync(join(configDir, 'builders', `${b}.yml`), `requires: { executor: host }\nsteps:\n  - run: make ${b}\n`);
+  mkdirSync(dataDir, { recursive: true });
+  const store = await openStore(`sqlite:${join(dataDir, 'crowdbake.db')}`);
+  const t0 = Date.parse('2026-01-01T00:00:00Z');
+  const results = ['success', 'success', 'success', 'failure', 'cancelled', 'error'] as const;
+  for (let i = 0; i < BUILDS; i++) {
+    const at = (ms: number) => new Date(t0 + i * 60_000 + ms).toISOString();
+    const row = await store.insertBuild({ builder: BUILDERS[i % BUILDERS.length]!, revision: (i * 2654435761 % 2 ** 32).toString(16).padStart(8, '0').repeat(5), reason: 'bench', queuedAt: at(0) });
+    await store.updateBuild(row.id, { state: 'finished', result: results[i % results.length]!, worker: `volunteer-${i % 7}`, startedAt: at(1000), finishedAt: at(31_000 + (i % 50) * 1000) });
+  }
+  await store.close();
+
+  const master = await startMaster({ configDir, dataDir, host: '127.0.0.1', port: 0, staticDir: STATIC_DIR, watch: false });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  // bypassCSP lets the probes below (page code given as strings) run under the dashboard's CSP.
+  const context = await browser.newContext({ viewport: { width: 1200, height: 860 }, bypassCSP: true });
+  try {
+    const cold: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const page = await context.newPage();
+      await page.goto(`${master.url}/#/builds`, { waitUntil: 'commit' });
+      cold.push(await rowsPainted(page));
+      await page.close();
+    }
+
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${master.url}/#/builds`);
+    await rowsPainted(page);
+    const older = page.getByRole('button', { name: 'Load older builds' });
+    while (await older.count()) {
+      await older.click();
+      await page.waitForFunction("!document.querySelector('.section button[disabled]')");
+    }
+    const rowCount = Number(await page.locator('.builds-table').last().getAttribute('aria-rowcount')) - 1;
+    if (rowCount !== BUILDS) throw new Error(`the page holds ${rowCount} builds, not ${BUILDS}`);
+
+    const warm: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await page.evaluate("window.location.hash = '#/workers'");
+      await page.getByRole('heading', { level: 1, name: 'Workers' }).waitFor();
+      const start = await page.evaluate("(() => { const t = performance.now(); window.location.hash = '#/builds'; return t; })()") as number;
+      warm.push(await rowsPainted(page) - start);
+    }
+
+    const jump: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const start = await page.evaluate(`(() => {
+        const box = document.querySelector('.table-virtual');
+        box.scrollTop = 0;
+        return new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => { const t = performance.now(); box.scrollTop = box.scrollHeight; ok(t); })));
+      })()`) as number;
+      const end = await page.waitForFunction("[...document.querySelectorAll('.builds-table tbody a')].some((a) => a.textContent === '#1') && performance.now()", undefined, { polling: 'raf' })
+        .then((h) => h.jsonValue() as Promise<number>);
+      jump.push(end - start);
+    }
+    if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
+    const rendered = await page.locator('.builds-table tbody tr:not(.spacer)').count();
+    return [
+      { name: 'builds page, cold load to first rows painted (10,000 builds in the store)', value: median(cold), unit: 'ms', goal: '≤300', note: `median of ${RUNS}; navigation start to the first frame with rows` },
+      { name: 'builds page painted with all 10,000 builds in the page', value: median(warm), unit: 'ms', goal: '≤300', note: `median of ${RUNS}; hash change to the first frame with rows; virtualised: ${rendered} rows in the DOM` },
+      { name: 'jump to the end of 10,000 builds', value: median(jump), unit: 'ms', note: `median of ${RUNS}; scroll to the frame showing build #1` },
+    ];
+  } finally {
+    await browser.close();
+    await master.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,37 @@
+import { BrandMark } from '../components/brand-mark';
+import { agentHref, type AgentRoute } from './agent-router';
+import { useAgent } from './agent-store';
+import { STATE_LABEL } from './agent-state-label';
+
+const LINKS = [
+  { label: 'This computer', to: agentHref.overview(), active: (r: AgentRoute) => r.page === 'overview' },
+  { label: 'Limits', to: agentHref.limits(), active: (r: AgentRoute) => r.page === 'limits' },
+  { label: 'History', to: agentHref.history(), active: (r: AgentRoute) => r.page === 'history' || r.page === 'entry' },
+  { label: 'Results by builder', to: agentHref.results(), active: (r: AgentRoute) => r.page === 'results' },
+];
+
+export function AgentHeader({ route }: { route: AgentRoute }) {
+  const state = useAgent((s) => s.status?.state ?? null);
+  const error = useAgent((s) => s.statusError);
+  return (
+    <header className="site-header">
+      <a className="brand" href={agentHref.overview()}>
+        <BrandMark />
+        <span>Crowdbake</span>
+      </a>
+      <nav aria-label="Main">
+        <ul className="nav-links">
+          {LINKS.map((l) => (
+            <li key={l.to}>
+              <a href={l.to} aria-current={l.active(route) ? 'page' : undefined}>{l.label}</a>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <p className={`connection connection-${error ? 'reconnecting' : state ? 'open' : 'connecting'}`} role="status" aria-live="polite" title={error ?? undefined}>
+        <span className="connection-dot" aria-hidden="true" />
+        <span>{error ? 'Agent not answering' : state ? `Agent: ${STATE_LABEL[state]}` : 'Connecting…'}</span>
+      </p>
+    </header>
+  );
+}

@@ -1,0 +1,18 @@
+import { NotFoundPage } from '../components/not-found-page';
+import type { AgentRoute } from './agent-router';
+import { HistoryPage } from './history-page';
+import { LimitsPage } from './limits-page';
+import { LocalBuildPage } from './local-build-page';
+import { OverviewPage } from './overview-page';
+import { ResultsPage } from './results-page';
+
+export function AgentRoutePage({ route }: { route: AgentRoute }) {
+  switch (route.page) {
+    case 'overview': return <OverviewPage />;
+    case 'limits': return <LimitsPage />;
+    case 'history': return <HistoryPage builder={route.builder} />;
+    case 'entry': return <LocalBuildPage id={route.id} />;
+    case 'results': return <ResultsPage />;
+    case 'not-found': return <NotFoundPage path={route.path} />;
+  }
+}
