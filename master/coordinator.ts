@@ -141,11 +141,11 @@ export class Coordinator {
     });
   }
 
-  /** Marks the queued change builds of `newer`'s builder and branch superseded by it. */
+  /** Marks the queued, never started change builds of `newer`'s builder and branch superseded by it (a requeued one ran already: it is kept). */
   private async supersedeOlder(newer: BuildRow, def: BuilderDefinition): Promise<void> {
     const branchOf = (b: BuildRow) => b.branch ?? def.source?.branch ?? null;
     const older = (this.queues.get(newer.builder) ?? [])
-      .filter((b) => b.id < newer.id && b.trigger === 'change' && branchOf(b) === branchOf(newer));
+      .filter((b) => b.id < newer.id && b.trigger === 'change' && b.attempt === 0 && branchOf(b) === branchOf(newer));
     for (const b of older) {
       if (!this.dequeue(b.id)) continue;
       const rev = newer.revision ? ` (${newer.revision.slice(0, 12)})` : '';
