@@ -45,8 +45,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Creates and starts a master with these workers (name = password prefix "pw-"). */
-export async function startLab(workers: string[], builders?: string[]): Promise<Lab> {
+/**
+ * Creates and starts a master with these workers (name = password prefix "pw-"), all builders
+ * or only those named; `keepaliveSeconds` shortens the master's hourly keepalive to each worker.
+ */
+export async function startLab(workers: string[], builders?: string[], opts: { keepaliveSeconds?: number } = {}): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bblab-'));
   const [webPort, msgpackPort] = [await freePort(), await freePort()];
   const masterDir = join(dir, 'master');
@@ -67,6 +70,7 @@ export async function startLab(workers: string[], builders?: string[]): Promise<
   copyFileSync(join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
   writeFileSync(join(masterDir, 'lab.json'), JSON.stringify({
     lab_dir: dir, web_port: webPort, msgpack_port: msgpackPort, upload_dir: uploadDir, builders: builders ?? null,
+    keepalive: opts.keepaliveSeconds ?? null,
     workers: workers.map((name) => ({ name, password: `pw-${name}` })),
     git_repo: `file://${join(dir, 'repo.git')}`, download_src: join(dir, 'download_src.txt'),
   }));
