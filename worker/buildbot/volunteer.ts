@@ -76,7 +76,6 @@ export async function startBuildbotVolunteer(o: BuildbotVolunteerOptions): Promi
     throw e;
   }
 
-  const history = new HistoryStore(dataDir);
   const status = (): AgentStatus => {
     const d = governor.current;
     const running = w.running();
@@ -90,20 +89,30 @@ export async function startBuildbotVolunteer(o: BuildbotVolunteerOptions): Promi
       preferences: prefs.get(),
     };
   };
-  const control = await startControlServer(dataDir, {
-    status,
-    history,
-    pause: async () => { prefs.update({ paused: true }); await governor.refresh(); await applying; },
-    resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); await applying; },
-    snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); await applying; },
-    updatePreferences: async (change) => { const p = prefs.update(change); await governor.refresh(); await applying; return p; },
-    reportIdle: (r) => {
-      if (!(idle instanceof ReportedIdleSource)) return false;
-      idle.report(r);
-      void governor.refresh();
-      return true;
-    },
-  }, o.controlPort);
+  let history: HistoryStore | null = null;
+  let control: { url: string; close(): Promise<void> };
+  try {
+    const h = history = new HistoryStore(dataDir);
+    control = await startControlServer(dataDir, {
+      status,
+      history: h,
+      pause: async () => { prefs.update({ paused: true }); await governor.refresh(); await applying; },
+      resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); await applying; },
+      snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); await applying; },
+      updatePreferences: async (change) => { const p = prefs.update(change); await governor.refresh(); await applying; return p; },
+      reportIdle: (r) => {
+        if (!(idle instanceof ReportedIdleSource)) return false;
+        idle.report(r);
+        void governor.refresh();
+        return true;
+      },
+    }, o.controlPort);
+  } catch (e) {
+    governor.close();
+    history?.close();
+    await w.close();
+    throw e;
+  }
 
   let closing: Promise<void> | null = null;
   return {
@@ -114,7 +123,7 @@ export async function startBuildbotVolunteer(o: BuildbotVolunteerOptions): Promi
       governor.close();
       await w.close();
       await control.close();
-      history.close();
+      history?.close();
     })()),
   };
 }
