@@ -119,6 +119,8 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
         build = (await get<{ builds: typeof build[] }>(`builds?buildrequestid=${brid}`)).builds[0];
         return build !== undefined && (opts.running ? true : build.complete);
       }, opts.timeoutMs ?? 90_000, `build request ${brid}`);
+      // A step's summary (state_string) is updated debounced, up to 1 s after it finished.
+      if (!opts.running) await sleep(1200);
       return readBuild(get, build!.buildid);
     },
     stopBuild: async (buildid) => { await rpc(`builds/${buildid}`, 'stop', { reason: 'stopped by the test' }); },
