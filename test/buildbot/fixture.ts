@@ -119,9 +119,14 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
         build = (await get<{ builds: typeof build[] }>(`builds?buildrequestid=${brid}`)).builds[0];
         return build !== undefined && (opts.running ? true : build.complete);
       }, opts.timeoutMs ?? 90_000, `build request ${brid}`);
-      // A step's summary (state_string) is updated debounced, up to 1 s after it finished.
-      if (!opts.running) await sleep(1200);
-      return readBuild(get, build!.buildid);
+      // A step's summary (state_string) is updated debounced (1 s, longer on a loaded machine)
+      // after it finished: read again until no finished step still says "running".
+      let read = await readBuild(get, build!.buildid);
+      for (let i = 0; !opts.running && i < 40 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
+        await sleep(250);
+        read = await readBuild(get, build!.buildid);
+      }
+      return read;
     },
     stopBuild: async (buildid) => { await rpc(`builds/${buildid}`, 'stop', { reason: 'stopped by the test' }); },
     waitConnected: (name, timeoutMs = 60_000) => until(async () => {
