@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ROOT, startLab, startStockWorker, stopChild, type Lab } from '../test/buildbot/fixture.js';
+import { freePort, ROOT, startLab, startStockWorker, stopChild, until, type Lab } from '../test/buildbot/fixture.js';
 import { onCleanup } from './lib/procs.js';
 import type { BenchResult } from './types.js';
 
@@ -14,6 +15,8 @@ const BUILDS = 30;
  * over 30 builds forced at once (the master runs up to 4 at a time per worker), and the
  * worker process's memory idle and at its peak during those builds. RSS counts the mapped
  * interpreter binary too (shared, page cache); "private" is RssAnon, what the worker costs.
+ * Then the native `crowdbake worker` (host and container executors) connected to a
+ * `crowdbake master`, idle, next to a bare `node` process that only waits (the floor).
  */
 export async function run(): Promise<BenchResult[]> {
   process.env.CROWDBAKE_CONTAINER_FAST ??= '0';
@@ -47,7 +50,52 @@ export async function run(): Promise<BenchResult[]> {
     off();
     await lab.stop();
   }
+  const floor = await bareNode();
+  out.push({ name: 'bare node process (floor): RSS', value: floor.rss, unit: 'MiB', note: `private ${floor.anon.toFixed(1)} MiB; \`node -e setInterval(…)\`` });
+  for (const executor of ['host', 'container'] as const) {
+    const m = await nativeIdle(executor);
+    out.push(
+      { name: `crowdbake worker (native, ${executor}), connected, idle: RSS`, value: m.rss, unit: 'MiB', goal: '<= 40' },
+      { name: `crowdbake worker (native, ${executor}), connected, idle: private memory`, value: m.anon, unit: 'MiB' },
+    );
+  }
   return out;
+}
+
+async function bareNode(): Promise<Memory> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  await sleep(2000);
+  const m = memory(child.pid!);
+  await stopChild(child);
+  return m;
+}
+
+/** `crowdbake worker --master` on an idle master: its memory once connected and settled. */
+async function nativeIdle(executor: 'host' | 'container'): Promise<Memory> {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bench-native-'));
+  const cli = join(ROOT, 'bin', 'crowdbake.js');
+  mkdirSync(join(dir, 'config', 'builders'), { recursive: true });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const master = spawn(process.execPath, [cli, 'master', '--config', join(dir, 'config'), '--data', join(dir, 'master'), '--listen', `127.0.0.1:${port}`], { stdio: 'ignore' });
+  let worker: ChildProcess | undefined;
+  try {
+    await until(async () => (await fetch(`${base}/healthz`).catch(() => null))?.ok === true, 60_000, 'the master');
+    const token = execFileSync(process.execPath, [cli, 'token', 'create', '--data', join(dir, 'master'), '--name', 'idle'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString().trim().split('\n').pop()!;
+    worker = spawn(process.execPath, [cli, 'worker', '--master', base, '--token', token, '--data', join(dir, 'worker'),
+      '--executor', executor, '--idle-source', 'none'], { stdio: 'ignore' });
+    await until(async () => {
+      const r = await fetch(`${base}/api/v1/workers`).catch(() => null);
+      return r?.ok === true && ((await r.json()) as { name: string; connected: boolean }[]).some((w) => w.name === 'idle' && w.connected);
+    }, 60_000, 'the native worker to connect');
+    await sleep(3000);
+    return memory(worker.pid!);
+  } finally {
+    if (worker) await stopChild(worker);
+    await stopChild(master);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 interface Worker { pid: number; stop(): Promise<void> }
@@ -55,7 +103,8 @@ interface Memory { rss: number; anon: number }
 
 async function ours(lab: Lab, name: string, executor: string): Promise<Worker> {
   const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'crowdbake.js'), 'worker', '--buildbot', lab.msgpackUrl,
-    '--name', name, '--password', `pw-${name}`, '--executor', executor, '--basedir', join(lab.dir, name)], { stdio: 'ignore' });
+    '--name', name, '--password', `pw-${name}`, '--executor', executor, '--basedir', join(lab.dir, name),
+    '--data', join(lab.dir, `${name}-data`), '--idle-source', 'none'], { stdio: 'ignore' });
   await lab.waitConnected(name);
   return { pid: child.pid!, stop: () => stopChild(child) };
 }

@@ -156,7 +156,7 @@ async function checkAllSucceeded(farm: Farm, n: number): Promise<void> {
 async function buildbot(): Promise<Side> {
   say('BuildBot: master and 1 stock worker');
   const names = Array.from({ length: 16 }, (_, i) => `bb${i + 1}`);
-  const lab = await startLab(names, undefined, join(ROOT, 'bench', 'buildbot-master.cfg'));
+  const lab = await startLab(names, undefined, { masterCfg: join(ROOT, 'bench', 'buildbot-master.cfg') });
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async (): Promise<void> => { for (const s of stops.splice(0)) await s(); await lab.stop(); };
   const off = onCleanup(stopAll);

@@ -1,12 +1,4 @@
 import { UsageError } from './args.js';
-import { buildCommand } from './commands/build.js';
-import { demoCommand } from './commands/demo.js';
-import { masterCommand } from './commands/master.js';
-import { tokenCommand } from './commands/token.js';
-import { workerCommand } from './commands/worker.js';
-import { agentControlCommand } from './commands/agent-control.js';
-import { appCommand } from './commands/app.js';
-import { uiCommand } from './commands/ui.js';
 
 export const USAGE = `crowdbake — run a project's builds on computers donated by its community
 
@@ -27,21 +19,24 @@ usage: crowdbake <command> [flags]     (every command has --help)
 
 type Command = (argv: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  demo: demoCommand,
-  master: masterCommand,
-  worker: workerCommand,
-  token: tokenCommand,
-  build: buildCommand,
-  status: agentControlCommand('status'),
-  pause: agentControlCommand('pause'),
-  resume: agentControlCommand('resume'),
-  limits: agentControlCommand('limits'),
-  history: agentControlCommand('history'),
-  app: appCommand,
-  ui: uiCommand,
+/**
+ * Each command's modules are loaded when it runs, not at start: `crowdbake worker` must not
+ * carry the master, the store or the dashboard's schemas in its memory (nor `status` the agent).
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  demo: async () => (await import('./commands/demo.js')).demoCommand,
+  master: async () => (await import('./commands/master.js')).masterCommand,
+  worker: async () => (await import('./commands/worker.js')).workerCommand,
+  token: async () => (await import('./commands/token.js')).tokenCommand,
+  build: async () => (await import('./commands/build.js')).buildCommand,
+  status: async () => (await import('./commands/agent-control.js')).agentControlCommand('status'),
+  pause: async () => (await import('./commands/agent-control.js')).agentControlCommand('pause'),
+  resume: async () => (await import('./commands/agent-control.js')).agentControlCommand('resume'),
+  limits: async () => (await import('./commands/agent-control.js')).agentControlCommand('limits'),
+  history: async () => (await import('./commands/agent-control.js')).agentControlCommand('history'),
+  app: async () => (await import('./commands/app.js')).appCommand,
+  ui: async () => (await import('./commands/ui.js')).uiCommand,
 };
-
 
 /** Exits once stdout and stderr are flushed (a pipe would otherwise lose the last lines). */
 function exitFlushed(code: number): void {
@@ -67,13 +62,13 @@ async function run(argv: string[]): Promise<number> {
     console.log('0.1.0');
     return 0;
   }
-  const cmd = COMMANDS[name];
-  if (!cmd) {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
     console.error(`crowdbake: unknown command "${name}"\n\n${USAGE}`);
     return 2;
   }
   try {
-    return await cmd(rest);
+    return await (await load())(rest);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`crowdbake ${name}: ${e.message} (see crowdbake ${name} --help)`);

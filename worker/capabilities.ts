@@ -1,8 +1,8 @@
 import { accessSync, constants, statfsSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
-import si from 'systeminformation';
 import type { ExecutorKind } from '../protocol/build-spec.js';
 import type { Capabilities } from '../protocol/worker-messages.js';
+import { osName } from './system-info.js';
 
 export interface VolunteerCaps {
   cpus?: number;
@@ -14,18 +14,18 @@ export interface VolunteerCaps {
 
 /** What this machine offers, within the limits the volunteer chose. */
 export async function readCapabilities(dataDir: string, executors: ExecutorKind[], caps: VolunteerCaps): Promise<Capabilities> {
-  const [osInfo, mem] = await Promise.all([si.osInfo(), si.mem()]);
+  const os = await osName();
   const cpus = Math.max(1, Math.min(caps.cpus ?? Infinity, availableParallelism()));
-  const memory = Math.min(caps.memoryBytes ?? Infinity, mem.total || totalmem());
+  const memory = Math.min(caps.memoryBytes ?? Infinity, totalmem());
   let disk = 0;
   try {
     const s = statfsSync(dataDir);
     disk = s.bavail * s.bsize;
   } catch { /* unknown */ }
   return {
-    os: `${osInfo.distro || osInfo.platform} ${osInfo.release}`.trim().slice(0, 200),
-    platform: osInfo.platform || process.platform,
-    arch: osInfo.arch || process.arch,
+    os: os.slice(0, 200),
+    platform: process.platform,
+    arch: process.arch,
     cpus: Math.floor(cpus),
     memoryBytes: Math.floor(memory),
     diskBytes: Math.floor(Math.min(caps.diskBytes ?? Infinity, disk)),

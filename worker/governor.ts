@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import si from 'systeminformation';
 import type { Preferences } from '../protocol/control-api.js';
 import type { IdleSource } from './idle/idle-source.js';
 import { decide, type Decision } from './policy.js';
+import { cpuLoadPercent, onBattery } from './system-info.js';
 
 const POLL_BUSY_MS = 250;
 const POLL_WAIT_MS = 1000;
@@ -106,11 +106,11 @@ export class Governor extends EventEmitter<{ change: [Decision] }> {
   private async readSlow(): Promise<void> {
     const p = this.prefs();
     const [battery, load] = await Promise.all([
-      si.battery().catch(() => null),
-      p.maxOtherCpuPercent !== null && !this.buildsRunning() ? si.currentLoad().catch(() => null) : Promise.resolve(null),
+      onBattery().catch(() => null),
+      p.maxOtherCpuPercent !== null && !this.buildsRunning() ? cpuLoadPercent().catch(() => null) : Promise.resolve(null),
     ]);
-    if (battery?.hasBattery) this.onBattery = !battery.acConnected;
-    this.otherCpu = load ? load.currentLoad : null;
+    if (battery !== null) this.onBattery = battery;
+    this.otherCpu = load;
   }
 
   close(): void {

@@ -1,5 +1,3 @@
-import { startWorker } from '../../worker/agent.js';
-import { startBuildbotWorker } from '../../worker/buildbot/worker.js';
 import type { Preferences } from '../../protocol/control-api.js';
 import { list, oneOf, parse, positiveNumber, required, size, str, UsageError, duration } from '../args.js';
 import { join } from 'node:path';
@@ -27,11 +25,15 @@ const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
 
 Serving an existing BuildBot (>= 3.7) master instead, as a msgpack_experimental_v7 worker:
   crowdbake worker --buildbot ws://HOST:PORT --name N --password P [--basedir DIR]
-                   [--executor container|host]
+                   [--executor container|host] [--data DIR] [--when …] [--idle-after …]
+                   [--idle-source …] [--cpus N] [--memory SIZE]
   --basedir DIR       builder directories (default: DATA/buildbot/N)
   --executor KIND     container (default): shell steps run in a podman sandbox with the
                       builder directory at /work, git runs on the host; host: everything on
                       this computer, as the stock buildbot-worker does
+  The volunteer's rules apply as above: while the desktop is in use (or paused), running
+  commands are frozen, their timeouts stopped, and new ones wait; the connection stays up.
+  --cpus/--memory limit each container. Give each worker its own --data.
 
 Flags that set preferences (--when, --idle-after, --cpus, --memory, --disk) are saved in
 DATA/preferences.json; \`crowdbake limits\` changes them while the worker runs.
@@ -52,20 +54,12 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
-  // Flags given here override the volunteer's saved preferences (and are saved).
-  const preferences: Partial<Preferences> = {};
-  if (str(values, 'when') !== undefined) preferences.when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
-  const idleAfter = duration(values, 'idle-after');
-  if (idleAfter !== undefined) preferences.idleAfterMs = idleAfter;
-  const cpus = positiveNumber(values, 'cpus');
-  if (cpus !== undefined) preferences.cpus = cpus;
-  const memoryBytes = size(values, 'memory');
-  if (memoryBytes !== undefined) preferences.memoryBytes = memoryBytes;
-  const diskBytes = size(values, 'disk');
-  if (diskBytes !== undefined) preferences.diskBytes = diskBytes;
+  const preferences = preferenceFlags(values);
   const name = str(values, 'name');
   const pin = str(values, 'pin');
   if (pin !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(pin)) throw new UsageError(`--pin "${pin}" must be sha256: followed by 64 hex digits`);
+  // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
+  const { startWorker } = await import('../../worker/agent.js');
   const worker = await startWorker({
     ...(pin ? { pin } : {}),
     master, token, executor, labels: list(values, 'labels'), idleSource, preferences,
@@ -79,7 +73,22 @@ export async function workerCommand(argv: string[]): Promise<number> {
   return stoppedBy === 'signal' ? 0 : 1;
 }
 
-const NOT_WITH_BUILDBOT = ['master', 'token', 'pin', 'cpus', 'memory', 'disk', 'labels', 'builds', 'when', 'idle-after', 'idle-source'];
+/** Flags given here override the volunteer's saved preferences (and are saved). */
+function preferenceFlags(values: Record<string, string | boolean | undefined>): Partial<Preferences> {
+  const preferences: Partial<Preferences> = {};
+  if (str(values, 'when') !== undefined) preferences.when = oneOf(values, 'when', ['idle', 'always'] as const, 'idle');
+  const idleAfter = duration(values, 'idle-after');
+  if (idleAfter !== undefined) preferences.idleAfterMs = idleAfter;
+  const cpus = positiveNumber(values, 'cpus');
+  if (cpus !== undefined) preferences.cpus = cpus;
+  const memoryBytes = size(values, 'memory');
+  if (memoryBytes !== undefined) preferences.memoryBytes = memoryBytes;
+  const diskBytes = size(values, 'disk');
+  if (diskBytes !== undefined) preferences.diskBytes = diskBytes;
+  return preferences;
+}
+
+const NOT_WITH_BUILDBOT = ['master', 'token', 'pin', 'disk', 'labels', 'builds'];
 
 /** `--buildbot URL`: a worker of an existing BuildBot master (worker/buildbot/). */
 async function buildbotWorkerCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
@@ -92,10 +101,16 @@ async function buildbotWorkerCommand(values: Record<string, string | boolean | u
     if (values[flag] !== undefined) throw new UsageError(`--${flag} cannot be used with --buildbot`);
   }
   const executor = oneOf(values, 'executor', ['container', 'host'] as const, 'container');
-  const basedir = str(values, 'basedir') ?? join(str(values, 'data') ?? defaultDataDir('worker'), 'buildbot', name);
-  const worker = await startBuildbotWorker({ url, name, password, basedir, executor });
-  console.log(`crowdbake worker: serving BuildBot master ${url} as ${name} (${executor} executor, basedir ${worker.basedir})`);
+  const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
+  const preferences = preferenceFlags(values);
+  const dataDir = str(values, 'data') ?? defaultDataDir('worker');
+  const basedir = str(values, 'basedir') ?? join(dataDir, 'buildbot', name);
+  // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
+  const { startBuildbotVolunteer } = await import('../../worker/buildbot/volunteer.js');
+  const volunteer = await startBuildbotVolunteer({ url, name, password, basedir, executor, dataDir, idleSource, preferences });
+  const { worker } = volunteer;
+  console.log(`crowdbake worker: serving BuildBot master ${url} as ${name} (${executor} executor, basedir ${worker.basedir}); control API at ${volunteer.controlUrl} (crowdbake status --data …)`);
   const stoppedBy = await Promise.race([untilSignal().then(() => 'signal' as const), worker.done]);
-  await worker.close();
+  await volunteer.close();
   return stoppedBy === 'closed' ? 1 : 0;
 }

@@ -17,6 +17,10 @@ test('crowdbake worker --buildbot: bad usage exits 2 naming the flag', () => {
     [['--buildbot', 'http://127.0.0.1:1', '--name', 'w', '--password', 'p'], /--buildbot "http:\/\/127.0.0.1:1" must be ws:\/\/HOST:PORT/],
     [['--buildbot', 'ws://127.0.0.1:1', '--name', 'a:b', '--password', 'p'], /--name "a:b" must not contain ":"/],
     [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--master', 'ws://x'], /--master cannot be used with --buildbot/],
+    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--disk', '1g'], /--disk cannot be used with --buildbot/],
+    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--when', 'never'], /--when "never" must be one of idle, always/],
+    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--idle-source', 'mouse'], /--idle-source "mouse" must be one of auto, x11, logind, app, none/],
+    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--memory', 'lots'], /--memory: /],
   ];
   for (const [args, message] of cases) {
     const r = spawnSync(process.execPath, [CLI, 'worker', ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -29,7 +33,7 @@ test('crowdbake worker --buildbot: bad usage exits 2 naming the flag', () => {
 test('crowdbake worker --buildbot serves a master until it says shutdown, then exits 0', async () => {
   const master = await FakeMaster.start((auth) => auth === `Basic ${Buffer.from('w:pw').toString('base64')}`);
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bbcli-'));
-  const child = spawn(process.execPath, [CLI, 'worker', '--buildbot', master.url, '--name', 'w', '--password', 'pw', '--executor', 'host', '--basedir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'worker', '--buildbot', master.url, '--name', 'w', '--password', 'pw', '--executor', 'host', '--basedir', dir, '--data', dir, '--idle-source', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));

@@ -38,8 +38,9 @@ describe('BuildBot worker against a real BuildBot 3.7 master, compared with the 
     stock = s;
     ours.push(host, cont);
     await Promise.all(OURS.map((w) => lab.waitConnected(w)));
-    // Everything independent is forced at once; each test awaits the builds it checks.
-    const run = async (builder: string): Promise<Pair['ours']> => lab.build(await lab.force(builder), { timeoutMs: 150_000 });
+    // Everything independent is forced at once; each test awaits the builds it checks. The
+    // stock worker runs 4 at a time: on a loaded 2-core machine its 7 builds take minutes.
+    const run = async (builder: string): Promise<Pair['ours']> => lab.build(await lab.force(builder), { timeoutMs: 400_000 });
     for (const b of BUILDERS) {
       stockBuilds.set(b, run(`${b}@stock`));
       for (const w of OURS) ourBuilds.set(`${b}@${w}`, run(`${b}@${w}`));

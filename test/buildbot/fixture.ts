@@ -47,8 +47,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Creates and starts a master with these workers (name = password prefix "pw-"); `masterCfg` replaces test/buildbot/master.cfg. */
-export async function startLab(workers: string[], builders?: string[], masterCfg?: string): Promise<Lab> {
+/**
+ * Creates and starts a master with these workers (name = password prefix "pw-"), all builders
+ * or only those named; `keepaliveSeconds` shortens the master's hourly keepalive to each worker;
+ * `masterCfg` replaces test/buildbot/master.cfg.
+ */
+export async function startLab(workers: string[], builders?: string[], opts: { keepaliveSeconds?: number; masterCfg?: string } = {}): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bblab-'));
   const [webPort, msgpackPort] = [await freePort(), await freePort()];
   const masterDir = join(dir, 'master');
@@ -66,9 +70,10 @@ export async function startLab(workers: string[], builders?: string[], masterCfg
   writeStub(join(dir, 'wwwstub'));
 
   execFileSync('buildbot', ['create-master', '-q', '-r', '--db', 'sqlite:///state.sqlite', masterDir], { env: { ...process.env, ...PY_ENV }, stdio: 'pipe' });
-  copyFileSync(masterCfg ?? join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
+  copyFileSync(opts.masterCfg ?? join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
   writeFileSync(join(masterDir, 'lab.json'), JSON.stringify({
     lab_dir: dir, web_port: webPort, msgpack_port: msgpackPort, upload_dir: uploadDir, builders: builders ?? null,
+    keepalive: opts.keepaliveSeconds ?? null,
     workers: workers.map((name) => ({ name, password: `pw-${name}` })),
     git_repo: `file://${join(dir, 'repo.git')}`, download_src: join(dir, 'download_src.txt'),
   }));
@@ -117,7 +122,14 @@ export async function startLab(workers: string[], builders?: string[], masterCfg
         build = (await get<{ builds: typeof build[] }>(`builds?buildrequestid=${brid}`)).builds[0];
         return build !== undefined && (opts.running ? true : build.complete);
       }, opts.timeoutMs ?? 90_000, `build request ${brid}`);
-      return readBuild(get, build!.buildid);
+      // A step's summary (state_string) is updated debounced (1 s, longer on a loaded machine)
+      // after it finished: read again until no finished step still says "running".
+      let read = await readBuild(get, build!.buildid);
+      for (let i = 0; !opts.running && i < 40 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
+        await sleep(250);
+        read = await readBuild(get, build!.buildid);
+      }
+      return read;
     },
     stopBuild: async (buildid) => { await rpc(`builds/${buildid}`, 'stop', { reason: 'stopped by the test' }); },
     waitConnected: (name, timeoutMs = 60_000) => until(async () => {

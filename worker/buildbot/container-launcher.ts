@@ -25,7 +25,8 @@ export interface ContainerPoolOptions {
   executor: Executor;
   environment: EnvironmentSpec;
   network: boolean;
-  limits: Limits;
+  /** Read when a container is opened. */
+  limits: () => Limits;
   /** Sandbox ids start with this ([a-z0-9-]). */
   idPrefix: string;
   idleMs: number;
@@ -78,7 +79,7 @@ export class ContainerPool {
     e.opening = (async () => {
       await mkdir(builderDir, { recursive: true });
       await this.o.executor.prepare(this.o.environment, (line) => this.o.log(`buildbot: environment: ${line}`));
-      const sandbox = await this.o.executor.open({ id, workdir: builderDir, environment: this.o.environment, limits: this.o.limits, network: this.o.network });
+      const sandbox = await this.o.executor.open({ id, workdir: builderDir, environment: this.o.environment, limits: this.o.limits(), network: this.o.network });
       e.sandbox = sandbox;
       e.unfreeze = this.o.freezer.add(sandbox);
       return { sandbox, env: await captureEnv(sandbox) };

@@ -160,13 +160,27 @@ export async function runProcess(ctx: CommandContext, o: RunProcessOptions): Pro
     throw new Error(`Got exception (${why})`);
   }
   const p = proc;
-  const unfreeze = o.freezer.add({
-    freeze: async () => { await ioTimer?.freeze(); await maxTimer?.freeze(); await p.freeze(); },
-    thaw: async () => { await p.thaw(); await ioTimer?.thaw(); await maxTimer?.thaw(); },
-  });
+  // The timers exist before the freezer knows the process, so a freeze from now on stops them too.
   const fakeRepr = reprCommandBytes(fake);
   if (o.timeout) ioTimer = new PausableTimer(o.timeout * 1000, () => kill(`command timed out: ${o.timeout} seconds without output running ${fakeRepr}`));
   if (o.maxTime) maxTimer = new PausableTimer(o.maxTime * 1000, () => kill(`command timed out: ${o.maxTime} seconds elapsed running ${fakeRepr}`));
+  // Frozen (the volunteer's computer is in use): the process stops, and so do its timeout and
+  // maxTime, which count only the time it may run. The log says so, as the master cannot show it.
+  let frozenAt: number | null = null;
+  const unfreeze = o.freezer.add({
+    freeze: async () => {
+      if (frozenAt === null) {
+        frozenAt = Date.now();
+        update([['header', 'crowdbake: frozen, this volunteer\'s computer is in use (timeouts stopped)\n']]);
+      }
+      await ioTimer?.freeze(); await maxTimer?.freeze(); await p.freeze();
+    },
+    thaw: async () => {
+      await p.thaw(); await ioTimer?.thaw(); await maxTimer?.thaw();
+      if (frozenAt !== null) update([['header', `crowdbake: thawed after ${((Date.now() - frozenAt) / 1000).toFixed(1)} s\n`]]);
+      frozenAt = null;
+    },
+  });
   for (const w of watchers) w.start();
   if (killed) signalProcess(p);
 

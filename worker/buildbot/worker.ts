@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec, Limits } from '../../protocol/build-spec.js';
-import { ContainerExecutor } from '../executors/container.js';
 import type { Executor } from '../executors/executor.js';
 import type { FreezeGate } from '../freeze-gate.js';
 import { CommandContext, type CommandEnv, type CommandSpec, type ShellPlacement, type WorkerSettings } from './command.js';
@@ -43,7 +42,8 @@ export interface BuildbotWorkerOptions {
   hostCommands?: string[];
   /** Network inside the containers (default off, as for Crowdbake builders). */
   network?: boolean;
-  limits?: Limits;
+  /** CPU and memory limits of each container, read when it is opened (the volunteer may change them). */
+  limits?: Limits | (() => Limits);
   /** A container unused this long is removed (default 10 min); the directory stays. */
   containerIdleMs?: number;
   /** Lets the agent freeze everything this worker runs. */
@@ -68,6 +68,7 @@ export class BuildbotWorker {
   private attempt = 0;
   private retry: { timer: NodeJS.Timeout; wake: () => void } | null = null;
   private readonly commands = new Map<string, CommandContext>();
+  private readonly startedAt = new Map<string, string>();
   private readonly settings: WorkerSettings = { newlineRe: pythonRegex(DEFAULT_NEWLINE_RE), maxLineLength: 4096, bufferSize: 64 * 1024, bufferDelayMs: 50 };
   private readonly freezer = new Freezer();
   private readonly paths: PathPolicy;
@@ -83,7 +84,8 @@ export class BuildbotWorker {
     const contained = o.executor === 'container';
     this.paths = new PathPolicy(this.basedir, contained);
     this.pool = contained && executor ? new ContainerPool({
-      executor, environment: o.environment ?? { base: 'busybox', setup: [] }, network: o.network ?? false, limits: o.limits ?? {},
+      executor, environment: o.environment ?? { base: 'busybox', setup: [] }, network: o.network ?? false,
+      limits: typeof o.limits === 'function' ? o.limits : () => (o.limits ?? {}) as Limits,
       idPrefix: `bb-${sanitize(o.name)}-${process.pid}`, idleMs: o.containerIdleMs ?? 600_000, freezer: this.freezer, log: this.log,
     }) : null;
     const host = new HostLauncher();
@@ -105,6 +107,17 @@ export class BuildbotWorker {
 
   get connected(): boolean {
     return this.conn?.isOpen ?? false;
+  }
+
+  /** Frozen by the freeze gate (running commands stopped, new ones waiting). */
+  get frozen(): boolean {
+    return this.freezer.frozen;
+  }
+
+  /** The build commands running (or waiting for a thaw) now; attach-time commands are not listed. */
+  running(): { id: string; builder: string; startedAt: string }[] {
+    return [...this.commands.values()].filter((c) => c.builder !== undefined)
+      .map((c) => ({ id: c.id, builder: c.builder!, startedAt: this.startedAt.get(c.id) ?? '' }));
   }
 
   /** Stops: kills running commands, closes the connection and removes the containers. */
@@ -209,21 +222,29 @@ export class BuildbotWorker {
       request: (msg) => conn.request(msg), drained: () => conn.drained(), log: this.log,
     }, { ...this.settings });
     this.commands.set(id, ctx);
+    this.startedAt.set(id, new Date().toISOString());
     void this.execute(ctx, spec, args);
     return null;
   }
 
   private async execute(ctx: CommandContext, spec: CommandSpec, args: Record<string, unknown>): Promise<void> {
-    const started = Date.now();
     let failure: string | null = null;
+    // A build's command waits while frozen (the volunteer's computer is in use) before it does
+    // anything; attach-time commands (no builder) are the master's bookkeeping and run at once.
+    if (ctx.builder !== undefined && this.freezer.frozen) {
+      ctx.update([['header', 'crowdbake: waiting, this volunteer\'s computer is in use (frozen)\n']]);
+      await new Promise<void>((ok) => { ctx.onInterrupt(() => ok()); void this.freezer.waitThawed().then(ok); });
+      if (!ctx.running) ctx.update([['header', 'command interrupted before it started\n'], ['rc', -1]]);
+    }
+    const started = Date.now();
     try {
-      await spec.run(ctx, args, this.env);
+      if (ctx.running) await spec.run(ctx, args, this.env);
     } catch (e) {
       failure = e instanceof Error ? e.message : String(e);
       this.log(`buildbot: command ${ctx.id} failed: ${failure}`);
     }
     ctx.status([['elapsed', (Date.now() - started) / 1000]]);
-    if (this.commands.get(ctx.id) === ctx) this.commands.delete(ctx.id);
+    if (this.commands.get(ctx.id) === ctx) { this.commands.delete(ctx.id); this.startedAt.delete(ctx.id); }
     await ctx.complete(failure);
   }
 
@@ -234,6 +255,7 @@ export class BuildbotWorker {
       ctx.abandon(why);
     }
     this.commands.clear();
+    this.startedAt.clear();
   }
 
   private async stop(why: 'shutdown' | 'closed'): Promise<void> {
@@ -254,7 +276,8 @@ export async function startBuildbotWorker(o: BuildbotWorkerOptions): Promise<Bui
   await mkdir(resolve(o.basedir), { recursive: true });
   let executor: Executor | null = null;
   if (o.executor === 'container') {
-    executor = o.containerExecutor ?? new ContainerExecutor({ ownerId: `buildbot-${sanitize(o.name)}` });
+    // Loaded only for this executor: the host executor does without podman's code.
+    executor = o.containerExecutor ?? new (await import('../executors/container.js')).ContainerExecutor({ ownerId: `buildbot-${sanitize(o.name)}` });
     const available = await executor.isAvailable();
     if (!available.ok) throw new Error(`the container executor is not available here: ${available.reason}`);
     await executor.cleanupStale();
