@@ -466,6 +466,12 @@ export class Coordinator {
     this.active.set(row.id, { row, session, steps });
     this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
+    // Stored before the worker hears of it (SQLite writes at the call): a master killed in
+    // between requeues the build as attempt N + 1, never hands out attempt N twice.
+    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
+      .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
+      .catch(logError);
+    this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
     session.send({
       type: 'assign', buildId: row.id, attempt,
       spec: {
@@ -474,10 +480,6 @@ export class Coordinator {
         source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
       },
     });
-    this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
-    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
-      .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
-      .catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
   }

@@ -276,8 +276,11 @@ export async function startBuildbotWorker(o: BuildbotWorkerOptions): Promise<Bui
   await mkdir(resolve(o.basedir), { recursive: true });
   let executor: Executor | null = null;
   if (o.executor === 'container') {
-    // Loaded only for this executor: the host executor does without podman's code.
-    executor = o.containerExecutor ?? new (await import('../executors/container.js')).ContainerExecutor({ ownerId: `buildbot-${sanitize(o.name)}` });
+    // Loaded only for this executor: the host executor does without podman's code. No user
+    // namespace here: BuildBot's file commands (downloads, copies) write into the builder
+    // directory from the host between shell commands, as the worker's user, and a mapped
+    // container root could not read them.
+    executor = o.containerExecutor ?? new (await import('../executors/container.js')).ContainerExecutor({ ownerId: `buildbot-${sanitize(o.name)}`, userNamespace: false });
     const available = await executor.isAvailable();
     if (!available.ok) throw new Error(`the container executor is not available here: ${available.reason}`);
     await executor.cleanupStale();
