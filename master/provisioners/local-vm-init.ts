@@ -26,6 +26,8 @@ O=trans=virtio,version=9p2000.L,ro,msize=262144
 mkdir -p /cfg && mount -t 9p -o "$O" cbcfg /cfg || die "cannot mount the cbcfg share"
 R=/newroot
 mkdir -p "$R" && mount -t tmpfs -o mode=755 root "$R" || die "cannot make the new root"
+# A fresh /tmp first: shares below /tmp (a checkout in /tmp/…) are mounted on top of it.
+mkdir -p "$R/tmp" && mount -t tmpfs -o mode=1777 tmp "$R/tmp"
 while read -r kind a b; do
   case "$kind" in
     mount) mkdir -p "$R$b" && mount -t 9p -o "$O,cache=loose" "$a" "$R$b" || die "cannot mount $a at $b" ;;
@@ -36,7 +38,6 @@ mkdir -p "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run" "$R/cfg" "$R/etc" "$R/roo
 mount -t proc proc "$R/proc"
 mount -t sysfs sys "$R/sys"
 mount -o bind /dev "$R/dev"
-mount -t tmpfs -o mode=1777 tmp "$R/tmp"
 mount -o bind /cfg "$R/cfg"
 [ -e "$R/etc/passwd" ] || printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
 [ -e "$R/etc/group" ] || printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
