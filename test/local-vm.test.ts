@@ -12,7 +12,7 @@ import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 // there is no KVM); the guest mounts the host's /usr, node and this checkout read-only over 9p,
 // runs `crowdbake worker` and connects with its token through QEMU's user network; the build
 // runs inside the guest's own kernel; after the idle time the VM is powered off.
-test('local-vm: queued work boots a VM whose worker connects, builds, and is stopped when idle', { timeout: 15 * 60_000 }, async (t) => {
+test('local-vm: queued work boots a VM whose worker connects, builds, and is stopped when idle', { timeout: 8 * 60_000 }, async (t) => {
   const dir = tempDir('local-vm');
   t.after(() => cleanup(dir));
   const m0 = await testMaster({
@@ -32,7 +32,7 @@ test('local-vm: queued work boots a VM whose worker connects, builds, and is sto
   t.after(() => m.close());
   const began = Date.now();
   const id = await m.force('invm');
-  const build = await m.waitFinished(id, 12 * 60_000);
+  const build = await m.waitFinished(id, 6 * 60_000);
   const took = Date.now() - began;
   const vmDir = join(m.dataDir, 'provisioners', 'vm1.vm');
   const log = await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text();
