@@ -1,6 +1,6 @@
-import { useEffect, useRef } from 'react';
 import { useHash } from '../router';
 import { SkipLink } from '../components/skip-link';
+import { useFocusOnNavigate } from '../components/use-focus-on-navigate';
 import { AgentHeader } from './agent-header';
 import { AgentRoutePage } from './agent-route-page';
 import { parseAgentRoute } from './agent-router';
@@ -12,12 +12,7 @@ export function AgentApp() {
   const hash = useHash();
   const route = parseAgentRoute(hash);
   const signedOut = useAgent((s) => s.signedOut);
-  const first = useRef(true);
-  useEffect(() => {
-    if (first.current) { first.current = false; return; }
-    document.querySelector<HTMLElement>('#main h1')?.focus();
-    window.scrollTo(0, 0);
-  }, [hash]);
+  useFocusOnNavigate(hash);
   return (
     <>
       <SkipLink target="main" />

@@ -1,4 +1,4 @@
-import { BrandMark } from '../components/brand-mark';
+import { HeaderFrame } from '../components/header-frame';
 import { agentHref, type AgentRoute } from './agent-router';
 import { useAgent } from './agent-store';
 import { STATE_LABEL } from './agent-state-label';
@@ -13,25 +13,12 @@ const LINKS = [
 export function AgentHeader({ route }: { route: AgentRoute }) {
   const state = useAgent((s) => s.status?.state ?? null);
   const error = useAgent((s) => s.statusError);
-  return (
-    <header className="site-header">
-      <a className="brand" href={agentHref.overview()}>
-        <BrandMark />
-        <span>Crowdbake</span>
-      </a>
-      <nav aria-label="Main">
-        <ul className="nav-links">
-          {LINKS.map((l) => (
-            <li key={l.to}>
-              <a href={l.to} aria-current={l.active(route) ? 'page' : undefined}>{l.label}</a>
-            </li>
-          ))}
-        </ul>
-      </nav>
-      <p className={`connection connection-${error ? 'reconnecting' : state ? 'open' : 'connecting'}`} role="status" aria-live="polite" title={error ?? undefined}>
-        <span className="connection-dot" aria-hidden="true" />
-        <span>{error ? 'Agent not answering' : state ? `Agent: ${STATE_LABEL[state]}` : 'Connecting…'}</span>
-      </p>
-    </header>
+  const links = LINKS.map((l) => ({ label: l.label, to: l.to, current: l.active(route) }));
+  const status = (
+    <p className={`connection connection-${error ? 'reconnecting' : state ? 'open' : 'connecting'}`} role="status" aria-live="polite" title={error ?? undefined}>
+      <span className="connection-dot" aria-hidden="true" />
+      <span>{error ? 'Agent not answering' : state ? `Agent: ${STATE_LABEL[state]}` : 'Connecting…'}</span>
+    </p>
   );
+  return <HeaderFrame home={agentHref.overview()} links={links} status={status} />;
 }

@@ -1,5 +1,5 @@
 import { href, type Route } from '../router';
-import { BrandMark } from './brand-mark';
+import { HeaderFrame } from './header-frame';
 import { ConnectionStatus } from './connection-status';
 
 const LINKS = [
@@ -10,22 +10,5 @@ const LINKS = [
 ];
 
 export function SiteHeader({ route }: { route: Route }) {
-  return (
-    <header className="site-header">
-      <a className="brand" href={href.builders()}>
-        <BrandMark />
-        <span>Crowdbake</span>
-      </a>
-      <nav aria-label="Main">
-        <ul className="nav-links">
-          {LINKS.map((l) => (
-            <li key={l.to}>
-              <a href={l.to} aria-current={l.active(route) ? 'page' : undefined}>{l.label}</a>
-            </li>
-          ))}
-        </ul>
-      </nav>
-      <ConnectionStatus />
-    </header>
-  );
+  return <HeaderFrame home={href.builders()} links={LINKS.map((l) => ({ label: l.label, to: l.to, current: l.active(route) }))} status={<ConnectionStatus />} />;
 }
