@@ -21,7 +21,7 @@ const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
 const SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
 
 const BUILDERS = {
-  ticker: 'description: Counts slowly\nrequires: { executor: host }\nsteps:\n  - name: count\n    run: "i=0; while [ $i -lt 40 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done; echo all done"\n',
+  ticker: 'description: Counts slowly\nrequires: { executor: host }\nsteps:\n  - name: count\n    run: "i=0; while [ $i -lt 40 ]; do echo tick $i; i=$((i+1)); sleep 0.3; done; echo all done"\n',
   flaky: 'description: Fails with a message\nrequires: { executor: host }\nsteps:\n  - name: check\n    run: "echo checking widget; echo widget is broken; echo widget again; exit 3"\n',
   sleeper: 'description: Sleeps\nrequires: { executor: host }\nsteps:\n  - name: nap\n    run: "echo napping; sleep 30"\n',
 };
@@ -144,7 +144,7 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
     const streamed = !/^all done$/m.test(await logText() ?? '');
     assert.match(await page.locator('#main').textContent() ?? '', new RegExp(`ticker · build #${id}`));
     await shot('volunteer-overview');
-    await until('all done', async () => /^all done$/m.test(await logText() ?? ''), 20_000);
+    await until('all done', async () => /^all done$/m.test(await logText() ?? ''), 40_000);
     assert.ok(streamed, 'the log arrived all at once');
     assert.equal((await m.waitFinished(id, 30_000)).result, 'success');
     await until('Idle again', async () => /Idle/.test(await card.locator('h2').textContent() ?? ''));

@@ -1,4 +1,4 @@
-import { useEffect } from 'react';
+import { useEffect, useState } from 'react';
 import { PageTitle } from '../components/page-title';
 import { formatDuration } from '../format';
 import { openLog } from './agent-actions';
@@ -12,7 +12,11 @@ import { LocalLog } from './local-log';
 export function OverviewPage() {
   const status = useAgent((s) => s.status);
   const error = useAgent((s) => s.statusError);
-  const current = status?.current[0] ?? null;
+  const running = status?.current[0] ?? null;
+  // The last build seen here stays on the page, with its whole log, after it ends.
+  const [last, setLast] = useState(running);
+  if (running && running !== last && (running.buildId !== last?.buildId || running.frozen !== last.frozen || running.historyId !== last.historyId)) setLast(running);
+  const current = running ?? last;
   const historyId = current?.historyId ?? null;
   useEffect(() => {
     if (historyId !== null) openLog(historyId);
@@ -42,12 +46,12 @@ export function OverviewPage() {
           </section>
           <AgentControls />
           <section className="section" aria-labelledby="current-heading">
-            <h2 id="current-heading">Current build</h2>
+            <h2 id="current-heading">{running || !current ? 'Current build' : 'Last build'}</h2>
             {!current && <p className="muted">Nothing is running here. <a href={agentHref.history()}>What ran before</a></p>}
             {current && (
               <>
                 <p>
-                  <strong>{current.builder}</strong> · build #{current.buildId}{current.frozen ? ' · frozen' : ''}
+                  <strong>{current.builder}</strong> · build #{current.buildId}{running && current.frozen ? ' · frozen' : ''}{running ? '' : ' · ended'}
                   {current.historyId !== undefined && <> · <a href={agentHref.entry(current.historyId)}>open its page</a></>}
                 </p>
                 {current.historyId !== undefined && <LocalLog id={current.historyId} />}
