@@ -12,22 +12,8 @@ import { redactUrls, repoKey } from '../master/sources/repo-url.js';
 import { loadWebhookSecret } from '../master/sources/webhook-secret.js';
 import { startWorker } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until, writeBuilder, type TestMaster } from './helpers/cluster.js';
+import { gitRepo } from './helpers/git-repo.js';
 
-/** A real repository in a temp dir; commits return their sha. */
-function gitRepo() {
-  const dir = tempDir('repo');
-  const git = (...args: string[]): string =>
-    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: dir, encoding: 'utf8' }).trim();
-  git('init', '--quiet', '--initial-branch=main');
-  let n = 0;
-  const commit = (msg = `change ${++n}`): string => {
-    writeFileSync(join(dir, 'file.txt'), `${msg}\n`);
-    git('add', 'file.txt');
-    git('commit', '--quiet', '-m', msg);
-    return git('rev-parse', 'HEAD');
-  };
-  return { dir, url: `file://${dir}`, git, commit };
-}
 
 interface SourceView { git: string; branch: string; branches: string[]; lastPolledAt: string | null; lastSha: string | null; heads: Record<string, string>; error: string | null }
 

@@ -7,24 +7,11 @@ import { join } from 'node:path';
 import type { BuildView } from '../protocol/api.js';
 import { startWorker } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, type TestMaster } from './helpers/cluster.js';
+import { gitRepo } from './helpers/git-repo.js';
 
 // What a build checks out (its branch and exact revision), rebuilds, and the collapse of
 // superseded queued commits, against a real master, a real worker and git repositories.
 
-function gitRepo() {
-  const dir = tempDir('repo');
-  const git = (...args: string[]): string =>
-    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: dir, encoding: 'utf8' }).trim();
-  git('init', '--quiet', '--initial-branch=main');
-  let n = 0;
-  const commit = (msg = `change ${++n}`): string => {
-    writeFileSync(join(dir, 'file.txt'), `${msg}\n`);
-    git('add', 'file.txt');
-    git('commit', '--quiet', '-m', msg);
-    return git('rev-parse', 'HEAD');
-  };
-  return { dir, url: `file://${dir}`, git, commit };
-}
 
 const builder = (git: string, extra = '') =>
   `source: { git: "${git}", branches: [main, "release-*"] }\nrequires: { executor: host }\n${extra}steps:\n  - run: git rev-parse HEAD && cat file.txt\n`;
