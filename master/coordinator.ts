@@ -467,7 +467,9 @@ export class Coordinator {
     this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // Stored before the worker hears of it (SQLite writes at the call): a master killed in
-    // between requeues the build as attempt N + 1, never hands out attempt N twice.
+    // between requeues the build as attempt N + 1, never hands out attempt N twice. A kill
+    // between this write and the log header below leaves attempt N without its header; the
+    // requeue note after the restart still names it.
     this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
       .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
       .catch(logError);
