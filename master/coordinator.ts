@@ -466,24 +466,44 @@ export class Coordinator {
     this.active.set(row.id, { row, session, steps });
     this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
-    // Stored before the worker hears of it (SQLite writes at the call): a master killed in
-    // between requeues the build as attempt N + 1, never hands out attempt N twice. A kill
-    // between this write and the log header below leaves attempt N without its header; the
-    // requeue note after the restart still names it.
-    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null })
-      .then(() => Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s }))))
-      .catch(logError);
-    this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
-    session.send({
-      type: 'assign', buildId: row.id, attempt,
-      spec: {
-        ...builder.spec, executor, revision: row.revision,
-        // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
-        source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
-      },
-    });
+    // The worker hears of attempt N only once the store holds it: a master killed in between
+    // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
+    // at the call; PostgreSQL answers later.) The log header follows the store, for the same
+    // reason; a kill between the two leaves attempt N without its header, and the requeue
+    // note after the restart names it.
+    const a = this.active.get(row.id)!;
+    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null }).then(() => {
+      // Cancelled, or its worker gone, while the write was on its way: nothing to send.
+      if (this.active.get(row.id) !== a || this.closed) return;
+      this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
+      session.send({
+        type: 'assign', buildId: row.id, attempt,
+        spec: {
+          ...builder.spec, executor, revision: row.revision,
+          // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
+          source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
+        },
+      });
+      return Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s })));
+    }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
+  }
+
+  /** The store refused to record an attempt (full disk, lost database): the build waits in the queue again. */
+  private unassign(a: ActiveBuild, attempt: number, e: unknown): void {
+    logError(`build ${a.row.id}: cannot store attempt ${attempt}, so it is not sent to ${a.session.name}; it waits in the queue: ${(e as Error).message}`);
+    if (this.active.get(a.row.id) !== a) return;
+    this.deactivate(a.row.id);
+    a.session.builds.delete(a.row.id);
+    (a.session as { running: number }).running = a.session.builds.size;
+    this.options.verification?.assigned(a.row.id, null);
+    Object.assign(a.row, { state: 'queued', worker: null, attempt: attempt - 1, startedAt: null });
+    this.enqueue(a.row);
+    this.publishBuild(a.row, []);
+    this.publishWorker(a.session);
+    // Not at once: whatever refused the write is unlikely to be gone the next moment.
+    setTimeout(() => this.scheduleDispatch(), 1000).unref();
   }
 
   private publishBuild(row: BuildRow, steps: StepView[]): void {

@@ -25,7 +25,8 @@ export class MasterProcess {
   private out = '';
   readonly url: string;
 
-  constructor(readonly configDir: string, readonly dataDir: string, readonly host: string, readonly port: number) {
+  /** `extraArgs` go after the usual ones, e.g. `['--store', 'postgres://…']`. */
+  constructor(readonly configDir: string, readonly dataDir: string, readonly host: string, readonly port: number, readonly extraArgs: readonly string[] = []) {
     this.url = `http://${host}:${port}`;
   }
 
@@ -39,7 +40,7 @@ export class MasterProcess {
 
   /** Starts it and resolves once it answers /healthz. */
   async start(timeoutMs = 30_000): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'master', '--config', this.configDir, '--data', this.dataDir, '--listen', `${this.host}:${this.port}`], {
+    const child = spawn(process.execPath, [CLI, 'master', '--config', this.configDir, '--data', this.dataDir, '--listen', `${this.host}:${this.port}`, ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
