@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { BuildView } from '../protocol/api.js';
+import { startWorker } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until, workerProcess } from './helpers/cluster.js';
 
 const SLOW = `
@@ -65,4 +69,32 @@ test('a build whose workers keep vanishing gives up after maxAttempts with an er
   const build = await m.waitFinished(id, 10_000);
   assert.equal(build.result, 'error');
   assert.match(build.message ?? '', /gave up after 2 attempts/);
+});
+
+test('a store that refuses to record an attempt: the build is not sent, waits queued, and runs once the store takes writes again', async (t) => {
+  const m = await testMaster({ quick: 'requires: { executor: host }\nsteps:\n  - run: echo ran once\n' });
+  const dir = tempDir('wr');
+  const errors: string[] = [];
+  const realError = console.error;
+  console.error = (...args: unknown[]) => { errors.push(args.join(' ')); };
+  // The real SQLite store, made to refuse through a trigger from a second connection.
+  const db = new Database(join(m.dataDir, 'crowdbake.db'));
+  db.exec(`CREATE TRIGGER refuse_running BEFORE UPDATE OF state ON builds WHEN NEW.state = 'running'
+           BEGIN SELECT RAISE(ABORT, 'the test refuses running builds'); END`);
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  t.after(async () => { console.error = realError; db.close(); await w.close(); await m.close(); cleanup(dir); });
+
+  const id = await m.force('quick');
+  await until('the refusal to be reported', async () => errors.some((e) => e.includes(`build ${id}: cannot store attempt 1`)));
+  const waiting = await m.get<BuildView>(`/api/v1/builds/${id}`);
+  assert.deepEqual([waiting.state, waiting.attempt, waiting.worker], ['queued', 0, null]);
+  assert.match(errors.find((e) => e.includes(`build ${id}:`))!, /not sent to w1; it waits in the queue: the test refuses running builds/);
+  assert.equal(existsSync(join(m.dataDir, 'logs', `${id}.log`)), false, 'no attempt header for an attempt that was never sent');
+
+  db.exec('DROP TRIGGER refuse_running');
+  const done = await m.waitFinished(id, 20_000);
+  const log = await fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text());
+  assert.deepEqual([done.result, done.attempt, done.worker], ['success', 1, 'w1'], log);
+  assert.equal(log.match(/^\*\*\* attempt \d+ on worker/gm)?.length, 1, log);
+  assert.equal(log.match(/^ran once$/gm)?.length, 1, log);
 });
