@@ -134,7 +134,7 @@ export async function startFarm(workerNames: string[]): Promise<Farm> {
     startWorker: async (name, extra = []) => {
       const token = tokens.get(name);
       if (!token) throw new Error(`no token for ${name}`);
-      const child = tracked(process.execPath, [CLI, 'worker', '--master', url, '--token', token, '--data', join(dir, 'workers', name),
+      const child = tracked(process.execPath, [...nodeArgs, CLI, 'worker', '--master', url, '--token', token, '--data', join(dir, 'workers', name),
         '--executor', 'host', '--when', 'always', '--idle-source', 'none', ...extra], { stdio: 'ignore' });
       workers.add(child);
       return child;

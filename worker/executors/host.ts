@@ -67,8 +67,10 @@ class HostSandbox implements Sandbox {
     const pid = child.pid;
     const supervised = supervise(child, step, {
       kill: () => { if (pid) killTree(pid, 'SIGKILL'); },
-      // The step is over: whatever it left running in its group goes too.
-      onExit: () => { if (pid) killTree(pid, 'SIGKILL'); },
+      // The step is over: whatever it left running in its group goes too. Only the group: the
+      // step's own process is gone, so /proc no longer links its children to it (they belong to
+      // init now), and a scan would cost a read of every process's stat per step for nothing.
+      onExit: () => { if (pid) killGroup(pid, 'SIGKILL'); },
       spawnError: (e) => `could not start ${cmd}: ${e.code === 'ENOENT' ? 'no such file or command' : e.message}`,
     });
     this.current = { child, supervised };
@@ -118,10 +120,15 @@ class HostSandbox implements Sandbox {
  */
 export function killTree(pid: number, signal: NodeJS.Signals): void {
   const descendants = process.platform === 'linux' ? findDescendants(pid) : [];
-  try { process.kill(-pid, signal); } catch { /* group already gone */ }
+  killGroup(pid, signal);
   for (const p of descendants) {
     try { process.kill(p, signal); } catch { /* already gone */ }
   }
+}
+
+/** Signals the process group whose leader was `pid`. */
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try { process.kill(-pid, signal); } catch { /* group already gone */ }
 }
 
 function findDescendants(root: number): number[] {
