@@ -108,14 +108,21 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       log.line(`*** ${outcome.message}`);
     }
   } finally {
-    for (const dir of [workdir, installDir]) {
-      await releaseDisk(dir);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    for (const dir of [workdir, installDir]) await releaseDisk(dir);
   }
   log.line(`build ${outcome.result}`);
   await log.flush().catch(() => undefined);
   await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome }).catch(() => undefined);
+  // Removed after the master heard the end, so that it can assign the next build meanwhile. A
+  // worker stopped in between leaves the directory behind; the agent empties its work root
+  // when it starts.
+  for (const dir of [workdir, installDir]) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      ctx.localLog?.(`*** could not remove ${dir}: ${(e as Error).message}\n`);
+    }
+  }
   return outcome.result;
 }
 
