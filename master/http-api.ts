@@ -1,6 +1,4 @@
-import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extname, join, normalize } from 'node:path';
 import { BuildStateSchema, ForceBuildRequestSchema, type BuilderView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import type { Capabilities } from '../protocol/worker-messages.js';
@@ -16,6 +14,7 @@ import { secretsEqual } from './tokens.js';
 import type { Verification } from './verification.js';
 import { isDiskFull, type DiskSpace } from './disk-space.js';
 import { workerView } from './views.js';
+import { StaticFiles } from './static-files.js';
 
 export interface BuilderCatalog {
   list(): { name: string; definition: BuilderDefinition | null; error: string | null }[];
@@ -26,13 +25,11 @@ export class HttpError extends Error {
 }
 
 const MAX_BODY = 64 * 1024;
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon',
-};
 
 /** The REST API (`/api/v1`), `/healthz` and the dashboard's static files. */
 export class HttpApi {
+  private staticFiles: StaticFiles | undefined;
+
   constructor(
     private readonly deps: {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
@@ -62,7 +59,7 @@ export class HttpApi {
     const method = req.method ?? 'GET';
     const d = this.deps;
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
-    if (!path.startsWith('/api/')) return this.serveStatic(path, res);
+    if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
 
     let m: RegExpExecArray | null;
     if (path === '/api/v1/builders' && method === 'GET') return sendJson(res, 200, this.builderViews());
@@ -191,16 +188,11 @@ export class HttpApi {
     }
   }
 
-  private serveStatic(path: string, res: ServerResponse): void {
-    const dir = this.deps.staticDir;
-    if (!dir) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
-    const rel = normalize(decodeURIComponent(path)).replace(/^(\.\.[/\\])+/, '');
-    let file = join(dir, rel);
-    if (!file.startsWith(dir) || !existsSync(file) || statSync(file).isDirectory()) file = join(dir, 'index.html');
-    if (!existsSync(file)) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
-    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
-    createReadStream(file).pipe(res);
+  private serveStatic(req: IncomingMessage, path: string, res: ServerResponse): void {
+    const files = this.deps.staticDir ? (this.staticFiles ??= new StaticFiles(this.deps.staticDir)) : null;
+    if (!files?.serve(req, path, res)) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
   }
+
 }
 
 function parseCaps(text: string): Capabilities | null {
