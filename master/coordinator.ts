@@ -2,6 +2,7 @@ import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView 
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
+import type { LogBytes } from '../protocol/log-frame.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
@@ -213,7 +214,7 @@ export class Coordinator {
   }
 
   /** Applies one validated message from an authenticated worker. */
-  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }> | LogBytes): Promise<void> {
     if (msg.type === 'availability') {
       session.accepting = msg.accepting;
       session.reason = msg.reason;
@@ -254,7 +255,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }> | LogBytes): Promise<void> {
     switch (msg.type) {
       case 'accepted':
         return;
@@ -326,11 +327,31 @@ export class Coordinator {
     }
   }
 
-  /** Appends to a build's log and streams the text to dashboards. */
-  private appendLog(buildId: number, data: string): void {
+  /**
+   * Appends to a build's log and streams the text to dashboards. Bytes (binary log frames) are
+   * decoded for dashboards only while some are listening, with a decoder per build that joins a
+   * character split across frames; a dashboard that connects mid-character may see one U+FFFD.
+   */
+  private appendLog(buildId: number, data: string | Uint8Array): void {
     this.logs.append(buildId, data);
-    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
+    if (this.events.size === 0) {
+      if (this.decoders.size > 0) this.decoders.clear();
+      return;
+    }
+    let text: string;
+    if (typeof data === 'string') {
+      text = data;
+    } else {
+      let decoder = this.decoders.get(buildId);
+      if (!decoder) this.decoders.set(buildId, (decoder = new TextDecoder('utf-8')));
+      text = decoder.decode(data, { stream: true });
+      if (text === '') return;
+    }
+    this.events.publish({ type: 'log', buildId, data: text });
   }
+
+  /** UTF-8 decoders of running builds' binary logs, for dashboards (see appendLog). */
+  private readonly decoders = new Map<number, InstanceType<typeof TextDecoder>>();
 
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
   private async frozenTooLong(a: ActiveBuild, maxFrozenMs: number): Promise<void> {
@@ -392,6 +413,7 @@ export class Coordinator {
     const a = this.active.get(id);
     if (!a) return;
     this.active.delete(id);
+    this.decoders.delete(id);
     const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
     if (n > 0) this.runningPer.set(a.row.builder, n);
     else this.runningPer.delete(a.row.builder);

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
-import { decodeWorkerMessage, type MasterMessage, type WorkerHello } from '../protocol/worker-messages.js';
+import { decodeLogFrame, type LogBytes } from '../protocol/log-frame.js';
+import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
 import type { Store } from './store/store.js';
@@ -76,10 +77,17 @@ export class WorkerHub {
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
       this.sockets.set(ws, true);
-      if (isBinary) return refuse('binary frames are not part of the protocol');
-      const decoded = decodeWorkerMessage(data.toString());
-      if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
-      const msg = decoded.value;
+      let msg: WorkerMessage | LogBytes;
+      if (isBinary) {
+        const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+        const decoded = decodeLogFrame(bytes);
+        if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
+        msg = decoded.value;
+      } else {
+        const decoded = decodeWorkerMessage(data.toString());
+        if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
+        msg = decoded.value;
+      }
       if (msg.type === 'hello') {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
@@ -87,9 +95,10 @@ export class WorkerHub {
         chain = chain.then(() => this.hello(ws, msg, send, fail, req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
         return;
       }
+      const next = msg;
       chain = chain.then(() => {
-        if (!session) return refuse(`"${msg.type}" before a successful hello`);
-        return this.coordinator.handle(session, msg);
+        if (!session) return refuse(`"${next.type}" before a successful hello`);
+        return this.coordinator.handle(session, next);
       }).catch((e) => console.error(`crowdbake master: worker ${session?.name ?? peer}:`, e));
     });
     ws.on('pong', () => this.sockets.set(ws, true));

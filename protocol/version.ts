@@ -1,8 +1,9 @@
 /**
  * The one integer version of the worker <-> master protocol. Both ends send it in
- * their first message and refuse a peer that speaks another one.
+ * their first message and refuse a peer that speaks another one. 2: build logs travel as
+ * binary frames (log-frame.ts).
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Largest frame either end accepts, in bytes. Bigger frames are refused, not parsed. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;

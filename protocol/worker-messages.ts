@@ -4,7 +4,8 @@ import { decodeJson, type Decoded } from './parse.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
- * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials.
+ * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials, and
+ * binary frames for the bytes of build logs (log-frame.ts; a JSON `log` message is accepted too).
  *
  * Lifecycle: worker `hello` -> master `welcome` (or `error` + close) -> master `assign` ->
  * worker `accepted` -> `step`/`log`/`artifact` ... -> `state` finished. The master may send

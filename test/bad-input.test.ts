@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { BuilderView } from '../protocol/api.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { encodeLogFrame } from '../protocol/log-frame.js';
 import { startWorker } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
@@ -33,11 +34,18 @@ test('malformed frames get a clear error naming the problem; the master keeps se
   s.ws.send(JSON.stringify({ type: 'launch-missiles' }));
   s.ws.send(JSON.stringify({ type: 'log', buildId: 'seven', attempt: 1, data: 'x' }));
   s.ws.send(JSON.stringify({ type: 'log', buildId: 1, attempt: 1, data: 'x' }));
-  await until('four answers', () => s.received.length >= 4);
-  assert.match(s.received[0]!.message!, /^bad frame: not JSON/);
-  assert.match(s.received[1]!.message!, /bad frame: type:/);
-  assert.match(s.received[2]!.message!, /bad frame: buildId: /);
-  assert.match(s.received[3]!.message!, /"log" before a successful hello/);
+  // Binary frames carry log bytes: a short one, one of an unknown kind, a good one before hello.
+  s.ws.send(Uint8Array.of(1, 0, 0));
+  s.ws.send(Uint8Array.of(7, 0, 0, 0, 1, 0, 0, 0, 1, 65));
+  s.ws.send(encodeLogFrame(1, 1, new TextEncoder().encode('x')));
+  await until('seven answers', () => s.received.length >= 7);
+  // Frames that decode are handled in order after the hello; refusals of undecodable ones come at once.
+  const answers = s.received.map((r) => r.message!);
+  for (const expected of [/^bad frame: not JSON/, /bad frame: type:/, /bad frame: buildId: /,
+    /^bad frame: binary frame of 3 bytes is shorter than the 9-byte log header/, /^bad frame: binary frame of unknown kind 7/]) {
+    assert.equal(answers.filter((a) => expected.test(a)).length, 1, `${expected} in ${answers.join(' | ')}`);
+  }
+  assert.equal(answers.filter((a) => /"log" before a successful hello/.test(a)).length, 2, answers.join(' | '));
   assert.ok(s.received.every((r) => r.type === 'error' && r.fatal === false));
   // An oversized frame is refused by size, never parsed.
   s.ws.send('x'.repeat(5 * 1024 * 1024));

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startWorker } from '../worker/agent.js';
+import { completeUtf8Length } from '../worker/runner.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
 // 20 MB of output in one step: the log on the master is complete and in order, and the
@@ -31,4 +32,37 @@ test('a 20 MB log flood is stored whole while memory stays bounded', async (t) =
   await until('the log to be compressed', () => existsSync(join(m.dataDir, 'logs', `${build.id}.log.gz`)) && !existsSync(join(m.dataDir, 'logs', `${build.id}.log`)));
   assert.ok(statSync(join(m.dataDir, 'logs', `${build.id}.log.gz`)).size < 1_000_000, 'compressed');
   assert.equal((await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text()).length, text.length);
+});
+
+test('log bytes: characters split across pipe reads and frames, stdout and stderr interleaved, arrive whole', async (t) => {
+  // Three-byte characters in writes of 4,096 bytes: nearly every read ends inside a character.
+  const m = await testMaster({
+    utf8: `requires: { executor: host }\nsteps:\n  - run: "i=0; while [ $i -lt 150 ]; do printf '€%.0s' $(seq 1 2000); printf '✓%.0s' $(seq 1 2000) >&2; i=$((i+1)); done; echo"\n`,
+  });
+  const dir = tempDir('w');
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
+  const build = await m.waitFinished(await m.force('utf8'), 120_000);
+  assert.equal(build.result, 'success');
+  const text = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  assert.equal(text.includes('\uFFFD'), false, 'no character was cut');
+  // Each character once more in the log's echo of the step's command.
+  assert.equal(text.match(/€/g)?.length, 150 * 2000 + 1);
+  assert.equal(text.match(/✓/g)?.length, 150 * 2000 + 1);
+});
+
+test('completeUtf8Length keeps back only a character cut off at the end', () => {
+  const bytes = (s: string) => new TextEncoder().encode(s);
+  const euro = bytes('€'); // e2 82 ac
+  const grin = bytes('😀'); // f0 9f 98 80
+  assert.equal(completeUtf8Length(bytes('abc')), 3);
+  assert.equal(completeUtf8Length(new Uint8Array(0)), 0);
+  assert.equal(completeUtf8Length(Uint8Array.of(0x61, ...euro)), 4);
+  assert.equal(completeUtf8Length(Uint8Array.of(0x61, euro[0]!)), 1);
+  assert.equal(completeUtf8Length(Uint8Array.of(0x61, euro[0]!, euro[1]!)), 1);
+  assert.equal(completeUtf8Length(Uint8Array.of(...grin.subarray(0, 3))), 0);
+  assert.equal(completeUtf8Length(Uint8Array.of(0x61, ...grin)), 5);
+  // Invalid bytes are not held back: only continuation bytes, or a lone continuation after ASCII.
+  assert.equal(completeUtf8Length(Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x80)), 5);
+  assert.equal(completeUtf8Length(Uint8Array.of(0x61, 0x80)), 2);
 });

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
+import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
@@ -57,16 +58,40 @@ export class MasterLink extends EventEmitter {
     void this.dial();
   }
 
-  /** Sends a message; resolves once the socket's buffer is below the high-water mark. Rejects when not connected. */
+  /**
+   * Sends a message; resolves at once while the socket's buffer is below the high-water mark,
+   * else once this message has been written out (so a step printing fast is held back by the
+   * master's pace, with no polling). Rejects when not connected.
+   */
   async send(message: WorkerMessage): Promise<void> {
+    await this.write(JSON.stringify(message));
+  }
+
+  /**
+   * Sends a build's next log bytes as one binary frame (protocol/log-frame.ts), with the same
+   * backpressure; returns nothing while the socket is not backed up, so that a step's output
+   * flows on without waiting a turn of the event loop per frame.
+   */
+  sendLog(buildId: number, attempt: number, data: Uint8Array): void | Promise<void> {
+    return this.write(encodeLogFrame(buildId, attempt, data));
+  }
+
+  private write(payload: string | Uint8Array): void | Promise<void> {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error('not connected to the master');
-    ws.send(JSON.stringify(message));
-    while (ws.bufferedAmount > HIGH_WATER && ws.readyState === WebSocket.OPEN) {
-      // ws has no drain event of its own: look again shortly (only while backed up).
-      await new Promise<void>((ok) => setTimeout(ok, 20));
-    }
-    if (ws.readyState !== WebSocket.OPEN) throw new Error('connection to the master lost');
+    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
+    // ws calls back once the frame is written out (everything before it is, too).
+    let outcome: Error | null | undefined;
+    let settle: ((e: Error | null) => void) | undefined;
+    ws.send(payload, (e) => {
+      outcome = e ?? null;
+      settle?.(outcome);
+    });
+    if (ws.bufferedAmount <= HIGH_WATER) return;
+    // Backed up: wait for this frame.
+    return new Promise<void>((ok, fail) => {
+      settle = (e) => (e ? fail(new Error('connection to the master lost')) : ok());
+      if (outcome !== undefined) settle(outcome);
+    });
   }
 
   close(): void {

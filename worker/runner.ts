@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
@@ -28,8 +27,10 @@ export interface RunContext {
   signal: AbortSignal;
   /** Freezes the build while the volunteer is at the desk. */
   gate: FreezeGate;
-  /** Gets a copy of every log line, for the worker's local history. */
-  localLog?: (data: string) => void;
+  /** Sends the build's next log bytes to the master (a binary log frame); a promise only while backed up. */
+  sendLog: (data: Uint8Array) => void | Promise<void>;
+  /** Gets a copy of every log byte, for the worker's local history. */
+  localLog?: (data: Uint8Array) => void;
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -55,7 +56,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
   const log = new LogBuffer((data) => {
     ctx.localLog?.(data);
-    return send({ type: 'log', buildId, attempt, data });
+    return ctx.sendLog(data);
   });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
@@ -120,7 +121,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     try {
       rmSync(dir, { recursive: true, force: true });
     } catch (e) {
-      ctx.localLog?.(`*** could not remove ${dir}: ${(e as Error).message}\n`);
+      ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
     }
   }
   return outcome.result;
@@ -297,39 +298,87 @@ function hashFile(file: string): Promise<string> {
 }
 
 /**
- * Coalesces build output into `log` messages of up to 64 KiB, flushed within 10 ms. `write`
+ * Coalesces build output into log frames of up to 64 KiB, flushed within 10 ms. `write`
  * returns a promise while the connection is backed up, which pauses the step's output pipe.
+ * Bytes go as they came, except that a chunk ending inside a UTF-8 character keeps that
+ * character's first bytes back until the rest arrives, so that stdout and stderr, which share
+ * the log, never interleave inside a character.
  */
 class LogBuffer {
-  private text = '';
+  private chunks: Buffer[] = [];
+  private bytes = 0;
   private timer: NodeJS.Timeout | null = null;
-  private sending: Promise<void> = Promise.resolve();
-  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  /** The sink's last unsettled answer (the connection is backed up), else null. */
+  private pending: Promise<void> | null = null;
+  private readonly partial: Record<'stdout' | 'stderr', Buffer | null> = { stdout: null, stderr: null };
 
-  constructor(private readonly sink: (data: string) => Promise<void>) {}
+  constructor(private readonly sink: (data: Buffer) => void | Promise<void>) {}
 
+  /** A line of the runner's own; whatever a stream held back (a step that ended mid-character) goes first. */
   line(text: string): void {
-    this.text += `${text}\n`;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const held = this.partial[stream];
+      if (held) { this.push(held); this.partial[stream] = null; }
+    }
+    this.push(Buffer.from(`${text}\n`));
     this.schedule();
   }
 
+  /** Takes a chunk of a step's output; returns a promise only while the connection is backed up. */
   write(chunk: Buffer, stream: 'stdout' | 'stderr'): void | Promise<void> {
-    this.text += this.decoders[stream].write(chunk);
-    if (this.text.length >= LOG_FLUSH_BYTES) return this.flush();
-    this.schedule();
+    const held = this.partial[stream];
+    const data = held ? Buffer.concat([held, chunk]) : chunk;
+    const whole = completeUtf8Length(data);
+    this.partial[stream] = whole < data.length ? Buffer.from(data.subarray(whole)) : null;
+    if (whole > 0) this.push(data.subarray(0, whole));
+    if (this.bytes < LOG_FLUSH_BYTES) {
+      this.schedule();
+      return;
+    }
+    this.deliver();
+    return this.pending ?? undefined;
+  }
+
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.bytes += b.length;
   }
 
   private schedule(): void {
     this.timer ??= setTimeout(() => void this.flush().catch(() => undefined), LOG_FLUSH_MS);
   }
 
-  flush(): Promise<void> {
+  /** Hands what is buffered to the sink, after whatever the sink has not taken yet. */
+  private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (this.text) {
-      const data = this.text;
-      this.text = '';
-      this.sending = this.sending.then(() => this.sink(data));
-    }
-    return this.sending;
+    if (this.bytes === 0) return;
+    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    this.bytes = 0;
+    const answer = this.pending ? this.pending.then(() => this.sink(data)) : this.sink(data);
+    if (!answer) return;
+    const p: Promise<void> = answer.finally(() => { if (this.pending === p) this.pending = null; });
+    p.catch(() => undefined); // whoever awaits p sees the error; nobody has to
+    this.pending = p;
   }
+
+  /** Sends everything; resolves once the sink took it all. */
+  async flush(): Promise<void> {
+    this.deliver();
+    await this.pending;
+  }
+}
+/**
+ * The length of `b` without a UTF-8 character cut off at its end (0 to 3 bytes shorter).
+ * Invalid bytes count as whole: they are passed on, and whoever decodes the log shows U+FFFD.
+ */
+export function completeUtf8Length(b: Uint8Array): number {
+  const n = b.length;
+  for (let i = n - 1; i >= 0 && i >= n - 4; i--) {
+    const c = b[i]!;
+    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
+    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return n - i >= need ? n : i;
+  }
+  return n;
 }
