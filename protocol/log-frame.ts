@@ -25,11 +25,16 @@ export interface LogBytes {
 
 export function encodeLogFrame(buildId: number, attempt: number, data: Uint8Array): Uint8Array {
   const frame = new Uint8Array(LOG_FRAME_HEADER_BYTES + data.length);
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  frame.set(data, LOG_FRAME_HEADER_BYTES);
+  return writeLogHeader(frame, buildId, attempt);
+}
+
+/** Fills in the header of a frame whose log bytes are already in place after its first 9 bytes (no copy). */
+export function writeLogHeader(frame: Uint8Array, buildId: number, attempt: number): Uint8Array {
+  const view = new DataView(frame.buffer, frame.byteOffset, LOG_FRAME_HEADER_BYTES);
   view.setUint8(0, LOG_FRAME_KIND);
   view.setUint32(1, buildId);
   view.setUint32(5, attempt);
-  frame.set(data, LOG_FRAME_HEADER_BYTES);
   return frame;
 }
 

@@ -4,6 +4,7 @@ import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'nod
 import { basename, join } from 'node:path';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
+import { LOG_FRAME_HEADER_BYTES } from '../protocol/log-frame.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
@@ -27,8 +28,11 @@ export interface RunContext {
   signal: AbortSignal;
   /** Freezes the build while the volunteer is at the desk. */
   gate: FreezeGate;
-  /** Sends the build's next log bytes to the master (a binary log frame); a promise only while backed up. */
-  sendLog: (data: Uint8Array) => void | Promise<void>;
+  /**
+   * Sends the build's next log bytes to the master: a binary log frame whose bytes follow
+   * LOG_FRAME_HEADER_BYTES of room for its header. A promise only while backed up.
+   */
+  sendLogFrame: (frame: Uint8Array) => void | Promise<void>;
   /** Gets a copy of every log byte, for the worker's local history. */
   localLog?: (data: Uint8Array) => void;
 }
@@ -54,9 +58,9 @@ export function tighterLimits(a: Limits, b: Limits): Limits {
  */
 export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
-  const log = new LogBuffer((data) => {
-    ctx.localLog?.(data);
-    return ctx.sendLog(data);
+  const log = new LogBuffer((frame) => {
+    ctx.localLog?.(frame.subarray(LOG_FRAME_HEADER_BYTES));
+    return ctx.sendLogFrame(frame);
   });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
@@ -312,7 +316,8 @@ class LogBuffer {
   private pending: Promise<void> | null = null;
   private readonly partial: Record<'stdout' | 'stderr', Buffer | null> = { stdout: null, stderr: null };
 
-  constructor(private readonly sink: (data: Buffer) => void | Promise<void>) {}
+  /** `sink` gets frames: LOG_FRAME_HEADER_BYTES of room, then the log bytes. */
+  constructor(private readonly sink: (frame: Buffer) => void | Promise<void>) {}
 
   /** A line of the runner's own; whatever a stream held back (a step that ended mid-character) goes first. */
   line(text: string): void {
@@ -352,7 +357,10 @@ class LogBuffer {
   private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     if (this.bytes === 0) return;
-    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
+    // One buffer per frame, with room for the frame's header in front: no copy after this one.
+    const data = Buffer.allocUnsafe(LOG_FRAME_HEADER_BYTES + this.bytes);
+    let at = LOG_FRAME_HEADER_BYTES;
+    for (const c of this.chunks) { data.set(c, at); at += c.length; }
     this.chunks = [];
     this.bytes = 0;
     const answer = this.pending ? this.pending.then(() => this.sink(data)) : this.sink(data);
