@@ -327,31 +327,11 @@ export class Coordinator {
     }
   }
 
-  /**
-   * Appends to a build's log and streams the text to dashboards. Bytes (binary log frames) are
-   * decoded for dashboards only while some are listening, with a decoder per build that joins a
-   * character split across frames; a dashboard that connects mid-character may see one U+FFFD.
-   */
+  /** Appends to a build's log and streams the text to dashboards (log frames bring whole characters as bytes). */
   private appendLog(buildId: number, data: string | Uint8Array): void {
     this.logs.append(buildId, data);
-    if (this.events.size === 0) {
-      if (this.decoders.size > 0) this.decoders.clear();
-      return;
-    }
-    let text: string;
-    if (typeof data === 'string') {
-      text = data;
-    } else {
-      let decoder = this.decoders.get(buildId);
-      if (!decoder) this.decoders.set(buildId, (decoder = new TextDecoder('utf-8')));
-      text = decoder.decode(data, { stream: true });
-      if (text === '') return;
-    }
-    this.events.publish({ type: 'log', buildId, data: text });
+    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data: typeof data === 'string' ? data : utf8.decode(data) });
   }
-
-  /** UTF-8 decoders of running builds' binary logs, for dashboards (see appendLog). */
-  private readonly decoders = new Map<number, InstanceType<typeof TextDecoder>>();
 
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
   private async frozenTooLong(a: ActiveBuild, maxFrozenMs: number): Promise<void> {
@@ -413,7 +393,6 @@ export class Coordinator {
     const a = this.active.get(id);
     if (!a) return;
     this.active.delete(id);
-    this.decoders.delete(id);
     const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
     if (n > 0) this.runningPer.set(a.row.builder, n);
     else this.runningPer.delete(a.row.builder);
@@ -549,6 +528,8 @@ export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[
     steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
   };
 }
+
+const utf8 = new TextDecoder();
 
 function logError(e: unknown): void {
   console.error('crowdbake master:', e);

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
-import { decodeLogFrame, type LogBytes } from '../protocol/log-frame.js';
+import { decodeLogFrame, isLogFrame, type LogBytes } from '../protocol/log-frame.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -77,14 +77,16 @@ export class WorkerHub {
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
       this.sockets.set(ws, true);
+      if (isBinary) return refuse('binary frames are not part of the protocol');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data;
       let msg: WorkerMessage | LogBytes;
-      if (isBinary) {
-        const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      if (isLogFrame(bytes)) {
+        // A build's log text, written to its file as these bytes (protocol/log-frame.ts).
         const decoded = decodeLogFrame(bytes);
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
         msg = decoded.value;
       } else {
-        const decoded = decodeWorkerMessage(data.toString());
+        const decoded = decodeWorkerMessage(bytes.toString());
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
         msg = decoded.value;
       }

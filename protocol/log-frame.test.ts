@@ -1,32 +1,40 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeLogFrame, encodeLogFrame, LOG_FRAME_HEADER_BYTES } from './log-frame.js';
+import { decodeLogFrame, encodeLogFrame, isLogFrame } from './log-frame.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
-test('log frames: what is encoded decodes the same; each malformed frame is refused naming why', () => {
-  const data = new TextEncoder().encode('héllo\n');
-  const frame = encodeLogFrame(4_000_000_000, 3, data);
-  assert.equal(frame.length, LOG_FRAME_HEADER_BYTES + data.length);
-  const back = decodeLogFrame(frame);
-  assert.ok(back.ok);
-  assert.deepEqual([back.value.type, back.value.buildId, back.value.attempt, [...back.value.data]], ['log', 4_000_000_000, 3, [...data]]);
-  // A frame that starts inside a larger buffer (as ws may hand it over) reads the same.
-  const inside = new Uint8Array(frame.length + 10);
-  inside.set(frame, 5);
-  const sub = decodeLogFrame(inside.subarray(5, 5 + frame.length));
-  assert.ok(sub.ok && sub.value.buildId === 4_000_000_000 && new TextDecoder().decode(sub.value.data) === 'héllo\n');
-  const empty = decodeLogFrame(encodeLogFrame(1, 1, new Uint8Array(0)));
-  assert.ok(empty.ok && empty.value.data.length === 0);
+const bytes = (s: string) => new TextEncoder().encode(s);
 
-  const refuse = (f: Uint8Array, why: RegExp) => {
-    const r = decodeLogFrame(f);
-    assert.ok(!r.ok, `accepted ${[...f.subarray(0, 12)]}`);
+test('log frames: what is encoded decodes the same; each malformed frame is refused naming why', () => {
+  const frame = encodeLogFrame(4_000_000_000, 3, 'héllo\n{"not": "json"}\n');
+  assert.equal(frame, 'L4000000000 3\nhéllo\n{"not": "json"}\n');
+  const back = decodeLogFrame(bytes(frame));
+  assert.ok(back.ok);
+  assert.deepEqual([back.value.type, back.value.buildId, back.value.attempt, new TextDecoder().decode(back.value.data)],
+    ['log', 4_000_000_000, 3, 'héllo\n{"not": "json"}\n']);
+  // A frame inside a larger buffer (as ws may hand it over) reads the same.
+  const inside = new Uint8Array(frame.length + 10);
+  inside.set(bytes(frame), 5);
+  const sub = decodeLogFrame(inside.subarray(5, 5 + bytes(frame).length));
+  assert.ok(sub.ok && sub.value.buildId === 4_000_000_000 && new TextDecoder().decode(sub.value.data) === 'héllo\n{"not": "json"}\n');
+  const empty = decodeLogFrame(bytes(encodeLogFrame(1, 1, '')));
+  assert.ok(empty.ok && empty.value.data.length === 0);
+  assert.equal(isLogFrame(bytes('{"type":"log"}')), false);
+  assert.equal(isLogFrame(new Uint8Array(0)), false);
+
+  const refuse = (f: string | Uint8Array, why: RegExp) => {
+    const r = decodeLogFrame(typeof f === 'string' ? bytes(f) : f);
+    assert.ok(!r.ok, `accepted ${String(f).slice(0, 30)}`);
     assert.match(r.error, why);
   };
-  refuse(new Uint8Array(0), /0 bytes is shorter than the 9-byte log header/);
-  refuse(frame.subarray(0, 8), /8 bytes is shorter/);
-  refuse(Uint8Array.of(2, 0, 0, 0, 1, 0, 0, 0, 1), /unknown kind 2/);
-  refuse(encodeLogFrame(0, 1, data), /buildId 0 and attempt 1/);
-  refuse(encodeLogFrame(1, 0, data), /attempt 0/);
-  refuse(new Uint8Array(MAX_FRAME_BYTES + 1), /over the limit/);
+  refuse('L12 1', /no newline within 23 bytes/);
+  refuse('L 1\nx', /is not "L<buildId> <attempt>"/);
+  refuse('L0 1\nx', /two positive integers/);
+  refuse('L1 01\nx', /two positive integers/);
+  refuse('L1 -1\nx', /two positive integers/);
+  refuse('L1 1 1\nx', /two positive integers/);
+  refuse('L1\u00001\nx', /"L1\?1"/);
+  refuse('L9999999999 1\nx', /over 4294967295/);
+  refuse('{"type":"log"}', /starts with "L"/);
+  refuse(new Uint8Array(MAX_FRAME_BYTES + 1).fill(0x4c), /over the limit/);
 });

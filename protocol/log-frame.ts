@@ -1,52 +1,51 @@
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
- * A build's log bytes as one binary WebSocket frame (worker -> master, protocol 2). Logs are
- * the bulk of what a worker sends; as JSON text each chunk had to be escaped by the worker and
- * parsed back by the master, which bounded a loud step's log to about 80 MB/s.
+ * A build's next log text as one WebSocket text frame of its own (worker -> master, protocol 2):
  *
- *   byte 0      kind, 1 = log
- *   bytes 1-4   buildId, unsigned 32-bit big-endian, >= 1
- *   bytes 5-8   attempt, unsigned 32-bit big-endian, >= 1
- *   bytes 9-    the log's next bytes: UTF-8, and a frame may end inside a character (the next
- *               frame of the same build continues it)
+ *   L<buildId> <attempt>\n<log text>
  *
- * Every other message stays a JSON text frame.
+ * Logs are the bulk of what a worker sends; as JSON messages each chunk had to be escaped by
+ * the worker and parsed back by the master. A log frame's text goes as it is, and the master
+ * writes its bytes to the log file without decoding them. Every other message is JSON, so a
+ * frame's first byte tells them apart ('L' or '{'). The text is whole characters: the worker
+ * decodes each output stream as UTF-8 before it joins the log.
  */
-export const LOG_FRAME_KIND = 1;
-export const LOG_FRAME_HEADER_BYTES = 9;
+export const LOG_FRAME_MARK = 0x4c; // 'L'
+
+/** Longest header: "L" + two 10-digit numbers, a space and a newline. */
+const MAX_HEADER_BYTES = 23;
+const MAX_ID = 2 ** 32 - 1;
 
 export interface LogBytes {
   type: 'log';
   buildId: number;
   attempt: number;
+  /** UTF-8 bytes of whole characters. */
   data: Uint8Array;
 }
 
-export function encodeLogFrame(buildId: number, attempt: number, data: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(LOG_FRAME_HEADER_BYTES + data.length);
-  frame.set(data, LOG_FRAME_HEADER_BYTES);
-  return writeLogHeader(frame, buildId, attempt);
+export function encodeLogFrame(buildId: number, attempt: number, text: string): string {
+  return `L${buildId} ${attempt}\n${text}`;
 }
 
-/** Fills in the header of a frame whose log bytes are already in place after its first 9 bytes (no copy). */
-export function writeLogHeader(frame: Uint8Array, buildId: number, attempt: number): Uint8Array {
-  const view = new DataView(frame.buffer, frame.byteOffset, LOG_FRAME_HEADER_BYTES);
-  view.setUint8(0, LOG_FRAME_KIND);
-  view.setUint32(1, buildId);
-  view.setUint32(5, attempt);
-  return frame;
+/** Whether a text frame is a log frame (else it is JSON). */
+export function isLogFrame(frame: Uint8Array): boolean {
+  return frame.length > 0 && frame[0] === LOG_FRAME_MARK;
 }
 
-/** Reads a binary frame; the data is a view into `frame`, not a copy. */
+/** Reads a log frame's header; the data is a view into `frame`, not a copy. */
 export function decodeLogFrame(frame: Uint8Array): { ok: true; value: LogBytes } | { ok: false; error: string } {
-  if (frame.length > MAX_FRAME_BYTES) return { ok: false, error: `binary frame of ${frame.length} bytes is over the limit of ${MAX_FRAME_BYTES}` };
-  if (frame.length < LOG_FRAME_HEADER_BYTES) return { ok: false, error: `binary frame of ${frame.length} bytes is shorter than the ${LOG_FRAME_HEADER_BYTES}-byte log header` };
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const kind = view.getUint8(0);
-  if (kind !== LOG_FRAME_KIND) return { ok: false, error: `binary frame of unknown kind ${kind} (only ${LOG_FRAME_KIND}, log, exists)` };
-  const buildId = view.getUint32(1);
-  const attempt = view.getUint32(5);
-  if (buildId < 1 || attempt < 1) return { ok: false, error: `log frame with buildId ${buildId} and attempt ${attempt} (both must be at least 1)` };
-  return { ok: true, value: { type: 'log', buildId, attempt, data: frame.subarray(LOG_FRAME_HEADER_BYTES) } };
+  if (frame.length > MAX_FRAME_BYTES) return { ok: false, error: `log frame of ${frame.length} bytes is over the limit of ${MAX_FRAME_BYTES}` };
+  if (!isLogFrame(frame)) return { ok: false, error: 'a log frame starts with "L"' };
+  const nl = frame.subarray(0, MAX_HEADER_BYTES).indexOf(10);
+  if (nl < 0) return { ok: false, error: 'log frame header "L<buildId> <attempt>" has no newline within 23 bytes' };
+  let header = '';
+  for (let i = 1; i < nl; i++) header += String.fromCharCode(frame[i]!);
+  const m = /^([1-9][0-9]{0,9}) ([1-9][0-9]{0,9})$/.exec(header);
+  if (!m) return { ok: false, error: `log frame header "L${header.replace(/[^\x20-\x7e]/g, '?')}" is not "L<buildId> <attempt>" with two positive integers` };
+  const buildId = Number(m[1]);
+  const attempt = Number(m[2]);
+  if (buildId > MAX_ID || attempt > MAX_ID) return { ok: false, error: `log frame buildId ${buildId} or attempt ${attempt} is over ${MAX_ID}` };
+  return { ok: true, value: { type: 'log', buildId, attempt, data: frame.subarray(nl + 1) } };
 }

@@ -1,7 +1,7 @@
 /**
  * The one integer version of the worker <-> master protocol. Both ends send it in
  * their first message and refuse a peer that speaks another one. 2: build logs travel as
- * binary frames (log-frame.ts).
+ * log frames of their own (log-frame.ts) rather than JSON messages.
  */
 export const PROTOCOL_VERSION = 2;
 

@@ -5,7 +5,7 @@ import { MAX_FRAME_BYTES } from './version.js';
 
 /**
  * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials, and
- * binary frames for the bytes of build logs (log-frame.ts; a JSON `log` message is accepted too).
+ * text frames of their own for build logs (log-frame.ts; a JSON `log` message is accepted too).
  *
  * Lifecycle: worker `hello` -> master `welcome` (or `error` + close) -> master `assign` ->
  * worker `accepted` -> `step`/`log`/`artifact` ... -> `state` finished. The master may send

@@ -34,15 +34,18 @@ test('malformed frames get a clear error naming the problem; the master keeps se
   s.ws.send(JSON.stringify({ type: 'launch-missiles' }));
   s.ws.send(JSON.stringify({ type: 'log', buildId: 'seven', attempt: 1, data: 'x' }));
   s.ws.send(JSON.stringify({ type: 'log', buildId: 1, attempt: 1, data: 'x' }));
-  // Binary frames carry log bytes: a short one, one of an unknown kind, a good one before hello.
-  s.ws.send(Uint8Array.of(1, 0, 0));
-  s.ws.send(Uint8Array.of(7, 0, 0, 0, 1, 0, 0, 0, 1, 65));
-  s.ws.send(encodeLogFrame(1, 1, new TextEncoder().encode('x')));
-  await until('seven answers', () => s.received.length >= 7);
+  // Log frames ("L<buildId> <attempt>\n<text>"): a header without its newline, a bad header, a
+  // good one before hello; and a binary frame.
+  s.ws.send('L1 1');
+  s.ws.send('L1 one\nx');
+  s.ws.send(encodeLogFrame(1, 1, 'x'));
+  s.ws.send(Uint8Array.of(1, 2, 3));
+  await until('eight answers', () => s.received.length >= 8);
   // Frames that decode are handled in order after the hello; refusals of undecodable ones come at once.
   const answers = s.received.map((r) => r.message!);
   for (const expected of [/^bad frame: not JSON/, /bad frame: type:/, /bad frame: buildId: /,
-    /^bad frame: binary frame of 3 bytes is shorter than the 9-byte log header/, /^bad frame: binary frame of unknown kind 7/]) {
+    /^bad frame: log frame header "L<buildId> <attempt>" has no newline/, /^bad frame: log frame header "L1 one" is not/,
+    /^binary frames are not part of the protocol/]) {
     assert.equal(answers.filter((a) => expected.test(a)).length, 1, `${expected} in ${answers.join(' | ')}`);
   }
   assert.equal(answers.filter((a) => /"log" before a successful hello/.test(a)).length, 2, answers.join(' | '));

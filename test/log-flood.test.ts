@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startWorker } from '../worker/agent.js';
-import { completeUtf8Length } from '../worker/runner.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
 // 20 MB of output in one step: the log on the master is complete and in order, and the
@@ -51,18 +50,3 @@ test('log bytes: characters split across pipe reads and frames, stdout and stder
   assert.equal(text.match(/✓/g)?.length, 150 * 2000 + 1);
 });
 
-test('completeUtf8Length keeps back only a character cut off at the end', () => {
-  const bytes = (s: string) => new TextEncoder().encode(s);
-  const euro = bytes('€'); // e2 82 ac
-  const grin = bytes('😀'); // f0 9f 98 80
-  assert.equal(completeUtf8Length(bytes('abc')), 3);
-  assert.equal(completeUtf8Length(new Uint8Array(0)), 0);
-  assert.equal(completeUtf8Length(Uint8Array.of(0x61, ...euro)), 4);
-  assert.equal(completeUtf8Length(Uint8Array.of(0x61, euro[0]!)), 1);
-  assert.equal(completeUtf8Length(Uint8Array.of(0x61, euro[0]!, euro[1]!)), 1);
-  assert.equal(completeUtf8Length(Uint8Array.of(...grin.subarray(0, 3))), 0);
-  assert.equal(completeUtf8Length(Uint8Array.of(0x61, ...grin)), 5);
-  // Invalid bytes are not held back: only continuation bytes, or a lone continuation after ASCII.
-  assert.equal(completeUtf8Length(Uint8Array.of(0x80, 0x80, 0x80, 0x80, 0x80)), 5);
-  assert.equal(completeUtf8Length(Uint8Array.of(0x61, 0x80)), 2);
-});

@@ -172,7 +172,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
           buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(),
-          send: (m) => link.send(m), sendLogFrame: (frame) => link.sendLogFrame(msg.buildId, msg.attempt, frame), signal: controller.signal, gate,
+          send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
           if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);
@@ -230,7 +230,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     log(`local re-run ${localId} of ${spec.builder} (local build ${id}) started`);
     const done = runBuild({
       buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot, volunteerLimits: volunteerLimits(),
-      send: async () => undefined, sendLogFrame: () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
+      send: async () => undefined, sendLog: () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
     }).then((result) => history.finish(localId, result, 'local re-run', gate.frozenMs),
       (e: Error) => history.finish(localId, 'error', e.message, gate.frozenMs))
       .finally(() => localRuns.delete(localId));

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { writeLogHeader } from '../protocol/log-frame.js';
+import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
@@ -68,16 +68,15 @@ export class MasterLink extends EventEmitter {
   }
 
   /**
-   * Sends a build's next log bytes as one binary frame (protocol/log-frame.ts), with the same
+   * Sends a build's next log text as a log frame (protocol/log-frame.ts), with the same
    * backpressure; returns nothing while the socket is not backed up, so that a step's output
-   * flows on without waiting a turn of the event loop per frame. `frame` holds the bytes after
-   * room for the header, which is written in place.
+   * flows on without waiting a turn of the event loop per frame.
    */
-  sendLogFrame(buildId: number, attempt: number, frame: Uint8Array): void | Promise<void> {
-    return this.write(writeLogHeader(frame, buildId, attempt));
+  sendLog(buildId: number, attempt: number, text: string): void | Promise<void> {
+    return this.write(encodeLogFrame(buildId, attempt, text));
   }
 
-  private write(payload: string | Uint8Array): void | Promise<void> {
+  private write(payload: string): void | Promise<void> {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
     // ws calls back once the frame is written out (everything before it is, too).

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
-import { LOG_FRAME_HEADER_BYTES } from '../protocol/log-frame.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
@@ -28,13 +28,10 @@ export interface RunContext {
   signal: AbortSignal;
   /** Freezes the build while the volunteer is at the desk. */
   gate: FreezeGate;
-  /**
-   * Sends the build's next log bytes to the master: a binary log frame whose bytes follow
-   * LOG_FRAME_HEADER_BYTES of room for its header. A promise only while backed up.
-   */
-  sendLogFrame: (frame: Uint8Array) => void | Promise<void>;
-  /** Gets a copy of every log byte, for the worker's local history. */
-  localLog?: (data: Uint8Array) => void;
+  /** Sends the build's next log text to the master (a log frame); a promise only while backed up. */
+  sendLog: (text: string) => void | Promise<void>;
+  /** Gets a copy of the log, for the worker's local history. */
+  localLog?: (text: string) => void;
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -58,9 +55,9 @@ export function tighterLimits(a: Limits, b: Limits): Limits {
  */
 export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
-  const log = new LogBuffer((frame) => {
-    ctx.localLog?.(frame.subarray(LOG_FRAME_HEADER_BYTES));
-    return ctx.sendLogFrame(frame);
+  const log = new LogBuffer((text) => {
+    ctx.localLog?.(text);
+    return ctx.sendLog(text);
   });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
@@ -125,7 +122,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     try {
       rmSync(dir, { recursive: true, force: true });
     } catch (e) {
-      ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
+      ctx.localLog?.(`*** could not remove ${dir}: ${(e as Error).message}\n`);
     }
   }
   return outcome.result;
@@ -302,51 +299,33 @@ function hashFile(file: string): Promise<string> {
 }
 
 /**
- * Coalesces build output into log frames of up to 64 KiB, flushed within 10 ms. `write`
- * returns a promise while the connection is backed up, which pauses the step's output pipe.
- * Bytes go as they came, except that a chunk ending inside a UTF-8 character keeps that
- * character's first bytes back until the rest arrives, so that stdout and stderr, which share
- * the log, never interleave inside a character.
+ * Coalesces build output into log frames of up to 64 KiB, flushed within 10 ms. Each stream is
+ * decoded as UTF-8 on its own, so stdout and stderr never interleave inside a character. `write`
+ * returns a promise only while the connection is backed up, which pauses the step's output
+ * pipe; otherwise the output flows on without waiting a turn of the event loop per frame.
  */
 class LogBuffer {
-  private chunks: Buffer[] = [];
-  private bytes = 0;
+  private text = '';
   private timer: NodeJS.Timeout | null = null;
   /** The sink's last unsettled answer (the connection is backed up), else null. */
   private pending: Promise<void> | null = null;
-  private readonly partial: Record<'stdout' | 'stderr', Buffer | null> = { stdout: null, stderr: null };
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
-  /** `sink` gets frames: LOG_FRAME_HEADER_BYTES of room, then the log bytes. */
-  constructor(private readonly sink: (frame: Buffer) => void | Promise<void>) {}
+  constructor(private readonly sink: (text: string) => void | Promise<void>) {}
 
-  /** A line of the runner's own; whatever a stream held back (a step that ended mid-character) goes first. */
   line(text: string): void {
-    for (const stream of ['stdout', 'stderr'] as const) {
-      const held = this.partial[stream];
-      if (held) { this.push(held); this.partial[stream] = null; }
-    }
-    this.push(Buffer.from(`${text}\n`));
+    this.text += `${text}\n`;
     this.schedule();
   }
 
-  /** Takes a chunk of a step's output; returns a promise only while the connection is backed up. */
   write(chunk: Buffer, stream: 'stdout' | 'stderr'): void | Promise<void> {
-    const held = this.partial[stream];
-    const data = held ? Buffer.concat([held, chunk]) : chunk;
-    const whole = completeUtf8Length(data);
-    this.partial[stream] = whole < data.length ? Buffer.from(data.subarray(whole)) : null;
-    if (whole > 0) this.push(data.subarray(0, whole));
-    if (this.bytes < LOG_FLUSH_BYTES) {
+    this.text += this.decoders[stream].write(chunk);
+    if (this.text.length < LOG_FLUSH_BYTES) {
       this.schedule();
       return;
     }
     this.deliver();
     return this.pending ?? undefined;
-  }
-
-  private push(b: Buffer): void {
-    this.chunks.push(b);
-    this.bytes += b.length;
   }
 
   private schedule(): void {
@@ -356,13 +335,9 @@ class LogBuffer {
   /** Hands what is buffered to the sink, after whatever the sink has not taken yet. */
   private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (this.bytes === 0) return;
-    // One buffer per frame, with room for the frame's header in front: no copy after this one.
-    const data = Buffer.allocUnsafe(LOG_FRAME_HEADER_BYTES + this.bytes);
-    let at = LOG_FRAME_HEADER_BYTES;
-    for (const c of this.chunks) { data.set(c, at); at += c.length; }
-    this.chunks = [];
-    this.bytes = 0;
+    if (!this.text) return;
+    const data = this.text;
+    this.text = '';
     const answer = this.pending ? this.pending.then(() => this.sink(data)) : this.sink(data);
     if (!answer) return;
     const p: Promise<void> = answer.finally(() => { if (this.pending === p) this.pending = null; });
@@ -375,18 +350,4 @@ class LogBuffer {
     this.deliver();
     await this.pending;
   }
-}
-/**
- * The length of `b` without a UTF-8 character cut off at its end (0 to 3 bytes shorter).
- * Invalid bytes count as whole: they are passed on, and whoever decodes the log shows U+FFFD.
- */
-export function completeUtf8Length(b: Uint8Array): number {
-  const n = b.length;
-  for (let i = n - 1; i >= 0 && i >= n - 4; i--) {
-    const c = b[i]!;
-    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
-    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-    return n - i >= need ? n : i;
-  }
-  return n;
 }
