@@ -327,10 +327,17 @@ export class Coordinator {
     }
   }
 
-  /** Appends to a build's log and streams the text to dashboards (log frames bring whole characters as bytes). */
+  /**
+   * Appends to a build's log and streams the text to dashboards. A log frame's bytes (whole
+   * characters) are decoded to a string first: written as they came, the received buffers
+   * were garbage that V8 collected only after tens of MiB (nothing else allocated on its heap
+   * to prompt a collection), and the master's RSS grew by about 29 MiB during a 20 MB log
+   * instead of about 6.
+   */
   private appendLog(buildId: number, data: string | Uint8Array): void {
-    this.logs.append(buildId, data);
-    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data: typeof data === 'string' ? data : utf8.decode(data) });
+    const text = typeof data === 'string' ? data : utf8.decode(data);
+    this.logs.append(buildId, text);
+    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data: text });
   }
 
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
