@@ -51,14 +51,13 @@ export class HistoryStore {
     return id;
   }
 
-  appendLog(id: number, data: string | Uint8Array): void {
+  appendLog(id: number, data: string): void {
     let fd = this.logs.get(id);
     if (fd === undefined) {
       fd = openSync(join(this.logDir, `${id}.log`), 'a', 0o600);
       this.logs.set(id, fd);
     }
-    if (typeof data === 'string') writeSync(fd, data);
-    else writeSync(fd, data);
+    writeSync(fd, data);
   }
 
   finish(id: number, result: BuildResult, message: string | null, frozenMs: number): void {
