@@ -262,6 +262,14 @@ export class Coordinator {
       case 'log':
         this.appendLog(msg.buildId, msg.data);
         return;
+      case 'revision':
+        // A build asked for without a revision (a branch's head) becomes that exact commit, so
+        // a later attempt or a rebuild builds the same one. A revision that was asked for stays.
+        if (a.row.revision !== null) return;
+        a.row.revision = msg.revision;
+        await this.writes.update(a.row.id, { revision: msg.revision });
+        this.publishBuild(a.row, a.steps);
+        return;
       case 'step': {
         const view: StepView = { name: msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
         a.steps[msg.index] = view;

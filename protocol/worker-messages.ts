@@ -8,7 +8,7 @@ import { MAX_FRAME_BYTES } from './version.js';
  * text frames of their own for build logs (log-frame.ts; a JSON `log` message is accepted too).
  *
  * Lifecycle: worker `hello` -> master `welcome` (or `error` + close) -> master `assign` ->
- * worker `accepted` -> `step`/`log`/`artifact` ... -> `state` finished. The master may send
+ * worker `accepted` -> `revision` (with a source) -> `step`/`log`/`artifact` ... -> `state` finished. The master may send
  * `cancel` at any time; the worker answers with `state` finished/cancelled. Liveness is
  * WebSocket ping/pong. Every message about a build carries its `attempt`; the master ignores
  * messages for an attempt that is no longer current (the build was requeued meanwhile).
@@ -57,6 +57,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     exitCode: z.number().int().nullable(),
   }),
   z.strictObject({ type: z.literal('log'), ...buildRef, data: z.string() }),
+  /** The commit the worker checked out (full sha-1 or sha-256). */
+  z.strictObject({ type: z.literal('revision'), ...buildRef, revision: z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/) }),
   z.strictObject({
     type: z.literal('artifact'),
     ...buildRef,

@@ -107,6 +107,31 @@ test('rebuild queues the same builder at the same revision and branch, linked ba
   assert.deepEqual([none.status, none.body.error], [404, 'no build 999999']);
 });
 
+test('a build forced without a revision records the commit its worker checked out; its rebuild builds that commit, not the new head', async (t) => {
+  const repo = gitRepo();
+  const head = repo.commit('the head when forced');
+  const m = await testMaster({ main: builder(repo.url) });
+  t.after(async () => { await m.close(); cleanup(repo.dir); });
+  await withWorker(t, m);
+  const orig = await post(m, '/api/v1/builders/main/builds', { reason: 'no revision given' });
+  const done = await m.waitFinished(orig.body.id!, 60_000);
+  assert.equal(done.result, 'success', await logOf(m, done.id));
+  assert.equal(done.revision, head, 'the build now names the exact commit');
+
+  const moved = repo.commit('main moves on');
+  const r = await post(m, `/api/v1/builds/${orig.body.id}/rebuild`);
+  assert.equal(r.status, 201, r.body.error);
+  const again = await m.waitFinished(r.body.id!, 60_000);
+  assert.equal(again.revision, head);
+  assert.match(await logOf(m, again.id), new RegExp(`^${head}$`, 'm'));
+  assert.doesNotMatch(await logOf(m, again.id), new RegExp(moved));
+  // A revision that was asked for (here a branch name) stays as it was asked.
+  const named = await post(m, '/api/v1/builders/main/builds', { revision: 'main' });
+  const namedDone = await m.waitFinished(named.body.id!, 60_000);
+  assert.equal(namedDone.revision, 'main');
+  assert.match(await logOf(m, namedDone.id), new RegExp(`^checked out ${moved}$`, 'm'));
+});
+
 test('collapse: a newer commit on the same branch supersedes queued, unstarted ones; forced builds, rebuilds, other branches and collapse: false are kept', async (t) => {
   const repo = gitRepo();
   const [c1, c2, c3] = [repo.commit(), repo.commit(), repo.commit()];

@@ -83,7 +83,10 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
     await makeWorkdir(workdir);
     await ctx.gate.waitThawed(ctx.signal);
-    if (spec.source) await checkout(spec, workdir, log, ctx.signal);
+    if (spec.source) {
+      const revision = await checkout(spec, workdir, log, ctx.signal);
+      await send({ type: 'revision', buildId, attempt, revision });
+    }
     outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
     if (outcome.result === 'success') {
       const files = await uploadArtifacts(ctx, workdir, log);
@@ -222,7 +225,8 @@ function describeLimits(l: Limits): string {
  * revision: a commit the clone does not hold (no branch head reaches it) is fetched by name,
  * and a full sha must come out as itself.
  */
-async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<void> {
+/** Clones the build's branch and checks out exactly its revision; returns the commit's full sha. */
+async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<string> {
   const src = spec.source!;
   const want = spec.revision ?? src.branch;
   if (want.startsWith('-')) throw new Error(`checkout failed: revision "${want}" must not start with "-"`);
@@ -243,6 +247,7 @@ async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal
   const head = (await git(['rev-parse', 'HEAD'], workdir, log, signal)).trim();
   if (head !== commit) throw new Error(`checkout failed: HEAD is ${head}, not ${commit}`);
   log.line(`checked out ${head}`);
+  return head;
 }
 
 /** Runs git; its stderr goes to the build log. `soft`: a non-zero exit gives "" instead of failing. */

@@ -6,7 +6,7 @@ export type Row = Record<string, unknown>;
 /** The column each updatable build field is stored in. */
 export const BUILD_COLUMNS: Record<keyof BuildPatch, string> = {
   state: 'state', result: 'result', worker: 'worker', attempt: 'attempt', message: 'message',
-  startedAt: 'started_at', finishedAt: 'finished_at', supersededBy: 'superseded_by',
+  startedAt: 'started_at', finishedAt: 'finished_at', supersededBy: 'superseded_by', revision: 'revision',
 };
 
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));

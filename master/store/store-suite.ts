@@ -104,6 +104,9 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       await s.updateBuild(a.id, { state: 'finished', result: 'failure', finishedAt: at(3) });
       assert.deepEqual(await s.getBuild(a.id), { ...expected, state: 'finished', result: 'failure', attempt: 1, message: 'lost', finishedAt: at(3) });
       assert.deepEqual(await s.getBuild(b.id), { ...expected, id: b.id, revision: null, reason: null, queuedAt: at(1) });
+      // A build asked for without a revision gets the commit its worker checked out.
+      await s.updateBuild(b.id, { revision: 'c'.repeat(40) });
+      assert.equal((await s.getBuild(b.id))?.revision, 'c'.repeat(40));
       await s.updateBuild(9_999_999, { state: 'running' });
       assert.equal(await s.getBuild(9_999_999), null);
     });

@@ -106,7 +106,7 @@ export interface BuildRow extends NewBuild {
   finishedAt: string | null;
 }
 
-export type BuildPatch = Partial<Pick<BuildRow, 'state' | 'result' | 'worker' | 'attempt' | 'message' | 'startedAt' | 'finishedAt' | 'supersededBy'>>;
+export type BuildPatch = Partial<Pick<BuildRow, 'state' | 'result' | 'worker' | 'attempt' | 'message' | 'startedAt' | 'finishedAt' | 'supersededBy' | 'revision'>>;
 
 export interface BuildQuery {
   builder?: string;
