@@ -2,7 +2,6 @@ import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView 
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
-import type { LogBytes } from '../protocol/log-frame.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
@@ -214,7 +213,7 @@ export class Coordinator {
   }
 
   /** Applies one validated message from an authenticated worker. */
-  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }> | LogBytes): Promise<void> {
+  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
     if (msg.type === 'availability') {
       session.accepting = msg.accepting;
       session.reason = msg.reason;
@@ -255,7 +254,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }> | LogBytes): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
     switch (msg.type) {
       case 'accepted':
         return;
@@ -335,17 +334,10 @@ export class Coordinator {
     }
   }
 
-  /**
-   * Appends to a build's log and streams the text to dashboards. A log frame's bytes (whole
-   * characters) are decoded to a string first: written as they came, the received buffers
-   * were garbage that V8 collected only after tens of MiB (nothing else allocated on its heap
-   * to prompt a collection), and the master's RSS grew by about 29 MiB during a 20 MB log
-   * instead of about 6.
-   */
-  private appendLog(buildId: number, data: string | Uint8Array): void {
-    const text = typeof data === 'string' ? data : utf8.decode(data);
-    this.logs.append(buildId, text);
-    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data: text });
+  /** Appends to a build's log and streams the text to dashboards. */
+  private appendLog(buildId: number, data: string): void {
+    this.logs.append(buildId, data);
+    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
   }
 
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */
@@ -543,8 +535,6 @@ export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[
     steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
   };
 }
-
-const utf8 = new TextDecoder();
 
 function logError(e: unknown): void {
   console.error('crowdbake master:', e);

@@ -192,7 +192,6 @@ export class HttpApi {
     const files = this.deps.staticDir ? (this.staticFiles ??= new StaticFiles(this.deps.staticDir)) : null;
     if (!files?.serve(req, path, res)) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
   }
-
 }
 
 function parseCaps(text: string): Capabilities | null {

@@ -30,7 +30,7 @@ export class LogStore {
     return join(this.dir, `${buildId}.log`);
   }
 
-  append(buildId: number, data: string | Uint8Array): void {
+  append(buildId: number, data: string | Buffer): void {
     let fd = this.open.get(buildId);
     if (fd === undefined) {
       fd = openSync(this.path(buildId), 'a');

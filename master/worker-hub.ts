@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
-import { decodeLogFrame, isLogFrame, type LogBytes } from '../protocol/log-frame.js';
+import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -79,9 +79,9 @@ export class WorkerHub {
       this.sockets.set(ws, true);
       if (isBinary) return refuse('binary frames are not part of the protocol');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data;
-      let msg: WorkerMessage | LogBytes;
+      let msg: WorkerMessage;
       if (isLogFrame(bytes)) {
-        // A build's log text, written to its file as these bytes (protocol/log-frame.ts).
+        // A build's log text in a frame of its own (protocol/log-frame.ts).
         const decoded = decodeLogFrame(bytes);
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
         msg = decoded.value;
