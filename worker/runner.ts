@@ -223,9 +223,8 @@ function describeLimits(l: Limits): string {
 /**
  * Clones the build's branch on the host into the workdir and checks out exactly the requested
  * revision: a commit the clone does not hold (no branch head reaches it) is fetched by name,
- * and a full sha must come out as itself.
+ * and a full sha must come out as itself. Returns the commit's full sha.
  */
-/** Clones the build's branch and checks out exactly its revision; returns the commit's full sha. */
 async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<string> {
   const src = spec.source!;
   const want = spec.revision ?? src.branch;
