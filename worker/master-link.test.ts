@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { MasterLink } from './master-link.js';
+
+const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
+
+/** A stand-in master on loopback that welcomes the worker and can stop reading from it. */
+async function fakeMaster() {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 8 * 1024 * 1024 });
+  await new Promise((ok) => wss.once('listening', ok));
+  const frames: string[] = [];
+  const peer = new Promise<WebSocket>((ok) => wss.once('connection', (ws) => {
+    ws.on('message', (d) => {
+      const text = d.toString();
+      if (text.startsWith('{"type":"hello"')) ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+      else frames.push(text);
+    });
+    ok(ws);
+  }));
+  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, peer, close: () => new Promise((ok) => wss.close(ok)) };
+}
+
+const settled = (p: Promise<void>, ms: number) => Promise.race([p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`), new Promise((ok) => setTimeout(() => ok('pending'), ms))]);
+
+test('log frames: no promise while the socket keeps up; one that waits while the master does not read, resolves when it does, rejects when the connection is lost', async (t) => {
+  const master = await fakeMaster();
+  const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
+  t.after(async () => { link.close(); await master.close(); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  const peer = await master.peer;
+  const raw = (peer as unknown as { _socket: Socket })._socket;
+
+  const chunk = 'x'.repeat(64 * 1024);
+  assert.equal(link.sendLog(1, 1, chunk), undefined, 'a socket that keeps up gives no promise');
+  // The master stops reading: the kernel's buffers fill, then ws's, and past 1 MiB unsent the
+  // sender is told to wait.
+  raw.pause();
+  let sent = 1;
+  let waiting: void | Promise<void> = undefined;
+  while (!waiting && sent < 1000) waiting = link.sendLog(1, 1, `${sent++}:${chunk}`);
+  assert.ok(waiting instanceof Promise, `no backpressure after ${sent} frames of 64 KiB`);
+  assert.equal(await settled(waiting, 300), 'pending');
+  raw.resume();
+  assert.equal(await settled(waiting, 10_000), 'resolved');
+  await new Promise((ok) => setTimeout(ok, 200));
+  assert.equal(master.frames.length, sent, 'every frame arrived');
+  assert.deepEqual(master.frames.slice(1).map((f) => Number(/^L1 1\n(\d+):/.exec(f)?.[1])), Array.from({ length: sent - 1 }, (_, i) => i + 1), 'in order');
+
+  // Backed up again, then the connection goes: the waiting sender hears of it.
+  raw.pause();
+  waiting = undefined;
+  for (let i = 0; !waiting && i < 1000; i++) waiting = link.sendLog(1, 1, chunk);
+  assert.ok(waiting instanceof Promise);
+  raw.destroy();
+  assert.match(String(await settled(waiting, 10_000)), /^rejected: connection to the master lost$/);
+  await assert.rejects(Promise.resolve(link.sendLog(1, 1, 'after')), /not connected to the master/);
+});
