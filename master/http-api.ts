@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BuildStateSchema, ForceBuildRequestSchema, type BuilderView } from '../protocol/api.js';
+import { redactUrl } from '../protocol/source-url.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import type { Capabilities } from '../protocol/worker-messages.js';
 import { describeIssues } from '../protocol/parse.js';
@@ -165,7 +166,7 @@ export class HttpApi {
         name,
         description: definition?.description ?? '',
         requires: definition?.requires ?? { labels: [], executor: 'any' },
-        source: definition?.source ? { git: definition.source.git, branch: definition.source.branch, ...this.deps.sources?.status(name) } : null,
+        source: definition?.source ? { git: redactUrl(definition.source.git), branch: definition.source.branch, ...this.deps.sources?.status(name) } : null,
         error,
         runnable,
         unrunnable,

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { redactUrl, sourceUrlProblem } from './source-url.js';
 import { parseDuration, parseSize } from './units.js';
 
 /** Where a build may run. `any` means any isolated executor (container or vm), never host. */
@@ -58,8 +59,18 @@ export const EnvironmentSpecSchema = z.strictObject({
 });
 export type EnvironmentSpec = z.infer<typeof EnvironmentSpecSchema>;
 
+/**
+ * A build's source repository: https://, http:// or git:// of a remote host only (see
+ * protocol/source-url.ts). The worker clones it on the volunteer's computer, so the same rule
+ * holds in the builder file (master) and in every assignment (worker, decodeMasterMessage).
+ */
+export const SourceUrlSchema = z.string().min(1).superRefine((v, ctx) => {
+  const problem = sourceUrlProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem, input: redactUrl(v) });
+});
+
 export const SourceSpecSchema = z.strictObject({
-  git: z.string().min(1),
+  git: SourceUrlSchema,
   branch: z.string().min(1).default('main'),
 });
 export type SourceSpec = z.infer<typeof SourceSpecSchema>;

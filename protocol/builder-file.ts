@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import {
-  DurationSchema, ExecutorRequirementSchema, NameSchema, SizeSchema, type BuildSpec, type Limits,
+  DurationSchema, ExecutorRequirementSchema, NameSchema, SizeSchema, SourceUrlSchema, type BuildSpec, type Limits,
 } from './build-spec.js';
 
 /**
@@ -26,7 +26,7 @@ const isPattern = (b: string): boolean => /[*?]/.test(b);
  * then check out the build's exact revision.
  */
 const SourceFileSchema = z.strictObject({
-  git: z.string().min(1),
+  git: SourceUrlSchema,
   branch: BranchSchema.refine((b) => !isPattern(b), 'must be a plain branch name; put patterns under "branches:"').optional(),
   branches: z.array(BranchSchema).min(1).optional(),
   poll: DurationSchema.optional(),

@@ -33,7 +33,7 @@ async function withWorker(t: { after(fn: () => unknown): void }, m: TestMaster, 
 }
 
 test('a forced build of a branch clones that branch and checks out exactly the revision; the build says its branch', async (t) => {
-  const repo = gitRepo();
+  const repo = await gitRepo();
   repo.commit();
   repo.git('checkout', '--quiet', '-b', 'release-1');
   const fix = repo.commit('release fix');
@@ -81,7 +81,7 @@ test('a forced build of a branch clones that branch and checks out exactly the r
 });
 
 test('rebuild queues the same builder at the same revision and branch, linked back; it needs the admin token', async (t) => {
-  const repo = gitRepo();
+  const repo = await gitRepo();
   const first = repo.commit('first');
   repo.git('checkout', '--quiet', '-b', 'release-2');
   const rel = repo.commit('on release-2');
@@ -108,7 +108,7 @@ test('rebuild queues the same builder at the same revision and branch, linked ba
 });
 
 test('a build forced without a revision records the commit its worker checked out; its rebuild builds that commit, not the new head', async (t) => {
-  const repo = gitRepo();
+  const repo = await gitRepo();
   const head = repo.commit('the head when forced');
   const m = await testMaster({ main: builder(repo.url) });
   t.after(async () => { await m.close(); cleanup(repo.dir); });
@@ -133,7 +133,7 @@ test('a build forced without a revision records the commit its worker checked ou
 });
 
 test('collapse: a newer commit on the same branch supersedes queued, unstarted ones; forced builds, rebuilds, other branches and collapse: false are kept', async (t) => {
-  const repo = gitRepo();
+  const repo = await gitRepo();
   const [c1, c2, c3] = [repo.commit(), repo.commit(), repo.commit()];
   repo.git('branch', 'release-1', c1);
   const m = await testMaster({ app: builder(repo.url), keep: builder(repo.url, 'collapse: false\n') });

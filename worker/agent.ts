@@ -171,7 +171,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         let localLogOk = localId !== null;
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
-          buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(),
+          buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: url,
           send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
@@ -229,7 +229,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const gate = new FreezeGate();
     log(`local re-run ${localId} of ${spec.builder} (local build ${id}) started`);
     const done = runBuild({
-      buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot, volunteerLimits: volunteerLimits(),
+      buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: entry.master,
       send: async () => undefined, sendLog: () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
     }).then((result) => history.finish(localId, result, 'local re-run', gate.frozenMs),
       (e: Error) => history.finish(localId, 'error', e.message, gate.frozenMs))

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -7,6 +6,7 @@ import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
+import { checkout } from './checkout.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
@@ -32,6 +32,8 @@ export interface RunContext {
   sendLog: (text: string) => void | Promise<void>;
   /** Gets a copy of the log, for the worker's local history. */
   localLog?: (text: string) => void;
+  /** The master the build came from; a source on loopback is fetched only when it is on loopback too. */
+  masterUrl?: string;
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -84,7 +86,8 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     await makeWorkdir(workdir);
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) {
-      const revision = await checkout(spec, workdir, log, ctx.signal);
+      // On the host, with nothing of the volunteer's: see worker/checkout.ts.
+      const revision = await checkout(spec, workdir, log, ctx.signal, { masterUrl: ctx.masterUrl });
       await send({ type: 'revision', buildId, attempt, revision });
     }
     outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
@@ -218,51 +221,6 @@ function describeLimits(l: Limits): string {
     l.pids !== undefined ? `pids ${l.pids}` : '',
   ].filter(Boolean);
   return parts.length ? parts.join(', ') : 'none';
-}
-
-/**
- * Clones the build's branch on the host into the workdir and checks out exactly the requested
- * revision: a commit the clone does not hold (no branch head reaches it) is fetched by name,
- * and a full sha must come out as itself. Returns the commit's full sha.
- */
-async function checkout(spec: BuildSpec, workdir: string, log: LogBuffer, signal: AbortSignal): Promise<string> {
-  const src = spec.source!;
-  const want = spec.revision ?? src.branch;
-  if (want.startsWith('-')) throw new Error(`checkout failed: revision "${want}" must not start with "-"`);
-  log.line(`checkout ${src.git} branch ${src.branch} at ${want}`);
-  await git(['clone', '--quiet', '--no-checkout', '--branch', src.branch, '--', src.git, '.'], workdir, log, signal);
-  const resolve = async (rev: string) => (await git(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], workdir, log, signal, true)).trim() || null;
-  let commit = await resolve(want) ?? await resolve(`origin/${want}`);
-  if (!commit) {
-    log.line(`${want} is not on a branch head; fetching it`);
-    await git(['fetch', '--quiet', 'origin', want], workdir, log, signal);
-    commit = await resolve('FETCH_HEAD');
-  }
-  if (!commit) throw new Error(`checkout failed: ${want} is not a commit of ${src.git}`);
-  if (/^[0-9a-f]{40}$/i.test(want) && commit !== want.toLowerCase()) {
-    throw new Error(`checkout failed: asked for ${want}, the repository gave ${commit}`);
-  }
-  await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], workdir, log, signal);
-  const head = (await git(['rev-parse', 'HEAD'], workdir, log, signal)).trim();
-  if (head !== commit) throw new Error(`checkout failed: HEAD is ${head}, not ${commit}`);
-  log.line(`checked out ${head}`);
-  return head;
-}
-
-/** Runs git; its stderr goes to the build log. `soft`: a non-zero exit gives "" instead of failing. */
-function git(args: string[], cwd: string, log: LogBuffer, signal: AbortSignal, soft = false): Promise<string> {
-  return new Promise((ok, fail) => {
-    const child = spawn('git', args, {
-      cwd, signal, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true' },
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => void log.write(c, 'stderr'));
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      fail(new Error(e.code === 'ENOENT' ? 'git is not installed on this worker' : `git ${args[0]}: ${e.message}`)));
-    child.on('close', (code) => (code === 0 ? ok(out) : soft ? ok('') : fail(new Error(`checkout failed: git ${args[0]} exited with ${code}`))));
-  });
 }
 
 /** Uploads the files matching the builder's artifact patterns; returns their paths. */

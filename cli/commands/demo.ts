@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { ArtifactView, BuildView } from '../../protocol/api.js';
 import { startMaster, type MasterHandle } from '../../master/master.js';
+import { startGitHttpServer } from '../../master/sources/git-http-server.js';
 import { openStore } from '../../master/store/open-store.js';
 import { createWorkerToken } from '../../master/tokens.js';
 import { startWorker } from '../../worker/agent.js';
@@ -45,9 +46,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
     say('the sample build runs on the host executor instead (see scripts/install-system-deps.sh for podman)');
   }
 
-  const repo = makeSampleRepo(dataDir);
+  // Builds fetch only https://, http:// or git:// URLs, never a path: the sample repository is
+  // served read-only over HTTP on 127.0.0.1, next to the master (also on loopback, so this
+  // computer's worker may fetch from loopback).
+  const reposDir = join(dataDir, 'repos');
+  makeSampleRepo(join(reposDir, 'hello.git'));
+  const gitServer = await startGitHttpServer({ root: reposDir });
   const configDir = join(dataDir, 'config');
-  writeBuilder(configDir, repo, executor);
+  writeBuilder(configDir, gitServer.urlOf('hello.git'), executor);
   const master = await startMaster({
     configDir, dataDir: join(dataDir, 'master'), host: '127.0.0.1', port: port(values, 'port') ?? 8585,
   });
@@ -76,6 +82,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   if (values.once) {
     await worker.close();
     await master.close();
+    await gitServer.close();
     return ok ? 0 : 1;
   }
   if (!values['no-open']) openBrowser(`${master.url}/`);
@@ -83,14 +90,15 @@ export async function demoCommand(argv: string[]): Promise<number> {
   await untilSignal();
   await worker.close();
   await master.close();
+  await gitServer.close();
   return 0;
 }
 
 /** A git repository holding examples/hello, committed once, so the build checks out a real revision. */
-function makeSampleRepo(dataDir: string): string {
-  const repo = join(dataDir, 'hello.git');
+function makeSampleRepo(repo: string): string {
   if (existsSync(join(repo, '.git'))) return repo;
   rmSync(repo, { recursive: true, force: true });
+  mkdirSync(dirname(repo), { recursive: true });
   cpSync(join(EXAMPLES, 'hello'), repo, { recursive: true });
   const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=Crowdbake demo', '-c', 'user.email=demo@crowdbake.invalid', ...args], { cwd: repo, stdio: 'pipe' });
   try {
@@ -103,9 +111,9 @@ function makeSampleRepo(dataDir: string): string {
   return repo;
 }
 
-function writeBuilder(configDir: string, repo: string, executor: 'container' | 'host'): void {
+function writeBuilder(configDir: string, url: string, executor: 'container' | 'host'): void {
   const doc = parseDocument(readFileSync(join(EXAMPLES, 'builders', 'hello.yml'), 'utf8'));
-  doc.setIn(['source', 'git'], repo);
+  doc.setIn(['source', 'git'], url);
   if (executor === 'host') doc.setIn(['requires', 'executor'], 'host');
   mkdirSync(join(configDir, 'builders'), { recursive: true });
   writeFileSync(join(configDir, 'builders', 'hello.yml'), doc.toString());

@@ -139,11 +139,33 @@ test('wrong types name the line and key path', () => {
 });
 
 test('values the build spec would reject are caught at load time', () => {
-  assert.deepEqual(errorsOf('steps: [{ run: make, timeout: 0s }]\nlimits: { memory: 0 }\nsource: { git: x, poll: 0 }\n'), [
+  assert.deepEqual(errorsOf('steps: [{ run: make, timeout: 0s }]\nlimits: { memory: 0 }\nsource: { poll: 0, git: https://example.org/x }\n'), [
     'builders/hello.yml:1:22: steps.0.timeout: must be a whole number of milliseconds, at least 1ms, got "0s"',
     'builders/hello.yml:2:11: limits.memory: must be a whole number of bytes, at least 1, got 0',
-    'builders/hello.yml:3:19: source.poll: must be at least 1s, got 0',
+    'builders/hello.yml:3:11: source.poll: must be at least 1s, got 0',
   ]);
+});
+
+test('a source that is not a remote https, http or git URL is refused, naming the file, line and field', () => {
+  const cases: [string, RegExp][] = [
+    ['../../../.password-store', /is a local path/],
+    ['/home/x/repo', /is a local path/],
+    ['file:///home/x/repo', /local file:\/\/ URL/],
+    ['"ext::sh -c touch% /tmp/pwned"', /spaces or control characters/],
+    ['ext::sh', /remote helper transport/],
+    ['git@github.com:o/r.git', /scp-like ssh address/],
+    ['ssh://git@github.com/o/r', /ssh:\/\/ URL/],
+  ];
+  for (const [git, why] of cases) {
+    const errors = errorsOf(`source:\n  git: ${git}\nsteps: [{ run: make }]\n`);
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0]!, /^builders\/hello\.yml:2:\d+: source\.git: /, errors[0]);
+    assert.match(errors[0]!, why, errors[0]);
+  }
+  // A credential in a refused URL is not repeated in the error.
+  const [e] = errorsOf('source: { git: "ssh://me:hunter2@example.org/r" }\nsteps: [{ run: make }]\n');
+  assert.match(e!, /ssh:\/\/\*\*\*@example\.org\/r/);
+  assert.doesNotMatch(e!, /hunter2/);
 });
 
 test('a YAML syntax error names its line', () => {

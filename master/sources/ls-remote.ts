@@ -20,13 +20,15 @@ const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
  */
 export function lsRemoteHeads(url: string, entries: readonly string[], opts: LsRemoteOptions = {}): Promise<Heads> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const args = ['-c', 'protocol.ext.allow=never', 'ls-remote', '--heads', '--', url, ...entries.map((e) => `refs/heads/${e}`)];
+  // On the master's host, as the maintainer: builder files may only name https://, http:// and
+  // git:// URLs (protocol/source-url.ts), and git is told so too.
+  const args = ['-c', 'protocol.ext.allow=never', '-c', 'protocol.file.allow=never', 'ls-remote', '--heads', '--', url, ...entries.map((e) => `refs/heads/${e}`)];
   return new Promise((ok, fail) => {
     execFile('git', args, {
       timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8',
       ...(opts.signal ? { signal: opts.signal } : {}),
       env: {
-        ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true',
+        ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true', GIT_ALLOW_PROTOCOL: 'http:https:git',
         GIT_SSH_COMMAND: process.env.GIT_SSH_COMMAND ?? 'ssh -o BatchMode=yes',
       },
     }, (err, stdout, stderr) => {

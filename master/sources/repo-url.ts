@@ -25,7 +25,5 @@ function trimPath(p: string): string {
   return p.replace(/\/{2,}/g, '/').replace(/\/+$/, '').replace(/\.git$/, '').replace(/\/+$/, '');
 }
 
-/** Hides credentials in URLs (`https://user:token@host` -> `https://***@host`) inside any text. */
-export function redactUrls(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
-}
+/** Hides credentials in URLs (`https://user:token@host` -> `https://***@host`, secret query parameters) inside any text. */
+export { redactUrls } from '../../protocol/source-url.js';
