@@ -157,6 +157,11 @@ export interface CommandEnv {
   freezer: Freezer;
   /** Where a shell command with this workdir and command runs. */
   placeShell(workdir: string, command: string | string[]): Promise<ShellPlacement>;
+  /**
+   * Runs host-side work on `path` (a file command) while nothing of its builder's build can
+   * run (the container frozen; container-launcher.ts quiesce). Host executor: runs it directly.
+   */
+  quiesce<T>(path: string, fn: () => Promise<T>): Promise<T>;
   /** The worker's own helper processes (rm, cp, chmod): always on the host. */
   utility: Launcher;
   log(line: string): void;

@@ -41,10 +41,15 @@ interface Entry {
   busy: Promise<unknown>;
   idle?: NodeJS.Timeout;
   unfreeze?: () => void;
+  /** Host-side operations holding this container frozen (quiesce), and whether the volunteer's Freezer froze it. */
+  held: number;
+  volunteerFrozen: boolean;
 }
 
 export class ContainerPool {
   private readonly entries = new Map<string, Entry>();
+  /** Per builder directory: the end of the last host-side hold (holds run one at a time). */
+  private readonly holds = new Map<string, Promise<void>>();
   private seq = 0;
 
   constructor(private readonly o: ContainerPoolOptions) {}
@@ -62,6 +67,64 @@ export class ContainerPool {
     };
   }
 
+  /**
+   * Runs `fn` — host-side work on `builderDir` (file commands, host git) — while no process of
+   * the build can run: the builder's container, if there is one, is frozen (cgroup freezer /
+   * podman pause) for the whole of `fn`, and commands launched meanwhile wait. A container that
+   * cannot be frozen is removed instead. So a process the build left running cannot swap a
+   * path (a symlink for a directory) between the worker's check of that path and its use.
+   * Holds on one builder directory run one after the other.
+   */
+  async quiesce<T>(builderDir: string, fn: () => Promise<T>): Promise<T> {
+    const release = await this.hold(builderDir);
+    try {
+      return await fn();
+    } finally {
+      await release();
+    }
+  }
+
+  /** Takes the hold of quiesce(); resolves with its release once the container is frozen (or gone). */
+  async hold(builderDir: string): Promise<() => Promise<void>> {
+    const previous = this.holds.get(builderDir) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = previous.then(() => new Promise<void>((ok) => { done = ok; }));
+    this.holds.set(builderDir, mine);
+    await previous;
+    const finish = (): void => {
+      done();
+      if (this.holds.get(builderDir) === mine) this.holds.delete(builderDir);
+    };
+    const e = this.entries.get(builderDir);
+    const sandbox = e ? (await e.opening.catch(() => null))?.sandbox : undefined;
+    if (!e || !sandbox) return async () => finish();
+    e.held++;
+    try {
+      await sandbox.freeze();
+    } catch (err) {
+      // Not frozen: remove it, so nothing of the build runs; if even that fails, refuse the work.
+      e.held--;
+      e.broken = true;
+      try {
+        if (this.entries.get(builderDir) === e) this.entries.delete(builderDir);
+        e.unfreeze?.();
+        await sandbox.destroy();
+      } catch (destroyError) {
+        finish();
+        throw new Error(`the container of ${builderDir} could neither be frozen (${String(err)}) nor removed (${String(destroyError)}); host-side work on it refused`);
+      }
+      return async () => finish();
+    }
+    return async () => {
+      e.held--;
+      try {
+        if (e.held === 0 && !e.volunteerFrozen && !e.broken) await sandbox.thaw();
+      } finally {
+        finish();
+      }
+    };
+  }
+
   async closeAll(): Promise<void> {
     const all = [...this.entries.keys()];
     await Promise.all(all.map((dir) => this.close(dir)));
@@ -75,13 +138,17 @@ export class ContainerPool {
     }
     if (existing) void this.close(builderDir);
     const id = `${this.o.idPrefix}-${++this.seq}`;
-    const e: Entry = { broken: false, busy: Promise.resolve(), opening: Promise.resolve(null as never) };
+    const e: Entry = { broken: false, busy: Promise.resolve(), opening: Promise.resolve(null as never), held: 0, volunteerFrozen: false };
     e.opening = (async () => {
       await mkdir(builderDir, { recursive: true });
       await this.o.executor.prepare(this.o.environment, (line) => this.o.log(`buildbot: environment: ${line}`));
       const sandbox = await this.o.executor.open({ id, workdir: builderDir, environment: this.o.environment, limits: this.o.limits(), network: this.o.network });
       e.sandbox = sandbox;
-      e.unfreeze = this.o.freezer.add(sandbox);
+      // The volunteer's thaw leaves it frozen while a host-side hold needs it so.
+      e.unfreeze = this.o.freezer.add({
+        freeze: async () => { e.volunteerFrozen = true; await sandbox.freeze(); },
+        thaw: async () => { e.volunteerFrozen = false; if (e.held === 0) await sandbox.thaw(); },
+      });
       return { sandbox, env: await captureEnv(sandbox) };
     })();
     e.opening.catch(() => { if (this.entries.get(builderDir) === e) this.entries.delete(builderDir); });
@@ -100,6 +167,8 @@ export class ContainerPool {
   }
 
   private async launch(builderDir: string, spec: LaunchSpec): Promise<Launched> {
+    // Host-side work on this directory holds the container frozen: start after it.
+    for (let h = this.holds.get(builderDir); h; h = this.holds.get(builderDir)) await h;
     const e = this.entry(builderDir);
     const { sandbox } = await e.opening;
     const inside = (s: string): string => rewrite(s, builderDir);

@@ -5,11 +5,19 @@ import { arg, strings, type Args, type CommandContext, type CommandEnv, type Com
 import { pyGlob } from './pyglob.js';
 import { osError } from './pyfmt.js';
 import { runProcess } from './run-process.js';
+import { mkdirBeneath, unlinkBeneath } from './safe-fs.js';
 
 /**
  * mkdir, rmdir, cpdir, stat, glob, listdir, rmfile — buildbot_worker/commands/fs.py. rmdir and
  * cpdir run `rm -rf` and `cp -R -P -p -v` on the host like the stock worker, so their logs
  * show the same command headers.
+ *
+ * WHERE THEY RUN: on the host, on paths the master names, in directories the build's
+ * container can write. Why that is safe (container executor): each runs inside
+ * env.quiesce(), which keeps that builder's container frozen, so no process of the build can
+ * swap a path between the check (paths.ts: inside the basedir and, symlinks resolved, inside
+ * its builder directory) and the use; mkdir and rmfile also walk the path by descriptor
+ * without following any symlink (safe-fs.ts); rm -rf and cp -P do not follow symlinks.
  */
 
 function fail(ctx: CommandContext, header: string, path: string, e: unknown): void {
@@ -22,8 +30,11 @@ const mkdirCommand: CommandSpec = {
   async run(ctx, args, env) {
     for (const path of strings(args, 'paths', 'mkdir')) {
       try {
-        await env.paths.check(path, 'mkdir');
-        if (!(await stat(path).catch(() => null))?.isDirectory()) await mkdir(path, { recursive: true });
+        await env.quiesce(path, async () => {
+          await env.paths.check(path, 'mkdir');
+          if (env.paths.confined) mkdirBeneath(env.paths.basedir, path);
+          else if (!(await stat(path).catch(() => null))?.isDirectory()) await mkdir(path, { recursive: true });
+        });
       } catch (e) {
         fail(ctx, 'mkdir', path, e);
         return;
@@ -48,13 +59,17 @@ const rmdirCommand: CommandSpec = {
   async run(ctx, args, env) {
     let rc = 0;
     for (const path of strings(args, 'paths', 'rmdir')) {
-      await env.paths.check(path, 'rmdir');
-      let r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
-      // A subdirectory without write permission stops rm: make it writable and retry once.
-      if (r !== 0) {
-        await helper(ctx, env, args, ['chmod', '-Rf', 'u+rwx', path], 'rmdir');
-        r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
-      }
+      const r = await env.quiesce(path, async () => {
+        await env.paths.check(path, 'rmdir');
+        let r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
+        // A subdirectory without write permission stops rm: make it writable and retry once
+        // (chmod -R does not follow symlinks below the top; the top was checked to be inside).
+        if (r !== 0) {
+          await helper(ctx, env, args, ['chmod', '-Rf', 'u+rwx', path], 'rmdir');
+          r = await helper(ctx, env, args, ['rm', '-rf', path], 'rmdir');
+        }
+        return r;
+      });
       if (r !== 0) rc = r;
     }
     ctx.status([['rc', rc]]);
@@ -64,10 +79,17 @@ const rmdirCommand: CommandSpec = {
 const cpdirCommand: CommandSpec = {
   required: ['from_path', 'to_path'],
   async run(ctx, args, env) {
-    const from = await env.paths.check(arg(args, 'from_path', 'string', 'cpdir') ?? '', 'cpdir source');
-    const to = await env.paths.check(arg(args, 'to_path', 'string', 'cpdir') ?? '', 'cpdir destination');
-    if (!existsSync(dirname(to))) await mkdir(dirname(to), { recursive: true });
-    const rc = await helper(ctx, env, args, ['cp', '-R', '-P', '-p', '-v', from, to], 'cpdir');
+    const fromArg = arg(args, 'from_path', 'string', 'cpdir') ?? '';
+    const toArg = arg(args, 'to_path', 'string', 'cpdir') ?? '';
+    // Both builder directories held (in a fixed order, so two cpdirs cannot wait on each other).
+    const [first, second] = [fromArg, toArg].sort();
+    const rc = await env.quiesce(first!, () => env.quiesce(second!, async () => {
+      const from = await env.paths.check(fromArg, 'cpdir source');
+      const to = await env.paths.check(toArg, 'cpdir destination');
+      if (env.paths.confined) mkdirBeneath(env.paths.basedir, dirname(to));
+      else if (!existsSync(dirname(to))) await mkdir(dirname(to), { recursive: true });
+      return helper(ctx, env, args, ['cp', '-R', '-P', '-p', '-v', from, to], 'cpdir');
+    }));
     ctx.status([['rc', rc]]);
   },
 };
@@ -77,8 +99,7 @@ const statCommand: CommandSpec = {
   async run(ctx, args, env) {
     const path = arg(args, 'path', 'string', 'stat') ?? '';
     try {
-      await env.paths.check(path, 'stat');
-      const s = await stat(path, { bigint: true });
+      const s = await env.quiesce(path, async () => { await env.paths.check(path, 'stat'); return stat(path, { bigint: true }); });
       const n = (v: bigint): number | bigint => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
       const sec = (ns: bigint): number => Number(ns / 1_000_000_000n);
       ctx.status([['stat', [n(s.mode), n(s.ino), n(s.dev), n(s.nlink), n(s.uid), n(s.gid), n(s.size),
@@ -94,9 +115,11 @@ const globCommand: CommandSpec = {
   async run(ctx, args, env) {
     const pattern = arg(args, 'path', 'string', 'glob') ?? '';
     const files: string[] = [];
-    for (const f of await pyGlob(pattern, !env.paths.confined)) {
-      if (await env.paths.check(f, 'glob result').then(() => true, () => false)) files.push(f);
-    }
+    await env.quiesce(pattern, async () => {
+      for (const f of await pyGlob(pattern, !env.paths.confined)) {
+        if (await env.paths.check(f, 'glob result').then(() => true, () => false)) files.push(f);
+      }
+    });
     ctx.status([['files', files], ['rc', 0]]);
   },
 };
@@ -106,8 +129,8 @@ const listdirCommand: CommandSpec = {
   async run(ctx, args, env) {
     const path = arg(args, 'path', 'string', 'listdir') ?? '';
     try {
-      await env.paths.check(path, 'listdir');
-      ctx.status([['files', await readdir(path)], ['rc', 0]]);
+      const files = await env.quiesce(path, async () => { await env.paths.check(path, 'listdir'); return readdir(path); });
+      ctx.status([['files', files], ['rc', 0]]);
     } catch (e) {
       fail(ctx, 'listdir', path, e);
     }
@@ -119,8 +142,11 @@ const rmfileCommand: CommandSpec = {
   async run(ctx, args, env) {
     const path = arg(args, 'path', 'string', 'rmfile') ?? '';
     try {
-      await env.paths.check(dirname(path), 'rmfile');
-      await unlink(path);
+      await env.quiesce(path, async () => {
+        await env.paths.check(dirname(path), 'rmfile');
+        if (env.paths.confined) unlinkBeneath(env.paths.basedir, path);
+        else await unlink(path);
+      });
       ctx.status([['rc', 0]]);
     } catch (e) {
       fail(ctx, 'rmfile', path, e);

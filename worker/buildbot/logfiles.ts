@@ -1,15 +1,24 @@
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, readSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TextDecoder } from 'node:util';
 import type { PathPolicy } from './paths.js';
+import { openBeneath } from './safe-fs.js';
 
 /**
  * Follows one of a shell command's `logfiles` (runprocess.py LogFileWatcher): nothing is sent
  * until the file appears or changes after the command started; then its content (or, with
  * `follow`, only what was appended since the command started) goes to the master as that
  * log, polled every second and once more when the command ends.
+ *
+ * WHERE: on the host, while the build runs in its container and can change the directory at
+ * any moment. Why that is safe (container executor): the file is opened through descriptors,
+ * one component at a time, following no symlink (safe-fs.ts), and must be a regular file; a
+ * symlink anywhere on its path (swapped in at any time) fails the open, so nothing outside the
+ * basedir is read. Its size and times are taken from the opened descriptor too.
  */
+
+interface Reader { read(buf: Buffer, position: number): Promise<number>; close(): Promise<void> }
 
 const POLL_MS = 1000;
 const CHUNK = 64 * 1024;
@@ -18,7 +27,7 @@ type Stamp = { ctimeMs: number; mtimeMs: number; size: number } | null;
 
 export class LogFileWatcher {
   private initial: Stamp = null;
-  private file: FileHandle | null = null;
+  private file: Reader | null = null;
   private position = 0;
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
@@ -74,14 +83,14 @@ export class LogFileWatcher {
       if (same(now, this.initial)) return;
       if (!now) { this.initial = null; return; }
       await this.paths.check(this.path, `logfile ${this.name}`);
-      this.file = await open(this.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      this.file = await this.open();
       // follow: only what was appended after the command started (the stock worker skips
       // everything up to the size it first saw changed, losing the first lines appended).
       this.position = this.follow && this.initial && now.size >= this.initial.size ? this.initial.size : 0;
     }
     const buf = Buffer.alloc(CHUNK);
     for (;;) {
-      const { bytesRead } = await this.file.read(buf, 0, CHUNK, this.position);
+      const bytesRead = await this.file.read(buf, this.position);
       if (bytesRead === 0) return;
       this.position += bytesRead;
       const text = this.decoder.decode(buf.subarray(0, bytesRead), { stream: true });
@@ -89,8 +98,27 @@ export class LogFileWatcher {
     }
   }
 
+  private async open(): Promise<Reader> {
+    if (this.paths.confined) {
+      const fd = openBeneath(this.paths.basedir, this.path, constants.O_RDONLY | constants.O_NONBLOCK);
+      if (!fstatSync(fd).isFile()) { closeSync(fd); throw new Error('not a regular file'); }
+      return { read: async (buf, position) => readSync(fd, buf, 0, buf.length, position), close: async () => closeSync(fd) };
+    }
+    const h = await open(this.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return { read: async (buf, position) => (await h.read(buf, 0, buf.length, position)).bytesRead, close: () => h.close() };
+  }
+
   private async stamp(): Promise<Stamp> {
-    const s = await stat(this.path).catch(() => null);
+    let s: { ctimeMs: number; mtimeMs: number; size: number } | null;
+    if (this.paths.confined) {
+      // Through a descriptor, following nothing (a symlink or a missing part: no file).
+      try {
+        const fd = openBeneath(this.paths.basedir, this.path, constants.O_RDONLY | constants.O_NONBLOCK);
+        try { s = fstatSync(fd); } finally { closeSync(fd); }
+      } catch { s = null; }
+    } else {
+      s = await stat(this.path).catch(() => null);
+    }
     return s ? { ctimeMs: s.ctimeMs, mtimeMs: s.mtimeMs, size: s.size } : null;
   }
 }

@@ -13,6 +13,23 @@ export class PathPolicy {
 
   constructor(readonly basedir: string, readonly confined: boolean) {}
 
+  /** The basedir with symlinks resolved (the root real paths are compared to). */
+  async realBasedir(): Promise<string> {
+    this.realBase ??= await realpath(this.basedir);
+    return this.realBase;
+  }
+
+  /**
+   * Confined: the path with every symlink resolved, which must exist and lie inside its
+   * builder directory (see check); open the result with safe-fs.ts openBeneath(realBasedir(), …)
+   * so that the open itself follows nothing. Not confined: the path as given.
+   */
+  async resolveInside(path: string, what: string): Promise<string> {
+    await this.check(path, what);
+    if (!this.confined) return path;
+    return realpath(path);
+  }
+
   /** basedir/<first component of path under basedir>, or null for the basedir itself. */
   builderDir(path: string): string | null {
     const rel = relative(this.basedir, resolve(path));

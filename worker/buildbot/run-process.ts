@@ -6,6 +6,7 @@ import type { Launched, Launcher } from './launch.js';
 import { LogFileWatcher } from './logfiles.js';
 import type { PathPolicy } from './paths.js';
 import { fixed6, pyStr, repr, reprCommandBytes, shellQuote } from './pyfmt.js';
+import { mkdirBeneath } from './safe-fs.js';
 
 /**
  * Runs one process for a command, as buildbot_worker/runprocess.py RunProcess does: the same
@@ -84,7 +85,9 @@ export async function runProcess(ctx: CommandContext, o: RunProcessOptions): Pro
   const sendRC = o.sendRC ?? true;
   const interruptSignal = o.interruptSignal ?? 'KILL';
   const workdir = await o.paths.check(o.workdir, 'workdir');
-  await mkdir(workdir, { recursive: true });
+  // Confined: created through descriptors, following no symlink a running build may swap in.
+  if (o.paths.confined) mkdirBeneath(o.paths.basedir, workdir);
+  else await mkdir(workdir, { recursive: true });
   const env = buildEnv(o.env, await o.launcher.baseEnv());
   env.PWD = o.containerPath ? o.containerPath(resolve(workdir)) : resolve(workdir);
   const stdin = o.initialStdin ? Buffer.from(o.initialStdin) : null;

@@ -1,5 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -7,6 +7,9 @@ import { join } from 'node:path';
  * upload_directory: the directory itself first ("./"), then its entries sorted by name,
  * recursively; symlinks are stored as symlinks (never followed); sockets, fifos and devices
  * are left out. ustar headers, with a pax header for names or sizes that do not fit.
+ * With the container executor this runs while the builder's container is frozen
+ * (transfer-commands.ts), and files are opened with O_NOFOLLOW: a name lstat saw as a file
+ * cannot turn into a symlink to somewhere else.
  */
 
 const BLOCK = 512;
@@ -28,7 +31,8 @@ async function* entry(path: string, name: string): AsyncGenerator<Buffer> {
   } else if (st.isFile()) {
     yield* header({ ...base, name, type: '0', size: st.size, linkname: '' });
     let sent = 0;
-    for await (const chunk of createReadStream(path, { end: st.size > 0 ? st.size - 1 : 0 })) {
+    const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    for await (const chunk of file.createReadStream({ end: st.size > 0 ? st.size - 1 : 0 })) {
       const b = (chunk as Buffer).subarray(0, st.size - sent);
       sent += b.length;
       if (b.length) yield b;

@@ -38,7 +38,7 @@ export interface BuildbotWorkerOptions {
   executor: 'host' | 'container';
   /** Container environment (default busybox). */
   environment?: EnvironmentSpec;
-  /** Commands (argv[0] names) that run on the host even with the container executor. Default: git. */
+  /** With the container executor, `['git']` to run BuildBot's git commands on the host (host-git.ts; the default), `[]` to run them in the container. */
   hostCommands?: string[];
   /** Network inside the containers (default off, as for Crowdbake builders). */
   network?: boolean;
@@ -95,11 +95,22 @@ export class BuildbotWorker {
       freezer: this.freezer,
       utility: contained ? new HostLauncher(() => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' })) : host,
       log: this.log,
+      quiesce: async <T>(path: string, fn: () => Promise<T>): Promise<T> => {
+        if (!this.pool) return fn();
+        let builderDir: string | null;
+        // Outside the basedir: nothing to hold; the command's own path check refuses it.
+        try { builderDir = this.paths.builderDir(path); } catch { return fn(); }
+        return builderDir === null ? fn() : this.pool.quiesce(builderDir, fn);
+      },
       placeShell: async (workdir, command): Promise<ShellPlacement> => {
         if (!this.pool) return { launcher: host, containerPath: null };
         const builderDir = this.paths.builderDir(workdir);
         if (builderDir === null) throw new Error(`shell workdir ${workdir} is the basedir itself; the container executor runs commands in builder directories`);
-        if (isHostGit(command, hostCommands)) return { launcher: new HostGitLauncher(this.basedir, builderDir), containerPath: null };
+        // Host git (argv[0] exactly "git"): host-git.ts says where it runs and why that is safe.
+        if (isHostGit(command, hostCommands)) {
+          const pool = this.pool;
+          return { launcher: new HostGitLauncher(this.basedir, builderDir, this.paths, () => pool.hold(builderDir)), containerPath: null };
+        }
         return { launcher: this.pool.launcher(builderDir), containerPath: (p) => ContainerPool.containerPath(builderDir, p) };
       },
     };
