@@ -20,6 +20,10 @@ interface Upload {
   size: number;
   sha256: string;
   partial: string;
+  buildId: number;
+  name: string;
+  /** When the last chunk arrived (ms since the epoch). */
+  lastAt: number;
 }
 
 /**
@@ -48,7 +52,7 @@ export class ArtifactStore {
       if (c.size > this.maxBytes) throw new Error(`artifact ${c.name}: ${c.size} bytes exceeds the limit of ${this.maxBytes}`);
       mkdirSync(join(this.dir, String(c.buildId)), { recursive: true });
       const partial = `${this.path(c.buildId, c.name)}.partial`;
-      up = { fd: openSync(partial, 'w'), hash: createHash('sha256'), written: 0, size: c.size, sha256: c.sha256, partial };
+      up = { fd: openSync(partial, 'w'), hash: createHash('sha256'), written: 0, size: c.size, sha256: c.sha256, partial, buildId: c.buildId, name: c.name, lastAt: Date.now() };
       this.uploads.set(key, up);
     }
     try {
@@ -56,6 +60,7 @@ export class ArtifactStore {
       if (c.size !== up.size || c.sha256 !== up.sha256) throw new Error(`artifact ${c.name}: size or sha256 changed during upload`);
       if (up.written + c.data.length > up.size) throw new Error(`artifact ${c.name}: more bytes than the announced ${up.size}`);
       writeSync(up.fd, c.data);
+      up.lastAt = Date.now();
       up.hash.update(c.data);
       up.written += c.data.length;
       if (!c.last) return false;
@@ -77,6 +82,26 @@ export class ArtifactStore {
     for (const key of [...this.uploads.keys()]) {
       if (key.startsWith(`${buildId}/`)) this.abort(buildId, key.slice(String(buildId).length + 1));
     }
+  }
+
+  /**
+   * Drops the uploads that got no chunk for `stallMs` (their descriptor closed, their
+   * `.partial` removed) and names them: a worker cannot hold the master's descriptors or
+   * disk with uploads it never finishes.
+   */
+  dropStalled(stallMs: number, now = Date.now()): { buildId: number; name: string }[] {
+    const out: { buildId: number; name: string }[] = [];
+    for (const up of [...this.uploads.values()]) {
+      if (now - up.lastAt < stallMs) continue;
+      this.abort(up.buildId, up.name);
+      out.push({ buildId: up.buildId, name: up.name });
+    }
+    return out;
+  }
+
+  /** How many uploads are open (each holds a descriptor and a `.partial` file). */
+  get openUploads(): number {
+    return this.uploads.size;
   }
 
   private abort(buildId: number, name: string): void {

@@ -11,6 +11,8 @@ import { pickWorker, type WorkerOffer } from './matching.js';
 import type { BuildPatch, BuildRow, StepRow, Store } from './store/store.js';
 import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
+import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
+import { BuildDeadlines } from './build-deadlines.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -34,6 +36,8 @@ interface ActiveBuild {
   row: BuildRow;
   session: WorkerSession;
   steps: StepView[];
+  /** What this attempt has put on the master, checked against the spec and the caps. */
+  usage: BuildUsage;
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
 }
@@ -87,10 +91,25 @@ export class Coordinator {
       verification?: Verification;
       /** Why no build may start now (the master's disk is full), or null. */
       cannotStart?: () => string | null;
+      /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
+      caps?: BuildCaps;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
+    this.caps = options.caps ?? DEFAULT_BUILD_CAPS;
+    this.deadlines = new BuildDeadlines((id, why) => {
+      const a = this.active.get(id);
+      if (a) void this.expel(a, why).catch(logError);
+    });
+    this.stallSweep = setInterval(() => this.dropStalledUploads(), Math.max(50, Math.min(this.caps.uploadStallMs / 2, 30_000)));
+    this.stallSweep.unref();
   }
+
+  private readonly caps: BuildCaps;
+  private readonly deadlines: BuildDeadlines;
+  private readonly stallSweep: NodeJS.Timeout;
+  /** Workers a build must not go back to (they broke its bounds), by build id. */
+  private readonly barred = new Map<number, Set<string>>();
 
   /** Build-row changes, kept and retried when the disk is full. */
   private readonly writes: BuildWrites;
@@ -245,8 +264,12 @@ export class Coordinator {
    * the problem, rather than go on with a log or artifacts that have holes.
    */
   private async stopForFullDisk(a: ActiveBuild, e: Error): Promise<void> {
+    await this.stopWithError(a, `the master's disk is full (${e.message}); the build was stopped`);
+  }
+
+  /** Stops a running build on its worker and ends it with `message` (in its log and as its error). */
+  private async stopWithError(a: ActiveBuild, message: string): Promise<void> {
     if (this.active.get(a.row.id) !== a) return;
-    const message = `the master's disk is full (${e.message}); the build was stopped`;
     a.session.send({ type: 'cancel', buildId: a.row.id, attempt: a.row.attempt, reason: message });
     this.deactivate(a.row.id);
     if (a.frozenTimer) clearTimeout(a.frozenTimer);
@@ -255,6 +278,20 @@ export class Coordinator {
   }
 
   private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
+    // Every index, count and size a worker sends is checked against this build's spec and the
+    // master's caps here, before it touches an array, a file or a row (master/worker-bounds.ts).
+    const bound = a.usage.check(msg);
+    if (bound?.kind === 'ignore') return;
+    if (bound?.kind === 'violation') {
+      const message = `${bound.field}: ${bound.message}`;
+      session.send({ type: 'error', message: `build ${a.row.id}: ${message}`, fatal: false });
+      await this.expel(a, `sent a message outside the build's spec (${message})`);
+      return;
+    }
+    if (bound?.kind === 'cap') {
+      await this.stopWithError(a, bound.message);
+      return;
+    }
     switch (msg.type) {
       case 'accepted':
         return;
@@ -270,9 +307,9 @@ export class Coordinator {
         this.publishBuild(a.row, a.steps);
         return;
       case 'step': {
-        const view: StepView = { name: msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
+        // msg.index < the spec's step count (checked above); the name is the spec's, not the worker's.
+        const view: StepView = { name: a.steps[msg.index]?.name ?? msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
         a.steps[msg.index] = view;
-        for (let i = 0; i < a.steps.length; i++) a.steps[i] ??= { name: `step-${i + 1}`, state: 'pending', result: null, exitCode: null };
         await this.store.putStep({ buildId: msg.buildId, index: msg.index, ...view });
         this.publishBuild(a.row, a.steps);
         return;
@@ -283,6 +320,7 @@ export class Coordinator {
           done = this.artifacts.receive({ ...msg, data: Buffer.from(msg.data, 'base64') });
         } catch (e) {
           if (isDiskFull(e)) throw e;
+          a.usage.uploadEnded(msg.name);
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
@@ -307,6 +345,8 @@ export class Coordinator {
       this.scheduleDispatch();
       return;
     }
+    // The master's deadline does not count frozen time; frozen time has a budget of its own.
+    this.deadlines.setFrozen(a.row.id, msg.state === 'frozen');
     if (msg.state === 'frozen') {
       session.frozen.add(a.row.id);
       const maxFrozenMs = this.builders.get(a.row.builder)?.spec.limits.maxFrozenMs;
@@ -351,6 +391,36 @@ export class Coordinator {
     this.scheduleDispatch();
   }
 
+  /**
+   * The worker broke the build's bounds (a message outside its spec, the master's deadline):
+   * the build is stopped there and requeued on another worker, and this one is flagged
+   * (GET /api/v1/workers shows the reason).
+   */
+  private async expel(a: ActiveBuild, why: string): Promise<void> {
+    if (this.active.get(a.row.id) !== a) return;
+    const { row, session } = a;
+    session.send({ type: 'cancel', buildId: row.id, attempt: row.attempt, reason: `${why}; the build runs elsewhere` });
+    this.deactivate(row.id);
+    if (a.frozenTimer) clearTimeout(a.frozenTimer);
+    session.frozen.delete(row.id);
+    this.artifacts.abortBuild(row.id);
+    let barred = this.barred.get(row.id);
+    if (!barred) this.barred.set(row.id, (barred = new Set()));
+    barred.add(session.name);
+    await this.store.flagWorker({ worker: session.name, buildId: row.id, reason: `build ${row.id}: ${why}`, at: now() }).catch(logError);
+    await this.requeueLost(row, `worker ${session.name} ${why}; it was flagged`);
+    this.publishWorker(session);
+    this.scheduleDispatch();
+  }
+
+  /** Uploads without a chunk for `limits.uploadStall` are dropped; their `.partial` files removed. */
+  private dropStalledUploads(): void {
+    for (const { buildId, name } of this.artifacts.dropStalled(this.caps.uploadStallMs)) {
+      this.active.get(buildId)?.usage.uploadStalled(name);
+      this.note(buildId, `\n*** artifact ${name} dropped: no data for ${Math.round(this.caps.uploadStallMs / 1000)}s (limits.uploadStall) ***\n`);
+    }
+  }
+
   private enqueue(row: BuildRow): void {
     let q = this.queues.get(row.builder);
     if (!q) this.queues.set(row.builder, (q = []));
@@ -381,6 +451,7 @@ export class Coordinator {
     await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
+    this.barred.delete(row.id);
     this.publishBuild(row, steps);
     await this.options.verification?.finished(row);
   }
@@ -400,6 +471,7 @@ export class Coordinator {
     const a = this.active.get(id);
     if (!a) return;
     this.active.delete(id);
+    this.deadlines.stop(id);
     const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
     if (n > 0) this.runningPer.set(a.row.builder, n);
     else this.runningPer.delete(a.row.builder);
@@ -444,7 +516,7 @@ export class Coordinator {
         }
       }
       if (!best) break;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(this.options.verification?.excluded(best.head.id))) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(this.options.verification?.excluded(best.head.id), this.barred.get(best.head.id))) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -457,9 +529,9 @@ export class Coordinator {
   }
 
   /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>): Iterable<WorkerSession> {
+  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
-      if (exclude?.has(s.name)) continue;
+      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
       (s as { running: number }).running = s.builds.size;
       yield s;
     }
@@ -471,7 +543,9 @@ export class Coordinator {
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
-    this.active.set(row.id, { row, session, steps });
+    this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
+    // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
+    this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
@@ -521,6 +595,8 @@ export class Coordinator {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.stallSweep);
+    this.deadlines.close();
     this.writes.close();
   }
 }

@@ -100,6 +100,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
     verification,
     cannotStart: () => disk.problem(),
+    caps: fileConfig.limits,
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();

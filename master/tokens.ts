@@ -24,11 +24,27 @@ export function parseWorkerToken(token: string): { name: string; secret: string 
   return m ? { name: m[1]!, secret: m[2]! } : null;
 }
 
-export async function createWorkerToken(store: Store, name: string, labels: string[]): Promise<string> {
+/** Builds at once a token is granted unless the admin says otherwise (`token create --max-builds`). */
+export const DEFAULT_TOKEN_MAX_BUILDS = 4;
+/** The most a worker may offer (protocol/worker-messages.ts), so the most a token can be granted. */
+export const MAX_TOKEN_MAX_BUILDS = 256;
+
+/**
+ * Makes a worker token. `labels` and `maxBuilds` are the admin's grants: the master matches
+ * builders' `requires.labels` against these labels only, and runs at most min(maxBuilds, what
+ * the worker offers) builds on it at once.
+ */
+export async function createWorkerToken(store: Store, name: string, labels: string[], maxBuilds: number = DEFAULT_TOKEN_MAX_BUILDS): Promise<string> {
   const valid = NameSchema.safeParse(name);
   if (!valid.success) throw new Error(`token name "${name}": ${valid.error.issues[0]?.message}`);
+  if (!Number.isInteger(maxBuilds) || maxBuilds < 1 || maxBuilds > MAX_TOKEN_MAX_BUILDS) {
+    throw new Error(`max builds ${maxBuilds}: must be a whole number from 1 to ${MAX_TOKEN_MAX_BUILDS}`);
+  }
+  for (const l of labels) {
+    if (l.length === 0 || l.length > 100) throw new Error(`label "${l}": must be 1-100 characters`);
+  }
   const secret = randomBytes(32).toString('base64url');
-  const row: TokenRow = { name, hash: sha256Hex(secret), labels, createdAt: new Date().toISOString(), revokedAt: null };
+  const row: TokenRow = { name, hash: sha256Hex(secret), labels, maxBuilds, createdAt: new Date().toISOString(), revokedAt: null };
   await store.createToken(row);
   return `cbw1.${name}.${secret}`;
 }

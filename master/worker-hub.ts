@@ -44,17 +44,46 @@ export class WorkerHub {
   /** Every open socket, and whether it showed life since the last ping. */
   private readonly sockets = new Map<WebSocket, boolean>();
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly tokenCheck: NodeJS.Timeout;
+  /** Authenticated sessions, their socket and the hash of the token they logged in with. */
+  private readonly live = new Map<WorkerSession, { ws: WebSocket; hash: string }>();
+  private checkingTokens = false;
   private closing = false;
 
   constructor(
     private readonly store: Store,
     private readonly coordinator: Coordinator,
     private readonly events: EventBus,
-    private readonly options: { heartbeatMs: number },
+    private readonly options: { heartbeatMs: number; tokenCheckMs?: number },
     private readonly throttle: AuthThrottle = new AuthThrottle(),
   ) {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
+    // `crowdbake token revoke` writes the store, possibly from another process or host: the
+    // master re-reads the token rows often enough that a revoked worker is gone within a second.
+    this.tokenCheck = setInterval(() => void this.checkTokens(), options.tokenCheckMs ?? 500);
+    this.tokenCheck.unref();
+  }
+
+  /** Closes every session whose token was revoked (or deleted, or replaced) since it logged in. */
+  private async checkTokens(): Promise<void> {
+    if (this.checkingTokens || this.live.size === 0 || this.closing) return;
+    this.checkingTokens = true;
+    try {
+      const rows = new Map((await this.store.listTokens()).map((t) => [t.name, t]));
+      for (const [session, { ws, hash }] of this.live) {
+        const row = rows.get(session.name);
+        if (row && !row.revokedAt && row.hash === hash) continue;
+        this.live.delete(session);
+        const message = 'authentication failed: token revoked';
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message, fatal: true } satisfies MasterMessage));
+        ws.close(CloseCode.unauthorized, message);
+      }
+    } catch (e) {
+      console.error(`crowdbake master: cannot re-check worker tokens: ${(e as Error).message}`);
+    } finally {
+      this.checkingTokens = false;
+    }
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -109,6 +138,7 @@ export class WorkerHub {
       this.sockets.delete(ws);
       chain = chain.then(async () => {
         // On shutdown the store keeps these builds as running; the next start requeues them.
+        if (session) this.live.delete(session);
         if (!session || this.closing) return;
         await this.coordinator.removeSession(session);
         await this.store.upsertWorker({ name: session.name, capabilities: JSON.stringify(session.capabilities), lastSeenAt: new Date().toISOString() });
@@ -156,9 +186,12 @@ export class WorkerHub {
     const caps = hello.capabilities;
     const session: WorkerSession = {
       name: hello.name,
-      labels: new Set([...check.token.labels, ...caps.labels]),
+      // Access is what the admin granted the token: builders' `requires.labels` are matched
+      // against the token's labels only, and the worker runs at most the token's maxBuilds.
+      // What the worker claims (caps.labels, caps.maxBuilds) is shown, never trusted.
+      labels: new Set(check.token.labels),
       executors: caps.executors,
-      maxBuilds: caps.maxBuilds,
+      maxBuilds: Math.min(caps.maxBuilds, check.token.maxBuilds),
       memoryBytes: caps.memoryBytes,
       diskBytes: caps.diskBytes,
       platform: caps.platform,
@@ -173,6 +206,7 @@ export class WorkerHub {
       send,
       close: (why) => ws.close(CloseCode.replaced, closeReason(why)),
     };
+    this.live.set(session, { ws, hash: check.token.hash });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
     send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
     this.coordinator.addSession(session);
@@ -192,6 +226,7 @@ export class WorkerHub {
   close(): void {
     this.closing = true;
     clearInterval(this.heartbeat);
+    clearInterval(this.tokenCheck);
     for (const ws of this.sockets.keys()) ws.close(CloseCode.shutdown, 'master shutting down');
     this.wss.close();
   }

@@ -223,7 +223,7 @@ test('the BuildBot worker\'s msgpack connection takes 5,000 generated frames fro
 });
 
 test('oversized frames and uploads are refused by limit: a 5 MiB frame, a 100 KiB REST body, an artifact over maxArtifactSize', async (t) => {
-  const m = await testMaster({ b: 'requires: { executor: host }\nsteps:\n  - run: "true"\n' }, { maxArtifactBytes: 1000 });
+  const m = await testMaster({ b: 'requires: { executor: host }\nsteps:\n  - run: "true"\nartifacts: ["*.bin"]\n' }, { maxArtifactBytes: 1000 });
   t.after(() => m.close());
   const big = await fetch(`${m.url}/api/v1/builders/b/builds`, { method: 'POST', headers: { authorization: `Bearer ${m.adminToken}` }, body: JSON.stringify({ reason: 'x'.repeat(100 * 1024) }) });
   assert.equal(big.status, 413);

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuilderRegistry, ConfigError, loadMasterConfig, readMasterConfig, type BuilderEntry } from './builder-registry.js';
+import { DEFAULT_BUILD_CAPS } from '../worker-bounds.js';
 
 function configDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-config-'));
@@ -146,11 +147,11 @@ test('close stops watching', async (t) => {
 test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   const dir = configDir({});
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null } });
+  assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: 0.0.0.0:8585\nmaxAttempts: 5\ntitle: Hello farm\n');
-  assert.deepEqual(loadMasterConfig(dir), { listen: '0.0.0.0:8585', maxAttempts: 5, title: 'Hello farm', maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null } });
+  assert.deepEqual(loadMasterConfig(dir), { listen: '0.0.0.0:8585', maxAttempts: 5, title: 'Hello farm', maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: "[::1]:8080"\n');
-  assert.deepEqual(loadMasterConfig(dir), { listen: '[::1]:8080', maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null } });
+  assert.deepEqual(loadMasterConfig(dir), { listen: '[::1]:8080', maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
 });
 
 test('loadMasterConfig: unknown keys and bad values name the line and key', (t) => {
@@ -161,7 +162,7 @@ test('loadMasterConfig: unknown keys and bad values name the line and key', (t) 
     errors: [
       'crowdbake.yml:2:1: listen: expected a string, got 8080',
       'crowdbake.yml:3:1: maxAttempts: must be at least 1, got 0',
-      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners)',
+      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits)',
     ],
   });
   assert.throws(() => loadMasterConfig(dir), (e) => e instanceof ConfigError && e.errors.length === 3);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
+import { DEFAULT_BUILD_CAPS, type BuildCaps } from '../worker-bounds.js';
 
 const latentCommon = {
   name: NameSchema,
@@ -56,6 +57,17 @@ export type LocalVmProvisionerConfig = z.output<typeof LocalVmProvisionerConfigS
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 asks the OS for a free one. */
 const LISTEN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
 
+const LimitsConfigShape = {
+  logSize: SizeSchema.default(DEFAULT_BUILD_CAPS.logBytes),
+  artifactCount: z.number().int().min(0).max(100_000).default(DEFAULT_BUILD_CAPS.artifactCount),
+  artifactsSize: SizeSchema.default(DEFAULT_BUILD_CAPS.artifactBytes),
+  uploadStall: DurationSchema.refine((ms) => ms > 0, 'must be more than 0').default(DEFAULT_BUILD_CAPS.uploadStallMs),
+  defaultTime: DurationSchema.refine((ms) => ms > 0, 'must be more than 0').default(DEFAULT_BUILD_CAPS.defaultTimeMs),
+  timeGrace: DurationSchema.default(DEFAULT_BUILD_CAPS.timeGraceMs),
+  frozenTime: DurationSchema.default(DEFAULT_BUILD_CAPS.frozenTimeMs),
+};
+const BuildCapsConfigSchema = z.strictObject(LimitsConfigShape).default(() => z.strictObject(LimitsConfigShape).parse({}));
+
 export const MasterConfigSchema = z.strictObject({
   listen: z.string().refine((s) => {
     const m = LISTEN.exec(s);
@@ -69,6 +81,8 @@ export const MasterConfigSchema = z.strictObject({
   maxArtifactSize: SizeSchema.default(1024 ** 3),
   provisioners: z.array(ProvisionerConfigSchema).default([]).refine(
     (ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'provisioner names must be unique'),
+  /** What one build may put on the master, whatever its worker says (master/worker-bounds.ts). */
+  limits: BuildCapsConfigSchema,
 });
 
 export interface MasterConfig {
@@ -82,6 +96,8 @@ export interface MasterConfig {
   provisioners: ProvisionerConfig[];
   retention: { logsMs: number | null; artifactsMs: number | null };
   maxArtifactBytes: number;
+  /** Per-build caps and master-side time limits (`limits:`). */
+  limits: BuildCaps;
 }
 
 export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
@@ -142,6 +158,11 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
     provisioners: v.provisioners,
     retention: { logsMs: v.retention.logs ?? null, artifactsMs: v.retention.artifacts ?? null },
     maxArtifactBytes: v.maxArtifactSize,
+    limits: {
+      logBytes: v.limits.logSize, artifactCount: v.limits.artifactCount, artifactBytes: v.limits.artifactsSize,
+      uploadStallMs: v.limits.uploadStall, defaultTimeMs: v.limits.defaultTime, timeGraceMs: v.limits.timeGrace,
+      frozenTimeMs: v.limits.frozenTime,
+    },
     ...(v.listen !== undefined ? { listen: v.listen } : {}),
     ...(v.title !== undefined ? { title: v.title } : {}),
   };

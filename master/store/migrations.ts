@@ -151,6 +151,12 @@ export const MIGRATIONS: readonly Migration[] = [
      PRIMARY KEY (worker, build_id)
    );`,
   },
+  {
+    // How many builds at once the admin grants a token (`token create --max-builds`); the
+    // master runs min(what the worker offers, this). Tokens from before get the default, 4.
+    sqlite: `ALTER TABLE tokens ADD COLUMN max_builds INTEGER NOT NULL DEFAULT 4;`,
+    postgres: `ALTER TABLE tokens ADD COLUMN max_builds INTEGER NOT NULL DEFAULT 4;`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

@@ -92,8 +92,8 @@ export class PostgresStore implements Store {
 
   async createToken(row: TokenRow): Promise<void> {
     try {
-      await this.query('INSERT INTO tokens (name, hash, labels, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)',
-        [row.name, row.hash, JSON.stringify(row.labels), row.createdAt, row.revokedAt]);
+      await this.query('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt]);
     } catch (e) {
       if (e instanceof DatabaseError && e.code === '23505') throw new Error(duplicateTokenMessage(row.name));
       throw e;

@@ -14,7 +14,7 @@ const str = (v: unknown): string | null => (v === null || v === undefined ? null
 export function tokenFromRow(r: Row): TokenRow {
   return {
     name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
-    createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
+    maxBuilds: Number(r.max_builds), createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
   };
 }
 

@@ -37,11 +37,14 @@ test('SQLite: a database made by the released version-1 schema is migrated; its 
     db.exec(MIGRATIONS[0]!.sqlite);
     db.prepare('INSERT INTO schema_version VALUES (1)').run();
     db.prepare(`INSERT INTO builds (builder, state, attempt, queued_at) VALUES ('hello', 'queued', 0, 't')`).run();
+    db.prepare(`INSERT INTO tokens (name, hash, labels, created_at) VALUES ('old', 'h', '[]', 't')`).run();
   });
   const s = new SqliteStore(file);
   try {
     assert.deepEqual((await s.listUnfinishedBuilds()).map((b) => [b.id, b.builder, b.branch, b.trigger, b.supersededBy]), [[1, 'hello', null, 'force', null]]);
     assert.equal((await s.insertBuild({ builder: 'hello', revision: null, reason: null, queuedAt: 't' })).id, 2);
+    // A token from before per-token build grants gets the default grant.
+    assert.equal((await s.getToken('old'))?.maxBuilds, 4);
   } finally {
     await s.close();
   }

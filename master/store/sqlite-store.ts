@@ -32,7 +32,7 @@ export class SqliteStore implements Store {
     this.migrate();
     const db = this.db;
     this.stmts = {
-      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)'),
+      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
       getToken: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       listTokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
       revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
@@ -83,7 +83,7 @@ export class SqliteStore implements Store {
 
   async createToken(row: TokenRow): Promise<void> {
     try {
-      this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.createdAt, row.revokedAt);
+      this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(duplicateTokenMessage(row.name));
       throw e;

@@ -21,7 +21,7 @@ export type StorageFactory = () => Promise<StoreStorage>;
 const T0 = Date.UTC(2026, 0, 1);
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 const newBuild = (builder: string, s = 0): NewBuild => ({ builder, revision: null, reason: null, queuedAt: at(s) });
-const token = (name: string, labels: string[] = []): TokenRow => ({ name, hash: `h-${name}`, labels, createdAt: at(0), revokedAt: null });
+const token = (name: string, labels: string[] = [], maxBuilds = 4): TokenRow => ({ name, hash: `h-${name}`, labels, maxBuilds, createdAt: at(0), revokedAt: null });
 
 /**
  * Registers the Store contract as node:test tests against one implementation. Every test
@@ -63,6 +63,14 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.deepEqual(await s.getToken('w1'), token('w1', ['linux', 'big']));
       assert.equal((await s.getToken('old'))?.revokedAt, at(5));
       assert.deepEqual((await s.listTokens()).map((x) => x.name), ['B', '_x', 'a-1', 'b', 'old', 'w1']);
+    });
+
+    test('tokens: the builds at once the admin granted are kept with the token', async (t) => {
+      const { s } = await setup(t);
+      await s.createToken(token('one', [], 1));
+      await s.createToken(token('many', ['x'], 64));
+      assert.deepEqual(await s.getToken('one'), token('one', [], 1));
+      assert.deepEqual((await s.listTokens()).map((x) => [x.name, x.maxBuilds]), [['many', 64], ['one', 1]]);
     });
 
     test('tokens: revocation happens once and keeps its time', async (t) => {

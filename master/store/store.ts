@@ -67,7 +67,10 @@ export interface TokenRow {
   name: string;
   /** sha256 hex of the secret; the secret itself is never stored. */
   hash: string;
+  /** Labels the admin granted: the only ones builders' `requires.labels` are matched against. */
   labels: string[];
+  /** Builds at once the admin granted; the master runs min(this, what the worker offers). */
+  maxBuilds: number;
   createdAt: string;
   revokedAt: string | null;
 }
