@@ -54,7 +54,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     name: z.string().max(100),
     state: z.enum(['running', 'finished']),
     result: BuildResultSchema.nullable(),
-    exitCode: z.number().int().nullable(),
+    // Stored in a 32-bit column (PostgreSQL INTEGER); a process's exit status fits.
+    exitCode: z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1).nullable(),
   }),
   z.strictObject({ type: z.literal('log'), ...buildRef, data: z.string() }),
   /** The commit the worker checked out (full sha-1 or sha-256). */

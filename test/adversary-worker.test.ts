@@ -288,7 +288,9 @@ test('token revoke (a separate process) closes a connected worker within a secon
   const revokedAt = Date.now();
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /revoked leaver; a running master disconnects a worker using it within a second/);
-  const closed = await w.closed;
+  let gone: { code: number; at: number } | null = null;
+  void w.closed.then((c) => { gone = c; });
+  const closed = await until('the worker disconnected', () => gone, 5000);
   assert.equal(closed.code, 4401);
   assert.ok(closed.at - revokedAt < 1000, `closed ${closed.at - revokedAt} ms after the revocation`);
   assert.ok(w.inbox.some((f) => f.type === 'error' && /token revoked/.test(f.message ?? '')));
@@ -299,4 +301,45 @@ test('token revoke (a separate process) closes a connected worker within a secon
   await new Promise((ok) => again.once('open', ok));
   again.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, name: 'leaver', token, agentVersion: 'x', capabilities: CAPS }));
   assert.equal(await code, 4401);
+});
+
+test('numbers at their bounds are refused as bad frames naming the field; messages about another worker\'s build or attempt change nothing', async (t) => {
+  const m = await masterWith({ b: 'requires: { executor: host }\nsteps:\n  - run: "true"\nartifacts: ["*.bin"]\n' }, '');
+  t.after(async () => { await m.close(); cleanup(m.dir); });
+  const owner = await rawWorker(m, 'owner', await tokenWith(m, 'owner', []));
+  const id = await m.force('b');
+  const a = await owner.assignOf(id);
+  owner.send({ type: 'accepted', buildId: id, attempt: a.attempt });
+  const other = await rawWorker(m, 'other', await tokenWith(m, 'other', []));
+  const step = { type: 'step', buildId: id, attempt: a.attempt, index: 0, name: 'x', state: 'finished', result: 'success', exitCode: 0 };
+  const art = { type: 'artifact', buildId: id, attempt: a.attempt, name: 'a.bin', size: 1, sha256: '0'.repeat(64), offset: 0, data: '', last: true };
+  const frames: [Record<string, unknown>, RegExp][] = [
+    [{ ...step, exitCode: 2 ** 40 }, /^bad frame: exitCode: /],
+    [{ ...step, index: -1 }, /^bad frame: index: /],
+    [{ ...step, index: 0.5 }, /^bad frame: index: /],
+    [{ ...art, size: -1 }, /^bad frame: size: /],
+    [{ ...art, offset: 2 ** 60 }, /^bad frame: offset: /],
+    [{ ...art, name: '../x.bin' }, /^bad frame: name: must be a plain file name/],
+    [{ ...step, attempt: 0 }, /^bad frame: attempt: /],
+  ];
+  for (const [f] of frames) other.send(f);
+  await until('the refusals', () => other.inbox.filter((f) => f.type === 'error').length >= frames.length);
+  const errors = other.inbox.filter((f) => f.type === 'error').map((f) => f.message!);
+  for (const [i, [, re]] of frames.entries()) assert.match(errors[i]!, re);
+  // Well-formed, but about a build this worker does not hold (the owner's), or an attempt that is not current.
+  other.send({ type: 'log', buildId: id, attempt: a.attempt, data: 'INJECTED BY OTHER\n' });
+  other.send({ type: 'state', buildId: id, attempt: a.attempt, state: 'finished', result: 'success', message: 'forged' });
+  owner.send({ type: 'log', buildId: id, attempt: a.attempt! + 1, data: 'WRONG ATTEMPT\n' });
+  owner.send({ type: 'state', buildId: id, attempt: a.attempt! + 1, state: 'finished', result: 'success', message: 'forged' });
+  // A frame of the owner's own, after those, shows they were all handled (frames are handled in order).
+  owner.send({ type: 'log', buildId: id, attempt: a.attempt, data: 'own line\n' });
+  await until('the owner\'s line', async () => (await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text()).includes('own line'));
+  // And one of the other worker's: its availability goes through the same ordered chain as its forged frames.
+  other.send({ type: 'availability', accepting: false, reason: 'sync point' });
+  await until('the other\'s frames handled', async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'other')?.reason === 'sync point');
+  const log = await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text();
+  assert.doesNotMatch(log, /INJECTED|WRONG ATTEMPT/);
+  const b = await m.get<BuildView>(`/api/v1/builds/${id}`);
+  assert.deepEqual([b.state, b.worker, b.message], ['running', 'owner', null]);
+  assert.deepEqual(await flagsOf(m, 'owner'), []);
 });
