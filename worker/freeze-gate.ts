@@ -1,13 +1,13 @@
-import type { Sandbox } from './executors/executor.js';
+import type { Freezable } from './executors/executor.js';
 
 /**
- * Freezes and thaws one build: whichever sandbox it has open now, and any it opens while
- * frozen. Frozen time is tracked for the local history.
+ * Freezes and thaws one build: whichever sandbox (or running setup line) it has open now,
+ * and any it opens while frozen. Frozen time is tracked for the local history.
  */
 export class FreezeGate {
   private frozenAt: number | null = null;
   private frozenTotal = 0;
-  private readonly sandboxes = new Set<Sandbox>();
+  private readonly sandboxes = new Set<Freezable>();
   private waiters: (() => void)[] = [];
   private op: Promise<void> = Promise.resolve();
 
@@ -19,12 +19,12 @@ export class FreezeGate {
     return this.frozenTotal + (this.frozenAt !== null ? Date.now() - this.frozenAt : 0);
   }
 
-  async attach(sandbox: Sandbox): Promise<void> {
+  async attach(sandbox: Freezable): Promise<void> {
     this.sandboxes.add(sandbox);
     if (this.frozen) await sandbox.freeze();
   }
 
-  detach(sandbox: Sandbox): void {
+  detach(sandbox: Freezable): void {
     this.sandboxes.delete(sandbox);
   }
 

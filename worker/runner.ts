@@ -159,7 +159,8 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   const { ctx, log } = run;
   const { buildId, attempt, spec, send } = ctx;
   await ctx.gate.waitThawed(ctx.signal);
-  await ctx.executor.prepare(stage.environment, (line) => log.line(line));
+  // Setup lines run sandboxed like steps, under the build's limits and freeze gate (setup-layer.ts).
+  await ctx.executor.prepare(stage.environment, (line) => log.line(line), { limits: run.limits, gate: ctx.gate, signal: ctx.signal });
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,

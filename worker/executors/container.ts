@@ -2,15 +2,16 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
-import { randomInt } from 'node:crypto';
 import { ContainerSandbox, PodmanOps, type SandboxGuards } from './container-sandbox.js';
 import { canLimitDisk, createDiskLimit } from './disk-limit.js';
 import { EnvironmentCache } from './environments/environment-cache.js';
-import type { Availability, DiskLimit, Executor, Sandbox, SandboxRequest } from './executor.js';
+import type { Availability, DiskLimit, Executor, PrepareOptions, Sandbox, SandboxRequest } from './executor.js';
 import { oomCounterFile } from './fast/cgroups.js';
 import { AgentUnavailable, openFastSandbox } from './fast/fast-ops.js';
 import { findRuncRoot } from './fast/runc-state.js';
-import { CREATE_FLAGS, podman, PodmanError, removeContainers } from './podman.js';
+import { confinementFlags, CREATE_FLAGS, limitFlags, podman, PodmanError, randomIdBase, removeContainers } from './podman.js';
+
+export { FIRST_MAPPED_ID } from './podman.js';
 
 export { ROOTFS_REPO } from './environments/base-image.js';
 
@@ -28,18 +29,7 @@ export { ROOTFS_REPO } from './environments/base-image.js';
 
 export const OWNER_LABEL = 'crowdbake.owner';
 
-/** Enough for a build running as root inside (chown, package managers); nothing network- or admin-ish. */
-const KEEP_CAPS = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID'];
 const INIT_PATHS = ['/usr/libexec/podman/catatonit', '/usr/lib/podman/catatonit', '/usr/bin/catatonit', '/usr/local/libexec/podman/catatonit'];
-const DEFAULT_PIDS = 1024;
-/**
- * Run as root, each sandbox gets a user namespace: its uids and gids 0-65535 are host ids
- * FIRST_MAPPED_ID + slot * 65536 + (0-65535), for a slot drawn at random, so root in the
- * container is an unprivileged id on the host that no user or other build owns (up to 2^31).
- */
-export const FIRST_MAPPED_ID = 0x70000000;
-const MAPPED_IDS = 65536;
-const MAPPED_SLOTS = 4095;
 /** Writable places besides /work when the root filesystem is read-only: tmpfs, counted as memory. */
 const TMPFS_DIRS = ['/tmp', '/var/tmp', '/run', '/root'];
 const TMPFS_MODES: Record<string, string> = { '/run': '0755', '/root': '0700' };
@@ -96,6 +86,7 @@ export class ContainerExecutor implements Executor {
       containerLabels: [`${OWNER_LABEL}=${options.ownerId}`],
       cacheDir: options.cacheDir, lockDir: options.lockDir, budgetBytes: options.cacheBudgetBytes,
       debianMirror: options.debianMirror, setupTimeoutMs: options.setupTimeoutMs, debootstrapTimeoutMs: options.debootstrapTimeoutMs,
+      userNamespace: this.mapIds,
     });
   }
 
@@ -131,11 +122,12 @@ export class ContainerExecutor implements Executor {
   /**
    * Builds or reuses the environment: its base (busybox, debootstrap:SUITE, rootfs:PATH.tar,
    * image:REF) and one cached layer per setup line (see environments/environment-cache.ts).
+   * Setup lines run sandboxed like steps, under `options` (limits, freeze gate, cancel).
    */
-  async prepare(environment: EnvironmentSpec, progress: (line: string) => void): Promise<void> {
+  async prepare(environment: EnvironmentSpec, progress: (line: string) => void, options: PrepareOptions = {}): Promise<void> {
     const key = environmentKey(environment);
     this.prepared.delete(key);
-    const { ref } = await this.environments.prepare(environment, progress);
+    const { ref } = await this.environments.prepare(environment, progress, options);
     this.prepared.set(key, ref);
   }
 
@@ -228,19 +220,15 @@ export class ContainerExecutor implements Executor {
   private createArgs(request: SandboxRequest, workdir: string, name: string): string[] {
     const { limits } = request;
     const tmpfsSize = limits.diskBytes !== undefined ? `,size=${limits.diskBytes}` : '';
-    const base = FIRST_MAPPED_ID + randomInt(MAPPED_SLOTS) * MAPPED_IDS;
+    const base = this.mapIds ? randomIdBase() : null;
     const volumeOptions = ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(this.mapIds ? ['U'] : [])].join(',');
     return [
       ...CREATE_FLAGS, '--pull', 'never',
       '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`, '--label', `crowdbake.sandbox=${request.id}`,
       ...initFlags(),
       ...(request.network ? [] : ['--network', 'none']),
-      ...(limits.cpus ? ['--cpus', String(limits.cpus)] : []),
-      ...(limits.memoryBytes ? ['--memory', `${limits.memoryBytes}b`, '--memory-swap', `${limits.memoryBytes}b`] : []),
-      '--pids-limit', String(limits.pids ?? DEFAULT_PIDS),
-      '--security-opt', 'no-new-privileges',
-      '--cap-drop', 'all', '--cap-add', KEEP_CAPS.join(','),
-      ...(this.mapIds ? ['--uidmap', `0:${base}:${MAPPED_IDS}`, '--gidmap', `0:${base}:${MAPPED_IDS}`] : []),
+      ...limitFlags(limits),
+      ...confinementFlags(base),
       ...(request.writableRoot ? [] : ['--read-only', '--read-only-tmpfs=false']),
       ...TMPFS_DIRS.flatMap((d) => ['--tmpfs', `${d}:rw,exec,nosuid,nodev,mode=${TMPFS_MODES[d] ?? '1777'}${tmpfsSize}`]),
       '--volume', `${workdir}:/work:${volumeOptions}`,

@@ -22,13 +22,36 @@ export interface Executor {
   readonly kind: ExecutorKind;
   isAvailable(): Promise<Availability>;
   cleanupStale(): Promise<number>;
-  prepare(environment: EnvironmentSpec, progress: (line: string) => void): Promise<void>;
+  prepare(environment: EnvironmentSpec, progress: (line: string) => void, options?: PrepareOptions): Promise<void>;
   open(request: SandboxRequest): Promise<Sandbox>;
   /**
    * Makes the empty directory `dir` hold at most `bytes` (its own filesystem), so a build
    * cannot fill the volunteer's disk. Null when this executor cannot enforce it here.
    */
   limitDisk?(dir: string, bytes: number): Promise<DiskLimit | null>;
+}
+
+/** Something the volunteer's freeze gate can stop and start: a sandbox, or a running setup line. */
+export interface Freezable {
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+}
+
+/**
+ * What prepare() runs code from the builder file under: `environment.setup` lines run in a
+ * sandbox like a step's (user namespace, capabilities, these limits), frozen through `gate`.
+ */
+export interface PrepareOptions {
+  /** The tighter of the builder's and the volunteer's limits (memory, pids, cpus; timeMs bounds each setup line). */
+  limits?: Limits;
+  /** The build's freeze gate: a running setup line is attached while it runs. */
+  gate?: {
+    attach(f: Freezable): Promise<void>;
+    detach(f: Freezable): void;
+    waitThawed(signal: AbortSignal): Promise<void>;
+  };
+  /** Aborting kills a running setup line. */
+  signal?: AbortSignal;
 }
 
 export interface DiskLimit {

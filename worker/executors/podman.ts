@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex, Readable } from 'node:stream';
+import { randomInt } from 'node:crypto';
+import type { Limits } from '../../protocol/build-spec.js';
 
 /**
  * A thin wrapper around the `podman` CLI. Every call is a child process; errors name the
@@ -22,6 +24,46 @@ export const CREATE_FLAGS: readonly string[] = [
   '--ulimit', 'nofile=4096:4096',
   '--ulimit', 'nproc=4096:4096',
 ];
+
+/**
+ * The confinement every container running the builder's code gets, build steps and
+ * `environment.setup` lines alike (container.ts, environments/setup-layer.ts).
+ */
+
+/** Enough for a build running as root inside (chown, package managers); nothing network- or admin-ish. */
+export const KEEP_CAPS: readonly string[] = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID'];
+export const DEFAULT_PIDS = 1024;
+/**
+ * Run as root, each sandbox gets a user namespace: its uids and gids 0-65535 are host ids
+ * FIRST_MAPPED_ID + slot * 65536 + (0-65535), for a slot drawn at random, so root in the
+ * container is an unprivileged id on the host that no user or other build owns (up to 2^31).
+ */
+export const FIRST_MAPPED_ID = 0x70000000;
+export const MAPPED_IDS = 65536;
+const MAPPED_SLOTS = 4095;
+
+/** The first host id of a fresh random slot of MAPPED_IDS ids. */
+export function randomIdBase(): number {
+  return FIRST_MAPPED_ID + randomInt(MAPPED_SLOTS) * MAPPED_IDS;
+}
+
+/** no-new-privileges, KEEP_CAPS only, and (when `idBase` is set) the user namespace 0 -> idBase. */
+export function confinementFlags(idBase: number | null): string[] {
+  return [
+    '--security-opt', 'no-new-privileges',
+    '--cap-drop', 'all', '--cap-add', KEEP_CAPS.join(','),
+    ...(idBase !== null ? ['--uidmap', `0:${idBase}:${MAPPED_IDS}`, '--gidmap', `0:${idBase}:${MAPPED_IDS}`] : []),
+  ];
+}
+
+/** cpus, memory (swap included: no swap beyond it) and pids, DEFAULT_PIDS when none is set. */
+export function limitFlags(limits: Limits): string[] {
+  return [
+    ...(limits.cpus ? ['--cpus', String(limits.cpus)] : []),
+    ...(limits.memoryBytes ? ['--memory', `${limits.memoryBytes}b`, '--memory-swap', `${limits.memoryBytes}b`] : []),
+    '--pids-limit', String(limits.pids ?? DEFAULT_PIDS),
+  ];
+}
 
 export class PodmanError extends Error {
   constructor(

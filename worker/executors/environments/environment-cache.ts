@@ -1,6 +1,7 @@
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EnvironmentSpec } from '../../../protocol/build-spec.js';
+import type { PrepareOptions } from '../executor.js';
 import { imageExists } from '../podman.js';
 import { formatBytes } from '../step-support.js';
 import { BaseImages } from './base-image.js';
@@ -39,6 +40,8 @@ export interface EnvironmentCacheOptions {
   setupTimeoutMs?: number;
   /** Per debootstrap. Default 30 min. */
   debootstrapTimeoutMs?: number;
+  /** Run setup lines in a user namespace (root inside = an unprivileged host id), as build steps are. */
+  userNamespace?: boolean;
 }
 
 export interface PreparedEnvironment {
@@ -77,7 +80,7 @@ export class EnvironmentCache {
     });
   }
 
-  async prepare(environment: EnvironmentSpec, progress: Progress): Promise<PreparedEnvironment> {
+  async prepare(environment: EnvironmentSpec, progress: Progress, options: PrepareOptions = {}): Promise<PreparedEnvironment> {
     const started = Date.now();
     const what = `environment ${describeEnvironment(environment)}`;
     const spec = parseBase(environment.base, this.o.debianMirror);
@@ -102,9 +105,12 @@ export class EnvironmentCache {
         tag: tags[i]!, lockDir: this.lockDir, what: label, progress,
         build: async (out) => {
           progress(`${label} building: ${line}`);
+          const limits = options.limits ?? {};
           await buildSetupLayer({
             parent: chain[i]!, tag: tags[i]!, key: keys[i + 1]!, line, label,
-            containerLabels: this.o.containerLabels, timeoutMs: this.o.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS,
+            containerLabels: this.o.containerLabels,
+            timeoutMs: Math.min(this.o.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS, limits.timeMs ?? Infinity),
+            limits, userNamespace: this.o.userNamespace ?? false, gate: options.gate, signal: options.signal,
           }, out);
         },
       });

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { StepTimer } from '../step-support.js';
 
 /** Runs a command to completion, handing every line of its stdout and stderr to `onLine`. */
 
@@ -10,11 +11,16 @@ export interface RunLinesOptions {
   group?: boolean;
   /** Called on timeout before the process is killed (e.g. `podman kill` the container). */
   onTimeout?: () => Promise<void>;
+  /** Aborting stops it like a timeout does (onTimeout, then kill); the result says `cancelled`. */
+  signal?: AbortSignal;
+  /** Gets the time limit's timer, to pause it while the process is frozen (frozen time does not count). */
+  onTimer?: (timer: { pause(): void; resume(): void }) => void;
 }
 
 export interface RunLinesResult {
   code: number | null;
   timedOut: boolean;
+  cancelled: boolean;
   /** The last lines of output, for error messages. */
   tail: string[];
 }
@@ -26,6 +32,7 @@ export function runLines(cmd: string, args: readonly string[], options: RunLines
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.group === true });
     const tail: string[] = [];
     let timedOut = false;
+    let cancelled = false;
     const line = (text: string): void => {
       if (!text.trim()) return;
       tail.push(text);
@@ -51,19 +58,36 @@ export function runLines(cmd: string, args: readonly string[], options: RunLines
         else child.kill('SIGKILL');
       } catch { /* already gone */ }
     };
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const stop = (): void => {
       void (options.onTimeout?.() ?? Promise.resolve()).catch(() => {}).finally(kill);
-    }, options.timeoutMs);
+    };
+    const timer = new StepTimer(options.timeoutMs, () => {
+      timedOut = true;
+      stop();
+    });
+    timer.resume();
+    options.onTimer?.(timer);
+    const onAbort = (): void => {
+      if (timedOut || cancelled) return;
+      cancelled = true;
+      timer.stop();
+      stop();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    const settle = (): void => {
+      timer.stop();
+      options.signal?.removeEventListener('abort', onAbort);
+    };
     child.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      settle();
       reject(new Error(e.code === 'ENOENT' ? `${cmd} is not installed` : `${cmd} could not start: ${e.message}`));
     });
     child.on('close', (code) => {
-      clearTimeout(timer);
+      settle();
       out.flush();
       err.flush();
-      resolve({ code, timedOut, tail });
+      resolve({ code, timedOut, cancelled, tail });
     });
   });
 }
