@@ -157,6 +157,131 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: `ALTER TABLE tokens ADD COLUMN max_builds INTEGER NOT NULL DEFAULT 4;`,
     postgres: `ALTER TABLE tokens ADD COLUMN max_builds INTEGER NOT NULL DEFAULT 4;`,
   },
+  {
+    // [crowd]: invitations (the code stored as its sha256 only), volunteers and every change of
+    // their trust, which volunteer a worker token belongs to and the worker's own public key,
+    // credit per worker (all-time totals and per-day rows), and the farm's capacity by hour of week.
+    sqlite: `ALTER TABLE tokens ADD COLUMN volunteer_id TEXT;
+   ALTER TABLE tokens ADD COLUMN worker_key TEXT;
+   CREATE TABLE invites (
+     id TEXT PRIMARY KEY,
+     code_hash TEXT NOT NULL UNIQUE,
+     labels TEXT NOT NULL,
+     max_builds INTEGER NOT NULL,
+     max_uses INTEGER NOT NULL,
+     uses_left INTEGER NOT NULL,
+     expires_at TEXT,
+     note TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     revoked_at TEXT
+   );
+   CREATE TABLE volunteers (
+     id TEXT PRIMARY KEY,
+     public_key TEXT NOT NULL UNIQUE,
+     display_name TEXT NOT NULL,
+     listed INTEGER NOT NULL,
+     trust TEXT NOT NULL,
+     trust_source TEXT NOT NULL,
+     streak INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE trust_events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     volunteer_id TEXT NOT NULL,
+     trust TEXT NOT NULL,
+     previous TEXT,
+     source TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL
+   );
+   CREATE INDEX trust_events_volunteer ON trust_events (volunteer_id, id);
+   CREATE TABLE credit_days (
+     day TEXT NOT NULL,
+     worker TEXT NOT NULL,
+     volunteer_id TEXT,
+     builds INTEGER NOT NULL,
+     cpu_ms BIGINT NOT NULL,
+     wall_ms BIGINT NOT NULL,
+     agreed INTEGER NOT NULL,
+     disagreed INTEGER NOT NULL,
+     PRIMARY KEY (day, worker)
+   );
+   CREATE TABLE credit_totals (
+     worker TEXT PRIMARY KEY,
+     volunteer_id TEXT,
+     builds INTEGER NOT NULL,
+     cpu_ms BIGINT NOT NULL,
+     wall_ms BIGINT NOT NULL,
+     agreed INTEGER NOT NULL,
+     disagreed INTEGER NOT NULL
+   );
+   CREATE TABLE capacity (
+     hour_of_week INTEGER PRIMARY KEY,
+     samples INTEGER NOT NULL,
+     workers_sum BIGINT NOT NULL,
+     workers_max INTEGER NOT NULL
+   );`,
+    postgres: `ALTER TABLE tokens ADD COLUMN volunteer_id TEXT;
+   ALTER TABLE tokens ADD COLUMN worker_key TEXT;
+   CREATE TABLE invites (
+     id TEXT COLLATE "C" PRIMARY KEY,
+     code_hash TEXT NOT NULL UNIQUE,
+     labels TEXT NOT NULL,
+     max_builds INTEGER NOT NULL,
+     max_uses INTEGER NOT NULL,
+     uses_left INTEGER NOT NULL,
+     expires_at TEXT,
+     note TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     revoked_at TEXT
+   );
+   CREATE TABLE volunteers (
+     id TEXT COLLATE "C" PRIMARY KEY,
+     public_key TEXT NOT NULL UNIQUE,
+     display_name TEXT NOT NULL,
+     listed INTEGER NOT NULL,
+     trust TEXT NOT NULL,
+     trust_source TEXT NOT NULL,
+     streak INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE trust_events (
+     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     volunteer_id TEXT NOT NULL,
+     trust TEXT NOT NULL,
+     previous TEXT,
+     source TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL
+   );
+   CREATE INDEX trust_events_volunteer ON trust_events (volunteer_id, id);
+   CREATE TABLE credit_days (
+     day TEXT NOT NULL,
+     worker TEXT COLLATE "C" NOT NULL,
+     volunteer_id TEXT,
+     builds INTEGER NOT NULL,
+     cpu_ms BIGINT NOT NULL,
+     wall_ms BIGINT NOT NULL,
+     agreed INTEGER NOT NULL,
+     disagreed INTEGER NOT NULL,
+     PRIMARY KEY (day, worker)
+   );
+   CREATE TABLE credit_totals (
+     worker TEXT COLLATE "C" PRIMARY KEY,
+     volunteer_id TEXT,
+     builds INTEGER NOT NULL,
+     cpu_ms BIGINT NOT NULL,
+     wall_ms BIGINT NOT NULL,
+     agreed INTEGER NOT NULL,
+     disagreed INTEGER NOT NULL
+   );
+   CREATE TABLE capacity (
+     hour_of_week INTEGER PRIMARY KEY,
+     samples INTEGER NOT NULL,
+     workers_sum BIGINT NOT NULL,
+     workers_max INTEGER NOT NULL
+   );`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

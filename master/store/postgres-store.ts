@@ -1,11 +1,12 @@
 import { DatabaseError, type Client } from 'pg';
 import { connectPostgres, describeTarget, migratePostgres, redact } from './postgres-connect.js';
 import {
-  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, verificationFromRow,
-  workerFlagFromRow, workerFromRow, type Row,
+  artifactFromRow, BUILD_COLUMNS, buildFromRow, capacityFromRow, creditDayFromRow, creditTotalFromRow, duplicateTokenMessage, inviteFromRow,
+  stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
-  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow,
+  ArtifactRow, BuildPatch, BuildQuery, BuildRow, CapacityRow, CreditDayRow, CreditDelta, CreditTotalRow, EnrollOutcome, Enrollment, InviteRow,
+  NewBuild, StepRow, Store, TokenRow, TrustChange, TrustEventRow, VerificationRow, VolunteerRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
 import type { Verdict } from '../../protocol/api.js';
 
@@ -92,8 +93,7 @@ export class PostgresStore implements Store {
 
   async createToken(row: TokenRow): Promise<void> {
     try {
-      await this.query('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
-        [row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt]);
+      await this.query(INSERT_TOKEN, tokenValues(row));
     } catch (e) {
       if (e instanceof DatabaseError && e.code === '23505') throw new Error(duplicateTokenMessage(row.name));
       throw e;
@@ -233,4 +233,139 @@ export class PostgresStore implements Store {
   async listWorkerFlags(): Promise<WorkerFlagRow[]> {
     return (await this.query('SELECT * FROM worker_flags ORDER BY worker, build_id')).map(workerFlagFromRow);
   }
+
+  /** Runs `job` inside BEGIN … COMMIT on the store's connection; ROLLBACK when it throws or returns `rollback: true`. */
+  private transaction<T>(job: (c: Client) => Promise<{ value: T; rollback?: boolean }>): Promise<T> {
+    return this.run(async (c) => {
+      await c.query('BEGIN');
+      try {
+        const { value, rollback } = await job(c);
+        await c.query(rollback ? 'ROLLBACK' : 'COMMIT');
+        return value;
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  async createInvite(i: InviteRow): Promise<void> {
+    await this.query(`INSERT INTO invites (id, code_hash, labels, max_builds, max_uses, uses_left, expires_at, note, created_at, revoked_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [i.id, i.codeHash, JSON.stringify(i.labels), i.maxBuilds, i.maxUses, i.usesLeft, i.expiresAt, i.note, i.createdAt, i.revokedAt]);
+  }
+
+  async listInvites(): Promise<InviteRow[]> {
+    return (await this.query('SELECT * FROM invites ORDER BY created_at, id')).map(inviteFromRow);
+  }
+
+  async getInviteByCodeHash(codeHash: string): Promise<InviteRow | null> {
+    const [r] = await this.query('SELECT * FROM invites WHERE code_hash = $1', [codeHash]);
+    return r ? inviteFromRow(r) : null;
+  }
+
+  async revokeInvite(id: string, at: string): Promise<boolean> {
+    return (await this.count('UPDATE invites SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id])) > 0;
+  }
+
+  enroll(e: Enrollment): Promise<EnrollOutcome> {
+    const refused = (reason: Extract<EnrollOutcome, { ok: false }>['reason']): { value: EnrollOutcome; rollback: boolean } => ({ value: { ok: false, reason }, rollback: true });
+    return this.transaction<EnrollOutcome>(async (c) => {
+      if (e.inviteId !== null) {
+        // FOR UPDATE: a second master spending the same invite waits for this one.
+        const r = (await c.query<Row>('SELECT * FROM invites WHERE id = $1 FOR UPDATE', [e.inviteId])).rows[0];
+        if (!r) return refused('unknown-code');
+        const inv = inviteFromRow(r);
+        if (inv.revokedAt) return refused('revoked');
+        if (inv.expiresAt !== null && inv.expiresAt <= e.at) return refused('expired');
+        if (inv.usesLeft <= 0) return refused('used-up');
+      }
+      if ((await c.query('SELECT 1 FROM tokens WHERE name = $1', [e.token.name])).rowCount) return refused('name-taken');
+      const found = (await c.query<Row>('SELECT * FROM volunteers WHERE public_key = $1 FOR UPDATE', [e.volunteer.publicKey])).rows[0];
+      let volunteer: VolunteerRow;
+      if (found) {
+        volunteer = volunteerFromRow(found);
+        if (volunteer.trust === 'banned') return refused('banned');
+        await c.query('UPDATE volunteers SET display_name = $1, listed = $2 WHERE id = $3', [e.volunteer.displayName, e.volunteer.listed ? 1 : 0, volunteer.id]);
+        volunteer = { ...volunteer, displayName: e.volunteer.displayName, listed: e.volunteer.listed };
+      } else {
+        const v = (volunteer = e.volunteer);
+        await c.query(`INSERT INTO volunteers (id, public_key, display_name, listed, trust, trust_source, streak, created_at)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [v.id, v.publicKey, v.displayName, v.listed ? 1 : 0, v.trust, v.trustSource, v.streak, v.createdAt]);
+        await c.query('INSERT INTO trust_events (volunteer_id, trust, previous, source, reason, at) VALUES ($1, $2, NULL, $3, $4, $5)',
+          [v.id, v.trust, v.trustSource, e.reason, e.at]);
+      }
+      await c.query(INSERT_TOKEN, tokenValues({ ...e.token, volunteerId: volunteer.id }));
+      if (e.inviteId !== null) await c.query('UPDATE invites SET uses_left = uses_left - 1 WHERE id = $1 AND uses_left > 0', [e.inviteId]);
+      return { value: { ok: true as const, volunteer } };
+    });
+  }
+
+  async getVolunteer(id: string): Promise<VolunteerRow | null> {
+    const [r] = await this.query('SELECT * FROM volunteers WHERE id = $1', [id]);
+    return r ? volunteerFromRow(r) : null;
+  }
+
+  async listVolunteers(): Promise<VolunteerRow[]> {
+    return (await this.query('SELECT * FROM volunteers ORDER BY created_at, id')).map(volunteerFromRow);
+  }
+
+  setTrust(ch: TrustChange): Promise<void> {
+    return this.transaction(async (c) => {
+      const r = (await c.query<Row>('SELECT trust FROM volunteers WHERE id = $1 FOR UPDATE', [ch.volunteerId])).rows[0];
+      if (!r) throw new Error(`no volunteer ${ch.volunteerId}`);
+      await c.query('UPDATE volunteers SET trust = $1, trust_source = $2, streak = 0 WHERE id = $3', [ch.trust, ch.source, ch.volunteerId]);
+      await c.query('INSERT INTO trust_events (volunteer_id, trust, previous, source, reason, at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [ch.volunteerId, ch.trust, String(r.trust), ch.source, ch.reason, ch.at]);
+      return { value: undefined };
+    });
+  }
+
+  async setStreak(volunteerId: string, streak: number): Promise<void> {
+    await this.query('UPDATE volunteers SET streak = $1 WHERE id = $2', [streak, volunteerId]);
+  }
+
+  async listTrustEvents(volunteerId: string): Promise<TrustEventRow[]> {
+    return (await this.query('SELECT * FROM trust_events WHERE volunteer_id = $1 ORDER BY id', [volunteerId])).map(trustEventFromRow);
+  }
+
+  addCredit(d: CreditDelta): Promise<void> {
+    const counts = [d.builds, d.cpuMs, d.wallMs, d.agreed, d.disagreed];
+    const add = (t: string) => `volunteer_id = EXCLUDED.volunteer_id, builds = ${t}.builds + EXCLUDED.builds, cpu_ms = ${t}.cpu_ms + EXCLUDED.cpu_ms,
+      wall_ms = ${t}.wall_ms + EXCLUDED.wall_ms, agreed = ${t}.agreed + EXCLUDED.agreed, disagreed = ${t}.disagreed + EXCLUDED.disagreed`;
+    return this.transaction(async (c) => {
+      await c.query(`INSERT INTO credit_days (day, worker, volunteer_id, builds, cpu_ms, wall_ms, agreed, disagreed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (day, worker) DO UPDATE SET ${add('credit_days')}`, [d.day, d.worker, d.volunteerId, ...counts]);
+      await c.query(`INSERT INTO credit_totals (worker, volunteer_id, builds, cpu_ms, wall_ms, agreed, disagreed) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (worker) DO UPDATE SET ${add('credit_totals')}`, [d.worker, d.volunteerId, ...counts]);
+      return { value: undefined };
+    });
+  }
+
+  async listCreditDays(sinceDay: string): Promise<CreditDayRow[]> {
+    return (await this.query('SELECT * FROM credit_days WHERE day >= $1 ORDER BY day, worker', [sinceDay])).map(creditDayFromRow);
+  }
+
+  async listCreditTotals(): Promise<CreditTotalRow[]> {
+    return (await this.query('SELECT * FROM credit_totals ORDER BY worker')).map(creditTotalFromRow);
+  }
+
+  async pruneCreditDays(day: string): Promise<void> {
+    await this.query('DELETE FROM credit_days WHERE day < $1', [day]);
+  }
+
+  async addCapacitySample(hourOfWeek: number, workers: number): Promise<void> {
+    await this.query(`INSERT INTO capacity (hour_of_week, samples, workers_sum, workers_max) VALUES ($1, 1, $2, $3)
+      ON CONFLICT (hour_of_week) DO UPDATE SET samples = capacity.samples + 1, workers_sum = capacity.workers_sum + EXCLUDED.workers_sum,
+      workers_max = GREATEST(capacity.workers_max, EXCLUDED.workers_max)`, [hourOfWeek, workers, workers]);
+  }
+
+  async listCapacity(): Promise<CapacityRow[]> {
+    return (await this.query('SELECT * FROM capacity ORDER BY hour_of_week')).map(capacityFromRow);
+  }
 }
+
+const INSERT_TOKEN = 'INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
+const tokenValues = (row: TokenRow): unknown[] => [
+  row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt, row.volunteerId ?? null, row.workerKey ?? null,
+];

@@ -1,4 +1,7 @@
-import type { ArtifactRow, BuildPatch, BuildRow, StepRow, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow } from './store.js';
+import type {
+  ArtifactRow, BuildPatch, BuildRow, CapacityRow, CreditDayRow, CreditTotalRow, InviteRow, StepRow, TokenRow, TrustEventRow, VerificationRow,
+  VolunteerRow, WorkerFlagRow, WorkerRow,
+} from './store.js';
 
 /** A row as a driver returns it: column name to value (PostgreSQL's BIGINT arrives as text). */
 export type Row = Record<string, unknown>;
@@ -15,6 +18,7 @@ export function tokenFromRow(r: Row): TokenRow {
   return {
     name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
     maxBuilds: Number(r.max_builds), createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
+    volunteerId: str(r.volunteer_id), workerKey: str(r.worker_key),
   };
 }
 
@@ -63,3 +67,44 @@ export function workerFlagFromRow(r: Row): WorkerFlagRow {
 
 /** The message for a second token with a name already taken (by this master or another). */
 export const duplicateTokenMessage = (name: string): string => `a token named "${name}" already exists`;
+
+export function inviteFromRow(r: Row): InviteRow {
+  return {
+    id: String(r.id), codeHash: String(r.code_hash), labels: JSON.parse(String(r.labels)) as string[], maxBuilds: Number(r.max_builds),
+    maxUses: Number(r.max_uses), usesLeft: Number(r.uses_left), expiresAt: str(r.expires_at), note: String(r.note),
+    createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
+  };
+}
+
+export function volunteerFromRow(r: Row): VolunteerRow {
+  return {
+    id: String(r.id), publicKey: String(r.public_key), displayName: String(r.display_name), listed: Number(r.listed) === 1,
+    trust: String(r.trust) as VolunteerRow['trust'], trustSource: String(r.trust_source) as VolunteerRow['trustSource'],
+    streak: Number(r.streak), createdAt: String(r.created_at),
+  };
+}
+
+export function trustEventFromRow(r: Row): TrustEventRow {
+  return {
+    volunteerId: String(r.volunteer_id), trust: String(r.trust) as TrustEventRow['trust'], previous: str(r.previous) as TrustEventRow['previous'],
+    source: String(r.source) as TrustEventRow['source'], reason: String(r.reason), at: String(r.at),
+  };
+}
+
+export function creditDayFromRow(r: Row): CreditDayRow {
+  return {
+    day: String(r.day), worker: String(r.worker), volunteerId: str(r.volunteer_id), builds: Number(r.builds), cpuMs: Number(r.cpu_ms),
+    wallMs: Number(r.wall_ms), agreed: Number(r.agreed), disagreed: Number(r.disagreed),
+  };
+}
+
+export function creditTotalFromRow(r: Row): CreditTotalRow {
+  return {
+    worker: String(r.worker), volunteerId: str(r.volunteer_id), builds: Number(r.builds), cpuMs: Number(r.cpu_ms),
+    wallMs: Number(r.wall_ms), agreed: Number(r.agreed), disagreed: Number(r.disagreed),
+  };
+}
+
+export function capacityFromRow(r: Row): CapacityRow {
+  return { hourOfWeek: Number(r.hour_of_week), samples: Number(r.samples), workersSum: Number(r.workers_sum), workersMax: Number(r.workers_max) };
+}

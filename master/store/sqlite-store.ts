@@ -3,11 +3,12 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS, schemaTooNewError } from './migrations.js';
 import {
-  artifactFromRow, BUILD_COLUMNS, buildFromRow, duplicateTokenMessage, stepFromRow, tokenFromRow, verificationFromRow,
-  workerFlagFromRow, workerFromRow, type Row,
+  artifactFromRow, BUILD_COLUMNS, buildFromRow, capacityFromRow, creditDayFromRow, creditTotalFromRow, duplicateTokenMessage, inviteFromRow,
+  stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
-  ArtifactRow, BuildPatch, BuildQuery, BuildRow, NewBuild, StepRow, Store, TokenRow, VerificationRow, WorkerFlagRow, WorkerRow,
+  ArtifactRow, BuildPatch, BuildQuery, BuildRow, CapacityRow, CreditDayRow, CreditDelta, CreditTotalRow, EnrollOutcome, Enrollment, InviteRow,
+  NewBuild, StepRow, Store, TokenRow, TrustChange, TrustEventRow, VerificationRow, VolunteerRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
 import type { Verdict } from '../../protocol/api.js';
 
@@ -32,7 +33,7 @@ export class SqliteStore implements Store {
     this.migrate();
     const db = this.db;
     this.stmts = {
-      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       getToken: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       listTokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
       revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
@@ -59,6 +60,36 @@ export class SqliteStore implements Store {
       flagWorker: db.prepare(`INSERT INTO worker_flags (worker, build_id, reason, at) VALUES (?, ?, ?, ?)
         ON CONFLICT (worker, build_id) DO UPDATE SET reason = excluded.reason, at = excluded.at`),
       listWorkerFlags: db.prepare('SELECT * FROM worker_flags ORDER BY worker, build_id'),
+      insertInvite: db.prepare(`INSERT INTO invites (id, code_hash, labels, max_builds, max_uses, uses_left, expires_at, note, created_at, revoked_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      listInvites: db.prepare('SELECT * FROM invites ORDER BY created_at, id'),
+      getInviteById: db.prepare('SELECT * FROM invites WHERE id = ?'),
+      getInviteByHash: db.prepare('SELECT * FROM invites WHERE code_hash = ?'),
+      revokeInvite: db.prepare('UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      spendInvite: db.prepare('UPDATE invites SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0'),
+      insertVolunteer: db.prepare(`INSERT INTO volunteers (id, public_key, display_name, listed, trust, trust_source, streak, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      getVolunteer: db.prepare('SELECT * FROM volunteers WHERE id = ?'),
+      getVolunteerByKey: db.prepare('SELECT * FROM volunteers WHERE public_key = ?'),
+      updateVolunteerName: db.prepare('UPDATE volunteers SET display_name = ?, listed = ? WHERE id = ?'),
+      listVolunteers: db.prepare('SELECT * FROM volunteers ORDER BY created_at, id'),
+      setTrust: db.prepare('UPDATE volunteers SET trust = ?, trust_source = ?, streak = 0 WHERE id = ?'),
+      setStreak: db.prepare('UPDATE volunteers SET streak = ? WHERE id = ?'),
+      insertTrustEvent: db.prepare('INSERT INTO trust_events (volunteer_id, trust, previous, source, reason, at) VALUES (?, ?, ?, ?, ?, ?)'),
+      listTrustEvents: db.prepare('SELECT * FROM trust_events WHERE volunteer_id = ? ORDER BY id'),
+      addCreditDay: db.prepare(`INSERT INTO credit_days (day, worker, volunteer_id, builds, cpu_ms, wall_ms, agreed, disagreed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (day, worker) DO UPDATE SET volunteer_id = excluded.volunteer_id, builds = builds + excluded.builds,
+        cpu_ms = cpu_ms + excluded.cpu_ms, wall_ms = wall_ms + excluded.wall_ms, agreed = agreed + excluded.agreed, disagreed = disagreed + excluded.disagreed`),
+      addCreditTotal: db.prepare(`INSERT INTO credit_totals (worker, volunteer_id, builds, cpu_ms, wall_ms, agreed, disagreed) VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (worker) DO UPDATE SET volunteer_id = excluded.volunteer_id, builds = builds + excluded.builds,
+        cpu_ms = cpu_ms + excluded.cpu_ms, wall_ms = wall_ms + excluded.wall_ms, agreed = agreed + excluded.agreed, disagreed = disagreed + excluded.disagreed`),
+      listCreditDays: db.prepare('SELECT * FROM credit_days WHERE day >= ? ORDER BY day, worker'),
+      listCreditTotals: db.prepare('SELECT * FROM credit_totals ORDER BY worker'),
+      pruneCreditDays: db.prepare('DELETE FROM credit_days WHERE day < ?'),
+      addCapacity: db.prepare(`INSERT INTO capacity (hour_of_week, samples, workers_sum, workers_max) VALUES (?, 1, ?, ?)
+        ON CONFLICT (hour_of_week) DO UPDATE SET samples = samples + 1, workers_sum = workers_sum + excluded.workers_sum,
+        workers_max = MAX(workers_max, excluded.workers_max)`),
+      listCapacity: db.prepare('SELECT * FROM capacity ORDER BY hour_of_week'),
     };
   }
 
@@ -83,7 +114,8 @@ export class SqliteStore implements Store {
 
   async createToken(row: TokenRow): Promise<void> {
     try {
-      this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt);
+      this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt,
+        row.volunteerId ?? null, row.workerKey ?? null);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(duplicateTokenMessage(row.name));
       throw e;
@@ -211,5 +243,107 @@ export class SqliteStore implements Store {
 
   async listWorkerFlags(): Promise<WorkerFlagRow[]> {
     return (this.stmts.listWorkerFlags.all() as Row[]).map(workerFlagFromRow);
+  }
+
+  async createInvite(i: InviteRow): Promise<void> {
+    this.stmts.insertInvite.run(i.id, i.codeHash, JSON.stringify(i.labels), i.maxBuilds, i.maxUses, i.usesLeft, i.expiresAt, i.note, i.createdAt, i.revokedAt);
+  }
+
+  async listInvites(): Promise<InviteRow[]> {
+    return (this.stmts.listInvites.all() as Row[]).map(inviteFromRow);
+  }
+
+  async getInviteByCodeHash(codeHash: string): Promise<InviteRow | null> {
+    const r = this.stmts.getInviteByHash.get(codeHash) as Row | undefined;
+    return r ? inviteFromRow(r) : null;
+  }
+
+  async revokeInvite(id: string, at: string): Promise<boolean> {
+    return this.stmts.revokeInvite.run(at, id).changes > 0;
+  }
+
+  async enroll(e: Enrollment): Promise<EnrollOutcome> {
+    const refused = (reason: Extract<EnrollOutcome, { ok: false }>['reason']) => ({ ok: false as const, reason });
+    return this.db.transaction((): EnrollOutcome => {
+      if (e.inviteId !== null) {
+        const r = this.stmts.getInviteById.get(e.inviteId) as Row | undefined;
+        if (!r) return refused('unknown-code');
+        const inv = inviteFromRow(r);
+        if (inv.revokedAt) return refused('revoked');
+        if (inv.expiresAt !== null && inv.expiresAt <= e.at) return refused('expired');
+        if (inv.usesLeft <= 0) return refused('used-up');
+      }
+      if (this.stmts.getToken.get(e.token.name)) return refused('name-taken');
+      const found = this.stmts.getVolunteerByKey.get(e.volunteer.publicKey) as Row | undefined;
+      let volunteer: VolunteerRow;
+      if (found) {
+        volunteer = volunteerFromRow(found);
+        if (volunteer.trust === 'banned') return refused('banned');
+        this.stmts.updateVolunteerName.run(e.volunteer.displayName, e.volunteer.listed ? 1 : 0, volunteer.id);
+        volunteer = { ...volunteer, displayName: e.volunteer.displayName, listed: e.volunteer.listed };
+      } else {
+        volunteer = e.volunteer;
+        const v = volunteer;
+        this.stmts.insertVolunteer.run(v.id, v.publicKey, v.displayName, v.listed ? 1 : 0, v.trust, v.trustSource, v.streak, v.createdAt);
+        this.stmts.insertTrustEvent.run(v.id, v.trust, null, v.trustSource, e.reason, e.at);
+      }
+      const t = { ...e.token, volunteerId: volunteer.id };
+      this.stmts.insertToken.run(t.name, t.hash, JSON.stringify(t.labels), t.maxBuilds, t.createdAt, t.revokedAt, t.volunteerId, t.workerKey ?? null);
+      if (e.inviteId !== null) this.stmts.spendInvite.run(e.inviteId);
+      return { ok: true, volunteer };
+    })();
+  }
+
+  async getVolunteer(id: string): Promise<VolunteerRow | null> {
+    const r = this.stmts.getVolunteer.get(id) as Row | undefined;
+    return r ? volunteerFromRow(r) : null;
+  }
+
+  async listVolunteers(): Promise<VolunteerRow[]> {
+    return (this.stmts.listVolunteers.all() as Row[]).map(volunteerFromRow);
+  }
+
+  async setTrust(c: TrustChange): Promise<void> {
+    this.db.transaction(() => {
+      const r = this.stmts.getVolunteer.get(c.volunteerId) as Row | undefined;
+      if (!r) throw new Error(`no volunteer ${c.volunteerId}`);
+      this.stmts.setTrust.run(c.trust, c.source, c.volunteerId);
+      this.stmts.insertTrustEvent.run(c.volunteerId, c.trust, String(r.trust), c.source, c.reason, c.at);
+    })();
+  }
+
+  async setStreak(volunteerId: string, streak: number): Promise<void> {
+    this.stmts.setStreak.run(streak, volunteerId);
+  }
+
+  async listTrustEvents(volunteerId: string): Promise<TrustEventRow[]> {
+    return (this.stmts.listTrustEvents.all(volunteerId) as Row[]).map(trustEventFromRow);
+  }
+
+  async addCredit(d: CreditDelta): Promise<void> {
+    this.db.transaction(() => {
+      this.stmts.addCreditDay.run(d.day, d.worker, d.volunteerId, d.builds, d.cpuMs, d.wallMs, d.agreed, d.disagreed);
+      this.stmts.addCreditTotal.run(d.worker, d.volunteerId, d.builds, d.cpuMs, d.wallMs, d.agreed, d.disagreed);
+    })();
+  }
+
+  async listCreditDays(sinceDay: string): Promise<CreditDayRow[]> {
+    return (this.stmts.listCreditDays.all(sinceDay) as Row[]).map(creditDayFromRow);
+  }
+
+  async listCreditTotals(): Promise<CreditTotalRow[]> {
+    return (this.stmts.listCreditTotals.all() as Row[]).map(creditTotalFromRow);
+  }
+
+  async pruneCreditDays(day: string): Promise<void> {
+    this.stmts.pruneCreditDays.run(day);
+  }
+
+  async addCapacitySample(hourOfWeek: number, workers: number): Promise<void> {
+    this.stmts.addCapacity.run(hourOfWeek, workers, workers);
+  }
+
+  async listCapacity(): Promise<CapacityRow[]> {
+    return (this.stmts.listCapacity.all() as Row[]).map(capacityFromRow);
   }
 }

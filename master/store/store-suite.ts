@@ -1,7 +1,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MIGRATIONS } from './migrations.js';
-import type { BuildRow, NewBuild, Store, TokenRow } from './store.js';
+import type { BuildRow, Enrollment, InviteRow, NewBuild, Store, TokenRow, VolunteerRow } from './store.js';
 
 /**
  * One place holding a store's data: a SQLite file, a PostgreSQL database. Several stores may
@@ -21,7 +21,18 @@ export type StorageFactory = () => Promise<StoreStorage>;
 const T0 = Date.UTC(2026, 0, 1);
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 const newBuild = (builder: string, s = 0): NewBuild => ({ builder, revision: null, reason: null, queuedAt: at(s) });
-const token = (name: string, labels: string[] = [], maxBuilds = 4): TokenRow => ({ name, hash: `h-${name}`, labels, maxBuilds, createdAt: at(0), revokedAt: null });
+const token = (name: string, labels: string[] = [], maxBuilds = 4): TokenRow => ({
+  name, hash: `h-${name}`, labels, maxBuilds, createdAt: at(0), revokedAt: null, volunteerId: null, workerKey: null,
+});
+const invite = (id: string, o: Partial<InviteRow> = {}): InviteRow => ({
+  id, codeHash: `c-${id}`, labels: ['gpu'], maxBuilds: 2, maxUses: 2, usesLeft: 2, expiresAt: null, note: 'n', createdAt: at(0), revokedAt: null, ...o,
+});
+const volunteer = (id: string, key = `k-${id}`): VolunteerRow => ({
+  id, publicKey: key, displayName: `V ${id}`, listed: true, trust: 'new', trustSource: 'join', streak: 0, createdAt: at(0),
+});
+const enrollment = (worker: string, v: VolunteerRow, inviteId: string | null, s = 1): Enrollment => ({
+  inviteId, at: at(s), volunteer: v, reason: 'joined', token: { ...token(worker, ['gpu'], 2), workerKey: `wk-${worker}` },
+});
 
 /**
  * Registers the Store contract as node:test tests against one implementation. Every test
@@ -277,6 +288,92 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       const again = await open();
       assert.deepEqual(await again.getVerification(group[1]!.id), { buildId: group[1]!.id, groupId: g, replicas: 2, verdict: 'disagreed', detail: 'differs' });
       assert.deepEqual(await again.listWorkerFlags(), [{ worker: 'wb', buildId: group[1]!.id, reason: 'differs again', at: at(3) }]);
+    });
+
+    test('invites: stored by code hash, revoked once, listed oldest first', async (t) => {
+      const { s, open } = await setup(t);
+      await s.createInvite(invite('i2', { createdAt: at(2), expiresAt: at(100) }));
+      await s.createInvite(invite('i1'));
+      assert.deepEqual((await s.listInvites()).map((i) => i.id), ['i1', 'i2']);
+      assert.deepEqual(await s.getInviteByCodeHash('c-i2'), invite('i2', { createdAt: at(2), expiresAt: at(100) }));
+      assert.equal(await s.getInviteByCodeHash('nope'), null);
+      assert.equal(await s.revokeInvite('i1', at(3)), true);
+      assert.equal(await s.revokeInvite('i1', at(4)), false);
+      assert.equal(await s.revokeInvite('nobody', at(4)), false);
+      assert.equal((await (await open()).getInviteByCodeHash('c-i1'))?.revokedAt, at(3));
+    });
+
+    test('enroll: spends a use, makes the volunteer once, refuses used-up, expired, revoked, banned and taken names without changing anything', async (t) => {
+      const { s } = await setup(t);
+      await s.createInvite(invite('i', { expiresAt: at(50) }));
+      const v = volunteer('v1');
+      const first = await s.enroll(enrollment('w1', v, 'i'));
+      assert.deepEqual(first, { ok: true, volunteer: v });
+      assert.deepEqual(await s.getToken('w1'), { ...token('w1', ['gpu'], 2), volunteerId: 'v1', workerKey: 'wk-w1' });
+      assert.equal((await s.getInviteByCodeHash('c-i'))?.usesLeft, 1);
+      // Same key, another worker: the same volunteer, with the new display name; no second volunteer.
+      const again = await s.enroll(enrollment('w2', { ...volunteer('v-other', 'k-v1'), displayName: 'Renamed', listed: false }, 'i'));
+      assert.deepEqual(again, { ok: true, volunteer: { ...v, displayName: 'Renamed', listed: false } });
+      assert.equal((await s.getToken('w2'))?.volunteerId, 'v1');
+      assert.deepEqual((await s.listVolunteers()).map((x) => x.id), ['v1']);
+      assert.deepEqual(await s.enroll(enrollment('w3', volunteer('v3'), 'i')), { ok: false, reason: 'used-up' });
+      await s.createInvite(invite('j', { codeHash: 'c-j', expiresAt: at(10) }));
+      assert.deepEqual(await s.enroll(enrollment('w3', volunteer('v3'), 'j', 10)), { ok: false, reason: 'expired' });
+      await s.revokeInvite('j', at(1));
+      assert.deepEqual(await s.enroll(enrollment('w3', volunteer('v3'), 'j', 2)), { ok: false, reason: 'revoked' });
+      assert.deepEqual(await s.enroll(enrollment('w3', volunteer('v3'), 'missing')), { ok: false, reason: 'unknown-code' });
+      assert.deepEqual(await s.enroll(enrollment('w1', volunteer('v3'), null)), { ok: false, reason: 'name-taken' });
+      await s.setTrust({ volunteerId: 'v1', trust: 'banned', source: 'maintainer', reason: 'spam', at: at(5) });
+      assert.deepEqual(await s.enroll(enrollment('w9', volunteer('vx', 'k-v1'), null)), { ok: false, reason: 'banned' });
+      assert.equal(await s.getToken('w3'), null);
+      assert.equal(await s.getToken('w9'), null);
+      assert.deepEqual((await s.listVolunteers()).map((x) => x.id), ['v1']);
+      assert.deepEqual(await s.enroll(enrollment('w3', volunteer('v3'), null, 6)), { ok: true, volunteer: volunteer('v3') });
+    });
+
+    test('trust: every change is an event with its reason and the trust before; setTrust resets the streak', async (t) => {
+      const { s, open } = await setup(t);
+      await s.enroll(enrollment('w1', volunteer('v1'), null));
+      await s.setStreak('v1', 7);
+      assert.equal((await s.getVolunteer('v1'))?.streak, 7);
+      await s.setTrust({ volunteerId: 'v1', trust: 'trusted', source: 'earned', reason: 'agreed 7 times', at: at(2) });
+      await s.setTrust({ volunteerId: 'v1', trust: 'banned', source: 'maintainer', reason: 'tampered', at: at(3) });
+      await assert.rejects(s.setTrust({ volunteerId: 'nobody', trust: 'banned', source: 'maintainer', reason: 'x', at: at(3) }), /no volunteer nobody/);
+      const again = await open();
+      assert.deepEqual(await again.getVolunteer('v1'), { ...volunteer('v1'), trust: 'banned', trustSource: 'maintainer', streak: 0 });
+      assert.deepEqual(await again.listTrustEvents('v1'), [
+        { volunteerId: 'v1', trust: 'new', previous: null, source: 'join', reason: 'joined', at: at(1) },
+        { volunteerId: 'v1', trust: 'trusted', previous: 'new', source: 'earned', reason: 'agreed 7 times', at: at(2) },
+        { volunteerId: 'v1', trust: 'banned', previous: 'trusted', source: 'maintainer', reason: 'tampered', at: at(3) },
+      ]);
+      assert.equal(await again.getVolunteer('nobody'), null);
+    });
+
+    test('credit: per-day rows and totals add up; old days are pruned, totals stay; capacity buckets average and keep the max', async (t) => {
+      const { s } = await setup(t);
+      const zero = { builds: 0, cpuMs: 0, wallMs: 0, agreed: 0, disagreed: 0 };
+      await s.addCredit({ ...zero, day: '2026-01-01', worker: 'w1', volunteerId: 'v1', builds: 1, wallMs: 5000 });
+      await s.addCredit({ ...zero, day: '2026-01-01', worker: 'w1', volunteerId: 'v1', builds: 1, wallMs: 3_000_000_000_000 });
+      await s.addCredit({ ...zero, day: '2026-01-02', worker: 'w1', volunteerId: 'v1', agreed: 1 });
+      await s.addCredit({ ...zero, day: '2026-01-02', worker: 'w2', volunteerId: null, disagreed: 1 });
+      assert.deepEqual(await s.listCreditDays('2026-01-01'), [
+        { ...zero, day: '2026-01-01', worker: 'w1', volunteerId: 'v1', builds: 2, wallMs: 3_000_000_005_000 },
+        { ...zero, day: '2026-01-02', worker: 'w1', volunteerId: 'v1', agreed: 1 },
+        { ...zero, day: '2026-01-02', worker: 'w2', volunteerId: null, disagreed: 1 },
+      ]);
+      await s.pruneCreditDays('2026-01-02');
+      assert.deepEqual((await s.listCreditDays('2000-01-01')).map((r) => [r.day, r.worker]), [['2026-01-02', 'w1'], ['2026-01-02', 'w2']]);
+      assert.deepEqual(await s.listCreditTotals(), [
+        { ...zero, worker: 'w1', volunteerId: 'v1', builds: 2, wallMs: 3_000_000_005_000, agreed: 1 },
+        { ...zero, worker: 'w2', volunteerId: null, disagreed: 1 },
+      ]);
+      await s.addCapacitySample(5, 3);
+      await s.addCapacitySample(5, 1);
+      await s.addCapacitySample(167, 0);
+      assert.deepEqual(await s.listCapacity(), [
+        { hourOfWeek: 5, samples: 2, workersSum: 4, workersMax: 3 },
+        { hourOfWeek: 167, samples: 1, workersSum: 0, workersMax: 0 },
+      ]);
     });
 
     test('a store written by a newer Crowdbake is refused with a clear message', async (t) => {

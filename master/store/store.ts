@@ -46,6 +46,124 @@ export interface Store {
   setVerdict(buildId: number, verdict: Verdict, detail: string | null): Promise<void>;
   flagWorker(row: WorkerFlagRow): Promise<void>;
   listWorkerFlags(): Promise<WorkerFlagRow[]>;
+
+  // [crowd] — invitations, volunteers, trust, credit, capacity.
+  createInvite(row: InviteRow): Promise<void>;
+  listInvites(): Promise<InviteRow[]>;
+  getInviteByCodeHash(codeHash: string): Promise<InviteRow | null>;
+  /** False when there is no such invite or it was revoked already. */
+  revokeInvite(id: string, at: string): Promise<boolean>;
+  /**
+   * One join, in one transaction: checks the invite (if any) is not revoked, expired at
+   * `e.at` or used up, and spends one use; finds the volunteer by public key (refusing a
+   * banned one; updating display name and listed flag) or creates it (with its first trust
+   * event); creates the worker token. Nothing is changed when it is refused.
+   */
+  enroll(e: Enrollment): Promise<EnrollOutcome>;
+  getVolunteer(id: string): Promise<VolunteerRow | null>;
+  listVolunteers(): Promise<VolunteerRow[]>;
+  /** Sets a volunteer's trust and records why (a trust_events row), in one transaction. Resets the streak. */
+  setTrust(change: TrustChange): Promise<void>;
+  setStreak(volunteerId: string, streak: number): Promise<void>;
+  /** Oldest first. */
+  listTrustEvents(volunteerId: string): Promise<TrustEventRow[]>;
+  /** Adds to a worker's all-time totals and to its row of `delta.day`. */
+  addCredit(delta: CreditDelta): Promise<void>;
+  /** Per-day rows from `sinceDay` (YYYY-MM-DD) on, by day then worker. */
+  listCreditDays(sinceDay: string): Promise<CreditDayRow[]>;
+  listCreditTotals(): Promise<CreditTotalRow[]>;
+  /** Removes per-day rows before `day`. */
+  pruneCreditDays(day: string): Promise<void>;
+  /** One sample of how many workers were accepting, in the bucket of that hour of the week (0-167). */
+  addCapacitySample(hourOfWeek: number, workers: number): Promise<void>;
+  listCapacity(): Promise<CapacityRow[]>;
+}
+
+export type Trust = 'new' | 'trusted' | 'banned';
+/** Who set a volunteer's trust: `join` (new on joining), `maintainer` (CLI, REST), `earned` (agreeing replicated results). */
+export type TrustSource = 'join' | 'maintainer' | 'earned';
+
+export interface InviteRow {
+  id: string;
+  /** sha256 hex of the code; the code itself is never stored. */
+  codeHash: string;
+  /** Granted to every worker that joins with it (and maxBuilds). */
+  labels: string[];
+  maxBuilds: number;
+  maxUses: number;
+  usesLeft: number;
+  expiresAt: string | null;
+  note: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface VolunteerRow {
+  id: string;
+  /** The volunteer's Ed25519 identity key (SPKI DER, base64): same key, same volunteer. */
+  publicKey: string;
+  displayName: string;
+  listed: boolean;
+  trust: Trust;
+  trustSource: TrustSource;
+  /** Replicated results in a row that agreed with the majority. */
+  streak: number;
+  createdAt: string;
+}
+
+export interface TrustChange {
+  volunteerId: string;
+  trust: Trust;
+  source: TrustSource;
+  reason: string;
+  at: string;
+}
+
+export interface TrustEventRow extends TrustChange {
+  previous: Trust | null;
+}
+
+export interface Enrollment {
+  inviteId: string | null;
+  at: string;
+  /** Used when no volunteer has this public key yet. */
+  volunteer: VolunteerRow;
+  /** Why the volunteer is new (its first trust event). */
+  reason: string;
+  token: TokenRow;
+}
+
+export type EnrollOutcome =
+  | { ok: true; volunteer: VolunteerRow }
+  | { ok: false; reason: 'unknown-code' | 'used-up' | 'expired' | 'revoked' | 'banned' | 'name-taken' };
+
+export interface CreditCounts {
+  builds: number;
+  cpuMs: number;
+  wallMs: number;
+  agreed: number;
+  disagreed: number;
+}
+
+export interface CreditDelta extends CreditCounts {
+  /** YYYY-MM-DD (UTC). */
+  day: string;
+  worker: string;
+  volunteerId: string | null;
+}
+
+export type CreditDayRow = CreditDelta;
+
+export interface CreditTotalRow extends CreditCounts {
+  worker: string;
+  volunteerId: string | null;
+}
+
+export interface CapacityRow {
+  hourOfWeek: number;
+  samples: number;
+  workersSum: number;
+  workersMax: number;
 }
 
 export interface VerificationRow {
@@ -73,6 +191,10 @@ export interface TokenRow {
   maxBuilds: number;
   createdAt: string;
   revokedAt: string | null;
+  /** The volunteer who joined with this token ([crowd]); null for tokens made by `token create` (the maintainer's). */
+  volunteerId?: string | null;
+  /** The worker's own Ed25519 public key (SPKI DER, base64), sent when it joined. */
+  workerKey?: string | null;
 }
 
 export interface WorkerRow {
