@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { isLoopbackHost, redactUrl, redactUrls, sourceUrlProblem } from './source-url.js';
 
 test('remote https, http and git URLs are build sources', () => {
@@ -72,4 +73,27 @@ test('redactUrl hides userinfo and secret query parameters, and nothing else', (
   assert.equal(redactUrl('/local/path'), '/local/path');
   assert.equal(redactUrls("fatal: unable to access 'https://me:s3cret@h.example/r/': 401\nand http://a:b@c/d too"),
     "fatal: unable to access 'https://***@h.example/r/': 401\nand http://***@c/d too");
+});
+
+test('fuzz: 20,000 generated URLs never throw; an accepted one is a remote http(s)/git URL, and its redacted form holds no password', () => {
+  const part = fc.stringMatching(/^[a-zA-Z0-9@:/.?#=&%~_\\[\] -]{0,12}$/);
+  const scheme = fc.constantFrom('https://', 'http://', 'git://', 'ssh://', 'file://', 'ext::', '', '-', 'HTTP://', 'git+ssh://');
+  const pw = fc.stringMatching(/^[a-zA-Z0-9]{6,12}$/);
+  const host = fc.oneof(fc.domain(), fc.ipV4(), part);
+  const path = fc.oneof(fc.webPath().map((p) => `/r${p}`), fc.webPath(), part);
+  fc.assert(fc.property(scheme, fc.option(fc.tuple(part, pw)), host, path, (s, cred, host, path) => {
+    const secret = cred ? `SECRET${cred[1]}` : null;
+    const url = `${s}${cred ? `${encodeURIComponent(cred[0])}:${secret}@` : ''}${host}${path}`;
+    const problem = sourceUrlProblem(url);
+    const shown = redactUrl(url);
+    if (secret && /^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.slice(url.indexOf('://') + 3).split('/')[0]!.includes(secret)) return; // the secret is not in the authority
+    if (problem === null) {
+      const u = new URL(url);
+      assert.ok(['https:', 'http:', 'git:'].includes(u.protocol), url);
+      assert.ok(!url.startsWith('-') && u.hostname.length > 0, url);
+      if (secret) assert.ok(!shown.includes(secret), `${url} -> ${shown}`);
+    } else if (secret && /^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+      assert.ok(!problem.includes(secret), `${url}: ${problem}`);
+    }
+  }), { numRuns: 20_000, seed: 1414 });
 });
