@@ -8,6 +8,8 @@ usage: crowdbake <command> [flags]     (every command has --help)
   master    run the coordinator (builders, queue, REST API, dashboard)
   worker    run the volunteer agent that connects to a master and builds
   token     create, list or revoke worker tokens in a master's store
+  invite    create, list or revoke join links for volunteers
+  volunteers  list volunteers; promote, demote or ban one
   build     request a build of a builder (and --wait for its result)
   status    the local agent: state, idle source, current build, limits (--json)
   pause, resume, limits, history
@@ -28,6 +30,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   master: async () => (await import('./commands/master.js')).masterCommand,
   worker: async () => (await import('./commands/worker.js')).workerCommand,
   token: async () => (await import('./commands/token.js')).tokenCommand,
+  invite: async () => (await import('./commands/invite.js')).inviteCommand,
+  volunteers: async () => (await import('./commands/volunteers.js')).volunteersCommand,
   build: async () => (await import('./commands/build.js')).buildCommand,
   status: async () => (await import('./commands/agent-control.js')).agentControlCommand('status'),
   pause: async () => (await import('./commands/agent-control.js')).agentControlCommand('pause'),

@@ -93,6 +93,8 @@ export class Coordinator {
       cannotStart?: () => string | null;
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
+      /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
+      credit?: { buildFinished(row: BuildRow): Promise<void> };
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -453,6 +455,7 @@ export class Coordinator {
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
     this.publishBuild(row, steps);
+    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
     await this.options.verification?.finished(row);
   }
 
@@ -516,7 +519,10 @@ export class Coordinator {
         }
       }
       if (!best) break;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(this.options.verification?.excluded(best.head.id), this.barred.get(best.head.id))) : null;
+      const ver = this.options.verification;
+      // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
+      const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -529,9 +535,11 @@ export class Coordinator {
   }
 
   /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>): Iterable<WorkerSession> {
+  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
       if (exclude?.has(s.name) || barred?.has(s.name)) continue;
+      // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
+      if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
       (s as { running: number }).running = s.builds.size;
       yield s;
     }
@@ -546,7 +554,7 @@ export class Coordinator {
     this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
-    this.options.verification?.assigned(row.id, session.name);
+    this.options.verification?.assigned(row.id, session.name, session.owner);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes

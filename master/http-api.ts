@@ -38,6 +38,8 @@ export class HttpApi {
       latent?: { couldRun(builder: BuilderDefinition): boolean; size: number };
       verification?: Verification;
       disk?: DiskSpace;
+      /** [crowd] joining, invites, volunteers, credit (master/enrollment/routes.ts). */
+      enrollment?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireAdmin: () => void): Promise<boolean> };
     },
   ) {}
 
@@ -147,6 +149,7 @@ export class HttpApi {
         return { ...workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt), flags: own };
       }));
     }
+    if (d.enrollment && (await d.enrollment.handle(req, res, url, () => this.requireAdmin(req)))) return;
     throw new HttpError(404, `no route ${method} ${path}`);
   }
 

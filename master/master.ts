@@ -24,6 +24,11 @@ import { DiskSpace } from './disk-space.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
+import { Volunteers } from './volunteers.js';
+import { Credit } from './credit.js';
+import { Enrollment } from './enrollment/join.js';
+import { EnrollmentRoutes } from './enrollment/routes.js';
+import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -44,6 +49,8 @@ export interface MasterOptions {
   tls?: { certFile: string; keyFile: string };
   /** Builds the guest of `local-vm` latent workers (it needs worker code, so the CLI passes it). */
   localVmGuest?: LocalVmGuestBuilder;
+  /** How often the farm's capacity (accepting workers) is sampled; default a minute. */
+  capacitySampleMs?: number;
 }
 
 export interface MasterHandle {
@@ -84,6 +91,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
   });
+  // [crowd] Volunteers' trust (earned from verdicts) and their credit.
+  const volunteers = new Volunteers(store, fileConfig.trust);
+  const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
     if (events.size === 0) return;
@@ -91,7 +101,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
     })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
-  });
+  }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
   await verification.load();
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
@@ -101,6 +111,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     verification,
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
+    credit,
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
@@ -110,7 +121,12 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk });
+  let farm: FarmInfo = { url: '', name: fileConfig.farmName, pin: null };
+  const enrollment = new EnrollmentRoutes({
+    store, volunteers, credit, farm: () => farm,
+    enrollment: new Enrollment(store, { mode: fileConfig.enrollment.mode, farmName: fileConfig.farmName, joinsPerHour: fileConfig.enrollment.joinsPerHour }),
+  });
+  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
@@ -146,6 +162,10 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   const addr = server.address() as AddressInfo;
   url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  // `crowdbake invite create` reads it to print join links.
+  farm = { url: fileConfig.url ?? url, name: fileConfig.farmName, pin: tls?.fingerprint ?? null };
+  writeFarmInfo(dataDir, farm);
+  credit.startSampling(() => [...coordinator.connectedSessions()].filter((s) => s.accepting).length, opts.capacitySampleMs);
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
 
@@ -154,6 +174,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
     close: () => (closing ??= (async () => {
       stopRetention();
+      credit.close();
       disk.close();
       await latent.close();
       sources.close();

@@ -18,6 +18,13 @@ export interface WorkerOffer {
   platform?: string;
   arch?: string;
   cpus?: number;
+  /**
+   * The trust of the worker's volunteer ([crowd]); a token the maintainer made is `trusted`.
+   * Absent counts as not trusted: a builder with `requires.trust: trusted` never goes there.
+   */
+  trust?: 'new' | 'trusted' | 'banned';
+  /** Who owns the worker (its volunteer, or its token), for `verify.owners: distinct`. */
+  owner?: string;
 }
 
 /**
@@ -26,6 +33,10 @@ export interface WorkerOffer {
  * a volunteer's 2 GiB, it goes to a worker that offers enough.
  */
 export function mismatch(builder: BuilderDefinition, worker: WorkerOffer): string | null {
+  // Checked first and before any spec is sent: a `trust: trusted` build never reaches anyone else.
+  if (builder.requires.trust === 'trusted' && worker.trust !== 'trusted') {
+    return `belongs to a volunteer whose trust is ${worker.trust ?? 'unknown'}; the builder needs trust: trusted`;
+  }
   const missing = builder.requires.labels.filter((l) => !worker.labels.has(l));
   if (missing.length) return `lacks label${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
   const { os, arch, cpus } = builder.requires;

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NameSchema } from '../protocol/build-spec.js';
-import type { Store, TokenRow } from './store/store.js';
+import type { Store, TokenRow, VolunteerRow } from './store/store.js';
 
 /**
  * Worker tokens look like `cbw1.<name>.<secret>`: the name says which worker the token
@@ -49,7 +49,11 @@ export async function createWorkerToken(store: Store, name: string, labels: stri
   return `cbw1.${name}.${secret}`;
 }
 
-export type TokenCheck = { ok: true; token: TokenRow } | { ok: false; reason: string };
+/**
+ * `volunteer` is the volunteer who joined with the token ([crowd]); null for a token the
+ * maintainer made with `token create` (trusted: the maintainer handed it out).
+ */
+export type TokenCheck = { ok: true; token: TokenRow; volunteer: VolunteerRow | null } | { ok: false; reason: string };
 
 /** Checks a worker's token; the reason is safe to tell the worker (it leaks nothing secret). */
 export async function verifyWorkerToken(store: Store, presented: string): Promise<TokenCheck> {
@@ -60,7 +64,10 @@ export async function verifyWorkerToken(store: Store, presented: string): Promis
   const equal = secretsEqual(sha256Hex(parsed.secret), row?.hash ?? '0'.repeat(64));
   if (!row || !equal) return { ok: false, reason: 'invalid token' };
   if (row.revokedAt) return { ok: false, reason: 'token revoked' };
-  return { ok: true, token: row };
+  const volunteer = row.volunteerId ? await store.getVolunteer(row.volunteerId) : null;
+  if (row.volunteerId && !volunteer) return { ok: false, reason: 'invalid token' };
+  if (volunteer?.trust === 'banned') return { ok: false, reason: 'volunteer banned' };
+  return { ok: true, token: row, volunteer };
 }
 
 /**

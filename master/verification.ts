@@ -1,5 +1,6 @@
 import type { BuildOutcome, Verdict, VerificationView } from '../protocol/api.js';
 import type { BuildRow, NewBuild, Store, WorkerFlagRow } from './store/store.js';
+import { ownerOf, type ReplicaVerdict } from './volunteers.js';
 
 /** One replica as the verdict sees it: who built it, how it ended, what it made. */
 export interface ReplicaOutcome {
@@ -96,17 +97,23 @@ export class Verification {
   private readonly groups = new Map<number, Map<number, string | null>>();
   private readonly finishedIn = new Map<number, Set<number>>();
   private readonly groupOf = new Map<number, number>();
+  /** Who owns the worker each member runs or ran on (volunteer or token), for `owners: distinct`. */
+  private readonly ownerOfBuild = new Map<number, string>();
 
   constructor(
     private readonly store: Store,
     private readonly onDecided: (buildIds: number[]) => void = () => undefined,
+    /** Each decided replica's verdict, with its worker ([crowd]: earned trust, credit). */
+    private readonly onVerdicts: (verdicts: ReplicaVerdict[]) => Promise<void> = async () => undefined,
   ) {}
 
   /** Reloads undecided groups after a restart. */
   async load(): Promise<void> {
     for (const v of await this.store.listPendingVerifications()) {
       const row = await this.store.getBuild(v.buildId);
-      this.track(v.groupId, v.buildId, row?.state === 'queued' ? null : row?.worker ?? null);
+      const worker = row?.state === 'queued' ? null : row?.worker ?? null;
+      this.track(v.groupId, v.buildId, worker);
+      if (worker) this.ownerOfBuild.set(v.buildId, ownerOf((await this.store.getToken(worker)) ?? { name: worker, volunteerId: null }));
       if (row?.state === 'finished') this.finishedIn.get(v.groupId)!.add(v.buildId);
     }
     // A group whose last replica finished just before a crash is decided now.
@@ -139,9 +146,28 @@ export class Verification {
     return out;
   }
 
-  assigned(buildId: number, worker: string | null): void {
+  /**
+   * Owners (volunteers, or maintainer tokens) this build must not run on under
+   * `verify.owners: distinct`: those whose workers run or ran its other replicas, so one
+   * person with several machines cannot make a majority alone.
+   */
+  excludedOwners(buildId: number): ReadonlySet<string> | undefined {
     const group = this.groupOf.get(buildId);
-    if (group !== undefined) this.groups.get(group)!.set(buildId, worker);
+    if (group === undefined) return undefined;
+    const out = new Set<string>();
+    for (const [id, worker] of this.groups.get(group)!) {
+      const owner = this.ownerOfBuild.get(id);
+      if (id !== buildId && worker && owner) out.add(owner);
+    }
+    return out;
+  }
+
+  assigned(buildId: number, worker: string | null, owner?: string): void {
+    const group = this.groupOf.get(buildId);
+    if (group === undefined) return;
+    this.groups.get(group)!.set(buildId, worker);
+    if (worker && owner) this.ownerOfBuild.set(buildId, owner);
+    else this.ownerOfBuild.delete(buildId);
   }
 
   /** A replica has ended (its row is stored): when it was the last of its group, decide. */
@@ -157,7 +183,7 @@ export class Verification {
     const members = [...this.groups.get(group)!.keys()];
     this.groups.delete(group);
     this.finishedIn.delete(group);
-    for (const id of members) this.groupOf.delete(id);
+    for (const id of members) { this.groupOf.delete(id); this.ownerOfBuild.delete(id); }
     const outcomes: ReplicaOutcome[] = [];
     for (const id of members) {
       const row = await this.store.getBuild(id);
@@ -169,6 +195,12 @@ export class Verification {
     for (const [id, v] of d.verdicts) await this.store.setVerdict(id, v.verdict, v.detail);
     for (const f of d.flags) await this.store.flagWorker({ ...f, at });
     this.onDecided(members);
+    const verdicts: ReplicaVerdict[] = [];
+    for (const o of outcomes) {
+      const v = d.verdicts.get(o.id);
+      if (o.worker && v) verdicts.push({ buildId: o.id, worker: o.worker, verdict: v.verdict });
+    }
+    await this.onVerdicts(verdicts).catch((e: Error) => console.error(`crowdbake master: after the verdict of group ${group}: ${e.message}`));
   }
 
   /** The verification part of a build's REST view, or null for a build without replicas. */

@@ -9,6 +9,7 @@ import type { EventBus } from './events.js';
 import type { Store } from './store/store.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { verifyWorkerToken } from './tokens.js';
+import { ownerOf, trustOf } from './volunteers.js';
 import { workerView } from './views.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -46,7 +47,7 @@ export class WorkerHub {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly tokenCheck: NodeJS.Timeout;
   /** Authenticated sessions, their socket and the hash of the token they logged in with. */
-  private readonly live = new Map<WorkerSession, { ws: WebSocket; hash: string }>();
+  private readonly live = new Map<WorkerSession, { ws: WebSocket; hash: string; volunteerId: string | null }>();
   private checkingTokens = false;
   private closing = false;
 
@@ -71,14 +72,26 @@ export class WorkerHub {
     this.checkingTokens = true;
     try {
       const rows = new Map((await this.store.listTokens()).map((t) => [t.name, t]));
-      for (const [session, { ws, hash }] of this.live) {
+      // [crowd] The volunteer's trust too: a ban disconnects all their workers; a promotion or
+      // demotion changes which builds the session may get from now on.
+      const volunteers = [...this.live.values()].some((l) => l.volunteerId)
+        ? new Map((await this.store.listVolunteers()).map((v) => [v.id, v])) : new Map();
+      let trustChanged = false;
+      for (const [session, { ws, hash, volunteerId }] of this.live) {
         const row = rows.get(session.name);
-        if (row && !row.revokedAt && row.hash === hash) continue;
+        const volunteer = volunteerId ? volunteers.get(volunteerId) : null;
+        const banned = volunteerId !== null && (!volunteer || volunteer.trust === 'banned');
+        if (row && !row.revokedAt && row.hash === hash && !banned) {
+          const trust = trustOf(volunteer ?? null);
+          if (session.trust !== trust) { session.trust = trust; trustChanged = true; }
+          continue;
+        }
         this.live.delete(session);
-        const message = 'authentication failed: token revoked';
+        const message = banned ? 'authentication failed: volunteer banned' : 'authentication failed: token revoked';
         if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message, fatal: true } satisfies MasterMessage));
         ws.close(CloseCode.unauthorized, message);
       }
+      if (trustChanged) this.coordinator.scheduleDispatch();
     } catch (e) {
       console.error(`crowdbake master: cannot re-check worker tokens: ${(e as Error).message}`);
     } finally {
@@ -197,6 +210,9 @@ export class WorkerHub {
       platform: caps.platform,
       arch: caps.arch,
       cpus: caps.cpus,
+      // [crowd] From the store, never from the worker: its volunteer's trust (a maintainer's token: trusted), its owner.
+      trust: trustOf(check.volunteer),
+      owner: ownerOf(check.token),
       running: 0,
       builds: new Set<number>(),
       frozen: new Set<number>(),
@@ -206,7 +222,7 @@ export class WorkerHub {
       send,
       close: (why) => ws.close(CloseCode.replaced, closeReason(why)),
     };
-    this.live.set(session, { ws, hash: check.token.hash });
+    this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
     send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
     this.coordinator.addSession(session);

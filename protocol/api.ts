@@ -100,6 +100,7 @@ export const BuilderViewSchema = z.object({
   requires: z.object({
     labels: z.array(z.string()), executor: z.string(),
     os: z.array(z.string()).optional(), arch: z.array(z.string()).optional(), cpus: z.number().optional(),
+    trust: z.string().optional(),
   }),
   /** The watched repository, and how watching it goes (last poll, last head seen, error). */
   source: z.object({
@@ -142,3 +143,78 @@ export const DashboardEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('log'), buildId: z.number(), data: z.string() }),
 ]);
 export type DashboardEvent = z.infer<typeof DashboardEventSchema>;
+
+// [crowd] — invitations, volunteers, trust, credit (master/enrollment/routes.ts).
+
+/** `POST /api/v1/invites` body (admin). */
+export const InviteCreateRequestSchema = z.strictObject({
+  labels: z.array(z.string().min(1).max(100)).max(100).default([]),
+  maxBuilds: z.number().int().min(1).max(256).default(4),
+  /** How many workers may join with it. */
+  uses: z.number().int().min(1).max(1_000_000).default(1),
+  /** Milliseconds from now until it expires; absent: never. */
+  expiresInMs: z.number().int().positive().optional(),
+  note: z.string().max(500).default(''),
+});
+export type InviteCreateRequest = z.infer<typeof InviteCreateRequestSchema>;
+
+export const InviteViewSchema = z.object({
+  id: z.string(),
+  labels: z.array(z.string()),
+  maxBuilds: z.number(),
+  maxUses: z.number(),
+  usesLeft: z.number(),
+  expiresAt: z.string().nullable(),
+  note: z.string(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+  /** active, used-up, expired or revoked. */
+  state: z.enum(['active', 'used-up', 'expired', 'revoked']),
+});
+export type InviteView = z.infer<typeof InviteViewSchema>;
+
+/** `POST /api/v1/invites` answer (201): the link is shown only here, once. */
+export const InviteCreatedSchema = InviteViewSchema.extend({ link: z.string(), code: z.string() });
+export type InviteCreated = z.infer<typeof InviteCreatedSchema>;
+
+export const TrustSchema = z.enum(['new', 'trusted', 'banned']);
+
+export const CreditCountsSchema = z.object({
+  builds: z.number(),
+  /** Always 0 for now: workers do not report CPU time; wallMs is the time given. */
+  cpuMs: z.number(),
+  wallMs: z.number(),
+  agreed: z.number(),
+  disagreed: z.number(),
+});
+export type CreditCountsView = z.infer<typeof CreditCountsSchema>;
+
+/** One entry of `GET /api/v1/volunteers`. Unlisted volunteers appear only to the admin. */
+export const VolunteerViewSchema = z.object({
+  id: z.string(),
+  displayName: z.string(),
+  trust: TrustSchema,
+  credit: CreditCountsSchema,
+  /** Admin only from here on. */
+  listed: z.boolean().optional(),
+  trustSource: z.enum(['join', 'maintainer', 'earned']).optional(),
+  streak: z.number().optional(),
+  createdAt: z.string().optional(),
+  workers: z.array(z.object({ name: z.string(), revoked: z.boolean(), credit: CreditCountsSchema })).optional(),
+  trustEvents: z.array(z.object({ trust: TrustSchema, previous: TrustSchema.nullable(), source: z.string(), reason: z.string(), at: z.string() })).optional(),
+});
+export type VolunteerView = z.infer<typeof VolunteerViewSchema>;
+
+/** `POST /api/v1/volunteers/ID/trust` body (admin). */
+export const TrustChangeRequestSchema = z.strictObject({
+  trust: TrustSchema,
+  reason: z.string().trim().min(1).max(500).default('set by the maintainer'),
+});
+
+/** `GET /api/v1/volunteers/ID/credit` and `GET /api/v1/credit`: the last 90 days, oldest first. */
+export const CreditDaySchema = CreditCountsSchema.extend({ day: z.string() });
+export type CreditDayView = z.infer<typeof CreditDaySchema>;
+
+/** `GET /api/v1/capacity`: 168 buckets, 0 = Sunday 00:00 UTC. */
+export const CapacityBucketSchema = z.object({ hourOfWeek: z.number(), samples: z.number(), average: z.number(), max: z.number() });
+export type CapacityBucketView = z.infer<typeof CapacityBucketSchema>;

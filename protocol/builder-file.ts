@@ -53,7 +53,9 @@ export const BuilderFileSchema = z.strictObject({
     arch: ArchSchema.optional(),
     /** The worker must offer at least this many CPUs. */
     cpus: z.number().int().positive().max(1024).optional(),
-  }).default(() => ({ labels: [], executor: 'any' as const })),
+    /** `trusted`: its builds (their specs and env) go only to workers of trusted volunteers or the maintainer's tokens. */
+    trust: z.enum(['any', 'trusted']).default('any'),
+  }).default(() => ({ labels: [], executor: 'any' as const, trust: 'any' as const })),
   /**
    * When a newer commit of the same branch is queued while an older one still waits, the
    * older one is superseded instead of run (BuildBot's collapseRequests). Forced builds and
@@ -80,6 +82,8 @@ export const BuilderFileSchema = z.strictObject({
   /** Run each build on this many different workers; its artifacts count only when a majority agree on their sha256. */
   verify: z.strictObject({
     replicas: z.number().int().min(2, 'replicas must be at least 2 (one build on two different workers)').max(7),
+    /** `distinct`: no two replicas on workers of the same volunteer; `any` (default): only on different workers. */
+    owners: z.enum(['any', 'distinct']).default('any'),
   }).optional(),
   limits: z.strictObject({
     time: DurationSchema.optional(),
@@ -98,12 +102,12 @@ export interface BuilderDefinition {
   description: string;
   /** `branch` is the one workers clone; `branches` (present only when the file says `branches:`) are the watched names and patterns. */
   source: { git: string; branch: string; branches?: string[]; pollMs: number | null } | null;
-  requires: { labels: string[]; executor: BuildSpec['executor']; os?: string[]; arch?: string[]; cpus?: number };
+  requires: { labels: string[]; executor: BuildSpec['executor']; os?: string[]; arch?: string[]; cpus?: number; trust?: 'trusted' };
   priority: number;
   /** Whether a newer commit of a branch supersedes a queued, older one. */
   collapse: boolean;
   /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
-  verify?: { replicas: number };
+  verify?: { replicas: number; owners?: 'distinct' };
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -176,10 +180,11 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
       ...(file.requires.os ? { os: file.requires.os } : {}),
       ...(file.requires.arch ? { arch: file.requires.arch } : {}),
       ...(file.requires.cpus !== undefined ? { cpus: file.requires.cpus } : {}),
+      ...(file.requires.trust === 'trusted' ? { trust: 'trusted' as const } : {}),
     },
     priority: file.priority,
     collapse: file.collapse,
-    ...(file.verify ? { verify: { replicas: file.verify.replicas } } : {}),
+    ...(file.verify ? { verify: { replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}) } } : {}),
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,

@@ -147,11 +147,20 @@ test('close stops watching', async (t) => {
 test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   const dir = configDir({});
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
+  const crowd = { farmName: 'crowdbake', enrollment: { mode: 'invite', joinsPerHour: 10 }, trust: { promoteAfter: 10 } };
+  assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: 0.0.0.0:8585\nmaxAttempts: 5\ntitle: Hello farm\n');
-  assert.deepEqual(loadMasterConfig(dir), { listen: '0.0.0.0:8585', maxAttempts: 5, title: 'Hello farm', maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
+  assert.deepEqual(loadMasterConfig(dir), { listen: '0.0.0.0:8585', maxAttempts: 5, title: 'Hello farm', maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd, farmName: 'Hello farm' });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: "[::1]:8080"\n');
-  assert.deepEqual(loadMasterConfig(dir), { listen: '[::1]:8080', maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS });
+  assert.deepEqual(loadMasterConfig(dir), { listen: '[::1]:8080', maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd });
+  // [crowd] keys.
+  writeFileSync(join(dir, 'crowdbake.yml'), 'name: Our farm\nurl: https://farm.example.org/\nenrollment: { mode: open, joinsPerHour: 3 }\ntrust: { promoteAfter: 0 }\n');
+  assert.deepEqual(loadMasterConfig(dir), {
+    maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS,
+    farmName: 'Our farm', url: 'https://farm.example.org', enrollment: { mode: 'open', joinsPerHour: 3 }, trust: { promoteAfter: 0 },
+  });
+  writeFileSync(join(dir, 'crowdbake.yml'), 'enrollment: { mode: everyone }\n');
+  assert.match(String(readMasterConfig(dir).ok === false && (readMasterConfig(dir) as { errors: string[] }).errors[0]), /crowdbake\.yml:1:\d+: enrollment\.mode: .*invite.*open.*closed/);
 });
 
 test('loadMasterConfig: unknown keys and bad values name the line and key', (t) => {
@@ -162,7 +171,7 @@ test('loadMasterConfig: unknown keys and bad values name the line and key', (t) 
     errors: [
       'crowdbake.yml:2:1: listen: expected a string, got 8080',
       'crowdbake.yml:3:1: maxAttempts: must be at least 1, got 0',
-      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits)',
+      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits, name, url, enrollment, trust)',
     ],
   });
   assert.throws(() => loadMasterConfig(dir), (e) => e instanceof ConfigError && e.errors.length === 3);

@@ -83,6 +83,18 @@ export const MasterConfigSchema = z.strictObject({
     (ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'provisioner names must be unique'),
   /** What one build may put on the master, whatever its worker says (master/worker-bounds.ts). */
   limits: BuildCapsConfigSchema,
+  /** [crowd] The farm's display name, in join links and `crowdbake projects`; absent: `title`, else "crowdbake". */
+  name: z.string().trim().min(1).max(100).optional(),
+  /** [crowd] The master's public URL, as volunteers reach it, for join links; absent: the address it listens on. */
+  url: z.url({ protocol: /^https?$/ }).optional(),
+  /** [crowd] Who may join: with an invite (default), anyone (`open`, as new volunteers, rate-limited per address), nobody. */
+  enrollment: z.strictObject({
+    mode: z.enum(['invite', 'open', 'closed']).default('invite'),
+    /** Joins per hour from one address under `open` (and tries of unknown codes under any mode). */
+    joinsPerHour: z.number().int().min(1).max(100_000).default(10),
+  }).default(() => ({ mode: 'invite' as const, joinsPerHour: 10 })),
+  /** [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer (0: never). */
+  trust: z.strictObject({ promoteAfter: z.number().int().min(0).max(100_000).default(10) }).default(() => ({ promoteAfter: 10 })),
 });
 
 export interface MasterConfig {
@@ -98,6 +110,12 @@ export interface MasterConfig {
   maxArtifactBytes: number;
   /** Per-build caps and master-side time limits (`limits:`). */
   limits: BuildCaps;
+  /** The farm's display name (`name:`, else `title:`, else "crowdbake"). */
+  farmName: string;
+  /** The public URL for join links (`url:`); absent: the listening address. */
+  url?: string;
+  enrollment: { mode: 'invite' | 'open' | 'closed'; joinsPerHour: number };
+  trust: { promoteAfter: number };
 }
 
 export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
@@ -163,6 +181,10 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
       uploadStallMs: v.limits.uploadStall, defaultTimeMs: v.limits.defaultTime, timeGraceMs: v.limits.timeGrace,
       frozenTimeMs: v.limits.frozenTime,
     },
+    farmName: v.name ?? v.title ?? 'crowdbake',
+    enrollment: v.enrollment,
+    trust: v.trust,
+    ...(v.url !== undefined ? { url: v.url.replace(/\/+$/, '') } : {}),
     ...(v.listen !== undefined ? { listen: v.listen } : {}),
     ...(v.title !== undefined ? { title: v.title } : {}),
   };

@@ -78,7 +78,7 @@ export class LatentWorkers {
   }
 
   private offer(l: Latent) {
-    return { name: l.config.name, labels: new Set(l.config.labels), executors: l.config.executors, maxBuilds: 1, running: 0, accepting: true };
+    return { name: l.config.name, labels: new Set(l.config.labels), executors: l.config.executors, maxBuilds: 1, running: 0, accepting: true, trust: 'trusted' as const };
   }
 
   private async start(l: Latent, why: string): Promise<void> {
