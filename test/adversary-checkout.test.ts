@@ -230,10 +230,17 @@ test('a malicious master assigns a local path or file:// URL of the volunteer\'s
   assert.match(refusals[3]!, /spec\.source\.git: .*(spaces|remote helper)/);
   assert.match(refusals[4]!, /spec\.source\.git: .*ssh:\/\/ URL/);
   assert.match(refusals[5]!, /spec\.source\.git: .*scp-like/);
-  // Nothing ran: no build was accepted, no log, no artifact, and no byte of the secret
-  // anywhere the master could see or in the worker's data (work root, history).
+  // The master is told why, for each build …
+  for (const [i] of attacks.entries()) {
+    const done = await fm.finished(i + 1, 20_000);
+    assert.equal(done.result, 'error');
+    assert.match(done.message ?? '', /^refused by worker victim: .*spec\.source\.git: .*only https:\/\/, http:\/\/ and git:\/\/ URLs|^refused by worker victim: .*spec\.source\.git: must not contain spaces/, done.message ?? '');
+  }
+  // … and nothing ran: no build was accepted, no revision, log or artifact, and no byte of
+  // the secret anywhere the master could see or in the worker's data (work root, history).
   const types = fm.frames.filter((f) => f.startsWith('{')).map((f) => (JSON.parse(f) as { type: string }).type);
-  assert.deepEqual(types.filter((x) => x !== 'hello' && x !== 'availability'), []);
+  assert.deepEqual(types.filter((x) => x !== 'hello' && x !== 'availability' && x !== 'state'), []);
+  assert.ok(!fm.frames.some((f) => f.startsWith('L')), 'no log frame');
   assert.ok(!fm.frames.some((f) => f.includes(SECRET)));
   assert.deepEqual(filesHolding(w.dataDir, SECRET), []);
   // Neither the volunteer's ssh command nor their credential helper ran.

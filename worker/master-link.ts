@@ -142,6 +142,12 @@ export class MasterLink extends EventEmitter {
       const decoded = decodeMasterMessage(data.toString());
       if (!decoded.ok) {
         this.emit('warning', `ignored a bad frame from the master: ${decoded.error}`);
+        // An assignment whose spec breaks a rule (a local source, …) is not run; the master is
+        // told why, so that it does not wait for it. Only its two numbers are read.
+        const ref = assignmentRef(data.toString());
+        if (ref) {
+          void this.send({ type: 'state', ...ref, state: 'finished', result: 'error', message: `refused by worker ${this.opts.name}: ${decoded.error}`.slice(0, 2000) }).catch(() => undefined);
+        }
         return;
       }
       const msg = decoded.value;
@@ -218,6 +224,16 @@ export class MasterLink extends EventEmitter {
 }
 
 /** Accepts ws(s):// or the master's http(s):// base and returns the worker endpoint URL. */
+/** The build and attempt of a frame that looks like an `assign` (its spec failed the schema), or null. */
+function assignmentRef(text: string): { buildId: number; attempt: number } | null {
+  if (text.length > MAX_FRAME_BYTES) return null;
+  let v: unknown;
+  try { v = JSON.parse(text); } catch { return null; }
+  const m = v as { type?: unknown; buildId?: unknown; attempt?: unknown } | null;
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 2 ** 32 - 1;
+  return m && m.type === 'assign' && ok(m.buildId) && ok(m.attempt) ? { buildId: m.buildId, attempt: m.attempt } : null;
+}
+
 export function workerEndpoint(master: string): string {
   let u: URL;
   try {
