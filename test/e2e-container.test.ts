@@ -121,3 +121,45 @@ test-install:
   assert.match(log, /^installed ok$/m);
   assert.match(log, /1 artifact\(s\) in \/work\/artifacts of a fresh busybox environment/);
 });
+
+test('dpkg-buildpackage style: a step writes ../NAME.deb, the pattern ../*.deb collects it; nothing above the build dir, no symlink', async (t) => {
+  // A stand-in for dpkg-buildpackage (a real one needs a debootstrap base with dpkg-dev):
+  // busybox writes the .deb to the source tree's parent, as Debian's build daemons expect.
+  const m = await testMaster({
+    deb: `
+requires: { executor: container }
+steps:
+  - name: build
+    run: |
+      echo "cwd $(pwd)"
+      echo 'fake deb' > ../hello_1.0_all.deb
+      echo 'changes' > ../hello_1.0_amd64.changes
+      ln -s /etc/passwd ../passwd.deb
+      test -e /work/../hello_1.0_all.deb || echo "not at /"
+      echo "work and src are one: $(cat /work/../build/hello_1.0_all.deb 2>/dev/null || ls /work)"
+      df -k .. | tail -n 1 | sed 's/^/parent fs /'
+artifacts: ["../*.deb", "../../*", "../../../etc/*"]
+limits: { disk: 32m }
+`,
+  });
+  const workDir = tempDir('worker');
+  const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+  t.after(async () => { await worker.close(); await m.close(); cleanup(workDir); });
+  const build = await m.waitFinished(await m.force('deb'), 60_000);
+  const log = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+  assert.equal(build.result, 'success', log);
+  assert.match(log, /^cwd \/build\/src$/m);
+  const arts = await m.get<ArtifactView[]>(`/api/v1/builds/${build.id}/artifacts`);
+  assert.deepEqual(arts.map((a) => a.name), ['hello_1.0_all.deb']);
+  assert.equal(await (await fetch(`${m.url}/api/v1/builds/${build.id}/artifacts/hello_1.0_all.deb`)).text(), 'fake deb\n');
+  if (process.getuid?.() === 0) {
+    // `..` is the build's own directory, inside the disk limit (an ext4 of 32 MiB), not the worker's disk.
+    const total = Number(/^parent fs \S+\s+(\d+)/m.exec(log)?.[1]);
+    assert.ok(total > 0 && total <= 32 * 1024, log);
+  }
+  // Removed with the build (right after the master heard the end): nothing left in the work root, no container left.
+  const left = (): string => execFileSync('sh', ['-c', `ls -A ${join(workDir, 'work')} 2>/dev/null || true`]).toString().trim();
+  for (let i = 0; i < 100 && left() !== ''; i++) await new Promise((ok) => setTimeout(ok, 100));
+  assert.equal(left(), '');
+  assert.equal(execFileSync('podman', ['ps', '-a', '-q', '--filter', 'label=crowdbake.owner=w-w1']).toString().trim(), '');
+});

@@ -8,12 +8,12 @@ import { startWorker, type WorkerHandle } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until, type TestMaster } from './helpers/cluster.js';
 
 // The step writes "honest" into its artifact, unless the worker's data dir holds a file named
-// `tamper` (the workdir is DATA/work/bID-aN): that worker's artifact differs from the others'.
+// `tamper` (the checkout is DATA/work/bID-aN/src): that worker's artifact differs from the others'.
 const builder = (replicas: number) => `
 requires: { executor: host }
 verify: { replicas: ${replicas} }
 steps:
-  - run: if [ -e ../../tamper ]; then echo tampered > out.txt; else echo honest > out.txt; fi
+  - run: if [ -e ../../../tamper ]; then echo tampered > out.txt; else echo honest > out.txt; fi
 artifacts: [out.txt]
 `;
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
@@ -63,6 +63,8 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
+  // The checkout is BUILD/src, so that its parent (where dpkg-buildpackage writes) is the build's own directory.
+  const src = join(workdir, 'src');
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
   const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity };
   let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
@@ -84,15 +86,16 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
     await makeWorkdir(workdir);
+    mkdirSync(src);
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) {
       // On the host, with nothing of the volunteer's: see worker/checkout.ts.
-      const revision = await checkout(spec, workdir, log, ctx.signal, { masterUrl: ctx.masterUrl });
+      const revision = await checkout(spec, src, log, ctx.signal, { masterUrl: ctx.masterUrl });
       await send({ type: 'revision', buildId, attempt, revision });
     }
-    outcome = await runStage(run, { workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
+    outcome = await runStage(run, { workdir: src, buildDir: workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
     if (outcome.result === 'success') {
-      const files = await uploadArtifacts(ctx, workdir, log);
+      const files = await uploadArtifacts(ctx, src, log);
       if (spec.testInstall) {
         // A fresh environment holding nothing but the artifacts: no sources, no build tools.
         await makeWorkdir(installDir);
@@ -152,6 +155,8 @@ interface Stage {
   network: boolean;
   /** Test-install steps install the artifacts (dpkg -i) into the environment's root. */
   writableRoot?: boolean;
+  /** The build's own directory holding `workdir` (see SandboxRequest.buildDir). */
+  buildDir?: string;
 }
 
 /** Prepares the environment, opens a sandbox, runs the steps in order, and always destroys the sandbox. */
@@ -164,7 +169,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
-    environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot,
+    environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot, buildDir: stage.buildDir,
   });
   try {
     await ctx.gate.attach(sandbox);
@@ -226,7 +231,12 @@ function describeLimits(l: Limits): string {
 
 /** Uploads the files matching the builder's artifact patterns; returns their paths. */
 async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<string[]> {
-  const files = findFiles(workdir, ctx.spec.artifacts);
+  // Patterns are relative to the checkout; `../PATTERN` matches in its parent, the build's own
+  // directory (dpkg-buildpackage's ../*.deb), never above it: `../../x` matches nothing, and
+  // findFiles never follows a symlink. The sandbox is gone by now, so nothing can swap a file.
+  const up = ctx.spec.artifacts.filter((p) => p.startsWith('../')).map((p) => p.slice(3));
+  const here = ctx.spec.artifacts.filter((p) => !p.startsWith('../'));
+  const files = [...new Set([...findFiles(workdir, here), ...findFiles(dirname(workdir), up)])].sort();
   if (ctx.spec.artifacts.length && files.length === 0) log.line(`no artifacts matched ${ctx.spec.artifacts.join(', ')}`);
   const names = new Set<string>();
   for (const file of files) {

@@ -13,7 +13,7 @@ import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type Step
 export interface ContainerOps {
   /** Why no step can run any more (e.g. the agent is gone), or null. */
   problem(): string | null;
-  /** Starts one step in /work with `env` added; throws when the step cannot be expressed. */
+  /** Starts one step in the sandbox's step directory (/work, or /build/src) with `env` added; throws when the step cannot be expressed. */
   exec(argv: string[], env: Record<string, string>): { child: StepChild; spawnError: (e: NodeJS.ErrnoException) => string };
   /** Stops every process in the container (cgroup freezer); resolves once they are stopped. */
   freeze(): Promise<void>;
@@ -26,7 +26,8 @@ export interface ContainerOps {
 
 /** The plain path: one `podman exec` per step, `podman pause`, `podman kill`, `podman rm`. */
 export class PodmanOps implements ContainerOps {
-  constructor(readonly name: string) {}
+  /** `cwd`: where steps start (/work, or /build/src when the build has a build directory). */
+  constructor(readonly name: string, readonly cwd = '/work') {}
 
   problem(): null {
     return null;
@@ -34,7 +35,7 @@ export class PodmanOps implements ContainerOps {
 
   exec(argv: string[], env: Record<string, string>): ReturnType<ContainerOps['exec']> {
     const envFlags = Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
-    const args = ['exec', '--workdir', '/work', ...envFlags, this.name, ...argv];
+    const args = ['exec', '--workdir', this.cwd, ...envFlags, this.name, ...argv];
     return { child: spawnPodman(args), spawnError: (e) => spawnErrorMessage(e, args) };
   }
 

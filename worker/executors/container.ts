@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
 import { ContainerSandbox, PodmanOps, type SandboxGuards } from './container-sandbox.js';
 import { canLimitDisk, createDiskLimit } from './disk-limit.js';
@@ -157,37 +157,44 @@ export class ContainerExecutor implements Executor {
     const st = await stat(workdir).catch(() => null);
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
     if (workdir.includes(':') || workdir.includes(',')) throw new Error(`workdir ${workdir} must not contain ":" or ","`);
+    const buildDir = request.buildDir !== undefined ? resolve(request.buildDir) : null;
+    if (buildDir !== null && dirname(workdir) !== buildDir) {
+      throw new Error(`workdir ${workdir} must be directly in the build directory ${buildDir}`);
+    }
     if (this.fast === undefined) await this.isAvailable();
     const key = environmentKey(request.environment);
     if (!this.prepared.has(key)) await this.prepare(request.environment, () => {});
     try {
-      return await this.start(request, workdir, this.prepared.get(key)!);
+      return await this.start(request, workdir, buildDir, this.prepared.get(key)!);
     } catch (e) {
       // Another worker on this machine may have evicted the image since prepare(): make it again, once.
       if (!(e instanceof Error && /image not known/.test(e.message))) throw e;
       await this.prepare(request.environment, () => {});
-      return this.start(request, workdir, this.prepared.get(key)!);
+      return this.start(request, workdir, buildDir, this.prepared.get(key)!);
     }
   }
 
-  private async start(request: SandboxRequest, workdir: string, image: string): Promise<Sandbox> {
+  private async start(request: SandboxRequest, workdir: string, buildDir: string | null, image: string): Promise<Sandbox> {
     const name = `crowdbake-${request.id}`;
-    const createArgs = this.createArgs(request, workdir, name);
-    const diskBytes = this.limitedDirs.get(workdir);
+    const createArgs = this.createArgs(request, workdir, buildDir, name);
+    const cwd = buildDir !== null ? `/build/${basename(workdir)}` : '/work';
+    // The build directory (it holds the checkout) is what is disk-limited and given back.
+    const top = buildDir ?? workdir;
+    const diskBytes = this.limitedDirs.get(top);
     const guards: SandboxGuards = {
       memoryBytes: request.limits.memoryBytes,
-      disk: diskBytes !== undefined ? { dir: workdir, bytes: diskBytes } : null,
-      ownerAfter: this.mapIds ? { dir: workdir, uid: process.getuid!(), gid: process.getgid!() } : null,
+      disk: diskBytes !== undefined ? { dir: top, bytes: diskBytes } : null,
+      ownerAfter: this.mapIds ? { dir: top, uid: process.getuid!(), gid: process.getgid!() } : null,
     };
     try {
       if (this.fast) {
         try {
-          return await openFastSandbox(name, createArgs, image, this.fast.runcRoot, guards);
+          return await openFastSandbox(name, createArgs, image, this.fast.runcRoot, guards, cwd);
         } catch (e) {
           if (!(e instanceof AgentUnavailable)) throw e;
         }
       }
-      return await this.startPlain(name, createArgs, image, guards);
+      return await this.startPlain(name, createArgs, image, guards, cwd);
     } catch (e) {
       if (e instanceof PodmanError) throw new Error(`could not start the build container: ${e.message}`);
       throw e;
@@ -195,7 +202,7 @@ export class ContainerExecutor implements Executor {
   }
 
   /** The plain path: `sleep` as the main process; its sandbox uses podman exec/pause/kill. */
-  private async startPlain(name: string, createArgs: string[], image: string, guards: SandboxGuards): Promise<Sandbox> {
+  private async startPlain(name: string, createArgs: string[], image: string, guards: SandboxGuards, cwd: string): Promise<Sandbox> {
     try {
       await podman(['run', '--detach', ...createArgs, '--entrypoint', 'sleep', image, '2147483647'], { timeoutMs: 120_000 });
       const { stdout } = await podman(['inspect', '--format', '{{.State.Running}} {{.State.Pid}}', name], { timeoutMs: 30_000 });
@@ -204,7 +211,7 @@ export class ContainerExecutor implements Executor {
         throw new Error(`container ${name} stopped right after starting (does image ${image} have "sleep"?)`);
       }
       const oomFile = await oomCounterFile(Number(pid));
-      return await ContainerSandbox.start(name, new PodmanOps(name), guards, oomFile);
+      return await ContainerSandbox.start(name, new PodmanOps(name, cwd), guards, oomFile);
     } catch (e) {
       await removeContainers([name]).catch(() => {});
       throw e;
@@ -217,11 +224,18 @@ export class ContainerExecutor implements Executor {
    * would be on the volunteer's disk, unbounded); /work, and tmpfs at TMPFS_DIRS, are the
    * writable places.
    */
-  private createArgs(request: SandboxRequest, workdir: string, name: string): string[] {
+  private createArgs(request: SandboxRequest, workdir: string, buildDir: string | null, name: string): string[] {
     const { limits } = request;
     const tmpfsSize = limits.diskBytes !== undefined ? `,size=${limits.diskBytes}` : '';
     const base = this.mapIds ? randomIdBase() : null;
-    const volumeOptions = ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(this.mapIds ? ['U'] : [])].join(',');
+    const volumeOptions = (chown: boolean): string => ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(this.mapIds && chown ? ['U'] : [])].join(',');
+    // With a build directory: it at /build (U chowns it, the checkout included, to the mapped
+    // root), the checkout also at /work, and steps in /build/SRC. Both are the build's own
+    // host directories; nothing else of the host is mounted.
+    const volumes = buildDir !== null
+      ? ['--volume', `${buildDir}:/build:${volumeOptions(true)}`, '--volume', `${workdir}:/work:${volumeOptions(false)}`,
+        '--workdir', `/build/${basename(workdir)}`]
+      : ['--volume', `${workdir}:/work:${volumeOptions(true)}`, '--workdir', '/work'];
     return [
       ...CREATE_FLAGS, '--pull', 'never',
       '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`, '--label', `crowdbake.sandbox=${request.id}`,
@@ -231,8 +245,7 @@ export class ContainerExecutor implements Executor {
       ...confinementFlags(base),
       ...(request.writableRoot ? [] : ['--read-only', '--read-only-tmpfs=false']),
       ...TMPFS_DIRS.flatMap((d) => ['--tmpfs', `${d}:rw,exec,nosuid,nodev,mode=${TMPFS_MODES[d] ?? '1777'}${tmpfsSize}`]),
-      '--volume', `${workdir}:/work:${volumeOptions}`,
-      '--workdir', '/work',
+      ...volumes,
     ];
   }
 }

@@ -77,6 +77,14 @@ export interface SandboxRequest {
    * disk limit bounds everything a build writes.
    */
   writableRoot?: boolean;
+  /**
+   * The build's own directory, with `workdir` (the checkout) directly in it (runner: BUILD/src).
+   * A container then mounts it at /build, the checkout at /build/SRC and also at /work, and
+   * runs steps in /build/SRC: `..` is writable and is the build's own directory (inside its
+   * disk limit, given back and removed with it), as dpkg-buildpackage, which writes its .deb
+   * to the source tree's parent, expects. Artifact patterns may then name `../*.deb`.
+   */
+  buildDir?: string;
 }
 
 export interface StepRequest {

@@ -48,10 +48,11 @@ export function shellQuote(word: string): string {
 }
 
 /**
- * The shell code for one step: cd /work, export its env, exec its argv. Throws on what a
- * command line cannot carry (NUL bytes) or an empty command.
+ * The shell code for one step: cd to `cwd` (/work, or /build/src for a build with a build
+ * directory), export its env, exec its argv. Throws on what a command line cannot carry (NUL
+ * bytes) or an empty command.
  */
-export function stepCode(argv: readonly string[], env: Record<string, string>): string {
+export function stepCode(argv: readonly string[], env: Record<string, string>, cwd = '/work'): string {
   if (argv.length === 0) throw new Error('the step has an empty command');
   for (const key of Object.keys(env)) {
     if (!ENV_NAME.test(key)) throw new Error(`"${key}" is not a valid environment variable name`);
@@ -61,7 +62,7 @@ export function stepCode(argv: readonly string[], env: Record<string, string>): 
   }
   const exports = Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`);
   return [
-    'cd /work || exit 126',
+    `cd ${/^[A-Za-z0-9/_.-]+$/.test(cwd) ? cwd : shellQuote(cwd)} || exit 126`,
     ...(exports.length > 0 ? [`export ${exports.join(' ')}`] : []),
     `exec ${argv.map(shellQuote).join(' ')}`,
   ].join('; ');

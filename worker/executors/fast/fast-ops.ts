@@ -25,7 +25,7 @@ export class FastOps implements ContainerOps {
   }
 
   exec(argv: string[], env: Record<string, string>): ReturnType<ContainerOps['exec']> {
-    return { child: this.channel.start(stepCode(argv, env)), spawnError: (e) => e.message };
+    return { child: this.channel.start(stepCode(argv, env, this.podmanOps.cwd)), spawnError: (e) => e.message };
   }
 
   /** Nothing to do once the container has stopped (its agent is gone): nothing runs in it. */
@@ -62,7 +62,7 @@ const AGENT_READY_MS = 30_000;
  * a `podman inspect`), or null.
  */
 export async function openFastSandbox(name: string, createArgs: readonly string[], image: string,
-  runcRoot: string | null, guards: SandboxGuards): Promise<ContainerSandbox> {
+  runcRoot: string | null, guards: SandboxGuards, cwd = '/work'): Promise<ContainerSandbox> {
   const args = ['run', '--detach', ...createArgs, '--preserve-fds', String(AGENT_FDS), '--entrypoint', '/bin/sh', image, '-c', AGENT_SCRIPT];
   let channel: AgentChannel | undefined;
   try {
@@ -84,7 +84,7 @@ export async function openFastSandbox(name: string, createArgs: readonly string[
     ]);
     const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
     const oomFile = pid ? await oomCounterFile(pid) : null;
-    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name)), guards, oomFile);
+    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name, cwd)), guards, oomFile);
   } catch (e) {
     channel?.close();
     await removeContainers([name]).catch(() => {});
