@@ -8,6 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentSpec, Limits } from '../protocol/build-spec.js';
 import { ContainerExecutor, FIRST_MAPPED_ID } from '../worker/executors/container.js';
 import { FreezeGate } from '../worker/freeze-gate.js';
+import { startWorker } from '../worker/agent.js';
+import { testMaster } from './helpers/cluster.js';
 
 /**
  * Malicious builder files, `environment.setup` edition: a setup line is the builder's code and
@@ -175,5 +177,42 @@ describe('adversary: malicious setup lines run in the build sandbox (real podman
     }
     await done;
     assert.equal(ticks(), 60);
+  });
+});
+
+describe('adversary: a malicious builder file\'s setup line, through a real master and worker', { skip: !asRoot && 'needs root' }, () => {
+  test('the builder\'s limits reach setup: a memory hog in setup fails the build naming the limit; the log says setup has network', async (t) => {
+    const m = await testMaster({
+      hog: `
+requires: { executor: container }
+environment:
+  base: busybox
+  setup: ["echo hog-${nonce}; dd if=/dev/zero of=/dev/null bs=300M count=1"]
+steps:
+  - { name: never, run: "echo step ran" }
+limits: { time: 2m, memory: 64m }
+`,
+    });
+    const workDir = tempDir();
+    const worker = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('w1'), dataDir: workDir, executor: 'container', labels: [], log: () => undefined });
+    t.after(async () => { await worker.close(); await m.close(); });
+    const build = await m.waitFinished(await m.force('hog'), 90_000);
+    const log = await (await fetch(`${m.url}/api/v1/builds/${build.id}/log`)).text();
+    assert.match(log, new RegExp(`^hog-${nonce}$`, 'm'));
+    assert.match(log, /^setup 1\/1 runs with network \(package installation; build steps follow the builder's `network`\); limits: memory 64 MiB, pids 1024, time 120 s$/m);
+    assert.equal(build.result, 'error', log);
+    assert.match(build.message ?? '', /the memory limit of 64 MiB; nothing was cached for it/);
+    assert.doesNotMatch(log, /^step ran$/m);
+  });
+
+  test('cancelling the build kills a running setup line and caches nothing', async () => {
+    const ac = new AbortController();
+    const lines: string[] = [];
+    const done = executor.prepare({ base: 'busybox', setup: [`echo long-${nonce}; sleep 600`] }, (l) => lines.push(l), { limits: {}, signal: ac.signal });
+    while (!lines.includes(`long-${nonce}`)) await sleep(50);
+    ac.abort();
+    await assert.rejects(done, /^Error: setup 1\/1 ".*" was cancelled; nothing was cached for it$/);
+    const left = execFileSync('podman', ['ps', '-a', '-q', '--filter', `label=crowdbake.owner=${ownerId}`], { encoding: 'utf8' }).trim();
+    assert.equal(left, '');
   });
 });
