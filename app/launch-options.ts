@@ -7,6 +7,7 @@
  *
  * CROWDBAKE_MASTER=URL does the same as --master. Unknown arguments (Chromium's switches) are ignored.
  */
+import { appIdleSource } from './idle-report.js';
 
 export const DEFAULT_MASTER = 'http://127.0.0.1:8585';
 
@@ -31,7 +32,7 @@ export function parseAgentLaunch(argv: readonly string[], env: Readonly<Record<s
 
 /** The arguments of the worker process the app starts (Electron's own Node runs the CLI). */
 export function workerArgs(cli: string, masterUrl: string, agent: AgentLaunch & { token: string }, dataDir: string): string[] {
-  return [cli, 'worker', '--master', masterUrl, '--token', agent.token, '--data', dataDir, '--idle-source', 'app'];
+  return [cli, 'worker', '--master', masterUrl, '--token', agent.token, '--data', dataDir, '--idle-source', appIdleSource(process.platform, process.env)];
 }
 
 export class LaunchError extends Error {}

@@ -12,6 +12,8 @@ PACKAGES=(
   qemu-system-x86 qemu-utils e2fsprogs cpio   # the VM executor (guest initramfs built with cpio)
   chromium             # dashboard tests (driven by playwright-core)
   xvfb xdotool xinput x11-utils xprintidle   # idle detection (X11) and its tests
+  swayidle             # idle detection on KDE and wlroots Wayland desktops (ext-idle-notify-v1, org_kde_kwin_idle)
+  sway wtype foot mutter   # its tests and the Mutter source's: headless sway, wtype input, a window that inhibits idle, headless Mutter
   dbus python3-dbus python3-gi libglib2.0-bin   # logind idle source (gdbus) and its fake for tests
   buildbot buildbot-worker python3-msgpack python3-autobahn bzip2   # BuildBot compatibility tests
   postgresql           # PostgreSQL store tests (scripts/start-postgres.sh)

@@ -61,6 +61,7 @@ test('x11: idle time grows without input and drops to zero on xdotool input; inp
   const src = await detectIdleSource('auto', { ...process.env, DISPLAY: x.display });
   t.after(() => src.close());
   assert.equal(src.name, 'x11');
+  assert.match(src.why, /^auto: X display :\d+; using x11: X display :\d+ answers XScreenSaver queries$/);
   let events = 0;
   assert.equal(src.onInput(() => { events++; }), true);
   await new Promise((r) => setTimeout(r, 400));

@@ -1,7 +1,9 @@
 /**
  * Where the agent learns how long the desktop has been without input. One interface, several
- * sources: X11 (XScreenSaver idle time + XInput2 events), logind's IdleHint over D-Bus, the
- * desktop app (Electron powerMonitor, fed through the control API), and `none`.
+ * sources: GNOME's Mutter IdleMonitor (D-Bus), the Wayland idle protocols through swayidle
+ * (KDE, wlroots compositors), X11 (XScreenSaver idle time + XInput2 events), logind's IdleHint
+ * over D-Bus, macOS HIDIdleTime, Windows GetLastInputInfo, the desktop app (Electron
+ * powerMonitor, fed through the control API), `none`, and `unavailable`.
  */
 export interface IdleReading {
   /** Milliseconds since the last keyboard or mouse input. Infinity when away (locked, suspended). */
@@ -17,14 +19,31 @@ export interface IdleSource {
   readonly why: string;
   read(): Promise<IdleReading>;
   /**
-   * Calls back at once on input, where the source can tell (X11 via XInput2). Sources that
+   * Calls back at once on input, where the source can tell (X11 via XInput2, Mutter's
+   * user-active watch, the Wayland idle protocols' `resumed`). Sources that
    * cannot return false, and the agent polls `read()` instead.
    */
   onInput(callback: () => void): boolean;
   close(): void;
 }
 
-export type IdleSourceName = 'x11' | 'logind' | 'app' | 'none';
+export type IdleSourceName = 'mutter' | 'wayland' | 'x11' | 'logind' | 'macos' | 'windows' | 'app' | 'none' | 'unavailable';
+
+/**
+ * A desktop session was found but no idle source works in it: the machine counts as always in
+ * use, so builds wait rather than run under someone's hands. `why` says what to install.
+ */
+export class UnavailableIdleSource implements IdleSource {
+  readonly name = 'unavailable' as const;
+  constructor(readonly why: string) {}
+  async read(): Promise<IdleReading> {
+    return { idleMs: 0, locked: false };
+  }
+  onInput(): boolean {
+    return false;
+  }
+  close(): void {}
+}
 
 /** No idle detection: the machine counts as always idle (headless servers, or nothing found). */
 export class NoIdleSource implements IdleSource {
