@@ -68,13 +68,14 @@ async function runIn(environment: EnvironmentSpec, cmd: string, network = false)
 
 const has = (lines: string[], re: RegExp): boolean => lines.some((l) => re.test(l));
 
-describe('adversary: malicious setup lines run in the build sandbox (real podman)', { skip: !asRoot && 'needs root (the user namespace is for rootful podman)' }, () => {
-  after(async () => {
-    await executor.cleanupStale();
-    for (const tag of [...made].reverse()) spawnSync('podman', ['rmi', tag], { stdio: 'ignore' });
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+// After every suite of this file: the layers the tests made, their containers and directories.
+after(async () => {
+  if (asRoot) await executor.cleanupStale();
+  for (const tag of [...made].reverse()) spawnSync('podman', ['rmi', tag], { stdio: 'ignore' });
+  for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 3 });
+});
 
+describe('adversary: malicious setup lines run in the build sandbox (real podman)', { skip: !asRoot && 'needs root (the user namespace is for rootful podman)' }, () => {
   test('(a) a setup line is not host root: its uids are a mapped range, and the layer it writes is owned as written for later (mapped) steps', async () => {
     const environment: EnvironmentSpec = {
       base: 'busybox',
@@ -177,6 +178,27 @@ describe('adversary: malicious setup lines run in the build sandbox (real podman
     }
     await done;
     assert.equal(ticks(), 60);
+  });
+});
+
+describe('adversary: setup lines wait for the volunteer', { skip: !asRoot && 'needs root' }, () => {
+  test('a setup line does not start while the build is frozen, and starts at thaw', async () => {
+    const gate = new FreezeGate();
+    await gate.freeze();
+    const lines: string[] = [];
+    const done = executor.prepare({ base: 'busybox', setup: [`echo started-${nonce}`] }, (l) => {
+      lines.push(l);
+      for (const t of l.match(/localhost\/crowdbake-env:[0-9a-f]{16}/g) ?? []) made.add(t);
+    }, { limits: {}, gate, signal: new AbortController().signal });
+    try {
+      while (!lines.some((l) => l.startsWith('setup 1/1 runs with network'))) await sleep(50);
+      await sleep(1500);
+      assert.ok(!lines.includes(`started-${nonce}`), 'the setup line ran while frozen');
+    } finally {
+      await gate.thaw();
+    }
+    await done;
+    assert.ok(lines.includes(`started-${nonce}`), lines.join('\n'));
   });
 });
 

@@ -17,7 +17,8 @@ export { ROOTFS_REPO } from './environments/base-image.js';
 
 /**
  * Runs builds in rootful or rootless podman containers: one container per build attempt. The
- * only host path the container sees is the workdir, bind-mounted at /work.
+ * only host paths the container sees are the workdir, bind-mounted at /work, and (when the
+ * request has one) the build's own directory holding it, at /build (steps then run in /build/src).
  *
  * Two ways to drive it, chosen once by isAvailable() (or the first open(), if that comes first):
  * - fast (default): the container's main process is a small shell agent that starts each step
