@@ -263,7 +263,7 @@ describe('sandbox escape attempts on the container executor (real podman)', { ti
     const neighbour = await m.force('neighbour');
     await until('the neighbour to run', async () => (await logOf(neighbour)).includes('neighbour-up'), 30_000);
     // From the host: the neighbour's file and processes belong to an unprivileged mapped uid.
-    const mark = readdirSync(join(dataDir, 'work')).map((d) => join(dataDir, 'work', d, 'neighbour-mark')).find((p) => existsSync(p));
+    const mark = readdirSync(join(dataDir, 'work')).map((d) => join(dataDir, 'work', d, 'src', 'neighbour-mark')).find((p) => existsSync(p));
     assert.ok(mark, 'the neighbour\'s workdir holds its file');
     assert.ok(statSync(mark).uid >= FIRST_MAPPED_ID, `the build's file is owned by uid ${statSync(mark).uid} on the host`);
     for (const pid of await containerPids()) {

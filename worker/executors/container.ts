@@ -164,13 +164,14 @@ export class ContainerExecutor implements Executor {
     }
     if (this.fast === undefined) await this.isAvailable();
     const key = environmentKey(request.environment);
-    if (!this.prepared.has(key)) await this.prepare(request.environment, () => {});
+    // Setup lines built here (none prepared yet, or evicted) still get the build's limits.
+    if (!this.prepared.has(key)) await this.prepare(request.environment, () => {}, { limits: request.limits });
     try {
       return await this.start(request, workdir, buildDir, this.prepared.get(key)!);
     } catch (e) {
       // Another worker on this machine may have evicted the image since prepare(): make it again, once.
       if (!(e instanceof Error && /image not known/.test(e.message))) throw e;
-      await this.prepare(request.environment, () => {});
+      await this.prepare(request.environment, () => {}, { limits: request.limits });
       return this.start(request, workdir, buildDir, this.prepared.get(key)!);
     }
   }
