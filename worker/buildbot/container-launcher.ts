@@ -141,7 +141,16 @@ export class ContainerPool {
     const e: Entry = { broken: false, busy: Promise.resolve(), opening: Promise.resolve(null as never), held: 0, volunteerFrozen: false };
     e.opening = (async () => {
       await mkdir(builderDir, { recursive: true });
-      await this.o.executor.prepare(this.o.environment, (line) => this.o.log(`buildbot: environment: ${line}`));
+      // Setup lines run in the step sandbox (setup-layer.ts) under the builder's limits, frozen with the builder.
+      let unfreezeSetup: (() => void) | undefined;
+      await this.o.executor.prepare(this.o.environment, (line) => this.o.log(`buildbot: environment: ${line}`), {
+        limits: this.o.limits(),
+        gate: {
+          attach: async (f) => { unfreezeSetup = this.o.freezer.add(f); },
+          detach: () => unfreezeSetup?.(),
+          waitThawed: () => this.o.freezer.waitThawed(),
+        },
+      });
       const sandbox = await this.o.executor.open({ id, workdir: builderDir, environment: this.o.environment, limits: this.o.limits(), network: this.o.network });
       e.sandbox = sandbox;
       // The volunteer's thaw leaves it frozen while a host-side hold needs it so.

@@ -63,7 +63,7 @@ export async function buildSetupLayer(r: SetupLayerRequest, progress: Progress):
     '--entrypoint', '/bin/sh', r.parent, '-c', r.line,
   ];
   progress(`${r.label} ${SETUP_NETWORK_NOTE}; limits: ${describeSetupLimits(limits, r.timeoutMs)}`);
-  if (r.gate && r.signal) await r.gate.waitThawed(r.signal);
+  if (r.gate) await r.gate.waitThawed(r.signal ?? new AbortController().signal);
   if (r.signal?.aborted) throw new Error(`${r.label} was cancelled before it started; nothing was cached for it`);
   const freezer = new SetupFreezer(name);
   let attached = false;
