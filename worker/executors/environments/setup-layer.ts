@@ -72,12 +72,13 @@ export async function buildSetupLayer(r: SetupLayerRequest, progress: Progress):
       onLine: progress, timeoutMs: r.timeoutMs, signal: r.signal,
       onTimer: (t) => { freezer.timer = t; },
       onTimeout: async () => { await podman(['kill', '--signal', 'KILL', name], { allowFailure: true, timeoutMs: 30_000 }); },
-    });
+    }).finally(() => { freezer.finished = true; });
+    // Attached while it runs; a freeze that comes before podman made the container waits for it (or for the end).
     if (r.gate) {
       await r.gate.attach(freezer);
       attached = true;
     }
-    const result = await running.finally(() => { freezer.finished = true; });
+    const result = await running;
     if (result.cancelled) throw new Error(`${r.label} ${JSON.stringify(r.line)} was cancelled; nothing was cached for it`);
     if (result.timedOut) {
       throw new Error(`${r.label} ${JSON.stringify(r.line)} did not finish within its time limit of ${Math.round(r.timeoutMs / 1000)} s; nothing was cached for it`);
