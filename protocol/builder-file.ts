@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { BaseSchema } from './base-ref.js';
 import {
   DurationSchema, ExecutorRequirementSchema, NameSchema, SizeSchema, SourceUrlSchema, type BuildSpec, type Limits,
 } from './build-spec.js';
@@ -63,7 +64,8 @@ export const BuilderFileSchema = z.strictObject({
    */
   collapse: z.boolean().default(true),
   environment: z.strictObject({
-    base: z.string().min(1).default('busybox'),
+    /** Checked by protocol/base-ref.ts: never a path on the worker. */
+    base: BaseSchema.default('busybox'),
     setup: z.array(z.string()).default([]),
   }).default(() => ({ base: 'busybox', setup: [] })),
   network: z.boolean().default(false),
@@ -74,7 +76,7 @@ export const BuilderFileSchema = z.strictObject({
   /** Install and test the artifacts in a second, fresh environment (default: the same base, no setup). */
   'test-install': z.strictObject({
     environment: z.strictObject({
-      base: z.string().min(1).optional(),
+      base: BaseSchema.optional(),
       setup: z.array(z.string()).default([]),
     }).optional(),
     steps: z.array(StepFileSchema).min(1, 'test-install needs at least one step'),

@@ -52,6 +52,8 @@ export interface ContainerExecutorOptions {
   setupTimeoutMs?: number;
   /** Time limit of one debootstrap run. Default 30 min. */
   debootstrapTimeoutMs?: number;
+  /** The volunteer's directory for `rootfs:NAME` bases (`--bases-dir`). Default: none, such bases are refused. */
+  basesDir?: string;
   /** Use the fast path when podman supports it (default true; CROWDBAKE_CONTAINER_FAST=0 also turns it off). */
   fastPath?: boolean;
   /**
@@ -87,7 +89,7 @@ export class ContainerExecutor implements Executor {
       containerLabels: [`${OWNER_LABEL}=${options.ownerId}`],
       cacheDir: options.cacheDir, lockDir: options.lockDir, budgetBytes: options.cacheBudgetBytes,
       debianMirror: options.debianMirror, setupTimeoutMs: options.setupTimeoutMs, debootstrapTimeoutMs: options.debootstrapTimeoutMs,
-      userNamespace: this.mapIds,
+      basesDir: options.basesDir, userNamespace: this.mapIds,
     });
   }
 

@@ -18,6 +18,11 @@ export interface DetectedExecutors {
 export interface DetectOptions {
   /** The worker's data dir; the vm executor caches its guest kernel and initramfs in `<dataDir>/vm`. Default: `$XDG_CACHE_HOME/crowdbake` or `~/.cache/crowdbake`. */
   dataDir?: string;
+  /**
+   * The volunteer's directory of base files (`rootfs:NAME.tar`, `vm:NAME.qcow2`): the only
+   * place a builder's base may name a file of this machine. Default `<dataDir>/bases`.
+   */
+  basesDir?: string;
 }
 
 /** `$XDG_CACHE_HOME/crowdbake`, else `~/.cache/crowdbake`. */
@@ -37,14 +42,16 @@ export async function detectExecutors(ownerId: string, wanted: WantedExecutor, o
     if (a.ok) result.executors.push(executor);
     else result.unavailable[executor.kind] = a.reason;
   };
-  const vm = (): VmExecutor => new VmExecutor({ ownerId, cacheDir: join(options.dataDir ?? defaultCacheDir(), 'vm') });
+  const dataDir = options.dataDir ?? defaultCacheDir();
+  const basesDir = options.basesDir ?? join(dataDir, 'bases');
+  const vm = (): VmExecutor => new VmExecutor({ ownerId, cacheDir: join(dataDir, 'vm'), basesDir });
   switch (wanted) {
     case 'auto':
-      await consider(new ContainerExecutor({ ownerId }));
+      await consider(new ContainerExecutor({ ownerId, basesDir }));
       await consider(vm());
       break;
     case 'container':
-      await consider(new ContainerExecutor({ ownerId }));
+      await consider(new ContainerExecutor({ ownerId, basesDir }));
       break;
     case 'vm':
       await consider(vm());

@@ -1,5 +1,7 @@
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { BaseFile } from '../../../protocol/base-ref.js';
+import { BaseFiles } from '../base-download.js';
 import { busyboxImage, sha256File } from '../busybox-image.js';
 import { imageExists, podman } from '../podman.js';
 import type { BaseSpec } from './base-spec.js';
@@ -12,6 +14,11 @@ import { sharedBuild, type BuildOutcome, type Progress } from './shared-build.js
  * busybox → the busybox binary's sha256; debootstrap → suite, mirror, variant (and the
  * host's architecture); rootfs → the tarball's sha256; image → the reference and its image id
  * (pulled first when missing, so a re-pulled tag gets new layers).
+ *
+ * What the master names is never a host path (protocol/base-ref.ts): a rootfs tarball is a
+ * file of the volunteer's bases directory or a download checked against its sha256
+ * (base-download.ts); an image is a fully qualified registry reference, pulled with the
+ * docker:// transport so that no podman transport can read a file or local storage.
  */
 
 export const ROOTFS_REPO = 'localhost/crowdbake-rootfs';
@@ -30,13 +37,21 @@ export interface BaseImageOptions {
   /** Where debootstrap's temporary roots go. */
   tmpRoot: string;
   debootstrapTimeoutMs: number;
+  /** The volunteer's directory for `rootfs:NAME` (default: none, such bases are refused). */
+  basesDir?: string;
+  /** Downloaded `rootfs:URL#sha256=…` tarballs, by sha256 (default: next to tmpRoot, in downloads/). */
+  downloadDir?: string;
 }
 
 export class BaseImages {
   /** rootfs tarball (path:size:mtime) → its sha256, so a tarball is hashed once. */
   private readonly rootfsShas = new Map<string, Promise<string>>();
 
-  constructor(private readonly o: BaseImageOptions) {}
+  private readonly files: BaseFiles;
+
+  constructor(private readonly o: BaseImageOptions) {
+    this.files = new BaseFiles({ basesDir: o.basesDir, downloadDir: o.downloadDir ?? join(dirname(o.tmpRoot), 'downloads') });
+  }
 
   async resolve(spec: BaseSpec, progress: Progress): Promise<BaseImage> {
     switch (spec.kind) {
@@ -50,7 +65,7 @@ export class BaseImages {
       case 'image':
         return this.image(spec.ref, progress);
       case 'rootfs':
-        return this.rootfs(spec.path);
+        return this.rootfs(spec.file, progress);
       case 'debootstrap': {
         const identity = `debootstrap ${spec.suite} ${spec.mirror} variant=${spec.variant} arch=${process.arch}`;
         const key = layerKeys(identity, [])[0]!;
@@ -69,15 +84,17 @@ export class BaseImages {
   private async image(ref: string, progress: Progress): Promise<BaseImage> {
     if (!await imageExists(ref)) {
       progress(`pulling ${ref}`);
-      await podman(['pull', ref], { onStderrLine: progress, timeoutMs: 30 * 60_000 });
+      // docker://: a registry, whatever the reference looks like (never a transport reading host files).
+      await podman(['pull', `docker://${ref}`], { onStderrLine: progress, timeoutMs: 30 * 60_000 });
     }
     const { stdout } = await podman(['image', 'inspect', '--format', '{{.Id}}', ref], { timeoutMs: 30_000 });
     return { identity: `image ${ref} ${stdout.trim()}`, ref, cached: false, ensure: async () => 'reused' };
   }
 
-  /** `rootfs:PATH.tar` → localhost/crowdbake-rootfs:<sha256 prefix>, imported once. */
-  private async rootfs(path: string): Promise<BaseImage> {
-    const file = resolve(path);
+  /** `rootfs:NAME.tar` / `rootfs:URL#sha256=…` → localhost/crowdbake-rootfs:<sha256 prefix>, imported once. */
+  private async rootfs(source: BaseFile, progress: Progress): Promise<BaseImage> {
+    const label = source.from === 'url' ? `rootfs:${source.url}` : `rootfs:${source.name}`;
+    const file = await this.files.locate(source, label, progress);
     const st = await stat(file).catch(() => null);
     if (!st?.isFile()) throw new Error(`rootfs tarball ${file} does not exist`);
     const memo = `${file}:${st.size}:${st.mtimeMs}`;

@@ -1,6 +1,12 @@
 import type { EnvironmentSpec } from '../../../protocol/build-spec.js';
+import { parseBaseRef, type BaseFile } from '../../../protocol/base-ref.js';
 
-/** The `environment.base` forms the container executor understands, parsed. */
+/**
+ * The `environment.base` forms the container executor understands. The grammar is
+ * protocol/base-ref.ts, shared with the master's builder-file check: a spec from the master is
+ * parsed again here, so a base that names a path on the worker (rootfs:/etc/…, a file://
+ * mirror, a podman transport such as docker-archive:) is refused before the host touches it.
+ */
 
 export const DEFAULT_DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 export const UBUNTU_MIRROR = 'http://archive.ubuntu.com/ubuntu';
@@ -13,42 +19,32 @@ export const DEBOOTSTRAP_VARIANT = 'minbase';
 export type BaseSpec =
   | { kind: 'busybox' }
   | { kind: 'debootstrap'; suite: string; mirror: string; variant: string }
-  | { kind: 'rootfs'; path: string }
+  | { kind: 'rootfs'; file: BaseFile }
   | { kind: 'image'; ref: string };
 
-const SUITE = /^[a-z][a-z0-9.-]{0,39}$/;
-const SUPPORTED = 'it supports busybox, debootstrap:SUITE[@MIRROR], rootfs:PATH.tar and image:REF';
+const SUPPORTED = 'it supports busybox, debootstrap:SUITE[@MIRROR], rootfs:NAME.tar, rootfs:URL#sha256=HEX and image:REF';
 
 /**
  * `busybox`, `debootstrap:bookworm`, `debootstrap:jammy@http://mirror/ubuntu`,
- * `rootfs:/path/root.tar`, `image:docker.io/library/debian:12`. Throws a sentence naming the
- * problem otherwise.
+ * `rootfs:root.tar` (in the bases directory), `rootfs:https://host/root.tar#sha256=HEX`,
+ * `image:docker.io/library/debian:12`. Throws a sentence naming the problem otherwise.
+ * `debianMirror` is the volunteer's own setting (it may be any URL the volunteer chose).
  */
 export function parseBase(base: string, debianMirror = DEFAULT_DEBIAN_MIRROR): BaseSpec {
-  if (base === 'busybox') return { kind: 'busybox' };
-  if (base.startsWith('debootstrap:')) {
-    const rest = base.slice('debootstrap:'.length);
-    const at = rest.indexOf('@');
-    const suite = at < 0 ? rest : rest.slice(0, at);
-    if (!SUITE.test(suite)) throw new Error(`base "${base}": "${suite}" is not a Debian or Ubuntu suite name`);
-    let mirror = at < 0 ? (UBUNTU_SUITES.has(suite) ? UBUNTU_MIRROR : debianMirror) : rest.slice(at + 1);
-    mirror = mirror.replace(/\/+$/, '');
-    if (!/^(https?|file):\/\/[^\s'"]+$/.test(mirror)) {
-      throw new Error(`base "${base}": mirror "${mirror}" must be an http://, https:// or file:// URL`);
+  const ref = parseBaseRef(base);
+  switch (ref.kind) {
+    case 'busybox':
+    case 'image':
+    case 'rootfs':
+      return ref;
+    case 'debootstrap': {
+      const mirror = ref.mirror ?? (UBUNTU_SUITES.has(ref.suite) ? UBUNTU_MIRROR : debianMirror.replace(/\/+$/, ''));
+      return { kind: 'debootstrap', suite: ref.suite, mirror, variant: DEBOOTSTRAP_VARIANT };
     }
-    return { kind: 'debootstrap', suite, mirror, variant: DEBOOTSTRAP_VARIANT };
+    case 'vm-busybox':
+    case 'vm-disk':
+      throw new Error(`base "${base}" is not supported by the container executor yet (${SUPPORTED})`);
   }
-  if (base.startsWith('rootfs:')) {
-    const path = base.slice('rootfs:'.length).trim();
-    if (!path) throw new Error(`base "${base}" does not name a tarball`);
-    return { kind: 'rootfs', path };
-  }
-  if (base.startsWith('image:')) {
-    const ref = base.slice('image:'.length).trim();
-    if (!ref || ref.startsWith('-') || /\s/.test(ref)) throw new Error(`base "${base}" does not name an image`);
-    return { kind: 'image', ref };
-  }
-  throw new Error(`base "${base}" is not supported by the container executor yet (${SUPPORTED})`);
 }
 
 /** "debootstrap:bookworm + 2 setup steps", for progress lines. */

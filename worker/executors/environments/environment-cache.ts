@@ -40,6 +40,8 @@ export interface EnvironmentCacheOptions {
   setupTimeoutMs?: number;
   /** Per debootstrap. Default 30 min. */
   debootstrapTimeoutMs?: number;
+  /** The volunteer's directory for `rootfs:NAME` bases (base-download.ts). Default: none. */
+  basesDir?: string;
   /** Run setup lines in a user namespace (root inside = an unprivileged host id), as build steps are. */
   userNamespace?: boolean;
 }
@@ -76,7 +78,7 @@ export class EnvironmentCache {
     this.index = new CacheIndex(this.cacheDir);
     this.bases = new BaseImages({
       lockDir: this.lockDir, tmpRoot: join(this.cacheDir, 'tmp'),
-      debootstrapTimeoutMs: o.debootstrapTimeoutMs ?? DEFAULT_DEBOOTSTRAP_TIMEOUT_MS,
+      debootstrapTimeoutMs: o.debootstrapTimeoutMs ?? DEFAULT_DEBOOTSTRAP_TIMEOUT_MS, basesDir: o.basesDir,
     });
   }
 

@@ -2,10 +2,13 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { parseBaseRef, type BaseFile, type DiskFormat } from '../../../protocol/base-ref.js';
 import type { EnvironmentSpec } from '../../../protocol/build-spec.js';
+import { BaseFiles } from '../base-download.js';
 import type { Availability, Executor, Sandbox, SandboxRequest } from '../executor.js';
 import { BUSYBOX_PATH, isStaticElf } from '../busybox-image.js';
 import { ensureGuestAssets, KERNEL_META_PACKAGE, type GuestAssets } from './assets.js';
+import { checkDiskImage } from './disk-image.js';
 import { cleanupRecords, GuestVm } from './guest-vm.js';
 import { kvmCandidate, qemuVersion, type Accel } from './qemu.js';
 import { VmSandbox } from './vm-sandbox.js';
@@ -17,8 +20,10 @@ import { VmSandbox } from './vm-sandbox.js';
  * TCG emulation (several times slower, but the same isolation).
  *
  * Bases: `vm:busybox` (and plain `busybox`, the same Debian busybox-static userland) run in the
- * initramfs; `vm:PATH.qcow2` / `vm:PATH.img` (raw) boot the same kernel and chroot steps into
- * the image's ext4 root (partition 1, or the whole disk).
+ * initramfs; `vm:NAME.qcow2` / `vm:NAME.img` (raw) from the volunteer's bases directory, or
+ * `vm:https://….qcow2#sha256=HEX` downloaded and checked (base-download.ts), boot the same
+ * kernel and chroot steps into the image's ext4 root (partition 1, or the whole disk). The
+ * master never names a host path; every image is checked by disk-image.ts before QEMU opens it.
  */
 
 export const MIN_MEMORY_MIB = 128;
@@ -38,9 +43,14 @@ export interface VmExecutorOptions {
   bootTimeoutMs?: number;
   /** Debian package that depends on the kernel package to use (default linux-image-cloud-amd64). */
   kernelMetaPackage?: string;
+  /** The volunteer's directory of disk images for `vm:NAME` bases (`--bases-dir`). Default: none, such bases are refused. */
+  basesDir?: string;
+  /** Downloaded `vm:URL#sha256=…` images, by sha256. Default `<cacheDir>/downloads`. */
+  downloadDir?: string;
 }
 
-interface DiskBase { path: string; format: 'qcow2' | 'raw' }
+/** A `vm:` disk base, before it is found on this worker. */
+export interface DiskBase { file: BaseFile; format: DiskFormat }
 
 export class VmExecutor implements Executor {
   readonly kind = 'vm' as const;
@@ -50,11 +60,13 @@ export class VmExecutor implements Executor {
   private assetsAt = 0;
   private accel: Promise<Accel> | null = null;
   private decided: Accel | null = null;
+  private readonly files: BaseFiles;
 
   constructor(private readonly options: VmExecutorOptions) {
     if (!OWNER.test(options.ownerId)) throw new Error(`ownerId "${options.ownerId}" must be letters, digits, ".", "_" or "-"`);
     this.ownerId = options.ownerId;
     this.cacheDir = resolve(options.cacheDir);
+    this.files = new BaseFiles({ basesDir: options.basesDir, downloadDir: options.downloadDir ?? join(this.cacheDir, 'downloads') });
   }
 
   /** QEMU runs, busybox-static is there, and a guest kernel is cached or apt-get can fetch one. */
@@ -90,10 +102,7 @@ export class VmExecutor implements Executor {
       throw new Error(`setup steps are not supported yet (environment.setup has ${environment.setup.length})`);
     }
     const disk = parseBase(environment.base);
-    if (disk) {
-      const st = await stat(disk.path).catch(() => null);
-      if (!st?.isFile()) throw new Error(`disk image ${disk.path} (base "${environment.base}") does not exist`);
-    }
+    if (disk) await this.diskImage(environment.base, disk, progress);
     // Asking apt for the current kernel takes a second or two: do it at most hourly.
     if (!this.assets || Date.now() - this.assetsAt > ASSET_RECHECK_MS || !existsSync(this.assets.initrd) || !existsSync(this.assets.kernel)) {
       this.assets = await ensureGuestAssets({ cacheDir: this.cacheDir, ...(this.options.kernelMetaPackage ? { metaPackage: this.options.kernelMetaPackage } : {}) }, progress);
@@ -108,8 +117,10 @@ export class VmExecutor implements Executor {
     const workdir = resolve(request.workdir);
     const st = await stat(workdir).catch(() => null);
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
-    const disk = parseBase(request.environment.base);
+    const base = parseBase(request.environment.base);
     if (!this.assets || !this.accel) await this.prepare(request.environment, () => {});
+    // Checked again here, right before QEMU is given the file, whatever prepare() saw.
+    const disk = base ? await this.diskImage(request.environment.base, base, () => {}) : null;
     const accel = await this.accel!;
     const { limits } = request;
     const memoryMiB = Math.max(MIN_MEMORY_MIB, limits.memoryBytes ? Math.floor(limits.memoryBytes / 1024 ** 2) : DEFAULT_MEMORY_MIB);
@@ -121,6 +132,13 @@ export class VmExecutor implements Executor {
       bootTimeoutMs: this.bootTimeout(accel),
     }).catch((e: Error) => { throw new Error(`could not start the build VM: ${e.message}`); });
     return VmSandbox.start(vm, workdir, limits.diskBytes);
+  }
+
+  /** Finds the image (bases directory or download) and checks it (disk-image.ts): the path QEMU may open. */
+  private async diskImage(base: string, disk: DiskBase, progress: (line: string) => void): Promise<{ path: string; format: DiskFormat }> {
+    const path = await this.files.locate(disk.file, base, progress);
+    await checkDiskImage(path, disk.format, `base "${base}"`);
+    return { path, format: disk.format };
   }
 
   private get stateDir(): string {
@@ -155,15 +173,16 @@ export class VmExecutor implements Executor {
   }
 }
 
-/** null for the initramfs userland, else the disk image to boot; throws for other bases. */
+/**
+ * null for the initramfs userland, else the disk image to find and boot; throws for other
+ * bases. The grammar is protocol/base-ref.ts (the master checks builder files with it): a spec
+ * naming a host path (vm:/home/…/x.qcow2) is refused here before anything opens it.
+ */
 export function parseBase(base: string): DiskBase | null {
-  if (base === 'vm:busybox' || base === 'busybox') return null;
-  if (base.startsWith('vm:')) {
-    const path = resolve(base.slice(3));
-    if (/\.qcow2$/i.test(path)) return { path, format: 'qcow2' };
-    if (/\.(img|raw)$/i.test(path)) return { path, format: 'raw' };
-  }
-  throw new Error(`base "${base}" is not supported by the vm executor (use vm:busybox, vm:PATH.qcow2 or vm:PATH.img)`);
+  const ref = parseBaseRef(base);
+  if (ref.kind === 'busybox' || ref.kind === 'vm-busybox') return null;
+  if (ref.kind === 'vm-disk') return { file: ref.file, format: ref.format };
+  throw new Error(`base "${base}" is not supported by the vm executor (use vm:busybox, vm:NAME.qcow2 or vm:NAME.img from the bases directory, or vm:https://….qcow2#sha256=HEX)`);
 }
 
 function onPath(cmd: string): boolean {
