@@ -1,159 +1,177 @@
+import { Duplex } from 'node:stream';
+import { extract as tarExtract, pack as tarPack, type Extract, type ExtractEvents, type Header, type Pack } from 'tar-stream';
 import { formatBytes } from '../step-support.js';
-import { Transform, type TransformCallback } from 'node:stream';
 
 /**
  * Checks a tar stream coming out of the guest before the host's tar(1) unpacks it into the
- * workdir. The guest is not trusted (a step runs as root in it and may replace the agent's
- * tools), so entries that have no business in a workdir are dropped: device nodes, fifos,
- * anything with an absolute name or a ".." component, hard links leaving the archive. Stops
- * at the end-of-archive block and ignores what follows; fails on a malformed header or when
- * more than `maxBytes` of file data arrive.
+ * workdir's staging directory. The guest is not trusted (a step runs as root in it and may
+ * replace the agent's tools), so the archive is parsed by tar-stream (a kept, widely used
+ * parser; GNU long names and pax headers are applied before any check, so no header can rename
+ * an entry behind it) and written out again as a new archive holding only what a workdir may
+ * hold: regular files, directories, symbolic links, and hard links to other entries. Dropped:
+ * device nodes, FIFOs and any other type, names that are absolute or have a ".." component,
+ * entries under a path that was a symbolic link earlier in the archive, hard links whose
+ * target is any of those. Modes keep only the permission bits (no setuid, setgid or sticky);
+ * owners become 0 (the host tar runs with --no-same-owner anyway). Fails when more than
+ * `maxBytes` of file data arrive, on a malformed header, or when the stream does not end with
+ * an end-of-archive block.
  */
-export class TarFilter extends Transform {
+type Source = ExtractEvents['entry'][1];
+type HeaderArg = Parameters<Pack['entry']>[0];
+
+export class TarFilter extends Duplex {
   /** Entries dropped, as "name (why)". */
   readonly dropped: string[] = [];
-  private buf: Buffer = Buffer.alloc(0);
-  private pendingMeta: Buffer[] = [];
-  private longName: string | null = null;
-  private longLink: string | null = null;
-  /** Bytes of the current entry's body still to pass (or skip), padded to 512. */
-  private bodyLeft = 0;
-  private passBody = true;
-  /** The body of a GNU long-name/link header is collected, then interpreted. */
-  private metaKind: 'L' | 'K' | null = null;
-  private metaBody: Buffer[] = [];
-  private metaSize = 0;
-  private ended = false;
+  private readonly ex: Extract;
+  private readonly out: Pack;
   private total = 0;
+  /** Zero bytes at the end of what arrived so far (an archive ends with at least two zero blocks). */
+  private zeroTail = 0;
+  /** Paths (normalized) that were symbolic links: nothing may be written through them. */
+  private readonly symlinks = new Set<string>();
+  private readonly seen = new Set<string>();
+  private failed: Error | null = null;
+  private extracted: Promise<void>;
 
   constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {
     super();
+    this.ex = tarExtract();
+    this.out = tarPack();
+    this.out.on('data', (c: unknown) => { if (!this.push(c)) this.out.pause(); });
+    this.out.on('end', () => this.push(null));
+    this.out.on('error', (e: Error) => this.fail(e));
+    this.ex.on('entry', (header, body, next) => {
+      this.entry(header, body).then(() => next(), (e: Error) => next(e));
+    });
+    this.extracted = new Promise((resolve, reject) => {
+      this.ex.on('finish', () => resolve());
+      this.ex.on('error', (e: Error) => reject(e));
+      this.ex.on('close', () => resolve());
+    });
+    this.extracted.catch((e: Error) => this.fail(e));
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.ended) return cb();
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    try {
-      this.consume();
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.failed) return cb(this.failed);
+    let i = chunk.length;
+    while (i > 0 && chunk[i - 1] === 0) i--;
+    this.zeroTail = i === 0 ? this.zeroTail + chunk.length : chunk.length - i;
+    if (this.ex.write(chunk)) return cb();
+    this.ex.once('drain', () => cb(this.failed));
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    if (this.failed) return cb(this.failed);
+    if (this.zeroTail < 1024) {
+      const e = new Error('the archive from the VM ended early (no end-of-archive block)');
+      this.fail(e);
+      return cb(e);
+    }
+    this.ex.end(undefined);
+    this.extracted.then(() => {
+      if (this.failed) return cb(this.failed);
+      this.out.finalize();
       cb();
-    } catch (e) {
-      cb(e as Error);
-    }
+    }, (e: Error) => cb(this.describe(e)));
   }
 
-  override _flush(cb: TransformCallback): void {
-    if (!this.ended) return cb(new Error('the archive from the VM ended early (no end-of-archive block)'));
-    cb();
+  override _read(): void {
+    this.out.resume();
   }
 
-  private consume(): void {
-    while (!this.ended) {
-      if (this.bodyLeft > 0) {
-        if (this.buf.length === 0) return;
-        const n = Math.min(this.bodyLeft, this.buf.length);
-        const part = this.buf.subarray(0, n);
-        if (this.metaKind) this.metaBody.push(part);
-        else if (this.passBody) this.push(part);
-        this.buf = this.buf.subarray(n);
-        this.bodyLeft -= n;
-        if (this.bodyLeft === 0 && this.metaKind) this.finishMeta();
-        continue;
-      }
-      if (this.buf.length < 512) return;
-      const header = this.buf.subarray(0, 512);
-      this.buf = this.buf.subarray(512);
-      this.header(Buffer.from(header));
-    }
+  override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
+    this.ex.destroy();
+    this.out.destroy();
+    cb(err);
   }
 
-  private header(h: Buffer): void {
-    if (h.every((b) => b === 0)) {
-      this.ended = true;
-      this.push(Buffer.alloc(1024));
-      return;
-    }
-    let sum = 0;
-    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
-    if (sum !== parseOctal(h.subarray(148, 156))) throw new Error('the archive from the VM has a malformed header (bad checksum)');
-    const size = parseSize(h.subarray(124, 136));
-    const padded = Math.ceil(size / 512) * 512;
-    const type = String.fromCharCode(h[156]!);
+  private fail(e: Error): void {
+    if (this.failed) return;
+    this.failed = this.describe(e);
+    this.destroy(this.failed);
+  }
+
+  private describe(e: Error): Error {
+    if (/^the (archive|workdir)/.test(e.message)) return e;
+    return new Error(`the archive from the VM is malformed (${e.message})`);
+  }
+
+  private async entry(h: Header, body: Source): Promise<void> {
+    const size = h.size ?? 0;
     this.total += size;
-    if (this.total > this.maxBytes) throw new Error(`the workdir in the VM holds more than the disk limit of ${formatBytes(this.maxBytes)}`);
-    if (type === 'L' || type === 'K') {
-      if (size > 64 * 1024) throw new Error('the archive from the VM has an over-long file name');
-      this.pendingMeta.push(h);
-      this.metaKind = type;
-      this.metaBody = [];
-      this.metaSize = padded;
-      this.bodyLeft = padded;
-      if (padded === 0) this.finishMeta();
-      return;
+    if (this.total > this.maxBytes) {
+      const e = new Error(`the workdir in the VM holds more than the disk limit of ${formatBytes(this.maxBytes)}`);
+      this.fail(e);
+      throw e;
     }
-    if (type === 'x' || type === 'g') {
-      // pax headers could rename the entry behind our back: busybox tar does not write them.
-      this.dropped.push(`pax header (not supported)`);
-      this.bodyLeft = padded;
-      this.passBody = false;
-      return;
-    }
-    const prefix = cstr(h.subarray(345, 500));
-    const name = this.longName ?? (prefix ? `${prefix}/${cstr(h.subarray(0, 100))}` : cstr(h.subarray(0, 100)));
-    const link = this.longLink ?? cstr(h.subarray(157, 257));
-    const why = reject(type, name, link);
-    const meta = this.pendingMeta;
-    this.pendingMeta = [];
-    this.longName = null;
-    this.longLink = null;
-    this.passBody = why === null;
-    this.bodyLeft = type === '0' || type === '\0' || type === '7' ? padded : 0;
+    const name = normalize(h.name);
+    const why = this.reject(h, name);
     if (why) {
-      this.dropped.push(`${name} (${why})`);
+      this.dropped.push(`${h.name} (${why})`);
+      body.resume();
+      await ended(body);
       return;
     }
-    for (const m of meta) this.push(m);
-    this.push(h);
+    const type = h.type === 'contiguous-file' ? 'file' : h.type;
+    const isDir = type === 'directory';
+    const mode = ((h.mode ?? 0o644) & 0o777) | (isDir ? 0o700 : 0);
+    const header: HeaderArg = {
+      name: name === '' ? '.' : isDir ? `${name}/` : name, type, mode, uid: 0, gid: 0, mtime: h.mtime ?? new Date(0),
+      ...(type === 'file' ? { size } : { size: 0 }),
+      ...(type === 'symlink' || type === 'link' ? { linkname: type === 'link' ? normalize(h.linkname ?? '') : (h.linkname ?? '') } : {}),
+    };
+    if (type === 'symlink') this.symlinks.add(name);
+    this.seen.add(name);
+    await new Promise<void>((resolve, reject) => {
+      const sink = this.out.entry(header, (e) => (e ? reject(e) : resolve()));
+      if (type === 'file') {
+        body.on('error', reject);
+        body.pipe(sink);
+      } else {
+        body.resume();
+        sink.end(undefined);
+      }
+    });
   }
 
-  private finishMeta(): void {
-    const body = Buffer.concat(this.metaBody);
-    const value = cstr(body);
-    if (this.metaKind === 'L') this.longName = value;
-    else this.longLink = value;
-    // Re-emitted in front of the entry they belong to, if it is kept.
-    this.pendingMeta.push(body.subarray(0, this.metaSize));
-    this.metaKind = null;
-    this.metaBody = [];
+  private reject(h: Header, name: string): string | null {
+    const type = h.type;
+    if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory' && type !== 'symlink' && type !== 'link') {
+      return `entry type "${type ?? 'unknown'}" is not allowed in a workdir`;
+    }
+    if (unsafePath(h.name)) return 'absolute or ".." path';
+    if (name === '' && type !== 'directory') return 'no name';
+    if (this.underSymlink(name)) return 'under a symbolic link';
+    if (this.symlinks.has(name)) return 'replaces a symbolic link';
+    if (type === 'link') {
+      const target = h.linkname ?? '';
+      if (unsafePath(target) || normalize(target) === '') return 'hard link leaving the workdir';
+      const t = normalize(target);
+      if (this.underSymlink(t) || this.symlinks.has(t) || !this.seen.has(t)) return 'hard link to no earlier file of the archive';
+    }
+    return null;
+  }
+
+  private underSymlink(name: string): boolean {
+    const parts = name.split('/');
+    for (let i = 1; i < parts.length; i++) if (this.symlinks.has(parts.slice(0, i).join('/'))) return true;
+    return false;
   }
 }
 
-function reject(type: string, name: string, link: string): string | null {
-  if (!['0', '\0', '7', '5', '2', '1'].includes(type)) return `entry type "${type}" is not allowed in a workdir`;
-  if (unsafePath(name)) return 'absolute or ".." path';
-  if (type === '1' && unsafePath(link)) return 'hard link leaving the workdir';
-  return null;
+/** "./a//b/" → "a/b"; "./" → "". */
+function normalize(p: string): string {
+  return p.split('/').filter((s) => s !== '' && s !== '.').join('/');
 }
 
 function unsafePath(p: string): boolean {
-  return p.startsWith('/') || p.split('/').includes('..');
+  return p.startsWith('/') || p.split('/').includes('..') || p.includes('\0');
 }
 
-function cstr(b: Buffer): string {
-  const end = b.indexOf(0);
-  return b.subarray(0, end < 0 ? b.length : end).toString('utf8');
-}
-
-function parseOctal(b: Buffer): number {
-  const s = cstr(b).trim();
-  return s ? parseInt(s, 8) : 0;
-}
-
-/** Octal, or GNU base-256 for large sizes. */
-function parseSize(b: Buffer): number {
-  if ((b[0]! & 0x80) !== 0) {
-    let n = 0;
-    for (let i = 1; i < b.length; i++) n = n * 256 + b[i]!;
-    return n;
-  }
-  return parseOctal(b);
+function ended(s: Source): Promise<void> {
+  return new Promise((resolve) => {
+    s.once('end', resolve);
+    s.once('close', resolve);
+    s.once('error', () => resolve());
+  });
 }
