@@ -53,7 +53,7 @@ export const BASE_FORMS = 'busybox, debootstrap:SUITE[@http(s)://MIRROR], image:
   + 'rootfs:NAME.tar or rootfs:https://…#sha256=HEX, vm:busybox, vm:NAME.qcow2|.img or vm:https://….qcow2#sha256=HEX';
 
 function fail(base: string, why: string): never {
-  throw new BaseRefError(`base "${base}" ${why}`);
+  throw new BaseRefError(`base "${base}"${why.startsWith(':') ? '' : ' '}${why}`);
 }
 
 /** Throws a BaseRefError naming the base and what to write instead. */

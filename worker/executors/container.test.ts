@@ -86,7 +86,7 @@ describe('ContainerExecutor (real podman)', () => {
       /setup 1\/1 "apk add gcc" failed with exit code 127/);
   });
 
-  test('rootfs:PATH.tar is imported once, tagged by its sha256, and runs', async () => {
+  test('rootfs:NAME.tar from the bases directory is imported once, tagged by its sha256, and runs', async () => {
     const dir = tempDir();
     const root = join(dir, 'root');
     mkdirSync(join(root, 'bin'), { recursive: true });
@@ -95,14 +95,16 @@ describe('ContainerExecutor (real podman)', () => {
     mkdirSync(join(root, 'work'));
     const tarball = join(dir, 'rootfs.tar');
     execFileSync('tar', ['-C', root, '-cf', tarball, '.']);
-    const environment = { base: `rootfs:${tarball}`, setup: [] };
+    const environment = { base: 'rootfs:rootfs.tar', setup: [] };
     const lines: string[] = [];
-    await executor.prepare(environment, (l) => lines.push(l));
-    await executor.prepare(environment, (l) => lines.push(l));
+    const withBases = new ContainerExecutor({ ownerId, basesDir: dir });
+    await withBases.prepare(environment, (l) => lines.push(l));
+    await withBases.prepare(environment, (l) => lines.push(l));
+    await assert.rejects(executor.prepare({ base: `rootfs:${tarball}`, setup: [] }, () => {}), /names a path on the worker/);
     assert.equal(lines.filter((l) => l.startsWith('importing')).length, 1, lines.join('\n'));
     const ref = /as (\S+)$/.exec(lines[0] ?? '')?.[1] ?? '';
     assert.match(ref, /^localhost\/crowdbake-rootfs:[0-9a-f]{12}$/);
-    const sandbox = await executor.open({ id: `t${process.pid}-rootfs`, workdir: tempDir(), environment, limits: {}, network: false });
+    const sandbox = await withBases.open({ id: `t${process.pid}-rootfs`, workdir: tempDir(), environment, limits: {}, network: false });
     try {
       const r = await run(sandbox, 'echo from rootfs');
       assert.deepEqual([r.stdout, r.exitCode], ['from rootfs\n', 0]);

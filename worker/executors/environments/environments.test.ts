@@ -135,11 +135,13 @@ describe('declared environments: setup layers (real podman)', () => {
 
   test('unknown bases are refused, naming the base', async () => {
     await assert.rejects(executor.prepare({ base: 'vm:disk.qcow2', setup: [] }, () => {}),
-      /^Error: base "vm:disk.qcow2" is not supported by the container executor yet \(it supports busybox, debootstrap:SUITE\[@MIRROR\], rootfs:PATH.tar and image:REF\)$/);
+      /^Error: base "vm:disk.qcow2" is not supported by the container executor yet \(it supports busybox, debootstrap:SUITE\[@MIRROR\], rootfs:NAME.tar, rootfs:URL#sha256=HEX and image:REF\)$/);
     await assert.rejects(executor.prepare({ base: 'debootstrap:no-such-suite', setup: [] }, () => {}),
       /debootstrap does not know suite "no-such-suite"/);
     await assert.rejects(executor.prepare({ base: 'rootfs:/nonexistent/root.tar', setup: ['true'] }, () => {}),
-      /rootfs tarball \/nonexistent\/root.tar does not exist/);
+      /base "rootfs:\/nonexistent\/root.tar" names a path on the worker/);
+    await assert.rejects(executor.prepare({ base: 'rootfs:root.tar', setup: ['true'] }, () => {}),
+      /names a file in the volunteer's bases directory, and this worker has none/);
   });
 
   test('two prepares of the same declaration at once build it once', async () => {

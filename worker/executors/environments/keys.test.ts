@@ -39,11 +39,12 @@ describe('environment keys, bases and locks', () => {
     assert.equal((parseBase('debootstrap:jammy') as { mirror: string }).mirror, 'http://archive.ubuntu.com/ubuntu');
     assert.equal((parseBase('debootstrap:noble@http://ports.ubuntu.com/ubuntu-ports') as { mirror: string }).mirror,
       'http://ports.ubuntu.com/ubuntu-ports');
-    assert.deepEqual(parseBase('rootfs:/x/root.tar'), { kind: 'rootfs', path: '/x/root.tar' });
+    assert.deepEqual(parseBase('rootfs:root.tar'), { kind: 'rootfs', file: { from: 'bases-dir', name: 'root.tar' } });
+    assert.throws(() => parseBase('rootfs:/x/root.tar'), /names a path on the worker/);
     assert.deepEqual(parseBase('image:docker.io/library/debian:12'), { kind: 'image', ref: 'docker.io/library/debian:12' });
     assert.throws(() => parseBase('debootstrap:Bookworm;rm'), /"Bookworm;rm" is not a Debian or Ubuntu suite name/);
-    assert.throws(() => parseBase('debootstrap:bookworm@ftp://x'), /mirror "ftp:\/\/x" must be an http:\/\/, https:\/\/ or file:\/\/ URL/);
-    assert.throws(() => parseBase('image:--privileged'), /does not name an image/);
+    assert.throws(() => parseBase('debootstrap:bookworm@ftp://x'), /mirror "ftp:\/\/x" must be an http:\/\/ or https:\/\/ URL/);
+    assert.throws(() => parseBase('image:--privileged'), /is not a registry reference/);
     assert.throws(() => parseBase('vm:disk.qcow2'), /base "vm:disk.qcow2" is not supported by the container executor yet/);
     assert.equal(describeEnvironment({ base: 'busybox', setup: ['a', 'b'] }), 'busybox + 2 setup steps');
     assert.equal(describeEnvironment({ base: 'busybox', setup: [] }), 'busybox');

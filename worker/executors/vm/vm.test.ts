@@ -13,7 +13,6 @@ import type { StepOutcome, StepRequest } from '../executor.js';
 import { ensureGuestAssets, moduleDepends } from './assets.js';
 import { MarkerScanner } from './guest-link.js';
 import { hostTscKhz } from './qemu.js';
-import { TarFilter } from './tar-filter.js';
 import { parseBase, VmExecutor } from './vm.js';
 import type { VmSandbox } from './vm-sandbox.js';
 
@@ -72,46 +71,7 @@ test('MarkerScanner finds a marker split across chunks and holds back only a pos
   assert.equal(got.join(''), 'hello \x1ex\x1e is not it, ');
 });
 
-test('TarFilter keeps files, dirs, symlinks and long names; drops devices, fifos, absolute and ".." paths', async () => {
-  const header = (name: string, type: string, size = 0, link = ''): Buffer => {
-    const h = Buffer.alloc(512);
-    h.write(name, 0);
-    h.write('0000644\0', 100);
-    h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
-    h.write(type, 156);
-    h.write(link, 157);
-    h.write('ustar  \0', 257);
-    h.fill(' ', 148, 156);
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    return h;
-  };
-  const body = (text: string): Buffer => Buffer.concat([Buffer.from(text), Buffer.alloc(512 - text.length)]);
-  const long = `${'d'.repeat(120)}/f`;
-  const archive = Buffer.concat([
-    header('ok.txt', '0', 3), body('hi\n'), header('dir/', '5'), header('link', '2', 0, '/etc/passwd'),
-    header('dev', '3'), header('fifo', '6'), header('/abs', '0', 3), body('no\n'), header('a/../../x', '0', 3), body('no\n'),
-    header('hard', '1', 0, '../../etc/shadow'),
-    header('././@LongLink', 'L', long.length + 1), body(`${long}\0`), header(long.slice(0, 99), '0', 2), body('L\n'),
-    Buffer.alloc(1024), Buffer.from('trailing bytes are ignored'),
-  ]);
-  const filter = new TarFilter();
-  const out: Buffer[] = [];
-  filter.on('data', (c: Buffer) => out.push(c));
-  const done = new Promise((resolve, reject) => { filter.on('end', resolve); filter.on('error', reject); });
-  filter.end(archive);
-  await done;
-  const dir = tempDir();
-  execFileSync('tar', ['-x', '-f', '-', '-C', dir], { input: Buffer.concat(out) });
-  assert.deepEqual(readdirSync(dir).sort(), ['d'.repeat(120), 'dir', 'link', 'ok.txt']);
-  assert.equal(readFileSync(join(dir, long), 'utf8'), 'L\n');
-  assert.deepEqual(filter.dropped.map((d) => d.split(' ')[0]), ['dev', 'fifo', '/abs', 'a/../../x', 'hard']);
-  const tooBig = new TarFilter(2);
-  tooBig.on('data', () => {});
-  await assert.rejects(new Promise((resolve, reject) => { tooBig.on('error', reject); tooBig.on('end', resolve); tooBig.end(archive); }),
-    /more than the disk limit of 2 bytes/);
-});
+// TarFilter's tests (hostile archives, fuzz) are in tar-filter.test.ts.
 
 test('module dependencies, host TSC rate and bases are parsed', () => {
   assert.deepEqual(moduleDepends(Buffer.from('\0\0license=GPL\0depends=virtio,virtio-ring\0name=virtio_net\0')), ['virtio', 'virtio_ring']);
@@ -119,10 +79,11 @@ test('module dependencies, host TSC rate and bases are parsed', () => {
   assert.equal(hostTscKhz('processor : 0\ncpu MHz\t\t: 2445.406\n'), 2445406);
   assert.equal(hostTscKhz('no such line'), 2_000_000);
   assert.equal(parseBase('vm:busybox'), null);
-  assert.deepEqual(parseBase('vm:/images/deb.qcow2'), { path: '/images/deb.qcow2', format: 'qcow2' });
-  assert.deepEqual(parseBase('vm:/images/deb.img'), { path: '/images/deb.img', format: 'raw' });
+  assert.deepEqual(parseBase('vm:deb.qcow2'), { file: { from: 'bases-dir', name: 'deb.qcow2' }, format: 'qcow2' });
+  assert.deepEqual(parseBase('vm:deb.img'), { file: { from: 'bases-dir', name: 'deb.img' }, format: 'raw' });
   assert.throws(() => parseBase('image:debian:12'), /base "image:debian:12" is not supported by the vm executor/);
-  assert.throws(() => parseBase('vm:/images/deb.vdi'), /base "vm:\/images\/deb.vdi" is not supported by the vm executor/);
+  assert.throws(() => parseBase('vm:/images/deb.qcow2'), /base "vm:\/images\/deb.qcow2" names a path on the worker/);
+  assert.throws(() => parseBase('vm:deb.vdi'), /base "vm:deb.vdi": "deb.vdi" must end in .qcow2, .img, .raw/);
 });
 
 test('a kernel package apt does not know is named in the error', async () => {
@@ -312,12 +273,15 @@ describe('vm executor with real QEMU', { concurrency: false, timeout: 600_000 },
     writeFileSync(join(root, 'etc/marker'), 'inside the image\n');
     const raw = join(dir, 'disk.img');
     execFileSync(mkfs, ['-q', '-F', '-d', root, raw, '32M']);
-    const qcow2 = join(dir, 'disk.qcow2');
+    const basesDir = join(dir, 'bases');
+    mkdirSync(basesDir);
+    const qcow2 = join(basesDir, 'disk.qcow2');
     execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
     const before = sha256(qcow2);
-    const env = { base: `vm:${qcow2}`, setup: [] };
-    await executor.prepare(env, () => {});
-    const { sandbox, workdir } = await open({}, false, env);
+    const env = { base: 'vm:disk.qcow2', setup: [] };
+    const withBases = new VmExecutor({ ownerId: OWNER, cacheDir: CACHE, basesDir });
+    await withBases.prepare(env, () => {});
+    const { sandbox, workdir } = await open({}, false, env, withBases);
     const r = await run(sandbox, 'cat /etc/marker; echo changed > /etc/marker; echo out > /work/result.txt');
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout, 'inside the image\n');
@@ -327,8 +291,10 @@ describe('vm executor with real QEMU', { concurrency: false, timeout: 600_000 },
   });
 
   test('unsupported bases and setup steps are refused clearly', async () => {
-    await assert.rejects(executor.prepare({ base: 'rootfs:/x.tar', setup: [] }, () => {}), /base "rootfs:\/x.tar" is not supported by the vm executor/);
-    await assert.rejects(executor.prepare({ base: 'vm:/no/such.qcow2', setup: [] }, () => {}), /disk image \/no\/such.qcow2 .* does not exist/);
+    await assert.rejects(executor.prepare({ base: 'rootfs:/x.tar', setup: [] }, () => {}), /base "rootfs:\/x.tar" names a path on the worker/);
+    await assert.rejects(executor.prepare({ base: 'rootfs:x.tar', setup: [] }, () => {}), /base "rootfs:x.tar" is not supported by the vm executor/);
+    await assert.rejects(executor.prepare({ base: 'vm:/no/such.qcow2', setup: [] }, () => {}), /names a path on the worker/);
+    await assert.rejects(executor.prepare({ base: 'vm:such.qcow2', setup: [] }, () => {}), /this worker has none \(crowdbake worker --bases-dir DIR\)/);
     await assert.rejects(executor.prepare({ base: 'vm:busybox', setup: ['apk add gcc'] }, () => {}), /setup steps are not supported yet/);
   });
 
