@@ -106,7 +106,14 @@ export async function startMutter(): Promise<Compositor> {
   }, 30_000);
   const rd = spawn('/usr/bin/python3', ['-c', REMOTE_DESKTOP], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: rd.stdout! });
-  const next = () => new Promise<string>((ok, fail) => { lines.once('line', ok); rd.once('exit', () => fail(new Error('the RemoteDesktop helper exited'))); });
+  let gone = false;
+  let pending: ((e: Error) => void) | null = null;
+  rd.once('exit', () => { gone = true; pending?.(new Error('the RemoteDesktop helper exited')); });
+  const next = () => new Promise<string>((ok, fail) => {
+    if (gone) { fail(new Error('the RemoteDesktop helper exited')); return; }
+    pending = fail;
+    lines.once('line', (l) => { pending = null; ok(l); });
+  });
   if (await next() !== 'ready') throw new Error('RemoteDesktop session did not start');
   return {
     env: { ...env, WAYLAND_DISPLAY: display, XDG_CURRENT_DESKTOP: 'GNOME', XDG_SESSION_TYPE: 'wayland' },
