@@ -35,5 +35,7 @@ test('the worker agent: its data dir, and a token makes the app start it with th
   assert.deepEqual(parseAgentLaunch([], { CROWDBAKE_WORKER_TOKEN: 'cbw1.bob.x' }).token, 'cbw1.bob.x');
   assert.throws(() => parseAgentLaunch(['--worker-token', 'hunter2']), /must be a worker token/);
   assert.deepEqual(workerArgs('/cli.js', 'http://m:1', { dataDir: null, token: 'cbw1.a.b' }, '/w'),
-    ['/cli.js', 'worker', '--master', 'http://m:1', '--token', 'cbw1.a.b', '--data', '/w', '--idle-source', 'app']);
+    ['/cli.js', 'worker', '--master', 'http://m:1', '--data', '/w', '--idle-source', 'app'], 'the token is not on the command line');
+  const { workerEnv } = await import('./launch-options.js');
+  assert.equal(workerEnv({ dataDir: null, token: 'cbw1.a.b' }, {}).CROWDBAKE_WORKER_TOKEN, 'cbw1.a.b');
 });

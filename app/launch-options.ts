@@ -30,9 +30,18 @@ export function parseAgentLaunch(argv: readonly string[], env: Readonly<Record<s
   return { dataDir: valueOf(argv, '--worker-data') ?? null, token };
 }
 
-/** The arguments of the worker process the app starts (Electron's own Node runs the CLI). */
-export function workerArgs(cli: string, masterUrl: string, agent: AgentLaunch & { token: string }, dataDir: string): string[] {
-  return [cli, 'worker', '--master', masterUrl, '--token', agent.token, '--data', dataDir, '--idle-source', appIdleSource(process.platform, process.env)];
+/**
+ * The arguments of the worker process the app starts (Electron's own Node runs the CLI). The
+ * token is not among them (every local user can read a command line): it goes in the
+ * environment, workerEnv().
+ */
+export function workerArgs(cli: string, masterUrl: string, _agent: AgentLaunch & { token: string }, dataDir: string): string[] {
+  return [cli, 'worker', '--master', masterUrl, '--data', dataDir, '--idle-source', appIdleSource(process.platform, process.env)];
+}
+
+/** The environment that carries the worker's token to it (readable only by the same user). */
+export function workerEnv(agent: AgentLaunch & { token: string }, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...base, CROWDBAKE_WORKER_TOKEN: agent.token };
 }
 
 export class LaunchError extends Error {}

@@ -17,7 +17,7 @@ import type { AgentStatus } from '../protocol/control-api.js';
 import { AgentClient, applyTrayAction } from './agent-client.js';
 import { IDLE_REPORT_EVERY_MS, idleReport } from './idle-report.js';
 import { IPC, type IpcArgs, type IpcChannel, type IpcResult } from './ipc-channels.js';
-import { dashboardUrl, LaunchError, masterUrlFromOutput, parseAgentLaunch, parseLaunch, workerArgs, type AgentLaunch, type Launch } from './launch-options.js';
+import { dashboardUrl, LaunchError, masterUrlFromOutput, parseAgentLaunch, parseLaunch, workerArgs, workerEnv, type AgentLaunch, type Launch } from './launch-options.js';
 import { trayPresentation, trayStateOfAgent, type TrayAction } from './tray-state.js';
 import { dashboardWindowOptions, isDashboardUrl, isExternalUrl } from './window-options.js';
 
@@ -119,7 +119,7 @@ function feedIdle(): void {
 /** `crowdbake worker … --idle-source app` as its own process (Electron's Node), restarted if it dies. */
 function startWorkerProcess(masterUrl: string, agent: AgentLaunch & { token: string }): void {
   const child = spawn(process.execPath, workerArgs(CLI, masterUrl, agent, agentDataDir), {
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+    env: { ...workerEnv(agent, process.env), ELECTRON_RUN_AS_NODE: '1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   workerProcess = child;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseDuration, parseSize } from '../protocol/units.js';
 
@@ -77,4 +78,35 @@ export function hostPort(value: string, flag: string): { host: string; port: num
   const p = Number(value.slice(i + 1));
   if (i <= 0 || !host || !Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--${flag} "${value}" must be HOST:PORT`);
   return { host, port: p };
+}
+
+/**
+ * A secret given as `--NAME VALUE` (visible to every local user in /proc/PID/cmdline and `ps`:
+ * warned about), `--NAME-file FILE` (its first line), or the environment variable `envName`.
+ * Undefined when none is given.
+ */
+export function secret(values: Record<string, unknown>, name: string, envName: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const inline = str(values, name);
+  const file = str(values, `${name}-file`);
+  const fromEnv = env[envName]?.trim();
+  // Not inherited by what this process starts (build sandboxes, helpers).
+  delete env[envName];
+  if (inline !== undefined && file !== undefined) throw new UsageError(`give --${name} or --${name}-file, not both`);
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--${name}-file ${file}: cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const v = text.split('\n')[0]!.trim();
+    if (!v) throw new UsageError(`--${name}-file ${file} is empty: expected the ${name} on its first line`);
+    return v;
+  }
+  if (inline !== undefined) {
+    if (inline === '') throw new UsageError(`--${name} is empty`);
+    process.stderr.write(`crowdbake: warning: --${name} on the command line is visible to other users of this computer (ps, /proc); use --${name}-file FILE or $${envName} instead\n`);
+    return inline;
+  }
+  return fromEnv ? fromEnv : undefined;
 }

@@ -40,10 +40,21 @@ export class HttpApi {
       disk?: DiskSpace;
       /** [crowd] joining, invites, volunteers, credit (master/enrollment/routes.ts). */
       enrollment?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireAdmin: () => void): Promise<boolean> };
+      /** false (crowdbake.yml `public: false`): every read needs the admin token too. Default true. */
+      public?: boolean;
+      /** The client address of a request (trusted-proxy aware); default the socket's peer. */
+      addressOf?: (req: IncomingMessage) => string;
+      /** Where the master listens, for the Host check of a loopback master. */
+      listen?: () => { host: string; port: number } | null;
     },
   ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    // Every answer, page or API: never inside another site's frame (clickjacking Force/Cancel/Rebuild).
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    const listen = this.deps.listen?.();
+    const wrongHost = listen ? hostRefusal(req.headers.host, listen.host, listen.port) : null;
+    if (wrongHost) { sendJson(res, 421, { error: wrongHost }); return; }
     this.route(req, res).catch((e: unknown) => {
       if (isDiskFull(e)) {
         this.deps.disk?.sawFull(e as Error);
@@ -63,6 +74,8 @@ export class HttpApi {
     const d = this.deps;
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
+    // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
+    if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);
 
     let m: RegExpExecArray | null;
     if (path === '/api/v1/builders' && method === 'GET') return sendJson(res, 200, this.builderViews());
@@ -183,19 +196,51 @@ export class HttpApi {
     const h = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     if (!m) throw new HttpError(401, 'this request needs "Authorization: Bearer <admin token>" (see DATA/admin.token)');
-    const from = req.socket.remoteAddress ?? 'unknown';
-    const wait = this.throttle.blockedFor(from);
-    if (wait > 0) throw new HttpError(429, `too many wrong admin tokens from ${from}; try again in ${Math.ceil(wait / 1000)}s`);
+    const from = this.deps.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown';
+    const { waitMs, why } = this.throttle.blockedForName(from, 'admin');
+    if (waitMs > 0) throw new HttpError(429, `${why.replace('logins as "admin"', 'admin tokens')}; try again in ${Math.ceil(waitMs / 1000)}s`);
     if (!secretsEqual(m[1]!, this.deps.adminToken)) {
-      this.throttle.fail(from);
+      this.throttle.failName(from, 'admin');
       throw new HttpError(403, 'wrong admin token');
     }
+    this.throttle.succeeded(from, 'admin');
+  }
+
+  /** Whether a request carries the admin token (for `public: false` reads on the events socket); throws HttpError. */
+  checkRead(req: IncomingMessage): void {
+    if (this.deps.public === false) this.requireAdmin(req);
   }
 
   private serveStatic(req: IncomingMessage, path: string, res: ServerResponse): void {
     const files = this.deps.staticDir ? (this.staticFiles ??= new StaticFiles(this.deps.staticDir)) : null;
     if (!files?.serve(req, path, res)) throw new HttpError(404, 'the dashboard is not built (run `npm run build`)');
   }
+}
+
+/** Sent with every answer: no framing by other sites, and the dashboard's own content policy. */
+export const SECURITY_HEADERS: Record<string, string> = {
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
+
+/**
+ * Why a request to a master listening on a loopback address is refused: its Host header is
+ * not 127.0.0.1:PORT, localhost:PORT or [::1]:PORT. A web page the user visits may resolve
+ * its own name to 127.0.0.1 (DNS rebinding) and then talk to the master as same-origin; its
+ * requests still name that page's host, and get 421. Null when the Host is fine or the
+ * master does not listen on loopback (then the network decides who reaches it).
+ */
+export function hostRefusal(host: string | undefined, listenHost: string, port: number): string | null {
+  if (!LOOPBACK.test(listenHost)) return null;
+  const h = (host ?? '').toLowerCase();
+  const ok = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+  if (/^127\./.test(listenHost)) ok.push(`${listenHost}:${port}`);
+  if (ok.includes(h)) return null;
+  return `refused: the Host header "${host ?? ''}" is not this master's loopback address 127.0.0.1:${port} (a page of another site cannot reach it)`;
 }
 
 function parseCaps(text: string): Capabilities | null {

@@ -12,12 +12,15 @@ import { BuilderRegistry, loadMasterConfig } from './config/builder-registry.js'
 import { Coordinator, toBuildView } from './coordinator.js';
 import { EventBus } from './events.js';
 import { EventsSocket } from './events-socket.js';
-import { HttpApi } from './http-api.js';
+import { hostRefusal, HttpApi, HttpError } from './http-api.js';
+import { clientAddressResolver } from './client-address.js';
 import { LogStore } from './log-store.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
 import { scheduleRetention } from './retention.js';
 import { ChangeSources } from './sources/change-sources.js';
+import { PROVIDERS } from './sources/webhook-payload.js';
+import { loadForgeSecret } from './sources/webhook-secret.js';
 import { openStore } from './store/open-store.js';
 import { Verification } from './verification.js';
 import { DiskSpace } from './disk-space.js';
@@ -120,21 +123,30 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
+  // Each forge's own webhook secret exists from the first start, for the admin to paste into the forge.
+  for (const forge of PROVIDERS) loadForgeSecret(dataDir, forge);
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
   let farm: FarmInfo = { url: '', name: fileConfig.farmName, pin: null };
   const enrollment = new EnrollmentRoutes({
     store, volunteers, credit, farm: () => farm,
     enrollment: new Enrollment(store, { mode: fileConfig.enrollment.mode, farmName: fileConfig.farmName, joinsPerHour: fileConfig.enrollment.joinsPerHour }),
   });
-  api = new HttpApi({ store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment });
-  const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000 });
+  const addressOf = clientAddressResolver(fileConfig.trustedProxies);
+  let listening: { host: string; port: number } | null = null;
+  api = new HttpApi({
+    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment,
+    public: fileConfig.public, addressOf, listen: () => listening,
+  });
+  const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
     const workers = (await store.listWorkers()).map((w) => ({
       type: 'worker' as const,
       worker: workerView(w.name, JSON.parse(w.capabilities), coordinator.session(w.name) ?? null, w.lastSeenAt),
     }));
     return [{ type: 'builders', builders: api!.builderViews() }, ...workers];
-  });
+  }, {
+    maxSubscribers: fileConfig.eventSubscribers.max, maxPerAddress: fileConfig.eventSubscribers.perAddress, stuckMs: fileConfig.eventSubscribers.stuckAfter,
+  }, addressOf);
   registry.on('change', () => {
     sources.refresh();
     events.publish({ type: 'builders', builders: api!.builderViews() });
@@ -150,6 +162,18 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   if (tls) writeFileSync(join(dataDir, 'tls.fingerprint'), `${tls.fingerprint}\n`);
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
+    // The same Host rule as for pages (DNS rebinding), for both WebSockets.
+    const wrongHost = listening ? hostRefusal(req.headers.host, listening.host, listening.port) : null;
+    if (wrongHost) { socket.end(`HTTP/1.1 421 Misdirected Request\r\nconnection: close\r\n\r\n${wrongHost}\n`); return; }
+    if (path === '/api/v1/events') {
+      try {
+        api!.checkRead(req);
+      } catch (e) {
+        const status = e instanceof HttpError ? e.status : 500;
+        socket.end(`HTTP/1.1 ${status} ${status === 429 ? 'Too Many Requests' : status === 403 ? 'Forbidden' : 'Unauthorized'}\r\nconnection: close\r\n\r\n${(e as Error).message}\n`);
+        return;
+      }
+    }
     if (path === '/api/v1/worker') hub.handleUpgrade(req, socket, head);
     else if (path === '/api/v1/events') eventsSocket.handleUpgrade(req, socket, head);
     else socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
@@ -161,6 +185,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     server.listen(port, host, () => ok());
   });
   const addr = server.address() as AddressInfo;
+  listening = { host: addr.address, port: addr.port };
   url = `${tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   // `crowdbake invite create` reads it to print join links.
   farm = { url: fileConfig.url ?? url, name: fileConfig.farmName, pin: tls?.fingerprint ?? null };

@@ -55,7 +55,7 @@ export class WorkerHub {
     private readonly store: Store,
     private readonly coordinator: Coordinator,
     private readonly events: EventBus,
-    private readonly options: { heartbeatMs: number; tokenCheckMs?: number },
+    private readonly options: { heartbeatMs: number; tokenCheckMs?: number; addressOf?: (req: IncomingMessage) => string },
     private readonly throttle: AuthThrottle = new AuthThrottle(),
   ) {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
@@ -136,7 +136,7 @@ export class WorkerHub {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
         // Hold later frames until the hello is through, so none overtakes it.
-        chain = chain.then(() => this.hello(ws, msg, send, fail, req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
+        chain = chain.then(() => this.hello(ws, msg, send, fail, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
         return;
       }
       const next = msg;
@@ -174,14 +174,14 @@ export class WorkerHub {
       fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${PROTOCOL_VERSION}`);
       return null;
     }
-    const wait = this.throttle.blockedFor(peerAddress);
+    const { waitMs: wait, why } = this.throttle.blockedForName(peerAddress, hello.name);
     if (wait > 0) {
-      fail(CloseCode.throttled, `too many failed logins from ${peerAddress}; try again in ${Math.ceil(wait / 1000)}s`);
+      fail(CloseCode.throttled, `${why}; try again in ${Math.ceil(wait / 1000)}s`);
       return null;
     }
     const check = await verifyWorkerToken(this.store, hello.token);
     if (!check.ok) {
-      this.throttle.fail(peerAddress);
+      this.throttle.failName(peerAddress, hello.name);
       fail(CloseCode.unauthorized, `authentication failed: ${check.reason}`);
       return null;
     }
@@ -189,6 +189,7 @@ export class WorkerHub {
       fail(CloseCode.unauthorized, `authentication failed: this token belongs to worker "${check.token.name}", not "${hello.name}"`);
       return null;
     }
+    this.throttle.succeeded(peerAddress, hello.name);
     if (ws.readyState !== ws.OPEN) return null;
     const old = this.coordinator.session(hello.name);
     if (old) {

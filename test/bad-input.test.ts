@@ -143,7 +143,7 @@ test('REST input errors: auth, bodies, unknown names, bad queries', async (t) =>
   assert.deepEqual([b.state, b.result], ['finished', 'cancelled']);
 });
 
-test('failed logins are rate-limited per address: the right secret is refused too until the window passes', async (t) => {
+test('failed logins are rate-limited per address and name: the right secret is refused too until the window passes', async (t) => {
   const m = await testMaster({ echo: ECHO });
   t.after(() => m.close());
   const good = await m.token('w1');
@@ -155,7 +155,7 @@ test('failed logins are rate-limited per address: the right secret is refused to
   const s = await rawSocket(m.url);
   s.ws.send(hello(good));
   assert.equal(await s.closed, 4429);
-  assert.match(s.received[0]?.message ?? '', /too many failed logins from .*; try again in \d+s/);
+  assert.match(s.received[0]?.message ?? '', /too many failed logins as "w1" from .*; try again in \d+s/);
   // The admin API likewise.
   const post = (auth: string) => fetch(`${m.url}/api/v1/builders/echo/builds`, { method: 'POST', headers: { authorization: `Bearer ${auth}` } });
   for (let i = 0; i < 10; i++) assert.equal((await post('wrong')).status, 403);

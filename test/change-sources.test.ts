@@ -228,7 +228,10 @@ test('webhooks: GitHub, GitLab and Gitea pushes are verified and queue the pushe
     object_kind: 'push', ref: 'refs/heads/release-3', after: SHA2,
     project: { git_http_url: 'https://git.example.org/team/app.git', git_ssh_url: 'git@git.example.org:team/app.git', web_url: 'https://git.example.org/team/app' },
   });
-  const lab = await hook(m, 'gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': secret }, labBody);
+  // GitLab has its own secret (its header carries it in plain); the shared one is refused for it.
+  assert.equal((await hook(m, 'gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': secret }, labBody)).status, 401);
+  const labSecret = readFileSync(join(m.dataDir, 'webhook-gitlab.secret'), 'utf8').trim();
+  const lab = await hook(m, 'gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': labSecret }, labBody);
   assert.equal(lab.status, 202);
   assert.deepEqual(lab.body.queued!.map((q) => [q.builder, q.revision, q.branch]), [['app-git', SHA2, 'release-3']]);
   const badLab = await hook(m, 'gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': 'guess' }, labBody);

@@ -1,11 +1,12 @@
 import WebSocket from 'ws';
 import { DashboardEventSchema, type BuildView } from '../../protocol/api.js';
-import { parse, str, UsageError } from '../args.js';
+import { parse, secret, str, UsageError } from '../args.js';
 
-const HELP = `usage: crowdbake build BUILDER [--master URL] [--token T] [--revision REV] [--branch B] [--reason TEXT] [--wait]
+const HELP = `usage: crowdbake build BUILDER [--master URL] [--token-file F] [--revision REV] [--branch B] [--reason TEXT] [--wait]
 
   --master URL    the master's base URL (default: http://127.0.0.1:8585)
-  --token T       the admin token (default: $CROWDBAKE_ADMIN_TOKEN)
+  --token-file F  a file holding the admin token, e.g. DATA/admin.token (default: $CROWDBAKE_ADMIN_TOKEN;
+                  --token T works too, visible to other local users)
   --revision REV  build this revision instead of the branch head
   --branch B      clone this branch instead of the builder's
   --wait          stream the log; exit 0 on success, 1 otherwise
@@ -14,15 +15,15 @@ Prints the new build's id.
 
 export async function buildCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
-    master: { type: 'string' }, token: { type: 'string' }, revision: { type: 'string' }, branch: { type: 'string' }, reason: { type: 'string' },
+    master: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, revision: { type: 'string' }, branch: { type: 'string' }, reason: { type: 'string' },
     wait: { type: 'boolean' },
   }, 1);
   if (values.help) { process.stdout.write(HELP); return 0; }
   const builder = positionals[0];
   if (!builder) throw new UsageError('which BUILDER? (crowdbake build BUILDER)');
   const base = (str(values, 'master') ?? 'http://127.0.0.1:8585').replace(/\/+$/, '').replace(/^ws/, 'http');
-  const token = str(values, 'token') ?? process.env.CROWDBAKE_ADMIN_TOKEN;
-  if (!token) throw new UsageError('--token (or CROWDBAKE_ADMIN_TOKEN) is required: the master\'s admin token');
+  const token = secret(values, 'token', 'CROWDBAKE_ADMIN_TOKEN');
+  if (!token) throw new UsageError('--token-file FILE (or CROWDBAKE_ADMIN_TOKEN) is required: the master\'s admin token (DATA/admin.token)');
   try { new URL(base); } catch { throw new UsageError(`--master "${base}" is not a URL`); }
 
   // Subscribe before asking, so no line of the log is missed.

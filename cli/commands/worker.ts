@@ -1,13 +1,15 @@
 import type { Preferences } from '../../protocol/control-api.js';
-import { list, oneOf, parse, positiveNumber, required, size, str, UsageError, duration } from '../args.js';
+import { list, oneOf, parse, positiveNumber, required, secret, size, str, UsageError, duration } from '../args.js';
 import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
 
-const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
+const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
 
   --master URL        the master: ws://HOST:PORT, wss://…, or its http(s):// base
-  --token TOKEN       from \`crowdbake token create\` on the master
+  --token-file FILE   a file holding the token from \`crowdbake token create\` on the master
+                      (or $CROWDBAKE_WORKER_TOKEN; --token TOKEN works too, but other users
+                      of this computer can read the command line)
   --name N            worker name (default: the name inside the token)
   --data DIR          work directories and local state (default: ${defaultDataDir('worker')})
   --executor KIND     auto | container | vm | host (default: auto = the isolated ones that work here;
@@ -24,9 +26,11 @@ const HELP = `usage: crowdbake worker --master URL --token TOKEN [flags]
   --idle-source S     auto | x11 | logind | app | none (default auto: X11, then logind, else none)
 
 Serving an existing BuildBot (>= 3.7) master instead, as a msgpack_experimental_v7 worker:
-  crowdbake worker --buildbot ws://HOST:PORT --name N --password P [--basedir DIR]
+  crowdbake worker --buildbot ws://HOST:PORT --name N --password-file FILE [--basedir DIR]
                    [--executor container|host] [--data DIR] [--when …] [--idle-after …]
                    [--idle-source …] [--cpus N] [--memory SIZE]
+  --password-file F   the worker's password on the file's first line (or $CROWDBAKE_BUILDBOT_PASSWORD;
+                      --password P works too, visible to other local users)
   --basedir DIR       builder directories (default: DATA/buildbot/N)
   --executor KIND     container (default): shell steps run in a podman sandbox with the
                       builder directory at /work, git runs on the host; host: everything on
@@ -45,11 +49,13 @@ export async function workerCommand(argv: string[]): Promise<number> {
     executor: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
     'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
+    'token-file': { type: 'string' }, 'password-file': { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
   if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
   const master = required(values, 'master');
-  const token = required(values, 'token');
+  const token = secret(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
+  if (token === undefined) throw new UsageError('--token-file FILE (or $CROWDBAKE_WORKER_TOKEN) is required: the token from `crowdbake token create`');
   const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
   const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
   const builds = positiveNumber(values, 'builds');
@@ -88,14 +94,15 @@ function preferenceFlags(values: Record<string, string | boolean | undefined>): 
   return preferences;
 }
 
-const NOT_WITH_BUILDBOT = ['master', 'token', 'pin', 'disk', 'labels', 'builds'];
+const NOT_WITH_BUILDBOT = ['master', 'token', 'token-file', 'pin', 'disk', 'labels', 'builds'];
 
 /** `--buildbot URL`: a worker of an existing BuildBot master (worker/buildbot/). */
 async function buildbotWorkerCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
   const url = required(values, 'buildbot');
   if (!/^wss?:\/\/[^/\s]+(:\d+)?\/?$/.test(url)) throw new UsageError(`--buildbot "${url}" must be ws://HOST:PORT (the master's msgpack_experimental_v7 port)`);
   const name = required(values, 'name');
-  const password = required(values, 'password');
+  const password = secret(values, 'password', 'CROWDBAKE_BUILDBOT_PASSWORD');
+  if (password === undefined) throw new UsageError('--password-file FILE (or $CROWDBAKE_BUILDBOT_PASSWORD) is required: the worker\'s password on the BuildBot master');
   if (name.includes(':')) throw new UsageError(`--name "${name}" must not contain ":"`);
   for (const flag of NOT_WITH_BUILDBOT) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} cannot be used with --buildbot`);

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
@@ -95,7 +96,24 @@ export const MasterConfigSchema = z.strictObject({
   }).default(() => ({ mode: 'invite' as const, joinsPerHour: 10 })),
   /** [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer (0: never). */
   trust: z.strictObject({ promoteAfter: z.number().int().min(0).max(100_000).default(10) }).default(() => ({ promoteAfter: 10 })),
+  /** [http] false: every read (REST GETs, events, logs, artifacts) needs the admin token. */
+  public: z.boolean().default(true),
+  /** [http] Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed, for the client address. */
+  trustedProxies: z.array(z.string().refine((s) => isIpOrCidr(s), 'must be an IP address or CIDR like 10.0.0.0/8')).default([]),
+  /** [http] Dashboards streaming /api/v1/events at a time: overall, and from one address. */
+  eventSubscribers: z.strictObject({
+    max: z.number().int().min(1).max(1_000_000).default(1000),
+    perAddress: z.number().int().min(1).max(1_000_000).default(20),
+    /** A dashboard more than 1 MiB behind for this long is disconnected. */
+    stuckAfter: DurationSchema.refine((ms) => ms > 0, 'must be more than 0').default(60_000),
+  }).default(() => ({ max: 1000, perAddress: 20, stuckAfter: 60_000 })),
 });
+
+function isIpOrCidr(s: string): boolean {
+  const [ip, bits, extra] = s.split('/');
+  if (extra !== undefined || !ip || isIP(ip) === 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (isIP(ip) === 4 ? 32 : 128));
+}
 
 export interface MasterConfig {
   /** HOST:PORT; absent: the master's default address. */
@@ -116,6 +134,10 @@ export interface MasterConfig {
   url?: string;
   enrollment: { mode: 'invite' | 'open' | 'closed'; joinsPerHour: number };
   trust: { promoteAfter: number };
+  /** [http] false: reads need the admin token too. */
+  public: boolean;
+  trustedProxies: string[];
+  eventSubscribers: { max: number; perAddress: number; stuckAfter: number };
 }
 
 export type MasterConfigResult = { ok: true; config: MasterConfig } | { ok: false; errors: string[] };
@@ -184,6 +206,7 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
     farmName: v.name ?? v.title ?? 'crowdbake',
     enrollment: v.enrollment,
     trust: v.trust,
+    public: v.public, trustedProxies: v.trustedProxies, eventSubscribers: v.eventSubscribers,
     ...(v.url !== undefined ? { url: v.url.replace(/\/+$/, '') } : {}),
     ...(v.listen !== undefined ? { listen: v.listen } : {}),
     ...(v.title !== undefined ? { title: v.title } : {}),

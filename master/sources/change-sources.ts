@@ -152,7 +152,7 @@ export class ChangeSources {
 
   /** `POST /api/v1/hooks/{provider}`: answers the request itself. */
   handleHook(provider: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    return handleHookRequest(provider, req, res, { secret: this.secret, apply: (push, via) => this.applyPush(push, via) });
+    return handleHookRequest(provider, req, res, { secret: this.secret, dataDir: this.opts.dataDir, apply: (push, via) => this.applyPush(push, via) });
   }
 
   /** A verified push to a branch: one build per builder watching that repository and branch, unless it has seen that head. */

@@ -29,7 +29,7 @@ const SIGNATURE_HEADER: Record<Provider, string> = {
 export function verifySignature(provider: Provider, headers: IncomingHttpHeaders, body: Buffer, secret: string): string | null {
   const name = SIGNATURE_HEADER[provider];
   const value = header(headers, name);
-  if (value === null) return `missing ${name} header: set the webhook's secret to the master's (DATA/webhook.secret or $CROWDBAKE_WEBHOOK_SECRET)`;
+  if (value === null) return `missing ${name} header: set the webhook's secret to the master's (DATA/webhook-${provider}.secret or $CROWDBAKE_WEBHOOK_SECRET_${provider.toUpperCase()})`;
   if (provider === 'gitlab') return secretsEqual(value, secret) ? null : `${name} does not match the master's webhook secret`;
   const hex = provider === 'github' ? /^sha256=([0-9a-f]{64})$/i.exec(value)?.[1] : /^([0-9a-f]{64})$/i.exec(value)?.[1];
   if (!hex) return `${name} is malformed: expected ${provider === 'github' ? '"sha256=" and ' : ''}64 hex digits of HMAC-SHA256`;

@@ -198,6 +198,8 @@ export function openEventStream(handlers: EventStreamHandlers, options: EventStr
     };
     ws.onmessage = (msg: MessageEvent) => {
       if (typeof msg.data !== 'string') { handlers.onInvalid?.('a binary frame'); return; }
+      // The master dropped events while this dashboard was behind: refetch, as after a reconnect.
+      if (msg.data === '{"type":"resync"}') { handlers.onReconnect(); return; }
       const event = parseEvent(msg.data);
       if (typeof event === 'string') handlers.onInvalid?.(event);
       else handlers.onEvent(event);
