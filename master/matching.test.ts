@@ -65,3 +65,14 @@ test('a builder no worker can run says why, worker by worker', () => {
     'no connected worker can run it: a lacks label gpu; b has no container executor');
   assert.equal(whyUnrunnable(b, [worker('a', [], ['container']), worker('c', ['gpu'], ['container'], 1, 1)]), null, 'a busy capable worker will run it');
 });
+
+test('requires.trust: trusted: only a worker whose trust is trusted can run it; absent trust counts as not trusted', () => {
+  const b = { ...builder([], 'container'), requires: { labels: [], executor: 'container' as const, trust: 'trusted' as const } };
+  const w = worker('w', [], ['container']);
+  assert.equal(mismatch(b, w), 'belongs to a volunteer whose trust is unknown; the builder needs trust: trusted');
+  assert.equal(mismatch(b, { ...w, trust: 'new' }), 'belongs to a volunteer whose trust is new; the builder needs trust: trusted');
+  assert.equal(mismatch(b, { ...w, trust: 'banned' }), 'belongs to a volunteer whose trust is banned; the builder needs trust: trusted');
+  assert.equal(mismatch(b, { ...w, trust: 'trusted' }), null);
+  assert.equal(pickWorker(b, [{ ...w, name: 'n', trust: 'new' }, { ...w, name: 't', trust: 'trusted', running: 0, maxBuilds: 1 }])?.worker.name, 't');
+  assert.equal(mismatch(builder([], 'container'), { ...w, trust: 'new' }), null, 'other builders do not care');
+});
