@@ -117,7 +117,7 @@ test('asked-for sources that cannot work fail with the reason', async () => {
   assert.equal((await src.read()).idleMs, 0);
 });
 
-test('Mutter (headless, private session bus): IdleMonitor idle time, a user-active watch fired by RemoteDesktop input, idle again; a name-less bus fails clearly', async (t) => {
+test('Mutter (headless, private session bus): IdleMonitor idle time, a user-active watch fired by RemoteDesktop input, idle again', async (t) => {
   const mutter = await startMutter();
   t.after(() => mutter.close());
   const env = { ...process.env, ...mutter.env, DISPLAY: ':0' };
@@ -135,38 +135,52 @@ steps:
 limits: { time: 2m }
 `;
 
-test('idle-gated build under sway: waits for idle, freezes on wtype input, thaws after the idle time', async (t) => {
-  const sway = await startSway();
+/** The volunteer-idle test on a compositor: waits for idle, freezes on input, thaws after the idle time. */
+async function idleGatedBuild(t: { after(fn: () => unknown): void; diagnostic(s: string): void }, c: Compositor, source: string, desktop: string): Promise<void> {
   const m = await testMaster({ counter: COUNTER });
   const dir = tempDir('w');
-  const saved = { ...process.env };
-  Object.assign(process.env, sway.env, { XDG_CURRENT_DESKTOP: 'sway' });
+  const keys = ['XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_CURRENT_DESKTOP', 'XDG_SESSION_TYPE', 'DBUS_SESSION_BUS_ADDRESS', 'DISPLAY'];
+  const saved = Object.fromEntries(keys.map((k) => [k, process.env[k]]));
+  // startWorker reads the session from process.env, as `crowdbake worker` does; DISPLAY is set too (XWayland).
+  Object.assign(process.env, { XDG_CURRENT_DESKTOP: desktop, DISPLAY: ':0' }, c.env);
   const w = await startWorker({
     master: m.url, token: await m.token('desk'), dataDir: dir, executor: 'host', labels: [], log: () => undefined,
     idleSource: 'auto', preferences: { when: 'idle', idleAfterMs: 1500 },
-  }).finally(() => { for (const k of ['XDG_RUNTIME_DIR', 'WAYLAND_DISPLAY', 'XDG_CURRENT_DESKTOP']) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; } });
-  t.after(async () => { await w.close(); await m.close(); sway.close(); cleanup(dir); });
+  }).finally(() => { for (const k of keys) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; } });
+  t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
   const build = () => m.get<BuildView>(`/api/v1/builds/${id}`);
   const log = () => fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text());
   const ticks = async () => (await log()).match(/^tick \d+$/gm)?.length ?? 0;
 
-  assert.equal(w.status().idleSource.name, 'wayland');
+  assert.equal(w.status().idleSource.name, source, w.status().idleSource.why);
   const id = await m.force('counter');
-  for (let i = 0; i < 4; i++) { await sway.input(); await sleep(250); }
+  for (let i = 0; i < 4; i++) { await c.input(); await sleep(250); }
   assert.equal((await build()).state, 'queued', 'in use: the build waits');
   await until('the build to run', async () => (await ticks()) >= 3, 20_000);
 
   const touched = Date.now();
-  await sway.input();
+  await c.input();
   await until('frozen on the master', async () => (await build()).state === 'frozen', 5000);
-  t.diagnostic(`wtype input -> master shows frozen: ${Date.now() - touched} ms`);
+  t.diagnostic(`${source}: input -> master shows frozen: ${Date.now() - touched} ms`);
   assert.equal(w.status().state, 'frozen');
   await sleep(150);
   const before = await ticks();
-  for (let i = 0; i < 4; i++) { await sway.input(); await sleep(300); }
+  for (let i = 0; i < 4; i++) { await c.input(); await sleep(300); }
   assert.equal(await ticks(), before, 'no progress while frozen');
 
   const done = await m.waitFinished(id, 60_000);
   assert.equal(done.result, 'success', await log());
   assert.match(await log(), /all done/);
+}
+
+test('idle-gated build under sway: waits for idle, freezes on wtype input, thaws after the idle time', async (t) => {
+  const sway = await startSway();
+  t.after(() => sway.close());
+  await idleGatedBuild(t, sway, 'wayland', 'sway');
+});
+
+test('idle-gated build under Mutter: waits for idle, freezes on RemoteDesktop input, thaws after the idle time', async (t) => {
+  const mutter = await startMutter();
+  t.after(() => mutter.close());
+  await idleGatedBuild(t, mutter, 'mutter', 'GNOME');
 });
