@@ -147,7 +147,8 @@ test('close stops watching', async (t) => {
 test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   const dir = configDir({});
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const crowd = { farmName: 'crowdbake', enrollment: { mode: 'invite', joinsPerHour: 10 }, trust: { promoteAfter: 10 } };
+  const crowd = { farmName: 'crowdbake', enrollment: { mode: 'invite', joinsPerHour: 10 }, trust: { promoteAfter: 10 },
+    public: true, trustedProxies: [], eventSubscribers: { max: 1000, perAddress: 20, stuckAfter: 60000 } };
   assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: 0.0.0.0:8585\nmaxAttempts: 5\ntitle: Hello farm\n');
   assert.deepEqual(loadMasterConfig(dir), { listen: '0.0.0.0:8585', maxAttempts: 5, title: 'Hello farm', maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd, farmName: 'Hello farm' });
@@ -157,7 +158,7 @@ test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   writeFileSync(join(dir, 'crowdbake.yml'), 'name: Our farm\nurl: https://farm.example.org/\nenrollment: { mode: open, joinsPerHour: 3 }\ntrust: { promoteAfter: 0 }\n');
   assert.deepEqual(loadMasterConfig(dir), {
     maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS,
-    farmName: 'Our farm', url: 'https://farm.example.org', enrollment: { mode: 'open', joinsPerHour: 3 }, trust: { promoteAfter: 0 },
+    ...crowd, farmName: 'Our farm', url: 'https://farm.example.org', enrollment: { mode: 'open', joinsPerHour: 3 }, trust: { promoteAfter: 0 },
   });
   writeFileSync(join(dir, 'crowdbake.yml'), 'enrollment: { mode: everyone }\n');
   assert.match(String(readMasterConfig(dir).ok === false && (readMasterConfig(dir) as { errors: string[] }).errors[0]), /crowdbake\.yml:1:\d+: enrollment\.mode: .*invite.*open.*closed/);
@@ -171,7 +172,7 @@ test('loadMasterConfig: unknown keys and bad values name the line and key', (t) 
     errors: [
       'crowdbake.yml:2:1: listen: expected a string, got 8080',
       'crowdbake.yml:3:1: maxAttempts: must be at least 1, got 0',
-      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits, name, url, enrollment, trust)',
+      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits, name, url, enrollment, trust, public, trustedProxies, eventSubscribers)',
     ],
   });
   assert.throws(() => loadMasterConfig(dir), (e) => e instanceof ConfigError && e.errors.length === 3);
