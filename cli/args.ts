@@ -82,8 +82,8 @@ export function hostPort(value: string, flag: string): { host: string; port: num
 
 /**
  * A secret given as `--NAME VALUE` (visible to every local user in /proc/PID/cmdline and `ps`:
- * warned about), `--NAME-file FILE` (its first line), or the environment variable `envName`.
- * Undefined when none is given.
+ * see warnSecretOnCommandLine), `--NAME-file FILE` (its first line), or the environment
+ * variable `envName`. Undefined when none is given.
  */
 export function secret(values: Record<string, unknown>, name: string, envName: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const inline = str(values, name);
@@ -105,8 +105,13 @@ export function secret(values: Record<string, unknown>, name: string, envName: s
   }
   if (inline !== undefined) {
     if (inline === '') throw new UsageError(`--${name} is empty`);
-    process.stderr.write(`crowdbake: warning: --${name} on the command line is visible to other users of this computer (ps, /proc); use --${name}-file FILE or $${envName} instead\n`);
     return inline;
   }
   return fromEnv ? fromEnv : undefined;
+}
+
+/** Once the flags are known good: warns when `--NAME` carried a secret on the command line. */
+export function warnSecretOnCommandLine(values: Record<string, unknown>, name: string, envName: string): void {
+  if (str(values, name) === undefined) return;
+  process.stderr.write(`crowdbake: warning: --${name} on the command line is visible to other users of this computer (ps, /proc); use --${name}-file FILE or $${envName} instead\n`);
 }

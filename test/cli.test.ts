@@ -21,7 +21,7 @@ test('bad flags and values exit 2 with a message naming them', () => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /unknown command "frobnicate"/],
     [['worker', '--bogus'], /unknown flag '--bogus'/],
-    [['worker', '--master', 'ws://x'], /--token is required/],
+    [['worker', '--master', 'ws://x'], /--token-file FILE \(or \$CROWDBAKE_WORKER_TOKEN\) is required/],
     [['worker', '--master', 'ws://x', '--token', 't', '--when', 'always', '--memory', '4gallons'], /--memory: "4gallons" is not a size/],
     [['worker', '--master', 'ws://x', '--token', 't', '--executor', 'teleport'], /--executor "teleport" must be one of auto, container, vm, host/],
     [['worker', '--master', 'ws://x', '--token', 't', '--idle-after', 'soon'], /--idle-after: "soon" is not a duration/],

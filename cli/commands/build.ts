@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { DashboardEventSchema, type BuildView } from '../../protocol/api.js';
-import { parse, secret, str, UsageError } from '../args.js';
+import { parse, secret, str, UsageError, warnSecretOnCommandLine } from '../args.js';
 
 const HELP = `usage: crowdbake build BUILDER [--master URL] [--token-file F] [--revision REV] [--branch B] [--reason TEXT] [--wait]
 
@@ -25,9 +25,10 @@ export async function buildCommand(argv: string[]): Promise<number> {
   const token = secret(values, 'token', 'CROWDBAKE_ADMIN_TOKEN');
   if (!token) throw new UsageError('--token-file FILE (or CROWDBAKE_ADMIN_TOKEN) is required: the master\'s admin token (DATA/admin.token)');
   try { new URL(base); } catch { throw new UsageError(`--master "${base}" is not a URL`); }
+  warnSecretOnCommandLine(values, 'token', 'CROWDBAKE_ADMIN_TOKEN');
 
   // Subscribe before asking, so no line of the log is missed.
-  const stream = values.wait ? await openEvents(base) : null;
+  const stream = values.wait ? await openEvents(base, token) : null;
   const body: Record<string, string> = {};
   if (str(values, 'revision')) body.revision = str(values, 'revision')!;
   if (str(values, 'branch')) body.branch = str(values, 'branch')!;
@@ -53,8 +54,9 @@ export async function buildCommand(argv: string[]): Promise<number> {
   return final.result === 'success' ? 0 : 1;
 }
 
-async function openEvents(base: string): Promise<{ follow(id: number): Promise<BuildView>; close(): void }> {
-  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/v1/events`);
+async function openEvents(base: string, token: string): Promise<{ follow(id: number): Promise<BuildView>; close(): void }> {
+  // The token too: a master with `public: false` streams events only to it.
+  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/v1/events`, { headers: { authorization: `Bearer ${token}` } });
   await new Promise<void>((ok, fail) => {
     ws.once('open', () => ok());
     ws.once('error', (e) => fail(new Error(`cannot reach the master at ${base}: ${e.message}`)));

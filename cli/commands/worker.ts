@@ -1,5 +1,5 @@
 import type { Preferences } from '../../protocol/control-api.js';
-import { list, oneOf, parse, positiveNumber, required, secret, size, str, UsageError, duration } from '../args.js';
+import { list, oneOf, parse, positiveNumber, required, secret, size, warnSecretOnCommandLine, str, UsageError, duration } from '../args.js';
 import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
@@ -64,6 +64,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const name = str(values, 'name');
   const pin = str(values, 'pin');
   if (pin !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(pin)) throw new UsageError(`--pin "${pin}" must be sha256: followed by 64 hex digits`);
+  warnSecretOnCommandLine(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
   // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
   const { startWorker } = await import('../../worker/agent.js');
   const worker = await startWorker({
@@ -112,6 +113,7 @@ async function buildbotWorkerCommand(values: Record<string, string | boolean | u
   const preferences = preferenceFlags(values);
   const dataDir = str(values, 'data') ?? defaultDataDir('worker');
   const basedir = str(values, 'basedir') ?? join(dataDir, 'buildbot', name);
+  warnSecretOnCommandLine(values, 'password', 'CROWDBAKE_BUILDBOT_PASSWORD');
   // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
   const { startBuildbotVolunteer } = await import('../../worker/buildbot/volunteer.js');
   const volunteer = await startBuildbotVolunteer({ url, name, password, basedir, executor, dataDir, idleSource, preferences });

@@ -12,7 +12,7 @@ const CLI = join(ROOT, 'bin', 'crowdbake.js');
 test('crowdbake worker --buildbot: bad usage exits 2 naming the flag', () => {
   const cases: [string[], RegExp][] = [
     [['--buildbot', 'ws://127.0.0.1:1', '--password', 'p'], /--name is required/],
-    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w'], /--password is required/],
+    [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w'], /--password-file FILE \(or \$CROWDBAKE_BUILDBOT_PASSWORD\) is required/],
     [['--buildbot', 'ws://127.0.0.1:1', '--name', 'w', '--password', 'p', '--executor', 'vm'], /--executor "vm" must be one of container, host/],
     [['--buildbot', 'http://127.0.0.1:1', '--name', 'w', '--password', 'p'], /--buildbot "http:\/\/127.0.0.1:1" must be ws:\/\/HOST:PORT/],
     [['--buildbot', 'ws://127.0.0.1:1', '--name', 'a:b', '--password', 'p'], /--name "a:b" must not contain ":"/],
@@ -27,7 +27,7 @@ test('crowdbake worker --buildbot: bad usage exits 2 naming the flag', () => {
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
   }
-  assert.match(spawnSync(process.execPath, [CLI, 'worker', '--help'], { encoding: 'utf8' }).stdout, /--buildbot ws:\/\/HOST:PORT --name N --password P/);
+  assert.match(spawnSync(process.execPath, [CLI, 'worker', '--help'], { encoding: 'utf8' }).stdout, /--buildbot ws:\/\/HOST:PORT --name N --password-file FILE/);
 });
 
 test('crowdbake worker --buildbot serves a master until it says shutdown, then exits 0', async () => {
