@@ -179,6 +179,11 @@ export class HostGitLauncher implements Launcher {
     return gitEnv(this.basedir);
   }
 
+  /** The allowlist: what host git gets of the master's env (the log header shows this). */
+  effectiveEnv(env: Record<string, string>): Record<string, string> {
+    return gitEnvFromMaster(env, this.basedir);
+  }
+
   async launch(spec: LaunchSpec): Promise<Launched> {
     if (spec.argv[0] !== 'git') throw new Error(`refusing to run ${spec.argv[0] ?? ''} on the host: only "git" runs there`);
     checkGitArgv(spec.argv);

@@ -39,6 +39,8 @@ export interface Launched {
 export interface Launcher {
   /** What "the worker's environment" is for this launcher: the base for env overrides and ${VAR}. */
   baseEnv(): Promise<Record<string, string>>;
+  /** The environment the process really gets from the one asked for (shown in the log header); default: as asked. */
+  effectiveEnv?(env: Record<string, string>): Record<string, string>;
   /** Starts the process; rejects with a sentence when it cannot be started at all. */
   launch(spec: LaunchSpec): Promise<Launched>;
 }

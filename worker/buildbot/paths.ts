@@ -53,7 +53,9 @@ export class PathPolicy {
     for (;;) {
       const real = await realpath(probe).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? null : Promise.reject(e)));
       if (real !== null) {
-        if (real !== root && !real.startsWith(root + sep)) {
+        // Nothing of the builder directory exists yet: all of it will be created fresh under the basedir.
+        const fresh = probe === resolve(this.basedir) && real === this.realBase;
+        if (!fresh && real !== root && !real.startsWith(root + sep)) {
           throw new Error(`${what} ${path} leads outside its builder directory (to ${real}); refused`);
         }
         return path;

@@ -88,7 +88,8 @@ export async function runProcess(ctx: CommandContext, o: RunProcessOptions): Pro
   // Confined: created through descriptors, following no symlink a running build may swap in.
   if (o.paths.confined) mkdirBeneath(o.paths.basedir, workdir);
   else await mkdir(workdir, { recursive: true });
-  const env = buildEnv(o.env, await o.launcher.baseEnv());
+  const asked = buildEnv(o.env, await o.launcher.baseEnv());
+  const env = o.launcher.effectiveEnv ? o.launcher.effectiveEnv(asked) : asked;
   env.PWD = o.containerPath ? o.containerPath(resolve(workdir)) : resolve(workdir);
   const stdin = o.initialStdin ? Buffer.from(o.initialStdin) : null;
   const update = ctx.update.bind(ctx);
