@@ -82,8 +82,9 @@ async function waitFinished(m: MasterHandle, get: <T>(p: string) => Promise<T>, 
 
 /** A worker in its own process (`crowdbake worker`), so a test can SIGKILL it. */
 export function workerProcess(url: string, token: string, dataDir: string, extra: string[] = []): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'worker', '--master', url, '--token', token, '--data', dataDir, '--when', 'always', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // The token goes in the environment, as volunteers are told to pass it: argv is visible to every local user.
+  const child = spawn(process.execPath, [CLI, 'worker', '--master', url, '--data', dataDir, '--when', 'always', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CROWDBAKE_WORKER_TOKEN: token },
   });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
