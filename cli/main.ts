@@ -9,6 +9,9 @@ usage: crowdbake <command> [flags]     (every command has --help)
   worker    run the volunteer agent that connects to a master and builds
   token     create, list or revoke worker tokens in a master's store
   invite    create, list or revoke join links for volunteers
+  join      join a project with its link (then \`crowdbake worker --data DIR\` serves it)
+  projects  the projects this computer joined; \`projects share NAME N\` sets a share
+  leave     stop serving a joined project
   volunteers  list volunteers; promote, demote or ban one
   build     request a build of a builder (and --wait for its result)
   status    the local agent: state, idle source, current build, limits (--json)
@@ -31,6 +34,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   worker: async () => (await import('./commands/worker.js')).workerCommand,
   token: async () => (await import('./commands/token.js')).tokenCommand,
   invite: async () => (await import('./commands/invite.js')).inviteCommand,
+  join: async () => (await import('./commands/join.js')).joinCommand,
+  projects: async () => (await import('./commands/projects.js')).projectsCommand,
+  leave: async () => (await import('./commands/leave.js')).leaveCommand,
   volunteers: async () => (await import('./commands/volunteers.js')).volunteersCommand,
   build: async () => (await import('./commands/build.js')).buildCommand,
   status: async () => (await import('./commands/agent-control.js')).agentControlCommand('status'),

@@ -60,6 +60,16 @@ export const AgentStatusSchema = z.object({
   /** `historyId`: the build's entry in the local history (its log is at /api/v1/history/ID/log). */
   current: z.array(z.object({ buildId: z.number(), builder: z.string(), frozen: z.boolean(), startedAt: z.string(), historyId: z.number().optional() })),
   preferences: PreferencesSchema,
+  /** Every project this agent serves ([crowd]: several masters, each with a share). */
+  projects: z.array(z.object({
+    name: z.string(), master: z.string(), worker: z.string(), share: z.number(), connected: z.boolean(),
+    /** Builds of this project running here now. */
+    running: z.number(),
+    /** Slot-seconds this project has used since the agent started (what the share arithmetic weighs). */
+    usedSeconds: z.number(),
+    /** Whether this project is offered the next free build slot now. */
+    offered: z.boolean(),
+  })).optional(),
 });
 export type AgentStatus = z.infer<typeof AgentStatusSchema>;
 

@@ -7,6 +7,7 @@ import { assertNever } from '../protocol/assert-never.js';
 import { formatSize } from '../protocol/units.js';
 import { readCapabilities } from './capabilities.js';
 import { startControlServer } from './control-server.js';
+import { baseProblem } from '../protocol/base-ref.js';
 import { detectExecutors } from './executors/detect.js';
 import { releaseStaleDiskLimits } from './executors/disk-limit.js';
 import type { Executor } from './executors/executor.js';
@@ -18,14 +19,29 @@ import { ReportedIdleSource } from './idle/idle-source.js';
 import { MasterLink, workerEndpoint } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
+import { listProjects, pickByShare } from './projects.js';
 import { runBuild } from './runner.js';
 
-export interface WorkerOptions {
+/** One project (master) this agent serves, with its share of the machine ([crowd]). */
+export interface ProjectLink {
+  name: string;
   master: string;
   token: string;
+  pin?: string;
+  share: number;
+}
+
+export interface WorkerOptions {
+  /** A single master (`--master`/`--token`); without it, the projects joined in DATA/projects. */
+  master?: string;
+  token?: string;
+  /** Several masters at once, each with a share; DATA/projects is read (and watched) when neither this nor master is given. */
+  projects?: ProjectLink[];
   /** Defaults to the name inside the token. */
   name?: string;
   dataDir: string;
+  /** The volunteer's directory of base files (`rootfs:NAME`, `vm:NAME`); default DATA/bases. */
+  basesDir?: string;
   executor: 'auto' | ExecutorKind;
   labels: string[];
   maxBuilds?: number;
@@ -44,7 +60,10 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   name: string;
   executors: ExecutorKind[];
+  /** The first project's link (the only one with --master). */
   link: MasterLink;
+  /** Every project's link by project name. */
+  links(): Map<string, MasterLink>;
   controlUrl: string;
   status(): AgentStatus;
   /** Build ids running now. */
@@ -55,6 +74,8 @@ export interface WorkerHandle {
 }
 
 interface Running {
+  /** Date.now() at start: the slot-seconds it used count for its project's share. */
+  started: number;
   historyId: number | null;
   attempt: number;
   builder: string;
@@ -64,6 +85,35 @@ interface Running {
   done: Promise<unknown>;
 }
 
+/** How long a project is offered a free slot before the offer moves on (it may have no work). */
+const OFFER_MS = 1000;
+/** How often DATA/projects is re-read (leave, share changes). */
+const PROJECTS_POLL_MS = 500;
+
+/** One project's connection: its master link and the builds running for it. */
+interface Conn {
+  name: string;
+  url: string;
+  worker: string;
+  share: number;
+  project: ProjectLink;
+  link: MasterLink;
+  send: (m: Parameters<MasterLink['send']>[0]) => Promise<void | undefined>;
+  running: Map<number, Running>;
+  /** Aborts for assignments waiting for a slot, by build id. */
+  heldAborts: Map<number, () => void>;
+  /** Slot-milliseconds used by finished builds. */
+  usedMs: number;
+  /** What this project is told: whether it may assign now. */
+  availability: { accepting: boolean; reason: string };
+  lastOffer: { accepting: boolean; reason: string } | null;
+}
+
+/** The projects joined in DATA/projects, as links. */
+export function projectLinks(dataDir: string): ProjectLink[] {
+  return listProjects(dataDir).map((p) => ({ name: p.name, master: p.master, token: p.token, share: p.share, ...(p.pin ? { pin: p.pin } : {}) }));
+}
+
 /**
  * Starts the volunteer agent: picks executors, cleans up leftovers, applies the volunteer's
  * preferences (idle, schedule, battery, pause), serves the local control API, connects to the
@@ -71,23 +121,35 @@ interface Running {
  */
 export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const log = opts.log ?? ((l: string) => console.log(`crowdbake worker: ${l}`));
-  const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
-  const name = opts.name ?? tokenName;
-  if (!name) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
   const dataDir = resolve(opts.dataDir);
+  const fromData = opts.master === undefined && opts.projects === undefined;
+  let initial: ProjectLink[];
+  if (opts.master !== undefined) {
+    if (!opts.token) throw new Error('--master needs --token (or join the project with `crowdbake join LINK` and start with --data only)');
+    const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
+    const single = opts.name ?? tokenName;
+    if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
+    const url = workerEndpoint(opts.master);
+    const pin = rememberPin(dataDir, url, opts.pin);
+    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1 }];
+  } else {
+    initial = opts.projects ?? projectLinks(dataDir);
+    if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
+  }
+  const workerOf = (p: ProjectLink) => (opts.master !== undefined ? p.name : /^cbw1\.([^.]+)\./.exec(p.token)?.[1] ?? p.name);
+  const name = workerOf(initial[0]!);
   const workRoot = join(dataDir, 'work');
   // Workdirs left by an earlier run that crashed belong to builds the master has requeued;
   // those with a disk limit are mounted filesystems, unmounted first.
   await releaseStaleDiskLimits(workRoot);
   rmSync(workRoot, { recursive: true, force: true });
   mkdirSync(workRoot, { recursive: true });
-  const url = workerEndpoint(opts.master);
 
   const prefs = new PreferencesStore(dataDir);
   if (prefs.problem) log(prefs.problem);
   if (opts.preferences && Object.keys(opts.preferences).length) prefs.update(opts.preferences);
 
-  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir });
+  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir, ...(opts.basesDir ? { basesDir: resolve(opts.basesDir) } : {}) });
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
   if (detected.executors.length === 0) {
     throw new Error(`no executor available (${Object.entries(detected.unavailable).map(([k, v]) => `${k}: ${v}`).join('; ')})`);
@@ -105,8 +167,16 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const historySafe = <T>(what: () => T, otherwise: T): T => {
     try { return what(); } catch (e) { log(`local history not written: ${(e as Error).message}`); return otherwise; }
   };
-  const running = new Map<number, Running>();
-  const governor = new Governor(idle, () => prefs.get(), () => running.size > 0);
+  /** The projects served, each with its own link and builds; limits, idle rules and freeze span them all. */
+  const conns = new Map<string, Conn>();
+  /** Projects left (or fatally refused) whose builds are still stopping. */
+  const gone = new Set<Conn>();
+  /** Assignments that arrived while every slot was taken (a master answering a withdrawn offer): they start when one frees. */
+  const held: { conn: Conn; start: () => void }[] = [];
+  const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
+  const runningCount = () => allRunning().length + held.length;
+  const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0);
+  const maxBuilds = opts.maxBuilds ?? 1;
 
   const volunteerLimits = (): Limits => {
     const p = prefs.get();
@@ -116,46 +186,41 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       ...(p.diskBytes !== null ? { diskBytes: p.diskBytes } : {}),
     };
   };
-  const pin = rememberPin(dataDir, url, opts.pin);
-  if (pin) log(`the master's certificate is pinned: ${pin}`);
-  const link = new MasterLink({
-    url, name, token: opts.token, ...(pin ? { pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
-    ...(opts.backoff ? { backoff: opts.backoff } : {}),
-    availability: () => ({ accepting: governor.current.run, reason: governor.current.reason }),
-    capabilities: () => {
-      const l = volunteerLimits();
-      return readCapabilities(dataDir, [...executors.keys()], {
-        ...(l.cpus !== undefined ? { cpus: l.cpus } : {}),
-        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
-        ...(l.diskBytes !== undefined ? { diskBytes: l.diskBytes } : {}),
-        labels: opts.labels, maxBuilds: opts.maxBuilds ?? 1,
-      });
-    },
-  });
-  const send = (m: Parameters<MasterLink['send']>[0]) => link.send(m).catch(() => undefined);
 
   /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
-    const builds = [...running.entries()];
+    const builds = allRunning();
     if (d.run) await Promise.all(builds.map(([, r]) => r.gate.thaw()));
     else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
-    for (const [buildId, r] of builds) {
-      void send({ type: 'state', buildId, attempt: r.attempt, state: d.run ? 'running' : 'frozen', result: null, message: d.reason });
+    for (const c of conns.values()) {
+      for (const [buildId, r] of c.running) {
+        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.run ? 'running' : 'frozen', result: null, message: d.reason });
+      }
     }
-    void send({ type: 'availability', accepting: d.run, reason: d.reason });
+    offer(true);
     log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
   };
   let applying: Promise<void> = Promise.resolve();
   governor.on('change', (d) => { applying = applying.then(() => applyDecision(d)).catch((e: Error) => log(`freeze/thaw failed: ${e.message}`)); });
 
-  const onMessage = (msg: MasterMessage) => {
+  const onMessage = (c: Conn, msg: MasterMessage, fromHeld = false): void => {
+    const { running, send, url, link } = c;
+    const name = c.worker;
     switch (msg.type) {
       case 'assign': {
         const executor = executors.get(msg.spec.executor === 'any' ? 'container' : msg.spec.executor);
         if (!executor || running.has(msg.buildId)) {
           void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
             message: executor ? 'build already running here' : `this worker has no ${msg.spec.executor} executor` });
+          return;
+        }
+        // The bases come from the master: checked against the shared grammar before anything touches them.
+        const badBase = [msg.spec.environment.base, ...(msg.spec.testInstall ? [msg.spec.testInstall.environment.base] : [])]
+          .map(baseProblem).find((p) => p !== null);
+        if (badBase) {
+          log(`refused build ${msg.buildId} (${msg.spec.builder}): ${badBase}`);
+          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error', message: `refused by worker ${name}: ${badBase}` });
           return;
         }
         const tooBig = exceedsVolunteer(msg.spec.limits, volunteerLimits());
@@ -166,6 +231,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         }
         const controller = new AbortController();
         const gate = new FreezeGate();
+        if (allRunning().length >= maxBuilds || (held.length > 0 && !fromHeld)) {
+          // Every slot is taken (this master answered an offer just withdrawn): it waits for one,
+          // so the builds running here never exceed the volunteer's --builds.
+          log(`build ${msg.buildId} (${msg.spec.builder}) for ${c.name} waits for a free slot`);
+          const entry = { conn: c, start: () => { c.heldAborts.delete(msg.buildId); if (conns.get(c.name) === c && !controller.signal.aborted) onMessage(c, msg, true); } };
+          held.push(entry);
+          c.heldAborts.set(msg.buildId, () => { const i = held.indexOf(entry); if (i >= 0) held.splice(i, 1); controller.abort(); });
+          return;
+        }
         if (!governor.current.run) void gate.freeze();
         const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision, spec: msg.spec }), null);
         let localLogOk = localId !== null;
@@ -180,8 +254,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         }).catch((e: Error) => {
           if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs), undefined);
           log(`build ${msg.buildId} failed: ${e.message}`);
-        }).finally(() => running.delete(msg.buildId));
-        running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), controller, gate, done });
+        }).finally(() => {
+          const r = running.get(msg.buildId);
+          if (r) c.usedMs += Date.now() - r.started;
+          running.delete(msg.buildId);
+          startHeld();
+          offer();
+        });
+        running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), started: Date.now(), controller, gate, done });
+        offer();
         if (gate.frozen) void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'frozen', result: null, message: governor.current.reason });
         return;
       }
@@ -191,6 +272,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           log(`build ${msg.buildId} cancelled: ${msg.reason}`);
           r.controller.abort();
         }
+        c.heldAborts.get(msg.buildId)?.();
         return;
       }
       case 'welcome':
@@ -203,15 +285,21 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
 
   const status = (): AgentStatus => {
     const d = governor.current;
-    const builds = [...running.entries()];
-    const state = !link.connected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen) ? 'frozen' : builds.length ? 'busy' : 'idle';
+    const builds = allRunning();
+    const first = [...conns.values()][0];
+    const anyConnected = [...conns.values()].some((c) => c.link.connected);
+    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen) ? 'frozen' : builds.length ? 'busy' : 'idle';
     return {
       state, accepting: d.run, reason: d.reason,
       idleSource: { name: idle.name, why: idle.why },
       idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
-      master: { url, connected: link.connected }, name, executors: [...executors.keys()],
+      master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
       current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
+      projects: [...conns.values()].map((c) => ({
+        name: c.name, master: c.project.master, worker: c.worker, share: c.share, connected: c.link.connected,
+        running: c.running.size, usedSeconds: Math.round(usedMs(c) / 1000), offered: c.lastOffer?.accepting ?? false,
+      })),
     };
   };
   /** Local re-runs (from the control API): run now, outside the master and its idle rules. */
@@ -256,37 +344,154 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   await governor.start();
   let finish!: () => void;
   const done = new Promise<void>((ok) => { finish = ok; });
-  link.on('message', onMessage);
-  link.on('connected', () => log(`connected to ${url} as ${name} (executors: ${[...executors.keys()].join(', ')})`));
-  link.on('warning', (w: string) => log(w));
-  link.on('disconnected', (why: string) => {
-    log(`disconnected: ${why}`);
-    // The master requeues our builds when we vanish; stop them so nothing runs twice.
-    for (const r of running.values()) r.controller.abort();
-  });
-  link.on('fatal', (e: Error) => {
-    log(`stopping: ${e.message}`);
-    for (const r of running.values()) r.controller.abort();
-    finish();
-  });
-  link.start();
+
+  const usedMs = (c: Conn) => c.usedMs + [...c.running.values()].reduce((a, r) => a + (Date.now() - r.started), 0);
+  /**
+   * Which project may take the next free slot ([crowd] resource share). With one project: it
+   * is always its turn (the master counts our slots). With several: only the project with the
+   * largest share-weighted deficit that is connected is offered `accepting`; if it assigns
+   * nothing within OFFER_MS (no work there), the offer moves on to the next, round and round,
+   * so that a master without work does not block the others. Uses only `availability`, which
+   * every master understands: no protocol change.
+   */
+  let offerTimer: NodeJS.Timeout | null = null;
+  const skipped = new Set<string>();
+  let offeredTo: string | null = null;
+  const offer = (force = false) => {
+    if (offerTimer) { clearTimeout(offerTimer); offerTimer = null; }
+    const d = governor.current;
+    const list = [...conns.values()];
+    let turn: string | null = null;
+    let why = d.reason;
+    if (list.length === 1) turn = d.run ? list[0]!.name : null;
+    else if (d.run && runningCount() < maxBuilds) {
+      const candidates = list.filter((c) => c.link.connected);
+      if (candidates.length && candidates.every((c) => skipped.has(c.name))) skipped.clear();
+      turn = pickByShare(candidates.map((c) => ({ name: c.name, share: c.share, used: usedMs(c), eligible: !skipped.has(c.name) })));
+      why = 'another project\'s turn (resource share)';
+      if (turn !== null && turn !== offeredTo) skipped.clear();
+    } else if (d.run) why = `all ${maxBuilds} build slot(s) of this computer are in use`;
+    if (turn !== offeredTo && list.length > 1) log(turn ? `next build slot offered to ${turn}` : 'no build slot offered');
+    offeredTo = turn;
+    for (const c of list) {
+      const a = c.name === turn ? { accepting: true, reason: d.reason } : { accepting: false, reason: why };
+      c.availability = a;
+      if (!c.link.connected) continue;
+      if (!force && c.lastOffer && c.lastOffer.accepting === a.accepting && c.lastOffer.reason === a.reason) continue;
+      c.lastOffer = a;
+      void c.send({ type: 'availability', ...a });
+    }
+    if (turn !== null && list.length > 1) {
+      offerTimer = setTimeout(() => { skipped.add(turn); offer(); }, OFFER_MS);
+      offerTimer.unref();
+    }
+  };
+  const startHeld = () => {
+    while (held.length && runningCount() - held.length < maxBuilds) {
+      const h = held.shift()!;
+      h.start();
+    }
+  };
+
+  const connect = (p: ProjectLink): Conn => {
+    const url = workerEndpoint(p.master);
+    const worker = workerOf(p);
+    if (p.pin) log(`${p.name}: the master's certificate is pinned: ${p.pin}`);
+    const c: Conn = {
+      name: p.name, url, worker, share: p.share, project: p, running: new Map(), heldAborts: new Map(), usedMs: 0,
+      availability: { accepting: false, reason: 'starting' }, lastOffer: null,
+      link: null as unknown as MasterLink, send: async () => undefined,
+    };
+    c.link = new MasterLink({
+      url, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      availability: () => (conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
+      capabilities: () => {
+        const l = volunteerLimits();
+        return readCapabilities(dataDir, [...executors.keys()], {
+          ...(l.cpus !== undefined ? { cpus: l.cpus } : {}),
+          ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+          ...(l.diskBytes !== undefined ? { diskBytes: l.diskBytes } : {}),
+          labels: opts.labels, maxBuilds,
+        });
+      },
+    });
+    c.send = (m) => c.link.send(m).catch(() => undefined);
+    const where = conns.size || fromData ? `${p.name}: ` : '';
+    c.link.on('message', (m: MasterMessage) => onMessage(c, m));
+    c.link.on('connected', () => { log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`); c.lastOffer = c.availability; offer(); });
+    c.link.on('warning', (w: string) => log(`${where}${w}`));
+    c.link.on('disconnected', (why: string) => {
+      log(`${where}disconnected: ${why}`);
+      c.lastOffer = null;
+      // The master requeues our builds when we vanish; stop them so nothing runs twice.
+      stopBuilds(c);
+      offer();
+    });
+    c.link.on('fatal', (e: Error) => {
+      log(`${where}stopping: ${e.message}`);
+      stopBuilds(c);
+      drop(c);
+      if (conns.size === 0 && !fromData) finish();
+    });
+    c.link.start();
+    return c;
+  };
+  const stopBuilds = (c: Conn) => {
+    for (const r of c.running.values()) r.controller.abort();
+    for (const a of [...c.heldAborts.values()]) a();
+  };
+  const drop = (c: Conn) => {
+    if (conns.get(c.name) !== c) return;
+    conns.delete(c.name);
+    gone.add(c);
+    void Promise.all([...c.running.values()].map((r) => r.done)).then(() => gone.delete(c));
+    offer();
+  };
+  for (const p of initial) conns.set(p.name, connect(p));
+  offer();
+
+  // `crowdbake leave` and `crowdbake projects share` change DATA/projects; the agent follows.
+  const watch = fromData ? setInterval(() => {
+    let now: ProjectLink[];
+    try { now = projectLinks(dataDir); } catch (e) { log((e as Error).message); return; }
+    const byName = new Map(now.map((p) => [p.name, p]));
+    for (const c of [...conns.values()]) {
+      const p = byName.get(c.name);
+      if (!p || p.token !== c.project.token || p.master !== c.project.master) {
+        log(`${c.name}: ${p ? 'its project file changed' : 'left'}; disconnecting`);
+        c.link.close();
+        stopBuilds(c);
+        drop(c);
+      } else if (p.share !== c.share) {
+        log(`${c.name}: share ${c.share} → ${p.share}`);
+        c.share = p.share;
+        offer();
+      }
+    }
+    for (const p of now) if (!conns.has(p.name)) { conns.set(p.name, connect(p)); offer(); }
+  }, PROJECTS_POLL_MS) : null;
+  watch?.unref();
 
   let closing: Promise<void> | null = null;
   return {
     name,
     executors: [...executors.keys()],
-    link,
+    link: [...conns.values()][0]!.link,
+    links: () => new Map([...conns.values()].map((c) => [c.name, c.link])),
     controlUrl: control.url,
     status,
-    running: () => [...running.keys()],
+    running: () => allRunning().map(([id]) => id),
     done,
     close: () => (closing ??= (async () => {
-      link.off('message', onMessage);
-      link.close();
+      if (watch) clearInterval(watch);
+      if (offerTimer) clearTimeout(offerTimer);
+      for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); for (const a of [...c.heldAborts.values()]) a(); }
       governor.close();
-      for (const r of running.values()) { r.controller.abort(); void r.gate.thaw(); }
+      const all = allRunning().map(([, r]) => r);
+      for (const r of all) { r.controller.abort(); void r.gate.thaw(); }
       for (const r of localRuns.values()) r.controller.abort();
-      await Promise.all([...running.values(), ...localRuns.values()].map((r) => r.done));
+      await Promise.all([...all, ...localRuns.values()].map((r) => r.done));
       await control.close();
       history.close();
       finish();

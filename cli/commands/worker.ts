@@ -3,8 +3,10 @@ import { list, oneOf, parse, positiveNumber, required, secret, size, warnSecretO
 import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
+import { IDLE_SOURCE_CHOICES } from '../../worker/idle/detect-idle.js';
 
 const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
+       crowdbake worker --data DIR [flags]   (every project joined with \`crowdbake join\`, by share)
 
   --master URL        the master: ws://HOST:PORT, wss://…, or its http(s):// base
   --token-file FILE   a file holding the token from \`crowdbake token create\` on the master
@@ -12,6 +14,8 @@ const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
                       of this computer can read the command line)
   --name N            worker name (default: the name inside the token)
   --data DIR          work directories and local state (default: ${defaultDataDir('worker')})
+  --bases-dir DIR     files a builder may use as its base by name (rootfs:NAME.tar, vm:NAME.qcow2);
+                      no other file of this computer can be a base (default: DATA/bases)
   --executor KIND     auto | container | vm | host (default: auto = the isolated ones that work here;
                       host runs builds unsandboxed, only for your own trusted builders)
   --cpus N            at most N CPUs for builds
@@ -23,7 +27,9 @@ const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
   --idle-after DUR    idle time before builds start (default 3m)
   --pin sha256:HEX    the master's certificate fingerprint (wss://), from \`crowdbake token create\`;
                       remembered for later starts: any other certificate is refused
-  --idle-source S     auto | x11 | logind | app | none (default auto: X11, then logind, else none)
+  --idle-source S     auto | mutter | wayland | x11 | logind | macos | windows | app | none (default auto:
+                      from the session — Wayland: mutter (GNOME) or wayland (swayidle: KDE, wlroots), then
+                      logind, never X11; X11: x11, then logind; \`crowdbake status\` says which and why)
 
 Serving an existing BuildBot (>= 3.7) master instead, as a msgpack_experimental_v7 worker:
   crowdbake worker --buildbot ws://HOST:PORT --name N --password-file FILE [--basedir DIR]
@@ -50,14 +56,17 @@ export async function workerCommand(argv: string[]): Promise<number> {
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
     'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
     'token-file': { type: 'string' }, 'password-file': { type: 'string' },
+    'bases-dir': { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
   if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
-  const master = required(values, 'master');
+  // Without --master: every project joined with `crowdbake join` (DATA/projects).
+  const master = str(values, 'master');
   const token = secret(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
-  if (token === undefined) throw new UsageError('--token-file FILE (or $CROWDBAKE_WORKER_TOKEN) is required: the token from `crowdbake token create`');
+  if (master === undefined && (values.token !== undefined || values['token-file'] !== undefined)) throw new UsageError('--token needs --master (without both, the agent serves the projects joined with `crowdbake join`)');
+  if (master !== undefined && token === undefined) throw new UsageError('--token-file FILE (or $CROWDBAKE_WORKER_TOKEN) is required: the token from `crowdbake token create`');
   const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
-  const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
+  const idleSource = oneOf(values, 'idle-source', IDLE_SOURCE_CHOICES, 'auto');
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
   const preferences = preferenceFlags(values);
@@ -69,8 +78,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const { startWorker } = await import('../../worker/agent.js');
   const worker = await startWorker({
     ...(pin ? { pin } : {}),
-    master, token, executor, labels: list(values, 'labels'), idleSource, preferences,
+    ...(master !== undefined ? { master, token: token! } : {}), executor, labels: list(values, 'labels'), idleSource, preferences,
     dataDir: str(values, 'data') ?? defaultDataDir('worker'),
+    ...(str(values, 'bases-dir') ? { basesDir: str(values, 'bases-dir') } : {}),
     ...(name ? { name } : {}),
     ...(builds !== undefined ? { maxBuilds: builds } : {}),
   });
@@ -109,7 +119,7 @@ async function buildbotWorkerCommand(values: Record<string, string | boolean | u
     if (values[flag] !== undefined) throw new UsageError(`--${flag} cannot be used with --buildbot`);
   }
   const executor = oneOf(values, 'executor', ['container', 'host'] as const, 'container');
-  const idleSource = oneOf(values, 'idle-source', ['auto', 'x11', 'logind', 'app', 'none'] as const, 'auto');
+  const idleSource = oneOf(values, 'idle-source', IDLE_SOURCE_CHOICES, 'auto');
   const preferences = preferenceFlags(values);
   const dataDir = str(values, 'data') ?? defaultDataDir('worker');
   const basedir = str(values, 'basedir') ?? join(dataDir, 'buildbot', name);

@@ -1,0 +1,159 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import type { BuildView, WorkerView } from '../protocol/api.js';
+import { parseJoinLink } from '../protocol/join.js';
+import { CLI, tempDir, type TestMaster } from './helpers/cluster.js';
+import { cleanup, crowdMaster, until } from './helpers/crowd.js';
+
+/**
+ * The volunteer side of [crowd] with real processes: `crowdbake join LINK` against a real
+ * master, then `crowdbake worker --data DIR` with no --master/--token; one agent serving two
+ * masters by share; `crowdbake leave`.
+ */
+
+const SHORT = 'requires: { executor: host }\nsteps:\n  - run: echo short\n';
+
+/** The CLI in its own process, awaited (the masters run in this one: a blocking spawn would stall them). */
+function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((ok) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.on('close', (status) => ok({ status, stdout, stderr }));
+  });
+}
+
+async function invite(m: TestMaster, extra: string[] = []): Promise<string> {
+  const r = await cli(['invite', 'create', '--data', m.dataDir, ...extra]);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim().split('\n').pop()!;
+}
+
+function agent(dataDir: string): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [CLI, 'worker', '--data', dataDir, '--executor', 'host', '--when', 'always', '--idle-source', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+  return Object.assign(child, { output: () => out });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const gone = new Promise((ok) => child.once('exit', ok));
+  child.kill('SIGTERM');
+  await gone;
+}
+
+const mode = (f: string) => statSync(f).mode & 0o777;
+
+test('crowdbake join LINK → files 0600 without the invite code → crowdbake worker --data DIR (no --master, no --token) builds; a used-up link is refused with nothing written', async (t) => {
+  const dirs: string[] = [];
+  const m = await crowdMaster({ short: SHORT }, 'name: Test Farm\n', dirs);
+  const data = tempDir('crowd-volunteer');
+  dirs.push(data);
+  let child: (ChildProcess & { output: () => string }) | null = null;
+  t.after(async () => { if (child) await stop(child); await m.close(); cleanup(...dirs); });
+
+  const link = await invite(m, ['--uses', '1']);
+  const code = parseJoinLink(link).code!;
+  const joined = await cli(['join', link, '--data', data, '--name', 'ada-laptop', '--display-name', 'Ada']);
+  assert.equal(joined.status, 0, joined.stderr);
+  assert.equal(joined.stdout.trim(), 'test-farm');
+  assert.match(joined.stderr, /joined Test Farm as worker ada-laptop \(volunteer Ada, trust new\)/);
+
+  const files = readdirSync(joinPath(data, 'projects')).sort();
+  assert.deepEqual(files, ['test-farm.json', 'test-farm.key']);
+  for (const f of [...files.map((x) => joinPath(data, 'projects', x)), joinPath(data, 'volunteer.key')]) {
+    assert.equal(mode(f), 0o600, f);
+    assert.ok(!readFileSync(f, 'utf8').includes(code), `${f} must not hold the invite code`);
+  }
+  const saved = JSON.parse(readFileSync(joinPath(data, 'projects', 'test-farm.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal(saved.master, m.url);
+  assert.equal(saved.worker, 'ada-laptop');
+  assert.equal(saved.share, 1);
+  assert.match(String(saved.token), /^cbw1\.ada-laptop\.[A-Za-z0-9_-]{43}$/);
+
+  // The same link again: used up. The master's reason is shown, exit 1, nothing new written.
+  const other = tempDir('crowd-volunteer');
+  dirs.push(other);
+  const again = await cli(['join', link, '--data', other, '--name', 'ada-desktop']);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /refused to let this worker join: .*used up.* \(used-up\)/);
+  assert.deepEqual(readdirSync(other), [], 'nothing is written when the master refuses');
+  const bad = await cli(['join', 'crowdbake://join?master=http://127.0.0.1:1&code=short', '--data', other]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /invite code is damaged/);
+
+  child = agent(data);
+  await until('the joined worker to connect', async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'ada-laptop' && w.connected), 30_000);
+  const b = await m.waitFinished(await m.force('short'), 30_000);
+  assert.deepEqual([b.result, b.worker], ['success', 'ada-laptop']);
+
+  const listed = await until('the agent to report the project', async () => {
+    const r = await cli(['projects', '--data', data, '--json']);
+    const rows = JSON.parse(r.stdout) as { name: string; state: string; worker: string; share: number }[];
+    return rows[0]?.state === 'connected' ? rows : null;
+  });
+  assert.deepEqual(listed.map((r) => [r.name, r.worker, r.share]), [['test-farm', 'ada-laptop', 1]]);
+});
+
+test('one agent joined to two masters builds for both in proportion to their shares (3:1); leave stops serving one', async (t) => {
+  const dirs: string[] = [];
+  const a = await crowdMaster({ short: SHORT }, 'name: Farm A\n', dirs);
+  const b = await crowdMaster({ short: SHORT }, 'name: Farm B\n', dirs);
+  const data = tempDir('crowd-volunteer');
+  dirs.push(data);
+  let child: (ChildProcess & { output: () => string }) | null = null;
+  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
+
+  assert.equal((await cli(['join', await invite(a), '--data', data, '--name', 'box-a'])).status, 0);
+  assert.equal((await cli(['join', await invite(b), '--data', data, '--name', 'box-b'])).status, 0);
+  // The same volunteer key for both projects.
+  assert.equal(readdirSync(data).filter((f) => f === 'volunteer.key').length, 1);
+  const share = await cli(['projects', 'share', 'farm-a', '3', '--data', data]);
+  assert.equal(share.status, 0, share.stderr);
+  assert.equal(share.stdout.trim(), 'farm-a: share 3');
+  assert.equal((await cli(['projects', 'share', 'nope', '3', '--data', data])).status, 1);
+
+  // Both masters flooded before the agent starts: it picks by share from the first slot on.
+  const N = 30;
+  const ids = { a: [] as number[], b: [] as number[] };
+  for (let i = 0; i < N; i++) { ids.a.push(await a.force('short')); ids.b.push(await b.force('short')); }
+  child = agent(data);
+
+  // Count the first 20 builds the agent finished, across both masters (the machine's one slot).
+  const finished = async (m: TestMaster) => (await m.get<BuildView[]>('/api/v1/builds?state=finished&limit=1000'));
+  const COUNT = 20;
+  const done = await until('20 builds finished across both masters', async () => {
+    const all = [...(await finished(a)).map((x) => ({ ...x, farm: 'a' })), ...(await finished(b)).map((x) => ({ ...x, farm: 'b' }))];
+    return all.length >= COUNT ? all : null;
+  }, 120_000);
+  assert.ok(done.every((x) => x.result === 'success'), JSON.stringify(done.map((x) => [x.farm, x.result, x.message])));
+  const first = done.sort((x, y) => x.finishedAt!.localeCompare(y.finishedAt!)).slice(0, COUNT);
+  const forA = first.filter((x) => x.farm === 'a').length;
+  // 3:1 of 20 is 15:5; the slot-seconds weighting lets a few builds' lengths shift it.
+  assert.ok(forA >= 13 && forA <= 17, `farm A got ${forA} of the first ${COUNT} builds (expected about 15 by share 3:1)\n${child.output()}`);
+  // Both still have queued work: neither was starved or ran dry.
+  assert.ok(ids.a.length - forA > 0 && ids.b.length - (COUNT - forA) > 0);
+
+  const left = await cli(['leave', 'farm-b', '--data', data]);
+  assert.equal(left.status, 0, left.stderr);
+  assert.match(left.stdout, /left farm-b \(http:\/\/127\.0\.0\.1:\d+, worker box-b\)/);
+  assert.ok(!existsSync(joinPath(data, 'projects', 'farm-b.json')) && !existsSync(joinPath(data, 'projects', 'farm-b.key')));
+  await until('master B to see the worker gone', async () => !(await b.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'box-b')?.connected, 30_000);
+  const rows = JSON.parse((await cli(['projects', '--data', data, '--json'])).stdout) as { name: string }[];
+  assert.deepEqual(rows.map((r) => r.name), ['farm-a']);
+  // A keeps being served; B's new build stays queued (nobody serves it).
+  const late = await b.force('short');
+  for (let i = 0; i < 3; i++) {
+    const x = await a.waitFinished(await a.force('short'), 60_000);
+    assert.deepEqual([x.result, x.worker], ['success', 'box-a'], child.output());
+  }
+  assert.equal((await b.get<BuildView>(`/api/v1/builds/${late}`)).state, 'queued');
+  assert.match(child.output(), /farm-b: left; disconnecting/);
+});
