@@ -122,6 +122,7 @@ export function projectLinks(dataDir: string): ProjectLink[] {
 export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const log = opts.log ?? ((l: string) => console.log(`crowdbake worker: ${l}`));
   const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true });
   const fromData = opts.master === undefined && opts.projects === undefined;
   let initial: ProjectLink[];
   if (opts.master !== undefined) {
