@@ -15,6 +15,8 @@ export type RequestHandler = (msg: Message) => Promise<unknown> | unknown;
 
 /** Past this many bytes queued on the socket, log output waits (backpressure on the build). */
 const HIGH_WATER = 4 * 1024 * 1024;
+/** The largest frame accepted from the master: one 16 MiB block plus ample room for the rest of a message. */
+export const MAX_FRAME = 64 * 1024 * 1024;
 // useBigInt64: stat() results can hold 64-bit inode and device numbers.
 const encoder = new Encoder({ ignoreUndefined: false, useBigInt64: true });
 
@@ -49,7 +51,10 @@ export class MsgpackConnection {
     if (name.includes(':')) return Promise.reject(new Error(`worker name "${name}" must not contain ":" (HTTP Basic auth)`));
     const auth = `Basic ${Buffer.from(`${name}:${password}`).toString('base64')}`;
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { headers: { Authorization: auth }, perMessageDeflate: false, handshakeTimeout: 15_000, maxPayload: 256 * 1024 * 1024 });
+      // maxPayload: the largest frame a master may send (the worker's memory). A download
+      // block is at most 16 MiB (transfer-commands.ts MAX_BLOCK); a larger frame closes the
+      // connection (1009) instead of being buffered.
+      const ws = new WebSocket(url, { headers: { Authorization: auth }, perMessageDeflate: false, handshakeTimeout: 15_000, maxPayload: MAX_FRAME });
       // Frames can arrive right after the upgrade: the connection must exist before 'open' returns.
       const conn = new MsgpackConnection(ws, handler, log);
       ws.once('unexpected-response', (_req, res) => {

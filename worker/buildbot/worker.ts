@@ -56,6 +56,8 @@ export interface BuildbotWorkerOptions {
   log?: (line: string) => void;
 }
 
+/** The largest max_line_length / buffer_size a master may set (BuildBot's defaults: 4096 and 64 KiB). */
+const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 const COMMANDS: Record<string, CommandSpec> = { shell: shellCommand, ...FS_COMMANDS, ...TRANSFER_COMMANDS };
 export const COMMAND_NAMES = Object.keys(COMMANDS);
 
@@ -210,8 +212,15 @@ export class BuildbotWorker {
     } catch (e) {
       this.log(`buildbot: the master's newline_re ${String(a.newline_re)} does not translate (${(e as Error).message}); using the default`);
     }
-    if (typeof a.max_line_length === 'number' && a.max_line_length > 1) this.settings.maxLineLength = a.max_line_length;
-    if (typeof a.buffer_size === 'number' && a.buffer_size > 0) this.settings.bufferSize = a.buffer_size;
+    // Numbers from the master: integers only, and capped, so that no setting makes the worker
+    // hold an unbounded line or batch of a build's output (the volunteer's memory).
+    const int = (v: unknown, min: number): number | null => (typeof v === 'number' && Number.isInteger(v) && v >= min ? v : null);
+    const lineLength = int(a.max_line_length, 2);
+    if (lineLength !== null) this.settings.maxLineLength = Math.min(lineLength, MAX_LINE_LENGTH);
+    else if (a.max_line_length !== undefined) this.log(`buildbot: the master's max_line_length ${String(a.max_line_length)} is not an integer >= 2; kept ${this.settings.maxLineLength}`);
+    const bufferSize = int(a.buffer_size, 1);
+    if (bufferSize !== null) this.settings.bufferSize = Math.min(bufferSize, MAX_LINE_LENGTH);
+    else if (a.buffer_size !== undefined) this.log(`buildbot: the master's buffer_size ${String(a.buffer_size)} is not a positive integer; kept ${this.settings.bufferSize}`);
     if (typeof a.buffer_timeout === 'number' && a.buffer_timeout >= 0) this.settings.bufferDelayMs = Math.min(50, a.buffer_timeout * 1000);
   }
 
