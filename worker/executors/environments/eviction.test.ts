@@ -21,7 +21,9 @@ function tempDir(): string {
 }
 const cacheDir = tempDir();
 const made = new Set<string>();
-const userImages = [`localhost/crowdbake-test-user-${nonce}:plain`, `localhost/crowdbake-test-user-${nonce}:labelled`];
+// Images the user made: tagged under a docker.io name (image: takes registry references only,
+// never localhost/), present locally, so the executor uses them without pulling.
+const userImages = [`docker.io/crowdbake-test/user-${nonce}:plain`, `docker.io/crowdbake-test/user-${nonce}:labelled`];
 
 const blob = (name: string): EnvironmentSpec => ({ base: 'busybox', setup: [`head -c ${MiB} /dev/urandom > /blob-${name}-${nonce}`] });
 

@@ -184,10 +184,12 @@ describe('container fast path (real podman)', () => {
     mkdirSync(join(root, 'work'));
     const tarball = join(dir, 'no-sh.tar');
     execFileSync('tar', ['-C', root, '-cf', tarball, '.']);
-    const environment = { base: `rootfs:${tarball}`, setup: [] };
+    // A rootfs base is a file in the volunteer's bases directory, named without a path.
+    const environment = { base: 'rootfs:no-sh.tar', setup: [] };
+    const withBases = new ContainerExecutor({ ownerId, basesDir: dir });
     const lines: string[] = [];
-    await executor.prepare(environment, (l) => lines.push(l));
-    const sandbox = await open(environment);
+    await withBases.prepare(environment, (l) => lines.push(l));
+    const sandbox = await withBases.open({ id: `f${process.pid}-${++seq}`, workdir: tempDir(), environment, limits: {}, network: false });
     try {
       assert.ok(sandbox instanceof ContainerSandbox && sandbox.ops instanceof PodmanOps);
       const r = await run(sandbox, ['echo', 'plain path']);
