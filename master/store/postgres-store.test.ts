@@ -87,6 +87,25 @@ if (!adminUrl) {
     assert.equal((await a).builder, 'x');
     await closed;
   });
+
+  test('PostgreSQL: two masters enrolling the same worker name at once: one joins, the other is told name-taken; one invite use is spent per join', async () => {
+    const url = await dbs.create();
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open(url)));
+    try {
+      await stores[0]!.createInvite({ id: 'i', codeHash: 'c', labels: [], maxBuilds: 1, maxUses: 10, usesLeft: 10, expiresAt: null, note: '', createdAt: 't', revokedAt: null });
+      const outs = await Promise.all(stores.map((s, k) => s.enroll({
+        inviteId: 'i', at: 't', reason: 'joined',
+        volunteer: { id: `v${k}`, publicKey: `key${k}`, displayName: 'V', listed: true, trust: 'new', trustSource: 'join', streak: 0, createdAt: 't' },
+        token: { name: 'same', hash: `h${k}`, labels: [], maxBuilds: 1, createdAt: 't', revokedAt: null },
+      })));
+      assert.equal(outs.filter((o) => o.ok).length, 1);
+      assert.deepEqual(outs.filter((o) => !o.ok), Array.from({ length: 3 }, () => ({ ok: false, reason: 'name-taken' })));
+      assert.equal((await stores[0]!.getInviteByCodeHash('c'))?.usesLeft, 9);
+      assert.equal((await stores[0]!.listVolunteers()).length, 1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
 }
 
 function freePort(): Promise<number> {

@@ -298,6 +298,10 @@ export class PostgresStore implements Store {
       await c.query(INSERT_TOKEN, tokenValues({ ...e.token, volunteerId: volunteer.id }));
       if (e.inviteId !== null) await c.query('UPDATE invites SET uses_left = uses_left - 1 WHERE id = $1 AND uses_left > 0', [e.inviteId]);
       return { value: { ok: true as const, volunteer } };
+    }).catch((err: unknown) => {
+      // Another master took the name between our check and our insert: the same answer as when it was taken before.
+      if (err instanceof DatabaseError && err.code === '23505' && err.constraint === 'tokens_pkey') return { ok: false as const, reason: 'name-taken' as const };
+      throw err;
     });
   }
 
