@@ -57,7 +57,14 @@ export class TarFilter extends Duplex {
     while (i > 0 && chunk[i - 1] === 0) i--;
     this.zeroTail = i === 0 ? this.zeroTail + chunk.length : chunk.length - i;
     if (this.ex.write(chunk)) return cb();
-    this.ex.once('drain', () => cb(this.failed));
+    // Settle on drain, or when the parser stops (an error destroys it and no drain comes).
+    const done = (): void => {
+      this.ex.off('drain', done);
+      this.ex.off('close', done);
+      cb(this.failed ?? (this.ex.destroyed ? new Error('the archive from the VM is malformed (the parser stopped)') : null));
+    };
+    this.ex.on('drain', done);
+    this.ex.on('close', done);
   }
 
   override _final(cb: (e?: Error | null) => void): void {
@@ -97,7 +104,16 @@ export class TarFilter extends Duplex {
   }
 
   private async entry(h: Header, body: Source): Promise<void> {
-    const size = h.size ?? 0;
+    // tar-stream decodes a size field it cannot read (a base-256 field not led by 0x80/0xff,
+    // e.g. "\xc2\x80\0…") as null and then waits for a body that never ends: every entry
+    // must declare a size we can count, or the archive is refused at once.
+    // The parser destroys the entry's body with its own error when it fails; that error
+    // reaches us through the parser, so the body's copy needs no listener of its own.
+    body.on('error', () => {});
+    const size = h.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+      throw new Error(`the archive from the VM is malformed (entry "${h.name.slice(0, 100)}" has an unreadable size field)`);
+    }
     this.total += size;
     if (this.total > this.maxBytes) {
       const e = new Error(`the workdir in the VM holds more than the disk limit of ${formatBytes(this.maxBytes)}`);
