@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import type { BuildView, WorkerView } from '../protocol/api.js';
+import type { HistoryEntry } from '../protocol/control-api.js';
+import { ControlClient } from '../cli/control-client.js';
 import { parseJoinLink } from '../protocol/join.js';
 import { CLI, tempDir, type TestMaster } from './helpers/cluster.js';
 import { cleanup, crowdMaster, until } from './helpers/crowd.js';
@@ -156,4 +158,50 @@ test('one agent joined to two masters builds for both in proportion to their sha
   }
   assert.equal((await b.get<BuildView>(`/api/v1/builds/${late}`)).state, 'queued');
   assert.match(child.output(), /farm-b: left; disconnecting/);
+});
+
+test('across two projects the volunteer\'s --builds caps the total, and pause freezes the builds of both', async (t) => {
+  const dirs: string[] = [];
+  const SLOW = 'requires: { executor: host }\nsteps:\n  - run: sleep 2\n';
+  const a = await crowdMaster({ slow: SLOW }, 'name: Farm A\n', dirs);
+  const b = await crowdMaster({ slow: SLOW }, 'name: Farm B\n', dirs);
+  const data = tempDir('crowd-volunteer');
+  dirs.push(data);
+  let child: (ChildProcess & { output: () => string }) | null = null;
+  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
+  assert.equal((await cli(['join', await invite(a, ['--max-builds', '4']), '--data', data, '--name', 'box-a'])).status, 0);
+  assert.equal((await cli(['join', await invite(b, ['--max-builds', '4']), '--data', data, '--name', 'box-b'])).status, 0);
+  for (let i = 0; i < 4; i++) { await a.force('slow'); await b.force('slow'); }
+  child = spawn(process.execPath, [CLI, 'worker', '--data', data, '--executor', 'host', '--when', 'always', '--idle-source', 'none', '--builds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.output = () => out;
+  const running = async () => [...await a.get<BuildView[]>('/api/v1/builds?state=running'), ...await b.get<BuildView[]>('/api/v1/builds?state=running')];
+  // Builds running for both masters (the agent's two slots).
+  await until('builds running for both masters', async () => (await running()).length >= 2, 60_000);
+  const pause = await cli(['pause', '--data', data]);
+  assert.equal(pause.status, 0, pause.stderr);
+  const status = await until('every running build frozen', async () => {
+    const s = JSON.parse((await cli(['status', '--data', data, '--json'])).stdout) as { current: { frozen: boolean }[] };
+    return s.current.length > 0 && s.current.every((c) => c.frozen) ? s : null;
+  });
+  assert.ok(status.current.length <= 2);
+  assert.equal((await cli(['resume', '--data', data])).status, 0);
+  // All eight finish; the local history shows no moment with more than two builds.
+  await until('all builds finished', async () => (await a.get<BuildView[]>('/api/v1/builds?state=finished')).length + (await b.get<BuildView[]>('/api/v1/builds?state=finished')).length === 8, 120_000);
+  const all = [...await a.get<BuildView[]>('/api/v1/builds?state=finished'), ...await b.get<BuildView[]>('/api/v1/builds?state=finished')];
+  assert.ok(all.every((x) => x.result === 'success'), out);
+  // Measured where the builds run (the agent's history): a master may count an assignment that
+  // waited here for a free slot as running, but it did not run before a slot was free.
+  const opened = ControlClient.open(data);
+  assert.ok('client' in opened);
+  const hist = await opened.client.call<HistoryEntry[]>('GET', '/history?limit=100');
+  assert.equal(hist.length, 8);
+  assert.deepEqual(new Set(hist.map((h) => h.master)).size, 2, 'builds of both projects ran');
+  const edges = hist.flatMap((x) => [[Date.parse(x.startedAt), 1], [Date.parse(x.finishedAt!), -1]] as const).sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+  let now = 0;
+  let most = 0;
+  for (const [, d] of edges) { now += d; most = Math.max(most, now); }
+  assert.ok(most <= 2, `${most} builds overlapped (the volunteer allows 2)`);
 });
