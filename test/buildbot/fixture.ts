@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { startGitHttpServer } from '../../master/sources/git-http-server.js';
 
 /**
  * A real BuildBot 3.7 master (Debian's `buildbot` package) on 127.0.0.1 in a temp dir, with
@@ -68,6 +69,9 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
   writeFileSync(join(dir, 'secret.txt'), 'a file of the volunteer\n');
   writeFileSync(join(dir, 'download_src.txt'), 'downloaded-from-master line1\nline2\n');
   writeStub(join(dir, 'wwwstub'));
+  // Host git refuses local repositories and file:// (worker/buildbot/host-git.ts), as a
+  // volunteer's worker must: the lab serves its repository over smart HTTP on loopback.
+  const gitHttp = await startGitHttpServer({ root: dir });
 
   execFileSync('buildbot', ['create-master', '-q', '-r', '--db', 'sqlite:///state.sqlite', masterDir], { env: { ...process.env, ...PY_ENV }, stdio: 'pipe' });
   copyFileSync(opts.masterCfg ?? join(ROOT, 'test/buildbot/master.cfg'), join(masterDir, 'master.cfg'));
@@ -75,7 +79,7 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
     lab_dir: dir, web_port: webPort, msgpack_port: msgpackPort, upload_dir: uploadDir, builders: builders ?? null,
     keepalive: opts.keepaliveSeconds ?? null,
     workers: workers.map((name) => ({ name, password: `pw-${name}` })),
-    git_repo: `file://${join(dir, 'repo.git')}`, download_src: join(dir, 'download_src.txt'),
+    git_repo: gitHttp.urlOf('repo.git'), download_src: join(dir, 'download_src.txt'),
   }));
   const master = spawn('buildbot', ['start', '--nodaemon', masterDir], {
     env: { ...process.env, ...PY_ENV, PYTHONPATH: join(dir, 'wwwstub') }, stdio: 'ignore',
@@ -94,6 +98,7 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
   };
   const stop = async (): Promise<void> => {
     await stopChild(master);
+    await gitHttp.close();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -123,9 +128,9 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
         return build !== undefined && (opts.running ? true : build.complete);
       }, opts.timeoutMs ?? 90_000, `build request ${brid}`);
       // A step's summary (state_string) is updated debounced (1 s, longer on a loaded machine)
-      // after it finished: read again until no finished step still says "running".
+      // after it finished: read again (up to 40 s) until no finished step still says "running".
       let read = await readBuild(get, build!.buildid);
-      for (let i = 0; !opts.running && i < 40 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
+      for (let i = 0; !opts.running && i < 160 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
         await sleep(250);
         read = await readBuild(get, build!.buildid);
       }

@@ -81,15 +81,19 @@ const cpdirCommand: CommandSpec = {
   async run(ctx, args, env) {
     const fromArg = arg(args, 'from_path', 'string', 'cpdir') ?? '';
     const toArg = arg(args, 'to_path', 'string', 'cpdir') ?? '';
-    // Both builder directories held (in a fixed order, so two cpdirs cannot wait on each other).
-    const [first, second] = [fromArg, toArg].sort();
-    const rc = await env.quiesce(first!, () => env.quiesce(second!, async () => {
+    const copy = async (): Promise<number> => {
       const from = await env.paths.check(fromArg, 'cpdir source');
       const to = await env.paths.check(toArg, 'cpdir destination');
       if (env.paths.confined) mkdirBeneath(env.paths.basedir, dirname(to));
       else if (!existsSync(dirname(to))) await mkdir(dirname(to), { recursive: true });
       return helper(ctx, env, args, ['cp', '-R', '-P', '-p', '-v', from, to], 'cpdir');
-    }));
+    };
+    // Both builder directories held, in a fixed order (so two cpdirs cannot wait on each
+    // other), and one directory only once: holds on one directory run one after the other, so
+    // holding it again inside its own hold would wait for ever (a copy within one builder).
+    const dirOf = (p: string): string => { try { return env.paths.builderDir(p) ?? p; } catch { return p; } };
+    const [first, second] = [fromArg, toArg].sort((a, b) => (dirOf(a) < dirOf(b) ? -1 : dirOf(a) > dirOf(b) ? 1 : 0));
+    const rc = dirOf(fromArg) === dirOf(toArg) ? await env.quiesce(fromArg, copy) : await env.quiesce(first!, () => env.quiesce(second!, copy));
     ctx.status([['rc', rc]]);
   },
 };
