@@ -141,6 +141,9 @@ describe('sandbox escape attempts on the vm executor (real QEMU)', { timeout: 90
   });
 
   test('a vm: base in the bases dir whose qcow2 backing file is the volunteer\'s key: the build fails naming why, the key is not read', async () => {
+    // The planted image is the attack: QEMU would read the key as the disk.
+    const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', join(basesDir, 'evil.qcow2')]).toString()) as { 'backing-filename'?: string };
+    assert.equal(info['backing-filename'], keyFile);
     const { build: b, log } = await build('qcow2');
     const everything = `${JSON.stringify(b)}\n${log}`;
     // Delivered: the worker took the build and got as far as checking its disk image.
