@@ -56,7 +56,7 @@ describe('debootstrap environments (real debootstrap, cached per machine)', () =
     assert.match(stdout, /^12\.\d+\nok\n\/usr\/local\/sbin:\/usr\/local\/bin:\/usr\/sbin:\/usr\/bin:\/sbin:\/bin\n$/);
     const totalMs = Date.now() - started;
     t.diagnostic(`${warm ? 'warm' : cold ? 'cold' : 'partly cached'}: prepare ${preparedMs} ms, with the step ${totalMs} ms`);
-    if (warm) assert.ok(totalMs < 10_000, `a warm run took ${totalMs} ms`);
+    // How long a warm run takes is measured in bench/, not asserted here: the machine's load decides it.
   });
 
   test('a failing debootstrap names suite, mirror and reason, caches nothing and leaves no temporary root', async () => {
