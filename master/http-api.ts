@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { BuildStateSchema, ForceBuildRequestSchema, type BuilderView } from '../protocol/api.js';
 import { redactUrl } from '../protocol/source-url.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
@@ -240,6 +241,11 @@ export function hostRefusal(host: string | undefined, listenHost: string, port: 
   const ok = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
   if (/^127\./.test(listenHost)) ok.push(`${listenHost}:${port}`);
   if (ok.includes(h)) return null;
+  // An IP literal cannot be rebound: a page whose origin is an address reached that address,
+  // not a name of its own. This is how a local-vm guest dials the host (10.0.2.2, which QEMU's
+  // user network maps to the host's loopback).
+  const name = /^\[([0-9a-f:.]+)\](?::\d+)?$/.exec(h)?.[1] ?? /^([0-9.]+)(?::\d+)?$/.exec(h)?.[1];
+  if (name !== undefined && isIP(name) !== 0) return null;
   return `refused: the Host header "${host ?? ''}" is not this master's loopback address 127.0.0.1:${port} (a page of another site cannot reach it)`;
 }
 

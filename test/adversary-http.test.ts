@@ -202,7 +202,12 @@ test('framing headers on pages and API; a forged Host to a loopback master gets 
     assert.equal(r.status, 421, path);
     assert.match((JSON.parse(r.body) as { error: string }).error, /the Host header "rebind\.example:\d+" is not this master's loopback address/);
   }
-  assert.equal((await rawGet(m.url, '/', `127.0.0.1:${port + 1}`)).status, 421, 'another port is another origin');
+  // Names are what a rebinding page controls; an address literal it cannot rebind. A forwarded
+  // port (a local-vm guest dials 10.0.2.2:PORT through QEMU's user network) is served.
+  for (const host of [`10.0.2.2:${port}`, `127.0.0.1:${port + 1}`, `[fe80::1]:${port}`]) assert.equal((await rawGet(m.url, '/api/v1/builders', host)).status, 200, host);
+  for (const host of [`127.0.0.1.rebind.example:${port}`, `localhost.example:${port}`, `0x7f000001:${port}`]) {
+    assert.equal((await rawGet(m.url, '/api/v1/builders', host)).status, 421, `Host "${host}"`);
+  }
   for (const path of ['/api/v1/events', '/api/v1/worker']) {
     const s = await silentSubscriber(m.url, { host: `rebind.example:${port}`, path });
     s.socket.destroy();
