@@ -32,6 +32,9 @@ import { Credit } from './credit.js';
 import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
+import { Attestations } from './provenance/attestations.js';
+import { loadFarmKey } from './provenance/farm-key.js';
+import { ProvenanceRoutes } from './provenance/routes.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -106,6 +109,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
   await verification.load();
+  // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
+  const attestations = new Attestations(store, dataDir);
+  const farmSigner = loadFarmKey(dataDir, fileConfig.farmName);
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
     // Whether a builder is runnable depends on who is connected.
@@ -115,6 +121,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
     credit,
+    provenance: attestations,
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
@@ -133,8 +140,12 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   const addressOf = clientAddressResolver(fileConfig.trustedProxies);
   let listening: { host: string; port: number } | null = null;
+  const provenance = new ProvenanceRoutes({
+    store, verification, attestations, signer: () => farmSigner, farmUrl: () => farm.url,
+    ownersOf: (b) => registry.get(b)?.definition?.verify?.owners ?? 'any',
+  });
   api = new HttpApi({
-    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment,
+    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
     public: fileConfig.public, addressOf, listen: () => listening,
   });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });

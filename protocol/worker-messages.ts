@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { BuildSpecSchema, ExecutorKindSchema, NameSchema } from './build-spec.js';
 import { decodeJson, type Decoded } from './parse.js';
+import { EnvelopeSchema } from './provenance.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
@@ -78,6 +79,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     state: z.enum(['running', 'frozen', 'finished']),
     result: BuildResultSchema.nullable(),
     message: z.string().max(10_000).nullable(),
+    /** With `finished`: the attempt's signed statement ([provenance], protocol/provenance.ts), from a worker with an enrolled key. */
+    provenance: EnvelopeSchema.optional(),
   }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
