@@ -35,6 +35,7 @@ import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { Attestations } from './provenance/attestations.js';
 import { loadFarmKey } from './provenance/farm-key.js';
 import { ProvenanceRoutes } from './provenance/routes.js';
+import { DEFAULT_DIAGNOSIS, Diagnosis, type DiagnosisOptions } from './provenance/diffoscope.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -57,6 +58,8 @@ export interface MasterOptions {
   localVmGuest?: LocalVmGuestBuilder;
   /** How often the farm's capacity (accepting workers) is sampled; default a minute. */
   capacitySampleMs?: number;
+  /** [provenance] diffoscope's limits and command (tests point `command` elsewhere to stand for a master without it). */
+  diffoscope?: Partial<DiagnosisOptions>;
 }
 
 export interface MasterHandle {
@@ -97,17 +100,21 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
   });
+  // [provenance] Replicas that disagree are compared with diffoscope in the background.
+  let diagnosis: Diagnosis | null = null;
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
   const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
+    diagnosis?.groupDecided(ids);
     if (events.size === 0) return;
     void Promise.all(ids.map(async (id) => {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
     })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
+  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, (l) => console.error(`crowdbake master: ${l}`));
   await verification.load();
   // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
   const attestations = new Attestations(store, dataDir);
@@ -141,7 +148,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const addressOf = clientAddressResolver(fileConfig.trustedProxies);
   let listening: { host: string; port: number } | null = null;
   const provenance = new ProvenanceRoutes({
-    store, verification, attestations, signer: () => farmSigner, farmUrl: () => farm.url,
+    store, verification, attestations, diagnosis, signer: () => farmSigner, farmUrl: () => farm.url,
     ownersOf: (b) => registry.get(b)?.definition?.verify?.owners ?? 'any',
   });
   api = new HttpApi({
@@ -213,6 +220,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       credit.close();
       disk.close();
       await latent.close();
+      await diagnosis?.settled();
       sources.close();
       coordinator.close();
       registry.close();

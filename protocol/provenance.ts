@@ -192,6 +192,8 @@ export const FarmSummarySchema = z.strictObject({
 });
 export type FarmSummary = z.infer<typeof FarmSummarySchema>;
 
+export const FARM_KEY_URL = '/.well-known/crowdbake/farm-key';
+
 /** `GET /.well-known/crowdbake/farm-key`: the key that signs this farm's summaries. */
 export const FarmKeySchema = z.strictObject({
   farm: z.string().max(100),

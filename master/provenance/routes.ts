@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FARM_KEY_URL } from '../../protocol/provenance.js';
 import { HttpError, sendJson } from '../http-api.js';
 import type { Verification } from '../verification.js';
 import { provenanceBundle, type BundleDeps } from './bundle.js';
 
-export const FARM_KEY_PATH = '/.well-known/crowdbake/farm-key';
 
 /**
  * The [provenance] routes:
@@ -22,7 +22,7 @@ export class ProvenanceRoutes {
     const path = url.pathname;
     if ((req.method ?? 'GET') !== 'GET') return false;
     const d = this.deps;
-    if (path === FARM_KEY_PATH) {
+    if (path === FARM_KEY_URL) {
       const key = d.signer().view;
       if (url.searchParams.get('format') === 'pem') {
         res.writeHead(200, { 'content-type': 'application/x-pem-file', 'cache-control': 'no-cache' });
