@@ -40,7 +40,7 @@ export class HttpApi {
       verification?: Verification;
       disk?: DiskSpace;
       /** [provenance] the farm key, artifacts' provenance bundles, diffoscope reports (master/provenance/routes.ts). */
-      provenance?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireRead: () => void): Promise<boolean> };
+      provenance?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, access: { read(): void; admin(): void }): Promise<boolean> };
       /** [crowd] joining, invites, volunteers, credit (master/enrollment/routes.ts). */
       enrollment?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireAdmin: () => void): Promise<boolean> };
       /** false (crowdbake.yml `public: false`): every read needs the admin token too. Default true. */
@@ -76,7 +76,7 @@ export class HttpApi {
     const method = req.method ?? 'GET';
     const d = this.deps;
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
-    if (d.provenance && (await d.provenance.handle(req, res, url, () => this.checkRead(req)))) return;
+    if (d.provenance && (await d.provenance.handle(req, res, url, { read: () => this.checkRead(req), admin: () => this.requireAdmin(req) }))) return;
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
     // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
     if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);
@@ -270,7 +270,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {

@@ -35,6 +35,7 @@ import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { Attestations } from './provenance/attestations.js';
 import { loadFarmKey } from './provenance/farm-key.js';
 import { ProvenanceRoutes } from './provenance/routes.js';
+import { WorkerKeys } from './provenance/worker-keys.js';
 import { DEFAULT_DIAGNOSIS, Diagnosis, type DiagnosisOptions } from './provenance/diffoscope.js';
 
 export interface MasterOptions {
@@ -148,7 +149,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const addressOf = clientAddressResolver(fileConfig.trustedProxies);
   let listening: { host: string; port: number } | null = null;
   const provenance = new ProvenanceRoutes({
-    store, verification, attestations, diagnosis, signer: () => farmSigner, farmUrl: () => farm.url,
+    store, verification, attestations, diagnosis, keys: new WorkerKeys(store, dataDir), signer: () => farmSigner, farmUrl: () => farm.url,
     ownersOf: (b) => registry.get(b)?.definition?.verify?.owners ?? 'any',
   });
   api = new HttpApi({

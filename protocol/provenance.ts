@@ -217,3 +217,15 @@ export const ProvenanceBundleSchema = z.strictObject({
   attestations: z.array(z.strictObject({ build: z.number().int().positive(), attempt: z.number().int().positive(), worker: z.string().max(100), envelope: EnvelopeSchema })).max(16),
 });
 export type ProvenanceBundle = z.infer<typeof ProvenanceBundleSchema>;
+
+/** The text a worker signs with its current key to enroll a new one (`POST /api/v1/workers/{name}/key`). */
+export function keyRotationText(worker: string, newKey: string): string {
+  return `crowdbake-worker-key-rotation/v1\n${worker}\n${newKey}`;
+}
+
+export const KeyRotationRequestSchema = z.strictObject({
+  /** The new Ed25519 public key (SPKI DER, base64). */
+  workerKey: z.string().min(1).max(200),
+  /** keyRotationText signed with the current key (base64). */
+  signature: z.string().min(1).max(200),
+});

@@ -473,6 +473,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         c.link.close();
         stopBuilds(c);
         drop(c);
+      } else if (p.key?.export({ type: 'pkcs8', format: 'der' }).toString('hex') !== c.project.key?.export({ type: 'pkcs8', format: 'der' }).toString('hex')) {
+        // [provenance] `crowdbake projects rotate-key`: the next build is signed with the new key.
+        log(`${c.name}: its worker key changed; builds from now on are signed with the new one`);
+        c.project = { ...c.project, ...(p.key ? { key: p.key } : {}) };
       } else if (p.share !== c.share) {
         log(`${c.name}: share ${c.share} → ${p.share}`);
         c.share = p.share;

@@ -97,9 +97,9 @@ export async function join(link: JoinLink, o: { dataDir: string; worker: string;
  * POSTs `body`. With a pin, the TLS connection is made and its certificate checked against the
  * pin before the request (and the invite code in it) is written: an impostor gets nothing.
  */
-async function post(url: string, body: string, pin: string | undefined): Promise<{ status: number; body: string }> {
+export async function post(url: string, body: string, pin: string | undefined, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   const u = new URL(url);
-  const opts: RequestOptions = { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 30_000 };
+  const opts: RequestOptions = { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 30_000 };
   let socket: TLSSocket | undefined;
   if (pin && u.protocol === 'https:') {
     socket = await new Promise<TLSSocket>((ok, fail) => {

@@ -7,11 +7,14 @@ import { defaultDataDir } from '../paths.js';
 
 const HELP = `usage: crowdbake projects [--data DIR] [--json]
        crowdbake projects share NAME N [--data DIR]
+       crowdbake projects rotate-key NAME [--data DIR]
 
   The projects this computer joined (\`crowdbake join LINK\`): name, master, worker, share and,
   while the agent runs, whether it is connected. \`share NAME N\` sets a project's resource
   share: when several projects have work, each gets build slots in proportion to its share
-  (default 1). A running agent applies it at once.
+  (default 1). A running agent applies it at once. \`rotate-key NAME\` makes a new signing key
+  for this worker's build statements, enrolled at the master with the current key's signature
+  (statements signed with the old key are refused from then on; earlier ones stay verifiable).
 
   --data DIR   the worker's data directory (default: ${defaultDataDir('worker')})
   --json       machine-readable
@@ -29,6 +32,14 @@ export async function projectsCommand(argv: string[]): Promise<number> {
     if (!Number.isFinite(share) || share <= 0 || share > 1_000_000) throw new UsageError(`share "${n}" must be a positive number (up to 1000000)`);
     const p = setShare(dataDir, name, share);
     console.log(`${p.name}: share ${p.share}`);
+    return 0;
+  }
+  if (positionals[0] === 'rotate-key') {
+    const name = positionals[1];
+    if (!name || positionals.length > 2) throw new UsageError('usage: crowdbake projects rotate-key NAME');
+    const { rotateKey } = await import('./rotate-key.js');
+    const r = await rotateKey(dataDir, name);
+    console.log(`${name}: worker ${r.worker} signs with its new key from now on${r.retiredAt ? ` (the old one retired at ${r.retiredAt})` : ''}`);
     return 0;
   }
   if (positionals.length) throw new UsageError(`unknown subcommand "${positionals[0]}" (projects, or projects share NAME N)`);

@@ -2,12 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openStore } from '../../master/store/open-store.js';
 import { createWorkerToken, DEFAULT_TOKEN_MAX_BUILDS, MAX_TOKEN_MAX_BUILDS } from '../../master/tokens.js';
+import { WorkerKeys } from '../../master/provenance/worker-keys.js';
 import { list, parse, required, str, UsageError } from '../args.js';
 import { defaultDataDir } from '../paths.js';
 
 const HELP = `usage: crowdbake token create --data DIR --name NAME [--labels a,b] [--max-builds N]
        crowdbake token list   --data DIR
        crowdbake token revoke NAME --data DIR
+       crowdbake token revoke-key NAME --data DIR
 
   --data DIR    the master's data directory (default: ${defaultDataDir('master')})
   --store URL   the master's store, if not DATA/crowdbake.db
@@ -15,6 +17,9 @@ const HELP = `usage: crowdbake token create --data DIR --name NAME [--labels a,b
   --labels a,b  labels every worker using this token gets (trusted, set by the maintainer);
                 builders' requires.labels are matched against these only, never against
                 labels a worker claims for itself
+  revoke-key    retire the worker's signing key ([provenance]): statements it signs from now
+                on are refused; those the farm accepted before stay verifiable (their bundles
+                name the time of revocation). The worker enrolls a new key by joining again
   --max-builds N  builds at once the master runs on this worker, at most (default
                 ${DEFAULT_TOKEN_MAX_BUILDS}, up to ${MAX_TOKEN_MAX_BUILDS}); a worker offering more gets this many
 `;
@@ -25,7 +30,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(rest, {
     data: { type: 'string' }, store: { type: 'string' }, name: { type: 'string' }, labels: { type: 'string' },
     'max-builds': { type: 'string' },
-  }, sub === 'revoke' ? 1 : 0);
+  }, sub === 'revoke' || sub === 'revoke-key' ? 1 : 0);
   if (values.help) { process.stdout.write(HELP); return 0; }
   const dataDir = resolve(str(values, 'data') ?? defaultDataDir('master'));
   const store = await openStore(str(values, 'store') ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
@@ -55,8 +60,19 @@ export async function tokenCommand(argv: string[]): Promise<number> {
         console.log(`revoked ${name}; a running master disconnects a worker using it within a second and refuses it from now on`);
         return 0;
       }
+      case 'revoke-key': {
+        const name = positionals[0] ?? str(values, 'name');
+        if (!name) throw new UsageError('token revoke-key needs the NAME of the worker');
+        const retired = await new WorkerKeys(store, dataDir).replace(name, null, 'revoked');
+        if (!retired) {
+          console.error(`crowdbake token: worker "${name}" has no enrolled key (nothing to revoke)`);
+          return 1;
+        }
+        console.log(`revoked the key of ${name} at ${retired.retiredAt}; statements it signs from now on are refused, earlier ones stay verifiable`);
+        return 0;
+      }
       default:
-        throw new UsageError(`unknown subcommand "${sub}" (create, list, revoke)`);
+        throw new UsageError(`unknown subcommand "${sub}" (create, list, revoke, revoke-key)`);
     }
   } finally {
     await store.close();

@@ -8,6 +8,7 @@ import { ownerOf } from '../volunteers.js';
 import type { Attestations } from './attestations.js';
 import { signEnvelope } from './dsse.js';
 import type { FarmSigner } from './farm-key.js';
+import type { WorkerKeys } from './worker-keys.js';
 
 /** The policy a farm summary applies: more than half of the replicas made identical bytes. */
 export const REPLICA_POLICY = 'urn:crowdbake:policy:replica-quorum:v1';
@@ -16,6 +17,7 @@ export interface BundleDeps {
   store: Store;
   verification?: Verification | undefined;
   attestations: Attestations;
+  keys: WorkerKeys;
   signer: () => FarmSigner;
   /** The farm's public URL (crowdbake.yml `url:`, else where it listens). */
   farmUrl: () => string;
@@ -54,8 +56,8 @@ export async function provenanceBundle(d: BundleDeps, buildId: number, name: str
       verdict: group ? m.verdict : 'unverified',
       workerKey: record?.workerKey ?? null,
       acceptedAt: record?.acceptedAt ?? null,
-      // A revocation applies to the key the token holds; a statement made before it stays good.
-      keyRevokedAt: record && token?.revokedAt && token.workerKey === record.workerKey ? token.revokedAt : null,
+      // The key's retirement (rotated, revoked) or the token's revocation; a statement accepted before it stays good.
+      keyRevokedAt: record ? (d.keys.retired(record.worker, record.workerKey)?.retiredAt ?? (token?.revokedAt && token.workerKey === record.workerKey ? token.revokedAt : null)) : null,
       statementSha256: record?.statementSha256 ?? null,
       artifactSha256: made?.sha256 ?? null,
     });

@@ -113,6 +113,10 @@ export class PostgresStore implements Store {
     return (await this.count('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [at, name])) > 0;
   }
 
+  async setWorkerKey(name: string, key: string | null): Promise<boolean> {
+    return (await this.count('UPDATE tokens SET worker_key = $1 WHERE name = $2 AND revoked_at IS NULL', [key, name])) > 0;
+  }
+
   async upsertWorker(row: WorkerRow): Promise<void> {
     await this.query(`INSERT INTO workers (name, capabilities, last_seen_at) VALUES ($1, $2, $3)
       ON CONFLICT (name) DO UPDATE SET capabilities = EXCLUDED.capabilities, last_seen_at = EXCLUDED.last_seen_at`,

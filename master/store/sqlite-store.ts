@@ -135,6 +135,10 @@ export class SqliteStore implements Store {
     return this.stmts.revokeToken.run(at, name).changes > 0;
   }
 
+  async setWorkerKey(name: string, key: string | null): Promise<boolean> {
+    return this.db.prepare('UPDATE tokens SET worker_key = ? WHERE name = ? AND revoked_at IS NULL').run(key, name).changes > 0;
+  }
+
   async upsertWorker(row: WorkerRow): Promise<void> {
     this.stmts.upsertWorker.run(row.name, row.capabilities, row.lastSeenAt);
   }

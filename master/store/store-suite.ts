@@ -93,6 +93,18 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.equal((await s.getToken('w1'))?.revokedAt, at(1));
     });
 
+    test('tokens: a worker key is replaced or removed on an active token only ([provenance] rotation, revocation)', async (t) => {
+      const { s } = await setup(t);
+      await s.createToken({ ...token('w1'), workerKey: 'old' });
+      assert.equal(await s.setWorkerKey('w1', 'new'), true);
+      assert.equal((await s.getToken('w1'))?.workerKey, 'new');
+      assert.equal(await s.setWorkerKey('w1', null), true);
+      assert.equal((await s.getToken('w1'))?.workerKey ?? null, null);
+      assert.equal(await s.setWorkerKey('nobody', 'k'), false);
+      await s.revokeToken('w1', at(1));
+      assert.equal(await s.setWorkerKey('w1', 'again'), false);
+    });
+
     test('workers: upserted by name, listed by name', async (t) => {
       const { s } = await setup(t);
       await s.upsertWorker({ name: 'w2', capabilities: '{"cpus":2}', lastSeenAt: at(1) });

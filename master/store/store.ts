@@ -16,6 +16,8 @@ export interface Store {
   getToken(name: string): Promise<TokenRow | null>;
   listTokens(): Promise<TokenRow[]>;
   revokeToken(name: string, at: string): Promise<boolean>;
+  /** [provenance] Replaces (or, with null, removes) the worker key of an active token; false when there is none. */
+  setWorkerKey(name: string, key: string | null): Promise<boolean>;
 
   upsertWorker(row: WorkerRow): Promise<void>;
   listWorkers(): Promise<WorkerRow[]>;

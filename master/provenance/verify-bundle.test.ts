@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE, SLSA_VSA_V1, STATEMENT_TYPE, type FarmSummary, type ProvenanceBundle, type SummaryAttempt,
+} from '../../protocol/provenance.js';
+import { attemptStatement, signStatement } from '../../worker/provenance-signer.js';
+import { sha256Hex, signEnvelope } from './dsse.js';
+import { loadFarmKey } from './farm-key.js';
+import { verifyArtifact } from './verify-bundle.js';
+
+// Bundles made here with real keys, to try the rules a farm would never sign by mistake but a
+// compromised or buggy one could: the time of a revocation, distinct owners, a damaged bundle.
+
+const FILE = Buffer.from('the artifact\n');
+const spec = { builder: 'b', source: null, executor: 'host' as const, environment: { base: 'busybox', setup: [] }, steps: [], artifacts: ['out.txt'], limits: {}, network: false, testInstall: null, revision: null };
+
+function bundle(attempts: (Partial<SummaryAttempt> & { owner: string })[], verdict: 'verified' | 'unreplicated'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-vb-'));
+  try {
+    const farm = loadFarmKey(dir, 'test-farm');
+    const atts: ProvenanceBundle['attestations'] = [];
+    const rows: SummaryAttempt[] = attempts.map((a, i) => {
+      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+      const env = signStatement(attemptStatement({
+        buildId: i + 1, attempt: 1, worker: `w${i}`, spec, executor: 'host', limits: {}, revision: null,
+        artifacts: [{ name: 'out.txt', size: FILE.length, sha256: sha256Hex(FILE) }], startedOn: '2026-01-01T00:00:00.000Z', finishedOn: '2026-01-01T00:01:00.000Z', agentVersion: 't',
+      }), privateKey);
+      atts.push({ build: i + 1, attempt: 1, worker: `w${i}`, envelope: env });
+      return {
+        build: i + 1, attempt: 1, worker: `w${i}`, volunteer: null, verdict: verdict === 'verified' ? 'verified' : 'unverified',
+        workerKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64'), acceptedAt: '2026-01-01T00:01:01.000Z', keyRevokedAt: null,
+        statementSha256: createHash('sha256').update(Buffer.from(env.payload, 'base64')).digest('hex'), artifactSha256: sha256Hex(FILE), ...a,
+      };
+    });
+    const summary: FarmSummary = {
+      _type: STATEMENT_TYPE, subject: [{ name: 'out.txt', digest: { sha256: sha256Hex(FILE) }, annotations: { size: FILE.length } }], predicateType: SLSA_VSA_V1,
+      predicate: {
+        verifier: { id: 'http://farm' }, timeVerified: '2026-01-01T00:02:00.000Z', resourceUri: 'http://farm/x', policy: { uri: 'urn:p' }, inputAttestations: [],
+        verificationResult: verdict === 'verified' ? 'PASSED' : 'FAILED', verifiedLevels: [],
+        crowdbake: { farm: 'test-farm', group: 1, replicas: attempts.length, verdict, detail: null, owners: 'distinct', attempts: rows },
+      },
+    };
+    const b: ProvenanceBundle = {
+      mediaType: BUNDLE_MEDIA_TYPE, artifact: { build: 1, name: 'out.txt', sha256: sha256Hex(FILE), size: FILE.length }, farmKey: farm.view,
+      summary: signEnvelope(IN_TOTO_PAYLOAD_TYPE, Buffer.from(JSON.stringify(summary)), farm.privateKey), attestations: atts,
+    };
+    return JSON.stringify(b);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a statement accepted before its key was revoked passes; one accepted at or after the revocation fails, naming it', () => {
+  const before = verifyArtifact(FILE, bundle([{ owner: 'volunteer:a', keyRevokedAt: '2026-02-01T00:00:00.000Z' }], 'unreplicated'), { allowUnreplicated: true });
+  assert.equal(before.ok, true, JSON.stringify(before));
+  const after = verifyArtifact(FILE, bundle([{ owner: 'volunteer:a', keyRevokedAt: '2026-01-01T00:00:30.000Z' }], 'unreplicated'), { allowUnreplicated: true });
+  assert.equal(after.ok, false);
+  assert.match((after as { reason: string }).reason, /signed with a key revoked at 2026-01-01T00:00:30\.000Z, at or after the revocation/);
+});
+
+test('agreeing replicas of one owner fail; an unreplicated artifact needs --allow-unreplicated; a damaged bundle names the field', () => {
+  const same = verifyArtifact(FILE, bundle([{ owner: 'volunteer:a' }, { owner: 'volunteer:a' }, { owner: 'volunteer:b' }], 'verified'));
+  assert.equal(same.ok, false);
+  assert.match((same as { reason: string }).reason, /agreeing replicas must come from distinct volunteers/);
+  assert.equal(verifyArtifact(FILE, bundle([{ owner: 'volunteer:a' }, { owner: 'volunteer:b' }, { owner: 'volunteer:c' }], 'verified')).ok, true);
+  const once = verifyArtifact(FILE, bundle([{ owner: 'volunteer:a' }], 'unreplicated'));
+  assert.match((once as { reason: string }).reason, /built once, not replicated/);
+  const damaged = JSON.parse(bundle([{ owner: 'volunteer:a' }], 'unreplicated'));
+  damaged.artifact.sha256 = 'nope';
+  const r = verifyArtifact(FILE, JSON.stringify(damaged), { allowUnreplicated: true });
+  assert.match((r as { reason: string }).reason, /the bundle is not a Crowdbake provenance bundle: artifact\.sha256/);
+  assert.match((verifyArtifact(FILE, '{not json', {}) as { reason: string }).reason, /the bundle is not JSON/);
+});
