@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import WebSocket from 'ws';
 import type { BuildView } from '../protocol/api.js';
@@ -12,7 +12,7 @@ import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { startWorker } from '../worker/agent.js';
 import { listProjects } from '../worker/projects.js';
 import { attemptStatement, signStatement } from '../worker/provenance-signer.js';
-import { CLI, tempDir, type TestMaster } from './helpers/cluster.js';
+import { CLI, tempDir, testMaster, type TestMaster } from './helpers/cluster.js';
 import { cleanup, crowdMaster, until } from './helpers/crowd.js';
 
 /**
@@ -144,4 +144,45 @@ test('a key rotated with `crowdbake projects rotate-key` or revoked with `crowdb
   assert.ok(attemptOf(d2again.parsed).keyRevokedAt);
   assert.equal((await verify(d2again)).status, 0);
   assert.ok(readdirSync(joinPath(m.dataDir, 'provenance')).includes('retired-keys.json'));
+});
+
+test('the farm key rotated with `crowdbake farm-key rotate`: the restarted master signs with the new key; a bundle downloaded before still verifies with the old pin, not the new one', async (t) => {
+  const dirs: string[] = [];
+  let m: TestMaster = await crowdMaster({ one: BUILDER }, 'name: rot-farm\nenrollment: { mode: open, joinsPerHour: 100 }\n', dirs);
+  const wdir = tempDir('rot-worker');
+  const dl = tempDir('rot-dl');
+  dirs.push(wdir, dl);
+  let agent: Awaited<ReturnType<typeof startWorker>> | null = null;
+  t.after(async () => { await agent?.close(); await m.close(); cleanup(...dirs); });
+  const { link } = await m.get<{ link: string }>('/api/v1/enrollment');
+  assert.equal((await cli('join', link, '--data', wdir, '--name', 'rw')).status, 0);
+  agent = await startWorker({ dataDir: wdir, executor: 'host', idleSource: 'none', preferences: { when: 'always' }, labels: [], log: () => undefined });
+  const id = await m.force('one');
+  assert.equal((await m.waitFinished(id, 30_000)).result, 'success');
+  const before = await download(m, id, dl, 'before');
+  const oldKey = (await cli('farm-key', 'show', '--data', m.dataDir)).stdout.trim();
+  assert.equal(oldKey, before.parsed.farmKey.keyid);
+  await agent.close();
+  agent = null;
+  await m.close();
+
+  const rotated = await cli('farm-key', 'rotate', '--data', m.dataDir);
+  assert.equal(rotated.status, 0, rotated.stderr);
+  const newKey = rotated.stdout.trim();
+  assert.match(newKey, /^sha256:[0-9a-f]{64}$/);
+  assert.notEqual(newKey, oldKey);
+  const kept = joinPath(m.dataDir, 'farm-keys', `${oldKey.slice(7)}.key`);
+  assert.equal(statSync(kept).mode & 0o777, 0o600);
+  assert.equal(statSync(joinPath(m.dataDir, 'farm.key')).mode & 0o777, 0o600);
+
+  m = await testMaster({ one: BUILDER }, { dir: joinPath(m.dataDir, '..') });
+  assert.equal((await m.get<{ keyid: string }>('/.well-known/crowdbake/farm-key')).keyid, newKey);
+  const after = await download(m, id, dl, 'after');
+  assert.equal(after.parsed.farmKey.keyid, newKey);
+  const check = (d: { file: string; bundle: string }, pin: string) => cli('verify', d.file, '--provenance', d.bundle, '--farm-key', pin, '--allow-unreplicated');
+  assert.equal((await check(before, oldKey)).status, 0);
+  assert.equal((await check(after, newKey)).status, 0);
+  const wrong = await check(before, newKey);
+  assert.equal(wrong.status, 1);
+  assert.match(wrong.stdout, /the summary is from another farm/);
 });

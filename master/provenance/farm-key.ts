@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import type { FarmKey } from '../../protocol/provenance.js';
@@ -13,7 +13,9 @@ export interface FarmSigner {
  * The master's own Ed25519 key, which signs its farm summaries: DATA/farm.key (PKCS#8 PEM,
  * 0600), made on the first start and never sent anywhere. Its public half is served at
  * `GET /.well-known/crowdbake/farm-key`; users pin its keyid. Rotation: `crowdbake farm-key
- * rotate` (cli/commands/farm-key.ts) keeps the old one as DATA/farm-keys/<keyid>.key.
+ * rotate` (`rotateFarmKey`) moves the old one to DATA/farm-keys/<hex>.key; the master signs
+ * with the new one from its next start, and bundles downloaded before still verify with the
+ * old keyid.
  */
 export function loadFarmKey(dataDir: string, farm: string): FarmSigner {
   const file = join(dataDir, 'farm.key');
@@ -38,4 +40,16 @@ export function loadFarmKey(dataDir: string, farm: string): FarmSigner {
       createdAt: statSync(file).mtime.toISOString(),
     },
   };
+}
+
+/** Moves DATA/farm.key aside (kept, 0600) and makes a new one; returns both keyids. */
+export function rotateFarmKey(dataDir: string, farm: string): { old: string; now: string; keptAt: string } {
+  if (!existsSync(join(dataDir, 'farm.key'))) throw new Error(`${join(dataDir, 'farm.key')} does not exist (the master makes it at its first start)`);
+  const old = loadFarmKey(dataDir, farm).view.keyid;
+  const dir = join(dataDir, 'farm-keys');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const keptAt = join(dir, `${old.slice('sha256:'.length)}.key`);
+  renameSync(join(dataDir, 'farm.key'), keptAt);
+  chmodSync(keptAt, 0o600);
+  return { old, now: loadFarmKey(dataDir, farm).view.keyid, keptAt };
 }
