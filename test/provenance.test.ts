@@ -5,6 +5,7 @@ import { sign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { dsse } from '@sigstore/core';
+import { chromium, type Browser } from 'playwright-core';
 import type { BuildView } from '../protocol/api.js';
 import { FarmSummarySchema, ProvenanceBundleSchema, type Envelope, type ProvenanceBundle } from '../protocol/provenance.js';
 import { startWorker, type WorkerHandle } from '../worker/agent.js';
@@ -60,7 +61,8 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
   const workers: WorkerHandle[] = [];
   const m = await crowdMaster({ rep: REPLICATED }, 'name: farm-a\nenrollment: { mode: open, joinsPerHour: 100 }\n', dirs);
   let other: TestMaster | null = null;
-  t.after(async () => { for (const w of workers) await w.close(); await m.close(); await other?.close(); cleanup(...dirs); });
+  let browser: Browser | null = null;
+  t.after(async () => { await browser?.close(); for (const w of workers) await w.close(); await m.close(); await other?.close(); cleanup(...dirs); });
   const ws = [];
   for (const [n, name] of [['w1', 'Ada'], ['w2', 'Bo'], ['w3', 'Cy']] as const) {
     const w = await signingWorker(m, identity(), name, n, dirs);
@@ -103,6 +105,18 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
     assert.equal(st.predicate.runDetails.builder.id, `urn:crowdbake:worker:${a.worker}`);
     assert.equal(st.subject[0].digest.sha256, bundle.artifact.sha256);
   }
+
+  // The build page shows the summary: the verdict, the three volunteers, their signed statements.
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const page = await browser.newPage();
+  await page.goto(`${m.url}/#/builds/${id}`);
+  await page.getByRole('heading', { name: 'Provenance' }).waitFor({ timeout: 30_000 });
+  const table = page.getByRole('table', { name: 'Attempts named by the farm summary' });
+  await table.waitFor({ timeout: 30_000 });
+  const rows = await table.locator('tbody tr').allInnerTexts();
+  assert.deepEqual(rows.map((r) => r.split('\t').slice(1, 4).join(' ')).sort(), ['w1 Ada verified', 'w2 Bo verified', 'w3 Cy verified']);
+  assert.match(await page.getByText('The farm\'s signed summary').innerText(), /verified \(PASSED\) — 3 of 3 replica\(s\) agreed, on workers of distinct volunteers/);
+  assert.match(await page.locator('section', { has: page.getByRole('heading', { name: 'Provenance' }) }).innerText(), new RegExp(`--farm-key ${bundle.farmKey.keyid}`));
 
   // The farm key at its well-known URL, pinned by keyid and by its JSON.
   const farmKey = await (await fetch(`${m.url}/.well-known/crowdbake/farm-key`)).json() as { keyid: string };

@@ -3,7 +3,7 @@ import {
   type ArtifactView, type BuilderView, type BuildState, type BuildView, type DashboardEvent, type WorkerView,
 } from '../../protocol/api.js';
 import { DiffoscopeReportSchema, type DiffoscopeReport } from '../../protocol/diffoscope-report.js';
-import { FARM_KEY_URL, FarmKeySchema, type FarmKey } from '../../protocol/provenance.js';
+import { FARM_KEY_URL, FarmKeySchema, ProvenanceBundleSchema, type FarmKey, type ProvenanceBundle } from '../../protocol/provenance.js';
 
 /**
  * The master's REST API (`/api/v1`) and its events WebSocket, for the browser. Every JSON
@@ -234,6 +234,11 @@ export function openEventStream(handlers: EventStreamHandlers, options: EventStr
 /** [provenance] The provenance bundle of an artifact (for `crowdbake verify`). */
 export function provenanceUrl(id: number, name: string): string {
   return `${artifactUrl(id, name)}/provenance`;
+}
+
+/** [provenance] An artifact's provenance bundle (the farm's signed summary and the attempts' statements). */
+export function fetchProvenance(id: number, name: string): Promise<ProvenanceBundle> {
+  return getJson(`/builds/${id}/artifacts/${encodeURIComponent(name)}/provenance`, ProvenanceBundleSchema);
 }
 
 /** [provenance] The diffoscope diagnosis of a replicated build's group. */

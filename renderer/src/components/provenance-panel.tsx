@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'react';
 import type { BuildView } from '../../../protocol/api.js';
 import { DIFF_CAUSE_TEXT, type DiffoscopeReport } from '../../../protocol/diffoscope-report.js';
-import type { FarmKey } from '../../../protocol/provenance.js';
-import { fetchDiffoscope, fetchFarmKey, provenanceUrl } from '../api';
+import { FarmSummarySchema, type FarmKey, type FarmSummary } from '../../../protocol/provenance.js';
+import { fetchDiffoscope, fetchFarmKey, fetchProvenance, provenanceUrl } from '../api';
 import { useArtifacts } from '../store/hooks';
 
 const POLL_MS = 2000;
@@ -12,11 +12,54 @@ const POLL_MS = 2000;
  * and the farm key to pin; for replicas that disagreed, the diffoscope report of a differing
  * pair with the usual causes it shows.
  */
+/** The summary's payload (base64 JSON); null when it is not a farm summary. */
+function decodeSummary(payload: string): FarmSummary | null {
+  try {
+    const text = new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0)));
+    const r = FarmSummarySchema.safeParse(JSON.parse(text));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Which attempts the farm's summary counts, from which volunteers, signed by which key. */
+function SummaryTable({ summary }: { summary: FarmSummary }) {
+  const cb = summary.predicate.crowdbake;
+  return (
+    <>
+      <p>
+        The farm&apos;s signed summary: <strong>{cb.verdict}</strong> ({summary.predicate.verificationResult}) — {cb.attempts.filter((a) => a.verdict === 'verified').length} of {cb.replicas} replica(s) agreed{cb.owners === 'distinct' ? ', on workers of distinct volunteers' : ''}.
+      </p>
+      <div className="table-wrap">
+        <table className="table provenance-table">
+          <caption className="sr-only">Attempts named by the farm summary</caption>
+          <thead>
+            <tr><th scope="col">Build</th><th scope="col">Worker</th><th scope="col">Volunteer</th><th scope="col">Verdict</th><th scope="col">Signed statement</th></tr>
+          </thead>
+          <tbody>
+            {cb.attempts.map((a) => (
+              <tr key={`${a.build}-${a.attempt}`}>
+                <td>#{a.build}</td>
+                <td>{a.worker}</td>
+                <td>{a.volunteer ? a.volunteer.displayName : <span className="muted">maintainer token</span>}</td>
+                <td>{a.verdict}</td>
+                <td>{a.statementSha256 ? <code className="hash" title={a.statementSha256}>{a.statementSha256.slice(0, 16)}…</code> : <span className="muted">unsigned</span>}{a.keyRevokedAt ? <span className="muted"> (key retired {a.keyRevokedAt})</span> : null}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
 export function ProvenancePanel({ build }: { build: BuildView }) {
   const artifacts = useArtifacts();
   const [key, setKey] = useState<FarmKey | null>(null);
   const [diag, setDiag] = useState<DiffoscopeReport | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [summary, setSummary] = useState<FarmSummary | null>(null);
   const finished = build.state === 'finished';
   const replicated = Boolean(build.verification);
   const verdict = build.verification?.verdict;
@@ -42,11 +85,18 @@ export function ProvenancePanel({ build }: { build: BuildView }) {
   }, [build.id, replicated, finished, verdict]);
 
   const served = finished && build.result === 'success' && (!replicated || verdict === 'verified') && (artifacts?.length ?? 0) > 0;
+  const first = served ? artifacts![0]!.name : null;
+  useEffect(() => {
+    if (!first) return;
+    fetchProvenance(build.id, first).then((b) => setSummary(decodeSummary(b.summary.payload)), () => setSummary(null));
+  }, [build.id, first]);
+
   return (
     <>
       {served && (
         <section className="section" aria-labelledby="provenance-heading">
           <h2 id="provenance-heading">Provenance</h2>
+          {summary && <SummaryTable summary={summary} />}
           <ul className="provenance-list">
             {artifacts!.map((a) => (
               <li key={a.name}><a href={provenanceUrl(build.id, a.name)} download={`${a.name}.provenance.json`}>{a.name}.provenance.json</a></li>
