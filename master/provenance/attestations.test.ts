@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BuildSpecSchema, type BuildSpec } from '../../protocol/build-spec.js';
+import { attemptStatement, signStatement } from '../../worker/provenance-signer.js';
+import { openStore } from '../store/open-store.js';
+import type { BuildRow } from '../store/store.js';
+import { Attestations } from './attestations.js';
+
+// The master's check of a worker's statement against what it saw of the attempt, with the
+// real signer and a real SQLite store: what it accepts, and each field it refuses, by name.
+
+const REV = 'a'.repeat(40);
+const sent = {
+  builder: 'pkg', source: { git: 'https://ci:s3cret-token@git.example.org/pkg.git', branch: 'main' }, executor: 'container', revision: REV,
+  environment: { base: 'busybox', setup: ['echo hi'] }, steps: [{ name: 'build', run: 'make', env: {} }], artifacts: ['*.deb'],
+  limits: { cpus: 2 }, network: false, testInstall: null,
+};
+const artifacts = [{ name: 'pkg.deb', size: 10, sha256: 'b'.repeat(64) }, { name: 'pkg.buildinfo', size: 3, sha256: 'c'.repeat(64) }];
+
+async function setup(t: { after(fn: () => unknown): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-att-'));
+  const store = await openStore(`sqlite:${join(dir, 'db')}`);
+  t.after(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }); });
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  await store.createToken({ name: 'w1', hash: 'h', labels: [], maxBuilds: 1, createdAt: 't', revokedAt: null, workerKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') });
+  const row = { id: 7, builder: 'pkg', revision: REV, attempt: 2 } as BuildRow;
+  const spec: BuildSpec = BuildSpecSchema.parse(JSON.parse(JSON.stringify(sent)));
+  const facts = { buildId: 7, attempt: 2, worker: 'w1', spec, executor: 'container' as const, limits: { cpus: 2 }, revision: REV, artifacts, startedOn: '2026-01-01T00:00:00Z', finishedOn: '2026-01-01T00:01:00Z', agentVersion: 't' };
+  return { att: new Attestations(store, dir), privateKey, row, facts };
+}
+
+test('a true statement is accepted and kept, with the source credential redacted before signing', async (t) => {
+  const { att, privateKey, row, facts } = await setup(t);
+  const envelope = signStatement(attemptStatement(facts), privateKey);
+  assert.ok(!Buffer.from(envelope.payload, 'base64').toString().includes('s3cret-token'), 'the published statement holds no credential');
+  assert.equal(await att.accept({ row, worker: 'w1', sent, received: [...artifacts].reverse(), envelope, required: true }), null);
+  assert.equal(att.get(7)?.envelope.payload, envelope.payload);
+});
+
+test('each field that does not match what the master saw is refused by name', async (t) => {
+  const { att, privateKey, row, facts } = await setup(t);
+  const refuse = async (f: Partial<typeof facts>, received = artifacts, extra: { sent?: unknown; worker?: string } = {}) =>
+    att.accept({ row, worker: extra.worker ?? 'w1', sent: extra.sent ?? sent, received, envelope: signStatement(attemptStatement({ ...facts, ...f }), privateKey), required: false });
+  assert.match((await refuse({ artifacts: [artifacts[0]!] }))!, /artifact "pkg\.buildinfo" was uploaded but the statement does not name it/);
+  assert.match((await refuse({}, [artifacts[0]!]))!, /subject "pkg\.buildinfo" .* was never uploaded in this attempt/);
+  assert.match((await refuse({ artifacts: [{ ...artifacts[0]!, size: 11 }, artifacts[1]!] }))!, /subject "pkg\.deb" has size 11, but 10 bytes were uploaded/);
+  assert.match((await refuse({ revision: 'd'.repeat(40) }))!, /externalParameters\.revision is d{40}, but the worker checked out a{40}/);
+  assert.match((await refuse({ attempt: 1 }))!, /for build 7 attempt 1 .* not build 7 attempt 2: a replayed or misdirected statement/);
+  assert.match((await refuse({ worker: 'w2' }))!, /runDetails\.builder\.id is "urn:crowdbake:worker:w2", not this worker's urn:crowdbake:worker:w1/);
+  assert.match((await refuse({}, artifacts, { sent: { ...sent, steps: [{ name: 'build', run: 'make evil', env: {} }] } }))!, /externalParameters\.specSha256 .* is not the spec the master sent/);
+  assert.match((await refuse({}, artifacts, { worker: 'nobody' }))!, /no key is enrolled for it/);
+  assert.equal(att.get(7), null, 'nothing refused is kept');
+});
