@@ -74,8 +74,8 @@ export const AttemptPredicateSchema = z.strictObject({
       executor: z.enum(['container', 'vm', 'host']),
       /** The tighter of the builder's and the volunteer's limits, as applied. */
       limits: z.record(z.string(), z.number()),
-      /** sha256 of the canonical JSON of the environment (base and setup lines), and its base. */
-      environment: z.strictObject({ base: z.string().max(2000), setupLines: z.number().int().nonnegative(), sha256: Sha256 }),
+      /** sha256 of the canonical JSON of the environment (base and setup lines), its base, and the image the steps ran in (podman's id; null: none). */
+      environment: z.strictObject({ base: z.string().max(2000), setupLines: z.number().int().nonnegative(), sha256: Sha256, imageId: z.string().regex(/^[0-9a-f]{64}$/).nullable() }),
     }),
     resolvedDependencies: z.array(z.strictObject({
       uri: z.string().max(2100),

@@ -29,6 +29,8 @@ export interface AttemptFacts {
   startedOn: string;
   finishedOn: string;
   agentVersion: string;
+  /** The image the build's steps ran in (the executor's environmentId), or null. */
+  imageId?: string | null;
 }
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
@@ -52,7 +54,7 @@ export function attemptStatement(f: AttemptFacts): AttemptStatement {
         externalParameters: { builder: f.spec.builder, source, revision: f.revision, specSha256: canonicalSha256(f.spec) },
         internalParameters: {
           buildId: f.buildId, attempt: f.attempt, executor: f.executor, limits,
-          environment: { base: f.spec.environment.base, setupLines: f.spec.environment.setup.length, sha256: canonicalSha256(f.spec.environment) },
+          environment: { base: f.spec.environment.base, setupLines: f.spec.environment.setup.length, sha256: canonicalSha256(f.spec.environment), imageId: f.imageId ?? null },
         },
         resolvedDependencies: source && f.revision ? [{ uri: `git+${source.git}@refs/heads/${source.branch}`, digest: { gitCommit: f.revision } }] : [],
       },

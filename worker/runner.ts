@@ -89,6 +89,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const startedOn = new Date().toISOString();
   let revision: string | null = spec.revision;
   const uploaded: { name: string; size: number; sha256: string }[] = [];
+  let imageId: string | null = null;
   try {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
@@ -101,6 +102,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       await send({ type: 'revision', buildId, attempt, revision });
     }
     outcome = await runStage(run, { workdir: src, buildDir: workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
+    if (ctx.provenance && ctx.executor.environmentId) imageId = await ctx.executor.environmentId(spec.environment).catch(() => null);
     if (outcome.result === 'success') {
       const files = await uploadArtifacts(ctx, src, log, uploaded);
       if (spec.testInstall) {
@@ -134,7 +136,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const provenance = ctx.provenance && outcome.result === 'success'
     ? signStatement(attemptStatement({
       buildId, attempt, worker: ctx.provenance.worker, spec, executor: ctx.executor.kind, limits, revision, artifacts: uploaded,
-      startedOn, finishedOn: new Date().toISOString(), agentVersion: ctx.provenance.agentVersion,
+      startedOn, finishedOn: new Date().toISOString(), agentVersion: ctx.provenance.agentVersion, imageId,
     }), ctx.provenance.key)
     : undefined;
   await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...(provenance ? { provenance } : {}) }).catch(() => undefined);

@@ -134,6 +134,13 @@ export class ContainerExecutor implements Executor {
     this.prepared.set(key, ref);
   }
 
+  async environmentId(environment: EnvironmentSpec): Promise<string | null> {
+    const ref = this.prepared.get(environmentKey(environment));
+    if (!ref) return null;
+    const { stdout } = await podman(['image', 'inspect', '--format', '{{.Id}}', ref], { timeoutMs: 30_000 });
+    return /^[0-9a-f]{64}$/.test(stdout.trim()) ? stdout.trim() : null;
+  }
+
   /** An ext4 image loop-mounted on the workdir (root only; see disk-limit.ts). */
   async limitDisk(dir: string, bytes: number): Promise<DiskLimit | null> {
     if (!canLimitDisk()) return null;

@@ -29,6 +29,12 @@ export interface Executor {
    * cannot fill the volunteer's disk. Null when this executor cannot enforce it here.
    */
   limitDisk?(dir: string, bytes: number): Promise<DiskLimit | null>;
+  /**
+   * [provenance] The id of the image the environment's steps ran in (podman's image id), after
+   * prepare(); null when this executor has none to name. Only read by the runner, for the
+   * attempt's signed statement.
+   */
+  environmentId?(environment: EnvironmentSpec): Promise<string | null>;
 }
 
 /** Something the volunteer's freeze gate can stop and start: a sandbox, or a running setup line. */
