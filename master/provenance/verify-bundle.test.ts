@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +40,7 @@ function bundle(attempts: (Partial<SummaryAttempt> & { owner: string })[], verdi
     const summary: FarmSummary = {
       _type: STATEMENT_TYPE, subject: [{ name: 'out.txt', digest: { sha256: sha256Hex(FILE) }, annotations: { size: FILE.length } }], predicateType: SLSA_VSA_V1,
       predicate: {
-        verifier: { id: 'http://farm' }, timeVerified: '2026-01-01T00:02:00.000Z', resourceUri: 'http://farm/x', policy: { uri: 'urn:p' }, inputAttestations: [],
+        verifier: { id: 'http://farm' }, timeVerified: '2026-01-01T00:02:00.000Z', resourceUri: 'http://farm/api/v1/builds/1/artifacts/out.txt', policy: { uri: 'urn:p' }, inputAttestations: [],
         verificationResult: verdict === 'verified' ? 'PASSED' : 'FAILED', verifiedLevels: [],
         crowdbake: { farm: 'test-farm', group: 1, replicas: attempts.length, verdict, detail: null, owners: 'distinct', attempts: rows },
       },
@@ -74,4 +75,32 @@ test('agreeing replicas of one owner fail; an unreplicated artifact needs --allo
   const r = verifyArtifact(FILE, JSON.stringify(damaged), { allowUnreplicated: true });
   assert.match((r as { reason: string }).reason, /the bundle is not a Crowdbake provenance bundle: artifact\.sha256/);
   assert.match((verifyArtifact(FILE, '{not json', {}) as { reason: string }).reason, /the bundle is not JSON/);
+});
+
+test('fuzz: 3,000 mutated bundles never throw, and none verifies unless it is the genuine one', () => {
+  const genuine = bundle([{ owner: 'volunteer:a' }, { owner: 'volunteer:b' }, { owner: 'volunteer:c' }], 'verified');
+  assert.equal(verifyArtifact(FILE, genuine).ok, true);
+  const base = JSON.parse(genuine) as Record<string, unknown>;
+  // Paths to every leaf of the bundle, to change one at a time (and the envelopes' payloads inside).
+  const leaves: (string | number)[][] = [];
+  const walk = (v: unknown, path: (string | number)[]) => {
+    if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...path, Array.isArray(v) ? Number(k) : k]);
+    else leaves.push(path);
+  };
+  walk(base, []);
+  const values = fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.boolean(), fc.base64String(), fc.stringMatching(/^[0-9a-f]{64}$/), fc.object());
+  fc.assert(fc.property(fc.nat(leaves.length - 1), values, fc.nat(40), (i, value, cut) => {
+    const b = structuredClone(base);
+    const path = leaves[i]!;
+    let o = b as Record<string | number, unknown>;
+    for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+    const last = path.at(-1)!;
+    const next = typeof o[last] === 'string' && cut > 30 ? (o[last] as string).slice(0, cut) : value;
+    if (JSON.stringify(o[last]) === JSON.stringify(next)) return;
+    o[last] = next;
+    const r = verifyArtifact(FILE, JSON.stringify(b), { farmKey: (base as { farmKey: { keyid: string } }).farmKey.keyid });
+    // Not signed over, and not believed: an envelope's keyid hint (DSSE signs the payload only), the key's creation time.
+    if (r.ok) assert.match(path.join('.'), /signatures\.\d+\.keyid$|^farmKey\.createdAt$/, `a changed ${path.join('.')} still verified`);
+    else assert.ok(r.reason.length > 0);
+  }), { numRuns: 3000, seed: 18 });
 });

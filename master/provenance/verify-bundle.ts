@@ -74,6 +74,9 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
   if (!farmKey) refuse('the bundle\'s farmKey.publicKey is not an Ed25519 key');
   const farmKeyId = keyIdOf(farmKey);
   if (farmKeyId !== b.farmKey.keyid) refuse(`the bundle's farm key does not have the keyid it claims (${b.farmKey.keyid}; it is ${farmKeyId})`);
+  let pem: KeyObject | null = null;
+  try { pem = createPublicKey(b.farmKey.publicKeyPem); } catch { pem = null; }
+  if (!pem || keyIdOf(pem) !== farmKeyId) refuse('the bundle\'s farmKey.publicKeyPem is not the same key as its publicKey');
   if (o.farmKey !== undefined) {
     const pinned = pinnedKeyId(o.farmKey);
     if (pinned !== farmKeyId) refuse(`the summary is from another farm: it is signed by farm key ${farmKeyId} ("${b.farmKey.farm}"), the pinned farm key is ${pinned}`);
@@ -90,6 +93,9 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
   const subject = summary.subject[0]!;
   if (subject.digest.sha256 !== fileSha || subject.name !== b.artifact.name || subject.annotations.size !== file.length) {
     refuse(`the summary is about other bytes: ${subject.name} sha256 ${subject.digest.sha256}, not this file (${b.artifact.name}, sha256 ${fileSha})`);
+  }
+  if (!summary.predicate.resourceUri.endsWith(`/api/v1/builds/${b.artifact.build}/artifacts/${encodeURIComponent(b.artifact.name)}`)) {
+    refuse(`the summary is about ${summary.predicate.resourceUri}, not build ${b.artifact.build}'s ${b.artifact.name}`);
   }
   const cb = summary.predicate.crowdbake;
   if (cb.farm !== b.farmKey.farm) refuse(`the summary names farm "${cb.farm}", its key is farm "${b.farmKey.farm}"`);
@@ -113,6 +119,7 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
     }
     const env = b.attestations.find((x) => x.build === a.build && x.attempt === a.attempt);
     if (!env) refuse(`${who}: its signed statement is missing from the bundle`);
+    if (env.worker !== a.worker) refuse(`${who}: the bundle files its statement under worker ${env.worker}`);
     const key = publicKeyOf(a.workerKey);
     if (!key) refuse(`${who}: its worker key is not an Ed25519 key`);
     const payload = verifyEnvelope(env.envelope, key);
