@@ -40,6 +40,11 @@ export function invocationId(buildId: number, attempt: number): string {
   return `build/${buildId}/attempt/${attempt}`;
 }
 
+/** The statement's `resolvedDependencies`: the source at the exact revision checked out. */
+export function resolvedDependencies(source: { git: string; branch: string } | null, revision: string | null): { uri: string; digest: Record<string, string> }[] {
+  return source && revision ? [{ uri: `git+${source.git}@refs/heads/${source.branch}`, digest: { gitCommit: revision } }] : [];
+}
+
 /** DSSE envelope (https://github.com/secure-systems-lab/dsse/blob/master/envelope.md), JSON form. */
 export const EnvelopeSchema = z.strictObject({
   payloadType: z.string().min(1).max(200),
@@ -108,6 +113,9 @@ export interface ReceivedAttempt {
   revision: string | null;
   /** sha256 of the JCS form of the spec sent; null: not checked. */
   specSha256: string | null;
+  /** The executor assigned and the environment sent (its base, setup line count, sha256 of its JCS form); null: not checked. */
+  executor: string | null;
+  environment: { base: string; setupLines: number; sha256: string } | null;
   artifacts: { name: string; size: number; sha256: string }[];
 }
 
@@ -128,6 +136,15 @@ export function statementMismatch(s: AttemptStatement, r: ReceivedAttempt): stri
   if (JSON.stringify(ext.source) !== JSON.stringify(r.source)) return `externalParameters.source is ${JSON.stringify(ext.source)}, not ${JSON.stringify(r.source)}`;
   if (ext.revision !== r.revision) return `externalParameters.revision is ${ext.revision ?? 'null'}, but the worker checked out ${r.revision ?? 'nothing'}`;
   if (r.specSha256 !== null && ext.specSha256 !== r.specSha256) return `externalParameters.specSha256 ${ext.specSha256.slice(0, 12)}… is not the spec the master sent (${r.specSha256.slice(0, 12)}…)`;
+  if (JSON.stringify(p.buildDefinition.resolvedDependencies) !== JSON.stringify(resolvedDependencies(r.source, r.revision))) {
+    return `resolvedDependencies ${JSON.stringify(p.buildDefinition.resolvedDependencies)} are not the source at the revision checked out`;
+  }
+  if (r.executor !== null && int.executor !== r.executor) return `internalParameters.executor is ${int.executor}, but the build was assigned to its ${r.executor} executor`;
+  const env = int.environment;
+  if (r.environment !== null && (env.base !== r.environment.base || env.setupLines !== r.environment.setupLines || env.sha256 !== r.environment.sha256)) {
+    return `internalParameters.environment (${env.base}, ${env.setupLines} setup line(s)) is not the environment the master sent (${r.environment.base}, ${r.environment.setupLines})`;
+  }
+  if (Date.parse(p.runDetails.metadata.startedOn) > Date.parse(p.runDetails.metadata.finishedOn)) return 'runDetails.metadata: the attempt finished before it started';
   const got = new Map(r.artifacts.map((a) => [a.name, a]));
   const said = new Map<string, Subject>();
   for (const sub of s.subject) {

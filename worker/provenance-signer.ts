@@ -2,7 +2,7 @@ import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { dsse, json } from '@sigstore/core';
 import type { BuildSpec, ExecutorKind, Limits } from '../protocol/build-spec.js';
 import {
-  CROWDBAKE_BUILD_TYPE, IN_TOTO_PAYLOAD_TYPE, invocationId, SLSA_PROVENANCE_V1, STATEMENT_TYPE, workerBuilderId,
+  CROWDBAKE_BUILD_TYPE, IN_TOTO_PAYLOAD_TYPE, invocationId, resolvedDependencies, SLSA_PROVENANCE_V1, STATEMENT_TYPE, workerBuilderId,
   type AttemptStatement, type Envelope,
 } from '../protocol/provenance.js';
 import { redactUrl } from '../protocol/source-url.js';
@@ -56,7 +56,7 @@ export function attemptStatement(f: AttemptFacts): AttemptStatement {
           buildId: f.buildId, attempt: f.attempt, executor: f.executor, limits,
           environment: { base: f.spec.environment.base, setupLines: f.spec.environment.setup.length, sha256: canonicalSha256(f.spec.environment), imageId: f.imageId ?? null },
         },
-        resolvedDependencies: source && f.revision ? [{ uri: `git+${source.git}@refs/heads/${source.branch}`, digest: { gitCommit: f.revision } }] : [],
+        resolvedDependencies: resolvedDependencies(source, f.revision),
       },
       runDetails: {
         builder: { id: workerBuilderId(f.worker), version: { crowdbake: f.agentVersion } },

@@ -1,10 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { dsse } from '@sigstore/core';
+import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildSpecSchema, type BuildSpec } from '../../protocol/build-spec.js';
+import { IN_TOTO_PAYLOAD_TYPE } from '../../protocol/provenance.js';
 import { attemptStatement, signStatement } from '../../worker/provenance-signer.js';
 import { openStore } from '../store/open-store.js';
 import type { BuildRow } from '../store/store.js';
@@ -29,7 +32,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
   await store.createToken({ name: 'w1', hash: 'h', labels: [], maxBuilds: 1, createdAt: 't', revokedAt: null, workerKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') });
   const row = { id: 7, builder: 'pkg', revision: REV, attempt: 2 } as BuildRow;
   const spec: BuildSpec = BuildSpecSchema.parse(JSON.parse(JSON.stringify(sent)));
-  const facts = { buildId: 7, attempt: 2, worker: 'w1', spec, executor: 'container' as const, limits: { cpus: 2 }, revision: REV, artifacts, startedOn: '2026-01-01T00:00:00Z', finishedOn: '2026-01-01T00:01:00Z', agentVersion: 't' };
+  const facts = { buildId: 7, attempt: 2, worker: 'w1', spec, executor: 'container' as 'container' | 'vm' | 'host', limits: { cpus: 2 }, revision: REV, artifacts, startedOn: '2026-01-01T00:00:00Z', finishedOn: '2026-01-01T00:01:00Z', agentVersion: 't' };
   return { att: new Attestations(store, dir), privateKey, row, facts };
 }
 
@@ -52,6 +55,35 @@ test('each field that does not match what the master saw is refused by name', as
   assert.match((await refuse({ attempt: 1 }))!, /for build 7 attempt 1 .* not build 7 attempt 2: a replayed or misdirected statement/);
   assert.match((await refuse({ worker: 'w2' }))!, /runDetails\.builder\.id is "urn:crowdbake:worker:w2", not this worker's urn:crowdbake:worker:w1/);
   assert.match((await refuse({}, artifacts, { sent: { ...sent, steps: [{ name: 'build', run: 'make evil', env: {} }] } }))!, /externalParameters\.specSha256 .* is not the spec the master sent/);
+  assert.match((await refuse({ executor: 'host' }))!, /internalParameters\.executor is host, but the build was assigned to its container executor/);
+  assert.match((await refuse({ spec: { ...facts.spec, environment: { base: 'busybox', setup: [] } } }, artifacts))!, /externalParameters\.specSha256|internalParameters\.environment/);
+  assert.match((await refuse({ startedOn: '2026-01-02T00:00:00Z' }))!, /the attempt finished before it started/);
   assert.match((await refuse({}, artifacts, { worker: 'nobody' }))!, /no key is enrolled for it/);
   assert.equal(att.get(7), null, 'nothing refused is kept');
+});
+
+test('fuzz: 500 envelopes signed with the enrolled key over random or damaged payloads: refused with a reason unless only the worker\'s own word changed; never a throw', async (t) => {
+  const { att, privateKey, row, facts } = await setup(t);
+  const good = JSON.stringify(attemptStatement(facts));
+  const payloads = fc.oneof(
+    fc.string({ maxLength: 2000 }),
+    fc.json(),
+    fc.tuple(fc.nat(good.length), fc.string({ maxLength: 20 })).map(([i, x]) => good.slice(0, i) + x + good.slice(i + x.length)),
+  );
+  await fc.assert(fc.asyncProperty(payloads, async (text) => {
+    const payload = Buffer.from(text);
+    const envelope = { payloadType: IN_TOTO_PAYLOAD_TYPE, payload: payload.toString('base64'), signatures: [{ keyid: '', sig: sign(null, dsse.preAuthEncoding(IN_TOTO_PAYLOAD_TYPE, payload), privateKey).toString('base64') }] };
+    const why = await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope, required: false });
+    if (why === null) {
+      // Accepted: only what is the worker's own word may differ (the limits it applied, the image id, its times and version).
+      const checked = (st: { subject: unknown; predicate: { buildDefinition: { externalParameters: unknown; resolvedDependencies: unknown; internalParameters: Record<string, unknown> }; runDetails: { builder: { id: unknown }; metadata: { invocationId: unknown } } } }) => {
+        const { limits: _l, environment, ...rest } = st.predicate.buildDefinition.internalParameters;
+        const { imageId: _i, ...env } = environment as Record<string, unknown>;
+        return JSON.stringify([st.subject, st.predicate.buildDefinition.externalParameters, st.predicate.buildDefinition.resolvedDependencies, rest, env, st.predicate.runDetails.builder.id, st.predicate.runDetails.metadata.invocationId]);
+      };
+      assert.equal(checked(JSON.parse(text)), checked(JSON.parse(good)), `accepted: ${text}`);
+      return;
+    }
+    assert.ok(why.length > 0);
+  }), { numRuns: 500, seed: 18 });
 });

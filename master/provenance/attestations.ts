@@ -75,6 +75,8 @@ export class Attestations {
     const mismatch = statementMismatch(parsed.data, {
       worker: f.worker, buildId: f.row.id, attempt: f.row.attempt, builder: f.row.builder, source,
       revision: f.row.revision, specSha256: spec?.success ? canonicalSha256(spec.data) : null, artifacts: f.received,
+      executor: spec?.success ? spec.data.executor : null,
+      environment: spec?.success ? { base: spec.data.environment.base, setupLines: spec.data.environment.setup.length, sha256: canonicalSha256(spec.data.environment) } : null,
     });
     if (mismatch) return `sent a statement that does not match what it uploaded: ${mismatch}`;
     const record: AttestationRecord = {
