@@ -106,6 +106,10 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
     assert.equal(st.subject[0].digest.sha256, bundle.artifact.sha256);
   }
 
+  // Each worker's log says it signed, with which key.
+  const log = await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text();
+  assert.match(log, /provenance: statement of 1 artifact\(s\) signed with this worker's key sha256:[0-9a-f]{64}\nbuild success/);
+
   // The build page shows the summary: the verdict, the three volunteers, their signed statements.
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   const page = await browser.newPage();

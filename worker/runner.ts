@@ -130,8 +130,6 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   } finally {
     for (const dir of [workdir, installDir]) await releaseDisk(dir);
   }
-  log.line(`build ${outcome.result}`);
-  await log.flush().catch(() => undefined);
   // [provenance] Signed here, on the worker, over what it hashed and uploaded itself.
   const provenance = ctx.provenance && outcome.result === 'success'
     ? signStatement(attemptStatement({
@@ -139,6 +137,9 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       startedOn, finishedOn: new Date().toISOString(), agentVersion: ctx.provenance.agentVersion, imageId,
     }), ctx.provenance.key)
     : undefined;
+  if (provenance) log.line(`provenance: statement of ${uploaded.length} artifact(s) signed with this worker's key ${provenance.signatures[0]!.keyid}`);
+  log.line(`build ${outcome.result}`);
+  await log.flush().catch(() => undefined);
   await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...(provenance ? { provenance } : {}) }).catch(() => undefined);
   // Removed after the master heard the end, so that it can assign the next build meanwhile. A
   // worker stopped in between leaves the directory behind; the agent empties its work root
