@@ -355,6 +355,11 @@ export class Coordinator {
         row: a.row, worker: session.name, sent: a.sent, received: a.received ?? [], envelope: msg.provenance,
         required: this.builders.get(a.row.builder)?.provenance === 'required',
       }) : null;
+      // Cancelled or expelled while the statement was checked: that path ended the build; this end frees the slot.
+      if (this.active.get(a.row.id) !== a) {
+        if (session.builds.delete(a.row.id)) { this.publishWorker(session); this.scheduleDispatch(); }
+        return;
+      }
       if (why) {
         for (const r of a.received ?? []) rmSync(this.artifacts.path(a.row.id, r.name), { force: true });
         session.builds.delete(a.row.id);

@@ -5,7 +5,6 @@ import { describeIssues } from '../../protocol/parse.js';
 import { HttpError, readJson, sendJson } from '../http-api.js';
 import { verifyWorkerToken } from '../tokens.js';
 import { publicKeyOf } from './dsse.js';
-import type { WorkerKeys } from './worker-keys.js';
 import type { Verification } from '../verification.js';
 import { provenanceBundle, type BundleDeps } from './bundle.js';
 
