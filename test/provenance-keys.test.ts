@@ -97,6 +97,7 @@ test('a key rotated with `crowdbake projects rotate-key` or revoked with `crowdb
   const v1 = await verify(d1);
   assert.equal(v1.status, 0, v1.stdout + v1.stderr);
 
+  assert.match((await cli('token', 'list', '--data', m.dataDir)).stdout, new RegExp(`^kw\\tactive\\t.*\\tkey=sha256:${sha(createPublicKey(key1).export({ type: 'spki', format: 'der' }))}$`, 'm'));
   // A stolen token alone cannot enroll another key: the rotation must be signed by the current key.
   const thief = await fetch(`${m.url}/api/v1/workers/kw/key`, {
     method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -135,6 +136,7 @@ test('a key rotated with `crowdbake projects rotate-key` or revoked with `crowdb
   // The maintainer revokes the current key: the next statement with it is refused too; b2's bundle names the revocation and still verifies.
   const revoked = await cli('token', 'revoke-key', 'kw', '--data', m.dataDir);
   assert.equal(revoked.status, 0, revoked.stderr);
+  assert.match((await cli('token', 'list', '--data', m.dataDir)).stdout, /^kw\tactive\t.*\tkey=none$/m);
   const key2 = createPrivateKey(readFileSync(keyFile, 'utf8'));
   const late2 = await m.force('late2');
   await signOnce(m, 'kw', token, key2, late2);

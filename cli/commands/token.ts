@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openStore } from '../../master/store/open-store.js';
 import { createWorkerToken, DEFAULT_TOKEN_MAX_BUILDS, MAX_TOKEN_MAX_BUILDS } from '../../master/tokens.js';
+import { keyIdOf, publicKeyOf } from '../../master/provenance/dsse.js';
 import { WorkerKeys } from '../../master/provenance/worker-keys.js';
 import { list, parse, required, str, UsageError } from '../args.js';
 import { defaultDataDir } from '../paths.js';
@@ -46,7 +47,8 @@ export async function tokenCommand(argv: string[]): Promise<number> {
       }
       case 'list': {
         for (const t of await store.listTokens()) {
-          console.log(`${t.name}\t${t.revokedAt ? `revoked ${t.revokedAt}` : 'active'}\tlabels=${t.labels.join(',') || '-'}\tmax-builds=${t.maxBuilds}\tcreated ${t.createdAt}`);
+          const key = t.workerKey ? publicKeyOf(t.workerKey) : null;
+          console.log(`${t.name}\t${t.revokedAt ? `revoked ${t.revokedAt}` : 'active'}\tlabels=${t.labels.join(',') || '-'}\tmax-builds=${t.maxBuilds}\tcreated ${t.createdAt}\tkey=${key ? keyIdOf(key) : 'none'}`);
         }
         return 0;
       }
