@@ -18,6 +18,7 @@ PACKAGES=(
   buildbot buildbot-worker python3-msgpack python3-autobahn bzip2   # BuildBot compatibility tests
   postgresql           # PostgreSQL store tests (scripts/start-postgres.sh)
   diffoscope-minimal bubblewrap   # the master compares disagreeing replicas' artifacts, in a bwrap sandbox
+  python3-cryptography # provenance tests: a second implementation (Python) checks the DSSE envelopes
   file ca-certificates
 )
 

@@ -9,7 +9,7 @@ import { chromium, type Browser } from 'playwright-core';
 import type { BuildView } from '../protocol/api.js';
 import { FarmSummarySchema, ProvenanceBundleSchema, type Envelope, type ProvenanceBundle } from '../protocol/provenance.js';
 import { startWorker, type WorkerHandle } from '../worker/agent.js';
-import { CLI, tempDir, testMaster, type TestMaster } from './helpers/cluster.js';
+import { CLI, ROOT, tempDir, testMaster, type TestMaster } from './helpers/cluster.js';
 import { cleanup, crowdMaster, identity, join, until, type Identity } from './helpers/crowd.js';
 
 /**
@@ -122,6 +122,14 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
   assert.match(await page.getByText('The farm\'s signed summary').innerText(), /verified \(PASSED\) — 3 of 3 replica\(s\) agreed, on workers of distinct volunteers/);
   assert.match(await page.locator('section', { has: page.getByRole('heading', { name: 'Provenance' }) }).innerText(), new RegExp(`--farm-key ${bundle.farmKey.keyid}`));
 
+  // Another implementation agrees: DSSE's PAE from the spec and Ed25519 from Python's cryptography.
+  const py = spawnSync('/usr/bin/python3', [joinPath(ROOT, 'test', 'fixtures', 'dsse-verify.py'), bundleFile], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stdout + py.stderr);
+  assert.deepEqual(py.stdout.trim().split('\n').sort(), ['ok farm summary', ...['w1', 'w2', 'w3'].map((w) => {
+    const a = attempts.find((x) => x.worker === w)!;
+    return `ok statement of build ${a.build} by ${w}`;
+  })].sort());
+
   // The farm key at its well-known URL, pinned by keyid and by its JSON.
   const farmKey = await (await fetch(`${m.url}/.well-known/crowdbake/farm-key`)).json() as { keyid: string };
   assert.equal(farmKey.keyid, bundle.farmKey.keyid);
@@ -155,6 +163,9 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
   const other1 = verifyCli(file, forgedFile, '--farm-key', farmKey.keyid);
   assert.equal(other1.status, 1);
   assert.match(other1.out, /on w1: the statement's signature does not verify with the key the farm enrolled for w1 .*signed by another key/);
+  const py2 = spawnSync('/usr/bin/python3', [joinPath(ROOT, 'test', 'fixtures', 'dsse-verify.py'), forgedFile], { encoding: 'utf8' });
+  assert.equal(py2.status, 1);
+  assert.match(py2.stdout, /FAIL statement of build \d+ by w1: no signature verifies/);
 
   // w1's own, validly signed statement of the first round, replayed into this bundle.
   const oldBundle = ProvenanceBundleSchema.parse(await (await fetch(`${m.url}/api/v1/builds/${first.id}/artifacts/out.txt/provenance`)).json());
