@@ -113,6 +113,11 @@ export class ArtifactStore {
     rmSync(up.partial, { force: true });
   }
 
+  /** Removes a stored artifact's bytes (an attempt refused after its upload: they are never served). */
+  discard(buildId: number, name: string): void {
+    rmSync(this.path(buildId, name), { force: true });
+  }
+
   read(buildId: number, name: string): ReadStream | null {
     const p = this.path(buildId, name);
     return existsSync(p) ? createReadStream(p) : null;

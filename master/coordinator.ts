@@ -1,4 +1,3 @@
-import { rmSync } from 'node:fs';
 import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
@@ -361,7 +360,7 @@ export class Coordinator {
         return;
       }
       if (why) {
-        for (const r of a.received ?? []) rmSync(this.artifacts.path(a.row.id, r.name), { force: true });
+        for (const r of a.received ?? []) this.artifacts.discard(a.row.id, r.name);
         session.builds.delete(a.row.id);
         await this.expel(a, why);
         return;
