@@ -1,5 +1,6 @@
 import * as z from 'zod';
-import { BuildSpecSchema, ExecutorKindSchema, NameSchema } from './build-spec.js';
+import { BuildSpecSchema, NameSchema } from './build-spec.js';
+import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
@@ -24,7 +25,8 @@ export const CapabilitiesSchema = z.strictObject({
   cpus: z.number().int().positive(),
   memoryBytes: z.number().int().nonnegative(),
   diskBytes: z.number().int().nonnegative(),
-  executors: z.array(ExecutorKindSchema),
+  // Names, not a closed list: an executor this master does not know is kept and never assigned.
+  executors: z.array(ExecutorNameSchema).max(32),
   labels: z.array(z.string().min(1).max(100)).max(100),
   maxBuilds: z.number().int().positive().max(256),
   virtualization: z.boolean(),

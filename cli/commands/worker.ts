@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
 import { IDLE_SOURCE_CHOICES } from '../../worker/idle/detect-idle.js';
+import { EXECUTOR_CHOICES } from '../../worker/executors/registry.js';
 
 const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
        crowdbake worker --data DIR [flags]   (every project joined with \`crowdbake join\`, by share)
@@ -65,7 +66,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const token = secret(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
   if (master === undefined && (values.token !== undefined || values['token-file'] !== undefined)) throw new UsageError('--token needs --master (without both, the agent serves the projects joined with `crowdbake join`)');
   if (master !== undefined && token === undefined) throw new UsageError('--token-file FILE (or $CROWDBAKE_WORKER_TOKEN) is required: the token from `crowdbake token create`');
-  const executor = oneOf(values, 'executor', ['auto', 'container', 'vm', 'host'] as const, 'auto');
+  const executor = oneOf(values, 'executor', EXECUTOR_CHOICES, 'auto');
   const idleSource = oneOf(values, 'idle-source', IDLE_SOURCE_CHOICES, 'auto');
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
