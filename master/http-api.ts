@@ -15,6 +15,7 @@ import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
 import type { Verification } from './verification.js';
 import { isDiskFull, type DiskSpace } from './disk-space.js';
+import { readiness, type MasterMetrics } from './metrics.js';
 import { workerView } from './views.js';
 import { StaticFiles } from './static-files.js';
 
@@ -47,6 +48,8 @@ export class HttpApi {
       addressOf?: (req: IncomingMessage) => string;
       /** Where the master listens, for the Host check of a loopback master. */
       listen?: () => { host: string; port: number } | null;
+      /** `GET /metrics` (Prometheus); read like the API (`public: false` needs the token). */
+      metrics?: MasterMetrics;
     },
   ) {}
 
@@ -74,6 +77,11 @@ export class HttpApi {
     const method = req.method ?? 'GET';
     const d = this.deps;
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (path === '/readyz') { const r = await readiness(d.store); return sendJson(res, r.status, r.body); }
+    if (path === '/metrics' && d.metrics) {
+      if (d.public === false) this.requireAdmin(req);
+      return d.metrics.serve(res);
+    }
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
     // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
     if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);

@@ -21,7 +21,8 @@ export class LogStore {
   private readonly open = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();
 
-  constructor(dataDir: string, private readonly compress = true) {
+  /** `onBytes`: told how many bytes each append stored (the master's metrics). */
+  constructor(dataDir: string, private readonly compress = true, private readonly onBytes?: (n: number) => void) {
     this.dir = join(dataDir, 'logs');
     mkdirSync(this.dir, { recursive: true });
   }
@@ -36,8 +37,8 @@ export class LogStore {
       fd = openSync(this.path(buildId), 'a');
       this.open.set(buildId, fd);
     }
-    if (typeof data === 'string') writeSync(fd, data);
-    else writeSync(fd, data);
+    const n = typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data);
+    this.onBytes?.(n);
   }
 
   /** Closes the file of a build that is no longer running. More appends reopen it. */

@@ -22,11 +22,13 @@ import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
 import { openStore } from './store/open-store.js';
+import type { Store } from './store/store.js';
 import { Verification } from './verification.js';
 import { DiskSpace } from './disk-space.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
+import { MasterMetrics } from './metrics.js';
 import { Volunteers } from './volunteers.js';
 import { Credit } from './credit.js';
 import { Enrollment } from './enrollment/join.js';
@@ -78,14 +80,20 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const host = opts.host ?? cfgHost ?? '127.0.0.1';
   const port = opts.port ?? cfgPort ?? 8585;
 
-  const store = await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
+  // GET /metrics: the store is observed through a proxy (master/metrics.ts); the queue and
+  // sessions are read from the coordinator at scrape time.
+  const metrics: MasterMetrics = new MasterMetrics({
+    queued: (): number => coordinator.queuedCount(), sessions: () => coordinator.connectedSessions(),
+    knownWorkers: async (): Promise<number> => (await store.listWorkers()).length,
+  });
+  const store: Store = metrics.instrument(await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`));
   const registry = new BuilderRegistry(configDir);
   registry.load();
   for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
-  const logs = new LogStore(dataDir);
+  const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
   const stopRetention = scheduleRetention(dataDir, fileConfig.retention, (l) => console.error(`crowdbake master: ${l}`));
   let api: HttpApi | null = null;
@@ -135,7 +143,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   let listening: { host: string; port: number } | null = null;
   api = new HttpApi({
     store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment,
-    public: fileConfig.public, addressOf, listen: () => listening,
+    public: fileConfig.public, addressOf, listen: () => listening, metrics,
   });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
