@@ -13,6 +13,7 @@ import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
+import { log } from './log.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -621,7 +622,7 @@ export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[
 }
 
 function logError(e: unknown): void {
-  console.error('crowdbake master:', e);
+  log.error('internal error:', e);
 }
 
 /** Whether queued build a goes before b: priority, then fair share, then age. */

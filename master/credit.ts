@@ -1,5 +1,6 @@
 import type { BuildRow, CapacityRow, CreditCounts, Store } from './store/store.js';
 import type { ReplicaVerdict } from './volunteers.js';
+import { logLine } from './log.js';
 
 /**
  * Credit ([crowd]): per worker (and so per volunteer), builds run, wall time given, results
@@ -31,7 +32,7 @@ export class Credit {
   private sampler: NodeJS.Timeout | null = null;
   private prunedDay = '';
 
-  constructor(private readonly store: Store, private readonly log: (line: string) => void = (l) => console.error(`crowdbake master: ${l}`)) {}
+  constructor(private readonly store: Store, private readonly log: (line: string) => void = logLine) {}
 
   private async volunteerOf(worker: string): Promise<string | null> {
     return (await this.store.getToken(worker))?.volunteerId ?? null;

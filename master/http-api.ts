@@ -18,6 +18,7 @@ import { isDiskFull, type DiskSpace } from './disk-space.js';
 import { readiness, type MasterMetrics } from './metrics.js';
 import { workerView } from './views.js';
 import { StaticFiles } from './static-files.js';
+import { log } from './log.js';
 
 export interface BuilderCatalog {
   list(): { name: string; definition: BuilderDefinition | null; error: string | null }[];
@@ -65,7 +66,7 @@ export class HttpApi {
         e = new HttpError(507, `the master's disk is full (${(e as Error).message}); nothing was stored: try again once space is freed`);
       }
       const status = e instanceof HttpError ? e.status : e instanceof NotFoundError ? 404 : e instanceof ConflictError ? 409 : 500;
-      if (status === 500) console.error('crowdbake master: request failed:', e);
+      if (status === 500) log.error('request failed:', e);
       if (res.headersSent) { res.destroy(); return; }
       sendJson(res, status, { error: status === 500 ? `internal error: ${(e as Error).message}` : (e as Error).message });
     });

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { log } from './log.js';
 
 /**
  * Build logs as plain files, `DATA/logs/<id>.log`, appended as chunks arrive. Writes are
@@ -67,7 +68,7 @@ export class LogStore {
       })
       .catch((e: Error) => {
         rmSync(tmp, { force: true });
-        console.error(`crowdbake master: compressing the log of build ${buildId} failed: ${e.message}`);
+        log.error(`compressing the log of build ${buildId} failed: ${e.message}`);
       })
       .finally(() => this.compressing.delete(buildId));
     this.compressing.set(buildId, job);

@@ -34,6 +34,7 @@ import { Credit } from './credit.js';
 import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
+import { log, logLine } from './log.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -89,18 +90,18 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const store: Store = metrics.instrument(await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`));
   const registry = new BuilderRegistry(configDir);
   registry.load();
-  for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
+  for (const e of registry.errors()) log.warn(e);
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
   const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
-  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, (l) => console.error(`crowdbake master: ${l}`));
+  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine);
   let api: HttpApi | null = null;
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
-    log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
+    log: logLine, localVmGuest: opts.localVmGuest ?? null,
   });
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
@@ -111,7 +112,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     void Promise.all(ids.map(async (id) => {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
-    })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
+    })).catch((e: Error) => log.error(e.message));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
   await verification.load();
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {

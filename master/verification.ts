@@ -1,6 +1,7 @@
 import type { BuildOutcome, Verdict, VerificationView } from '../protocol/api.js';
 import type { BuildRow, NewBuild, Store, WorkerFlagRow } from './store/store.js';
 import { ownerOf, type ReplicaVerdict } from './volunteers.js';
+import { log } from './log.js';
 
 /** One replica as the verdict sees it: who built it, how it ended, what it made. */
 export interface ReplicaOutcome {
@@ -200,7 +201,7 @@ export class Verification {
       const v = d.verdicts.get(o.id);
       if (o.worker && v) verdicts.push({ buildId: o.id, worker: o.worker, verdict: v.verdict });
     }
-    await this.onVerdicts(verdicts).catch((e: Error) => console.error(`crowdbake master: after the verdict of group ${group}: ${e.message}`));
+    await this.onVerdicts(verdicts).catch((e: Error) => log.error(`after the verdict of group ${group}: ${e.message}`));
   }
 
   /** The verification part of a build's REST view, or null for a build without replicas. */

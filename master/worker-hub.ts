@@ -11,6 +11,7 @@ import { AuthThrottle } from './auth-throttle.js';
 import { verifyWorkerToken } from './tokens.js';
 import { ownerOf, trustOf } from './volunteers.js';
 import { workerView } from './views.js';
+import { log } from './log.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 100;
@@ -93,7 +94,7 @@ export class WorkerHub {
       }
       if (trustChanged) this.coordinator.scheduleDispatch();
     } catch (e) {
-      console.error(`crowdbake master: cannot re-check worker tokens: ${(e as Error).message}`);
+      log.error(`cannot re-check worker tokens: ${(e as Error).message}`);
     } finally {
       this.checkingTokens = false;
     }
@@ -143,7 +144,7 @@ export class WorkerHub {
       chain = chain.then(() => {
         if (!session) return refuse(`"${next.type}" before a successful hello`);
         return this.coordinator.handle(session, next);
-      }).catch((e) => console.error(`crowdbake master: worker ${session?.name ?? peer}:`, e));
+      }).catch((e) => log.error(`worker ${session?.name ?? peer}:`, e));
     });
     ws.on('pong', () => this.sockets.set(ws, true));
     ws.on('close', () => {
@@ -156,7 +157,7 @@ export class WorkerHub {
         await this.coordinator.removeSession(session);
         await this.store.upsertWorker({ name: session.name, capabilities: JSON.stringify(session.capabilities), lastSeenAt: new Date().toISOString() });
         this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, null) });
-      }).catch((e) => console.error('crowdbake master:', e));
+      }).catch((e) => log.error('worker socket:', e));
     });
     ws.on('error', () => { /* 'close' follows */ });
 

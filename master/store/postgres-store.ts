@@ -9,9 +9,10 @@ import type {
   NewBuild, StepRow, Store, TokenRow, TrustChange, TrustEventRow, VerificationRow, VolunteerRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
 import type { Verdict } from '../../protocol/api.js';
+import { log as masterLog } from '../log.js';
 
 export interface PostgresStoreOptions {
-  /** Where to report a lost connection (default: console.error). */
+  /** Where to report a lost connection (default: the master's log). */
   log?: (message: string) => void;
 }
 
@@ -36,7 +37,7 @@ export class PostgresStore implements Store {
 
   /** Connects, applies pending migrations under the migration lock, and returns the store. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
-    const log = opts.log ?? ((m: string) => console.error(m));
+    const log = opts.log ?? ((m: string) => masterLog.warn(m.replace(/^crowdbake: /, '')));
     let store: PostgresStore | null = null;
     const client = await connectPostgres(url, (c, why) => store?.lost(c, why));
     try {
