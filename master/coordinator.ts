@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
@@ -14,6 +15,7 @@ import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
 import { log } from './log.js';
+import type { AttemptFinish } from './provenance/attestations.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -41,6 +43,9 @@ interface ActiveBuild {
   usage: BuildUsage;
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
+  /** [provenance] The spec sent with this attempt and the artifacts it uploaded, that its statement must match. */
+  sent?: unknown;
+  received?: { name: string; size: number; sha256: string }[];
 }
 
 export interface BuildRequest {
@@ -96,6 +101,8 @@ export class Coordinator {
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
       credit?: { buildFinished(row: BuildRow): Promise<void> };
+      /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
+      provenance?: { accept(f: AttemptFinish): Promise<string | null> };
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -327,7 +334,10 @@ export class Coordinator {
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
-        if (done) await this.store.putArtifact({ buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name });
+        if (done) {
+          await this.store.putArtifact({ buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name });
+          (a.received ??= []).push({ name: msg.name, size: msg.size, sha256: msg.sha256 });
+        }
         return;
       }
       case 'state':
@@ -339,6 +349,19 @@ export class Coordinator {
 
   private async onState(session: WorkerSession, a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'state' }>): Promise<void> {
     if (msg.state === 'finished') {
+      // [provenance] A successful attempt's statement is checked on the master against the key
+      // enrolled for this worker and what it uploaded (attestations.ts); a mismatch is refused
+      // like any message outside the spec: requeued elsewhere, the worker flagged, its bytes removed.
+      const why = msg.result === 'success' && this.options.provenance ? await this.options.provenance.accept({
+        row: a.row, worker: session.name, sent: a.sent, received: a.received ?? [], envelope: msg.provenance,
+        required: this.builders.get(a.row.builder)?.provenance === 'required',
+      }) : null;
+      if (why) {
+        for (const r of a.received ?? []) rmSync(this.artifacts.path(a.row.id, r.name), { force: true });
+        session.builds.delete(a.row.id);
+        await this.expel(a, why);
+        return;
+      }
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
@@ -567,14 +590,13 @@ export class Coordinator {
       // Cancelled, or its worker gone, while the write was on its way: nothing to send.
       if (this.active.get(row.id) !== a || this.closed) return;
       this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
-      session.send({
-        type: 'assign', buildId: row.id, attempt,
-        spec: {
-          ...builder.spec, executor, revision: row.revision,
-          // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
-          source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
-        },
-      });
+      const spec = {
+        ...builder.spec, executor, revision: row.revision,
+        // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
+        source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
+      };
+      a.sent = spec;
+      session.send({ type: 'assign', buildId: row.id, attempt, spec });
       return Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s })));
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);

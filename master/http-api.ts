@@ -41,6 +41,8 @@ export class HttpApi {
       latent?: { couldRun(builder: BuilderDefinition): boolean; size: number };
       verification?: Verification;
       disk?: DiskSpace;
+      /** [provenance] the farm key, artifacts' provenance bundles, diffoscope reports (master/provenance/routes.ts). */
+      provenance?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireRead: () => void): Promise<boolean> };
       /** [crowd] joining, invites, volunteers, credit (master/enrollment/routes.ts). */
       enrollment?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireAdmin: () => void): Promise<boolean> };
       /** false (crowdbake.yml `public: false`): every read needs the admin token too. Default true. */
@@ -83,6 +85,7 @@ export class HttpApi {
       if (d.public === false) this.requireAdmin(req);
       return d.metrics.serve(res);
     }
+    if (d.provenance && (await d.provenance.handle(req, res, url, () => this.checkRead(req)))) return;
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
     // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
     if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);

@@ -35,6 +35,10 @@ import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { log, logLine } from './log.js';
+import { Attestations } from './provenance/attestations.js';
+import { loadFarmKey } from './provenance/farm-key.js';
+import { ProvenanceRoutes } from './provenance/routes.js';
+import { DEFAULT_DIAGNOSIS, Diagnosis, type DiagnosisOptions } from './provenance/diffoscope.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -57,6 +61,8 @@ export interface MasterOptions {
   localVmGuest?: LocalVmGuestBuilder;
   /** How often the farm's capacity (accepting workers) is sampled; default a minute. */
   capacitySampleMs?: number;
+  /** [provenance] diffoscope's limits and command (tests point `command` elsewhere to stand for a master without it). */
+  diffoscope?: Partial<DiagnosisOptions>;
 }
 
 export interface MasterHandle {
@@ -103,18 +109,25 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: logLine, localVmGuest: opts.localVmGuest ?? null,
   });
+  // [provenance] Replicas that disagree are compared with diffoscope in the background.
+  let diagnosis: Diagnosis | null = null;
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
   const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
+    diagnosis?.groupDecided(ids);
     if (events.size === 0) return;
     void Promise.all(ids.map(async (id) => {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
     })).catch((e: Error) => log.error(e.message));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
+  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, (l) => console.error(`crowdbake master: ${l}`));
   await verification.load();
+  // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
+  const attestations = new Attestations(store, dataDir);
+  const farmSigner = loadFarmKey(dataDir, fileConfig.farmName);
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
     // Whether a builder is runnable depends on who is connected.
@@ -124,6 +137,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
     credit,
+    provenance: attestations,
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
@@ -142,8 +156,12 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   const addressOf = clientAddressResolver(fileConfig.trustedProxies);
   let listening: { host: string; port: number } | null = null;
+  const provenance = new ProvenanceRoutes({
+    store, verification, attestations, diagnosis, signer: () => farmSigner, farmUrl: () => farm.url,
+    ownersOf: (b) => registry.get(b)?.definition?.verify?.owners ?? 'any',
+  });
   api = new HttpApi({
-    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment,
+    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
     public: fileConfig.public, addressOf, listen: () => listening, metrics,
   });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });
@@ -211,6 +229,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       credit.close();
       disk.close();
       await latent.close();
+      await diagnosis?.settled();
       sources.close();
       coordinator.close();
       registry.close();

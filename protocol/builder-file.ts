@@ -87,6 +87,8 @@ export const BuilderFileSchema = z.strictObject({
     /** `distinct`: no two replicas on workers of the same volunteer; `any` (default): only on different workers. */
     owners: z.enum(['any', 'distinct']).default('any'),
   }).optional(),
+  /** [provenance] `required`: a successful attempt counts only with a statement signed by the worker's enrolled key. */
+  provenance: z.enum(['optional', 'required']).default('optional'),
   limits: z.strictObject({
     time: DurationSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -110,6 +112,8 @@ export interface BuilderDefinition {
   collapse: boolean;
   /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
   verify?: { replicas: number; owners?: 'distinct' };
+  /** Present when the builder says `provenance: required` (unsigned attempts are refused). */
+  provenance?: 'required';
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -187,6 +191,7 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     priority: file.priority,
     collapse: file.collapse,
     ...(file.verify ? { verify: { replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}) } } : {}),
+    ...(file.provenance === 'required' ? { provenance: 'required' as const } : {}),
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,

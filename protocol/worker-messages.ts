@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { BuildSpecSchema, NameSchema } from './build-spec.js';
 import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
+import { EnvelopeSchema } from './provenance.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
@@ -80,6 +81,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     state: z.enum(['running', 'frozen', 'finished']),
     result: BuildResultSchema.nullable(),
     message: z.string().max(10_000).nullable(),
+    /** With `finished`: the attempt's signed statement ([provenance], protocol/provenance.ts), from a worker with an enrolled key. */
+    provenance: EnvelopeSchema.optional(),
   }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;

@@ -19,7 +19,8 @@ import { ReportedIdleSource } from './idle/idle-source.js';
 import { MasterLink, workerEndpoint } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
-import { listProjects, pickByShare } from './projects.js';
+import { listProjects, pickByShare, projectKey } from './projects.js';
+import type { KeyObject } from 'node:crypto';
 import { runBuild } from './runner.js';
 
 /** One project (master) this agent serves, with its share of the machine ([crowd]). */
@@ -29,6 +30,8 @@ export interface ProjectLink {
   token: string;
   pin?: string;
   share: number;
+  /** [provenance] The worker key enrolled when it joined: successful attempts are signed with it. */
+  key?: KeyObject;
 }
 
 export interface WorkerOptions {
@@ -50,6 +53,8 @@ export interface WorkerOptions {
   idleSource?: IdleSourceChoice;
   /** Port of the local control API on 127.0.0.1 (default: any free port; see DATA/control.json). */
   controlPort?: number;
+  /** [provenance] With --master: the worker key enrolled for this worker (joined projects carry their own). */
+  workerKey?: KeyObject;
   /** `sha256:HEX` fingerprint of the master's TLS certificate (from `crowdbake token create`); kept in DATA/master-pin for later starts. */
   pin?: string;
   agentVersion?: string;
@@ -111,7 +116,10 @@ interface Conn {
 
 /** The projects joined in DATA/projects, as links. */
 export function projectLinks(dataDir: string): ProjectLink[] {
-  return listProjects(dataDir).map((p) => ({ name: p.name, master: p.master, token: p.token, share: p.share, ...(p.pin ? { pin: p.pin } : {}) }));
+  return listProjects(dataDir).map((p) => {
+    const key = projectKey(dataDir, p.name);
+    return { name: p.name, master: p.master, token: p.token, share: p.share, ...(p.pin ? { pin: p.pin } : {}), ...(key ? { key } : {}) };
+  });
 }
 
 /**
@@ -132,7 +140,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
     const url = workerEndpoint(opts.master);
     const pin = rememberPin(dataDir, url, opts.pin);
-    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1 }];
+    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1, ...(opts.workerKey ? { key: opts.workerKey } : {}) }];
   } else {
     initial = opts.projects ?? projectLinks(dataDir);
     if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
@@ -248,6 +256,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         const done = runBuild({
           buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: url,
           send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
+          ...(c.project.key ? { provenance: { worker: name, key: c.project.key, agentVersion: opts.agentVersion ?? '0.1.0' } } : {}),
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
           if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);

@@ -83,6 +83,16 @@ export function removeProject(dataDir: string, name: string): Project {
   return p;
 }
 
+/** [provenance] The worker key this agent made when it joined the project (its .key file), or null if it has none. */
+export function projectKey(dataDir: string, name: string): KeyObject | null {
+  const file = join(projectsDir(dataDir), `${name}.key`);
+  if (!existsSync(file)) return null;
+  let key: KeyObject;
+  try { key = createPrivateKey(readFileSync(file, 'utf8')); } catch (e) { throw new Error(`${file} is not a private key (PEM): ${(e as Error).message}; remove the project with \`crowdbake leave ${name}\` and join again`); }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file} is a ${key.asymmetricKeyType} key; a worker key is Ed25519`);
+  return key;
+}
+
 function writeSecret(file: string, text: string): void {
   writeFileSync(file, text, { mode: 0o600 });
   chmodSync(file, 0o600); // an existing file keeps its mode on write

@@ -10,6 +10,8 @@ import { checkout } from './checkout.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
+import { attemptStatement, signStatement } from './provenance-signer.js';
+import type { KeyObject } from 'node:crypto';
 
 /** Sends one message to the master; resolves when the socket can take more (backpressure). */
 export type Send = (message: WorkerMessage) => Promise<void>;
@@ -34,6 +36,8 @@ export interface RunContext {
   localLog?: (text: string) => void;
   /** The master the build came from; a source on loopback is fetched only when it is on loopback too. */
   masterUrl?: string;
+  /** [provenance] This worker's name and enrolled key: a successful attempt's finish carries its signed statement. */
+  provenance?: { worker: string; key: KeyObject; agentVersion: string };
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -82,6 +86,9 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     disks.delete(dir);
   };
   await send({ type: 'accepted', buildId, attempt });
+  const startedOn = new Date().toISOString();
+  let revision: string | null = spec.revision;
+  const uploaded: { name: string; size: number; sha256: string }[] = [];
   try {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
@@ -90,12 +97,12 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) {
       // On the host, with nothing of the volunteer's: see worker/checkout.ts.
-      const revision = await checkout(spec, src, log, ctx.signal, { masterUrl: ctx.masterUrl });
+      revision = await checkout(spec, src, log, ctx.signal, { masterUrl: ctx.masterUrl });
       await send({ type: 'revision', buildId, attempt, revision });
     }
     outcome = await runStage(run, { workdir: src, buildDir: workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
     if (outcome.result === 'success') {
-      const files = await uploadArtifacts(ctx, src, log);
+      const files = await uploadArtifacts(ctx, src, log, uploaded);
       if (spec.testInstall) {
         // A fresh environment holding nothing but the artifacts: no sources, no build tools.
         await makeWorkdir(installDir);
@@ -123,7 +130,14 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   }
   log.line(`build ${outcome.result}`);
   await log.flush().catch(() => undefined);
-  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome }).catch(() => undefined);
+  // [provenance] Signed here, on the worker, over what it hashed and uploaded itself.
+  const provenance = ctx.provenance && outcome.result === 'success'
+    ? signStatement(attemptStatement({
+      buildId, attempt, worker: ctx.provenance.worker, spec, executor: ctx.executor.kind, limits, revision, artifacts: uploaded,
+      startedOn, finishedOn: new Date().toISOString(), agentVersion: ctx.provenance.agentVersion,
+    }), ctx.provenance.key)
+    : undefined;
+  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...(provenance ? { provenance } : {}) }).catch(() => undefined);
   // Removed after the master heard the end, so that it can assign the next build meanwhile. A
   // worker stopped in between leaves the directory behind; the agent empties its work root
   // when it starts.
@@ -230,7 +244,7 @@ function describeLimits(l: Limits): string {
 }
 
 /** Uploads the files matching the builder's artifact patterns; returns their paths. */
-async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<string[]> {
+async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer, uploaded: { name: string; size: number; sha256: string }[]): Promise<string[]> {
   // Patterns are relative to the checkout; `../PATTERN` matches in its parent, the build's own
   // directory (dpkg-buildpackage's ../*.deb), never above it: `../../x` matches nothing, and
   // findFiles never follows a symlink. The sandbox is gone by now, so nothing can swap a file.
@@ -260,6 +274,7 @@ async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer)
     if (size === 0) {
       await ctx.send({ type: 'artifact', buildId: ctx.buildId, attempt: ctx.attempt, name, size, sha256, offset: 0, data: '', last: true });
     }
+    uploaded.push({ name, size, sha256 });
   }
   return files;
 }

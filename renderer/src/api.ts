@@ -2,6 +2,8 @@ import {
   ArtifactViewSchema, BuilderViewSchema, BuildViewSchema, DashboardEventSchema, WorkerViewSchema,
   type ArtifactView, type BuilderView, type BuildState, type BuildView, type DashboardEvent, type WorkerView,
 } from '../../protocol/api.js';
+import { DiffoscopeReportSchema, type DiffoscopeReport } from '../../protocol/diffoscope-report.js';
+import { FARM_KEY_URL, FarmKeySchema, type FarmKey } from '../../protocol/provenance.js';
 
 /**
  * The master's REST API (`/api/v1`) and its events WebSocket, for the browser. Every JSON
@@ -227,4 +229,22 @@ export function openEventStream(handlers: EventStreamHandlers, options: EventStr
       socket = null;
     },
   };
+}
+
+/** [provenance] The provenance bundle of an artifact (for `crowdbake verify`). */
+export function provenanceUrl(id: number, name: string): string {
+  return `${artifactUrl(id, name)}/provenance`;
+}
+
+/** [provenance] The diffoscope diagnosis of a replicated build's group. */
+export function fetchDiffoscope(id: number): Promise<DiffoscopeReport> {
+  return getJson(`/builds/${id}/diffoscope`, DiffoscopeReportSchema);
+}
+
+/** [provenance] The key that signs this farm's summaries (to pin). */
+export async function fetchFarmKey(): Promise<FarmKey> {
+  const res = await fetch(FARM_KEY_URL, { headers: { accept: 'application/json' } });
+  const parsed = FarmKeySchema.safeParse(res.ok ? await res.json() : null);
+  if (!parsed.success) throw new ApiError(res.status, `unexpected answer from ${FARM_KEY_URL}`);
+  return parsed.data;
 }

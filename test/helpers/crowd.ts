@@ -24,11 +24,11 @@ export function identity(): Identity {
 export interface Joined { status: number; body: JoinResponse & { error?: string; reason?: string }; token: string }
 
 export async function join(
-  m: { url: string }, o: { worker: string; code?: string; who?: Identity; displayName?: string; listed?: boolean; signWith?: Identity },
+  m: { url: string }, o: { worker: string; code?: string; who?: Identity; displayName?: string; listed?: boolean; signWith?: Identity; workerKey?: Identity },
 ): Promise<Joined> {
   const who = o.who ?? identity();
   const secret = randomBytes(32).toString('base64url');
-  const workerKey = identity().key;
+  const workerKey = (o.workerKey ?? identity()).key;
   const req = { worker: o.worker, tokenHash: sha256Hex(secret), workerKey, ...(o.code ? { code: o.code } : {}) };
   const volunteerSignature = sign(null, Buffer.from(joinSignedText(req)), (o.signWith ?? who).privateKey).toString('base64');
   const r = await fetch(`${m.url}/api/v1/join`, {
