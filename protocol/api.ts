@@ -66,6 +66,8 @@ export const BuildViewSchema = z.object({
   steps: z.array(StepViewSchema),
   /** Builds of a builder with `verify: { replicas }`: this build's verdict and its replicas. */
   verification: VerificationViewSchema.nullable().optional(),
+  /** A queued build: why it waits (no worker can take it, the cloud's budget is spent, …); GET /builds/{id} only. */
+  waitReason: z.string().nullable().optional(),
 });
 export type BuildView = z.infer<typeof BuildViewSchema>;
 
@@ -73,7 +75,8 @@ export type BuildView = z.infer<typeof BuildViewSchema>;
 export const WorkerFlagSchema = z.object({ buildId: z.number(), reason: z.string(), at: z.string() });
 export type WorkerFlag = z.infer<typeof WorkerFlagSchema>;
 
-export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'offline']);
+/** `draining`: finishing its builds, taking no new ones, then leaving (SIGTERM, `crowdbake drain`, the REST drain). */
+export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'draining', 'offline']);
 export const WorkerViewSchema = z.object({
   name: z.string(),
   connected: z.boolean(),
