@@ -93,6 +93,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
+    publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
   });
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
@@ -193,6 +194,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   credit.startSampling(() => [...coordinator.connectedSessions()].filter((s) => s.accepting).length, opts.capacitySampleMs);
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
+  await latent.startPools();
 
   let closing: Promise<void> | null = null;
   return {

@@ -97,6 +97,29 @@ export const WorkerViewSchema = z.object({
 });
 export type WorkerView = z.infer<typeof WorkerViewSchema>;
 
+/** `POST /api/v1/workers/{name}/drain`: leave after the running builds, or (`now`) give them back at once. */
+export const DrainRequestSchema = z.strictObject({ now: z.boolean().default(false) });
+
+/** [cloud] One cloud provisioner's pool (`GET /api/v1/cloud`). */
+export const CloudViewSchema = z.object({
+  name: z.string(),
+  region: z.string(),
+  min: z.number(),
+  max: z.number(),
+  budget: z.object({
+    todayHours: z.number(), monthHours: z.number(),
+    maxInstances: z.number().nullable(), hoursPerDay: z.number().nullable(), hoursPerMonth: z.number().nullable(),
+  }),
+  /** Why no instance starts now (a cap is reached), or null. */
+  blocked: z.string().nullable(),
+  lastError: z.string().nullable(),
+  instances: z.array(z.object({
+    worker: z.string(), id: z.string().nullable(), type: z.string().nullable(), spot: z.boolean(), launchedAt: z.string(),
+    state: z.enum(['booting', 'idle', 'busy', 'gone', 'terminating']),
+  })),
+});
+export type CloudView = z.infer<typeof CloudViewSchema>;
+
 export const BuilderViewSchema = z.object({
   name: z.string(),
   description: z.string(),
