@@ -80,7 +80,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const pin = str(values, 'pin');
   if (pin !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(pin)) throw new UsageError(`--pin "${pin}" must be sha256: followed by 64 hex digits`);
   const interruptionUrl = str(values, 'interruption-url');
-  if (interruptionUrl !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(interruptionUrl)) throw new UsageError(`--interruption-url "${interruptionUrl}" must be http(s)://HOST[:PORT] (the metadata service's base)`);
+  if (interruptionUrl !== undefined && !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(interruptionUrl)) throw new UsageError(`--interruption-url "${interruptionUrl}" must be an http(s):// URL (the metadata service's base)`);
   warnSecretOnCommandLine(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
   // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
   const { startWorker } = await import('../../worker/agent.js');
