@@ -31,6 +31,12 @@ export interface WorkerSession extends WorkerOffer {
   /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
   accepting: boolean;
   reason: string;
+  /** [cloud] Set once the worker is leaving (its `drain`, or the admin's): it gets nothing new. */
+  draining?: { now: boolean; reason: string } | null;
+  /** [cloud] Builds it may still be given (a one-time credential's session: 1); absent: no limit. */
+  buildsLeft?: number;
+  /** [cloud] A cloud worker (logged in with a one-time credential): `cloud: never` builders are not sent there. */
+  cloud?: boolean;
   send(message: MasterMessage): void;
   close(why: string): void;
 }
@@ -241,9 +247,59 @@ export class Coordinator {
     return this.queued;
   }
 
+  /** [cloud] The queued builds, per builder oldest first (the cloud pool sizes itself on them). */
+  *queuedBuilds(): Iterable<BuildRow> {
+    for (const q of this.queues.values()) yield* q;
+  }
+
+  /**
+   * [cloud] The admin asks a worker to leave (REST drain): it gets nothing new from now on and
+   * is told to disconnect once its builds are done; `now` requeues them at once.
+   */
+  async drainWorker(name: string, now: boolean): Promise<boolean> {
+    const session = this.sessions.get(name);
+    if (!session) return false;
+    const reason = now ? 'the admin asked it to stop now' : 'the admin asked it to leave after its builds';
+    session.send({ type: 'drain', now, reason });
+    await this.drain(session, now, reason);
+    return true;
+  }
+
+  /**
+   * A worker is leaving. Runs on the master on the worker's word (its `drain` message) or the
+   * admin's. Safe on a worker's word: it can only take work away from itself — it gets no new
+   * builds, and with `now` its own current builds are requeued (as if it had disconnected,
+   * but not counted as a failed attempt, up to maxAttempts such retries a build: a worker
+   * that keeps giving builds back cannot keep one queued for ever).
+   */
+  private async drain(session: WorkerSession, now: boolean, reason: string): Promise<void> {
+    session.draining = { now: now || (session.draining?.now ?? false), reason };
+    session.accepting = false;
+    session.reason = `draining: ${reason}`;
+    if (now) {
+      for (const id of [...session.builds]) {
+        const a = this.active.get(id);
+        if (!a || a.session !== session) continue;
+        session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: `requeued: ${reason}` });
+        this.deactivate(id);
+        if (a.frozenTimer) clearTimeout(a.frozenTimer);
+        session.builds.delete(id);
+        session.frozen.delete(id);
+        this.artifacts.abortBuild(id);
+        await this.requeueLost(a.row, `worker ${session.name} is draining (${reason})`, true);
+      }
+    }
+    this.publishWorker(session);
+    this.options.onSessionsChanged?.();
+    this.scheduleDispatch();
+  }
+
   /** Applies one validated message from an authenticated worker. */
   async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+    if (msg.type === 'drain') return this.drain(session, msg.now, msg.reason);
     if (msg.type === 'availability') {
+      // A leaving worker, or a one-time credential's whose build was given, stays closed.
+      if (session.draining || session.buildsLeft === 0) return;
       session.accepting = msg.accepting;
       session.reason = msg.reason;
       this.publishWorker(session);
@@ -287,7 +343,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' | 'drain' }>): Promise<void> {
     // Every index, count and size a worker sends is checked against this build's spec and the
     // master's caps here, before it touches an array, a file or a row (master/worker-bounds.ts).
     const bound = a.usage.check(msg);
@@ -456,13 +512,21 @@ export class Coordinator {
     this.queued++;
   }
 
-  private async requeueLost(row: BuildRow, why: string): Promise<void> {
-    if (row.attempt >= this.options.maxAttempts) {
+  /** [cloud] Attempts per build lost to the infrastructure (a draining worker, a spot interruption), not counted toward maxAttempts. */
+  private readonly infraRetries = new Map<number, number>();
+
+  private async requeueLost(row: BuildRow, why: string, infrastructure = false): Promise<void> {
+    const infra = this.infraRetries.get(row.id) ?? 0;
+    if (infrastructure && infra < this.options.maxAttempts) {
+      this.infraRetries.set(row.id, infra + 1);
+      why = `${why}; an infrastructure retry (${infra + 1}), not counted as a failed attempt`;
+    } else if (row.attempt - infra >= this.options.maxAttempts) {
       this.note(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
       await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
       return;
     }
-    this.note(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    const counted = row.attempt - (this.infraRetries.get(row.id) ?? 0);
+    this.note(row.id, `\n*** ${why}; build requeued (${infrastructure ? `${counted} failed` : `attempt ${counted}`} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
@@ -478,6 +542,7 @@ export class Coordinator {
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
+    this.infraRetries.delete(row.id);
     this.publishBuild(row, steps);
     if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
     await this.options.verification?.finished(row);
@@ -546,7 +611,7 @@ export class Coordinator {
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners, best.def.cloud === 'never')) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -559,9 +624,9 @@ export class Coordinator {
   }
 
   /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
+  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>, noCloud = false): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
-      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
+      if (exclude?.has(s.name) || barred?.has(s.name) || (noCloud && s.cloud)) continue;
       // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
       if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
       (s as { running: number }).running = s.builds.size;
@@ -574,6 +639,11 @@ export class Coordinator {
     Object.assign(row, { state: 'running', worker: session.name, attempt, startedAt: now(), message: null });
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
+    // [cloud] A one-time credential is good for one build: the session takes nothing after it.
+    if (session.buildsLeft !== undefined && --session.buildsLeft <= 0) {
+      session.accepting = false;
+      session.reason = 'its one-time credential\'s one build is assigned';
+    }
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.

@@ -108,6 +108,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: logLine, localVmGuest: opts.localVmGuest ?? null,
+    publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
   });
   // [provenance] Replicas that disagree are compared with diffoscope in the background.
   let diagnosis: Diagnosis | null = null;
@@ -123,7 +124,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
     })).catch((e: Error) => log.error(e.message));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
-  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, (l) => console.error(`crowdbake master: ${l}`));
+  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, logLine);
   await verification.load();
   // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
   const attestations = new Attestations(store, dataDir);
@@ -220,6 +221,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   credit.startSampling(() => [...coordinator.connectedSessions()].filter((s) => s.accepting).length, opts.capacitySampleMs);
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
+  await latent.startPools();
 
   let closing: Promise<void> | null = null;
   return {

@@ -215,6 +215,8 @@ export class WorkerHub {
       // [crowd] From the store, never from the worker: its volunteer's trust (a maintainer's token: trusted), its owner.
       trust: trustOf(check.volunteer),
       owner: ownerOf(check.token),
+      // [cloud] A one-time credential (a cloud instance's): one build, and `cloud: never` builders stay away.
+      ...(check.token.oneTime ? { buildsLeft: 1, cloud: true } : {}),
       running: 0,
       builds: new Set<number>(),
       frozen: new Set<number>(),

@@ -73,6 +73,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     data: z.string(),
     last: z.boolean(),
   }),
+  /**
+   * The worker is leaving (SIGTERM, `crowdbake drain`, a spot interruption notice): it takes
+   * nothing new. `now: false` finishes its builds first; `now: true` gives them back, and the
+   * master requeues them at once as an infrastructure retry (not counted as a failed attempt).
+   */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
   /** Whether the worker takes new builds now (the volunteer is at the desk, paused, …). */
   z.strictObject({ type: z.literal('availability'), accepting: z.boolean(), reason: z.string().max(500) }),
   z.strictObject({
@@ -93,6 +99,8 @@ export const MasterMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('assign'), ...buildRef, spec: BuildSpecSchema }),
   z.strictObject({ type: z.literal('cancel'), ...buildRef, reason: z.string() }),
   z.strictObject({ type: z.literal('error'), message: z.string(), fatal: z.boolean() }),
+  /** The admin asked this worker to leave (REST drain): take nothing new from this master, finish (or, `now`, stop) its builds, disconnect. */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
 ]);
 export type MasterMessage = z.infer<typeof MasterMessageSchema>;
 

@@ -22,6 +22,7 @@ import { PreferencesStore } from './preferences-store.js';
 import { listProjects, pickByShare, projectKey } from './projects.js';
 import type { KeyObject } from 'node:crypto';
 import { runBuild } from './runner.js';
+import { watchInterruption } from './interruption-notice.js';
 
 /** One project (master) this agent serves, with its share of the machine ([crowd]). */
 export interface ProjectLink {
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   agentVersion?: string;
   backoff?: { minMs: number; maxMs: number };
   log?: (line: string) => void;
+  /** [cloud] The instance metadata service to poll for a spot interruption notice (`--interruption-url`); absent: none. */
+  interruptionUrl?: string;
 }
 
 export interface WorkerHandle {
@@ -73,8 +76,15 @@ export interface WorkerHandle {
   status(): AgentStatus;
   /** Build ids running now. */
   running(): number[];
-  /** Resolves when the worker stops for good (closed, or refused by the master). */
+  /** Resolves when the worker stops for good (closed, refused by the master, or drained). */
   done: Promise<void>;
+  /**
+   * Leaves: takes nothing new, tells each master it is draining, and once no build runs here
+   * closes (`done` resolves, `drained` is then true). `now` gives the running builds back at
+   * once (the master requeues them as an infrastructure retry). A second call with `now` upgrades.
+   */
+  drain(now: boolean, reason: string): void;
+  readonly drained: boolean;
   close(): Promise<void>;
 }
 
@@ -182,6 +192,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const gone = new Set<Conn>();
   /** Assignments that arrived while every slot was taken (a master answering a withdrawn offer): they start when one frees. */
   const held: { conn: Conn; start: () => void }[] = [];
+  // [cloud] Leaving: SIGTERM, `crowdbake drain`, the master's drain, a spot interruption notice.
+  let draining: { now: boolean; reason: string } | null = null;
+  let drained = false;
   const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
   const runningCount = () => allRunning().length + held.length;
   const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0);
@@ -270,6 +283,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           running.delete(msg.buildId);
           startHeld();
           offer();
+          drainedYet();
         });
         running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), started: Date.now(), controller, gate, done });
         offer();
@@ -285,6 +299,14 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         c.heldAborts.get(msg.buildId)?.();
         return;
       }
+      case 'drain':
+        // The master asks this worker to leave it. Nothing runs on its word: the worker only
+        // stops taking (and, with `now`, stops running) that master's builds, then disconnects
+        // from it; the agent exits when it served no other project.
+        log(`${c.name}: the master asks this worker to leave (${msg.reason})`);
+        if (conns.size === 1) drain(msg.now, `asked by the master: ${msg.reason}`);
+        else { if (msg.now) stopBuilds(c); c.link.close(); drop(c); }
+        return;
       case 'welcome':
       case 'error':
         return;
@@ -384,6 +406,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     if (turn !== offeredTo && list.length > 1) log(turn ? `next build slot offered to ${turn}` : 'no build slot offered');
     offeredTo = turn;
     for (const c of list) {
+      if (draining) continue;
       const a = c.name === turn ? { accepting: true, reason: d.reason } : { accepting: false, reason: why };
       c.availability = a;
       if (!c.link.connected) continue;
@@ -415,7 +438,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     c.link = new MasterLink({
       url, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
-      availability: () => (conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
+      availability: () => (draining ? { accepting: false, reason: `draining: ${draining.reason}` }
+        : conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
       capabilities: () => {
         const l = volunteerLimits();
         return readCapabilities(dataDir, [...executors.keys()], {
@@ -429,7 +453,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     c.send = (m) => c.link.send(m).catch(() => undefined);
     const where = conns.size || fromData ? `${p.name}: ` : '';
     c.link.on('message', (m: MasterMessage) => onMessage(c, m));
-    c.link.on('connected', () => { log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`); c.lastOffer = c.availability; offer(); });
+    c.link.on('connected', () => {
+      log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`);
+      c.lastOffer = c.availability;
+      if (draining) void c.send({ type: 'drain', ...draining });
+      offer();
+    });
     c.link.on('warning', (w: string) => log(`${where}${w}`));
     c.link.on('disconnected', (why: string) => {
       log(`${where}disconnected: ${why}`);
@@ -483,8 +512,28 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   }, PROJECTS_POLL_MS) : null;
   watch?.unref();
 
+  const drain = (now: boolean, reason: string) => {
+    if (draining && (draining.now || !now)) return;
+    draining = { now, reason };
+    log(`draining (${reason}): ${now ? 'giving the running builds back now' : `finishing ${allRunning().length} build(s), taking no new ones`}`);
+    for (const c of conns.values()) {
+      void c.send({ type: 'drain', now, reason });
+      if (now) stopBuilds(c);
+    }
+    for (const h of held.splice(0)) h.conn.heldAborts.forEach((a) => a());
+    drainedYet();
+  };
+  const drainedYet = () => {
+    if (!draining || drained || allRunning().length > 0) return;
+    drained = true;
+    log('drained: no build runs here; leaving');
+    void handle.close();
+  };
+  const interruption = opts.interruptionUrl
+    ? watchInterruption(opts.interruptionUrl, (notice) => drain(true, `spot interruption notice: ${notice}`), log) : null;
+
   let closing: Promise<void> | null = null;
-  return {
+  const handle: WorkerHandle = {
     name,
     executors: [...executors.keys()],
     link: [...conns.values()][0]!.link,
@@ -493,7 +542,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     status,
     running: () => allRunning().map(([id]) => id),
     done,
+    drain,
+    get drained() { return drained; },
     close: () => (closing ??= (async () => {
+      interruption?.stop();
       if (watch) clearInterval(watch);
       if (offerTimer) clearTimeout(offerTimer);
       for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); for (const a of [...c.heldAborts.values()]) a(); }
@@ -507,6 +559,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       finish();
     })()),
   };
+  return handle;
 }
 
 /** Why a build needs more than the volunteer allows (memory, disk), or null. */
