@@ -116,6 +116,20 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     assert.match(res.headers.get('content-type') ?? '', /^text\/javascript/);
   });
 
+  test('a Contributors chunk that cannot be fetched says so, with a reload button, and the rest of the dashboard stays', async () => {
+    const other = await context.newPage();
+    try {
+      await other.route(/\/chunks\/contributors-page-/, (r) => r.abort('connectionrefused'));
+      await other.goto(`${m.url}/#/contributors`);
+      await other.getByRole('alert').getByText('This page could not be loaded').waitFor();
+      await other.getByRole('button', { name: 'Reload' }).waitFor();
+      await other.getByRole('link', { name: 'Builders' }).click();
+      await other.getByRole('heading', { level: 1, name: 'Builders' }).waitFor();
+    } finally {
+      await other.close();
+    }
+  });
+
   test('charts of builds and CPU hours per day, farm and volunteer, and capacity by hour of the week, from the master\'s data', async () => {
     const farm = await m.get<CreditDayView[]>('/api/v1/credit');
     const total = farm.reduce((a, d) => a + d.builds, 0);

@@ -4,6 +4,7 @@ import { BuildPage } from './build-page';
 import { BuildersPage } from './builders-page';
 import { BuildsPage } from './builds-page';
 import { GridPage } from './grid-page';
+import { LazyPageBoundary } from './lazy-page-boundary';
 import { NotFoundPage } from './not-found-page';
 import { WorkersPage } from './workers-page';
 
@@ -20,9 +21,11 @@ export function RoutePage({ route }: { route: Route }) {
     case 'workers': return <WorkersPage />;
     case 'grid': return <GridPage />;
     case 'contributors': return (
-      <Suspense fallback={<p className="muted">Loading the contributors page…</p>}>
-        <ContributorsPage volunteer={route.volunteer} />
-      </Suspense>
+      <LazyPageBoundary>
+        <Suspense fallback={<p className="muted">Loading the contributors page…</p>}>
+          <ContributorsPage volunteer={route.volunteer} />
+        </Suspense>
+      </LazyPageBoundary>
     );
     case 'not-found': return <NotFoundPage path={route.path} />;
   }
