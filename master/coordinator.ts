@@ -13,6 +13,7 @@ import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
+import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -94,7 +95,7 @@ export class Coordinator {
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
-      credit?: { buildFinished(row: BuildRow): Promise<void> };
+      credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -342,7 +343,9 @@ export class Coordinator {
       this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
-      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      // The worker's CPU time is its claim: bounded by wall time × the cores granted (cpu-claim.ts).
+      const cpuMs = msg.cpuMs === undefined ? undefined : this.boundedCpu(a, msg.cpuMs);
+      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps, {}, cpuMs);
       this.publishWorker(session);
       this.scheduleDispatch();
       return;
@@ -448,14 +451,23 @@ export class Coordinator {
     this.publishBuild(row, []);
   }
 
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
+  /** The CPU ms counted for what the worker claimed; a claim above the bound is cut down, and the log says so. */
+  private boundedCpu(a: ActiveBuild, claimedMs: number): number {
+    const wallMs = Date.now() - Date.parse(a.row.startedAt ?? now());
+    const cores = grantedCores(this.builders.get(a.row.builder)?.spec.limits.cpus, a.session.capabilities.cpus);
+    const claim = boundCpuClaim(claimedMs, wallMs, cores);
+    if (claim.cappedAt !== null) this.note(a.row.id, `*** worker ${a.session.name} reported ${claimedMs} ms of CPU time; counted ${claim.cpuMs} ms (wall time × ${cores} cores granted) ***\n`);
+    return claim.cpuMs;
+  }
+
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<void> {
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
     await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
     this.publishBuild(row, steps);
-    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
+    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }, cpuMs).catch(logError);
     await this.options.verification?.finished(row);
   }
 
