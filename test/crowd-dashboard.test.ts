@@ -139,6 +139,9 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await builds.getByText(`${total} builds in the last 90 days`).waitFor();
     await until('the charts drawn', async () => (await colouredPixels(page, 'builds-per-day', 'blue')) > 0);
     assert.ok((await colouredPixels(page, 'capacity', 'blue')) > 0, 'the capacity chart draws the samples');
+    // The workers reported the CPU time of their builds: the CPU chart has its bar.
+    assert.ok(farm.at(-1)!.cpuMs > 0, `the farm's CPU time today: ${farm.at(-1)!.cpuMs} ms`);
+    assert.ok((await colouredPixels(page, 'hours-per-day', 'green')) > 0, 'the CPU hours chart draws today\'s bar');
     assert.equal(await page.locator('figure .uplot canvas').count(), 3);
     // The numbers behind the chart: today's row equals the master's.
     const today = farm[farm.length - 1]!;

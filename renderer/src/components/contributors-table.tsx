@@ -1,6 +1,6 @@
 import type { VolunteerView } from '../../../protocol/api.js';
 import { href } from '../router';
-import { hours } from './charts/chart-options';
+import { formatHours, hours } from './charts/chart-options';
 
 const TRUST_LABEL = { new: 'New', trusted: 'Trusted', banned: 'Banned' } as const;
 
@@ -28,8 +28,8 @@ export function ContributorsTable({ volunteers, selected }: { volunteers: readon
               <th scope="row"><a href={href.contributors(v.id)}>{v.displayName}</a></th>
               <td><span className={`badge trust-${v.trust}`}>{TRUST_LABEL[v.trust]}</span></td>
               <td className="num">{v.credit.builds}</td>
-              <td className="num">{hours(v.credit.cpuMs).toFixed(2)}</td>
-              <td className="num">{hours(v.credit.wallMs).toFixed(2)}</td>
+              <td className="num">{formatHours(hours(v.credit.cpuMs))}</td>
+              <td className="num">{formatHours(hours(v.credit.wallMs))}</td>
               <td className="num">{v.credit.agreed}</td>
               <td className="num">{v.credit.disagreed}</td>
             </tr>

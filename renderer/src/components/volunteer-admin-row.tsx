@@ -2,7 +2,7 @@ import { useState } from 'react';
 import type { VolunteerView } from '../../../protocol/api.js';
 import { formatTime } from '../format';
 import { changeTrust } from '../store/crowd-actions';
-import { hours } from './charts/chart-options';
+import { formatHours, hours } from './charts/chart-options';
 
 const TRUST_LABEL = { new: 'New', trusted: 'Trusted', banned: 'Banned' } as const;
 const SOURCE_LABEL: Record<string, string> = { join: 'on joining', maintainer: 'by a maintainer', earned: 'earned' };
@@ -39,7 +39,7 @@ export function VolunteerAdminRow({ v }: { v: VolunteerView }) {
         {v.trustSource && <div className="muted small">{SOURCE_LABEL[v.trustSource] ?? v.trustSource}</div>}
       </td>
       <td>{v.workers?.length ? v.workers.map((w) => w.name + (w.revoked ? ' (revoked)' : '')).join(', ') : <span className="muted">none</span>}</td>
-      <td className="num">{v.credit.builds} · {hours(v.credit.cpuMs).toFixed(2)} CPU h</td>
+      <td className="num">{v.credit.builds} · {formatHours(hours(v.credit.cpuMs))} CPU h</td>
       <td className="num">{v.streak ?? 0}</td>
       <td>
         <div className="trust-actions">

@@ -17,12 +17,15 @@ const bars = uPlot.paths.bars!({ size: [0.7, 24], gap: 1 });
 const hourBars = uPlot.paths.bars!({ size: [1, 12], gap: 0 });
 /** Half a day either side, so the first and the last day's bars are whole. */
 const dayRange: uPlot.Scale.Range = (_u, min, max) => [min - 43_200, max + 43_200];
-const hourTicks = (_u: uPlot, ticks: number[]) => ticks.map((t) => (t < 1 ? t.toFixed(2) : t < 10 ? t.toFixed(1) : String(Math.round(t))));
+// Short builds give small numbers of hours: two significant digits below 0.1.
+const hourTicks = (_u: uPlot, ticks: number[]) => ticks.map((t) => (t === 0 ? '0' : t < 0.1 ? t.toPrecision(2) : t < 10 ? t.toFixed(1) : String(Math.round(t))));
 const axis = (extra: Partial<uPlot.Axis> = {}): uPlot.Axis => ({ stroke: '#5b6573', grid: { stroke: '#eceef1', width: 1 }, ticks: { stroke: '#dcdfe4', width: 1 }, ...extra });
 
 /** Seconds since the epoch of a `YYYY-MM-DD` (UTC midnight). */
 export const dayToSeconds = (day: string): number => Date.parse(`${day}T00:00:00Z`) / 1000;
 export const hours = (ms: number): number => ms / HOUR_MS;
+/** Hours as text: two decimals, or two significant digits when that would read 0.00. */
+export const formatHours = (h: number): string => (h > 0 && h < 0.005 ? h.toPrecision(2) : h.toFixed(2));
 
 /** Builds per day. */
 export function buildsPerDay(days: readonly CreditDayView[]): uPlot.AlignedData {
@@ -53,12 +56,12 @@ export const BUILDS_OPTIONS: ChartOptions = {
 export const HOURS_OPTIONS: ChartOptions = {
   ...base(),
   tzDate: utc,
-  scales: { x: { time: true, range: dayRange }, y: { range: (_u, _min, max) => [0, Math.max(0.1, max)] } },
-  axes: [axis(), axis({ label: 'hours', size: 56, values: hourTicks })],
+  scales: { x: { time: true, range: dayRange }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 0.1] } },
+  axes: [axis(), axis({ label: 'hours', size: 72, values: hourTicks })],
   series: [
     { label: 'Day' },
-    { label: 'CPU hours', stroke: COLORS.cpu, width: 0, fill: `${COLORS.cpu}cc`, paths: bars, points: { show: false }, value: (_u, v) => (v ?? 0).toFixed(2) },
-    { label: 'Wall hours', stroke: COLORS.wall, width: 2, points: { show: false }, value: (_u, v) => (v === null ? '—' : v.toFixed(2)) },
+    { label: 'CPU hours', stroke: COLORS.cpu, width: 0, fill: `${COLORS.cpu}cc`, paths: bars, points: { show: false }, value: (_u, v) => formatHours(v ?? 0) },
+    { label: 'Wall hours', stroke: COLORS.wall, width: 2, points: { show: false }, value: (_u, v) => (v === null ? '—' : formatHours(v)) },
   ],
 };
 

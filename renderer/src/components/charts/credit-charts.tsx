@@ -1,10 +1,10 @@
 import { useMemo } from 'react';
 import type { CreditDayView } from '../../../../protocol/api.js';
-import { BUILDS_OPTIONS, HOURS_OPTIONS, buildsPerDay, hours, hoursPerDay } from './chart-options';
+import { BUILDS_OPTIONS, HOURS_OPTIONS, buildsPerDay, formatHours, hours, hoursPerDay } from './chart-options';
 import { ChartFigure } from './chart-figure';
 import { UplotChart } from './uplot-chart';
 
-const fmtHours = (ms: number) => hours(ms).toFixed(2);
+const fmtHours = (ms: number) => formatHours(hours(ms));
 
 /** Builds per day and CPU/wall hours per day over the last 90 days, of the farm or one volunteer. */
 export function CreditCharts({ days, whose }: { days: readonly CreditDayView[]; whose: string }) {
