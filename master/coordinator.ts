@@ -16,6 +16,7 @@ import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.
 import { BuildDeadlines } from './build-deadlines.js';
 import { log } from './log.js';
 import type { AttemptFinish } from './provenance/attestations.js';
+import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -106,7 +107,7 @@ export class Coordinator {
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
-      credit?: { buildFinished(row: BuildRow): Promise<void> };
+      credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
       /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
       provenance?: { accept(f: AttemptFinish): Promise<string | null> };
     },
@@ -422,7 +423,9 @@ export class Coordinator {
       this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
-      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      // The worker's CPU time is its claim: bounded by wall time × the cores granted (cpu-claim.ts).
+      const cpuMs = msg.cpuMs === undefined ? undefined : this.boundedCpu(a, msg.cpuMs);
+      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps, {}, cpuMs);
       this.publishWorker(session);
       this.scheduleDispatch();
       return;
@@ -536,7 +539,16 @@ export class Coordinator {
     this.publishBuild(row, []);
   }
 
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
+  /** The CPU ms counted for what the worker claimed; a claim above the bound is cut down, and the log says so. */
+  private boundedCpu(a: ActiveBuild, claimedMs: number): number {
+    const wallMs = Date.now() - Date.parse(a.row.startedAt ?? now());
+    const cores = grantedCores(this.builders.get(a.row.builder)?.spec.limits.cpus, a.session.capabilities.cpus);
+    const claim = boundCpuClaim(claimedMs, wallMs, cores);
+    if (claim.cappedAt !== null) this.note(a.row.id, `*** worker ${a.session.name} reported ${claimedMs} ms of CPU time; counted ${claim.cpuMs} ms (wall time × ${cores} cores granted) ***\n`);
+    return claim.cpuMs;
+  }
+
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<void> {
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
     await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
@@ -544,7 +556,7 @@ export class Coordinator {
     this.barred.delete(row.id);
     this.infraRetries.delete(row.id);
     this.publishBuild(row, steps);
-    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
+    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }, cpuMs).catch(logError);
     await this.options.verification?.finished(row);
   }
 

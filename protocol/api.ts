@@ -241,6 +241,17 @@ export const TrustChangeRequestSchema = z.strictObject({
 export const CreditDaySchema = CreditCountsSchema.extend({ day: z.string() });
 export type CreditDayView = z.infer<typeof CreditDaySchema>;
 
+/** `GET /api/v1/enrollment`: how this farm lets people join, and its earned-trust rules. */
+export const EnrollmentViewSchema = z.object({
+  mode: z.enum(['invite', 'open', 'closed']),
+  farm: z.string(),
+  /** Agreeing replicated results in a row that promote a new volunteer; 0: never. */
+  promoteAfter: z.number(),
+  /** The farm's public join link, while `mode` is open. */
+  link: z.string().optional(),
+});
+export type EnrollmentView = z.infer<typeof EnrollmentViewSchema>;
+
 /** `GET /api/v1/capacity`: 168 buckets, 0 = Sunday 00:00 UTC. */
 export const CapacityBucketSchema = z.object({ hourOfWeek: z.number(), samples: z.number(), average: z.number(), max: z.number() });
 export type CapacityBucketView = z.infer<typeof CapacityBucketSchema>;

@@ -4,6 +4,7 @@ import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { EnvelopeSchema } from './provenance.js';
 import { MAX_FRAME_BYTES } from './version.js';
+import { MAX_CPU_MS } from './worker-features.js';
 
 /**
  * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials, and
@@ -89,6 +90,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     message: z.string().max(10_000).nullable(),
     /** With `finished`: the attempt's signed statement ([provenance], protocol/provenance.ts), from a worker with an enrolled key. */
     provenance: EnvelopeSchema.optional(),
+    /**
+     * With `finished`: the CPU time the attempt used, in ms, as the worker measured it. Sent
+     * only to a master that announced FEATURE_CPU_TIME (worker-features.ts). A claim: the
+     * master caps it (master/cpu-claim.ts).
+     */
+    cpuMs: z.number().int().nonnegative().max(MAX_CPU_MS).optional(),
   }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { cgroupCpuMs } from '../cpu-time.js';
 import { diskFull } from './disk-limit.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 import { podman, removeContainers, spawnErrorMessage, spawnPodman } from './podman.js';
@@ -177,6 +178,13 @@ export class ContainerSandbox implements Sandbox {
   }
 
   /** Removes the container; idempotent and safe to call concurrently. */
+  /** The container's cgroup total, found from its init through `podman inspect` (worker/cpu-time.ts). */
+  async cpuMs(): Promise<number | null> {
+    if (this.destroyed) return null;
+    const r = await podman(['inspect', '--format', '{{.State.Pid}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    return r.code === 0 ? cgroupCpuMs(Number(r.stdout.trim())) : null;
+  }
+
   destroy(): Promise<void> {
     if (!this.destroying) {
       this.destroyed = true;

@@ -112,4 +112,6 @@ export interface Sandbox {
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   destroy(): Promise<void>;
+  /** CPU ms used in this sandbox so far (worker/cpu-time.ts), read before `destroy`; null when it cannot be known. */
+  cpuMs?(): Promise<number | null>;
 }
