@@ -25,7 +25,8 @@ export class AgentClient {
     }
   }
 
-  private async call(method: string, path: string, body?: unknown): Promise<unknown> {
+  /** One call of the control API (`/api/v1` + path); throws the agent's reason on refusal. */
+  async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const res = await fetch(`${this.url}/api/v1${path}`, {
       method,
       headers: { authorization: `Bearer ${this.secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
