@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { BuildStateSchema, DrainRequestSchema, ForceBuildRequestSchema, type BuilderView, type CloudView } from '../protocol/api.js';
@@ -19,6 +20,12 @@ import { readiness, type MasterMetrics } from './metrics.js';
 import { workerView } from './views.js';
 import { StaticFiles } from './static-files.js';
 import { log } from './log.js';
+import { OLDEST_WORKER_PROTOCOL_UNTIL, oldestAcceptedProtocol, PROTOCOL_VERSION, type VersionInfo } from '../protocol/version.js';
+
+/** This Crowdbake's version (package.json, two levels above dist/master/). */
+const MASTER_VERSION = (() => {
+  try { return String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown'); } catch { return 'unknown'; }
+})();
 
 export interface BuilderCatalog {
   list(): { name: string; definition: BuilderDefinition | null; error: string | null }[];
@@ -90,6 +97,8 @@ export class HttpApi {
       return d.metrics.serve(res);
     }
     if (d.provenance && (await d.provenance.handle(req, res, url, () => this.checkRead(req)))) return;
+    // Which worker protocols this master accepts (the desktop app tells its volunteer when to update); public like /healthz.
+    if (path === '/api/v1/version' && method === 'GET') return sendJson(res, 200, versionInfo(new Date()));
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
     // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
     if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);
@@ -316,4 +325,13 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   const text = Buffer.concat(chunks).toString('utf8').trim();
   if (!text) return {};
   try { return JSON.parse(text); } catch (e) { throw new HttpError(400, `request body is not JSON: ${(e as Error).message}`); }
+}
+
+/** `GET /api/v1/version`. */
+export function versionInfo(now: Date): VersionInfo {
+  const oldest = oldestAcceptedProtocol(now);
+  return {
+    version: MASTER_VERSION,
+    workerProtocols: { oldest, newest: PROTOCOL_VERSION, oldestUntil: oldest < PROTOCOL_VERSION ? OLDEST_WORKER_PROTOCOL_UNTIL : null },
+  };
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
+import { PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
 import { FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
@@ -174,8 +174,10 @@ export class WorkerHub {
   private async hello(
     ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void, peerAddress: string,
   ): Promise<WorkerSession | null> {
-    if (hello.protocol !== PROTOCOL_VERSION) {
-      fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${PROTOCOL_VERSION}`);
+    const oldest = oldestAcceptedProtocol(new Date());
+    if (hello.protocol < oldest || hello.protocol > PROTOCOL_VERSION) {
+      const range = oldest === PROTOCOL_VERSION ? `${PROTOCOL_VERSION}` : `${oldest} to ${PROTOCOL_VERSION}`;
+      fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${range}${hello.protocol < oldest ? ' (update this worker)' : ''}`);
       return null;
     }
     const { waitMs: wait, why } = this.throttle.blockedForName(peerAddress, hello.name);
@@ -231,7 +233,8 @@ export class WorkerHub {
     };
     this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
-    send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
+    // In the worker's own version: an older worker (protocol 1 sends logs as JSON messages, which are still taken) checks for its own number.
+    send({ type: 'welcome', protocol: hello.protocol, name: hello.name, heartbeatMs: this.options.heartbeatMs });
     this.coordinator.addSession(session);
     this.events.publish({ type: 'worker', worker: workerView(session.name, caps, session) });
     return session;

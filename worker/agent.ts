@@ -23,6 +23,7 @@ import { listProjects, pickByShare, projectKey } from './projects.js';
 import type { KeyObject } from 'node:crypto';
 import { runBuild } from './runner.js';
 import { watchInterruption } from './interruption-notice.js';
+import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
 
 /** One project (master) this agent serves, with its share of the machine ([crowd]). */
 export interface ProjectLink {
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   pin?: string;
   agentVersion?: string;
   backoff?: { minMs: number; maxMs: number };
+  /** Where thermal zones are read for the temperature cap (default /sys/class/thermal; tests give a directory of their own). */
+  thermalRoot?: string;
   log?: (line: string) => void;
   /** [cloud] The instance metadata service to poll for a spot interruption notice (`--interruption-url`); absent: none. */
   interruptionUrl?: string;
@@ -167,6 +170,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const prefs = new PreferencesStore(dataDir);
   if (prefs.problem) log(prefs.problem);
   if (opts.preferences && Object.keys(opts.preferences).length) prefs.update(opts.preferences);
+  const switched = applyStartSwitches(prefs);
+  if (switched) log(switched);
 
   const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir, ...(opts.basesDir ? { basesDir: resolve(opts.basesDir) } : {}) });
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
@@ -197,7 +202,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   let drained = false;
   const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
   const runningCount = () => allRunning().length + held.length;
-  const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0);
+  const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0, opts.thermalRoot);
   const maxBuilds = opts.maxBuilds ?? 1;
 
   const volunteerLimits = (): Limits => {
@@ -213,11 +218,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
     const builds = allRunning();
-    if (d.run) await Promise.all(builds.map(([, r]) => r.gate.thaw()));
+    // Frozen, or running — under the CPU cap of "keep going gently" (or a temperature cap) when there is one.
+    if (!d.freeze) await Promise.all(builds.map(async ([, r]) => { await r.gate.limitCpu(d.cpuCap); await r.gate.thaw(); }));
     else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
     for (const c of conns.values()) {
       for (const [buildId, r] of c.running) {
-        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.run ? 'running' : 'frozen', result: null, message: d.reason });
+        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze ? 'frozen' : 'running', result: null, message: d.reason });
       }
     }
     offer(true);
@@ -262,7 +268,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           c.heldAborts.set(msg.buildId, () => { const i = held.indexOf(entry); if (i >= 0) held.splice(i, 1); controller.abort(); });
           return;
         }
-        if (!governor.current.run) void gate.freeze();
+        if (governor.current.freeze) void gate.freeze();
+        else if (governor.current.cpuCap !== null) void gate.limitCpu(governor.current.cpuCap);
         const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision, spec: msg.spec }), null);
         let localLogOk = localId !== null;
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
@@ -281,6 +288,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           const r = running.get(msg.buildId);
           if (r) c.usedMs += Date.now() - r.started;
           running.delete(msg.buildId);
+          if (pauseIfFinished(prefs, allRunning().length)) { log('paused: the current build finished, as the volunteer asked'); void governor.refresh(); }
           startHeld();
           offer();
           drainedYet();
@@ -328,6 +336,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
       current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
+      cpuCap: d.freeze ? null : d.cpuCap, temperatureC: governor.temperatureC,
       projects: [...conns.values()].map((c) => ({
         name: c.name, master: c.project.master, worker: c.worker, share: c.share, connected: c.link.connected,
         running: c.running.size, usedSeconds: Math.round(usedMs(c) / 1000), offered: c.lastOffer?.accepting ?? false,
@@ -362,9 +371,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     history,
     rerun: async (id) => rerun(id),
     pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
-    resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); },
+    resume: async () => { prefs.update({ paused: false, snoozeUntil: null, pauseAfterCurrent: false }); await governor.refresh(); },
     snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); },
-    updatePreferences: async (change) => { const p = prefs.update(change); await governor.refresh(); return p; },
+    updatePreferences: async (change) => { prefs.update(change); pauseIfFinished(prefs, allRunning().length); await governor.refresh(); return prefs.get(); },
     reportIdle: (r) => {
       if (!(idle instanceof ReportedIdleSource)) return false;
       idle.report(r);

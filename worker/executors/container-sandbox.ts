@@ -21,6 +21,8 @@ export interface ContainerOps {
   thaw(): Promise<void>;
   /** Kills every process in the container, also when frozen. */
   kill(): Promise<void>;
+  /** Optional: caps the container's CPU quota at `cpus` cores (null: its own quota again); see Freezable.limitCpu. */
+  limitCpu?(cpus: number | null): Promise<void>;
   /** Removes the container and whatever runs in it. */
   remove(): Promise<void>;
 }
@@ -84,6 +86,8 @@ export class ContainerSandbox implements Sandbox {
   private destroying: Promise<void> | undefined;
   private current: Supervised | undefined;
   private lock: Promise<unknown> = Promise.resolve();
+  /** Present when the container's CPU quota can be written (the fast path with its cgroup); else the gate freezes instead. */
+  readonly limitCpu?: (cpus: number | null) => Promise<void>;
 
   private constructor(
     readonly name: string,
@@ -91,7 +95,10 @@ export class ContainerSandbox implements Sandbox {
     private readonly guards: SandboxGuards,
     private readonly oomFile: string | null,
     private oomKills: number | null,
-  ) {}
+  ) {
+    const limit = ops.limitCpu?.bind(ops);
+    if (limit) this.limitCpu = (cpus) => this.serial(async () => { if (!this.destroyed && !this.broken) await limit(cpus); });
+  }
 
   static async start(name: string, ops: ContainerOps, guards: SandboxGuards, oomFile: string | null): Promise<ContainerSandbox> {
     return new ContainerSandbox(name, ops, guards, oomFile, await readOomKills(oomFile));
