@@ -214,6 +214,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
   };
 
+  /**
+   * Set once the slot offer below exists: the governor's first decision can arrive while
+   * startWorker is still awaiting its setup, before `offer` is defined (it then has nothing
+   * to offer to anyway; the connections offer when they open).
+   */
+  let offerReady = false;
   /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
@@ -226,7 +232,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze ? 'frozen' : 'running', result: null, message: d.reason });
       }
     }
-    offer(true);
+    if (offerReady) offer(true);
     log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
   };
   let applying: Promise<void> = Promise.resolve();
@@ -428,6 +434,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       offerTimer.unref();
     }
   };
+  offerReady = true;
   const startHeld = () => {
     while (held.length && runningCount() - held.length < maxBuilds) {
       const h = held.shift()!;
