@@ -86,7 +86,13 @@ export const BuilderFileSchema = z.strictObject({
     replicas: z.number().int().min(2, 'replicas must be at least 2 (one build on two different workers)').max(7),
     /** `distinct`: no two replicas on workers of the same volunteer; `any` (default): only on different workers. */
     owners: z.enum(['any', 'distinct']).default('any'),
-  }).optional(),
+    /**
+     * [crowd] Earned trust: the fewest replicas a build may run with when its first replica
+     * lands on a volunteer whose last `trust.fewerReplicasAfter` replicated results agreed
+     * (crowdbake.yml); default `replicas` (never fewer).
+     */
+    minReplicas: z.number().int().min(1).max(7).optional(),
+  }).refine((v) => v.minReplicas === undefined || v.minReplicas <= v.replicas, { message: 'minReplicas must not be more than replicas', path: ['minReplicas'] }).optional(),
   limits: z.strictObject({
     time: DurationSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -109,7 +115,7 @@ export interface BuilderDefinition {
   /** Whether a newer commit of a branch supersedes a queued, older one. */
   collapse: boolean;
   /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
-  verify?: { replicas: number; owners?: 'distinct' };
+  verify?: { replicas: number; owners?: 'distinct'; minReplicas?: number };
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -186,7 +192,12 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     },
     priority: file.priority,
     collapse: file.collapse,
-    ...(file.verify ? { verify: { replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}) } } : {}),
+    ...(file.verify ? {
+      verify: {
+        replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}),
+        ...(file.verify.minReplicas !== undefined && file.verify.minReplicas < file.verify.replicas ? { minReplicas: file.verify.minReplicas } : {}),
+      },
+    } : {}),
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,
