@@ -9,8 +9,9 @@ import type { Volunteers } from './volunteers.js';
  * queued are dropped down to the builder's `verify.minReplicas` (never below the members
  * already running). A volunteer's next disagreement resets the streak (volunteers.ts), and
  * their builds are fully replicated again. A group left with one replica is decided by it
- * alone; that verdict serves its artifacts but does not lengthen anyone's streak, so a
- * volunteer cannot keep their standing on unchecked results.
+ * alone; that verdict serves its artifacts but does not lengthen anyone's streak, and the
+ * shortening spends the streak that allowed it (Volunteers.spend): after each unchecked
+ * result a volunteer needs K more checked, agreeing ones before the next.
  *
  * Runs on the master, on the master's own records: the streak comes from verdicts the master
  * reached, never from anything a worker says about itself.
@@ -27,6 +28,7 @@ export class FewerReplicas {
     const drop = this.verification.droppable(buildId, min);
     if (drop.length === 0) return null;
     const why = `not needed: replica dropped because build ${buildId} went to ${v.displayName}, whose last ${v.streak} replicated results agreed with the majority (trust.fewerReplicasAfter: ${this.volunteers.fewerReplicasAfter}, verify.minReplicas: ${min})`;
+    void this.volunteers.spend(v.id).catch((e: Error) => console.error(`crowdbake master: cannot store the streak of ${v.displayName}: ${e.message}`));
     return { drop, why };
   }
 }

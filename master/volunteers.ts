@@ -75,6 +75,20 @@ export class Volunteers {
     return v && v.trust !== 'banned' && v.streak >= k ? { id, displayName: v.displayName, streak: v.streak } : null;
   }
 
+  /**
+   * A group was shortened for this volunteer: the streak that allowed it is spent, so the next
+   * shortened group needs `fewerReplicasAfter` more agreeing results (a spot-check ratio of K
+   * checked results to one unchecked). The memory changes now (the dispatcher asks again at
+   * once), the store right after.
+   */
+  spend(id: string): Promise<void> {
+    const v = this.known.get(id);
+    if (!v) return Promise.resolve();
+    const streak = Math.max(0, v.streak - this.fewerReplicasAfter);
+    this.known.set(id, { ...v, streak });
+    return this.store.setStreak(id, streak);
+  }
+
   /** Finds a volunteer by id, else by display name; throws a sentence when none or several match. */
   async resolve(nameOrId: string): Promise<VolunteerRow> {
     const all = await this.store.listVolunteers();

@@ -25,7 +25,7 @@ export function EarnedTrustRules({ enrollment }: { enrollment: EnrollmentView })
           <li>
             A volunteer whose last <strong>{enrollment.fewerReplicasAfter}</strong> replicated results all agreed needs <strong>fewer replicas</strong>:
             when one of their workers takes a replica, the build’s replicas still waiting are dropped down to the builder’s minimum
-            (<code>verify.minReplicas</code>). A result checked by no one does not add to anyone’s count.
+            (<code>verify.minReplicas</code>). That spends their count: after each result checked by no one they need {enrollment.fewerReplicasAfter} more agreeing ones before the next.
           </li>
         )}
         <li>One result that disagrees resets the count, flags the worker that made it, and takes back trust that was earned (not trust a maintainer gave).</li>
