@@ -107,6 +107,10 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Builders' }).waitFor();
     assert.ok(requested.some((p) => p === '/app.js'), requested.join(' '));
     assert.ok(!requested.some((p) => p.includes('contributors-page')), `fetched before it was opened: ${requested.join(' ')}`);
+    // Nor is uPlot in what the first page loaded (its code names the legend's class, u-legend).
+    const scripts = requested.filter((p) => p.endsWith('.js'));
+    assert.ok(scripts.length > 0);
+    for (const p of scripts) assert.doesNotMatch(await (await fetch(`${m.url}${p}`)).text(), /u-legend/, `uPlot is in ${p}, loaded by the first page`);
     await page.getByRole('link', { name: 'Contributors' }).click();
     await page.getByRole('heading', { level: 1, name: 'Contributors' }).waitFor();
     const chunk = requested.find((p) => /^\/chunks\/contributors-page-[A-Z0-9]+\.js$/.test(p));
@@ -114,6 +118,7 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     const res = await fetch(`${m.url}${chunk}`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(await res.text(), /u-legend/, 'uPlot comes with the page');
   });
 
   test('a Contributors chunk that cannot be fetched says so, with a reload button, and the rest of the dashboard stays', async () => {
