@@ -107,6 +107,11 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Builders' }).waitFor();
     assert.ok(requested.some((p) => p === '/app.js'), requested.join(' '));
     assert.ok(!requested.some((p) => p.includes('contributors-page')), `fetched before it was opened: ${requested.join(' ')}`);
+    // The chunk app.js imports is named in index.html, so it is fetched alongside app.js.
+    const html = await (await fetch(`${m.url}/`)).text();
+    const preloads = [...html.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((x) => x[1]!);
+    assert.ok(preloads.length > 0, html);
+    for (const p of preloads) assert.ok(requested.includes(p), `${p} preloaded but not fetched`);
     // Nor is uPlot in what the first page loaded (its code names the legend's class, u-legend).
     const scripts = requested.filter((p) => p.endsWith('.js'));
     assert.ok(scripts.length > 0);
