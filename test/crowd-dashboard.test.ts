@@ -174,6 +174,13 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByLabel('Show').selectOption({ label: 'Dan' });
     await builds.getByText('Dan: 0 builds').waitFor();
     await until('Dan\'s chart redrawn', async () => (await colouredPixels(page, 'builds-per-day', 'blue')) === 0);
+
+    // Live: a build that finishes while the page is open shows without a reload.
+    await page.getByLabel('Show').selectOption({ label: 'The whole farm' });
+    await builds.getByText(`${total} builds in the last 90 days`).waitFor();
+    const more = await m.force('replicated');
+    await until(`the verdict of build ${more}`, async () => (await m.get<BuildView>(`/api/v1/builds/${more}`)).verification?.verdict === 'verified', 60_000);
+    await builds.getByText(`${total + 2} builds in the last 90 days`).waitFor();
     assert.deepEqual(errors, []);
   });
 
