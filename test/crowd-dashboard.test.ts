@@ -224,6 +224,7 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByRole('button', { name: 'Copy link' }).click();
     await page.getByText('Copied.').waitFor();
     assert.equal(await page.evaluate('navigator.clipboard.readText()'), link);
+    await shot('workers-invitations');
     const [made] = await invites();
     assert.deepEqual([made!.labels, made!.maxUses, made!.note, made!.state], [['linux', 'big'], 2, 'for the sprint', 'active']);
     assert.ok(Date.parse(made!.expiresAt!) - Date.now() > 50 * 60_000);
@@ -236,7 +237,6 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.reload();
     const inviteRow = page.locator('table.invites-table tbody tr', { hasText: made!.id });
     await inviteRow.getByText('1 / 2').waitFor();
-    await shot('workers-invitations');
 
     await inviteRow.getByRole('button', { name: `Revoke invitation ${made!.id}` }).click();
     await inviteRow.getByText('Revoked').waitFor();
