@@ -17,6 +17,7 @@ import { BuildDeadlines } from './build-deadlines.js';
 import { log } from './log.js';
 import type { AttemptFinish } from './provenance/attestations.js';
 import { boundCpuClaim, grantedCores } from './cpu-claim.js';
+import type { FewerReplicas } from './fewer-replicas.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -110,6 +111,8 @@ export class Coordinator {
       credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
       /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
       provenance?: { accept(f: AttemptFinish): Promise<string | null> };
+      /** [crowd] Drops replicas a reliable volunteer's result makes unneeded (master/fewer-replicas.ts). */
+      fewerReplicas?: FewerReplicas;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -661,6 +664,9 @@ export class Coordinator {
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
+    // [crowd] Earned trust: a reliable volunteer's replica may make the group's queued ones unneeded (fewer-replicas.ts).
+    const fewer = this.options.fewerReplicas?.assigned(row.id, builder, session.owner);
+    for (const id of fewer?.drop ?? []) void this.dropReplica(id, fewer!.why).catch(logError);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
@@ -683,6 +689,15 @@ export class Coordinator {
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
+  }
+
+  /** A queued replica that is no longer needed: out of the queue (now, before the dispatcher's next pick), out of its group, finished as cancelled. */
+  private async dropReplica(id: number, why: string): Promise<void> {
+    const row = this.dequeue(id);
+    if (!row) return;
+    await this.options.verification?.drop(id, why);
+    this.note(id, `*** ${why} ***\n`);
+    await this.finish(row, 'cancelled', why, []);
   }
 
   /** The store refused to record an attempt (full disk, lost database): the build waits in the queue again. */
