@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, ROOT, startLab, startStockWorker, stopChild, until, type Lab } from '../test/buildbot/fixture.js';
-import { onCleanup } from './lib/procs.js';
+import { memoryOf, onCleanup, type Memory } from './lib/procs.js';
 import type { BenchResult } from './types.js';
 
 const BUILDS = 30;
@@ -42,6 +42,7 @@ export async function run(): Promise<BenchResult[]> {
       out.push(
         { name: `${label}: RSS idle`, value: m.idle.rss, unit: 'MiB', ...(goal ? { goal: goal('idle', stock.idle.rss) } : {}) },
         { name: `${label}: private memory idle`, value: m.idle.anon, unit: 'MiB', ...(goal ? { goal: goal('idle', stock.idle.anon) } : {}) },
+        { name: `${label}: PSS idle`, value: m.idle.pss, unit: 'MiB', note: 'shared pages divided among the processes mapping them', ...(goal ? { goal: goal('idle', stock.idle.pss) } : {}) },
         { name: `${label}: RSS peak during builds`, value: m.peak.rss, unit: 'MiB', ...(goal ? { goal: goal('peak', stock.peak.rss) } : {}) },
         { name: `${label}: private memory peak during builds`, value: m.peak.anon, unit: 'MiB', ...(goal ? { goal: goal('peak', stock.peak.anon) } : {}) },
       );
@@ -51,12 +52,13 @@ export async function run(): Promise<BenchResult[]> {
     await lab.stop();
   }
   const floor = await bareNode();
-  out.push({ name: 'bare node process (floor): RSS', value: floor.rss, unit: 'MiB', note: `private ${floor.anon.toFixed(1)} MiB; \`node -e setInterval(…)\`` });
+  out.push({ name: 'bare node process (floor): RSS', value: floor.rss, unit: 'MiB', note: `private ${floor.anon.toFixed(1)} MiB, PSS ${floor.pss.toFixed(1)} MiB; \`node -e setInterval(…)\`` });
   for (const executor of ['host', 'container'] as const) {
     const m = await nativeIdle(executor);
     out.push(
       { name: `crowdbake worker (native, ${executor}), connected, idle: RSS`, value: m.rss, unit: 'MiB', goal: '<= 40' },
-      { name: `crowdbake worker (native, ${executor}), connected, idle: private memory`, value: m.anon, unit: 'MiB' },
+      { name: `crowdbake worker (native, ${executor}), connected, idle: private memory`, value: m.anon, unit: 'MiB', goal: '<= 25' },
+      { name: `crowdbake worker (native, ${executor}), connected, idle: PSS`, value: m.pss, unit: 'MiB' },
     );
   }
   return out;
@@ -65,7 +67,7 @@ export async function run(): Promise<BenchResult[]> {
 async function bareNode(): Promise<Memory> {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   await sleep(2000);
-  const m = memory(child.pid!);
+  const m = memoryOf(child.pid!);
   await stopChild(child);
   return m;
 }
@@ -90,7 +92,7 @@ async function nativeIdle(executor: 'host' | 'container'): Promise<Memory> {
       return r?.ok === true && ((await r.json()) as { name: string; connected: boolean }[]).some((w) => w.name === 'idle' && w.connected);
     }, 60_000, 'the native worker to connect');
     await sleep(3000);
-    return memory(worker.pid!);
+    return memoryOf(worker.pid!);
   } finally {
     if (worker) await stopChild(worker);
     await stopChild(master);
@@ -99,7 +101,6 @@ async function nativeIdle(executor: 'host' | 'container'): Promise<Memory> {
 }
 
 interface Worker { pid: number; stop(): Promise<void> }
-interface Memory { rss: number; anon: number }
 
 async function ours(lab: Lab, name: string, executor: string): Promise<Worker> {
   const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'crowdbake.js'), 'worker', '--buildbot', lab.msgpackUrl,
@@ -109,11 +110,6 @@ async function ours(lab: Lab, name: string, executor: string): Promise<Worker> {
   return { pid: child.pid!, stop: () => stopChild(child) };
 }
 
-function memory(pid: number): Memory {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
-}
 
 async function measure(lab: Lab, name: string, start: () => Promise<Worker>): Promise<{ rate: number; idle: Memory; peak: Memory }> {
   const w = await start();
@@ -122,12 +118,13 @@ async function measure(lab: Lab, name: string, start: () => Promise<Worker>): Pr
     // One build first, so both workers are measured warm (builder dirs made, code loaded).
     await lab.build(await lab.force(`trivial@${name}`));
     await sleep(2000);
-    const idle = memory(w.pid);
+    const idle = memoryOf(w.pid);
     const peak = { ...idle };
     sampler = setInterval(() => {
-      const m = memory(w.pid);
+      const m = memoryOf(w.pid);
       peak.rss = Math.max(peak.rss, m.rss);
       peak.anon = Math.max(peak.anon, m.anon);
+      peak.pss = Math.max(peak.pss, m.pss);
     }, 50);
     const started = performance.now();
     const brids: number[] = [];

@@ -13,7 +13,10 @@ import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
+import { log } from './log.js';
 import type { AttemptFinish } from './provenance/attestations.js';
+import { boundCpuClaim, grantedCores } from './cpu-claim.js';
+import type { FewerReplicas } from './fewer-replicas.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -29,6 +32,12 @@ export interface WorkerSession extends WorkerOffer {
   /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
   accepting: boolean;
   reason: string;
+  /** [cloud] Set once the worker is leaving (its `drain`, or the admin's): it gets nothing new. */
+  draining?: { now: boolean; reason: string } | null;
+  /** [cloud] Builds it may still be given (a one-time credential's session: 1); absent: no limit. */
+  buildsLeft?: number;
+  /** [cloud] A cloud worker (logged in with a one-time credential): `cloud: never` builders are not sent there. */
+  cloud?: boolean;
   send(message: MasterMessage): void;
   close(why: string): void;
 }
@@ -98,9 +107,11 @@ export class Coordinator {
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
-      credit?: { buildFinished(row: BuildRow): Promise<void> };
+      credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
       /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
       provenance?: { accept(f: AttemptFinish): Promise<string | null> };
+      /** [crowd] Drops replicas a reliable volunteer's result makes unneeded (master/fewer-replicas.ts). */
+      fewerReplicas?: FewerReplicas;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -239,9 +250,59 @@ export class Coordinator {
     return this.queued;
   }
 
+  /** [cloud] The queued builds, per builder oldest first (the cloud pool sizes itself on them). */
+  *queuedBuilds(): Iterable<BuildRow> {
+    for (const q of this.queues.values()) yield* q;
+  }
+
+  /**
+   * [cloud] The admin asks a worker to leave (REST drain): it gets nothing new from now on and
+   * is told to disconnect once its builds are done; `now` requeues them at once.
+   */
+  async drainWorker(name: string, now: boolean): Promise<boolean> {
+    const session = this.sessions.get(name);
+    if (!session) return false;
+    const reason = now ? 'the admin asked it to stop now' : 'the admin asked it to leave after its builds';
+    session.send({ type: 'drain', now, reason });
+    await this.drain(session, now, reason);
+    return true;
+  }
+
+  /**
+   * A worker is leaving. Runs on the master on the worker's word (its `drain` message) or the
+   * admin's. Safe on a worker's word: it can only take work away from itself — it gets no new
+   * builds, and with `now` its own current builds are requeued (as if it had disconnected,
+   * but not counted as a failed attempt, up to maxAttempts such retries a build: a worker
+   * that keeps giving builds back cannot keep one queued for ever).
+   */
+  private async drain(session: WorkerSession, now: boolean, reason: string): Promise<void> {
+    session.draining = { now: now || (session.draining?.now ?? false), reason };
+    session.accepting = false;
+    session.reason = `draining: ${reason}`;
+    if (now) {
+      for (const id of [...session.builds]) {
+        const a = this.active.get(id);
+        if (!a || a.session !== session) continue;
+        session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: `requeued: ${reason}` });
+        this.deactivate(id);
+        if (a.frozenTimer) clearTimeout(a.frozenTimer);
+        session.builds.delete(id);
+        session.frozen.delete(id);
+        this.artifacts.abortBuild(id);
+        await this.requeueLost(a.row, `worker ${session.name} is draining (${reason})`, true);
+      }
+    }
+    this.publishWorker(session);
+    this.options.onSessionsChanged?.();
+    this.scheduleDispatch();
+  }
+
   /** Applies one validated message from an authenticated worker. */
   async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+    if (msg.type === 'drain') return this.drain(session, msg.now, msg.reason);
     if (msg.type === 'availability') {
+      // A leaving worker, or a one-time credential's whose build was given, stays closed.
+      if (session.draining || session.buildsLeft === 0) return;
       session.accepting = msg.accepting;
       session.reason = msg.reason;
       this.publishWorker(session);
@@ -285,7 +346,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' | 'drain' }>): Promise<void> {
     // Every index, count and size a worker sends is checked against this build's spec and the
     // master's caps here, before it touches an array, a file or a row (master/worker-bounds.ts).
     const bound = a.usage.check(msg);
@@ -369,7 +430,9 @@ export class Coordinator {
       this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
-      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      // The worker's CPU time is its claim: bounded by wall time × the cores granted (cpu-claim.ts).
+      const cpuMs = msg.cpuMs === undefined ? undefined : this.boundedCpu(a, msg.cpuMs);
+      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps, {}, cpuMs);
       this.publishWorker(session);
       this.scheduleDispatch();
       return;
@@ -459,13 +522,21 @@ export class Coordinator {
     this.queued++;
   }
 
-  private async requeueLost(row: BuildRow, why: string): Promise<void> {
-    if (row.attempt >= this.options.maxAttempts) {
+  /** [cloud] Attempts per build lost to the infrastructure (a draining worker, a spot interruption), not counted toward maxAttempts. */
+  private readonly infraRetries = new Map<number, number>();
+
+  private async requeueLost(row: BuildRow, why: string, infrastructure = false): Promise<void> {
+    const infra = this.infraRetries.get(row.id) ?? 0;
+    if (infrastructure && infra < this.options.maxAttempts) {
+      this.infraRetries.set(row.id, infra + 1);
+      why = `${why}; an infrastructure retry (${infra + 1}), not counted as a failed attempt`;
+    } else if (row.attempt - infra >= this.options.maxAttempts) {
       this.note(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
       await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
       return;
     }
-    this.note(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    const counted = row.attempt - (this.infraRetries.get(row.id) ?? 0);
+    this.note(row.id, `\n*** ${why}; build requeued (${infrastructure ? `${counted} failed` : `attempt ${counted}`} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
@@ -475,14 +546,24 @@ export class Coordinator {
     this.publishBuild(row, []);
   }
 
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
+  /** The CPU ms counted for what the worker claimed; a claim above the bound is cut down, and the log says so. */
+  private boundedCpu(a: ActiveBuild, claimedMs: number): number {
+    const wallMs = Date.now() - Date.parse(a.row.startedAt ?? now());
+    const cores = grantedCores(this.builders.get(a.row.builder)?.spec.limits.cpus, a.session.capabilities.cpus);
+    const claim = boundCpuClaim(claimedMs, wallMs, cores);
+    if (claim.cappedAt !== null) this.note(a.row.id, `*** worker ${a.session.name} reported ${claimedMs} ms of CPU time; counted ${claim.cpuMs} ms (wall time × ${cores} cores granted) ***\n`);
+    return claim.cpuMs;
+  }
+
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<void> {
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
     await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
+    this.infraRetries.delete(row.id);
     this.publishBuild(row, steps);
-    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
+    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }, cpuMs).catch(logError);
     await this.options.verification?.finished(row);
   }
 
@@ -549,7 +630,7 @@ export class Coordinator {
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners, best.def.cloud === 'never')) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -562,9 +643,9 @@ export class Coordinator {
   }
 
   /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
+  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>, noCloud = false): Iterable<WorkerSession> {
     for (const s of this.sessions.values()) {
-      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
+      if (exclude?.has(s.name) || barred?.has(s.name) || (noCloud && s.cloud)) continue;
       // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
       if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
       (s as { running: number }).running = s.builds.size;
@@ -577,11 +658,19 @@ export class Coordinator {
     Object.assign(row, { state: 'running', worker: session.name, attempt, startedAt: now(), message: null });
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
+    // [cloud] A one-time credential is good for one build: the session takes nothing after it.
+    if (session.buildsLeft !== undefined && --session.buildsLeft <= 0) {
+      session.accepting = false;
+      session.reason = 'its one-time credential\'s one build is assigned';
+    }
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
+    // [crowd] Earned trust: a reliable volunteer's replica may make the group's queued ones unneeded (fewer-replicas.ts).
+    const fewer = this.options.fewerReplicas?.assigned(row.id, builder, session.owner);
+    for (const id of fewer?.drop ?? []) void this.dropReplica(id, fewer!.why).catch(logError);
     this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
@@ -604,6 +693,15 @@ export class Coordinator {
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
+  }
+
+  /** A queued replica that is no longer needed: out of the queue (now, before the dispatcher's next pick), out of its group, finished as cancelled. */
+  private async dropReplica(id: number, why: string): Promise<void> {
+    const row = this.dequeue(id);
+    if (!row) return;
+    await this.options.verification?.drop(id, why);
+    this.note(id, `*** ${why} ***\n`);
+    await this.finish(row, 'cancelled', why, []);
   }
 
   /** The store refused to record an attempt (full disk, lost database): the build waits in the queue again. */
@@ -647,7 +745,7 @@ export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[
 }
 
 function logError(e: unknown): void {
-  console.error('crowdbake master:', e);
+  log.error('internal error:', e);
 }
 
 /** Whether queued build a goes before b: priority, then fair share, then age. */

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { DashboardEvent } from '../protocol/api.js';
 import type { EventBus } from './events.js';
+import { log } from './log.js';
 
 /** The frame that tells a dashboard it missed events and must refetch (renderer/src/api.ts). */
 export const RESYNC_FRAME = '{"type":"resync"}';
@@ -100,7 +101,7 @@ export class EventsSocket {
     try {
       for (const e of await this.snapshot()) this.sendTo(sub, Buffer.from(JSON.stringify(e)), Date.now());
     } catch (e) {
-      console.error('crowdbake master: events snapshot failed:', e);
+      log.error('events snapshot failed:', e);
     }
     const pending = sub.pending ?? [];
     sub.pending = null;

@@ -1,4 +1,5 @@
 import type { DashboardEvent } from '../protocol/api.js';
+import { log } from './log.js';
 
 export type EventListener = (event: DashboardEvent) => void;
 
@@ -16,7 +17,7 @@ export class EventBus {
       try {
         l(event);
       } catch (e) {
-        console.error('crowdbake master: event listener failed:', e);
+        log.error('event listener failed:', e);
       }
     }
   }

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { log } from './log.js';
 
 /**
  * Build logs as plain files, `DATA/logs/<id>.log`, appended as chunks arrive. Writes are
@@ -21,7 +22,8 @@ export class LogStore {
   private readonly open = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();
 
-  constructor(dataDir: string, private readonly compress = true) {
+  /** `onBytes`: told how many bytes each append stored (the master's metrics). */
+  constructor(dataDir: string, private readonly compress = true, private readonly onBytes?: (n: number) => void) {
     this.dir = join(dataDir, 'logs');
     mkdirSync(this.dir, { recursive: true });
   }
@@ -36,8 +38,8 @@ export class LogStore {
       fd = openSync(this.path(buildId), 'a');
       this.open.set(buildId, fd);
     }
-    if (typeof data === 'string') writeSync(fd, data);
-    else writeSync(fd, data);
+    const n = typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data);
+    this.onBytes?.(n);
   }
 
   /** Closes the file of a build that is no longer running. More appends reopen it. */
@@ -66,7 +68,7 @@ export class LogStore {
       })
       .catch((e: Error) => {
         rmSync(tmp, { force: true });
-        console.error(`crowdbake master: compressing the log of build ${buildId} failed: ${e.message}`);
+        log.error(`compressing the log of build ${buildId} failed: ${e.message}`);
       })
       .finally(() => this.compressing.delete(buildId));
     this.compressing.set(buildId, job);

@@ -22,16 +22,20 @@ import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
 import { openStore } from './store/open-store.js';
+import type { Store } from './store/store.js';
 import { Verification } from './verification.js';
 import { DiskSpace } from './disk-space.js';
 import { loadAdminToken } from './tokens.js';
 import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
+import { MasterMetrics } from './metrics.js';
 import { Volunteers } from './volunteers.js';
+import { FewerReplicas } from './fewer-replicas.js';
 import { Credit } from './credit.js';
 import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
+import { log, logLine } from './log.js';
 import { Attestations } from './provenance/attestations.js';
 import { loadFarmKey } from './provenance/farm-key.js';
 import { ProvenanceRoutes } from './provenance/routes.js';
@@ -85,26 +89,34 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const host = opts.host ?? cfgHost ?? '127.0.0.1';
   const port = opts.port ?? cfgPort ?? 8585;
 
-  const store = await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
+  // GET /metrics: the store is observed through a proxy (master/metrics.ts); the queue and
+  // sessions are read from the coordinator at scrape time.
+  const metrics: MasterMetrics = new MasterMetrics({
+    queued: (): number => coordinator.queuedCount(), sessions: () => coordinator.connectedSessions(),
+    knownWorkers: async (): Promise<number> => (await store.listWorkers()).length,
+  });
+  const store: Store = metrics.instrument(await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`));
   const registry = new BuilderRegistry(configDir);
   registry.load();
-  for (const e of registry.errors()) console.error(`crowdbake master: ${e}`);
+  for (const e of registry.errors()) log.warn(e);
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
-  const logs = new LogStore(dataDir);
+  const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
-  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, (l) => console.error(`crowdbake master: ${l}`));
+  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine);
   let api: HttpApi | null = null;
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
-    log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
+    log: logLine, localVmGuest: opts.localVmGuest ?? null,
+    publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
   });
   // [provenance] Replicas that disagree are compared with diffoscope in the background.
   let diagnosis: Diagnosis | null = null;
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
+  await volunteers.load();
   const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
@@ -113,9 +125,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     void Promise.all(ids.map(async (id) => {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
-    })).catch((e: Error) => console.error(`crowdbake master: ${e.message}`));
+    })).catch((e: Error) => log.error(e.message));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
-  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, (l) => console.error(`crowdbake master: ${l}`));
+  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, logLine);
   await verification.load();
   // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
   const attestations = new Attestations(store, dataDir);
@@ -126,6 +138,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
     verification,
+    fewerReplicas: new FewerReplicas(volunteers, verification),
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
     credit,
@@ -154,7 +167,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   api = new HttpApi({
     store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
-    public: fileConfig.public, addressOf, listen: () => listening,
+    public: fileConfig.public, addressOf, listen: () => listening, metrics,
   });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
@@ -212,6 +225,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   credit.startSampling(() => [...coordinator.connectedSessions()].filter((s) => s.accepting).length, opts.capacitySampleMs);
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
+  await latent.startPools();
 
   let closing: Promise<void> | null = null;
   return {

@@ -76,3 +76,18 @@ test('requires.trust: trusted: only a worker whose trust is trusted can run it; 
   assert.equal(pickWorker(b, [{ ...w, name: 'n', trust: 'new' }, { ...w, name: 't', trust: 'trusted', running: 0, maxBuilds: 1 }])?.worker.name, 't');
   assert.equal(mismatch(builder([], 'container'), { ...w, trust: 'new' }), null, 'other builders do not care');
 });
+
+test('executors are names on the wire: a newer worker\'s unknown executor passes the hello and is never assigned; a builder file\'s typo is refused', async () => {
+  const { CapabilitiesSchema } = await import('../protocol/worker-messages.js');
+  const { BuilderFileSchema } = await import('../protocol/builder-file.js');
+  const caps = { os: 'linux', platform: 'linux', arch: 'x64', cpus: 2, memoryBytes: 1, diskBytes: 1, labels: [], maxBuilds: 1, virtualization: false };
+  const offered = CapabilitiesSchema.parse({ ...caps, executors: ['firecracker', 'container'] }).executors;
+  assert.deepEqual(offered, ['firecracker', 'container']);
+  assert.equal(CapabilitiesSchema.safeParse({ ...caps, executors: ['Fire Cracker'] }).success, false, 'a name is still checked');
+  assert.equal(CapabilitiesSchema.safeParse({ ...caps, executors: Array.from({ length: 33 }, (_, i) => `e${i}`) }).success, false, 'and so is their number');
+  assert.equal(executorFor(builder([], 'any'), worker('new', [], offered)), 'container', '"any" still picks a known isolated one');
+  assert.equal(executorFor(builder([], 'any'), worker('new', [], ['firecracker'])), null, 'an executor this master does not know is never "any"');
+  const typo = BuilderFileSchema.safeParse({ requires: { executor: 'firecrackr' }, steps: [{ run: 'true' }] });
+  assert.equal(typo.success, false);
+  assert.deepEqual(typo.error?.issues.map((i) => [i.path.join('.'), i.code]), [['requires.executor', 'invalid_value']]);
+});

@@ -1,5 +1,6 @@
 import { normalizeArch, normalizeOs, type BuilderDefinition } from '../protocol/builder-file.js';
 import type { ExecutorKind } from '../protocol/build-spec.js';
+import { ISOLATED_EXECUTORS } from '../protocol/executor-names.js';
 import { formatSize } from '../protocol/units.js';
 
 /** What the scheduler needs to know about a connected worker. */
@@ -64,11 +65,7 @@ export function mismatch(builder: BuilderDefinition, worker: WorkerOffer): strin
 
 function pickExecutor(builder: BuilderDefinition, worker: WorkerOffer): ExecutorKind | null {
   const want = builder.requires.executor;
-  if (want === 'any') {
-    if (worker.executors.includes('container')) return 'container';
-    if (worker.executors.includes('vm')) return 'vm';
-    return null;
-  }
+  if (want === 'any') return ISOLATED_EXECUTORS.find((e) => worker.executors.includes(e)) ?? null;
   return worker.executors.includes(want) ? want : null;
 }
 

@@ -1,12 +1,17 @@
 import * as z from 'zod';
+import { KNOWN_EXECUTOR_NAMES } from './executor-names.js';
 import { redactUrl, sourceUrlProblem } from './source-url.js';
 import { parseDuration, parseSize } from './units.js';
 
+/**
+ * An executor this version knows (protocol/executor-names.ts), as builder files and the
+ * master's config name them; on the wire (a worker's hello) any ExecutorNameSchema passes.
+ */
+export const ExecutorKindSchema = z.enum(KNOWN_EXECUTOR_NAMES as [string, ...string[]]);
+export type ExecutorKind = string;
 /** Where a build may run. `any` means any isolated executor (container or vm), never host. */
-export const ExecutorKindSchema = z.enum(['container', 'vm', 'host']);
-export type ExecutorKind = z.infer<typeof ExecutorKindSchema>;
-export const ExecutorRequirementSchema = z.enum(['container', 'vm', 'host', 'any']);
-export type ExecutorRequirement = z.infer<typeof ExecutorRequirementSchema>;
+export const ExecutorRequirementSchema = z.enum([...KNOWN_EXECUTOR_NAMES, 'any'] as unknown as [string, ...string[]]);
+export type ExecutorRequirement = string;
 
 /** "30s", "5m", or a number of seconds; parsed to milliseconds. */
 export const DurationSchema = z.union([z.string(), z.number()]).transform((v, ctx) => {

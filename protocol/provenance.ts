@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { ExecutorNameSchema } from './executor-names.js';
 
 /**
  * Provenance ([provenance], issue 18): what a worker signs about one build attempt, what the
@@ -76,7 +77,7 @@ export const AttemptPredicateSchema = z.strictObject({
     internalParameters: z.strictObject({
       buildId: z.number().int().positive(),
       attempt: z.number().int().positive(),
-      executor: z.enum(['container', 'vm', 'host']),
+      executor: ExecutorNameSchema,
       /** The tighter of the builder's and the volunteer's limits, as applied. */
       limits: z.record(z.string(), z.number()),
       /** sha256 of the canonical JSON of the environment (base and setup lines), its base, and the image the steps ran in (podman's id; null: none). */

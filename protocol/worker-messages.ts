@@ -1,8 +1,10 @@
 import * as z from 'zod';
-import { BuildSpecSchema, ExecutorKindSchema, NameSchema } from './build-spec.js';
+import { BuildSpecSchema, NameSchema } from './build-spec.js';
+import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { EnvelopeSchema } from './provenance.js';
 import { MAX_FRAME_BYTES } from './version.js';
+import { MAX_CPU_MS } from './worker-features.js';
 
 /**
  * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials, and
@@ -22,10 +24,11 @@ export const CapabilitiesSchema = z.strictObject({
   os: z.string().max(200),
   platform: z.string().max(50),
   arch: z.string().max(50),
-  cpus: z.number().int().positive(),
+  cpus: z.number().int().positive().max(4096),
   memoryBytes: z.number().int().nonnegative(),
   diskBytes: z.number().int().nonnegative(),
-  executors: z.array(ExecutorKindSchema),
+  // Names, not a closed list: an executor this master does not know is kept and never assigned.
+  executors: z.array(ExecutorNameSchema).max(32),
   labels: z.array(z.string().min(1).max(100)).max(100),
   maxBuilds: z.number().int().positive().max(256),
   virtualization: z.boolean(),
@@ -71,6 +74,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     data: z.string(),
     last: z.boolean(),
   }),
+  /**
+   * The worker is leaving (SIGTERM, `crowdbake drain`, a spot interruption notice): it takes
+   * nothing new. `now: false` finishes its builds first; `now: true` gives them back, and the
+   * master requeues them at once as an infrastructure retry (not counted as a failed attempt).
+   */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
   /** Whether the worker takes new builds now (the volunteer is at the desk, paused, …). */
   z.strictObject({ type: z.literal('availability'), accepting: z.boolean(), reason: z.string().max(500) }),
   z.strictObject({
@@ -81,6 +90,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     message: z.string().max(10_000).nullable(),
     /** With `finished`: the attempt's signed statement ([provenance], protocol/provenance.ts), from a worker with an enrolled key. */
     provenance: EnvelopeSchema.optional(),
+    /**
+     * With `finished`: the CPU time the attempt used, in ms, as the worker measured it. Sent
+     * only to a master that announced FEATURE_CPU_TIME (worker-features.ts). A claim: the
+     * master caps it (master/cpu-claim.ts).
+     */
+    cpuMs: z.number().int().nonnegative().max(MAX_CPU_MS).optional(),
   }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
@@ -91,6 +106,8 @@ export const MasterMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('assign'), ...buildRef, spec: BuildSpecSchema }),
   z.strictObject({ type: z.literal('cancel'), ...buildRef, reason: z.string() }),
   z.strictObject({ type: z.literal('error'), message: z.string(), fatal: z.boolean() }),
+  /** The admin asked this worker to leave (REST drain): take nothing new from this master, finish (or, `now`, stop) its builds, disconnect. */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
 ]);
 export type MasterMessage = z.infer<typeof MasterMessageSchema>;
 

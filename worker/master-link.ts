@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
+import { FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
 /** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
@@ -42,6 +43,8 @@ export class MasterLink extends EventEmitter {
   private attempt = 0;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** Optional fields this master announced in its upgrade answer (protocol/worker-features.ts). */
+  private features = new Set<string>();
   private welcomed = false;
   /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
   private silenceTimer: NodeJS.Timeout | null = null;
@@ -64,7 +67,7 @@ export class MasterLink extends EventEmitter {
    * master's pace, with no polling). Rejects when not connected.
    */
   async send(message: WorkerMessage): Promise<void> {
-    await this.write(JSON.stringify(message));
+    await this.write(JSON.stringify(withoutUnannounced(message, this.features)));
   }
 
   /**
@@ -115,6 +118,9 @@ export class MasterLink extends EventEmitter {
     // self-signed, certificate); without one, by the system's certificate authorities.
     const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
     ws.on('upgrade', (res) => {
+      // From the master, read on the worker: the names only decide whether optional fields
+      // (cpuMs) go into this worker's own messages; nothing is run, opened or trusted from them.
+      this.features = parseFeatures(res.headers[FEATURES_HEADER]);
       if (!pin) return;
       const socket = res.socket as TLSSocket;
       const der = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate().raw : undefined;
@@ -246,4 +252,13 @@ export function workerEndpoint(master: string): string {
   else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`--master "${master}": use ws://, wss://, http:// or https://`);
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/api/v1/worker';
   return u.toString();
+}
+
+/** An older master refuses fields it does not know: `cpuMs` and `provenance` go only to a master that announced them. */
+function withoutUnannounced(message: WorkerMessage, features: ReadonlySet<string>): WorkerMessage {
+  if (message.type !== 'state') return message;
+  let out = message;
+  if (out.cpuMs !== undefined && !features.has(FEATURE_CPU_TIME)) { const { cpuMs: _dropped, ...rest } = out; out = rest; }
+  if (out.provenance !== undefined && !features.has(FEATURE_PROVENANCE)) { const { provenance: _dropped, ...rest } = out; out = rest; }
+  return out;
 }

@@ -153,3 +153,21 @@ export function pickByShare(projects: { name: string; share: number; used: numbe
   }
   return best?.name ?? null;
 }
+
+/** One joined project as `crowdbake projects` and the desktop window show it: its file, and what a running agent says of it. */
+export interface ProjectRow {
+  name: string; farm: string; master: string; worker: string; share: number; joinedAt: string;
+  state: string; running?: number; usedSeconds?: number;
+}
+
+/** The joined projects with their live state (`live`: the agent's status.projects, undefined when no agent answers). */
+export function projectRows(dataDir: string, live: { name: string; connected: boolean; running: number; usedSeconds: number }[] | undefined, agent: 'running' | string): ProjectRow[] {
+  return listProjects(dataDir).map((p) => {
+    const l = live?.find((x) => x.name === p.name);
+    return {
+      name: p.name, farm: p.farm, master: p.master, worker: p.worker, share: p.share, joinedAt: p.joinedAt,
+      state: l ? (l.connected ? 'connected' : 'connecting') : agent === 'running' ? 'not served' : 'agent not running',
+      ...(l ? { running: l.running, usedSeconds: l.usedSeconds } : {}),
+    };
+  });
+}

@@ -7,6 +7,7 @@ import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import { checkout } from './checkout.js';
+import { CpuTally } from './cpu-time.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
@@ -70,7 +71,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   // The checkout is BUILD/src, so that its parent (where dpkg-buildpackage writes) is the build's own directory.
   const src = join(workdir, 'src');
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
-  const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity };
+  const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity, cpu: new CpuTally() };
   let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
   // Each workdir is its own filesystem of at most limits.disk, when the executor can do that.
   const disks = new Map<string, DiskLimit>();
@@ -140,7 +141,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   if (provenance) log.line(`provenance: statement of ${uploaded.length} artifact(s) signed with this worker's key ${provenance.signatures[0]!.keyid}`);
   log.line(`build ${outcome.result}`);
   await log.flush().catch(() => undefined);
-  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...(provenance ? { provenance } : {}) }).catch(() => undefined);
+  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...run.cpu.field(), ...(provenance ? { provenance } : {}) }).catch(() => undefined);
   // Removed after the master heard the end, so that it can assign the next build meanwhile. A
   // worker stopped in between leaves the directory behind; the agent empties its work root
   // when it starts.
@@ -160,6 +161,8 @@ interface StageRun {
   limits: Limits;
   /** Wall-clock end of the build's time limit (Infinity when none). */
   deadline: number;
+  /** CPU time of the build's sandboxes, for the master's credit (cpu-time.ts). */
+  cpu: CpuTally;
 }
 
 interface Stage {
@@ -215,6 +218,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
     return { result: 'success', message: null };
   } finally {
     ctx.gate.detach(sandbox);
+    run.cpu.add(await sandbox.cpuMs?.().catch(() => null));
     await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
   }
 }

@@ -57,11 +57,22 @@ export async function stopEverything(): Promise<void> {
   dirs.clear();
 }
 
-/** Resident and private (RssAnon) memory of a process, in MiB. */
-export function memoryOf(pid: number): { rss: number; anon: number } {
+export interface Memory {
+  /** Resident set: counts every mapped page, the shared `node`/`python3` binary included. */
+  rss: number;
+  /** RssAnon: the process's own heap and stacks. */
+  anon: number;
+  /** Proportional set size (smaps_rollup): shared pages divided among the processes mapping them. */
+  pss: number;
+}
+
+/** Resident, private (RssAnon) and proportional (PSS) memory of a process, in MiB. */
+export function memoryOf(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
+  const kb = (text: string, key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  let pss = NaN;
+  try { pss = kb(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'), 'Pss') / 1024; } catch { /* kernel without smaps_rollup */ }
+  return { rss: kb(status, 'VmRSS') / 1024, anon: kb(status, 'RssAnon') / 1024, pss };
 }
 
 /** CPU time (user + system) a process has used so far, in ms. */

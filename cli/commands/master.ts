@@ -3,11 +3,12 @@ import { join, resolve } from 'node:path';
 import { startMaster } from '../../master/master.js';
 import { defaultCacheDir } from '../../worker/executors/detect.js';
 import { localVmGuestBuilder } from '../local-vm-guest.js';
-import { hostPort, parse, str, UsageError } from '../args.js';
+import { hostPort, oneOf, parse, str, UsageError } from '../args.js';
+import { log, LOG_FORMATS, setLogFormat } from '../../master/log.js';
 import { defaultDataDir } from '../paths.js';
 import { untilSignal } from '../signals.js';
 
-const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST:PORT] [--store URL]
+const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST:PORT] [--store URL] [--log-format plain|json]
 
   --config DIR        holds crowdbake.yml and builders/*.yml (default: .)
   --data DIR          SQLite store, logs, artifacts, admin.token (default: ${defaultDataDir('master')})
@@ -15,6 +16,8 @@ const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST
   --tls-cert FILE     serve https/wss with this PEM certificate (and --tls-key FILE); workers pin
                       its fingerprint, which \`crowdbake token create\` prints
   --store URL         sqlite:PATH (default DATA/crowdbake.db) or postgres://USER:PASS@HOST:PORT/DB
+  --log-format F      plain (default: lines for people, "crowdbake master: …") or json (one JSON
+                      object a line on stderr, through pino: level, time, msg, err)
 
 Builder files are reloaded when they change. Writes to the REST API need the admin token
 from DATA/admin.token (or CROWDBAKE_ADMIN_TOKEN).
@@ -23,9 +26,13 @@ from DATA/admin.token (or CROWDBAKE_ADMIN_TOKEN).
 export async function masterCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     config: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, store: { type: 'string' },
-    'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
+    'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'log-format': { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
+  const logFormat = oneOf(values, 'log-format', LOG_FORMATS, 'plain');
+  setLogFormat(logFormat);
+  // Plain: the start lines on stdout, as before; json: every line through the log.
+  const say = logFormat === 'json' ? log.info : (line: string): void => console.log(`crowdbake master: ${line}`);
   const configDir = resolve(str(values, 'config') ?? '.');
   if (!existsSync(configDir)) throw new UsageError(`--config "${configDir}" does not exist`);
   const listen = str(values, 'listen');
@@ -41,13 +48,13 @@ export async function masterCommand(argv: string[]): Promise<number> {
     ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
     localVmGuest: localVmGuestBuilder(join(defaultCacheDir(), 'local-vm')),
   });
-  if (master.fingerprint) console.log(`crowdbake master: TLS certificate ${master.fingerprint} (workers pass it as --pin)`);
+  if (master.fingerprint) say(`TLS certificate ${master.fingerprint} (workers pass it as --pin)`);
   const builders = master.registry.list();
-  console.log(`crowdbake master: ${builders.length} builder(s) from ${configDir}/builders`);
-  console.log(`crowdbake master: dashboard and API at ${master.url}/`);
-  console.log(`crowdbake master: workers connect to ${master.url.replace(/^http/, 'ws')}/api/v1/worker`);
+  say(`${builders.length} builder(s) from ${configDir}/builders`);
+  say(`dashboard and API at ${master.url}/`);
+  say(`workers connect to ${master.url.replace(/^http/, 'ws')}/api/v1/worker`);
   await untilSignal();
-  console.log('crowdbake master: shutting down');
+  say('shutting down');
   await master.close();
   return 0;
 }

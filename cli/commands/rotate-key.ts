@@ -1,7 +1,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { keyRotationText } from '../../protocol/provenance.js';
 import { getProject, projectKey, saveProject } from '../../worker/projects.js';
-import { post } from './join.js';
+import { post } from '../../worker/join-project.js';
 
 /**
  * `crowdbake projects rotate-key NAME`: this worker makes a new Ed25519 key, signs the

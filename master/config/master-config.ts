@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
 import { DEFAULT_BUILD_CAPS, type BuildCaps } from '../worker-bounds.js';
+import { Ec2ProvisionerConfigSchema } from './ec2-config.js';
 
 const latentCommon = {
   name: NameSchema,
@@ -50,7 +51,7 @@ export const LocalVmProvisionerConfigSchema = z.strictObject({
   initrd: AbsolutePath.optional(),
 }).refine((c) => (c.kernel === undefined) === (c.initrd === undefined), 'give both kernel and initrd, or neither');
 
-export const ProvisionerConfigSchema = z.discriminatedUnion('type', [CommandProvisionerConfigSchema, LocalVmProvisionerConfigSchema]);
+export const ProvisionerConfigSchema = z.discriminatedUnion('type', [CommandProvisionerConfigSchema, LocalVmProvisionerConfigSchema, Ec2ProvisionerConfigSchema]);
 export type ProvisionerConfig = z.output<typeof ProvisionerConfigSchema>;
 export type CommandProvisionerConfig = z.output<typeof CommandProvisionerConfigSchema>;
 export type LocalVmProvisionerConfig = z.output<typeof LocalVmProvisionerConfigSchema>;
@@ -94,8 +95,15 @@ export const MasterConfigSchema = z.strictObject({
     /** Joins per hour from one address under `open` (and tries of unknown codes under any mode). */
     joinsPerHour: z.number().int().min(1).max(100_000).default(10),
   }).default(() => ({ mode: 'invite' as const, joinsPerHour: 10 })),
-  /** [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer (0: never). */
-  trust: z.strictObject({ promoteAfter: z.number().int().min(0).max(100_000).default(10) }).default(() => ({ promoteAfter: 10 })),
+  /**
+   * [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer
+   * (0: never), and that let a volunteer's builds run with fewer replicas, down to the
+   * builder's `verify.minReplicas` (0: never, the default).
+   */
+  trust: z.strictObject({
+    promoteAfter: z.number().int().min(0).max(100_000).default(10),
+    fewerReplicasAfter: z.number().int().min(0).max(100_000).default(0),
+  }).default(() => ({ promoteAfter: 10, fewerReplicasAfter: 0 })),
   /** [http] false: every read (REST GETs, events, logs, artifacts) needs the admin token. */
   public: z.boolean().default(true),
   /** [http] Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed, for the client address. */
@@ -133,7 +141,7 @@ export interface MasterConfig {
   /** The public URL for join links (`url:`); absent: the listening address. */
   url?: string;
   enrollment: { mode: 'invite' | 'open' | 'closed'; joinsPerHour: number };
-  trust: { promoteAfter: number };
+  trust: { promoteAfter: number; fewerReplicasAfter: number };
   /** [http] false: reads need the admin token too. */
   public: boolean;
   trustedProxies: string[];

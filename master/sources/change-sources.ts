@@ -8,6 +8,7 @@ import { redactUrls, repoKey } from './repo-url.js';
 import { SourcesFile, type SeenRecord } from './sources-file.js';
 import { loadWebhookSecret } from './webhook-secret.js';
 import type { PushEvent } from './webhook-payload.js';
+import { logLine } from '../log.js';
 
 export interface ChangeSourcesOptions {
   dataDir: string;
@@ -91,7 +92,7 @@ export class ChangeSources {
   private closed = false;
 
   constructor(private readonly opts: ChangeSourcesOptions) {
-    this.log = opts.log ?? ((line) => console.error(`crowdbake master: ${line}`));
+    this.log = opts.log ?? logLine;
     this.file = new SourcesFile(join(opts.dataDir, 'sources.json'), this.log);
     this.secret = opts.webhookSecret ?? loadWebhookSecret(opts.dataDir);
   }

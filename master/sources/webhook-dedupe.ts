@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import type { Provider } from './webhook-payload.js';
 import { repoKey } from './repo-url.js';
+import { log } from '../log.js';
 
 /** Deliveries remembered (the forges retry a delivery for hours, not for thousands of pushes). */
 const MAX_DELIVERIES = 10_000;
@@ -52,7 +53,7 @@ export class WebhookDedupe {
         }
       }
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') console.error(`crowdbake master: ${this.file} is unreadable (${(e as Error).message}); starting with no remembered webhook deliveries`);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.warn(`${this.file} is unreadable (${(e as Error).message}); starting with no remembered webhook deliveries`);
     }
     for (const d of this.deliveries) this.seen.add(d);
   }
@@ -88,7 +89,7 @@ export class WebhookDedupe {
       writeFileSync(tmp, JSON.stringify({ deliveries: this.deliveries, heads: this.heads }), { mode: 0o600 });
       renameSync(tmp, this.file);
     } catch (e) {
-      console.error(`crowdbake master: cannot write ${this.file}: ${(e as Error).message}`);
+      log.error(`cannot write ${this.file}: ${(e as Error).message}`);
     }
   }
 }

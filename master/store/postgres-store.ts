@@ -2,16 +2,17 @@ import { DatabaseError, type Client } from 'pg';
 import { connectPostgres, describeTarget, migratePostgres, redact } from './postgres-connect.js';
 import {
   artifactFromRow, BUILD_COLUMNS, buildFromRow, capacityFromRow, creditDayFromRow, creditTotalFromRow, duplicateTokenMessage, inviteFromRow,
-  stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
+  oneTimeValues, stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
   ArtifactRow, BuildPatch, BuildQuery, BuildRow, CapacityRow, CreditDayRow, CreditDelta, CreditTotalRow, EnrollOutcome, Enrollment, InviteRow,
   NewBuild, StepRow, Store, TokenRow, TrustChange, TrustEventRow, VerificationRow, VolunteerRow, WorkerFlagRow, WorkerRow,
 } from './store.js';
 import type { Verdict } from '../../protocol/api.js';
+import { log as masterLog } from '../log.js';
 
 export interface PostgresStoreOptions {
-  /** Where to report a lost connection (default: console.error). */
+  /** Where to report a lost connection (default: the master's log). */
   log?: (message: string) => void;
 }
 
@@ -36,7 +37,7 @@ export class PostgresStore implements Store {
 
   /** Connects, applies pending migrations under the migration lock, and returns the store. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
-    const log = opts.log ?? ((m: string) => console.error(m));
+    const log = opts.log ?? ((m: string) => masterLog.warn(m.replace(/^crowdbake: /, '')));
     let store: PostgresStore | null = null;
     const client = await connectPostgres(url, (c, why) => store?.lost(c, why));
     try {
@@ -115,6 +116,21 @@ export class PostgresStore implements Store {
 
   async setWorkerKey(name: string, key: string | null): Promise<boolean> {
     return (await this.count('UPDATE tokens SET worker_key = $1 WHERE name = $2 AND revoked_at IS NULL', [key, name])) > 0;
+  }
+
+  async useOneTimeToken(name: string, at: string): Promise<boolean> {
+    return (await this.count(`UPDATE tokens SET used_at = $1 WHERE name = $2 AND one_time = 1 AND used_at IS NULL AND revoked_at IS NULL
+      AND (expires_at IS NULL OR expires_at > $1)`, [at, name])) > 0;
+  }
+
+  async addCloudUsage(provisioner: string, day: string, instanceMs: number): Promise<void> {
+    await this.query(`INSERT INTO cloud_usage (provisioner, day, instance_ms) VALUES ($1, $2, $3)
+      ON CONFLICT (provisioner, day) DO UPDATE SET instance_ms = cloud_usage.instance_ms + EXCLUDED.instance_ms`, [provisioner, day, Math.round(instanceMs)]);
+  }
+
+  async listCloudUsage(provisioner: string, sinceDay: string): Promise<{ day: string; instanceMs: number }[]> {
+    return (await this.query('SELECT day, instance_ms FROM cloud_usage WHERE provisioner = $1 AND day >= $2 ORDER BY day', [provisioner, sinceDay]))
+      .map((r) => ({ day: String(r.day), instanceMs: Number(r.instance_ms) }));
   }
 
   async upsertWorker(row: WorkerRow): Promise<void> {
@@ -373,7 +389,8 @@ export class PostgresStore implements Store {
   }
 }
 
-const INSERT_TOKEN = 'INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
+const INSERT_TOKEN = 'INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key, one_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)';
 const tokenValues = (row: TokenRow): unknown[] => [
   row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt, row.volunteerId ?? null, row.workerKey ?? null,
+  ...oneTimeValues(row),
 ];

@@ -34,7 +34,7 @@ export interface BuildQuery {
   before?: number;
 }
 
-interface Parser<T> {
+export interface Parser<T> {
   safeParse(data: unknown): { success: true; data: T } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
 }
 
@@ -47,7 +47,8 @@ function describe(issues: readonly { path: readonly PropertyKey[]; message: stri
   return issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
-async function request(path: string, init: RequestInit = {}): Promise<Response> {
+/** One request to the master's API; throws ApiError naming the master's reason when it is not 2xx. */
+export async function request(path: string, init: RequestInit = {}): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(`${API_BASE}${path}`, { ...init, headers: { accept: 'application/json', ...init.headers } });
@@ -63,8 +64,9 @@ async function request(path: string, init: RequestInit = {}): Promise<Response> 
   throw new ApiError(res.status, message);
 }
 
-async function getJson<T>(path: string, schema: Parser<T>): Promise<T> {
-  const res = await request(path);
+/** GET `path` (with `init`, e.g. the admin token) and check the answer against `schema`. */
+export async function getJson<T>(path: string, schema: Parser<T>, init: RequestInit = {}): Promise<T> {
+  const res = await request(path, init);
   const parsed = schema.safeParse(await res.json());
   if (!parsed.success) throw new ApiError(res.status, `unexpected answer from ${API_BASE}${path}: ${describe(parsed.error.issues)}`);
   return parsed.data;

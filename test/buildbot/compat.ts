@@ -50,8 +50,23 @@ export function assertSame(pair: Pair, basedirs: string[], skip: string[] = [], 
     .map((s) => ({ ...s, logs: Object.fromEntries(Object.entries(s.logs).filter(([k]) => !onlyLogs || onlyLogs.includes(k)).map(([k, v]) => [k, streamsApart(rewrite(v))])) }));
   const [stock, ours] = [clean(pair.stock), clean(pair.ours)];
   assert.deepEqual(ours.map((s) => s.name), stock.map((s) => s.name), 'same steps');
-  for (let i = 0; i < stock.length; i++) assert.deepEqual(ours[i], stock[i], `step ${stock[i]!.name}`);
+  for (let i = 0; i < stock.length; i++) {
+    const [a, b] = [ours[i]!, stock[i]!];
+    // BuildBot 3.7 can lose a step's last summary: when the step ends while an earlier
+    // updateSummary is still writing (PH_RUNNING), the final call is only queued, stop()
+    // marks the debouncer stopped, and the queued call is then dropped (buildbot/util/
+    // debounce.py `retry` → `self()` returns when stopped). The step stays "running" with its
+    // results set, whichever worker ran it; a loaded machine makes it likelier. The master,
+    // not the worker, writes that string, so a lost one is compared as unknown; results and
+    // logs are still compared.
+    if (lostSummary(a) || lostSummary(b)) { a.state = b.state = '(summary lost by BuildBot)'; }
+    assert.deepEqual(a, b, `step ${b.name}`);
+  }
   assert.equal(pair.ours.results, pair.stock.results, 'same build result');
+}
+
+function lostSummary(s: BuildResult['steps'][number]): boolean {
+  return s.results !== null && s.state === 'running';
 }
 
 /** Files under a directory: relative path → content (symlinks as "-> target"). */

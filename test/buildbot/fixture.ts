@@ -127,10 +127,11 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
         build = (await get<{ builds: typeof build[] }>(`builds?buildrequestid=${brid}`)).builds[0];
         return build !== undefined && (opts.running ? true : build.complete);
       }, opts.timeoutMs ?? 90_000, `build request ${brid}`);
-      // A step's summary (state_string) is updated debounced (1 s, longer on a loaded machine)
-      // after it finished: read again (up to 40 s) until no finished step still says "running".
+      // A step's final summary (state_string) is written before its results, so a finished
+      // step still saying "running" is almost always BuildBot 3.7 losing that write (see
+      // lostSummary in compat.ts); read again for a few seconds in case it was only late.
       let read = await readBuild(get, build!.buildid);
-      for (let i = 0; !opts.running && i < 160 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
+      for (let i = 0; !opts.running && i < 12 && read.steps.some((st) => st.results !== null && st.state === 'running'); i++) {
         await sleep(250);
         read = await readBuild(get, build!.buildid);
       }

@@ -1,18 +1,17 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutorKind } from '../../protocol/build-spec.js';
-import { ContainerExecutor } from './container.js';
 import type { Executor } from './executor.js';
-import { HostExecutor } from './host.js';
-import { VmExecutor } from './vm/vm.js';
+import { EXECUTOR_CHOICES, EXECUTORS, type ExecutorContext } from './registry.js';
 
-export type WantedExecutor = 'auto' | 'container' | 'vm' | 'host';
+/** `auto`, or a name in the registry (worker/executors/registry.ts). */
+export type WantedExecutor = string;
 
 export interface DetectedExecutors {
   /** Executors that work here, in order of preference. */
   executors: Executor[];
   /** Executors that were considered but cannot run here: kind → reason. */
-  unavailable: Partial<Record<ExecutorKind, string>>;
+  unavailable: Record<ExecutorKind, string>;
 }
 
 export interface DetectOptions {
@@ -37,28 +36,15 @@ export function defaultCacheDir(): string {
  */
 export async function detectExecutors(ownerId: string, wanted: WantedExecutor, options: DetectOptions = {}): Promise<DetectedExecutors> {
   const result: DetectedExecutors = { executors: [], unavailable: {} };
-  const consider = async (executor: Executor): Promise<void> => {
+  const dataDir = options.dataDir ?? defaultCacheDir();
+  const ctx: ExecutorContext = { ownerId, dataDir, basesDir: options.basesDir ?? join(dataDir, 'bases') };
+  const entries = wanted === 'auto' ? EXECUTORS.filter((e) => e.auto) : EXECUTORS.filter((e) => e.name === wanted);
+  if (entries.length === 0) throw new Error(`no executor "${wanted}" (this worker has ${EXECUTOR_CHOICES.join(', ')})`);
+  for (const entry of entries) {
+    const executor = await entry.create(ctx);
     const a = await executor.isAvailable();
     if (a.ok) result.executors.push(executor);
     else result.unavailable[executor.kind] = a.reason;
-  };
-  const dataDir = options.dataDir ?? defaultCacheDir();
-  const basesDir = options.basesDir ?? join(dataDir, 'bases');
-  const vm = (): VmExecutor => new VmExecutor({ ownerId, cacheDir: join(dataDir, 'vm'), basesDir });
-  switch (wanted) {
-    case 'auto':
-      await consider(new ContainerExecutor({ ownerId, basesDir }));
-      await consider(vm());
-      break;
-    case 'container':
-      await consider(new ContainerExecutor({ ownerId, basesDir }));
-      break;
-    case 'vm':
-      await consider(vm());
-      break;
-    case 'host':
-      await consider(new HostExecutor());
-      break;
   }
   return result;
 }

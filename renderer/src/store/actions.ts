@@ -69,6 +69,8 @@ export function applyEvent(event: DashboardEvent): void {
       if (sel.buildId === event.build.id && event.build.state === 'finished' && before?.state !== 'finished') {
         void loadArtifacts(event.build.id);
       }
+      // [crowd] a finished build changes the credit the Contributors page shows.
+      if (event.build.state === 'finished' && before?.state !== 'finished') state().countFinished();
       return;
     }
     case 'worker': {
@@ -222,7 +224,8 @@ async function loadArtifacts(id: number): Promise<void> {
 
 export type WriteOutcome<T> = { ok: true; value: T } | { ok: false; cancelled: boolean; error: string };
 
-async function write<T>(purpose: string, run: (token: string) => Promise<T>): Promise<WriteOutcome<T>> {
+/** Runs an admin write with the token (asked for when none is kept); never throws. */
+export async function write<T>(purpose: string, run: (token: string) => Promise<T>): Promise<WriteOutcome<T>> {
   try {
     const value = await withAdminToken(purpose, run);
     return value === null ? { ok: false, cancelled: true, error: 'No admin token was given.' } : { ok: true, value: value.value };
