@@ -95,6 +95,14 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   await until('restarted', () => app.worker().starts === 2 && app.worker().pid !== pid);
   await until('agent back', async () => { const s = value<AgentStatus | { offline: string }>(await e.invoke('agent:status')); return 'state' in s && s.master.connected; }, 60_000);
 
+  // The project refuses this computer (its token revoked): the tray needs attention, and says so (notifications are on).
+  const revoked = spawnSync(process.execPath, [CLI, 'token', 'revoke', joined.worker, '--data', m.dataDir], { encoding: 'utf8' });
+  assert.equal(revoked.status, 0, revoked.stderr);
+  await until('needs attention', () => app.trayState() === 'attention', 30_000);
+  await until('attention icon', () => e.tray.image.endsWith('tray-attention.png'));
+  assert.match(e.tray.tooltip, new RegExp(`Needs your attention — The project ${joined.project} refused this computer`));
+  assert.deepEqual(e.notifications.map((n) => n.body), [`The project ${joined.project} refused this computer (banned, or its token revoked); see Projects.`]);
+
   // Closing the window keeps the app (in the tray); quitting stops the worker, then quits.
   assert.equal(e.windows[0]!.close(), false);
   assert.equal(e.windows[0]!.visible, false);
