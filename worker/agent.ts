@@ -257,10 +257,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
-          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);
+          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs, gate.cpuMs), undefined);
           log(`build ${msg.buildId} ${result}`);
         }).catch((e: Error) => {
-          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs), undefined);
+          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs, gate.cpuMs), undefined);
           log(`build ${msg.buildId} failed: ${e.message}`);
         }).finally(() => {
           const r = running.get(msg.buildId);

@@ -14,6 +14,8 @@ export class FreezeGate {
   private op: Promise<void> = Promise.resolve();
   /** The CPU cap now (cores), or null. */
   private cap: number | null = null;
+  /** CPU time of the sandboxes detached so far (µs), when any could tell. */
+  private cpuUsec: number | null = null;
   /** Sandboxes frozen because they cannot take the cap. */
   private readonly capFrozen = new Set<Freezable>();
 
@@ -35,7 +37,14 @@ export class FreezeGate {
     else if (this.cap !== null) await this.capOne(sandbox, this.cap);
   }
 
+  /** CPU time the build's sandboxes used, ms (null: none could tell, e.g. host or VM builds). */
+  get cpuMs(): number | null {
+    return this.cpuUsec === null ? null : Math.round(this.cpuUsec / 1000);
+  }
+
   detach(sandbox: Freezable): void {
+    const used = sandbox.cpuUsageUsec?.() ?? null;
+    if (used !== null) this.cpuUsec = (this.cpuUsec ?? 0) + used;
     this.sandboxes.delete(sandbox);
     this.capFrozen.delete(sandbox);
   }

@@ -6,7 +6,7 @@ import type { GaveDay } from './gave-model';
 const COLORS = ['#2f86d1', '#c9501c', '#3a9b5c', '#8a5cc7', '#c79a1c', '#1c9bc7'];
 
 /** Bars per day, one series per project (uPlot on a canvas; the table beside it has the same numbers). */
-export function GaveChart({ days, projects, what, label }: { days: GaveDay[]; projects: string[]; what: 'builds' | 'hours'; label: string }) {
+export function GaveChart({ days, projects, what, label }: { days: GaveDay[]; projects: string[]; what: 'builds' | 'hours' | 'cpuHours'; label: string }) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = box.current;

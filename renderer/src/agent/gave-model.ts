@@ -7,6 +7,8 @@ export interface GaveDay {
   builds: Record<string, number>;
   /** Hours spent building (from start to end, frozen time left out), per project. */
   hours: Record<string, number>;
+  /** CPU hours the builds' sandboxes used (their cgroup's counter), per project, where measured. */
+  cpuHours: Record<string, number>;
 }
 
 /** Which project a history entry's master belongs to (its host), or null for local re-runs and masters no longer joined. */
@@ -27,7 +29,7 @@ export function gaveByDay(history: readonly HistoryEntry[], projects: readonly {
   const first = midnight(now - (days - 1) * 86_400_000);
   const out: GaveDay[] = [];
   for (let i = 0, d = first; i < days; i++) {
-    out.push({ day: d, builds: {}, hours: {} });
+    out.push({ day: d, builds: {}, hours: {}, cpuHours: {} });
     const next = new Date(d); next.setDate(next.getDate() + 1); d = next.getTime();
   }
   const seen = new Set<string>();
@@ -42,6 +44,7 @@ export function gaveByDay(history: readonly HistoryEntry[], projects: readonly {
     const end = h.finishedAt ? Date.parse(h.finishedAt) : now;
     slot.builds[project] = (slot.builds[project] ?? 0) + 1;
     slot.hours[project] = (slot.hours[project] ?? 0) + Math.max(0, end - start - h.frozenMs) / 3_600_000;
+    if (h.cpuMs != null) slot.cpuHours[project] = (slot.cpuHours[project] ?? 0) + h.cpuMs / 3_600_000;
   }
   return { days: out, projects: [...seen].sort() };
 }
