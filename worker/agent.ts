@@ -202,7 +202,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
     for (const c of conns.values()) {
       for (const [buildId, r] of c.running) {
-        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze ? 'frozen' : 'running', result: null, message: d.reason });
+        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze || r.gate.heldByCap ? 'frozen' : 'running', result: null, message: d.reason });
       }
     }
     offer(true);
@@ -297,13 +297,13 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const builds = allRunning();
     const first = [...conns.values()][0];
     const anyConnected = [...conns.values()].some((c) => c.link.connected);
-    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen) ? 'frozen' : builds.length ? 'busy' : 'idle';
+    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen || r.gate.heldByCap) ? 'frozen' : builds.length ? 'busy' : 'idle';
     return {
       state, accepting: d.run, reason: d.reason,
       idleSource: { name: idle.name, why: idle.why },
       idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
       master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
-      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
+      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen || r.gate.heldByCap, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
       cpuCap: d.freeze ? null : d.cpuCap, temperatureC: governor.temperatureC,
       projects: [...conns.values()].map((c) => ({

@@ -27,6 +27,11 @@ export class FreezeGate {
     return this.frozenAt !== null;
   }
 
+  /** Some sandbox is frozen because it cannot take the CPU cap (host, VM): the build is on hold though not `frozen`. */
+  get heldByCap(): boolean {
+    return this.capFrozen.size > 0;
+  }
+
   get frozenMs(): number {
     return this.frozenTotal + (this.frozenAt !== null ? Date.now() - this.frozenAt : 0);
   }
@@ -69,7 +74,7 @@ export class FreezeGate {
   freeze(): Promise<void> {
     if (this.frozen) return this.op;
     this.frozenAt = Date.now();
-    return (this.op = this.op.then(() => Promise.all([...this.sandboxes].map((s) => s.freeze()))).then(() => undefined));
+    return (this.op = this.op.then(() => Promise.all([...this.sandboxes].filter((s) => !this.capFrozen.has(s)).map((s) => s.freeze()))).then(() => undefined));
   }
 
   thaw(): Promise<void> {
