@@ -75,8 +75,10 @@ test('keep going gently: a CPU-bound build runs under the cap while the voluntee
   assert.ok(gentle > 0, `the build kept running (${gentle.toFixed(3)} CPUs)`);
   assert.ok(gentle < CAP + MARGIN, `the build stayed under its cap: ${gentle.toFixed(3)} CPUs, cap ${CAP}`);
   t.diagnostic(`gently: ${gentle.toFixed(3)} CPUs under a cap of ${CAP}`);
+  // How often the kernel held it back is shown, not asserted: on a loaded machine the build may
+  // get less than its quota and never be throttled (the bound above is what must hold).
   const throttledAfter = await q.throttledPeriods();
-  if (throttledBefore !== null && throttledAfter !== null) assert.ok(throttledAfter > throttledBefore, 'the kernel held it to the quota');
+  if (throttledBefore !== null && throttledAfter !== null) t.diagnostic(`throttled in ${throttledAfter - throttledBefore} CFS periods`);
 
   // Freeze chosen instead: the same input now freezes it (no CPU at all), the master shows it frozen.
   await agent.call('PATCH', '/preferences', { whileHere: 'freeze' });
