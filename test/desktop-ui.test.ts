@@ -36,6 +36,7 @@ describe('the desktop window (Chromium, test preload standing in for Electron\'s
   let server: Server;
   let origin: string;
   let worker: WorkerHandle | null = null;
+  let update: { state: 'current' | 'available' | 'required'; message: string } = { state: 'current', message: '' };
   let browser: Browser;
   let page: Page;
   const errors: string[] = [];
@@ -60,7 +61,7 @@ describe('the desktop window (Chromium, test preload standing in for Electron\'s
     const dataDir = join(dir, 'worker');
     const route = createIpcRouter({
       dataDir, settings: new AppSettingsStore(join(dir, 'userdata')),
-      info: () => ({ version: '0.1.0', platform: process.platform, dashboardUrl: null, runsMaster: false, update: { state: 'current', message: '' }, pendingJoinLink: null }),
+      info: () => ({ version: '0.1.0', platform: process.platform, dashboardUrl: null, runsMaster: false, update, pendingJoinLink: null }),
       // What the app's supervisor does after a join: the agent starts (here in this process, host executor).
       projectsChanged: () => {
         if (worker) return;
@@ -166,6 +167,12 @@ describe('the desktop window (Chromium, test preload standing in for Electron\'s
     await open('#/history', 'History');
     await page.getByRole('cell', { name: 'quick' }).first().waitFor();
     await shot('desktop-history');
+    // What the app learnt from the masters' GET /api/v1/version (app/attention.ts): the window says so on every page.
+    update = { state: 'required', message: 'An update is required: http://farm no longer accepts this version (worker protocol 2; it needs 3 or newer).' };
+    await open('#/results', /Results/);
+    assert.match(await page.getByRole('alert').textContent() ?? '', /An update is required: http:\/\/farm no longer accepts this version/);
+    await shot('desktop-update-required');
+    update = { state: 'current', message: '' };
     await open('#/results', /Results/);
     await page.getByText('ticker').first().waitFor();
     await shot('desktop-results');

@@ -12,7 +12,7 @@ export function DashboardPage() {
   return (
     <>
       <PageTitle>Master dashboard</PageTitle>
-      {!url && <p className="muted">This app runs no master. Start one from the tray menu, or with <code>crowdbake master</code>.</p>}
+      {!url && <p className="muted">This app runs no master. Start one from the tray menu (Run a master on this computer…).</p>}
       {url && (
         <div className="card">
           <p>The master on this computer serves its dashboard at <code className="wrap">{url}</code>; it opens in its own window.</p>
