@@ -60,6 +60,11 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   assert.match((await e.invoke('projects:join', { link: 'https://not-a-join-link.example/' })).error ?? '', /crowdbake:/);
   assert.match((await e.invoke('projects:join', { link: 'crowdbake://join?master=http://127.0.0.1:1&code=AAAAAAAAAAAAAAAAAAAA' })).error ?? '', /cannot reach the master at http:\/\/127\.0\.0\.1:1/);
   assert.deepEqual(value<ProjectView[]>(await e.invoke('projects:list')), [], 'a refused join wrote nothing');
+  // A page that tries paths or floods: names are looked up among the joined projects only, sizes are bounded.
+  assert.match((await e.invoke('projects:leave', '../volunteer')).error ?? '', /no joined project "\.\.\/volunteer"/);
+  assert.match((await e.invoke('projects:share', { name: 'x', share: 1, extra: true })).error ?? '', /projects:share: .*extra/);
+  assert.match((await e.invoke('agent:snooze', 'x'.repeat(100))).error ?? '', /agent:snooze: /);
+  assert.match((await e.invoke('app:settings', { masterConfigDir: 7 })).error ?? '', /app:settings: masterConfigDir/);
 
   // A crowdbake: link opened while the app runs (a second instance) waits in the window for the volunteer.
   const link = invite(m.dataDir);
