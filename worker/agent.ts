@@ -351,7 +351,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     },
   }, { ...(opts.controlPort !== undefined ? { port: opts.controlPort } : {}) });
 
-  await governor.start();
   let finish!: () => void;
   const done = new Promise<void>((ok) => { finish = ok; });
 
@@ -458,6 +457,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     void Promise.all([...c.running.values()].map((r) => r.done)).then(() => gone.delete(c));
     offer();
   };
+  // Started once offer() exists: its first decision is applied like any later one (before, it
+  // failed with "Cannot access 'offer' before initialization" and was only logged).
+  await governor.start();
   for (const p of initial) conns.set(p.name, connect(p));
   offer();
 
