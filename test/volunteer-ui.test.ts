@@ -305,6 +305,20 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
     assert.equal(seen[0], 'Skip to content');
   });
 
+  test('projects and what this computer gave work in the browser too (crowdbake ui): a bad join link gets its reason', async () => {
+    await open('#/projects', 'Projects');
+    // This agent was started with --master: no project joined in DATA/projects.
+    await page.getByText('No project joined yet.').waitFor();
+    await page.getByLabel('Join link').fill('crowdbake://join?master=ftp://example.org');
+    await page.getByRole('button', { name: 'Join' }).click();
+    await page.getByRole('alert').filter({ hasText: 'Could not join' }).waitFor();
+    assert.match(await page.getByRole('alert').filter({ hasText: 'Could not join' }).textContent() ?? '', /http or https|http\(s\)|master/);
+    // The agent's 409 for that link is the expected answer; Chromium logs it as a failed resource.
+    for (let i = errors.length - 1; i >= 0; i--) if (/status of 409/.test(errors[i]!)) errors.splice(i, 1);
+    await open('#/gave', 'What this computer gave');
+    assert.match(await page.locator('main').textContent() ?? '', /Nothing yet|Builds per day/);
+  });
+
   test('no JavaScript errors on any page', () => {
     // The sign-in test loads the page before signing in: its status reads are refused (401).
     const refused = 'console: Failed to load resource: the server responded with a status of 401 (Unauthorized)';
