@@ -79,6 +79,10 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   assert.equal(value<AppInfo>(await e.invoke('app:info')).firstRun, false);
   assert.equal(value<AppInfo>(await e.invoke('app:info')).pendingJoinLink, null);
   assert.deepEqual(value<ProjectView[]>(await e.invoke('projects:list')).map((p) => [p.name, p.state]), [[joined.project, 'connected']]);
+  // macOS hands a clicked link to the running app as open-url.
+  const other = 'crowdbake://join?master=http://farm.example:8585&code=BBBBBBBBBBBBBBBBBBBB';
+  e.emitApp('open-url', other);
+  assert.equal(value<AppInfo>(await e.invoke('app:info')).pendingJoinLink, other);
   const again = await e.invoke('projects:join', { link: invite(m.dataDir) });
   assert.match(again.error ?? '', /already joined/);
 
@@ -143,4 +147,23 @@ test('master mode: the app runs a master, its dashboard is one more window; the 
   assert.equal((e.windows[1]!.options.webPreferences as { preload?: string }).preload, undefined, 'the dashboard window gets no bridge');
   assert.equal(e.windows[1]!.navigates(`${info.dashboardUrl}#/builds`), true);
   assert.equal(e.windows[1]!.navigates('https://evil.example/'), false);
+});
+
+test('first run → Run a master on this computer: the folder chosen is started and remembered', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir('desk-first-master');
+  const config = join(dir, 'farm');
+  mkdirSync(join(config, 'builders'), { recursive: true });
+  writeBuilder(config, 'hello', 'requires: { executor: host }\nsteps:\n  - run: echo hi\n');
+  const e = new ElectronStandIn(join(dir, 'userdata'));
+  const app = startDesktop(e, options(dir, ['--listen', '127.0.0.1:0']));
+  t.after(async () => { e.app.quit(); await until('quit', () => e.quitted); cleanup(dir); });
+  await app.ready;
+  assert.equal(value<AppInfo>(await e.invoke('app:info')).firstRun, true);
+  assert.equal(value<{ dashboardUrl: string } | null>(await e.invoke('app:start-master')), null, 'the dialog was cancelled: nothing starts');
+  e.dialogAnswer = config;
+  const started = value<{ dashboardUrl: string }>(await e.invoke('app:start-master'));
+  assert.match(started.dashboardUrl, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const info = value<AppInfo>(await e.invoke('app:info'));
+  assert.deepEqual([info.firstRun, info.runsMaster, info.dashboardUrl, info.settings.masterConfigDir], [false, true, started.dashboardUrl, config]);
+  assert.deepEqual((await (await fetch(`${started.dashboardUrl}api/v1/builders`)).json() as { name: string }[]).map((b) => b.name), ['hello']);
 });
