@@ -64,12 +64,12 @@ export class AgentClient {
     }
   }
 
-  /** The log of local history entry `id` from byte `from` on, and its size now. */
-  async log(id: number, from: number): Promise<{ text: string; size: number }> {
+  /** The log of local history entry `id` from byte `from` on (its bytes as base64: a read may end inside a character), and its size now. */
+  async log(id: number, from: number): Promise<{ base64: string; size: number }> {
     const res = await fetch(`${this.url}/api/v1/history/${id}/log?from=${from}`, { headers: { authorization: `Bearer ${this.secret}` }, signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`the agent refused the log of local build ${id}: HTTP ${res.status}`);
-    const text = await res.text();
-    return { text, size: Number(res.headers.get('x-log-size') ?? from + Buffer.byteLength(text)) };
+    const bytes = Buffer.from(await res.arrayBuffer());
+    return { base64: bytes.toString('base64'), size: Number(res.headers.get('x-log-size') ?? from + bytes.length) };
   }
 
   /** A sign-in link for the volunteer pages (works once, within a minute). */

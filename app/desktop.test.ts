@@ -60,6 +60,11 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   assert.match((await e.invoke('projects:join', { link: 'https://not-a-join-link.example/' })).error ?? '', /crowdbake:/);
   assert.match((await e.invoke('projects:join', { link: 'crowdbake://join?master=http://127.0.0.1:1&code=AAAAAAAAAAAAAAAAAAAA' })).error ?? '', /cannot reach the master at http:\/\/127\.0\.0\.1:1/);
   assert.deepEqual(value<ProjectView[]>(await e.invoke('projects:list')), [], 'a refused join wrote nothing');
+  // A page that tries paths or floods: names are looked up among the joined projects only, sizes are bounded.
+  assert.match((await e.invoke('projects:leave', '../volunteer')).error ?? '', /no joined project "\.\.\/volunteer"/);
+  assert.match((await e.invoke('projects:share', { name: 'x', share: 1, extra: true })).error ?? '', /projects:share: .*extra/);
+  assert.match((await e.invoke('agent:snooze', 'x'.repeat(100))).error ?? '', /agent:snooze: /);
+  assert.match((await e.invoke('app:settings', { masterConfigDir: 7 })).error ?? '', /app:settings: masterConfigDir/);
 
   // A crowdbake: link opened while the app runs (a second instance) waits in the window for the volunteer.
   const link = invite(m.dataDir);
@@ -74,6 +79,10 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   assert.equal(value<AppInfo>(await e.invoke('app:info')).firstRun, false);
   assert.equal(value<AppInfo>(await e.invoke('app:info')).pendingJoinLink, null);
   assert.deepEqual(value<ProjectView[]>(await e.invoke('projects:list')).map((p) => [p.name, p.state]), [[joined.project, 'connected']]);
+  // macOS hands a clicked link to the running app as open-url.
+  const other = 'crowdbake://join?master=http://farm.example:8585&code=BBBBBBBBBBBBBBBBBBBB';
+  e.emitApp('open-url', other);
+  assert.equal(value<AppInfo>(await e.invoke('app:info')).pendingJoinLink, other);
   const again = await e.invoke('projects:join', { link: invite(m.dataDir) });
   assert.match(again.error ?? '', /already joined/);
 
@@ -94,6 +103,14 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   process.kill(pid, 'SIGKILL');
   await until('restarted', () => app.worker().starts === 2 && app.worker().pid !== pid);
   await until('agent back', async () => { const s = value<AgentStatus | { offline: string }>(await e.invoke('agent:status')); return 'state' in s && s.master.connected; }, 60_000);
+
+  // The project refuses this computer (its token revoked): the tray needs attention, and says so (notifications are on).
+  const revoked = spawnSync(process.execPath, [CLI, 'token', 'revoke', joined.worker, '--data', m.dataDir], { encoding: 'utf8' });
+  assert.equal(revoked.status, 0, revoked.stderr);
+  await until('needs attention', () => app.trayState() === 'attention', 30_000);
+  await until('attention icon', () => e.tray.image.endsWith('tray-attention.png'));
+  assert.match(e.tray.tooltip, new RegExp(`Needs your attention — The project ${joined.project} refused this computer`));
+  assert.deepEqual(e.notifications.map((n) => n.body), [`The project ${joined.project} refused this computer (banned, or its token revoked); see Projects.`]);
 
   // Closing the window keeps the app (in the tray); quitting stops the worker, then quits.
   assert.equal(e.windows[0]!.close(), false);
@@ -130,4 +147,23 @@ test('master mode: the app runs a master, its dashboard is one more window; the 
   assert.equal((e.windows[1]!.options.webPreferences as { preload?: string }).preload, undefined, 'the dashboard window gets no bridge');
   assert.equal(e.windows[1]!.navigates(`${info.dashboardUrl}#/builds`), true);
   assert.equal(e.windows[1]!.navigates('https://evil.example/'), false);
+});
+
+test('first run → Run a master on this computer: the folder chosen is started and remembered', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir('desk-first-master');
+  const config = join(dir, 'farm');
+  mkdirSync(join(config, 'builders'), { recursive: true });
+  writeBuilder(config, 'hello', 'requires: { executor: host }\nsteps:\n  - run: echo hi\n');
+  const e = new ElectronStandIn(join(dir, 'userdata'));
+  const app = startDesktop(e, options(dir, ['--listen', '127.0.0.1:0']));
+  t.after(async () => { e.app.quit(); await until('quit', () => e.quitted); cleanup(dir); });
+  await app.ready;
+  assert.equal(value<AppInfo>(await e.invoke('app:info')).firstRun, true);
+  assert.equal(value<{ dashboardUrl: string } | null>(await e.invoke('app:start-master')), null, 'the dialog was cancelled: nothing starts');
+  e.dialogAnswer = config;
+  const started = value<{ dashboardUrl: string }>(await e.invoke('app:start-master'));
+  assert.match(started.dashboardUrl, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const info = value<AppInfo>(await e.invoke('app:info'));
+  assert.deepEqual([info.firstRun, info.runsMaster, info.dashboardUrl, info.settings.masterConfigDir], [false, true, started.dashboardUrl, config]);
+  assert.deepEqual((await (await fetch(`${started.dashboardUrl}api/v1/builders`)).json() as { name: string }[]).map((b) => b.name), ['hello']);
 });

@@ -63,6 +63,9 @@ export function startDesktop(e: ElectronLike, o: DesktopOptions): DesktopHandle 
   const launch = parseLaunch(o.argv, o.env);
   const agentLaunch = parseAgentLaunch(o.argv, o.env);
   const explicitMaster = launch.mode === 'connect' && (o.argv.some((a) => a === '--master' || a.startsWith('--master=')) || o.env.CROWDBAKE_MASTER !== undefined);
+  // Where a master chosen in the window (or remembered) listens: --listen, else 127.0.0.1:8585.
+  const listenAt = o.argv.indexOf('--listen');
+  const listenFlag = listenAt >= 0 ? o.argv[listenAt + 1] : undefined;
   const dataDir = resolve(agentLaunch.dataDir ?? o.workerDataDir ?? join(o.env.XDG_DATA_HOME ?? join(o.env.HOME ?? '.', '.local', 'share'), 'crowdbake', 'worker'));
   let win: BrowserWindowLike | null = null;
   let dashboardWin: BrowserWindowLike | null = null;
@@ -88,7 +91,7 @@ export function startDesktop(e: ElectronLike, o: DesktopOptions): DesktopHandle 
   const hasWork = () => agentLaunch.token !== null || listProjects(dataDir).length > 0;
 
   const startMaster = async (configDir: string): Promise<string> => {
-    master = startMasterProcess({ execPath: o.execPath, cli: o.cli, configDir, dataDir: launch.mode === 'start' ? launch.dataDir : null, listen: launch.mode === 'start' ? launch.listen : '127.0.0.1:8585', env: { ...o.env, ELECTRON_RUN_AS_NODE: '1' } });
+    master = startMasterProcess({ execPath: o.execPath, cli: o.cli, configDir, dataDir: launch.mode === 'start' ? launch.dataDir : null, listen: launch.mode === 'start' ? launch.listen : listenFlag ?? '127.0.0.1:8585', env: { ...o.env, ELECTRON_RUN_AS_NODE: '1' } });
     dashboard = dashboardUrl(await master.url);
     renderTray();
     return dashboard;

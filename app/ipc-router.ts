@@ -5,12 +5,10 @@
  * `crowdbake join|projects|leave` runs. Plain Node, no electron: main.ts hands it the sender
  * check and the window's own actions, and the Chromium tests drive it through a test preload.
  */
-import { resolve } from 'node:path';
 import { IPC_CHANNELS, type AppInfo, type AppSettings, type IpcAnswer, type IpcArg, type IpcChannel, type IpcValue } from '../protocol/app-ipc.js';
 import { PreferencesSchema } from '../protocol/control-api.js';
-import { parseJoinLink } from '../protocol/join.js';
 import { describeIssues } from '../protocol/parse.js';
-import { defaultDisplayName, defaultWorkerName, join, joinedAlready } from '../worker/join-project.js';
+import { joinFromLink } from '../worker/control-projects.js';
 import { projectRows, removeProject, setShare, type ProjectRow } from '../worker/projects.js';
 import { AgentClient } from './agent-client.js';
 import type { AppSettingsStore } from './app-settings.js';
@@ -66,15 +64,8 @@ export function createIpcRouter(d: IpcRouterDeps): (channel: unknown, arg: unkno
     'agent:log': ({ id, from }) => agent().log(id, from),
     'agent:rerun': async (id) => agent().call('POST', `/history/${id}/rerun`, {}) as Promise<IpcValue<'agent:rerun'>>,
     'projects:list': () => rows(),
-    'projects:join': async ({ link: text, displayName, listed }) => {
-      // The link is the volunteer's own input; parseJoinLink allows only an http(s) master URL, a code, a pin.
-      const link = parseJoinLink(text.trim());
-      const already = joinedAlready(d.dataDir, link);
-      if (already) throw new Error(already);
-      const r = await join(link, { dataDir: resolve(d.dataDir), worker: defaultWorkerName(), displayName: displayName ?? defaultDisplayName(), listed });
-      d.projectsChanged();
-      return r;
-    },
+    // The link is the volunteer's own input; joinFromLink checks it with parseJoinLink before anything is sent.
+    'projects:join': async (arg) => { const r = await joinFromLink(d.dataDir, arg); d.projectsChanged(); return r; },
     'projects:leave': async (name) => { removeProject(d.dataDir, name); d.projectsChanged(); return rows(); },
     'projects:share': async ({ name, share }) => { setShare(d.dataDir, name, share); return rows(); },
   };

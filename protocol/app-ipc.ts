@@ -82,7 +82,7 @@ export const IPC_CHANNELS = {
   'agent:preferences': [PreferencesPatchSchema, PreferencesSchema],
   'agent:history': [z.strictObject({ limit: z.number().int().min(1).max(1000), builder: z.string().max(200).optional() }), z.array(HistoryEntrySchema)],
   'agent:entry': [id, HistoryEntrySchema],
-  'agent:log': [z.strictObject({ id, from: z.number().int().nonnegative() }), z.object({ text: z.string(), size: z.number() })],
+  'agent:log': [z.strictObject({ id, from: z.number().int().nonnegative() }), z.object({ base64: z.string(), size: z.number() })],
   'agent:rerun': [id, HistoryEntrySchema],
   'projects:list': [none, z.array(ProjectViewSchema)],
   'projects:join': [JoinRequestArgSchema, JoinResultSchema],

@@ -143,6 +143,8 @@ export const HistoryEntrySchema = z.object({
   rerunOf: z.number().nullable(),
   /** The build spec is kept, so it can be run again here. */
   canRerun: z.boolean(),
+  /** CPU time the build's sandboxes used (their cgroup's counter), ms; null where it could not be read (host, VM builds). */
+  cpuMs: z.number().nullable().optional(),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 

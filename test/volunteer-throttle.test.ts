@@ -75,8 +75,10 @@ test('keep going gently: a CPU-bound build runs under the cap while the voluntee
   assert.ok(gentle > 0, `the build kept running (${gentle.toFixed(3)} CPUs)`);
   assert.ok(gentle < CAP + MARGIN, `the build stayed under its cap: ${gentle.toFixed(3)} CPUs, cap ${CAP}`);
   t.diagnostic(`gently: ${gentle.toFixed(3)} CPUs under a cap of ${CAP}`);
+  // How often the kernel held it back is shown, not asserted: on a loaded machine the build may
+  // get less than its quota and never be throttled (the bound above is what must hold).
   const throttledAfter = await q.throttledPeriods();
-  if (throttledBefore !== null && throttledAfter !== null) assert.ok(throttledAfter > throttledBefore, 'the kernel held it to the quota');
+  if (throttledBefore !== null && throttledAfter !== null) t.diagnostic(`throttled in ${throttledAfter - throttledBefore} CFS periods`);
 
   // Freeze chosen instead: the same input now freezes it (no CPU at all), the master shows it frozen.
   await agent.call('PATCH', '/preferences', { whileHere: 'freeze' });
@@ -127,4 +129,17 @@ test('the temperature cap: above it builds are throttled, 5 °C above it held (t
 
   heat(60);
   await until('cooled down', () => w.status().current[0]?.frozen === false && w.status().cpuCap === null, 30_000);
+});
+
+test('the local history records the CPU time a container build used (its cgroup\'s counter), for "what this computer gave"', { timeout: 120_000 }, async (t) => {
+  const dir = tempDir('cpu-time');
+  const m = await testMaster({ busy: 'requires: { executor: container }\nsteps:\n  - run: "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo counted"\n' });
+  const w = await startWorker({ master: m.url, token: await m.token('counter'), dataDir: dir, executor: 'container', labels: [], log: () => undefined, idleSource: 'none', preferences: { when: 'always' } });
+  t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
+  const id = await m.force('busy');
+  assert.equal((await m.waitFinished(id, 90_000)).result, 'success');
+  const agent = AgentClient.open(dir) as AgentClient;
+  const entry = await until('history entry finished', async () => ((await agent.call('GET', '/history?limit=5')) as { buildId: number; finishedAt: string | null; cpuMs?: number | null }[]).find((h) => h.buildId === id && h.finishedAt));
+  assert.ok(typeof entry.cpuMs === 'number' && entry.cpuMs > 0, `cpuMs ${entry.cpuMs}`);
+  t.diagnostic(`a 300000-iteration shell loop used ${entry.cpuMs} ms of CPU`);
 });

@@ -2,12 +2,12 @@
 // control API serving the renderer in its volunteer mode, driven in Debian's Chromium. Checks
 // the browser sign-in (single-use ticket, HttpOnly SameSite=Strict cookie, Host and Origin
 // checks), state, live log, pause/snooze/resume, limits, history, results, local re-run and log
-// search, against what the CLI reports. Saves a screenshot of every page to docs/screenshots/.
+// search, against what the CLI reports. Saves a screenshot of every page (see SCREENSHOTS).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -18,7 +18,8 @@ import { CLI, cleanup, tempDir, testMaster, until, type TestMaster } from './hel
 
 const CHROMIUM = process.env.CROWDBAKE_CHROMIUM ?? '/usr/bin/chromium';
 const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
-const SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
+// Into docs/screenshots with CROWDBAKE_SCREENSHOTS=docs (to refresh the README's pictures); otherwise a temporary directory, so a run leaves the tree clean.
+const SCREENSHOTS = process.env.CROWDBAKE_SCREENSHOTS === 'docs' ? fileURLToPath(new URL('../../docs/screenshots/', import.meta.url)) : join(tempDir('volunteer-ui-shots'), 'screenshots');
 
 const BUILDERS = {
   ticker: 'description: Counts slowly\nrequires: { executor: host }\nsteps:\n  - name: count\n    run: "i=0; while [ $i -lt 40 ]; do echo tick $i; i=$((i+1)); sleep 0.3; done; echo all done"\n',
@@ -93,6 +94,7 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
     await worker?.close();
     await m?.close();
     if (dataDir) cleanup(dataDir);
+    if (process.env.CROWDBAKE_SCREENSHOTS !== 'docs') cleanup(dirname(SCREENSHOTS));
   });
 
   test('sign-in: the page asks for `crowdbake ui` until a single-use ticket sets an HttpOnly SameSite=Strict cookie', async () => {
@@ -303,6 +305,20 @@ describe('volunteer pages', { timeout: 120_000 }, () => {
     assert.ok(seen.includes('Pause builds'), `Tab order: ${seen.join(' | ')}`);
     assert.ok(seen.includes('Snooze for 1 hour'));
     assert.equal(seen[0], 'Skip to content');
+  });
+
+  test('projects and what this computer gave work in the browser too (crowdbake ui): a bad join link gets its reason', async () => {
+    await open('#/projects', 'Projects');
+    // This agent was started with --master: no project joined in DATA/projects.
+    await page.getByText('No project joined yet.').waitFor();
+    await page.getByLabel('Join link').fill('crowdbake://join?master=ftp://example.org');
+    await page.getByRole('button', { name: 'Join' }).click();
+    await page.getByRole('alert').filter({ hasText: 'Could not join' }).waitFor();
+    assert.match(await page.getByRole('alert').filter({ hasText: 'Could not join' }).textContent() ?? '', /http or https|http\(s\)|master/);
+    // The agent's 409 for that link is the expected answer; Chromium logs it as a failed resource.
+    for (let i = errors.length - 1; i >= 0; i--) if (/status of 409/.test(errors[i]!)) errors.splice(i, 1);
+    await open('#/gave', 'What this computer gave');
+    assert.match(await page.locator('main').textContent() ?? '', /Nothing yet|Builds per day/);
   });
 
   test('no JavaScript errors on any page', () => {

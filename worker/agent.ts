@@ -214,12 +214,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
   };
 
-  /**
-   * Set once the slot offer below exists: the governor's first decision can arrive while
-   * startWorker is still awaiting its setup, before `offer` is defined (it then has nothing
-   * to offer to anyway; the connections offer when they open).
-   */
-  let offerReady = false;
   /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
@@ -229,10 +223,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
     for (const c of conns.values()) {
       for (const [buildId, r] of c.running) {
-        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze ? 'frozen' : 'running', result: null, message: d.reason });
+        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze || r.gate.heldByCap ? 'frozen' : 'running', result: null, message: d.reason });
       }
     }
-    if (offerReady) offer(true);
+    offer(true);
     log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
   };
   let applying: Promise<void> = Promise.resolve();
@@ -285,10 +279,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           ...(c.project.key ? { provenance: { worker: name, key: c.project.key, agentVersion: opts.agentVersion ?? '0.1.0' } } : {}),
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
-          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);
+          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs, gate.cpuMs), undefined);
           log(`build ${msg.buildId} ${result}`);
         }).catch((e: Error) => {
-          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs), undefined);
+          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs, gate.cpuMs), undefined);
           log(`build ${msg.buildId} failed: ${e.message}`);
         }).finally(() => {
           const r = running.get(msg.buildId);
@@ -334,13 +328,13 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const builds = allRunning();
     const first = [...conns.values()][0];
     const anyConnected = [...conns.values()].some((c) => c.link.connected);
-    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen) ? 'frozen' : builds.length ? 'busy' : 'idle';
+    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen || r.gate.heldByCap) ? 'frozen' : builds.length ? 'busy' : 'idle';
     return {
       state, accepting: d.run, reason: d.reason,
       idleSource: { name: idle.name, why: idle.why },
       idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
       master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
-      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
+      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen || r.gate.heldByCap, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
       cpuCap: d.freeze ? null : d.cpuCap, temperatureC: governor.temperatureC,
       projects: [...conns.values()].map((c) => ({
@@ -388,7 +382,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     },
   }, { ...(opts.controlPort !== undefined ? { port: opts.controlPort } : {}) });
 
-  await governor.start();
   let finish!: () => void;
   const done = new Promise<void>((ok) => { finish = ok; });
 
@@ -434,7 +427,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       offerTimer.unref();
     }
   };
-  offerReady = true;
   const startHeld = () => {
     while (held.length && runningCount() - held.length < maxBuilds) {
       const h = held.shift()!;
@@ -503,6 +495,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     void Promise.all([...c.running.values()].map((r) => r.done)).then(() => gone.delete(c));
     offer();
   };
+  // Started once offer() exists: its first decision is applied like any later one (before, it
+  // failed with "Cannot access 'offer' before initialization" and was only logged).
+  await governor.start();
   for (const p of initial) conns.set(p.name, connect(p));
   offer();
 

@@ -9,6 +9,7 @@ import {
 } from '../protocol/control-api.js';
 import { describeIssues } from '../protocol/parse.js';
 import type { HistoryStore } from './history-store.js';
+import { changeShare, joinFromLink, JoinRequestSchema, leave, listProjectRows, ShareRequestSchema } from './control-projects.js';
 
 /** What the control API drives; implemented by the agent. */
 export interface AgentControl {
@@ -64,7 +65,7 @@ export async function startControlServer(dataDir: string, agent: AgentControl, o
   const opts = typeof options === 'number' ? { port: options } : options;
   const secret = randomBytes(32).toString('base64url');
   const staticDir = opts.staticDir === undefined ? (existsSync(join(DEFAULT_STATIC, 'index.html')) ? DEFAULT_STATIC : null) : opts.staticDir;
-  const ctx: Ctx = { agent, secret, port: 0, staticDir, tickets: new Map(), sessions: new Set() };
+  const ctx: Ctx = { agent, dataDir, secret, port: 0, staticDir, tickets: new Map(), sessions: new Set() };
   const server: Server = createServer((req, res) => {
     handle(req, res, ctx).catch((e: unknown) => {
       const status = e instanceof HttpError ? e.status : 500;
@@ -94,6 +95,7 @@ export async function startControlServer(dataDir: string, agent: AgentControl, o
 
 interface Ctx {
   agent: AgentControl;
+  dataDir: string;
   secret: string;
   port: number;
   staticDir: string | null;
@@ -190,6 +192,7 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, ctx: C
       return;
     }
   }
+  if (url.pathname === '/api/v1/projects' || url.pathname.startsWith('/api/v1/projects/')) return routeProjects(req, res, url, ctx);
   if (req.method === 'POST' && (m = /^\/api\/v1\/history\/(\d+)\/rerun$/.exec(url.pathname))) {
     const id = Number(m[1]);
     if (!agent.history.get(id)) throw new HttpError(404, `no local build ${id}`);
@@ -209,6 +212,28 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, ctx: C
     return sendLog(res, agent.history.logPath(id), url.searchParams.get('from'));
   }
   throw new HttpError(404, `no route ${r}`);
+}
+
+/** The joined projects: list, join (the volunteer's pasted link), change a share, leave. */
+async function routeProjects(req: IncomingMessage, res: ServerResponse, url: URL, ctx: Ctx): Promise<void> {
+  const live = ctx.agent.status().projects;
+  if (url.pathname === '/api/v1/projects') {
+    if (req.method === 'GET') return send(res, 200, listProjectRows(ctx.dataDir, live));
+    if (req.method === 'POST') {
+      const body = parseBody(JoinRequestSchema, await readJson(req));
+      try { return send(res, 201, await joinFromLink(ctx.dataDir, body)); } catch (e) { throw new HttpError(409, (e as Error).message); }
+    }
+    throw new HttpError(405, `${req.method} is not allowed on /api/v1/projects`);
+  }
+  const name = decodeURIComponent(url.pathname.slice('/api/v1/projects/'.length));
+  try {
+    if (req.method === 'PATCH') return send(res, 200, changeShare(ctx.dataDir, name, parseBody(ShareRequestSchema, await readJson(req)).share, live));
+    if (req.method === 'DELETE') return send(res, 200, leave(ctx.dataDir, name, live));
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    throw new HttpError(404, (e as Error).message);
+  }
+  throw new HttpError(405, `${req.method} is not allowed on a project`);
 }
 
 /** The log from byte `from` on (all of it without); `x-log-size` says where the next read starts. */

@@ -14,6 +14,8 @@ export class FreezeGate {
   private op: Promise<void> = Promise.resolve();
   /** The CPU cap now (cores), or null. */
   private cap: number | null = null;
+  /** CPU time of the sandboxes detached so far (µs), when any could tell. */
+  private cpuUsec: number | null = null;
   /** Sandboxes frozen because they cannot take the cap. */
   private readonly capFrozen = new Set<Freezable>();
 
@@ -23,6 +25,11 @@ export class FreezeGate {
 
   get frozen(): boolean {
     return this.frozenAt !== null;
+  }
+
+  /** Some sandbox is frozen because it cannot take the CPU cap (host, VM): the build is on hold though not `frozen`. */
+  get heldByCap(): boolean {
+    return this.capFrozen.size > 0;
   }
 
   get frozenMs(): number {
@@ -35,7 +42,14 @@ export class FreezeGate {
     else if (this.cap !== null) await this.capOne(sandbox, this.cap);
   }
 
+  /** CPU time the build's sandboxes used, ms (null: none could tell, e.g. host or VM builds). */
+  get cpuMs(): number | null {
+    return this.cpuUsec === null ? null : Math.round(this.cpuUsec / 1000);
+  }
+
   detach(sandbox: Freezable): void {
+    const used = sandbox.cpuUsageUsec?.() ?? null;
+    if (used !== null) this.cpuUsec = (this.cpuUsec ?? 0) + used;
     this.sandboxes.delete(sandbox);
     this.capFrozen.delete(sandbox);
   }
@@ -60,7 +74,7 @@ export class FreezeGate {
   freeze(): Promise<void> {
     if (this.frozen) return this.op;
     this.frozenAt = Date.now();
-    return (this.op = this.op.then(() => Promise.all([...this.sandboxes].map((s) => s.freeze()))).then(() => undefined));
+    return (this.op = this.op.then(() => Promise.all([...this.sandboxes].filter((s) => !this.capFrozen.has(s)).map((s) => s.freeze()))).then(() => undefined));
   }
 
   thaw(): Promise<void> {

@@ -37,6 +37,8 @@ export class HistoryStore {
     const columns = new Set((this.db.prepare('PRAGMA table_info(builds)').all() as { name: string }[]).map((c) => c.name));
     if (!columns.has('spec')) this.db.exec('ALTER TABLE builds ADD COLUMN spec TEXT');
     if (!columns.has('rerun_of')) this.db.exec('ALTER TABLE builds ADD COLUMN rerun_of INTEGER');
+    // And the CPU time the build's sandboxes used (their cgroup's counter), where it could be read.
+    if (!columns.has('cpu_ms')) this.db.exec('ALTER TABLE builds ADD COLUMN cpu_ms INTEGER');
     // Builds that were running when the agent stopped: the master requeued them.
     this.db.prepare(`UPDATE builds SET result = 'error', message = 'the agent stopped while it ran', finished_at = ?
       WHERE finished_at IS NULL`).run(new Date().toISOString());
@@ -60,9 +62,9 @@ export class HistoryStore {
     writeSync(fd, data);
   }
 
-  finish(id: number, result: BuildResult, message: string | null, frozenMs: number): void {
-    this.db.prepare('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ? WHERE id = ?')
-      .run(result, message, new Date().toISOString(), Math.round(frozenMs), id);
+  finish(id: number, result: BuildResult, message: string | null, frozenMs: number, cpuMs: number | null = null): void {
+    this.db.prepare('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ?, cpu_ms = ? WHERE id = ?')
+      .run(result, message, new Date().toISOString(), Math.round(frozenMs), cpuMs, id);
     const fd = this.logs.get(id);
     if (fd !== undefined) { closeSync(fd); this.logs.delete(id); }
   }
@@ -117,5 +119,6 @@ function toEntry(r: Row): HistoryEntry {
     builder: String(r.builder), revision: s(r.revision), result: s(r.result) as HistoryEntry['result'],
     message: s(r.message), startedAt: String(r.started_at), finishedAt: s(r.finished_at), frozenMs: Number(r.frozen_ms),
     rerunOf: r.rerun_of === null || r.rerun_of === undefined ? null : Number(r.rerun_of), canRerun: r.spec !== null && r.spec !== undefined,
+    cpuMs: r.cpu_ms === null || r.cpu_ms === undefined ? null : Number(r.cpu_ms),
   };
 }

@@ -2,9 +2,13 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-const HELP = `usage: crowdbake app [--master URL | --start-master CONFIG_DIR [--data DIR] [--listen HOST:PORT]]
+const HELP = `usage: crowdbake app [crowdbake://join?…] [--start-master CONFIG_DIR [--data DIR] [--listen HOST:PORT] | --master URL]
+                     [--worker-data DIR] [--worker-token TOKEN]
 
-The desktop app: a tray icon and the dashboard in a window. Needs the Electron binary, which
+The desktop app: the volunteer's window (a first-run screen when nothing is joined: join a
+project by its link, or run a master here; then this computer, limits, history, results,
+projects and what it gave) and a tray icon; it runs the worker as its own process. A
+crowdbake: join link opens it. Needs the Electron binary, which
 \`npm ci\` does not download (its install script is not allowed to run); fetch it once with
   node node_modules/electron/install.js
 `;

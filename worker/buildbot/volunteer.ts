@@ -54,7 +54,9 @@ export async function startBuildbotVolunteer(o: BuildbotVolunteerOptions): Promi
   const governor = new Governor(idle, () => prefs.get(), () => (worker?.running().length ?? 0) > 0);
   const apply = async (d: Decision): Promise<void> => {
     const started = Date.now();
-    if (d.run) await gate.thaw(); else await gate.freeze();
+    // Held (paused, away rules, finishing-then-pausing: BuildBot's commands cannot be told apart by build) or
+    // running, under the CPU cap of "keep going gently" or a temperature cap when there is one.
+    if (d.run) { await gate.limitCpu(d.cpuCap); await gate.thaw(); } else await gate.freeze();
     const n = worker?.running().length ?? 0;
     log(`crowdbake worker: ${d.run ? 'commands may run' : 'commands held'}: ${d.reason}${n ? ` (${n} command(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
   };

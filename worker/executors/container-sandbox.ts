@@ -23,6 +23,8 @@ export interface ContainerOps {
   kill(): Promise<void>;
   /** Optional: caps the container's CPU quota at `cpus` cores (null: its own quota again); see Freezable.limitCpu. */
   limitCpu?(cpus: number | null): Promise<void>;
+  /** Optional: CPU time the container used so far, µs. */
+  cpuUsageUsec?(): number | null;
   /** Removes the container and whatever runs in it. */
   remove(): Promise<void>;
 }
@@ -88,6 +90,7 @@ export class ContainerSandbox implements Sandbox {
   private lock: Promise<unknown> = Promise.resolve();
   /** Present when the container's CPU quota can be written (the fast path with its cgroup); else the gate freezes instead. */
   readonly limitCpu?: (cpus: number | null) => Promise<void>;
+  readonly cpuUsageUsec?: () => number | null;
 
   private constructor(
     readonly name: string,
@@ -98,6 +101,7 @@ export class ContainerSandbox implements Sandbox {
   ) {
     const limit = ops.limitCpu?.bind(ops);
     if (limit) this.limitCpu = (cpus) => this.serial(async () => { if (!this.destroyed && !this.broken) await limit(cpus); });
+    if (ops.cpuUsageUsec) this.cpuUsageUsec = () => ops.cpuUsageUsec!();
   }
 
   static async start(name: string, ops: ContainerOps, guards: SandboxGuards, oomFile: string | null): Promise<ContainerSandbox> {

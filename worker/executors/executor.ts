@@ -47,6 +47,8 @@ export interface Freezable {
    * frozen instead when the volunteer asks to "keep going gently".
    */
   limitCpu?(cpus: number | null): Promise<void>;
+  /** Optional: CPU time the sandbox used so far, µs (its cgroup's counter), read as it is detached. */
+  cpuUsageUsec?(): number | null;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { capLog } from '../log-merge';
+import { appBridge } from './app-bridge';
 import * as api from './agent-api';
 import { agentStore, emptyLog } from './agent-store';
 
@@ -36,6 +37,9 @@ function signedOut(e: unknown): boolean {
 /** Starts polling the agent; returns a function that stops. */
 export function startAgent(): () => void {
   const tick = async () => {
+    if (appBridge()) await refreshApp();
+    // On the first-run screen there is no agent to ask yet.
+    if (get().app?.firstRun) { statusTimer = setTimeout(() => void tick(), STATUS_EVERY_MS); return; }
     await refreshStatus();
     const current = JSON.stringify(get().status?.current.map((c) => c.historyId) ?? []);
     if (current !== lastCurrent || Date.now() - lastHistoryAt > HISTORY_EVERY_MS) {
@@ -68,6 +72,19 @@ export async function refreshHistory(): Promise<void> {
   }
 }
 
+/** The desktop app's state (first run, master, settings, update notice). */
+export async function refreshApp(): Promise<void> {
+  try { set({ app: await api.getAppInfo() }); } catch (e) { set({ statusError: message(e) }); }
+}
+
+export async function refreshProjects(): Promise<void> {
+  try {
+    set({ projects: await api.listProjects(), projectsLoaded: true, projectsError: null });
+  } catch (e) {
+    if (!signedOut(e)) set({ projectsError: message(e), projectsLoaded: true });
+  }
+}
+
 export type Outcome = { ok: true } | { ok: false; error: string };
 
 async function act(run: () => Promise<unknown>): Promise<Outcome> {
@@ -85,6 +102,24 @@ export const pause = () => act(async () => set({ status: await api.pause() }));
 export const resume = () => act(async () => set({ status: await api.resume() }));
 export const snooze = (duration = '1h') => act(async () => set({ status: await api.snooze(duration) }));
 export const savePreferences = (patch: api.PreferencesPatch) => act(() => api.updatePreferences(patch));
+export const finishThenPause = () => act(() => api.finishThenPause());
+export const setShare = (name: string, share: number) => act(async () => set({ projects: await api.setShare(name, share) }));
+export const leaveProject = (name: string) => act(async () => { set({ projects: await api.leaveProject(name) }); if (appBridge()) await refreshApp(); });
+export const saveAppSettings = (change: Partial<api.AppSettings>) => act(async () => { await api.saveAppSettings(change); await refreshApp(); });
+export const openDashboard = () => act(() => api.openDashboard());
+export const startMaster = () => act(async () => { await api.startMaster(); await refreshApp(); });
+
+/** Joins the project of a pasted (or opened) link; the reason it was refused, if it was. */
+export async function joinProject(link: string, displayName?: string): Promise<{ ok: true; project: string } | { ok: false; error: string }> {
+  try {
+    const r = await api.joinProject(link, displayName);
+    if (appBridge()) await refreshApp();
+    await refreshProjects();
+    return { ok: true, project: r.project };
+  } catch (e) {
+    return { ok: false, error: message(e) };
+  }
+}
 
 /** Runs local build `id` again on this machine; resolves to the new entry's id. */
 export async function rerun(id: number): Promise<{ ok: true; id: number } | { ok: false; error: string }> {

@@ -8,12 +8,17 @@ const LINKS = [
   { label: 'Limits', to: agentHref.limits(), active: (r: AgentRoute) => r.page === 'limits' },
   { label: 'History', to: agentHref.history(), active: (r: AgentRoute) => r.page === 'history' || r.page === 'entry' },
   { label: 'Results by builder', to: agentHref.results(), active: (r: AgentRoute) => r.page === 'results' },
+  { label: 'Projects', to: agentHref.projects(), active: (r: AgentRoute) => r.page === 'projects' },
+  { label: 'What this computer gave', to: agentHref.gave(), active: (r: AgentRoute) => r.page === 'gave' },
 ];
 
 export function AgentHeader({ route }: { route: AgentRoute }) {
   const state = useAgent((s) => s.status?.state ?? null);
   const error = useAgent((s) => s.statusError);
   const links = LINKS.map((l) => ({ label: l.label, to: l.to, current: l.active(route) }));
+  // In the desktop app running (or pointed at) a master, its dashboard is one more page (a window of its own).
+  const hasDashboard = useAgent((s) => (s.app?.dashboardUrl ?? null) !== null);
+  if (hasDashboard) links.push({ label: 'Master dashboard', to: agentHref.dashboard(), current: route.page === 'dashboard' });
   const status = (
     <p className={`connection connection-${error ? 'reconnecting' : state ? 'open' : 'connecting'}`} role="status" aria-live="polite" title={error ?? undefined}>
       <span className="connection-dot" aria-hidden="true" />

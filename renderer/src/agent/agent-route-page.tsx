@@ -5,6 +5,9 @@ import { LimitsPage } from './limits-page';
 import { LocalBuildPage } from './local-build-page';
 import { OverviewPage } from './overview-page';
 import { ResultsPage } from './results-page';
+import { ProjectsPage } from './projects-page';
+import { GavePage } from './gave-page';
+import { DashboardPage } from './dashboard-page';
 
 export function AgentRoutePage({ route }: { route: AgentRoute }) {
   switch (route.page) {
@@ -13,6 +16,9 @@ export function AgentRoutePage({ route }: { route: AgentRoute }) {
     case 'history': return <HistoryPage builder={route.builder} />;
     case 'entry': return <LocalBuildPage id={route.id} />;
     case 'results': return <ResultsPage />;
+    case 'projects': return <ProjectsPage />;
+    case 'gave': return <GavePage />;
+    case 'dashboard': return <DashboardPage />;
     case 'not-found': return <NotFoundPage path={route.path} />;
   }
 }

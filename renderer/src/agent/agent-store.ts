@@ -1,6 +1,6 @@
 import { createStore } from 'zustand/vanilla';
 import { useStore } from 'zustand';
-import type { AgentStatus, HistoryEntry } from './agent-api';
+import type { AgentStatus, AppInfo, HistoryEntry, ProjectView } from './agent-api';
 
 /** The log being shown: one local build's, read from the agent and followed while it runs. */
 export interface AgentLog {
@@ -24,6 +24,11 @@ export interface AgentState {
   historyLoaded: boolean;
   historyError: string | null;
   log: AgentLog;
+  /** The desktop app's own state (null in a browser, or until it answered). */
+  app: AppInfo | null;
+  projects: ProjectView[];
+  projectsLoaded: boolean;
+  projectsError: string | null;
 }
 
 export const emptyLog = (id: number | null): AgentLog => ({ id, entry: null, text: '', size: 0, status: id === null ? 'idle' : 'loading', error: null, truncated: false });
@@ -41,6 +46,10 @@ export function createAgentStore() {
     historyLoaded: false,
     historyError: null,
     log: emptyLog(null),
+    app: null,
+    projects: [],
+    projectsLoaded: false,
+    projectsError: null,
   }));
 }
 

@@ -78,13 +78,39 @@ export function LimitsForm({ prefs, saved, onSaved }: { prefs: Preferences; save
         <div className="field">
           <label className="check"><input type="checkbox" checked={draft.onBattery} onChange={(e) => change('onBattery', e.target.checked)} /> Build while on battery power</label>
         </div>
+        <Field id="limit-week" label="Schedule per weekday" hint='Replaces the hours above, e.g. "mon-fri 18:00-08:00; sat,sun any; wed never". Days not named: any time. Empty: none.' error={errors.week}>
+          <input id="limit-week" value={draft.week} onChange={(e) => change('week', e.target.value)} {...described('limit-week', true, errors.week)} />
+        </Field>
         <Field id="limit-maxOtherCpu" label="Hold builds while other programs use more than (% CPU)" hint="Empty: no such limit." error={errors.maxOtherCpu}>
           <input id="limit-maxOtherCpu" inputMode="decimal" value={draft.maxOtherCpu} onChange={(e) => change('maxOtherCpu', e.target.value)} {...described('limit-maxOtherCpu', true, errors.maxOtherCpu)} />
+        </Field>
+        <Field id="limit-otherCpuGrace" label="…for longer than" hint="A short spike does not hold builds. For example 30s or 2m." error={errors.otherCpuGrace}>
+          <input id="limit-otherCpuGrace" value={draft.otherCpuGrace} onChange={(e) => change('otherCpuGrace', e.target.value)} {...described('limit-otherCpuGrace', true, errors.otherCpuGrace)} />
+        </Field>
+        <div className="field">
+          <label className="check"><input type="checkbox" checked={draft.startPaused} onChange={(e) => change('startPaused', e.target.checked)} /> Start paused after a restart</label>
+        </div>
+      </fieldset>
+
+      <fieldset>
+        <legend>While I use this computer</legend>
+        <div className="radio-row">
+          <label><input type="radio" name="whileHere" value="freeze" checked={draft.whileHere === 'freeze'} onChange={() => change('whileHere', 'freeze')} /> Freeze builds</label>
+          <label><input type="radio" name="whileHere" value="gently" checked={draft.whileHere === 'gently'} onChange={() => change('whileHere', 'gently')} /> Keep going gently</label>
+        </div>
+        <Field id="limit-hereCpus" label="Cores at most" hint="For example 1 or 0.5. Empty: no cap of cores." error={errors.hereCpus}>
+          <input id="limit-hereCpus" inputMode="decimal" value={draft.hereCpus} onChange={(e) => change('hereCpus', e.target.value)} disabled={draft.whileHere === 'freeze'} {...described('limit-hereCpus', true, errors.hereCpus)} />
+        </Field>
+        <Field id="limit-hereCpuPercent" label="Share of all processors at most (%)" hint="The tighter of the two applies. Empty: no such cap." error={errors.hereCpuPercent}>
+          <input id="limit-hereCpuPercent" inputMode="decimal" value={draft.hereCpuPercent} onChange={(e) => change('hereCpuPercent', e.target.value)} disabled={draft.whileHere === 'freeze'} {...described('limit-hereCpuPercent', true, errors.hereCpuPercent)} />
+        </Field>
+        <Field id="limit-maxTemp" label="Temperature cap (°C)" hint="Above it builds are slowed to the caps above; 5 °C above it they are held. Empty: none." error={errors.maxTemp}>
+          <input id="limit-maxTemp" inputMode="decimal" value={draft.maxTemp} onChange={(e) => change('maxTemp', e.target.value)} {...described('limit-maxTemp', true, errors.maxTemp)} />
         </Field>
       </fieldset>
 
       <fieldset>
-        <legend>How much a build may use</legend>
+        <legend>How much a build may use while I am away</legend>
         <Field id="limit-cpus" label="CPU cores" hint="For example 2 or 0.5. Empty: all." error={errors.cpus}>
           <input id="limit-cpus" inputMode="decimal" value={draft.cpus} onChange={(e) => change('cpus', e.target.value)} {...described('limit-cpus', true, errors.cpus)} />
         </Field>

@@ -1,4 +1,5 @@
 import { parseDuration, parseSize } from '../../../protocol/units.js';
+import { formatWeekText, parseWeekText } from '../../../protocol/week-text.js';
 import type { Preferences, PreferencesPatch } from './agent-api';
 
 /** The limits form as typed: strings, so a half-typed value can be shown and explained. */
@@ -14,6 +15,16 @@ export interface LimitsDraft {
   cpus: string;
   memory: string;
   disk: string;
+  whileHere: 'freeze' | 'gently';
+  /** Empty: no cap of that kind. */
+  hereCpus: string;
+  hereCpuPercent: string;
+  otherCpuGrace: string;
+  /** Empty: no temperature cap. */
+  maxTemp: string;
+  /** A schedule per weekday as text; empty: none (the daily hours apply). */
+  week: string;
+  startPaused: boolean;
 }
 
 export type LimitsErrors = Partial<Record<keyof LimitsDraft, string>>;
@@ -30,6 +41,13 @@ export function draftFrom(p: Preferences): LimitsDraft {
     cpus: p.cpus === null ? '' : String(p.cpus),
     memory: p.memoryBytes === null ? '' : sizeText(p.memoryBytes),
     disk: p.diskBytes === null ? '' : sizeText(p.diskBytes),
+    whileHere: p.whileHere,
+    hereCpus: p.hereLimits.cpus === null ? '' : String(p.hereLimits.cpus),
+    hereCpuPercent: p.hereLimits.cpuPercent === null ? '' : String(p.hereLimits.cpuPercent),
+    otherCpuGrace: durationText(p.otherCpuGraceMs),
+    maxTemp: p.maxTemperatureC === null ? '' : String(p.maxTemperatureC),
+    week: p.weekSchedule ? formatWeekText(p.weekSchedule) : '',
+    startPaused: p.startPaused,
   };
 }
 
@@ -85,6 +103,29 @@ export function patchFrom(d: LimitsDraft): { ok: true; patch: PreferencesPatch }
     const n = parseSize(v);
     if (typeof n === 'string' || n <= 0) errors[key] = `${key === 'memory' ? 'Memory' : 'Disk'}: ${typeof n === 'string' ? n : 'must be more than 0'}, or empty for no cap`;
     else patch[key] = v;
+  }
+  patch.whileHere = d.whileHere;
+  patch.startPaused = d.startPaused;
+  const num = (v: string, ok: (n: number) => boolean) => (/^\d+(\.\d+)?$/.test(v) && ok(Number(v)) ? Number(v) : null);
+  const hc = d.hereCpus.trim();
+  if (hc === '') patch.hereCpus = null;
+  else if (num(hc, (n) => n > 0) === null) errors.hereCpus = 'CPU cores while you are here: a positive number such as 1 or 0.5, or empty';
+  else patch.hereCpus = Number(hc);
+  const hp = d.hereCpuPercent.trim();
+  if (hp === '') patch.hereCpuPercent = null;
+  else if (num(hp, (n) => n >= 1 && n <= 100) === null) errors.hereCpuPercent = 'Share of all CPUs while you are here: a percentage from 1 to 100, or empty';
+  else patch.hereCpuPercent = Number(hp);
+  const grace = parseDuration(d.otherCpuGrace.trim());
+  if (typeof grace === 'string') errors.otherCpuGrace = `Grace period: ${grace}`;
+  else patch.otherCpuGrace = `${grace}ms`;
+  const t = d.maxTemp.trim();
+  if (t === '') patch.maxTemperatureC = null;
+  else if (num(t, (n) => n >= 30 && n <= 110) === null) errors.maxTemp = 'Temperature cap: degrees Celsius from 30 to 110, or empty for none';
+  else patch.maxTemperatureC = Number(t);
+  const w = d.week.trim();
+  if (w === '') patch.weekSchedule = null;
+  else {
+    try { patch.weekSchedule = parseWeekText(w); } catch (e) { errors.week = `Schedule per weekday: ${(e as Error).message}`; }
   }
   return Object.keys(errors).length ? { ok: false, errors } : { ok: true, patch };
 }

@@ -42,6 +42,8 @@ export function OverviewPage() {
               <div><dt>Master</dt><dd><code className="wrap">{status.master.url}</code> {status.master.connected ? '(connected)' : '(not connected)'}</dd></div>
               <div><dt>Idle source</dt><dd>{status.idleSource.name}{status.idleMs !== null ? ` · idle ${formatDuration(status.idleMs)}` : ''}</dd></div>
               <div><dt>Executors</dt><dd>{status.executors.join(', ')}</dd></div>
+              {status.cpuCap != null && <div><dt>CPU cap now</dt><dd>{status.cpuCap} core(s)</dd></div>}
+              {status.temperatureC != null && <div><dt>Temperature</dt><dd>{Math.round(status.temperatureC)} °C{status.preferences.maxTemperatureC !== null ? ` (cap ${status.preferences.maxTemperatureC} °C)` : ''}</dd></div>}
             </dl>
           </section>
           <AgentControls />

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgroupLines, CGROUP_ROOT } from './cgroups.js';
@@ -67,6 +68,21 @@ export class CpuQuota {
     if (!this.v.acctDir) return null;
     const ns = Number((await readFile(join(this.v.acctDir, 'cpuacct.usage'), 'utf8').catch(() => '')).trim());
     return Number.isFinite(ns) && ns > 0 ? Math.round(ns / 1000) : null;
+  }
+
+  /** The same, read at once (the runner asks as it gives the sandbox up, just before it is destroyed). */
+  usageUsecSync(): number | null {
+    try {
+      if (this.v.version === 2) {
+        const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(this.v.dir, 'cpu.stat'), 'utf8'));
+        return m ? Number(m[1]) : null;
+      }
+      if (!this.v.acctDir) return null;
+      const ns = Number(readFileSync(join(this.v.acctDir, 'cpuacct.usage'), 'utf8').trim());
+      return Number.isFinite(ns) && ns > 0 ? Math.round(ns / 1000) : null;
+    } catch {
+      return null;
+    }
   }
 
   /** How often the kernel held the container back for its quota (`nr_throttled` in cpu.stat). */

@@ -15,6 +15,7 @@ import { runcInitPid } from './runc-state.js';
  */
 export class FastOps implements ContainerOps {
   readonly limitCpu?: (cpus: number | null) => Promise<void>;
+  readonly cpuUsageUsec?: () => number | null;
 
   constructor(
     private readonly channel: AgentChannel,
@@ -24,7 +25,10 @@ export class FastOps implements ContainerOps {
     /** The container's CPU quota ("keep going gently"); null when its CPU cgroup cannot be written here. */
     readonly cpu: CpuQuota | null = null,
   ) {
-    if (cpu) this.limitCpu = async (cpus) => { if (this.channel.alive) await cpu.set(cpus); };
+    if (cpu) {
+      this.limitCpu = async (cpus) => { if (this.channel.alive) await cpu.set(cpus); };
+      this.cpuUsageUsec = () => cpu.usageUsecSync();
+    }
   }
 
   problem(): string | null {
