@@ -235,7 +235,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       credit.close();
       disk.close();
       await latent.close();
-      await diagnosis?.settled();
+      await diagnosis?.close();
       sources.close();
       coordinator.close();
       registry.close();

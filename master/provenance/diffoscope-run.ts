@@ -20,6 +20,14 @@ export interface RunOutcome {
 
 const found = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
+/** Whether bwrap (Debian: bubblewrap) is there to confine diffoscope: without it, diffoscope does not run. */
+export function sandboxAvailable(): boolean {
+  return found('bwrap');
+}
+
+/** The sandbox's /tmp (a tmpfs: host memory no rlimit counts), far below the address-space cap. */
+const TMP_BYTES = 256 * 1024 ** 2;
+
 /** Whether diffoscope is installed on the master (Debian: diffoscope-minimal or diffoscope). */
 export function diffoscopeAvailable(command = 'diffoscope'): boolean {
   return found(command);
@@ -33,21 +41,24 @@ const CLEAN_ENV = { PATH: '/usr/bin:/bin', LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', H
  * it is installed (no network, no other process, uid 65534, only /usr, the loader cache and
  * the two files visible, read-only; nothing of the master's data directory or /etc), under
  * a memory cap (prlimit), a clean environment, a wall-clock limit (the process group is
- * killed) and a cap on the report it may write. Without bwrap the same limits apply
- * outside a sandbox, and `sandbox` says so.
+ * killed) and a cap on the report it may write. Without bwrap it does not run at all: its
+ * unpackers would parse a stranger's bytes as the master's user, next to the farm's key
+ * (the caller checks sandboxAvailable() first; this refuses too).
  */
-export function runDiffoscope(workDir: string, a: string, b: string, limits: RunLimits, command = 'diffoscope'): Promise<RunOutcome> {
+export function runDiffoscope(workDir: string, a: string, b: string, limits: RunLimits, command = 'diffoscope', signal?: AbortSignal): Promise<RunOutcome> {
   const inner = ['prlimit', `--as=${limits.memoryBytes}`, '--', command, '--text', '-', '--no-progress', '--text-color', 'never',
     '--max-text-report-size', String(limits.maxReportBytes), '--timeout', String(Math.max(1, Math.floor(limits.timeoutMs / 2000))), a, b];
-  const bwrap = found('bwrap');
-  const argv = bwrap ? [
+  if (!found('bwrap')) {
+    return Promise.resolve({ report: '', truncated: false, exitCode: null, problem: 'bwrap is not installed (apt-get install bubblewrap): diffoscope does not run unconfined on bytes workers sent', stderr: '', sandbox: 'none' });
+  }
+  const argv = [
     'bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--uid', '65534', '--gid', '65534',
     '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/sbin', '/sbin',
     '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--ro-bind-try', '/etc/magic', '/etc/magic', '--ro-bind-try', '/etc/alternatives', '/etc/alternatives',
-    '--proc', '/proc', '--dev', '/dev', '--size', String(limits.memoryBytes), '--tmpfs', '/tmp', '--ro-bind', workDir, '/work', '--chdir', '/work', '--clearenv',
+    '--proc', '/proc', '--dev', '/dev', '--size', String(Math.min(TMP_BYTES, limits.memoryBytes)), '--tmpfs', '/tmp', '--ro-bind', workDir, '/work', '--chdir', '/work', '--clearenv',
     ...Object.entries(CLEAN_ENV).flatMap(([k, v]) => ['--setenv', k, v]), ...inner,
-  ] : inner;
-  const sandbox = bwrap ? 'bwrap (no network, uid 65534, only /usr and the two files, read-only)' : 'none (bwrap is not installed): a clean environment and a temp dir only';
+  ];
+  const sandbox = 'bwrap (no network, uid 65534, only /usr and the two files, read-only)';
   return new Promise((done) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: workDir, env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
@@ -58,6 +69,7 @@ export function runDiffoscope(workDir: string, a: string, b: string, limits: Run
     const kill = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone already */ } };
     const timer = setTimeout(() => { problem = `diffoscope did not finish within ${limits.timeoutMs < 1000 ? `${limits.timeoutMs} ms` : `${Math.round(limits.timeoutMs / 1000)} s`}; it was stopped`; kill(); }, limits.timeoutMs);
     timer.unref();
+    signal?.addEventListener('abort', () => { problem ??= 'the master shut down while diffoscope ran; it was stopped'; kill(); }, { once: true });
     child.stdout.on('data', (c: Buffer) => {
       if (truncated) return;
       if (size + c.length > limits.maxReportBytes) {
@@ -75,6 +87,9 @@ export function runDiffoscope(workDir: string, a: string, b: string, limits: Run
       clearTimeout(timer);
       // diffoscope exits 1 when the files differ, 0 when they do not; anything else is a failure.
       if (!problem && !truncated && code !== 0 && code !== 1) problem = `diffoscope exited with ${code ?? 'a signal'}: ${stderr.trim().split('\n').slice(-3).join(' ').slice(0, 500)}`;
+      // Exit 1 is "they differ" — with a report. Exit 1 and none is bwrap failing to set up
+      // (no user namespaces here, say), not a comparison.
+      if (!problem && !truncated && code === 1 && out.length === 0) problem = `diffoscope gave no report (exit 1): ${stderr.trim().split('\n').slice(-3).join(' ').slice(0, 500) || 'nothing on stderr'}`;
       done({ report: Buffer.concat(out).toString('utf8'), truncated, exitCode: code, problem, stderr, sandbox });
     });
   });

@@ -7,7 +7,7 @@ import type { ArtifactStore } from '../artifact-store.js';
 import type { Store } from '../store/store.js';
 import type { Verification } from '../verification.js';
 import { classifyDiff } from './diff-causes.js';
-import { diffoscopeAvailable, runDiffoscope, type RunLimits } from './diffoscope-run.js';
+import { diffoscopeAvailable, runDiffoscope, sandboxAvailable, type RunLimits } from './diffoscope-run.js';
 
 export interface DiagnosisOptions extends RunLimits {
   /** Artifacts larger than this are not compared. */
@@ -32,6 +32,8 @@ const empty = (group: number | null, state: DiffoscopeReport['state'], message: 
 export class Diagnosis {
   private readonly dir: string;
   private queue: Promise<void> = Promise.resolve();
+  private closed = false;
+  private running: AbortController | null = null;
 
   constructor(
     private readonly store: Store,
@@ -47,7 +49,18 @@ export class Diagnosis {
 
   /** A group was decided: if two of its successful replicas made different bytes, compare a pair. */
   groupDecided(memberIds: number[]): void {
-    this.queue = this.queue.then(() => this.diagnose(memberIds)).catch((e: Error) => this.log(`diffoscope: ${e.message}`));
+    if (this.closed) return;
+    this.queue = this.queue.then(() => (this.closed ? undefined : this.diagnose(memberIds))).catch((e: Error) => this.log(`diffoscope: ${e.message}`));
+  }
+
+  /**
+   * Shutdown: comparisons still queued are dropped (replicas can be made to disagree at will,
+   * so the queue could be long) and the running one is stopped; its report says so.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.running?.abort();
+    await this.queue;
   }
 
   /** Resolves when the comparisons queued so far are done (tests, shutdown). */
@@ -92,6 +105,10 @@ export class Diagnosis {
       save({ ...base, state: 'unavailable', message: 'diffoscope is not installed on the master (Debian: apt-get install diffoscope-minimal), so the replicas\' artifacts were not compared' });
       return;
     }
+    if (!sandboxAvailable()) {
+      save({ ...base, state: 'unavailable', message: 'bwrap is not installed on the master (Debian: apt-get install bubblewrap): diffoscope does not run unconfined on bytes workers sent, so the replicas\' artifacts were not compared' });
+      return;
+    }
     const pa = this.artifacts.path(pair.a.id, pair.name);
     const pb = this.artifacts.path(pair.b.id, pair.name);
     if (!existsSync(pa) || !existsSync(pb)) { save({ ...base, state: 'failed', message: 'one of the two artifacts is no longer on the master' }); return; }
@@ -104,7 +121,9 @@ export class Diagnosis {
       // Copies under the same name, in a/ and b/: the report names neither the master's paths nor the build ids.
       chmodSync(work, 0o755);
       for (const [d, p] of [['a', pa], ['b', pb]] as const) { mkdirSync(join(work, d), { mode: 0o755 }); copyFileSync(p, join(work, d, pair.name)); chmodSync(join(work, d, pair.name), 0o644); }
-      const r = await runDiffoscope(work, `a/${pair.name}`, `b/${pair.name}`, o, o.command);
+      this.running = new AbortController();
+      const r = await runDiffoscope(work, `a/${pair.name}`, `b/${pair.name}`, o, o.command, this.running.signal);
+      this.running = null;
       const causes = classifyDiff(r.report);
       const message = r.problem ?? (r.truncated ? `the report was cut at ${formatSize(o.maxReportBytes)}` : causes.length ? `likely causes: ${causes.map((c) => c.cause).join(', ')}` : 'diffoscope found differences of no usual kind; read the report');
       save({ ...base, state: r.problem && !r.report ? 'failed' : 'done', message, causes, report: r.report, truncated: r.truncated, sandbox: r.sandbox, startedAt, finishedAt: new Date().toISOString() });
