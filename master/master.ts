@@ -112,6 +112,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     // Whether a builder is runnable depends on who is connected.
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
+    mayUseCloud: (row, def): boolean => latent.mayUseCloud(row, def),
     verification,
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,

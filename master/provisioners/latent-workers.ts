@@ -91,6 +91,11 @@ export class LatentWorkers {
     return this.pools.map((p) => p.view());
   }
 
+  /** [cloud] Whether a queued build may go to a cloud worker now: volunteers first, for burstAfter (not for `cloud: preferred`). */
+  mayUseCloud(row: BuildRow, def: BuilderDefinition): boolean {
+    return this.pools.some((p) => p.eligible(row, def));
+  }
+
   /** [cloud] Why a queued build waits as far as the cloud is concerned, or null (no pool can run it). */
   waitReason(def: BuilderDefinition, row: BuildRow): string | null {
     for (const p of this.pools) {

@@ -105,7 +105,10 @@ export class CloudPool {
         void this.terminate(m, `its worker did not connect within ${secs(this.config.bootGrace)} (bootGrace)`);
       }
     }
-    const wanted = this.demand(now) - this.spare();
+    const demand = this.demand(now);
+    // A build that just became eligible may go to an idle cloud worker already up.
+    if (demand > 0 && this.spare() > 0) coordinator.scheduleDispatch();
+    const wanted = demand - this.spare();
     const toStart = Math.max(wanted, this.config.min - this.live());
     this.blockedWhy = null;
     for (let i = 0; i < toStart; i++) {
@@ -115,6 +118,14 @@ export class CloudPool {
       if (blocked) { this.blockedWhy = blocked; break; }
       void this.launch(wanted > 0 ? 'queued builds waited for a volunteer' : `min ${this.config.min}`);
     }
+  }
+
+  /** Whether a queued build may go to this pool's workers now: its builder prefers the cloud, or it waited burstAfter. */
+  eligible(row: BuildRow, def: BuilderDefinition): boolean {
+    if (!this.couldRun(def)) return false;
+    if (def.cloud === 'preferred') return true;
+    const since = this.waitingSince.get(row.id);
+    return since !== undefined && Date.now() - since >= this.config.burstAfter;
   }
 
   /** Queued builds this pool could run that may go to the cloud now. */
