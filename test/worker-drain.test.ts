@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildView, WorkerView } from '../protocol/api.js';
-import { cleanup, tempDir, testMaster, until, workerProcess } from './helpers/cluster.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, cleanup, tempDir, testMaster, until, workerProcess } from './helpers/cluster.js';
 
 // Drain, for every worker (cloud or not): real master, real `crowdbake worker` processes.
 
@@ -95,4 +96,31 @@ test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no
   assert.equal(b.attempt, 1);
   assert.equal(await exitOf(w), 0);
   assert.match(w.output(), /the master asks this worker to leave \(the admin asked it to leave after its builds\)/);
+});
+
+test('crowdbake drain (the CLI, through the local control API) drains the local worker; --now gives the build back', async (t) => {
+  const m = await testMaster({ slow: BUILDER });
+  t.after(() => m.close());
+  const data = tempDir('drain-cli');
+  t.after(() => cleanup(data));
+  const w = workerProcess(m.url, await m.token('vol'), data, ['--executor', 'host', '--idle-source', 'none']);
+  t.after(() => { if (w.exitCode === null) w.kill('SIGKILL'); });
+  const id = await m.force('slow');
+  await running(m, id);
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, 'drain', ...args], { encoding: 'utf8' });
+  const offline = cli('--data', join(data, 'nothing-here'));
+  assert.equal(offline.status, 1);
+  assert.match(offline.stderr, /no agent is running/);
+  const r = cli('--data', data);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /draining: the worker finishes its builds/);
+  assert.equal((await m.get<WorkerView[]>('/api/v1/workers')).find((x) => x.name === 'vol')?.state, 'draining');
+  const now = cli('--data', data, '--now');
+  assert.equal(now.status, 0, now.stderr);
+  assert.equal(await exitOf(w), 0);
+  const b = await until('the build to be queued again', async () => {
+    const v = await m.get<BuildView>(`/api/v1/builds/${id}`);
+    return v.state === 'queued' ? v : null;
+  });
+  assert.match(b.message ?? '', /worker vol is draining \(crowdbake drain\); an infrastructure retry/);
 });
