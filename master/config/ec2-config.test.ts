@@ -32,7 +32,7 @@ test('ec2: AWS credentials in crowdbake.yml are refused, naming the SDK\'s stand
 });
 
 test('ec2: bad values are refused with file, line and key', () => {
-  assert.match(errors(base.replace('ami: ami-0123456789abcdef0\n', ''))[0] ?? '', /give an ami or a launchTemplate/);
+  assert.match(errors(base.replace('    ami: ami-0123456789abcdef0\n', ''))[0] ?? '', /give an ami or a launchTemplate/);
   assert.match(errors(base.replace('    instanceTypes: [t3.large, m5.large]\n', ''))[0] ?? '', /instanceTypes: required with an ami/);
   assert.match(errors(`${base}    min: 3\n    max: 2\n`)[0] ?? '', /min must not be more than max/);
   assert.match(errors(base.replace('eu-west-1', 'Europe West'))[0] ?? '', /provisioners\.0\.region: must be a region name like eu-west-1/);
