@@ -63,7 +63,6 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
   const calls: Ec2StandIn['calls'] = [];
   const refusals: { type: string; spot: boolean | 'any'; code: string }[] = [];
   const imdsTokens = new Map<string, string>();
-  let server!: Server;
   let url = '';
 
   const list = (p: URLSearchParams, prefix: string): string[] => {
@@ -193,7 +192,7 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
     res.writeHead(404).end();
   };
 
-  server = createServer((req, res) => {
+  const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
