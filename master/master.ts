@@ -94,6 +94,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: (l) => console.error(`crowdbake master: ${l}`), localVmGuest: opts.localVmGuest ?? null,
     publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
+    // Cloud workers pin a TLS master's certificate (read once the master listens, when pools start).
+    pin: () => tls?.fingerprint ?? null,
   });
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);

@@ -18,6 +18,8 @@ export interface CloudPoolDeps {
   builder: (name: string) => BuilderDefinition | null;
   farmId: string;
   log: (line: string) => void;
+  /** The master's certificate fingerprint for `--pin`, or null (no TLS). */
+  pin: () => string | null;
 }
 
 interface Machine {
@@ -55,7 +57,7 @@ export class CloudPool {
   private closed = false;
 
   constructor(readonly config: Ec2ProvisionerConfig, private readonly deps: CloudPoolDeps) {
-    this.provisioner = new Ec2Provisioner(config, deps.farmId, (w) => this.machines.get(w)?.expiresAt ?? '');
+    this.provisioner = new Ec2Provisioner(config, deps.farmId, (w) => this.machines.get(w)?.expiresAt ?? '', deps.pin);
     this.budget = new CloudBudget(deps.store, config.name, config.budget);
   }
 

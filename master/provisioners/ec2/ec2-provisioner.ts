@@ -13,13 +13,17 @@ export class Ec2Provisioner implements Provisioner {
   readonly api: Ec2Api;
   private readonly instances = new Map<string, CloudInstance>();
 
-  constructor(private readonly config: Ec2ProvisionerConfig, private readonly farmId: string, private readonly expiresAt: (worker: string) => string) {
+  constructor(
+    private readonly config: Ec2ProvisionerConfig, private readonly farmId: string, private readonly expiresAt: (worker: string) => string,
+    private readonly pin: () => string | null = () => null,
+  ) {
     this.api = new Ec2Api(config, farmId);
   }
 
   async start(ctx: ProvisionContext): Promise<void> {
     const userData = renderUserData(this.config, {
       worker: ctx.name, masterUrl: ctx.masterUrl, credential: ctx.token, expiresAt: this.expiresAt(ctx.name), labels: ctx.labels, farmId: this.farmId,
+      pin: this.pin(),
     });
     const instance = await this.api.launch(ctx.name, userData);
     this.instances.set(ctx.name, instance);

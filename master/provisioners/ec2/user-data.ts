@@ -8,6 +8,8 @@ export interface UserDataInput {
   expiresAt: string;
   labels: string[];
   farmId: string;
+  /** The TLS master's certificate fingerprint (`sha256:HEX`): the worker refuses any other before sending its credential. */
+  pin?: string | null;
 }
 
 /** A single-quoted shell word. */
@@ -38,6 +40,7 @@ export function renderUserData(config: Ec2ProvisionerConfig, u: UserDataInput): 
   const args = [
     'worker', '--master', u.masterUrl, '--name', u.worker, '--when', 'always', '--idle-source', 'none', '--executor', executor,
     ...(u.labels.length ? ['--labels', u.labels.join(',')] : []),
+    ...(u.pin ? ['--pin', u.pin] : []),
     '--interruption-url', config.metadataUrl,
   ];
   return `#!/bin/sh
