@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
 import type { BuildView, CloudView, WorkerView } from '../protocol/api.js';
 import { cleanup, tempDir, until, workerProcess } from './helpers/cluster.js';
 import { cloudFarm, linuxHostBuilder, STAND_IN_ACCESS_KEY, type CloudFarm } from './helpers/cloud-farm.js';
@@ -17,6 +18,7 @@ test('volunteers first: a volunteer takes the build and no instance starts; with
   const volunteerData = tempDir('cloud-volunteer');
   t.after(() => cleanup(volunteerData));
   const volunteer = workerProcess(m.url, await m.token('alice', ['linux']), volunteerData, ['--executor', 'host', '--idle-source', 'none']);
+  await until('alice to connect', async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'alice')?.connected);
   const first = await m.waitFinished(await m.force('hello'));
   assert.equal(first.result, 'success');
   assert.equal(first.worker, 'alice');
@@ -169,8 +171,11 @@ test('a one-time credential is refused on its second use with a clear error, and
 });
 
 test('a spot interruption notice drains the cloud worker: its build is requeued at once as an infrastructure retry (maxAttempts: 1 and still no failure) and finishes on a new instance', async (t) => {
-  const farm = await cloudFarm(t, { hello: linuxHostBuilder('echo started attempt $CROWDBAKE_BUILD_ID; sleep 4; echo finished', 'cloud: preferred\n') },
-    'spot: true\nidleTimeout: 1s\n', 'maxAttempts: 1\n');
+  // The first attempt leaves a mark and runs until it is interrupted; the next one finishes at once.
+  const mark = join(tempDir('cloud-spot-mark'), 'started');
+  t.after(() => cleanup(dirname(mark)));
+  const step = `if [ -e ${mark} ]; then echo finished; else touch ${mark}; echo started attempt; sleep 120; echo finished; fi`;
+  const farm = await cloudFarm(t, { hello: linuxHostBuilder(step, 'cloud: preferred\n') }, 'spot: true\nidleTimeout: 1s\n', 'maxAttempts: 1\n');
   const m = farm.master;
   const id = await m.force('hello');
   const log = () => fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text());

@@ -8,7 +8,14 @@ import { CLI, cleanup, tempDir, testMaster, until, workerProcess } from './helpe
 
 // Drain, for every worker (cloud or not): real master, real `crowdbake worker` processes.
 
-const BUILDER = `requires: { executor: host }\nsteps:\n  - run: "echo begin; sleep 3; echo end"\n`;
+/** A build that runs until the test creates `go` (so nothing ends before the test has looked). */
+const builder = (go: string) => `requires: { executor: host }\nsteps:\n  - run: "echo begin; while [ ! -e ${go} ]; do sleep 0.1; done; echo end"\n`;
+const goFile = (t: { after(f: () => void): void }) => {
+  const dir = tempDir('drain-go');
+  t.after(() => cleanup(dir));
+  const go = join(dir, 'go');
+  return { go, release: () => writeFileSync(go, '') };
+};
 const exitOf = (child: ReturnType<typeof workerProcess>) => new Promise<number | null>((ok) => {
   if (child.exitCode !== null) ok(child.exitCode);
   else child.once('exit', (code) => ok(code));
@@ -27,7 +34,8 @@ const running = (m: Awaited<ReturnType<typeof testMaster>>, id: number) => until
 });
 
 test('SIGTERM drains a worker: the master shows it draining and gives it nothing new, its build finishes on the same attempt, and it exits 0', async (t) => {
-  const m = await testMaster({ slow: BUILDER });
+  const gate = goFile(t);
+  const m = await testMaster({ slow: builder(gate.go) });
   t.after(() => m.close());
   const w = await worker(m, 'vol', t);
   const id = await m.force('slow');
@@ -37,6 +45,7 @@ test('SIGTERM drains a worker: the master shows it draining and gives it nothing
   assert.equal(view.accepting, false);
   assert.match(view.reason, /^draining: SIGTERM received/);
   const next = await m.force('slow');
+  gate.release();
   const b = await m.waitFinished(id, 60_000);
   assert.equal(b.result, 'success');
   assert.equal(b.attempt, 1);
@@ -50,7 +59,8 @@ test('SIGTERM drains a worker: the master shows it draining and gives it nothing
 test('a second signal gives the build back at once: requeued as an infrastructure retry (maxAttempts: 1, still no failure), it finishes elsewhere', async (t) => {
   const dir = tempDir('drain-now');
   t.after(() => cleanup(dir));
-  const m0 = await testMaster({ slow: BUILDER }, { dir });
+  const gate = goFile(t);
+  const m0 = await testMaster({ slow: builder(gate.go) }, { dir });
   await m0.close();
   writeFileSync(join(dir, 'config', 'crowdbake.yml'), 'maxAttempts: 1\n');
   const m = await testMaster({}, { dir });
@@ -67,6 +77,7 @@ test('a second signal gives the build back at once: requeued as an infrastructur
     return b.state === 'queued' ? b : null;
   });
   assert.match(requeued.message ?? '', /worker first is draining \(SIGTERM received\); an infrastructure retry \(1\), not counted as a failed attempt/);
+  gate.release();
   await worker(m, 'second', t);
   const b = await m.waitFinished(id, 60_000);
   assert.equal(b.result, 'success');
@@ -75,7 +86,8 @@ test('a second signal gives the build back at once: requeued as an infrastructur
 });
 
 test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no such worker; the worker finishes its build and exits', async (t) => {
-  const m = await testMaster({ slow: BUILDER });
+  const gate = goFile(t);
+  const m = await testMaster({ slow: builder(gate.go) });
   t.after(() => m.close());
   const w = await worker(m, 'vol', t);
   const id = await m.force('slow');
@@ -91,6 +103,7 @@ test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no
   const r = await post('vol', m.adminToken);
   assert.equal(r.status, 202);
   assert.equal((await m.get<WorkerView[]>('/api/v1/workers')).find((x) => x.name === 'vol')?.state, 'draining');
+  gate.release();
   const b = await m.waitFinished(id, 60_000);
   assert.equal(b.result, 'success');
   assert.equal(b.attempt, 1);
@@ -99,7 +112,8 @@ test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no
 });
 
 test('crowdbake drain (the CLI, through the local control API) drains the local worker; --now gives the build back', async (t) => {
-  const m = await testMaster({ slow: BUILDER });
+  const gate = goFile(t);
+  const m = await testMaster({ slow: builder(gate.go) });
   t.after(() => m.close());
   const data = tempDir('drain-cli');
   t.after(() => cleanup(data));

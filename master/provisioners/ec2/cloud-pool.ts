@@ -157,8 +157,9 @@ export class CloudPool {
     return n;
   }
 
+  /** Instances that cost: launching, up, and those whose termination is still on its way. */
   private live(): number {
-    return [...this.machines.values()].filter((m) => m.state !== 'terminating').length;
+    return this.machines.size;
   }
 
   private async launch(why: string): Promise<void> {
