@@ -193,3 +193,27 @@ test('a spot interruption notice drains the cloud worker: its build is requeued 
   await until('the interrupted instance to be terminated', () => first!.state === 'terminated', 30_000);
   await until('zero instances', () => farm.ec2.live().length === 0, 30_000);
 });
+
+test('warm pool: a done on-demand instance is stopped, not terminated, and the next build starts it again with new user-data and a new one-time credential', async (t) => {
+  const farm = await cloudFarm(t, { hello: linuxHostBuilder('echo warm', 'cloud: preferred\n') }, 'warmPool: 1\nidleTimeout: 1s\n');
+  const m = farm.master;
+  const first = await m.waitFinished(await m.force('hello'), 90_000);
+  assert.equal(first.result, 'success');
+  const [instance] = [...farm.ec2.instances.values()];
+  await until('the instance to be stopped into the warm pool', () => instance!.state === 'stopped', 30_000);
+  const firstUserData = instance!.userData;
+  assert.match(firstUserData, /^Content-Type: multipart\/mixed; boundary=/);
+  assert.match(firstUserData, /cloud_final_modules:\n- \[scripts-user, always\]/, 'user-data that runs on every boot');
+  assert.equal((await m.get<CloudView[]>('/api/v1/cloud'))[0]!.instances.find((i) => i.id === instance!.id)?.state, 'stopped');
+
+  const second = await m.waitFinished(await m.force('hello'), 90_000);
+  assert.equal(second.result, 'success');
+  assert.notEqual(second.worker, first.worker, 'a new worker name, a new credential');
+  assert.equal(runs(farm).length, 1, 'no second RunInstances: the warm instance was started');
+  assert.equal(instance!.starts, 1);
+  assert.equal(instance!.tags.get('crowdbake:worker'), second.worker);
+  const token = (u: string) => /CROWDBAKE_WORKER_TOKEN='([^']+)'/.exec(u)![1];
+  assert.notEqual(token(instance!.userData), token(firstUserData));
+  await until('stopped again', () => instance!.state === 'stopped', 30_000);
+  assert.equal(farm.ec2.live().filter((i) => i.state !== 'stopped').length, 0);
+});

@@ -38,7 +38,7 @@ export async function cloudFarm(t: TestContext, builders: Record<string, string>
     ami: ami-0123456789abcdef0
 ${defaults.filter((d) => !ec2Yaml.split('\n').some((l) => l.startsWith(`${d.split(':')[0]}:`))).map((d) => `    ${d}\n`).join('')}    install:
       script: |
-        mkdir -p "$HOME/bin" && ln -s '${CLI}' "$HOME/bin/crowdbake"
+        mkdir -p "$HOME/bin" && ln -sf '${CLI}' "$HOME/bin/crowdbake"
         export PATH="$HOME/bin:$PATH"
 ${ec2Yaml.replace(/^/gm, '    ')}
 `);

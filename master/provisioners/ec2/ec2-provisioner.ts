@@ -38,6 +38,26 @@ export class Ec2Provisioner implements Provisioner {
     ctx.log(`terminated ${instance.id}`);
   }
 
+  /** Stops the worker's instance for the warm pool (on-demand only: a one-time spot instance cannot be stopped). */
+  async park(worker: string): Promise<CloudInstance> {
+    const instance = this.instances.get(worker);
+    if (!instance) throw new Error(`no instance for ${worker}`);
+    await this.api.stop([instance.id]);
+    this.instances.delete(worker);
+    return instance;
+  }
+
+  /** Starts a parked instance as ctx.name, with new user-data carrying ctx.token. */
+  async resume(instance: CloudInstance, ctx: ProvisionContext): Promise<void> {
+    const userData = renderUserData(this.config, {
+      worker: ctx.name, masterUrl: ctx.masterUrl, credential: ctx.token, expiresAt: this.expiresAt(ctx.name), labels: ctx.labels, farmId: this.farmId,
+      pin: this.pin(),
+    });
+    await this.api.restart(instance.id, ctx.name, userData);
+    this.instances.set(ctx.name, { ...instance, worker: ctx.name });
+    ctx.log(`started ${instance.id} from the warm pool`);
+  }
+
   instanceOf(worker: string): CloudInstance | null {
     return this.instances.get(worker) ?? null;
   }
