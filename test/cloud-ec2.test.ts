@@ -217,3 +217,25 @@ test('warm pool: a done on-demand instance is stopped, not terminated, and the n
   await until('stopped again', () => instance!.state === 'stopped', 30_000);
   assert.equal(farm.ec2.live().filter((i) => i.state !== 'stopped').length, 0);
 });
+
+test('never kill a busy machine: past idleTimeout and over the day\'s budget during its build, the instance runs it to the end and is terminated only then', async (t) => {
+  const farm = await cloudFarm(t, { hello: linuxHostBuilder('echo begin; sleep 3; echo end', 'cloud: preferred\n') }, 'idleTimeout: 200ms\nbudget: { hoursPerDay: 0.0001 }\n');
+  const m = farm.master;
+  const id = await m.force('hello');
+  let terminatedWhileRunning = false;
+  const watch = setInterval(() => {
+    void m.get<BuildView>(`/api/v1/builds/${id}`).then((b) => {
+      if (b.state === 'running' && [...farm.ec2.instances.values()].some((i) => i.state === 'terminated')) terminatedWhileRunning = true;
+    }).catch(() => undefined);
+  }, 50);
+  t.after(() => clearInterval(watch));
+  const b = await m.waitFinished(id, 90_000);
+  clearInterval(watch);
+  assert.equal(b.result, 'success', await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text());
+  assert.match(await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text(), /begin\nend\n/);
+  assert.equal(terminatedWhileRunning, false);
+  assert.equal(b.attempt, 1);
+  const [instance] = [...farm.ec2.instances.values()];
+  await until('the instance to be terminated after the build', () => instance!.state === 'terminated', 30_000);
+  assert.match((await m.get<CloudView[]>('/api/v1/cloud'))[0]!.blocked ?? '', /budget\.hoursPerDay/, 'the cap was reached during the build');
+});
