@@ -165,7 +165,9 @@ test('a one-time credential is refused on its second use with a clear error, and
   const stale = await createOneTimeCredential(store, 'burst-stale', ['linux'], 1000);
   await store.close();
   await new Promise((r) => setTimeout(r, 1100));
-  const late = workerProcess(m.url, stale, tempDir('cloud-stale'), ['--executor', 'host', '--idle-source', 'none']);
+  const staleData = tempDir('cloud-stale');
+  t.after(() => cleanup(staleData));
+  const late = workerProcess(m.url, stale, staleData, ['--executor', 'host', '--idle-source', 'none']);
   assert.equal(await new Promise<number | null>((ok) => late.once('exit', ok)), 1);
   assert.match(late.output(), /authentication failed: this one-time credential expired unused at \d{4}-/);
 });
