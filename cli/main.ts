@@ -20,6 +20,7 @@ usage: crowdbake <command> [flags]     (every command has --help)
   pause, resume, limits, history
             control the local agent: pause (--for 1h to snooze), resume,
             change limits, list the builds this machine ran
+  drain     the local worker leaves: finishes its builds (--now: gives them back), then exits
   ui        open this machine's volunteer pages in the browser
   app       the desktop app: tray and dashboard window (needs the Electron binary)
 `;
@@ -48,6 +49,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   resume: async () => (await import('./commands/agent-control.js')).agentControlCommand('resume'),
   limits: async () => (await import('./commands/agent-control.js')).agentControlCommand('limits'),
   history: async () => (await import('./commands/agent-control.js')).agentControlCommand('history'),
+  drain: async () => (await import('./commands/drain.js')).drainCommand,
   app: async () => (await import('./commands/app.js')).appCommand,
   ui: async () => (await import('./commands/ui.js')).uiCommand,
 };

@@ -106,6 +106,8 @@ export class Coordinator {
       cannotStart?: () => string | null;
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
+      /** [cloud] Whether a queued build may go to a cloud worker yet (it waited burstAfter, or its builder prefers the cloud). */
+      mayUseCloud?: (row: BuildRow, builder: BuilderDefinition) => boolean;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
       credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
       /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
@@ -630,7 +632,8 @@ export class Coordinator {
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners, best.def.cloud === 'never')) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners,
+        best.def.cloud === 'never' || this.options.mayUseCloud?.(best.head, best.def) === false)) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);

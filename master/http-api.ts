@@ -208,7 +208,8 @@ export class HttpApi {
   private waitReason(row: BuildRow): string {
     const def = this.deps.builders.list().find((b) => b.name === row.builder)?.definition ?? null;
     if (!def) return `its builder "${row.builder}" has no valid definition`;
-    const sessions = [...this.deps.coordinator.connectedSessions()];
+    // Volunteers' and other workers' side; the cloud's is said by the pool (its workers take a build only once it may go to the cloud).
+    const sessions = [...this.deps.coordinator.connectedSessions()].filter((s) => !s.cloud);
     const base = whyUnrunnable(def, sessions) ?? 'every worker that can run it is busy or not accepting';
     const cloud = this.deps.latent?.waitReason?.(def, row);
     return cloud ? `${base}; ${cloud}` : base;

@@ -111,6 +111,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: logLine, localVmGuest: opts.localVmGuest ?? null,
     publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
+    // Cloud workers pin a TLS master's certificate (read once the master listens, when pools start).
+    pin: () => tls?.fingerprint ?? null,
   });
   // [provenance] Replicas that disagree are compared with diffoscope in the background.
   let diagnosis: Diagnosis | null = null;
@@ -137,6 +139,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     // Whether a builder is runnable depends on who is connected.
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
+    mayUseCloud: (row, def): boolean => latent.mayUseCloud(row, def),
     verification,
     fewerReplicas: new FewerReplicas(volunteers, verification),
     cannotStart: () => disk.problem(),

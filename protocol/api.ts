@@ -115,7 +115,7 @@ export const CloudViewSchema = z.object({
   lastError: z.string().nullable(),
   instances: z.array(z.object({
     worker: z.string(), id: z.string().nullable(), type: z.string().nullable(), spot: z.boolean(), launchedAt: z.string(),
-    state: z.enum(['booting', 'idle', 'busy', 'gone', 'terminating']),
+    state: z.enum(['booting', 'idle', 'busy', 'gone', 'terminating', 'stopped']),
   })),
 });
 export type CloudView = z.infer<typeof CloudViewSchema>;

@@ -370,6 +370,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     status,
     history,
     rerun: async (id) => rerun(id),
+    drain: (now) => drain(now, 'crowdbake drain'),
     pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
     resume: async () => { prefs.update({ paused: false, snoozeUntil: null, pauseAfterCurrent: false }); await governor.refresh(); },
     snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); },

@@ -8,6 +8,7 @@ import {
   IdleReportSchema, PreferencesPatchSchema, SnoozeRequestSchema, type AgentStatus, type HistoryEntry, type IdleReport, type Preferences, type PreferencesPatch,
 } from '../protocol/control-api.js';
 import { describeIssues } from '../protocol/parse.js';
+import { DrainRequestSchema } from '../protocol/api.js';
 import type { HistoryStore } from './history-store.js';
 import { changeShare, joinFromLink, JoinRequestSchema, leave, listProjectRows, ShareRequestSchema } from './control-projects.js';
 
@@ -22,6 +23,8 @@ export interface AgentControl {
   /** Runs the build of local history entry `id` again on this machine, outside the master; resolves to the new entry. */
   rerun(id: number): Promise<HistoryEntry>;
   history: HistoryStore;
+  /** `crowdbake drain`: leave after the running builds (or, `now`, give them back); absent where the worker cannot. */
+  drain?(now: boolean): void;
 }
 
 /** Where a running agent's control API is, DATA/control.json (mode 0600). */
@@ -161,6 +164,12 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, ctx: C
       const body = parseBody(SnoozeRequestSchema, await readJson(req));
       await agent.snooze(body.duration);
       return send(res, 200, agent.status());
+    }
+    case 'POST /api/v1/drain': {
+      const body = parseBody(DrainRequestSchema, await readJson(req));
+      if (!agent.drain) throw new HttpError(409, 'this worker cannot drain (a BuildBot worker leaves when its master says so)');
+      agent.drain(body.now);
+      return send(res, 202, { draining: true, now: body.now });
     }
     case 'GET /api/v1/preferences': return send(res, 200, agent.status().preferences);
     case 'PATCH /api/v1/preferences': {

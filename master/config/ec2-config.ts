@@ -41,6 +41,12 @@ export const Ec2ProvisionerConfigSchema = z.strictObject({
   /** Instances kept up even with an empty queue, and the most at once. */
   min: z.number().int().min(0).max(1000).default(0),
   max: z.number().int().min(1).max(1000).default(1),
+  /**
+   * Stopped on-demand instances kept for reuse (they start faster than new ones and cost only
+   * their disks): a done instance is stopped instead of terminated while fewer are kept, and a
+   * new worker starts one of them (new user-data, new one-time credential) before launching.
+   */
+  warmPool: z.number().int().min(0).max(1000).default(0),
   /** How long a queued build waits for a volunteer before a cloud worker starts for it. */
   burstAfter: DurationSchema.default(600_000),
   /** An instance whose worker has had no build this long is terminated (down to `min`). */

@@ -55,6 +55,8 @@ export class LatentWorkers {
       /** [cloud] The farm's public URL (crowdbake.yml `url:`), which cloud instances dial. */
       publicUrl?: string | undefined;
       builder?: (name: string) => BuilderDefinition | null;
+      /** [cloud] The TLS master's certificate fingerprint (`sha256:HEX`) cloud workers pin, or null. */
+      pin?: () => string | null;
     },
   ) {
     const cloud = configs.filter((c) => c.type === 'ec2');
@@ -62,7 +64,7 @@ export class LatentWorkers {
     for (const config of cloud) {
       const base = () => (config.masterUrl ?? deps.publicUrl ?? deps.masterUrl()).replace(/^http/, 'ws').replace(/\/+$/, '');
       this.pools.push(new CloudPool(config, {
-        coordinator: deps.coordinator, store: deps.store, farmId: farm, log: deps.log, builder: deps.builder ?? (() => null),
+        coordinator: deps.coordinator, store: deps.store, farmId: farm, log: deps.log, builder: deps.builder ?? (() => null), pin: deps.pin ?? (() => null),
         workerUrl: () => (base() === '' || base().endsWith('/api/v1/worker') ? base() : `${base()}/api/v1/worker`),
       }));
     }
@@ -89,6 +91,11 @@ export class LatentWorkers {
   /** [cloud] The cloud pools, for GET /api/v1/cloud. */
   cloud(): CloudView[] {
     return this.pools.map((p) => p.view());
+  }
+
+  /** [cloud] Whether a queued build may go to a cloud worker now: volunteers first, for burstAfter (not for `cloud: preferred`). */
+  mayUseCloud(row: BuildRow, def: BuilderDefinition): boolean {
+    return this.pools.some((p) => p.eligible(row, def));
   }
 
   /** [cloud] Why a queued build waits as far as the cloud is concerned, or null (no pool can run it). */

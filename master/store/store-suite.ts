@@ -105,6 +105,35 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.equal(await s.setWorkerKey('w1', 'again'), false);
     });
 
+    test('[cloud] one-time tokens: spent once, never when expired, revoked or an ordinary token; racing spends: one wins', async (t) => {
+      const { s } = await setup(t);
+      await s.createToken({ ...token('once'), oneTime: true, expiresAt: at(10) });
+      await s.createToken({ ...token('stale'), oneTime: true, expiresAt: at(2) });
+      await s.createToken({ ...token('plain') });
+      await s.createToken({ ...token('gone'), oneTime: true, expiresAt: at(10), revokedAt: at(1) });
+      assert.deepEqual(await s.getToken('once'), { ...token('once'), oneTime: true, expiresAt: at(10), usedAt: null });
+      assert.equal(await s.useOneTimeToken('stale', at(3)), false, 'expired');
+      assert.equal(await s.useOneTimeToken('plain', at(3)), false, 'not one-time');
+      assert.equal(await s.useOneTimeToken('gone', at(3)), false, 'revoked');
+      assert.equal(await s.useOneTimeToken('nobody', at(3)), false);
+      const spends = await Promise.all([1, 2, 3, 4].map(() => s.useOneTimeToken('once', at(3))));
+      assert.deepEqual(spends.filter(Boolean).length, 1);
+      assert.equal((await s.getToken('once'))?.usedAt, at(3));
+      assert.equal(await s.useOneTimeToken('once', at(4)), false);
+      assert.equal((await s.getToken('plain'))?.oneTime, undefined);
+    });
+
+    test('[cloud] cloud usage: instance time added per provisioner and day, listed from a day on', async (t) => {
+      const { s } = await setup(t);
+      await s.addCloudUsage('burst', '2026-11-30', 1000);
+      await s.addCloudUsage('burst', '2026-12-01', 1500);
+      await s.addCloudUsage('burst', '2026-12-01', 2500);
+      await s.addCloudUsage('other', '2026-12-01', 7);
+      assert.deepEqual(await s.listCloudUsage('burst', '2026-12-01'), [{ day: '2026-12-01', instanceMs: 4000 }]);
+      assert.deepEqual(await s.listCloudUsage('burst', '2026-11-01'), [{ day: '2026-11-30', instanceMs: 1000 }, { day: '2026-12-01', instanceMs: 4000 }]);
+      assert.deepEqual(await s.listCloudUsage('other', '2026-01-01'), [{ day: '2026-12-01', instanceMs: 7 }]);
+    });
+
     test('workers: upserted by name, listed by name', async (t) => {
       const { s } = await setup(t);
       await s.upsertWorker({ name: 'w2', capabilities: '{"cpus":2}', lastSeenAt: at(1) });

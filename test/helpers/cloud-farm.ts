@@ -29,22 +29,16 @@ export async function cloudFarm(t: TestContext, builders: Record<string, string>
   process.env.AWS_SECRET_ACCESS_KEY = 'stand-in-secret';
   process.env.AWS_EC2_METADATA_DISABLED = 'true';
   mkdirSync(join(dir, 'config'), { recursive: true });
+  const defaults = ['instanceTypes: [t3.small]', 'subnet: subnet-0abc', 'securityGroups: [sg-0abc]', 'executors: [host]', 'labels: [linux]', 'bootGrace: 60s', 'reapEvery: 500ms'];
   writeFileSync(join(dir, 'config', 'crowdbake.yml'), `${top}provisioners:
   - name: burst
     type: ec2
     region: eu-west-1
     endpoint: ${ec2.url}
     ami: ami-0123456789abcdef0
-    instanceTypes: [t3.small]
-    subnet: subnet-0abc
-    securityGroups: [sg-0abc]
-    executors: [host]
-    labels: [linux]
-    bootGrace: 60s
-    reapEvery: 500ms
-    install:
+${defaults.filter((d) => !ec2Yaml.split('\n').some((l) => l.startsWith(`${d.split(':')[0]}:`))).map((d) => `    ${d}\n`).join('')}    install:
       script: |
-        mkdir -p "$HOME/bin" && ln -s '${CLI}' "$HOME/bin/crowdbake"
+        mkdir -p "$HOME/bin" && ln -sf '${CLI}' "$HOME/bin/crowdbake"
         export PATH="$HOME/bin:$PATH"
 ${ec2Yaml.replace(/^/gm, '    ')}
 `);

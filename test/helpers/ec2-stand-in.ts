@@ -11,7 +11,8 @@ import { dirname, join } from 'node:path';
  * (`Action=RunInstances&Version=2016-11-15&…`, lists as `Name.N`), SigV4-signed, answered
  * with XML in the 2016-11-15 namespace or an `<Errors>` document — for RunInstances
  * (on-demand, and spot through InstanceMarketOptions), DescribeInstances (tag and state
- * filters), TerminateInstances, StopInstances, StartInstances and CreateTags.
+ * filters), TerminateInstances, StopInstances, StartInstances, ModifyInstanceAttribute (UserData,
+ * for the warm pool) and CreateTags.
  *
  * Its "instances" are real processes: the user-data the master sent is run with `/bin/sh`,
  * as cloud-init would, in a directory of its own (HOME) with a clean environment. The only
@@ -37,6 +38,8 @@ export interface StandInInstance {
   subnetId: string | null;
   securityGroups: string[];
   metadataTokens: string | null;
+  /** StartInstances calls it took (a warm pool's reuse). */
+  starts: number;
 }
 
 export interface Ec2StandIn {
@@ -55,6 +58,17 @@ export interface Ec2StandIn {
 }
 
 const NS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
+
+/** The shell script of a user-data: itself, or the text/x-shellscript part of a MIME multipart one (as cloud-init reads it). */
+function shellPart(userData: string): string {
+  const boundary = /^Content-Type: multipart\/mixed; boundary="([^"]+)"/m.exec(userData)?.[1];
+  if (!boundary) return userData;
+  for (const part of userData.split(`--${boundary}`)) {
+    const m = /^\r?\nContent-Type: text\/x-shellscript[^\n]*\n\r?\n([\s\S]*)$/.exec(part);
+    if (m) return m[1]!;
+  }
+  throw new Error('a multipart user-data without a text/x-shellscript part');
+}
 const STATE_CODES: Record<StandInInstance['state'], number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -63,7 +77,6 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
   const calls: Ec2StandIn['calls'] = [];
   const refusals: { type: string; spot: boolean | 'any'; code: string }[] = [];
   const imdsTokens = new Map<string, string>();
-  let server!: Server;
   let url = '';
 
   const list = (p: URLSearchParams, prefix: string): string[] => {
@@ -89,7 +102,7 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
 
   const boot = (i: StandInInstance) => {
     // The hypervisor's route for the link-local metadata address, to this instance's own service.
-    const script = i.userData.replaceAll('http://169.254.169.254', `${url}/imds/${i.id}`);
+    const script = shellPart(i.userData).replaceAll('http://169.254.169.254', `${url}/imds/${i.id}`);
     writeFileSync(join(i.dir, 'user-data'), script, { mode: 0o700 });
     const child = spawn('/bin/sh', [join(i.dir, 'user-data')], {
       cwd: i.dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
@@ -124,7 +137,7 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
       const i: StandInInstance = {
         id, type, spot, state: 'pending', tags, launchTime: new Date(), userData: Buffer.from(p.get('UserData') ?? '', 'base64').toString('utf8'),
         dir, process: null, output: '', notice: null, imageId: p.get('ImageId'), subnetId: p.get('SubnetId'), securityGroups: list(p, 'SecurityGroupId'),
-        metadataTokens: p.get('MetadataOptions.HttpTokens'),
+        metadataTokens: p.get('MetadataOptions.HttpTokens'), starts: 0,
       };
       instances.set(id, i);
       setTimeout(() => { if (i.state === 'pending') boot(i); }, 50).unref();
@@ -159,9 +172,19 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
     })),
     StartInstances: (p) => stateChange('StartInstances', known(list(p, 'InstanceId')).map((i) => {
       const prev = i.state;
-      if (i.state === 'stopped') { i.state = 'pending'; setTimeout(() => boot(i), 50).unref(); }
+      if (i.state !== 'stopped') throw new ApiError('IncorrectInstanceState', `The instance '${i.id}' is not in a state from which it can be started.`);
+      i.state = 'pending';
+      i.starts++;
+      setTimeout(() => boot(i), 50).unref();
       return { i, prev };
     })),
+    ModifyInstanceAttribute: (p) => {
+      const [i] = known([p.get('InstanceId') ?? '']);
+      if (!p.has('UserData.Value')) throw new ApiError('InvalidParameterCombination', 'the stand-in modifies UserData only');
+      if (i!.state !== 'stopped') throw new ApiError('IncorrectInstanceState', `The instance '${i!.id}' is not in the 'stopped' state.`);
+      i!.userData = Buffer.from(p.get('UserData.Value')!, 'base64').toString('utf8');
+      return `<ModifyInstanceAttributeResponse xmlns="${NS}"><requestId>${randomBytes(8).toString('hex')}</requestId><return>true</return></ModifyInstanceAttributeResponse>`;
+    },
     CreateTags: (p) => {
       const tags = tagsOf(p, 'Tag');
       for (const i of known(list(p, 'ResourceId'))) for (const [k, v] of tags) i.tags.set(k, v);
@@ -193,7 +216,7 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
     res.writeHead(404).end();
   };
 
-  server = createServer((req, res) => {
+  const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -227,7 +250,7 @@ export async function startEc2StandIn(root: string): Promise<Ec2StandIn> {
       const id = `i-${randomBytes(8).toString('hex')}`;
       const i: StandInInstance = {
         id, type: 't3.small', spot: false, state: 'running', tags: new Map(Object.entries(tags)), launchTime: new Date(Date.now() - ageMs),
-        userData: '', dir: join(root, id), process: null, output: '', notice: null, imageId: null, subnetId: null, securityGroups: [], metadataTokens: null,
+        userData: '', dir: join(root, id), process: null, output: '', notice: null, imageId: null, subnetId: null, securityGroups: [], metadataTokens: null, starts: 0,
       };
       instances.set(id, i);
       return i;

@@ -8,6 +8,7 @@ import type { BuildRow, Store } from '../../store/store.js';
 import { createOneTimeCredential } from '../../tokens.js';
 import type { ProvisionContext } from '../provisioner.js';
 import { CloudBudget } from './cloud-budget.js';
+import type { CloudInstance } from './ec2-api.js';
 import { Ec2Provisioner } from './ec2-provisioner.js';
 
 export interface CloudPoolDeps {
@@ -18,6 +19,8 @@ export interface CloudPoolDeps {
   builder: (name: string) => BuilderDefinition | null;
   farmId: string;
   log: (line: string) => void;
+  /** The master's certificate fingerprint for `--pin`, or null (no TLS). */
+  pin: () => string | null;
 }
 
 interface Machine {
@@ -46,6 +49,8 @@ export class CloudPool {
   private readonly provisioner: Ec2Provisioner;
   private readonly budget: CloudBudget;
   private readonly machines = new Map<string, Machine>();
+  /** The warm pool: stopped on-demand instances, started again before any new one is launched; `ready` once the reaper's listing shows them stopped. */
+  private readonly parked: { instance: CloudInstance; ready: boolean }[] = [];
   /** When the pool first saw each queued build waiting (left the queue: forgotten). */
   private readonly waitingSince = new Map<number, number>();
   private timers: NodeJS.Timeout[] = [];
@@ -55,7 +60,7 @@ export class CloudPool {
   private closed = false;
 
   constructor(readonly config: Ec2ProvisionerConfig, private readonly deps: CloudPoolDeps) {
-    this.provisioner = new Ec2Provisioner(config, deps.farmId, (w) => this.machines.get(w)?.expiresAt ?? '');
+    this.provisioner = new Ec2Provisioner(config, deps.farmId, (w) => this.machines.get(w)?.expiresAt ?? '', deps.pin);
     this.budget = new CloudBudget(deps.store, config.name, config.budget);
   }
 
@@ -96,16 +101,19 @@ export class CloudPool {
         m.connected = true;
         if (session.builds.size > 0) { m.idleSince = null; continue; }
         // Idle from here on: a cloud worker is never stopped while it runs a build.
-        if (session.buildsLeft === 0) { void this.terminate(m, 'its one build is done'); continue; }
+        if (session.buildsLeft === 0) { void this.retire(m, 'its one build is done'); continue; }
         m.idleSince ??= now;
-        if (now - m.idleSince >= this.config.idleTimeout && this.live() > this.config.min) void this.terminate(m, `idle for ${secs(now - m.idleSince)}`);
+        if (now - m.idleSince >= this.config.idleTimeout && this.live() > this.config.min) void this.retire(m, `idle for ${secs(now - m.idleSince)}`);
       } else if (m.connected) {
-        void this.terminate(m, 'its worker left');
+        void this.retire(m, 'its worker left');
       } else if (now - m.launchedAt > this.config.bootGrace) {
         void this.terminate(m, `its worker did not connect within ${secs(this.config.bootGrace)} (bootGrace)`);
       }
     }
-    const wanted = this.demand(now) - this.spare();
+    const demand = this.demand(now);
+    // A build that just became eligible may go to an idle cloud worker already up.
+    if (demand > 0 && this.spare() > 0) coordinator.scheduleDispatch();
+    const wanted = demand - this.spare();
     const toStart = Math.max(wanted, this.config.min - this.live());
     this.blockedWhy = null;
     for (let i = 0; i < toStart; i++) {
@@ -115,6 +123,14 @@ export class CloudPool {
       if (blocked) { this.blockedWhy = blocked; break; }
       void this.launch(wanted > 0 ? 'queued builds waited for a volunteer' : `min ${this.config.min}`);
     }
+  }
+
+  /** Whether a queued build may go to this pool's workers now: its builder prefers the cloud, or it waited burstAfter. */
+  eligible(row: BuildRow, def: BuilderDefinition): boolean {
+    if (!this.couldRun(def)) return false;
+    if (def.cloud === 'preferred') return true;
+    const since = this.waitingSince.get(row.id);
+    return since !== undefined && Date.now() - since >= this.config.burstAfter;
   }
 
   /** Queued builds this pool could run that may go to the cloud now. */
@@ -144,8 +160,9 @@ export class CloudPool {
     return n;
   }
 
+  /** Instances that cost: launching, up, and those whose termination is still on its way. */
   private live(): number {
-    return [...this.machines.values()].filter((m) => m.state !== 'terminating').length;
+    return this.machines.size;
   }
 
   private async launch(why: string): Promise<void> {
@@ -154,17 +171,48 @@ export class CloudPool {
     const m: Machine = { worker, launchedAt: now, accountedAt: now, expiresAt: new Date(now + this.config.credentialTtl).toISOString(), state: 'launching', connected: false, idleSince: null };
     this.machines.set(worker, m);
     this.deps.log(`cloud ${this.name}: starting ${worker}: ${why}`);
+    const w = this.parked.findIndex((p) => p.ready);
+    const warm = w >= 0 ? this.parked.splice(w, 1)[0]!.instance : undefined;
     try {
       const token = await createOneTimeCredential(this.deps.store, worker, this.config.labels, this.config.credentialTtl);
-      await this.provisioner.start(this.context(worker, token));
+      let resumed = false;
+      if (warm) {
+        try {
+          await this.provisioner.resume(warm, this.context(worker, token));
+          resumed = true;
+        } catch (e) {
+          // Left to the reaper (no worker: marked, then terminated); a new instance instead.
+          this.deps.log(`cloud ${this.name}: cannot start ${warm.id} from the warm pool (${(e as Error).message}); launching a new one`);
+        }
+      }
+      if (!resumed) await this.provisioner.start(this.context(worker, token));
       m.state = 'up';
       this.lastError = null;
     } catch (e) {
       this.lastError = (e as Error).message;
       this.deps.log(`cloud ${this.name}: cannot start ${worker}: ${this.lastError}`);
       this.machines.delete(worker);
+      // A warm instance that would not start is left to the reaper (no worker: marked, then terminated).
       await this.deps.store.revokeToken(worker, new Date().toISOString()).catch(() => undefined);
     }
+  }
+
+  /** Its worker is idle or gone: stopped into the warm pool while it has room (on-demand instances only), else terminated. */
+  private async retire(m: Machine, why: string): Promise<void> {
+    const instance = this.provisioner.instanceOf(m.worker);
+    if (m.state !== 'up' || !instance || instance.spot || this.parked.length >= this.config.warmPool) return this.terminate(m, why);
+    m.state = 'terminating';
+    this.deps.log(`cloud ${this.name}: stopping ${m.worker} into the warm pool: ${why}`);
+    try {
+      this.parked.push({ instance: await this.provisioner.park(m.worker), ready: false });
+    } catch (e) {
+      this.lastError = `cannot stop ${m.worker}: ${(e as Error).message}`;
+      this.deps.log(`cloud ${this.name}: ${this.lastError}`);
+      this.provisioner.forget(m.worker);
+    }
+    this.machines.delete(m.worker);
+    this.budget.add(Date.now() - m.accountedAt);
+    await this.deps.store.revokeToken(m.worker, new Date().toISOString()).catch(() => undefined);
   }
 
   private async terminate(m: Machine, why: string): Promise<void> {
@@ -201,6 +249,8 @@ export class CloudPool {
       const reap: string[] = [];
       for (const i of instances) {
         if (i.worker && this.deps.coordinator().session(i.worker)) continue;
+        const parked = this.parked.find((p) => p.instance.id === i.id);
+        if (parked) { parked.ready = i.state === 'stopped'; continue; }
         const m = i.worker ? this.machines.get(i.worker) : undefined;
         if (m && m.state !== 'terminating' && now - m.launchedAt <= this.config.bootGrace) continue;
         if (!m && i.launchedAt !== null && now - i.launchedAt <= this.config.bootGrace) continue;
@@ -256,14 +306,16 @@ export class CloudPool {
       },
       blocked: this.budget.blocked(this.live()) ?? this.blockedWhy,
       lastError: this.lastError,
-      instances: [...this.machines.values()].map((m) => {
+      instances: [...this.parked.map(({ instance: p }) => ({
+        worker: p.worker ?? '', id: p.id, type: p.type, spot: false, launchedAt: new Date(p.launchedAt ?? 0).toISOString(), state: 'stopped' as const,
+      })), ...[...this.machines.values()].map((m) => {
         const i = this.provisioner.instanceOf(m.worker);
         const s = this.deps.coordinator().session(m.worker);
         return {
           worker: m.worker, id: i?.id ?? null, type: i?.type ?? null, spot: i?.spot ?? false, launchedAt: new Date(m.launchedAt).toISOString(),
-          state: m.state === 'terminating' ? 'terminating' : !s ? (m.connected ? 'gone' : 'booting') : s.builds.size ? 'busy' : 'idle',
+          state: m.state === 'terminating' ? 'terminating' as const : !s ? (m.connected ? 'gone' as const : 'booting' as const) : s.builds.size ? 'busy' as const : 'idle' as const,
         };
-      }),
+      })],
     };
   }
 
@@ -271,7 +323,8 @@ export class CloudPool {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    const ids = [...this.machines.keys()].map((w) => this.provisioner.instanceOf(w)?.id).filter((id): id is string => !!id);
+    const ids = [...this.machines.keys()].map((w) => this.provisioner.instanceOf(w)?.id).filter((id): id is string => !!id)
+      .concat(this.parked.splice(0).map((p) => p.instance.id));
     for (const m of this.machines.values()) this.budget.add(Date.now() - m.accountedAt);
     this.machines.clear();
     await this.provisioner.api.terminate(ids).catch((e: Error) => this.deps.log(`cloud ${this.name}: cannot terminate ${ids.join(', ')} (the reaper will, at the next start): ${e.message}`));

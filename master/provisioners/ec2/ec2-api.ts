@@ -1,5 +1,6 @@
 import {
-  CreateTagsCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand, StopInstancesCommand, TerminateInstancesCommand,
+  CreateTagsCommand, DescribeInstancesCommand, EC2Client, ModifyInstanceAttributeCommand, RunInstancesCommand, StartInstancesCommand,
+  StopInstancesCommand, TerminateInstancesCommand,
   type Instance, type RunInstancesCommandInput, type Tag,
 } from '@aws-sdk/client-ec2';
 import type { Ec2ProvisionerConfig } from '../../config/ec2-config.js';
@@ -113,6 +114,13 @@ export class Ec2Api {
 
   async stop(ids: string[]): Promise<void> {
     if (ids.length) await this.client.send(new StopInstancesCommand({ InstanceIds: ids }));
+  }
+
+  /** A stopped instance of the warm pool becomes `worker`: its tags and user-data replaced, then started. */
+  async restart(id: string, worker: string, userData: string): Promise<void> {
+    await this.client.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: CLOUD_TAGS.worker, Value: worker }, { Key: 'Name', Value: `crowdbake ${worker}` }] }));
+    await this.client.send(new ModifyInstanceAttributeCommand({ InstanceId: id, UserData: { Value: Buffer.from(userData) } }));
+    await this.client.send(new StartInstancesCommand({ InstanceIds: [id] }));
   }
 
   /** Marks instances the reaper found without a worker, so a restarted master knows too. */

@@ -13,13 +13,17 @@ export class Ec2Provisioner implements Provisioner {
   readonly api: Ec2Api;
   private readonly instances = new Map<string, CloudInstance>();
 
-  constructor(private readonly config: Ec2ProvisionerConfig, private readonly farmId: string, private readonly expiresAt: (worker: string) => string) {
+  constructor(
+    private readonly config: Ec2ProvisionerConfig, private readonly farmId: string, private readonly expiresAt: (worker: string) => string,
+    private readonly pin: () => string | null = () => null,
+  ) {
     this.api = new Ec2Api(config, farmId);
   }
 
   async start(ctx: ProvisionContext): Promise<void> {
     const userData = renderUserData(this.config, {
       worker: ctx.name, masterUrl: ctx.masterUrl, credential: ctx.token, expiresAt: this.expiresAt(ctx.name), labels: ctx.labels, farmId: this.farmId,
+      pin: this.pin(),
     });
     const instance = await this.api.launch(ctx.name, userData);
     this.instances.set(ctx.name, instance);
@@ -32,6 +36,26 @@ export class Ec2Provisioner implements Provisioner {
     await this.api.terminate([instance.id]);
     this.instances.delete(ctx.name);
     ctx.log(`terminated ${instance.id}`);
+  }
+
+  /** Stops the worker's instance for the warm pool (on-demand only: a one-time spot instance cannot be stopped). */
+  async park(worker: string): Promise<CloudInstance> {
+    const instance = this.instances.get(worker);
+    if (!instance) throw new Error(`no instance for ${worker}`);
+    await this.api.stop([instance.id]);
+    this.instances.delete(worker);
+    return instance;
+  }
+
+  /** Starts a parked instance as ctx.name, with new user-data carrying ctx.token. */
+  async resume(instance: CloudInstance, ctx: ProvisionContext): Promise<void> {
+    const userData = renderUserData(this.config, {
+      worker: ctx.name, masterUrl: ctx.masterUrl, credential: ctx.token, expiresAt: this.expiresAt(ctx.name), labels: ctx.labels, farmId: this.farmId,
+      pin: this.pin(),
+    });
+    await this.api.restart(instance.id, ctx.name, userData);
+    this.instances.set(ctx.name, { ...instance, worker: ctx.name });
+    ctx.log(`started ${instance.id} from the warm pool`);
   }
 
   instanceOf(worker: string): CloudInstance | null {

@@ -8,6 +8,8 @@ export interface UserDataInput {
   expiresAt: string;
   labels: string[];
   farmId: string;
+  /** The TLS master's certificate fingerprint (`sha256:HEX`): the worker refuses any other before sending its credential. */
+  pin?: string | null;
 }
 
 /** A single-quoted shell word. */
@@ -34,10 +36,40 @@ npm install -g --no-fund --no-audit ${shellQuote(pkg)}`;
  * ec2:DescribeInstanceAttribute) sees it; docs/SECURITY.md says what that allows.
  */
 export function renderUserData(config: Ec2ProvisionerConfig, u: UserDataInput): string {
+  const script = renderScript(config, u);
+  return config.warmPool > 0 ? everyBoot(script) : script;
+}
+
+/**
+ * A warm pool's instances are started again with new user-data: cloud-init runs a script only
+ * on an instance's first boot unless told to run scripts-user always (AWS's documented way).
+ */
+function everyBoot(script: string): string {
+  const b = 'crowdbake-user-data-boundary';
+  return `Content-Type: multipart/mixed; boundary="${b}"
+MIME-Version: 1.0
+
+--${b}
+Content-Type: text/cloud-config; charset="us-ascii"
+
+#cloud-config
+cloud_final_modules:
+- [scripts-user, always]
+
+--${b}
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+${script}
+--${b}--
+`;
+}
+
+function renderScript(config: Ec2ProvisionerConfig, u: UserDataInput): string {
   const executor = config.executors.length === 1 ? config.executors[0]! : 'auto';
   const args = [
     'worker', '--master', u.masterUrl, '--name', u.worker, '--when', 'always', '--idle-source', 'none', '--executor', executor,
     ...(u.labels.length ? ['--labels', u.labels.join(',')] : []),
+    ...(u.pin ? ['--pin', u.pin] : []),
     '--interruption-url', config.metadataUrl,
   ];
   return `#!/bin/sh
