@@ -1,46 +1,31 @@
-import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView } from '../protocol/api.js';
+import type { BuildOutcome, BuildTrigger, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
-import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
+import type { WorkerMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
 import type { LogStore } from './log-store.js';
 import { workerView } from './views.js';
-import { pickWorker, type WorkerOffer } from './matching.js';
-import type { BuildPatch, BuildRow, StepRow, Store } from './store/store.js';
+import { pickWorker } from './matching.js';
+import type { BuildPatch, BuildRow, Store } from './store/store.js';
 import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
 import { log } from './log.js';
+import { BuildQueue } from './coordinator/build-queue.js';
+import { ActiveBuilds, type ActiveBuild } from './coordinator/active-builds.js';
+import { WorkerSessions, type WorkerSession } from './coordinator/worker-sessions.js';
+import { first, type Candidate } from './coordinator/dispatch-order.js';
+import { toBuildView } from './coordinator/build-view.js';
+
+export type { WorkerSession } from './coordinator/worker-sessions.js';
+export { toBuildView } from './coordinator/build-view.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
   get(name: string): BuilderDefinition | null;
-}
-
-/** A connected, authenticated worker, as the worker hub hands it over. */
-export interface WorkerSession extends WorkerOffer {
-  /** Builds assigned to this worker that it has not yet reported finished. */
-  readonly builds: Set<number>;
-  readonly frozen: Set<number>;
-  readonly capabilities: Capabilities;
-  /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
-  accepting: boolean;
-  reason: string;
-  send(message: MasterMessage): void;
-  close(why: string): void;
-}
-
-interface ActiveBuild {
-  row: BuildRow;
-  session: WorkerSession;
-  steps: StepView[];
-  /** What this attempt has put on the master, checked against the spec and the caps. */
-  usage: BuildUsage;
-  /** Runs out when the build has been frozen longer than its builder allows. */
-  frozenTimer?: NodeJS.Timeout | undefined;
 }
 
 export interface BuildRequest {
@@ -67,13 +52,9 @@ const now = () => new Date().toISOString();
  * order it happens and then published on the event bus.
  */
 export class Coordinator {
-  /** Queued builds per builder, each list oldest first. */
-  private readonly queues = new Map<string, BuildRow[]>();
-  private queued = 0;
-  /** Running builds per builder, for fair share. */
-  private readonly runningPer = new Map<string, number>();
-  private readonly active = new Map<number, ActiveBuild>();
-  private readonly sessions = new Map<string, WorkerSession>();
+  private readonly queue = new BuildQueue();
+  private readonly active = new ActiveBuilds();
+  private readonly sessions = new WorkerSessions();
   private dispatchScheduled = false;
   private closed = false;
 
@@ -166,7 +147,7 @@ export class Coordinator {
   /** Marks the queued, never started change builds of `newer`'s builder and branch superseded by it (a requeued one ran already: it is kept). */
   private async supersedeOlder(newer: BuildRow, def: BuilderDefinition): Promise<void> {
     const branchOf = (b: BuildRow) => b.branch ?? def.source?.branch ?? null;
-    const older = (this.queues.get(newer.builder) ?? [])
+    const older = this.queue.of(newer.builder)
       .filter((b) => b.id < newer.id && b.trigger === 'change' && b.attempt === 0 && branchOf(b) === branchOf(newer));
     for (const b of older) {
       if (!this.dequeue(b.id)) continue;
@@ -195,20 +176,20 @@ export class Coordinator {
   }
 
   addSession(session: WorkerSession): void {
-    this.sessions.set(session.name, session);
+    this.sessions.add(session);
     this.options.onSessionsChanged?.();
     this.scheduleDispatch();
   }
 
   /** Tells dashboards a worker's state changed (busy, idle, frozen). */
   private publishWorker(session: WorkerSession): void {
-    if (this.events.size === 0 || this.sessions.get(session.name) !== session) return;
+    if (this.events.size === 0 || !this.sessions.isCurrent(session)) return;
     this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
   }
 
   /** The worker's connection is gone: its builds go back to the queue (or fail after too many attempts). */
   async removeSession(session: WorkerSession): Promise<void> {
-    if (this.sessions.get(session.name) === session) this.sessions.delete(session.name);
+    this.sessions.remove(session);
     for (const id of session.builds) {
       const a = this.active.get(id);
       if (!a || a.session !== session) continue;
@@ -231,7 +212,7 @@ export class Coordinator {
   }
 
   queuedCount(): number {
-    return this.queued;
+    return this.queue.size;
   }
 
   /** Applies one validated message from an authenticated worker. */
@@ -243,9 +224,8 @@ export class Coordinator {
       if (msg.accepting) this.scheduleDispatch();
       return;
     }
-    const a = this.active.get(msg.buildId);
-    const current = a !== undefined && a.session === session && a.row.attempt === msg.attempt;
-    if (!current) {
+    const a = this.active.current(msg.buildId, session, msg.attempt);
+    if (!a) {
       // A late message for a build that was cancelled, requeued or finished: only free the slot.
       if (msg.type === 'state' && msg.state === 'finished' && session.builds.delete(msg.buildId)) {
         this.publishWorker(session);
@@ -425,12 +405,7 @@ export class Coordinator {
   }
 
   private enqueue(row: BuildRow): void {
-    let q = this.queues.get(row.builder);
-    if (!q) this.queues.set(row.builder, (q = []));
-    let i = q.length;
-    while (i > 0 && q[i - 1]!.id > row.id) i--;
-    q.splice(i, 0, row);
-    this.queued++;
+    this.queue.enqueue(row);
   }
 
   private async requeueLost(row: BuildRow, why: string): Promise<void> {
@@ -469,28 +444,13 @@ export class Coordinator {
     });
   }
 
-  /** Hands queued builds, oldest first, to workers with a free slot that can run them. */
   /** The build no longer runs on a worker (finished, cancelled, lost). */
   private deactivate(id: number): void {
-    const a = this.active.get(id);
-    if (!a) return;
-    this.active.delete(id);
-    this.deadlines.stop(id);
-    const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
-    if (n > 0) this.runningPer.set(a.row.builder, n);
-    else this.runningPer.delete(a.row.builder);
+    if (this.active.remove(id)) this.deadlines.stop(id);
   }
 
   private dequeue(id: number): BuildRow | null {
-    for (const [builder, q] of this.queues) {
-      const i = q.findIndex((b) => b.id === id);
-      if (i < 0) continue;
-      const [row] = q.splice(i, 1);
-      if (q.length === 0) this.queues.delete(builder);
-      this.queued--;
-      return row!;
-    }
-    return null;
+    return this.queue.dequeue(id);
   }
 
   /**
@@ -504,26 +464,12 @@ export class Coordinator {
     const unplaced = new Map<string, BuilderDefinition>();
     const blocked = new Set<string>();
     for (;;) {
-      let best: { name: string; def: BuilderDefinition; head: BuildRow } | null = null;
-      for (const [name, q] of this.queues) {
-        if (blocked.has(name)) continue;
-        const def = this.builders.get(name);
-        if (!def) {
-          this.queues.delete(name);
-          this.queued -= q.length;
-          for (const row of q) void this.finish(row, 'error', `builder "${name}" no longer exists`, []).catch(logError);
-          continue;
-        }
-        const head = q[0]!;
-        if (!best || before({ def, head, running: this.runningPer.get(name) ?? 0 }, { def: best.def, head: best.head, running: this.runningPer.get(best.name) ?? 0 })) {
-          best = { name, def, head };
-        }
-      }
+      const best = first(this.candidates(blocked));
       if (!best) break;
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessions.offers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -535,14 +481,16 @@ export class Coordinator {
     if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
 
-  /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
-    for (const s of this.sessions.values()) {
-      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
-      // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
-      if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
-      (s as { running: number }).running = s.builds.size;
-      yield s;
+  /** The head of each builder's queue not in `blocked`; a builder that no longer exists has its builds ended. */
+  private *candidates(blocked: ReadonlySet<string>): Iterable<Candidate> {
+    for (const [name, q] of [...this.queue.builders()]) {
+      if (blocked.has(name)) continue;
+      const def = this.builders.get(name);
+      if (!def) {
+        for (const row of this.queue.dropBuilder(name)) void this.finish(row, 'error', `builder "${name}" no longer exists`, []).catch(logError);
+        continue;
+      }
+      yield { name, def, head: q[0]!, running: this.active.runningOf(name) };
     }
   }
 
@@ -552,11 +500,10 @@ export class Coordinator {
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
-    this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
+    this.active.add({ row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
-    this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
     // at the call; PostgreSQL answers later.) The log header follows the store, for the same
@@ -610,24 +557,6 @@ export class Coordinator {
   }
 }
 
-export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[], verification?: VerificationView | null): BuildView {
-  return {
-    ...(verification ? { verification } : {}),
-    id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
-    revision: row.revision, branch: row.branch, reason: row.reason, trigger: row.trigger, rebuildOf: row.rebuildOf,
-    supersededBy: row.supersededBy, attempt: row.attempt, message: row.message,
-    queuedAt: row.queuedAt, startedAt: row.startedAt, finishedAt: row.finishedAt,
-    steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
-  };
-}
-
 function logError(e: unknown): void {
   log.error('internal error:', e);
-}
-
-/** Whether queued build a goes before b: priority, then fair share, then age. */
-function before(a: { def: BuilderDefinition; head: BuildRow; running: number }, b: { def: BuilderDefinition; head: BuildRow; running: number }): boolean {
-  if (a.def.priority !== b.def.priority) return a.def.priority > b.def.priority;
-  if (a.running !== b.running) return a.running < b.running;
-  return a.head.id < b.head.id;
 }

@@ -1,0 +1,62 @@
+import type { Capabilities, MasterMessage } from '../../protocol/worker-messages.js';
+import type { WorkerOffer } from '../matching.js';
+
+/** A connected, authenticated worker, as the worker hub hands it over. */
+export interface WorkerSession extends WorkerOffer {
+  /** Builds assigned to this worker that it has not yet reported finished. */
+  readonly builds: Set<number>;
+  readonly frozen: Set<number>;
+  readonly capabilities: Capabilities;
+  /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
+  accepting: boolean;
+  reason: string;
+  send(message: MasterMessage): void;
+  close(why: string): void;
+}
+
+/** The workers connected to this master, by name (one session a name). */
+export class WorkerSessions {
+  private readonly byName = new Map<string, WorkerSession>();
+
+  get size(): number {
+    return this.byName.size;
+  }
+
+  add(session: WorkerSession): void {
+    this.byName.set(session.name, session);
+  }
+
+  /** Forgets the session if it is still the one connected under its name; says whether it was. */
+  remove(session: WorkerSession): boolean {
+    if (this.byName.get(session.name) !== session) return false;
+    this.byName.delete(session.name);
+    return true;
+  }
+
+  get(name: string): WorkerSession | undefined {
+    return this.byName.get(name);
+  }
+
+  isCurrent(session: WorkerSession): boolean {
+    return this.byName.get(session.name) === session;
+  }
+
+  values(): IterableIterator<WorkerSession> {
+    return this.byName.values();
+  }
+
+  /**
+   * Connected workers a build may go to: not those in `exclude` (they ran another replica),
+   * nor `barred` (they broke its bounds), nor — for a distinct-owners group — one whose owner
+   * ran a replica or is unknown. Each offer's `running` is brought up to date.
+   */
+  *offers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
+    for (const s of this.byName.values()) {
+      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
+      // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
+      if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
+      (s as { running: number }).running = s.builds.size;
+      yield s;
+    }
+  }
+}
