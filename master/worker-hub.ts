@@ -101,12 +101,17 @@ export class WorkerHub {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown'));
   }
 
-  private accept(ws: WebSocket, req: IncomingMessage): void {
+  /**
+   * Serves one worker connection: `peer` names it in messages, `address` is the client's
+   * address (for the login throttle). Public so that tests can hand it an in-memory socket
+   * (test/helpers/linked-sockets.ts) instead of an upgraded HTTP connection.
+   */
+  accept(ws: WebSocket, peer: string, address: string): void {
     this.sockets.set(ws, true);
-    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     let session: WorkerSession | null = null;
     let badFrames = 0;
     let chain: Promise<void> = Promise.resolve();
@@ -137,7 +142,7 @@ export class WorkerHub {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
         // Hold later frames until the hello is through, so none overtakes it.
-        chain = chain.then(() => this.hello(ws, msg, send, fail, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
+        chain = chain.then(() => this.hello(ws, msg, send, fail, address)).then((s) => { session = s; });
         return;
       }
       const next = msg;

@@ -28,6 +28,8 @@ export interface LinkOptions {
   pin?: string;
   /** Reconnect delays grow from min to max (full jitter). */
   backoff?: { minMs: number; maxMs: number };
+  /** Opens the socket (default: a ws WebSocket to `url`); tests pass an in-memory one (test/helpers/linked-sockets.ts). */
+  connect?: (url: string) => WebSocket;
 }
 
 /**
@@ -113,7 +115,8 @@ export class MasterLink extends EventEmitter {
     const pin = this.opts.pin;
     // With a pin the certificate is checked by its fingerprint (the project's own, often
     // self-signed, certificate); without one, by the system's certificate authorities.
-    const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
+    const ws = this.opts.connect?.(this.opts.url)
+      ?? new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
     ws.on('upgrade', (res) => {
       if (!pin) return;
       const socket = res.socket as TLSSocket;
