@@ -278,6 +278,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       }
       case 'welcome':
       case 'error':
+      case 'adoption':
         return;
       default:
         assertNever(msg, 'master message');
