@@ -19,6 +19,10 @@ import { ActiveBuilds, type ActiveBuild } from './coordinator/active-builds.js';
 import { WorkerSessions, type WorkerSession } from './coordinator/worker-sessions.js';
 import { first, type Candidate } from './coordinator/dispatch-order.js';
 import { toBuildView } from './coordinator/build-view.js';
+import { syncQueue } from './coordinator/queue-sync.js';
+import { fencedRecord, inProcessRecord, type AttemptRecord } from './coordinator/attempt-record.js';
+import type { ClaimStore } from './store/claims.js';
+import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
 
 export type { WorkerSession } from './coordinator/worker-sessions.js';
 export { toBuildView } from './coordinator/build-view.js';
@@ -77,9 +81,14 @@ export class Coordinator {
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
       credit?: { buildFinished(row: BuildRow): Promise<void> };
+      /** Several masters on the store: how long a lost worker's attempts wait to be adopted (default DEFAULT_LEASE_MS). */
+      adoptWindowMs?: number;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
+    this.claims = store.claims;
+    this.record = this.claims ? fencedRecord(this.claims) : inProcessRecord(store, this.writes);
+    this.adoptWindowMs = options.adoptWindowMs ?? DEFAULT_LEASE_MS;
     this.caps = options.caps ?? DEFAULT_BUILD_CAPS;
     this.deadlines = new BuildDeadlines((id, why) => {
       const a = this.active.get(id);
@@ -97,9 +106,35 @@ export class Coordinator {
 
   /** Build-row changes, kept and retried when the disk is full. */
   private readonly writes: BuildWrites;
+  /** Several masters on one store (PostgreSQL): claims, fences, adoption (master/store/claims.ts); undefined on SQLite. */
+  private readonly claims: ClaimStore | undefined;
+  /** Every write about a build: plain (one master) or fenced by attempt and holder (several). */
+  private readonly record: AttemptRecord;
+  private readonly adoptWindowMs: number;
+  /** Attempts this master took over from a worker that reconnected (several masters). */
+  adoptedCount = 0;
 
-  /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
+  /** Whether this master shares its store with others (and offers workers adoption). */
+  get shared(): boolean {
+    return this.claims !== undefined;
+  }
+
+  /** How long a worker should keep its builds running without a master, waiting to be adopted. */
+  get adoptionWindowMs(): number {
+    return this.adoptWindowMs;
+  }
+
+  /**
+   * Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost
+   * their worker. With several masters only the queue is read: a running build belongs to the
+   * master holding it, and comes back to the queue through the store's reaping once its
+   * holder's lease has run out (master/store/claims.ts).
+   */
   async recover(): Promise<void> {
+    if (this.claims) {
+      await this.refreshQueue();
+      return;
+    }
     for (const row of await this.store.listUnfinishedBuilds()) {
       if (row.state === 'queued') this.enqueue(row);
       else await this.requeueLost(row, 'the master restarted while it ran');
@@ -129,6 +164,8 @@ export class Coordinator {
       this.publishBuild(row, []);
     }
     this.scheduleDispatch();
+    // The other masters hear of it (NOTIFY wakes them; they read the queue from the table).
+    if (this.claims) void this.claims.wake().catch(logError);
     return rows[0]!;
   }
 
@@ -159,7 +196,7 @@ export class Coordinator {
   async cancel(id: number): Promise<void> {
     const queued = this.dequeue(id);
     if (queued) {
-      await this.finish(queued, 'cancelled', 'cancelled while queued', []);
+      if (!await this.finish(queued, 'cancelled', 'cancelled while queued', [])) throw new ConflictError(`build ${id} was started by another master meanwhile`);
       return;
     }
     const a = this.active.get(id);
@@ -172,6 +209,7 @@ export class Coordinator {
     }
     const row = await this.store.getBuild(id);
     if (!row) throw new NotFoundError(`no build ${id}`);
+    if (row.state !== 'finished' && this.claims) throw new ConflictError(`build ${id} runs on a worker of another master; cancel it there`);
     throw new ConflictError(`build ${id} has already finished`);
   }
 
@@ -187,17 +225,30 @@ export class Coordinator {
     this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
   }
 
-  /** The worker's connection is gone: its builds go back to the queue (or fail after too many attempts). */
+  /**
+   * The worker's connection is gone: its builds go back to the queue (or fail after too many
+   * attempts). With several masters they are released instead: the worker may be reconnecting
+   * to another master, which adopts them; the store requeues them if it does not come back
+   * within the adoption window.
+   */
   async removeSession(session: WorkerSession): Promise<void> {
     this.sessions.remove(session);
+    const released: { id: number; attempt: number }[] = [];
     for (const id of session.builds) {
       const a = this.active.get(id);
       if (!a || a.session !== session) continue;
       this.deactivate(id);
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.artifacts.abortBuild(id);
+      if (this.claims) {
+        released.push({ id, attempt: a.row.attempt });
+        this.note(id, `\n*** worker ${session.name} disconnected; its attempt ${a.row.attempt} waits ${Math.round(this.adoptWindowMs / 1000)}s for it to reconnect to any master ***\n`);
+        this.logs.close(id);
+        continue;
+      }
       await this.requeueLost(a.row, `worker ${session.name} disconnected`);
     }
+    if (released.length) await this.claims!.release(released, this.adoptWindowMs);
     session.builds.clear();
     this.options.onSessionsChanged?.();
     this.scheduleDispatch();
@@ -286,14 +337,14 @@ export class Coordinator {
         // a later attempt or a rebuild builds the same one. A revision that was asked for stays.
         if (a.row.revision !== null) return;
         a.row.revision = msg.revision;
-        await this.writes.update(a.row.id, { revision: msg.revision });
+        if (!await this.record.update(a.row, { revision: msg.revision })) return this.letGo(a);
         this.publishBuild(a.row, a.steps);
         return;
       case 'step': {
         // msg.index < the spec's step count (checked above); the name is the spec's, not the worker's.
         const view: StepView = { name: a.steps[msg.index]?.name ?? msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
         a.steps[msg.index] = view;
-        await this.store.putStep({ buildId: msg.buildId, index: msg.index, ...view });
+        if (!await this.record.step(a.row, { buildId: msg.buildId, index: msg.index, ...view })) return this.letGo(a);
         this.publishBuild(a.row, a.steps);
         return;
       }
@@ -307,7 +358,7 @@ export class Coordinator {
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
-        if (done) await this.store.putArtifact({ buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name });
+        if (done && !await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name })) this.letGo(a);
         return;
       }
       case 'state':
@@ -343,7 +394,7 @@ export class Coordinator {
       a.frozenTimer = undefined;
     }
     a.row.state = msg.state;
-    await this.writes.update(a.row.id, { state: msg.state });
+    if (!await this.record.update(a.row, { state: msg.state })) return this.letGo(a);
     this.publishBuild(a.row, a.steps);
     this.publishWorker(session);
   }
@@ -418,21 +469,28 @@ export class Coordinator {
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
-    await this.store.clearSteps(row.id).catch((e: unknown) => { if (!isDiskFull(e)) throw e; });
-    await this.writes.update(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
+    // Fenced (several masters): a build this master no longer holds is not requeued by it.
+    if (!await this.record.requeue(row, { state: 'queued', worker: null, startedAt: null, message: why })) return;
     this.enqueue(row);
     this.publishBuild(row, []);
   }
 
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<void> {
+  /** Ends a build (queued or running); false when, with several masters, this one no longer held it (nothing was changed). */
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<boolean> {
+    const queued = row.state === 'queued';
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
-    await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
+    if (!await this.record.update(row, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra }, queued)) {
+      log.warn(`build ${row.id} attempt ${row.attempt}: not ended here as ${result}: this master no longer holds it`);
+      this.logs.close(row.id);
+      return false;
+    }
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
     this.publishBuild(row, steps);
     if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
     await this.options.verification?.finished(row);
+    return true;
   }
 
   scheduleDispatch(): void {
@@ -510,9 +568,12 @@ export class Coordinator {
     // reason; a kill between the two leaves attempt N without its header, and the requeue
     // note after the restart names it.
     const a = this.active.get(row.id)!;
-    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null }).then(() => {
+    // With several masters this write is the claim (master/store/claims.ts): if another
+    // master took the build first, it is simply not ours, and nothing is sent.
+    this.record.start(row, attempt, session.name, row.startedAt!).then((ok): Promise<unknown> | undefined => {
+      if (!ok) { this.taken(a); return undefined; }
       // Cancelled, or its worker gone, while the write was on its way: nothing to send.
-      if (this.active.get(row.id) !== a || this.closed) return;
+      if (this.active.get(row.id) !== a || this.closed) return undefined;
       this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
       session.send({
         type: 'assign', buildId: row.id, attempt,
@@ -522,10 +583,139 @@ export class Coordinator {
           source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
         },
       });
-      return Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s })));
+      return Promise.all(steps.map((s, index) => this.record.step(row, { buildId: row.id, index, ...s })));
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
+  }
+
+  /** Another master claimed the build first (several masters): it is not ours; the slot is free again. */
+  private taken(a: ActiveBuild): void {
+    if (this.active.get(a.row.id) !== a) return;
+    this.deactivate(a.row.id);
+    a.session.builds.delete(a.row.id);
+    (a.session as { running: number }).running = a.session.builds.size;
+    this.options.verification?.assigned(a.row.id, null);
+    this.publishWorker(a.session);
+    this.scheduleDispatch();
+  }
+
+  /**
+   * A fenced write about a running attempt did not land (several masters): this master no
+   * longer holds it — another adopted it, or this one's lease ran out and the store requeued
+   * it. It is let go without another write; its worker, if still connected here, is told to
+   * stop that attempt (a requeued build runs elsewhere; an adopted one is not on this socket).
+   */
+  private letGo(a: ActiveBuild, why = 'this master no longer holds it'): void {
+    if (this.active.get(a.row.id) !== a) return;
+    const { row, session } = a;
+    this.deactivate(row.id);
+    if (a.frozenTimer) clearTimeout(a.frozenTimer);
+    session.builds.delete(row.id);
+    session.frozen.delete(row.id);
+    this.artifacts.abortBuild(row.id);
+    this.logs.close(row.id);
+    log.warn(`build ${row.id} attempt ${row.attempt}: ${why}; letting it go`);
+    session.send({ type: 'cancel', buildId: row.id, attempt: row.attempt, reason: `the master ${why}` });
+    this.publishWorker(session);
+    this.scheduleDispatch();
+  }
+
+  /**
+   * A worker that (re)connected says which attempts it is still running. Trust: that list is
+   * only the worker's word; each attempt is taken over only if the store says it is this
+   * worker's (the name its token authenticated) current attempt and still running — one
+   * fenced statement (ClaimStore.adopt). Every other one is cancelled on the worker, so
+   * nothing runs twice. A single master (SQLite) adopts nothing: its builds were requeued when
+   * the worker left.
+   */
+  async adopt(session: WorkerSession, running: readonly { buildId: number; attempt: number }[]): Promise<void> {
+    for (const { buildId, attempt } of running) {
+      const mine = this.active.get(buildId);
+      if (mine && mine.session === session && mine.row.attempt === attempt) continue;
+      const row = this.claims ? await this.claims.adopt(buildId, attempt, session.name) : null;
+      const def = row ? this.builders.get(row.builder) : null;
+      if (!row || !def) {
+        session.send({ type: 'cancel', buildId, attempt, reason: row ? `builder "${row.builder}" no longer exists on this master` : 'this attempt is not current any more (the build was requeued, cancelled or finished)' });
+        if (row) await this.requeueLost(row, `its builder is unknown to master ${this.claims!.holder}`);
+        continue;
+      }
+      if (mine) this.deactivate(buildId);
+      this.dequeue(buildId);
+      const stored = await this.store.listSteps([buildId]);
+      const steps: StepView[] = allStepNames(def.spec).map((name, index) => {
+        const s = stored.find((x) => x.index === index);
+        return s ? { name: s.name, state: s.state, result: s.result, exitCode: s.exitCode } : { name, state: 'pending', result: null, exitCode: null };
+      });
+      session.builds.add(buildId);
+      (session as { running: number }).running = session.builds.size;
+      if (row.state === 'frozen') session.frozen.add(buildId);
+      // The caps start again from zero for the rest of the attempt (what it sent the old master is not known here).
+      this.active.add({ row, session, steps, usage: new BuildUsage(def.spec, this.caps) });
+      this.deadlines.start(buildId, (def.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
+      if (row.state === 'frozen') this.deadlines.setFrozen(buildId, true);
+      this.options.verification?.assigned(buildId, session.name, session.owner);
+      this.adoptedCount++;
+      this.note(buildId, `\n*** attempt ${attempt} adopted by master ${this.claims!.holder}: worker ${session.name} reconnected and carries on ***\n`);
+      this.publishBuild(row, steps);
+    }
+    this.publishWorker(session);
+  }
+
+  /**
+   * Several masters: reads the queued rows and brings this master's queue in line (called at
+   * start, on a NOTIFY, after reaping, and every few seconds: NOTIFY only wakes, the table is
+   * the record). Calls that arrive while one runs are folded into one more pass.
+   */
+  refreshQueue(): Promise<void> {
+    const claims = this.claims;
+    if (!claims) return Promise.resolve();
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        const rows = await claims.listQueued();
+        syncQueue(this.queue, rows, (id) => this.active.get(id) !== undefined);
+      } while (this.refreshAgain && !this.closed);
+    })().finally(() => {
+      this.refreshing = null;
+      this.scheduleDispatch();
+    });
+    return this.refreshing;
+  }
+
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+
+  /** Several masters: puts back in the queue the attempts nobody holds any more (any master may run it; the store makes it idempotent). */
+  async reap(): Promise<number> {
+    if (!this.claims) return 0;
+    const n = await this.claims.reap(this.options.maxAttempts, now());
+    if (n > 0) await this.refreshQueue();
+    return n;
+  }
+
+  /**
+   * This master lost its lease (it was paused or cut off from the store for longer than the
+   * lease): it holds nothing any more. Its running attempts are forgotten without a write,
+   * its workers' connections are closed (they reconnect and, if their attempts are still
+   * current, are adopted — by this master under its new id, or by another), and its view of
+   * the queue is dropped, to be read again.
+   */
+  stepDown(): void {
+    for (const a of [...this.active.values()]) {
+      this.deactivate(a.row.id);
+      if (a.frozenTimer) clearTimeout(a.frozenTimer);
+      a.session.builds.delete(a.row.id);
+      a.session.frozen.delete(a.row.id);
+      this.artifacts.abortBuild(a.row.id);
+      this.logs.close(a.row.id);
+    }
+    for (const s of [...this.sessions.values()]) s.close('this master lost its lease; connect again', true);
+    for (const [name] of [...this.queue.builders()]) this.queue.dropBuilder(name);
   }
 
   /** The store refused to record an attempt (full disk, lost database): the build waits in the queue again. */

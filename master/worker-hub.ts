@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
+import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
@@ -227,11 +227,16 @@ export class WorkerHub {
       accepting: hello.accepting,
       reason: hello.reason,
       send,
-      close: (why) => ws.close(CloseCode.replaced, closeReason(why)),
+      close: (why, retry) => ws.close(retry ? CloseCode.shutdown : CloseCode.replaced, closeReason(why)),
     };
     this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
     send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
+    // Several masters: the worker keeps its builds through a lost connection and names them
+    // to the next master it reaches, which adopts those the store says are its own.
+    if (this.coordinator.shared) send({ type: 'adoption', windowMs: Math.min(this.coordinator.adoptionWindowMs, MAX_ADOPTION_WINDOW_MS) });
+    // Frames after the hello wait for this (the hub's chain), so none of them overtakes an adoption.
+    if (hello.running?.length) await this.coordinator.adopt(session, hello.running);
     this.coordinator.addSession(session);
     this.events.publish({ type: 'worker', worker: workerView(session.name, caps, session) });
     return session;

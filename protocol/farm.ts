@@ -3,8 +3,12 @@
  * use (master/store/claims.ts, master/farm/).
  */
 
-/** A master's lease on its running attempts, renewed every third of it (`--lease`). */
-export const DEFAULT_LEASE_MS = 15_000;
+/**
+ * A master's lease on its running attempts, renewed every third of it (`--lease`). Longer
+ * than 2.5 default heartbeats (15 s): a worker notices a paused master after 2.5 silent
+ * heartbeats, and must reach another one before the paused master's builds are requeued.
+ */
+export const DEFAULT_LEASE_MS = 45_000;
 
 /** The singletons elected by lease: one master at a time runs each. */
 export const SINGLETONS = ['change-sources', 'latent-workers', 'retention'] as const;

@@ -9,10 +9,10 @@ import type { BuildRow } from '../store/store.js';
  */
 export class BuildQueue {
   private readonly queues = new Map<string, BuildRow[]>();
-  private count = 0;
+  private readonly byId = new Map<number, BuildRow>();
 
   get size(): number {
-    return this.count;
+    return this.byId.size;
   }
 
   /** Each builder with queued builds, and its list (oldest first; do not modify it). */
@@ -26,8 +26,12 @@ export class BuildQueue {
   }
 
   has(id: number): boolean {
-    for (const q of this.queues.values()) if (q.some((b) => b.id === id)) return true;
-    return false;
+    return this.byId.has(id);
+  }
+
+  /** The queued row of build `id`, or undefined. */
+  get(id: number): BuildRow | undefined {
+    return this.byId.get(id);
   }
 
   enqueue(row: BuildRow): void {
@@ -36,27 +40,25 @@ export class BuildQueue {
     let i = q.length;
     while (i > 0 && q[i - 1]!.id > row.id) i--;
     q.splice(i, 0, row);
-    this.count++;
+    this.byId.set(row.id, row);
   }
 
   /** Takes the build out of the queue; null when it is not queued here. */
   dequeue(id: number): BuildRow | null {
-    for (const [builder, q] of this.queues) {
-      const i = q.findIndex((b) => b.id === id);
-      if (i < 0) continue;
-      const [row] = q.splice(i, 1);
-      if (q.length === 0) this.queues.delete(builder);
-      this.count--;
-      return row!;
-    }
-    return null;
+    const row = this.byId.get(id);
+    if (!row) return null;
+    const q = this.queues.get(row.builder)!;
+    q.splice(q.indexOf(row), 1);
+    if (q.length === 0) this.queues.delete(row.builder);
+    this.byId.delete(id);
+    return row;
   }
 
   /** Takes every queued build of a builder out (the builder is gone). */
   dropBuilder(builder: string): BuildRow[] {
     const q = this.queues.get(builder) ?? [];
     this.queues.delete(builder);
-    this.count -= q.length;
+    for (const row of q) this.byId.delete(row.id);
     return q;
   }
 }

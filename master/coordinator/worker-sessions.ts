@@ -11,7 +11,8 @@ export interface WorkerSession extends WorkerOffer {
   accepting: boolean;
   reason: string;
   send(message: MasterMessage): void;
-  close(why: string): void;
+  /** Closes the connection; `retry`: the worker should connect again (else it is told it was replaced). */
+  close(why: string, retry?: boolean): void;
 }
 
 /** The workers connected to this master, by name (one session a name). */

@@ -1,4 +1,4 @@
-import type { BuildPatch, BuildRow } from './store.js';
+import type { ArtifactRow, BuildPatch, BuildRow, StepRow } from './store.js';
 
 /**
  * Several masters on one store (PostgreSQL): how a master takes a build for one of its
@@ -44,6 +44,10 @@ export interface ClaimStore {
    * False when fenced off. A patch to `queued` also clears the holder.
    */
   update(id: number, fence: { attempt: number; queued?: boolean }, patch: BuildPatch): Promise<boolean>;
+  /** A step row of a running attempt, stored only under the same fence as `update`; false when fenced off. */
+  putStep(attempt: number, row: StepRow): Promise<boolean>;
+  /** An artifact row of a running attempt, under the same fence. */
+  putArtifact(attempt: number, row: ArtifactRow): Promise<boolean>;
   /** Gives up holding these attempts of a lost worker: they wait `windowMs` to be adopted, then are reaped. */
   release(builds: { id: number; attempt: number }[], windowMs: number): Promise<void>;
   /** Takes over build `id` at `attempt` for `worker` (the authenticated name): null unless it is that worker's running attempt. */

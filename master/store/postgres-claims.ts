@@ -5,7 +5,7 @@ import { QUEUE_CHANNEL } from '../../protocol/farm.js';
 import type { ClaimStore } from './claims.js';
 import { connectPostgres } from './postgres-connect.js';
 import { BUILD_COLUMNS, buildFromRow, type Row } from './rows.js';
-import type { BuildPatch, BuildRow } from './store.js';
+import type { ArtifactRow, BuildPatch, BuildRow, StepRow } from './store.js';
 
 /** Runs a job on the store's one connection, in call order (PostgresStore's queue). */
 export type Runner = <T>(job: (c: Client) => Promise<T>) => Promise<T>;
@@ -68,8 +68,27 @@ export class PostgresClaims implements ClaimStore {
     if (patch.state === 'queued') sets.push('holder = NULL', 'orphan_until = NULL');
     if (sets.length === 0) sets.push('id = id');
     const where = fence.queued ? `state = 'queued'` : `${RUNNING} AND holder = $3 AND ${LIVE('$3')}`;
-    const r = await this.rows(`UPDATE builds SET ${sets.join(', ')} WHERE id = $1 AND attempt = $2 AND ($3::text IS NOT NULL) AND ${where} RETURNING id`, values);
+    const update = `UPDATE builds SET ${sets.join(', ')} WHERE id = $1 AND attempt = $2 AND ($3::text IS NOT NULL) AND ${where} RETURNING id`;
+    // Back to the queue: its steps go in the same statement (a claim by another master could come between two).
+    const r = await this.rows(patch.state === 'queued'
+      ? `WITH u AS (${update}), d AS (DELETE FROM steps WHERE build_id IN (SELECT id FROM u)) SELECT id FROM u` : update, values);
     if (r.length && patch.state === 'queued') await this.wake();
+    return r.length > 0;
+  }
+
+  async putStep(attempt: number, s: StepRow): Promise<boolean> {
+    const r = await this.rows(`INSERT INTO steps (build_id, idx, name, state, result, exit_code) SELECT $1, $2, $3, $4, $5, $6
+      WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $7 AND holder = $8 AND ${RUNNING}) AND ${LIVE('$8')}
+      ON CONFLICT (build_id, idx) DO UPDATE SET name = EXCLUDED.name, state = EXCLUDED.state, result = EXCLUDED.result, exit_code = EXCLUDED.exit_code
+      RETURNING build_id`, [s.buildId, s.index, s.name, s.state, s.result, s.exitCode, attempt, this.id]);
+    return r.length > 0;
+  }
+
+  async putArtifact(attempt: number, a: ArtifactRow): Promise<boolean> {
+    const r = await this.rows(`INSERT INTO artifacts (build_id, name, size, sha256, worker) SELECT $1, $2, $3, $4, $5
+      WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $6 AND holder = $7 AND ${RUNNING}) AND ${LIVE('$7')}
+      ON CONFLICT (build_id, name) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, worker = EXCLUDED.worker
+      RETURNING build_id`, [a.buildId, a.name, a.size, a.sha256, a.worker, attempt, this.id]);
     return r.length > 0;
   }
 
