@@ -25,7 +25,8 @@ export class AgentClient {
     }
   }
 
-  private async call(method: string, path: string, body?: unknown): Promise<unknown> {
+  /** One call of the control API (`/api/v1` + path); throws the agent's reason on refusal. */
+  async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const res = await fetch(`${this.url}/api/v1${path}`, {
       method,
       headers: { authorization: `Bearer ${this.secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -63,6 +64,14 @@ export class AgentClient {
     }
   }
 
+  /** The log of local history entry `id` from byte `from` on, and its size now. */
+  async log(id: number, from: number): Promise<{ text: string; size: number }> {
+    const res = await fetch(`${this.url}/api/v1/history/${id}/log?from=${from}`, { headers: { authorization: `Bearer ${this.secret}` }, signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new Error(`the agent refused the log of local build ${id}: HTTP ${res.status}`);
+    const text = await res.text();
+    return { text, size: Number(res.headers.get('x-log-size') ?? from + Buffer.byteLength(text)) };
+  }
+
   /** A sign-in link for the volunteer pages (works once, within a minute). */
   async signInUrl(): Promise<string> {
     const answer = (await this.call('POST', '/ui-tickets', {})) as { url?: unknown };
@@ -77,9 +86,11 @@ export async function applyTrayAction(action: TrayAction, agent: AgentClient): P
     case 'pause': return agent.pause();
     case 'resume': return agent.resume();
     case 'snooze': return agent.snooze('1h');
+    case 'finish-then-pause': await agent.call('PATCH', '/preferences', { pauseAfterCurrent: true }); return agent.status();
+    case 'open-window':
     case 'open-dashboard':
-    case 'open-volunteer':
     case 'toggle-autostart':
+    case 'toggle-notifications':
     case 'start-master':
     case 'quit':
       return null;

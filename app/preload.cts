@@ -1,17 +1,13 @@
-// The dashboard window's preload script. The window is sandboxed, so this runs as CommonJS
-// (hence .cts → preload.cjs) and may require nothing but 'electron'; the channel map comes
-// in as types only.
+// The window's preload script. The window is sandboxed, so this runs as CommonJS (hence
+// .cts → preload.cjs) and may require nothing but 'electron'; the channel map comes in as
+// types only (protocol/app-ipc.ts), and main checks every call against its schemas.
 import { contextBridge, ipcRenderer } from 'electron';
-import type { CrowdbakeBridge, IpcArgs, IpcChannel, IpcResult } from './ipc-channels.js';
-
-function invoke<C extends IpcChannel>(channel: C, ...args: IpcArgs<C>): Promise<IpcResult<C>> {
-  return ipcRenderer.invoke(channel, ...args) as Promise<IpcResult<C>>;
-}
+import type { CrowdbakeBridge } from '../protocol/app-ipc.js';
 
 const bridge: CrowdbakeBridge = {
-  info: () => invoke('app:info'),
-  openExternal: (url: string) => invoke('app:open-external', url),
+  // Must match IPC_INVOKE in protocol/app-ipc.ts (checked by preload.test.ts).
+  invoke: ((channel: string, arg?: unknown) => ipcRenderer.invoke('crowdbake:invoke', channel, arg)) as CrowdbakeBridge['invoke'],
 };
 
-// Must match BRIDGE_GLOBAL in ipc-channels.ts (checked by window-options.test.ts).
+// Must match BRIDGE_GLOBAL in protocol/app-ipc.ts (checked by preload.test.ts).
 contextBridge.exposeInMainWorld('crowdbake', bridge);

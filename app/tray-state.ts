@@ -1,13 +1,14 @@
 /**
  * What the tray shows for the volunteer's worker: icon, tooltip and menu, from its state.
- * Plain data (no electron): main.ts turns it into a Tray and a Menu.
+ * Plain data (no electron): desktop.ts turns it into a Tray and a Menu.
  */
 
-/** The worker states of the dashboard (idle/busy/frozen/offline) plus the volunteer's own pause. */
-export const TRAY_STATES = ['idle', 'busy', 'frozen', 'paused', 'offline'] as const;
+/** The worker states of the dashboard (idle/busy/frozen/offline), the volunteer's own pause, and "needs attention". */
+export const TRAY_STATES = ['idle', 'busy', 'frozen', 'paused', 'offline', 'attention'] as const;
 export type TrayState = (typeof TRAY_STATES)[number];
 
-export type TrayAction = 'open-dashboard' | 'open-volunteer' | 'pause' | 'resume' | 'snooze' | 'toggle-autostart' | 'start-master' | 'quit';
+export type TrayAction = 'open-window' | 'open-dashboard' | 'pause' | 'resume' | 'snooze' | 'finish-then-pause'
+  | 'toggle-autostart' | 'toggle-notifications' | 'start-master' | 'quit';
 
 export type TrayMenuItem =
   | { kind: 'status'; label: string }
@@ -30,14 +31,19 @@ export interface TrayDetail {
   master?: string;
   /** The app starts at login. */
   autostart?: boolean;
-  /** This app runs a master (its dashboard is local); otherwise it offers to start one. */
+  /** Desktop notifications are on. */
+  notifications?: boolean;
+  /** This app runs a master (its dashboard is one more page); otherwise it offers to start one. */
   runsMaster?: boolean;
-  /** A local agent answers (the volunteer pages and pause/snooze work). */
-  hasAgent?: boolean;
+  /** What needs the volunteer (state `attention`): one sentence each. */
+  attention?: readonly string[];
+  /** "Finish the current build, then pause" is pending. */
+  pausingAfterCurrent?: boolean;
 }
 
-/** The tray state from the local agent's status (null: no agent answers). */
-export function trayStateOfAgent(status: { state: TrayState } | null): TrayState {
+/** The tray state from the local agent's status (null: no agent answers) and what needs the volunteer. */
+export function trayStateOfAgent(status: { state: Exclude<TrayState, 'attention'> } | null, attention: readonly string[] = []): TrayState {
+  if (attention.length) return 'attention';
   return status ? status.state : 'offline';
 }
 
@@ -48,7 +54,8 @@ export function trayStateOf(worker: { connected: boolean; state: 'idle' | 'busy'
   return worker.state;
 }
 
-function describe(state: TrayState, builds: readonly number[]): string {
+function describe(state: TrayState, d: TrayDetail): string {
+  const builds = d.builds ?? [];
   const list = builds.map((b) => `#${b}`).join(', ');
   switch (state) {
     case 'idle': return 'Idle — ready for builds';
@@ -56,24 +63,28 @@ function describe(state: TrayState, builds: readonly number[]): string {
     case 'frozen': return builds.length ? `Frozen — build ${list} is on hold while you use this computer` : 'Frozen — builds are on hold';
     case 'paused': return 'Paused — takes no new builds';
     case 'offline': return 'Offline — not connected to the master';
+    case 'attention': return `Needs your attention — ${d.attention?.[0] ?? 'see the window'}`;
   }
 }
 
 export function trayPresentation(state: TrayState, detail: TrayDetail = {}): TrayPresentation {
-  const status = describe(state, detail.builds ?? []);
+  const status = describe(state, detail);
   const tooltip = `Crowdbake: ${status}${detail.master ? `\n${detail.master}` : ''}`;
-  const agent = detail.hasAgent ?? state !== 'offline';
+  const online = state !== 'offline';
+  const paused = state === 'paused';
   const menu: TrayMenuItem[] = [
     { kind: 'status', label: status },
     { kind: 'separator' },
-    { kind: 'action', action: 'open-dashboard', label: 'Open dashboard', enabled: true },
-    ...(detail.hasAgent !== undefined ? [{ kind: 'action' as const, action: 'open-volunteer' as const, label: 'Open this computer\'s page', enabled: agent }] : []),
-    state === 'paused'
+    { kind: 'action', action: 'open-window', label: 'Open Crowdbake', enabled: true },
+    ...(detail.runsMaster ? [{ kind: 'action' as const, action: 'open-dashboard' as const, label: 'Open the master\'s dashboard', enabled: true }] : []),
+    paused
       ? { kind: 'action', action: 'resume', label: 'Resume builds', enabled: true }
-      : { kind: 'action', action: 'pause', label: 'Pause builds', enabled: state !== 'offline' },
-    ...(state !== 'paused' ? [{ kind: 'action' as const, action: 'snooze' as const, label: 'Snooze for 1 hour', enabled: state !== 'offline' }] : []),
+      : { kind: 'action', action: 'pause', label: 'Pause builds', enabled: online },
+    ...(!paused ? [{ kind: 'action' as const, action: 'snooze' as const, label: 'Snooze for 1 hour', enabled: online }] : []),
+    ...(state === 'busy' || state === 'frozen' ? [{ kind: 'action' as const, action: 'finish-then-pause' as const, label: detail.pausingAfterCurrent ? 'Pausing after the current build…' : 'Finish the current build, then pause', enabled: !detail.pausingAfterCurrent }] : []),
     { kind: 'separator' },
     ...(detail.autostart !== undefined ? [{ kind: 'check' as const, action: 'toggle-autostart' as const, label: 'Start at login', checked: detail.autostart }] : []),
+    ...(detail.notifications !== undefined ? [{ kind: 'check' as const, action: 'toggle-notifications' as const, label: 'Notifications', checked: detail.notifications }] : []),
     ...(detail.runsMaster === false ? [{ kind: 'action' as const, action: 'start-master' as const, label: 'Run a master on this computer…', enabled: true }] : []),
     { kind: 'action', action: 'quit', label: 'Quit Crowdbake', enabled: true },
   ];

@@ -14,6 +14,7 @@ usage: crowdbake <command> [flags]     (every command has --help)
   leave     stop serving a joined project
   volunteers  list volunteers; promote, demote or ban one
   build     request a build of a builder (and --wait for its result)
+  verify    check a downloaded artifact against its provenance bundle, offline
   status    the local agent: state, idle source, current build, limits (--json)
   pause, resume, limits, history
             control the local agent: pause (--for 1h to snooze), resume,
@@ -39,6 +40,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   leave: async () => (await import('./commands/leave.js')).leaveCommand,
   volunteers: async () => (await import('./commands/volunteers.js')).volunteersCommand,
   build: async () => (await import('./commands/build.js')).buildCommand,
+  verify: async () => (await import('./commands/verify.js')).verifyCommand,
   status: async () => (await import('./commands/agent-control.js')).agentControlCommand('status'),
   pause: async () => (await import('./commands/agent-control.js')).agentControlCommand('pause'),
   resume: async () => (await import('./commands/agent-control.js')).agentControlCommand('resume'),

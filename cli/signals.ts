@@ -10,3 +10,15 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGTERM', on);
   });
 }
+
+/**
+ * Calls `on` for every SIGINT and SIGTERM, with how many have come so far (1 for the first);
+ * the returned function removes the handlers.
+ */
+export function onSignals(on: (signal: NodeJS.Signals, count: number) => void): () => void {
+  let count = 0;
+  const handler = (s: NodeJS.Signals) => on(s, ++count);
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => { process.off('SIGINT', handler); process.off('SIGTERM', handler); };
+}

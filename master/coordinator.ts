@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { BuildOutcome, BuildTrigger, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
@@ -26,6 +27,8 @@ import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
 
 export type { WorkerSession } from './coordinator/worker-sessions.js';
 export { toBuildView } from './coordinator/build-view.js';
+import type { AttemptFinish } from './provenance/attestations.js';
+import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -80,7 +83,9 @@ export class Coordinator {
       /** Per-build caps and master-side time limits (crowdbake.yml `limits:`). */
       caps?: BuildCaps;
       /** Counts each build that ran on a worker ([crowd] credit, master/credit.ts). */
-      credit?: { buildFinished(row: BuildRow): Promise<void> };
+      credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
+      /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
+      provenance?: { accept(f: AttemptFinish): Promise<string | null> };
       /** Several masters on the store: how long a lost worker's attempts wait to be adopted (default DEFAULT_LEASE_MS). */
       adoptWindowMs?: number;
     },
@@ -266,9 +271,59 @@ export class Coordinator {
     return this.queue.size;
   }
 
+  /** [cloud] The queued builds, per builder oldest first (the cloud pool sizes itself on them). */
+  *queuedBuilds(): Iterable<BuildRow> {
+    for (const [, q] of this.queue.builders()) yield* q;
+  }
+
+  /**
+   * [cloud] The admin asks a worker to leave (REST drain): it gets nothing new from now on and
+   * is told to disconnect once its builds are done; `now` requeues them at once.
+   */
+  async drainWorker(name: string, now: boolean): Promise<boolean> {
+    const session = this.sessions.get(name);
+    if (!session) return false;
+    const reason = now ? 'the admin asked it to stop now' : 'the admin asked it to leave after its builds';
+    session.send({ type: 'drain', now, reason });
+    await this.drain(session, now, reason);
+    return true;
+  }
+
+  /**
+   * A worker is leaving. Runs on the master on the worker's word (its `drain` message) or the
+   * admin's. Safe on a worker's word: it can only take work away from itself — it gets no new
+   * builds, and with `now` its own current builds are requeued (as if it had disconnected,
+   * but not counted as a failed attempt, up to maxAttempts such retries a build: a worker
+   * that keeps giving builds back cannot keep one queued for ever).
+   */
+  private async drain(session: WorkerSession, now: boolean, reason: string): Promise<void> {
+    session.draining = { now: now || (session.draining?.now ?? false), reason };
+    session.accepting = false;
+    session.reason = `draining: ${reason}`;
+    if (now) {
+      for (const id of [...session.builds]) {
+        const a = this.active.get(id);
+        if (!a || a.session !== session) continue;
+        session.send({ type: 'cancel', buildId: id, attempt: a.row.attempt, reason: `requeued: ${reason}` });
+        this.deactivate(id);
+        if (a.frozenTimer) clearTimeout(a.frozenTimer);
+        session.builds.delete(id);
+        session.frozen.delete(id);
+        this.artifacts.abortBuild(id);
+        await this.requeueLost(a.row, `worker ${session.name} is draining (${reason})`, true);
+      }
+    }
+    this.publishWorker(session);
+    this.options.onSessionsChanged?.();
+    this.scheduleDispatch();
+  }
+
   /** Applies one validated message from an authenticated worker. */
   async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+    if (msg.type === 'drain') return this.drain(session, msg.now, msg.reason);
     if (msg.type === 'availability') {
+      // A leaving worker, or a one-time credential's whose build was given, stays closed.
+      if (session.draining || session.buildsLeft === 0) return;
       session.accepting = msg.accepting;
       session.reason = msg.reason;
       this.publishWorker(session);
@@ -311,7 +366,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' | 'drain' }>): Promise<void> {
     // Every index, count and size a worker sends is checked against this build's spec and the
     // master's caps here, before it touches an array, a file or a row (master/worker-bounds.ts).
     const bound = a.usage.check(msg);
@@ -358,7 +413,10 @@ export class Coordinator {
           this.appendLog(msg.buildId, `\n*** artifact refused: ${(e as Error).message} ***\n`);
           return;
         }
-        if (done && !await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name })) this.letGo(a);
+        if (done) {
+          if (!await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name })) return this.letGo(a);
+          (a.received ??= []).push({ name: msg.name, size: msg.size, sha256: msg.sha256 });
+        }
         return;
       }
       case 'state':
@@ -370,11 +428,26 @@ export class Coordinator {
 
   private async onState(session: WorkerSession, a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'state' }>): Promise<void> {
     if (msg.state === 'finished') {
+      // [provenance] A successful attempt's statement is checked on the master against the key
+      // enrolled for this worker and what it uploaded (attestations.ts); a mismatch is refused
+      // like any message outside the spec: requeued elsewhere, the worker flagged, its bytes removed.
+      const why = msg.result === 'success' && this.options.provenance ? await this.options.provenance.accept({
+        row: a.row, worker: session.name, sent: a.sent, received: a.received ?? [], envelope: msg.provenance,
+        required: this.builders.get(a.row.builder)?.provenance === 'required',
+      }) : null;
+      if (why) {
+        for (const r of a.received ?? []) rmSync(this.artifacts.path(a.row.id, r.name), { force: true });
+        session.builds.delete(a.row.id);
+        await this.expel(a, why);
+        return;
+      }
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.deactivate(a.row.id);
       session.builds.delete(a.row.id);
       session.frozen.delete(a.row.id);
-      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps);
+      // The worker's CPU time is its claim: bounded by wall time × the cores granted (cpu-claim.ts).
+      const cpuMs = msg.cpuMs === undefined ? undefined : this.boundedCpu(a, msg.cpuMs);
+      await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps, {}, cpuMs);
       this.publishWorker(session);
       this.scheduleDispatch();
       return;
@@ -459,13 +532,21 @@ export class Coordinator {
     this.queue.enqueue(row);
   }
 
-  private async requeueLost(row: BuildRow, why: string): Promise<void> {
-    if (row.attempt >= this.options.maxAttempts) {
+  /** [cloud] Attempts per build lost to the infrastructure (a draining worker, a spot interruption), not counted toward maxAttempts. */
+  private readonly infraRetries = new Map<number, number>();
+
+  private async requeueLost(row: BuildRow, why: string, infrastructure = false): Promise<void> {
+    const infra = this.infraRetries.get(row.id) ?? 0;
+    if (infrastructure && infra < this.options.maxAttempts) {
+      this.infraRetries.set(row.id, infra + 1);
+      why = `${why}; an infrastructure retry (${infra + 1}), not counted as a failed attempt`;
+    } else if (row.attempt - infra >= this.options.maxAttempts) {
       this.note(row.id, `\n*** ${why}; giving up after ${row.attempt} attempts ***\n`);
       await this.finish(row, 'error', `${why}; gave up after ${row.attempt} attempts`, []);
       return;
     }
-    this.note(row.id, `\n*** ${why}; build requeued (attempt ${row.attempt} of ${this.options.maxAttempts}) ***\n`);
+    const counted = row.attempt - (this.infraRetries.get(row.id) ?? 0);
+    this.note(row.id, `\n*** ${why}; build requeued (${infrastructure ? `${counted} failed` : `attempt ${counted}`} of ${this.options.maxAttempts}) ***\n`);
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
@@ -475,8 +556,17 @@ export class Coordinator {
     this.publishBuild(row, []);
   }
 
+  /** The CPU ms counted for what the worker claimed; a claim above the bound is cut down, and the log says so. */
+  private boundedCpu(a: ActiveBuild, claimedMs: number): number {
+    const wallMs = Date.now() - Date.parse(a.row.startedAt ?? now());
+    const cores = grantedCores(this.builders.get(a.row.builder)?.spec.limits.cpus, a.session.capabilities.cpus);
+    const claim = boundCpuClaim(claimedMs, wallMs, cores);
+    if (claim.cappedAt !== null) this.note(a.row.id, `*** worker ${a.session.name} reported ${claimedMs} ms of CPU time; counted ${claim.cpuMs} ms (wall time × ${cores} cores granted) ***\n`);
+    return claim.cpuMs;
+  }
+
   /** Ends a build (queued or running); false when, with several masters, this one no longer held it (nothing was changed). */
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}): Promise<boolean> {
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<boolean> {
     const queued = row.state === 'queued';
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
     if (!await this.record.update(row, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra }, queued)) {
@@ -487,8 +577,9 @@ export class Coordinator {
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
+    this.infraRetries.delete(row.id);
     this.publishBuild(row, steps);
-    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }).catch(logError);
+    if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }, cpuMs).catch(logError);
     await this.options.verification?.finished(row);
     return true;
   }
@@ -527,7 +618,7 @@ export class Coordinator {
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessions.offers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners)) : null;
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessions.offers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners, best.def.cloud === 'never')) : null;
       if (!pick) {
         blocked.add(best.name);
         unplaced.set(best.name, best.def);
@@ -557,6 +648,11 @@ export class Coordinator {
     Object.assign(row, { state: 'running', worker: session.name, attempt, startedAt: now(), message: null });
     session.builds.add(row.id);
     (session as { running: number }).running = session.builds.size;
+    // [cloud] A one-time credential is good for one build: the session takes nothing after it.
+    if (session.buildsLeft !== undefined && --session.buildsLeft <= 0) {
+      session.accepting = false;
+      session.reason = 'its one-time credential\'s one build is assigned';
+    }
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
     this.active.add({ row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
@@ -575,14 +671,13 @@ export class Coordinator {
       // Cancelled, or its worker gone, while the write was on its way: nothing to send.
       if (this.active.get(row.id) !== a || this.closed) return undefined;
       this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
-      session.send({
-        type: 'assign', buildId: row.id, attempt,
-        spec: {
-          ...builder.spec, executor, revision: row.revision,
-          // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
-          source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
-        },
-      });
+      const spec = {
+        ...builder.spec, executor, revision: row.revision,
+        // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
+        source: builder.spec.source && row.branch ? { ...builder.spec.source, branch: row.branch } : builder.spec.source,
+      };
+      a.sent = spec;
+      session.send({ type: 'assign', buildId: row.id, attempt, spec });
       return Promise.all(steps.map((s, index) => this.record.step(row, { buildId: row.id, index, ...s })));
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);

@@ -7,8 +7,9 @@ import { logLine } from './log.js';
  * that agreed and that disagreed, as all-time totals and per-day rows (the last
  * `CREDIT_DAYS`), and the farm's capacity by hour of the week.
  *
- * CPU time: the worker protocol does not report it (yet), so `cpuMs` stays 0 and wall time
- * (started to finished on the master's clock, frozen time included) is what is counted.
+ * CPU time is what the worker reports in its `state finished` (its claim, capped at wall time ×
+ * the cores granted: master/cpu-claim.ts); 0 from workers that do not report it. Wall time is
+ * started to finished on the master's clock, frozen time included.
  */
 
 export const CREDIT_DAYS = 90;
@@ -38,12 +39,12 @@ export class Credit {
     return (await this.store.getToken(worker))?.volunteerId ?? null;
   }
 
-  /** A build ended on a worker: one build run, its wall time. */
-  async buildFinished(row: BuildRow): Promise<void> {
+  /** A build ended on a worker: one build run, its wall time, and the CPU time its worker reported (already bounded by the coordinator, cpu-claim.ts). */
+  async buildFinished(row: BuildRow, cpuMs = 0): Promise<void> {
     if (!row.worker || !row.startedAt || !row.finishedAt) return;
     const wallMs = Math.max(0, Date.parse(row.finishedAt) - Date.parse(row.startedAt));
     await this.store.addCredit({
-      day: dayOf(row.finishedAt), worker: row.worker, volunteerId: await this.volunteerOf(row.worker), ...ZERO_CREDIT, builds: 1, wallMs,
+      day: dayOf(row.finishedAt), worker: row.worker, volunteerId: await this.volunteerOf(row.worker), ...ZERO_CREDIT, builds: 1, wallMs, cpuMs,
     });
   }
 

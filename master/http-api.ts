@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import { BuildStateSchema, ForceBuildRequestSchema, type BuilderView } from '../protocol/api.js';
+import { BuildStateSchema, DrainRequestSchema, ForceBuildRequestSchema, type BuilderView, type CloudView } from '../protocol/api.js';
 import { redactUrl } from '../protocol/source-url.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import type { Capabilities } from '../protocol/worker-messages.js';
@@ -10,7 +11,7 @@ import { ConflictError, NotFoundError, toBuildView, type Coordinator } from './c
 import type { LogStore } from './log-store.js';
 import { executorFor, whyUnrunnable } from './matching.js';
 import type { ChangeSources } from './sources/change-sources.js';
-import type { Store } from './store/store.js';
+import type { BuildRow, Store } from './store/store.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
 import type { Verification } from './verification.js';
@@ -19,6 +20,12 @@ import { readiness, type LeaseView, type MasterMetrics } from './metrics.js';
 import { workerView } from './views.js';
 import { StaticFiles } from './static-files.js';
 import { log } from './log.js';
+import { OLDEST_WORKER_PROTOCOL_UNTIL, oldestAcceptedProtocol, PROTOCOL_VERSION, type VersionInfo } from '../protocol/version.js';
+
+/** This Crowdbake's version (package.json, two levels above dist/master/). */
+const MASTER_VERSION = (() => {
+  try { return String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown'); } catch { return 'unknown'; }
+})();
 
 export interface BuilderCatalog {
   list(): { name: string; definition: BuilderDefinition | null; error: string | null }[];
@@ -38,9 +45,15 @@ export class HttpApi {
     private readonly deps: {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
-      latent?: { couldRun(builder: BuilderDefinition): boolean; size: number };
+      latent?: {
+        couldRun(builder: BuilderDefinition): boolean; size: number;
+        /** [cloud] */
+        waitReason?(builder: BuilderDefinition, row: BuildRow): string | null; cloud?(): CloudView[];
+      };
       verification?: Verification;
       disk?: DiskSpace;
+      /** [provenance] the farm key, artifacts' provenance bundles, diffoscope reports (master/provenance/routes.ts). */
+      provenance?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireRead: () => void): Promise<boolean> };
       /** [crowd] joining, invites, volunteers, credit (master/enrollment/routes.ts). */
       enrollment?: { handle(req: IncomingMessage, res: ServerResponse, url: URL, requireAdmin: () => void): Promise<boolean> };
       /** false (crowdbake.yml `public: false`): every read needs the admin token too. Default true. */
@@ -85,6 +98,9 @@ export class HttpApi {
       if (d.public === false) this.requireAdmin(req);
       return d.metrics.serve(res);
     }
+    if (d.provenance && (await d.provenance.handle(req, res, url, () => this.checkRead(req)))) return;
+    // Which worker protocols this master accepts (the desktop app tells its volunteer when to update); public like /healthz.
+    if (path === '/api/v1/version' && method === 'GET') return sendJson(res, 200, versionInfo(new Date()));
     if (!path.startsWith('/api/')) return this.serveStatic(req, path, res);
     // A private farm (`public: false`): reads need the token too. Hooks carry their own signature, joining its code.
     if (d.public === false && (method === 'GET' || method === 'HEAD') && path !== '/api/v1/enrollment') this.requireAdmin(req);
@@ -126,7 +142,10 @@ export class HttpApi {
       const rest = m[2] ?? '';
       const row = await d.store.getBuild(id);
       if (!row) throw new HttpError(404, `no build ${id}`);
-      if (rest === '' && method === 'GET') return sendJson(res, 200, toBuildView(row, await d.store.listSteps([id]), await d.verification?.viewOf(id)));
+      if (rest === '' && method === 'GET') {
+        const view = toBuildView(row, await d.store.listSteps([id]), await d.verification?.viewOf(id));
+        return sendJson(res, 200, row.state === 'queued' ? { ...view, waitReason: this.waitReason(row) } : view);
+      }
       if (rest === '/log' && method === 'GET') {
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
         const stream = d.logs.read(id);
@@ -174,8 +193,27 @@ export class HttpApi {
         return { ...workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt), flags: own };
       }));
     }
+    if ((m = /^\/api\/v1\/workers\/([^/]+)\/drain$/.exec(path)) && method === 'POST') {
+      this.requireAdmin(req);
+      const body = DrainRequestSchema.safeParse(await readJson(req));
+      if (!body.success) throw new HttpError(400, `bad request body: ${describeIssues(body.error)}`);
+      const name = decodeURIComponent(m[1]!);
+      if (!(await d.coordinator.drainWorker(name, body.data.now))) throw new HttpError(404, `no worker named "${name}" is connected`);
+      return sendJson(res, 202, { name, draining: true, now: body.data.now });
+    }
+    if (path === '/api/v1/cloud' && method === 'GET') return sendJson(res, 200, d.latent?.cloud?.() ?? []);
     if (d.enrollment && (await d.enrollment.handle(req, res, url, () => this.requireAdmin(req)))) return;
     throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  /** Why a queued build waits: no worker can run its builder, or they are busy; and what the cloud does about it. */
+  private waitReason(row: BuildRow): string {
+    const def = this.deps.builders.list().find((b) => b.name === row.builder)?.definition ?? null;
+    if (!def) return `its builder "${row.builder}" has no valid definition`;
+    const sessions = [...this.deps.coordinator.connectedSessions()];
+    const base = whyUnrunnable(def, sessions) ?? 'every worker that can run it is busy or not accepting';
+    const cloud = this.deps.latent?.waitReason?.(def, row);
+    return cloud ? `${base}; ${cloud}` : base;
   }
 
   builderViews(): BuilderView[] {
@@ -289,4 +327,13 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   const text = Buffer.concat(chunks).toString('utf8').trim();
   if (!text) return {};
   try { return JSON.parse(text); } catch (e) { throw new HttpError(400, `request body is not JSON: ${(e as Error).message}`); }
+}
+
+/** `GET /api/v1/version`. */
+export function versionInfo(now: Date): VersionInfo {
+  const oldest = oldestAcceptedProtocol(now);
+  return {
+    version: MASTER_VERSION,
+    workerProtocols: { oldest, newest: PROTOCOL_VERSION, oldestUntil: oldest < PROTOCOL_VERSION ? OLDEST_WORKER_PROTOCOL_UNTIL : null },
+  };
 }

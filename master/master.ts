@@ -38,6 +38,10 @@ import { log, logLine } from './log.js';
 import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
 import { FarmMembership } from './farm/membership.js';
 import { SingletonLease } from './farm/singleton.js';
+import { Attestations } from './provenance/attestations.js';
+import { loadFarmKey } from './provenance/farm-key.js';
+import { ProvenanceRoutes } from './provenance/routes.js';
+import { DEFAULT_DIAGNOSIS, Diagnosis, type DiagnosisOptions } from './provenance/diffoscope.js';
 
 export interface MasterOptions {
   configDir: string;
@@ -62,6 +66,8 @@ export interface MasterOptions {
   capacitySampleMs?: number;
   /** Several masters on one PostgreSQL: this master's lease (`--lease`; default DEFAULT_LEASE_MS). */
   leaseMs?: number;
+  /** [provenance] diffoscope's limits and command (tests point `command` elsewhere to stand for a master without it). */
+  diffoscope?: Partial<DiagnosisOptions>;
 }
 
 export interface MasterHandle {
@@ -115,18 +121,23 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const latent = new LatentWorkers(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: logLine, localVmGuest: opts.localVmGuest ?? null,
+    publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
   });
+  // [provenance] Replicas that disagree are compared with diffoscope in the background.
+  let diagnosis: Diagnosis | null = null;
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
   const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
+    diagnosis?.groupDecided(ids);
     if (events.size === 0) return;
     void Promise.all(ids.map(async (id) => {
       const row = await store.getBuild(id);
       if (row) events.publish({ type: 'build', build: toBuildView(row, await store.listSteps([id]), await verification.viewOf(id)) });
     })).catch((e: Error) => log.error(e.message));
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
+  diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, logLine);
   await verification.load();
   let singletons: SingletonLease[] = [];
   const latentLease = new SingletonLease(claims, 'latent-workers', leaseMs, { start: () => undefined, stop: () => undefined }, logLine);
@@ -140,6 +151,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     },
   }) : null;
   await membership?.start();
+  // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
+  const attestations = new Attestations(store, dataDir);
+  const farmSigner = loadFarmKey(dataDir, fileConfig.farmName);
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
     adoptWindowMs: leaseMs,
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
@@ -150,6 +164,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
     credit,
+    provenance: attestations,
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
@@ -174,8 +189,12 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   const addressOf = clientAddressResolver(fileConfig.trustedProxies);
   let listening: { host: string; port: number } | null = null;
+  const provenance = new ProvenanceRoutes({
+    store, verification, attestations, diagnosis, signer: () => farmSigner, farmUrl: () => farm.url,
+    ownersOf: (b) => registry.get(b)?.definition?.verify?.owners ?? 'any',
+  });
   api = new HttpApi({
-    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment,
+    store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
     public: fileConfig.public, addressOf, listen: () => listening, metrics,
     lease: () => membership && {
       holder: membership.holder, held: membership.held, losses: membership.losses,
@@ -239,6 +258,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   credit.startSampling(() => [...coordinator.connectedSessions()].filter((s) => s.accepting).length, opts.capacitySampleMs);
   // Work queued before we listened (a restart) may need a latent worker.
   coordinator.scheduleDispatch();
+  await latent.startPools();
 
   let closing: Promise<void> | null = null;
   return {
@@ -249,6 +269,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       credit.close();
       disk.close();
       await latent.close();
+      await diagnosis?.settled();
       sources.close();
       coordinator.close();
       registry.close();

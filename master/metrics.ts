@@ -9,7 +9,7 @@ import type { WorkerSession } from './coordinator.js';
  * - `crowdbake_queue_length` — builds waiting now; `crowdbake_queue_wait_seconds` — from
  *   queued (or requeued) to started, per attempt;
  * - `crowdbake_builds_finished_total{result}` — since this master started;
- * - `crowdbake_workers{state}` — idle, busy, frozen (connected) and offline (known, not connected);
+ * - `crowdbake_workers{state}` — idle, busy, frozen, draining (connected) and offline (known, not connected);
  * - `crowdbake_log_bytes_total`, `crowdbake_artifact_bytes_total` — stored since start;
  * - `crowdbake_store_seconds{op}` — every store call's latency, by method;
  * - the process's own (`process_*`, `nodejs_*`: CPU, memory, event-loop lag).
@@ -34,11 +34,11 @@ export class MasterMetrics {
     new Gauge({
       name: 'crowdbake_workers', help: 'Workers by state (offline: known to the store, not connected)', labelNames: ['state'], registers,
       async collect() {
-        const n = { idle: 0, busy: 0, frozen: 0 };
+        const n = { idle: 0, busy: 0, frozen: 0, draining: 0 };
         let connected = 0;
         for (const s of sources.sessions()) {
           connected++;
-          n[s.frozen.size > 0 ? 'frozen' : s.builds.size > 0 ? 'busy' : 'idle']++;
+          n[s.draining ? 'draining' : s.frozen.size > 0 ? 'frozen' : s.builds.size > 0 ? 'busy' : 'idle']++;
         }
         for (const [state, v] of Object.entries(n)) this.set({ state }, v);
         this.set({ state: 'offline' }, Math.max(0, (await sources.knownWorkers()) - connected));

@@ -49,6 +49,28 @@ export async function createWorkerToken(store: Store, name: string, labels: stri
   return `cbw1.${name}.${secret}`;
 }
 
+/** How long a one-time credential stays good unused (a cloud instance boots and dials in within it). */
+export const ONE_TIME_TTL_MS = 15 * 60_000;
+
+/**
+ * [cloud] Makes a one-time credential for a cloud worker's user-data: a worker token
+ * (`cbw1.NAME.SECRET`, only its hash stored) that is good for ONE connection — spent by the
+ * hello that uses it, refused on a second use — and, unused, for `ttlMs` only. Its session
+ * is given one build (the hub sets `buildsLeft: 1`). So what sits in the instance's user-data
+ * is worth nothing once the worker has connected, nor after the expiry.
+ */
+export async function createOneTimeCredential(store: Store, name: string, labels: string[], ttlMs: number = ONE_TIME_TTL_MS): Promise<string> {
+  const valid = NameSchema.safeParse(name);
+  if (!valid.success) throw new Error(`credential name "${name}": ${valid.error.issues[0]?.message}`);
+  const secret = randomBytes(32).toString('base64url');
+  const now = Date.now();
+  await store.createToken({
+    name, hash: sha256Hex(secret), labels, maxBuilds: 1, createdAt: new Date(now).toISOString(), revokedAt: null,
+    oneTime: true, expiresAt: new Date(now + ttlMs).toISOString(),
+  });
+  return `cbw1.${name}.${secret}`;
+}
+
 /**
  * `volunteer` is the volunteer who joined with the token ([crowd]); null for a token the
  * maintainer made with `token create` (trusted: the maintainer handed it out).
@@ -64,6 +86,14 @@ export async function verifyWorkerToken(store: Store, presented: string): Promis
   const equal = secretsEqual(sha256Hex(parsed.secret), row?.hash ?? '0'.repeat(64));
   if (!row || !equal) return { ok: false, reason: 'invalid token' };
   if (row.revokedAt) return { ok: false, reason: 'token revoked' };
+  if (row.oneTime) {
+    const at = new Date().toISOString();
+    if (row.usedAt) return { ok: false, reason: `this one-time credential was already used (at ${row.usedAt}); it is good for one connection only` };
+    if (row.expiresAt && row.expiresAt <= at) return { ok: false, reason: `this one-time credential expired unused at ${row.expiresAt}` };
+    // Spent in one statement: of two hellos racing with the same credential, one wins.
+    if (!(await store.useOneTimeToken(row.name, at))) return { ok: false, reason: 'this one-time credential was already used; it is good for one connection only' };
+    return { ok: true, token: { ...row, usedAt: at }, volunteer: null };
+  }
   const volunteer = row.volunteerId ? await store.getVolunteer(row.volunteerId) : null;
   if (row.volunteerId && !volunteer) return { ok: false, reason: 'invalid token' };
   if (volunteer?.trust === 'banned') return { ok: false, reason: 'volunteer banned' };

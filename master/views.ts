@@ -5,7 +5,7 @@ import type { WorkerSession } from './coordinator.js';
 /** The REST view of a worker: live state from its session, the rest from what it last reported. */
 export function workerView(name: string, caps: Capabilities | null, session: WorkerSession | null, lastSeenAt: string | null = null): WorkerView {
   const builds = session ? [...session.builds] : [];
-  const state = !session ? 'offline' : session.frozen.size > 0 ? 'frozen' : builds.length > 0 ? 'busy' : 'idle';
+  const state = !session ? 'offline' : session.draining ? 'draining' : session.frozen.size > 0 ? 'frozen' : builds.length > 0 ? 'busy' : 'idle';
   return {
     name,
     connected: session !== null,

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES } from '../protocol/version.js';
+import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
+import { FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -61,6 +62,8 @@ export class WorkerHub {
   ) {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
+    // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
+    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${MASTER_FEATURES.join(', ')}`); });
     // `crowdbake token revoke` writes the store, possibly from another process or host: the
     // master re-reads the token rows often enough that a revoked worker is gone within a second.
     this.tokenCheck = setInterval(() => void this.checkTokens(), options.tokenCheckMs ?? 500);
@@ -176,8 +179,10 @@ export class WorkerHub {
   private async hello(
     ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void, peerAddress: string,
   ): Promise<WorkerSession | null> {
-    if (hello.protocol !== PROTOCOL_VERSION) {
-      fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${PROTOCOL_VERSION}`);
+    const oldest = oldestAcceptedProtocol(new Date());
+    if (hello.protocol < oldest || hello.protocol > PROTOCOL_VERSION) {
+      const range = oldest === PROTOCOL_VERSION ? `${PROTOCOL_VERSION}` : `${oldest} to ${PROTOCOL_VERSION}`;
+      fail(CloseCode.versionMismatch, `protocol version ${hello.protocol} is not supported; this master speaks ${range}${hello.protocol < oldest ? ' (update this worker)' : ''}`);
       return null;
     }
     const { waitMs: wait, why } = this.throttle.blockedForName(peerAddress, hello.name);
@@ -220,6 +225,8 @@ export class WorkerHub {
       // [crowd] From the store, never from the worker: its volunteer's trust (a maintainer's token: trusted), its owner.
       trust: trustOf(check.volunteer),
       owner: ownerOf(check.token),
+      // [cloud] A one-time credential (a cloud instance's): one build, and `cloud: never` builders stay away.
+      ...(check.token.oneTime ? { buildsLeft: 1, cloud: true } : {}),
       running: 0,
       builds: new Set<number>(),
       frozen: new Set<number>(),
@@ -231,7 +238,8 @@ export class WorkerHub {
     };
     this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
-    send({ type: 'welcome', protocol: PROTOCOL_VERSION, name: hello.name, heartbeatMs: this.options.heartbeatMs });
+    // In the worker's own version: an older worker (protocol 1 sends logs as JSON messages, which are still taken) checks for its own number.
+    send({ type: 'welcome', protocol: hello.protocol, name: hello.name, heartbeatMs: this.options.heartbeatMs });
     // Several masters: the worker keeps its builds through a lost connection and names them
     // to the next master it reaches, which adopts those the store says are its own.
     if (this.coordinator.shared) send({ type: 'adoption', windowMs: Math.min(this.coordinator.adoptionWindowMs, MAX_ADOPTION_WINDOW_MS) });

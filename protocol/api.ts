@@ -66,6 +66,8 @@ export const BuildViewSchema = z.object({
   steps: z.array(StepViewSchema),
   /** Builds of a builder with `verify: { replicas }`: this build's verdict and its replicas. */
   verification: VerificationViewSchema.nullable().optional(),
+  /** A queued build: why it waits (no worker can take it, the cloud's budget is spent, …); GET /builds/{id} only. */
+  waitReason: z.string().nullable().optional(),
 });
 export type BuildView = z.infer<typeof BuildViewSchema>;
 
@@ -73,7 +75,8 @@ export type BuildView = z.infer<typeof BuildViewSchema>;
 export const WorkerFlagSchema = z.object({ buildId: z.number(), reason: z.string(), at: z.string() });
 export type WorkerFlag = z.infer<typeof WorkerFlagSchema>;
 
-export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'offline']);
+/** `draining`: finishing its builds, taking no new ones, then leaving (SIGTERM, `crowdbake drain`, the REST drain). */
+export const WorkerStateSchema = z.enum(['idle', 'busy', 'frozen', 'draining', 'offline']);
 export const WorkerViewSchema = z.object({
   name: z.string(),
   connected: z.boolean(),
@@ -93,6 +96,29 @@ export const WorkerViewSchema = z.object({
   flags: z.array(WorkerFlagSchema).optional(),
 });
 export type WorkerView = z.infer<typeof WorkerViewSchema>;
+
+/** `POST /api/v1/workers/{name}/drain`: leave after the running builds, or (`now`) give them back at once. */
+export const DrainRequestSchema = z.strictObject({ now: z.boolean().default(false) });
+
+/** [cloud] One cloud provisioner's pool (`GET /api/v1/cloud`). */
+export const CloudViewSchema = z.object({
+  name: z.string(),
+  region: z.string(),
+  min: z.number(),
+  max: z.number(),
+  budget: z.object({
+    todayHours: z.number(), monthHours: z.number(),
+    maxInstances: z.number().nullable(), hoursPerDay: z.number().nullable(), hoursPerMonth: z.number().nullable(),
+  }),
+  /** Why no instance starts now (a cap is reached), or null. */
+  blocked: z.string().nullable(),
+  lastError: z.string().nullable(),
+  instances: z.array(z.object({
+    worker: z.string(), id: z.string().nullable(), type: z.string().nullable(), spot: z.boolean(), launchedAt: z.string(),
+    state: z.enum(['booting', 'idle', 'busy', 'gone', 'terminating']),
+  })),
+});
+export type CloudView = z.infer<typeof CloudViewSchema>;
 
 export const BuilderViewSchema = z.object({
   name: z.string(),
@@ -214,6 +240,17 @@ export const TrustChangeRequestSchema = z.strictObject({
 /** `GET /api/v1/volunteers/ID/credit` and `GET /api/v1/credit`: the last 90 days, oldest first. */
 export const CreditDaySchema = CreditCountsSchema.extend({ day: z.string() });
 export type CreditDayView = z.infer<typeof CreditDaySchema>;
+
+/** `GET /api/v1/enrollment`: how this farm lets people join, and its earned-trust rules. */
+export const EnrollmentViewSchema = z.object({
+  mode: z.enum(['invite', 'open', 'closed']),
+  farm: z.string(),
+  /** Agreeing replicated results in a row that promote a new volunteer; 0: never. */
+  promoteAfter: z.number(),
+  /** The farm's public join link, while `mode` is open. */
+  link: z.string().optional(),
+});
+export type EnrollmentView = z.infer<typeof EnrollmentViewSchema>;
 
 /** `GET /api/v1/capacity`: 168 buckets, 0 = Sunday 00:00 UTC. */
 export const CapacityBucketSchema = z.object({ hourOfWeek: z.number(), samples: z.number(), average: z.number(), max: z.number() });

@@ -69,6 +69,12 @@ export const BuilderFileSchema = z.strictObject({
     setup: z.array(z.string()).default([]),
   }).default(() => ({ base: 'busybox', setup: [] })),
   network: z.boolean().default(false),
+  /**
+   * Cloud workers (an `ec2` provisioner): `fallback` (default) starts one only after a queued
+   * build waited the provisioner's `burstAfter` with no volunteer able to take it; `preferred`
+   * starts one at once; `never` keeps the builder's builds off the cloud.
+   */
+  cloud: z.enum(['fallback', 'preferred', 'never']).default('fallback'),
   /** Higher goes first when workers are scarce (default 0); equal priorities share workers fairly. */
   priority: z.number().int().min(-100).max(100).default(0),
   steps: z.array(StepFileSchema).min(1, 'a builder needs at least one step'),
@@ -87,6 +93,8 @@ export const BuilderFileSchema = z.strictObject({
     /** `distinct`: no two replicas on workers of the same volunteer; `any` (default): only on different workers. */
     owners: z.enum(['any', 'distinct']).default('any'),
   }).optional(),
+  /** [provenance] `required`: a successful attempt counts only with a statement signed by the worker's enrolled key. */
+  provenance: z.enum(['optional', 'required']).default('optional'),
   limits: z.strictObject({
     time: DurationSchema.optional(),
     cpus: z.number().positive().optional(),
@@ -108,8 +116,12 @@ export interface BuilderDefinition {
   priority: number;
   /** Whether a newer commit of a branch supersedes a queued, older one. */
   collapse: boolean;
+  /** When its queued builds may start a cloud worker (`cloud:`); absent means `fallback`. */
+  cloud?: 'preferred' | 'never';
   /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
   verify?: { replicas: number; owners?: 'distinct' };
+  /** Present when the builder says `provenance: required` (unsigned attempts are refused). */
+  provenance?: 'required';
   spec: Omit<BuildSpec, 'revision'>;
 }
 
@@ -186,7 +198,9 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     },
     priority: file.priority,
     collapse: file.collapse,
+    ...(file.cloud !== 'fallback' ? { cloud: file.cloud } : {}),
     ...(file.verify ? { verify: { replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}) } } : {}),
+    ...(file.provenance === 'required' ? { provenance: 'required' as const } : {}),
     spec: {
       builder: name,
       source: source ? { git: source.git, branch: source.branch } : null,

@@ -2,7 +2,9 @@ import * as z from 'zod';
 import { BuildSpecSchema, NameSchema } from './build-spec.js';
 import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
+import { EnvelopeSchema } from './provenance.js';
 import { MAX_ADOPTION_WINDOW_MS, MAX_FRAME_BYTES } from './version.js';
+import { MAX_CPU_MS } from './worker-features.js';
 
 /**
  * Worker <-> master messages: JSON text frames over one WebSocket that the worker dials, and
@@ -78,6 +80,12 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     data: z.string(),
     last: z.boolean(),
   }),
+  /**
+   * The worker is leaving (SIGTERM, `crowdbake drain`, a spot interruption notice): it takes
+   * nothing new. `now: false` finishes its builds first; `now: true` gives them back, and the
+   * master requeues them at once as an infrastructure retry (not counted as a failed attempt).
+   */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
   /** Whether the worker takes new builds now (the volunteer is at the desk, paused, …). */
   z.strictObject({ type: z.literal('availability'), accepting: z.boolean(), reason: z.string().max(500) }),
   z.strictObject({
@@ -86,6 +94,14 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     state: z.enum(['running', 'frozen', 'finished']),
     result: BuildResultSchema.nullable(),
     message: z.string().max(10_000).nullable(),
+    /** With `finished`: the attempt's signed statement ([provenance], protocol/provenance.ts), from a worker with an enrolled key. */
+    provenance: EnvelopeSchema.optional(),
+    /**
+     * With `finished`: the CPU time the attempt used, in ms, as the worker measured it. Sent
+     * only to a master that announced FEATURE_CPU_TIME (worker-features.ts). A claim: the
+     * master caps it (master/cpu-claim.ts).
+     */
+    cpuMs: z.number().int().nonnegative().max(MAX_CPU_MS).optional(),
   }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
@@ -103,6 +119,8 @@ export const MasterMessageSchema = z.discriminatedUnion('type', [
    * stops its builds on a disconnect, as before.
    */
   z.strictObject({ type: z.literal('adoption'), windowMs: z.number().int().positive().max(MAX_ADOPTION_WINDOW_MS) }),
+  /** The admin asked this worker to leave (REST drain): take nothing new from this master, finish (or, `now`, stop) its builds, disconnect. */
+  z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
 ]);
 export type MasterMessage = z.infer<typeof MasterMessageSchema>;
 

@@ -17,6 +17,7 @@ PACKAGES=(
   dbus python3-dbus python3-gi libglib2.0-bin   # logind idle source (gdbus) and its fake for tests
   buildbot buildbot-worker python3-msgpack python3-autobahn bzip2   # BuildBot compatibility tests
   postgresql           # PostgreSQL store tests (scripts/start-postgres.sh)
+  diffoscope-minimal bubblewrap   # the master compares disagreeing replicas' artifacts, in a bwrap sandbox
   file ca-certificates
 )
 

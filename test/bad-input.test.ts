@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { BuilderView } from '../protocol/api.js';
-import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { OLDEST_WORKER_PROTOCOL, OLDEST_WORKER_PROTOCOL_UNTIL, oldestAcceptedProtocol, PROTOCOL_VERSION, VersionInfoSchema } from '../protocol/version.js';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { startWorker } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
@@ -81,6 +81,27 @@ test('a wrong token, a token of another worker and a wrong protocol version are 
   await until('welcome', () => s.received.length > 0);
   assert.equal(s.received[0]!.type, 'welcome');
   s.ws.close();
+});
+
+test('versions: the master states the worker protocols it accepts; the previous one is still served within the window, older ones are told to update', async (t) => {
+  const m = await testMaster({ echo: ECHO });
+  t.after(() => m.close());
+  const v = VersionInfoSchema.parse(await (await fetch(`${m.url}/api/v1/version`)).json());
+  assert.deepEqual(v.workerProtocols, { oldest: OLDEST_WORKER_PROTOCOL, newest: PROTOCOL_VERSION, oldestUntil: OLDEST_WORKER_PROTOCOL_UNTIL });
+  assert.equal(OLDEST_WORKER_PROTOCOL, PROTOCOL_VERSION - 1, 'at least the previous protocol is accepted');
+  assert.equal(oldestAcceptedProtocol(new Date(`${OLDEST_WORKER_PROTOCOL_UNTIL}T12:00:00Z`)), OLDEST_WORKER_PROTOCOL);
+  assert.equal(oldestAcceptedProtocol(new Date(Date.parse(`${OLDEST_WORKER_PROTOCOL_UNTIL}T00:00:00Z`) + 2 * 86_400_000)), PROTOCOL_VERSION, 'after the window only the current one');
+  const good = await m.token('w1');
+  // A protocol-1 worker: welcomed in its own version, and its JSON log messages are taken.
+  const old = await rawSocket(m.url);
+  old.ws.send(hello(good, { protocol: PROTOCOL_VERSION - 1 }));
+  await until('welcome (old)', () => old.received.length > 0);
+  assert.deepEqual([old.received[0]!.type, (old.received[0] as { protocol?: number }).protocol], ['welcome', PROTOCOL_VERSION - 1]);
+  old.ws.close();
+  const older = await rawSocket(m.url);
+  older.ws.send(hello(good, { protocol: OLDEST_WORKER_PROTOCOL - 1 }));
+  assert.equal(await older.closed, 4426);
+  assert.match(older.received[0]?.message ?? '', new RegExp(`protocol version ${OLDEST_WORKER_PROTOCOL - 1} is not supported; this master speaks ${OLDEST_WORKER_PROTOCOL} to ${PROTOCOL_VERSION} \\(update this worker\\)`));
 });
 
 test('a revoked token is refused and the worker stops retrying with a clear reason', async (t) => {

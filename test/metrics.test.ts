@@ -39,9 +39,12 @@ test('/metrics: builds by result, queue, workers by state, log and artifact byte
   assert.equal(before.get('crowdbake_queue_length'), 3, 'three builds wait, no worker yet');
   assert.equal(before.get('crowdbake_workers{state="idle"}'), 0);
 
-  workers.push(await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('wm'), dataDir: dir, executor: 'host', labels: [], log: () => undefined }));
+  const said: string[] = [];
+  workers.push(await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: m.url, token: await m.token('wm'), dataDir: dir, executor: 'host', labels: [], log: (l) => said.push(l) }));
   const results = await Promise.all(ids.map((id) => m.waitFinished(id)));
   assert.deepEqual(results.map((b) => b.result), ['success', 'success', 'failure']);
+  // The governor's first decision arrives while the agent is still starting: it must not fail.
+  assert.deepEqual(said.filter((l) => /failed/.test(l)), [], 'the worker reported no failure of its own');
   const after = await until('the worker to be idle again in the metrics', async () => {
     const s = await scrape();
     return s.get('crowdbake_workers{state="idle"}') === 1 ? s : null;

@@ -19,8 +19,11 @@ import { ReportedIdleSource } from './idle/idle-source.js';
 import { MasterLink, workerEndpoint } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
-import { listProjects, pickByShare } from './projects.js';
+import { listProjects, pickByShare, projectKey } from './projects.js';
+import type { KeyObject } from 'node:crypto';
 import { runBuild } from './runner.js';
+import { watchInterruption } from './interruption-notice.js';
+import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
 
 /** One project (master) this agent serves, with its share of the machine ([crowd]). */
 export interface ProjectLink {
@@ -29,6 +32,8 @@ export interface ProjectLink {
   token: string;
   pin?: string;
   share: number;
+  /** [provenance] The worker key enrolled when it joined: successful attempts are signed with it. */
+  key?: KeyObject;
 }
 
 export interface WorkerOptions {
@@ -50,11 +55,17 @@ export interface WorkerOptions {
   idleSource?: IdleSourceChoice;
   /** Port of the local control API on 127.0.0.1 (default: any free port; see DATA/control.json). */
   controlPort?: number;
+  /** [provenance] With --master: the worker key enrolled for this worker (joined projects carry their own). */
+  workerKey?: KeyObject;
   /** `sha256:HEX` fingerprint of the master's TLS certificate (from `crowdbake token create`); kept in DATA/master-pin for later starts. */
   pin?: string;
   agentVersion?: string;
   backoff?: { minMs: number; maxMs: number };
+  /** Where thermal zones are read for the temperature cap (default /sys/class/thermal; tests give a directory of their own). */
+  thermalRoot?: string;
   log?: (line: string) => void;
+  /** [cloud] The instance metadata service to poll for a spot interruption notice (`--interruption-url`); absent: none. */
+  interruptionUrl?: string;
 }
 
 export interface WorkerHandle {
@@ -68,8 +79,15 @@ export interface WorkerHandle {
   status(): AgentStatus;
   /** Build ids running now. */
   running(): number[];
-  /** Resolves when the worker stops for good (closed, or refused by the master). */
+  /** Resolves when the worker stops for good (closed, refused by the master, or drained). */
   done: Promise<void>;
+  /**
+   * Leaves: takes nothing new, tells each master it is draining, and once no build runs here
+   * closes (`done` resolves, `drained` is then true). `now` gives the running builds back at
+   * once (the master requeues them as an infrastructure retry). A second call with `now` upgrades.
+   */
+  drain(now: boolean, reason: string): void;
+  readonly drained: boolean;
   close(): Promise<void>;
 }
 
@@ -111,7 +129,10 @@ interface Conn {
 
 /** The projects joined in DATA/projects, as links. */
 export function projectLinks(dataDir: string): ProjectLink[] {
-  return listProjects(dataDir).map((p) => ({ name: p.name, master: p.master, token: p.token, share: p.share, ...(p.pin ? { pin: p.pin } : {}) }));
+  return listProjects(dataDir).map((p) => {
+    const key = projectKey(dataDir, p.name);
+    return { name: p.name, master: p.master, token: p.token, share: p.share, ...(p.pin ? { pin: p.pin } : {}), ...(key ? { key } : {}) };
+  });
 }
 
 /**
@@ -132,7 +153,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
     const url = workerEndpoint(opts.master);
     const pin = rememberPin(dataDir, url, opts.pin);
-    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1 }];
+    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1, ...(opts.workerKey ? { key: opts.workerKey } : {}) }];
   } else {
     initial = opts.projects ?? projectLinks(dataDir);
     if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
@@ -149,6 +170,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const prefs = new PreferencesStore(dataDir);
   if (prefs.problem) log(prefs.problem);
   if (opts.preferences && Object.keys(opts.preferences).length) prefs.update(opts.preferences);
+  const switched = applyStartSwitches(prefs);
+  if (switched) log(switched);
 
   const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir, ...(opts.basesDir ? { basesDir: resolve(opts.basesDir) } : {}) });
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
@@ -174,9 +197,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const gone = new Set<Conn>();
   /** Assignments that arrived while every slot was taken (a master answering a withdrawn offer): they start when one frees. */
   const held: { conn: Conn; start: () => void }[] = [];
+  // [cloud] Leaving: SIGTERM, `crowdbake drain`, the master's drain, a spot interruption notice.
+  let draining: { now: boolean; reason: string } | null = null;
+  let drained = false;
   const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
   const runningCount = () => allRunning().length + held.length;
-  const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0);
+  const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0, opts.thermalRoot);
   const maxBuilds = opts.maxBuilds ?? 1;
 
   const volunteerLimits = (): Limits => {
@@ -188,18 +214,25 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
   };
 
+  /**
+   * Set once the slot offer below exists: the governor's first decision can arrive while
+   * startWorker is still awaiting its setup, before `offer` is defined (it then has nothing
+   * to offer to anyway; the connections offer when they open).
+   */
+  let offerReady = false;
   /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
     const builds = allRunning();
-    if (d.run) await Promise.all(builds.map(([, r]) => r.gate.thaw()));
+    // Frozen, or running — under the CPU cap of "keep going gently" (or a temperature cap) when there is one.
+    if (!d.freeze) await Promise.all(builds.map(async ([, r]) => { await r.gate.limitCpu(d.cpuCap); await r.gate.thaw(); }));
     else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
     for (const c of conns.values()) {
       for (const [buildId, r] of c.running) {
-        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.run ? 'running' : 'frozen', result: null, message: d.reason });
+        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze ? 'frozen' : 'running', result: null, message: d.reason });
       }
     }
-    offer(true);
+    if (offerReady) offer(true);
     log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
   };
   let applying: Promise<void> = Promise.resolve();
@@ -241,13 +274,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           c.heldAborts.set(msg.buildId, () => { const i = held.indexOf(entry); if (i >= 0) held.splice(i, 1); controller.abort(); });
           return;
         }
-        if (!governor.current.run) void gate.freeze();
+        if (governor.current.freeze) void gate.freeze();
+        else if (governor.current.cpuCap !== null) void gate.limitCpu(governor.current.cpuCap);
         const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision, spec: msg.spec }), null);
         let localLogOk = localId !== null;
         log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
         const done = runBuild({
           buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: url,
           send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
+          ...(c.project.key ? { provenance: { worker: name, key: c.project.key, agentVersion: opts.agentVersion ?? '0.1.0' } } : {}),
           localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
         }).then((result) => {
           if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs), undefined);
@@ -259,8 +294,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           const r = running.get(msg.buildId);
           if (r) c.usedMs += Date.now() - r.started;
           running.delete(msg.buildId);
+          if (pauseIfFinished(prefs, allRunning().length)) { log('paused: the current build finished, as the volunteer asked'); void governor.refresh(); }
           startHeld();
           offer();
+          drainedYet();
         });
         running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), started: Date.now(), controller, gate, done });
         offer();
@@ -276,6 +313,14 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         c.heldAborts.get(msg.buildId)?.();
         return;
       }
+      case 'drain':
+        // The master asks this worker to leave it. Nothing runs on its word: the worker only
+        // stops taking (and, with `now`, stops running) that master's builds, then disconnects
+        // from it; the agent exits when it served no other project.
+        log(`${c.name}: the master asks this worker to leave (${msg.reason})`);
+        if (conns.size === 1) drain(msg.now, `asked by the master: ${msg.reason}`);
+        else { if (msg.now) stopBuilds(c); c.link.close(); drop(c); }
+        return;
       case 'welcome':
       case 'error':
       case 'adoption':
@@ -298,6 +343,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
       current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
       preferences: prefs.get(),
+      cpuCap: d.freeze ? null : d.cpuCap, temperatureC: governor.temperatureC,
       projects: [...conns.values()].map((c) => ({
         name: c.name, master: c.project.master, worker: c.worker, share: c.share, connected: c.link.connected,
         running: c.running.size, usedSeconds: Math.round(usedMs(c) / 1000), offered: c.lastOffer?.accepting ?? false,
@@ -332,9 +378,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     history,
     rerun: async (id) => rerun(id),
     pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
-    resume: async () => { prefs.update({ paused: false, snoozeUntil: null }); await governor.refresh(); },
+    resume: async () => { prefs.update({ paused: false, snoozeUntil: null, pauseAfterCurrent: false }); await governor.refresh(); },
     snooze: async (ms) => { prefs.update({ snoozeUntil: new Date(Date.now() + ms).toISOString() }); await governor.refresh(); },
-    updatePreferences: async (change) => { const p = prefs.update(change); await governor.refresh(); return p; },
+    updatePreferences: async (change) => { prefs.update(change); pauseIfFinished(prefs, allRunning().length); await governor.refresh(); return prefs.get(); },
     reportIdle: (r) => {
       if (!(idle instanceof ReportedIdleSource)) return false;
       idle.report(r);
@@ -376,6 +422,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     if (turn !== offeredTo && list.length > 1) log(turn ? `next build slot offered to ${turn}` : 'no build slot offered');
     offeredTo = turn;
     for (const c of list) {
+      if (draining) continue;
       const a = c.name === turn ? { accepting: true, reason: d.reason } : { accepting: false, reason: why };
       c.availability = a;
       if (!c.link.connected) continue;
@@ -388,6 +435,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       offerTimer.unref();
     }
   };
+  offerReady = true;
   const startHeld = () => {
     while (held.length && runningCount() - held.length < maxBuilds) {
       const h = held.shift()!;
@@ -407,7 +455,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     c.link = new MasterLink({
       url, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
-      availability: () => (conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
+      availability: () => (draining ? { accepting: false, reason: `draining: ${draining.reason}` }
+        : conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
       capabilities: () => {
         const l = volunteerLimits();
         return readCapabilities(dataDir, [...executors.keys()], {
@@ -421,7 +470,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     c.send = (m) => c.link.send(m).catch(() => undefined);
     const where = conns.size || fromData ? `${p.name}: ` : '';
     c.link.on('message', (m: MasterMessage) => onMessage(c, m));
-    c.link.on('connected', () => { log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`); c.lastOffer = c.availability; offer(); });
+    c.link.on('connected', () => {
+      log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`);
+      c.lastOffer = c.availability;
+      if (draining) void c.send({ type: 'drain', ...draining });
+      offer();
+    });
     c.link.on('warning', (w: string) => log(`${where}${w}`));
     c.link.on('disconnected', (why: string) => {
       log(`${where}disconnected: ${why}`);
@@ -475,8 +529,28 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   }, PROJECTS_POLL_MS) : null;
   watch?.unref();
 
+  const drain = (now: boolean, reason: string) => {
+    if (draining && (draining.now || !now)) return;
+    draining = { now, reason };
+    log(`draining (${reason}): ${now ? 'giving the running builds back now' : `finishing ${allRunning().length} build(s), taking no new ones`}`);
+    for (const c of conns.values()) {
+      void c.send({ type: 'drain', now, reason });
+      if (now) stopBuilds(c);
+    }
+    for (const h of held.splice(0)) h.conn.heldAborts.forEach((a) => a());
+    drainedYet();
+  };
+  const drainedYet = () => {
+    if (!draining || drained || allRunning().length > 0) return;
+    drained = true;
+    log('drained: no build runs here; leaving');
+    void handle.close();
+  };
+  const interruption = opts.interruptionUrl
+    ? watchInterruption(opts.interruptionUrl, (notice) => drain(true, `spot interruption notice: ${notice}`), log) : null;
+
   let closing: Promise<void> | null = null;
-  return {
+  const handle: WorkerHandle = {
     name,
     executors: [...executors.keys()],
     link: [...conns.values()][0]!.link,
@@ -485,7 +559,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     status,
     running: () => allRunning().map(([id]) => id),
     done,
+    drain,
+    get drained() { return drained; },
     close: () => (closing ??= (async () => {
+      interruption?.stop();
       if (watch) clearInterval(watch);
       if (offerTimer) clearTimeout(offerTimer);
       for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); for (const a of [...c.heldAborts.values()]) a(); }
@@ -499,6 +576,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       finish();
     })()),
   };
+  return handle;
 }
 
 /** Why a build needs more than the volunteer allows (memory, disk), or null. */

@@ -163,7 +163,7 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, ctx: C
     case 'GET /api/v1/preferences': return send(res, 200, agent.status().preferences);
     case 'PATCH /api/v1/preferences': {
       const p = parseBody(PreferencesPatchSchema, await readJson(req));
-      return send(res, 200, await agent.updatePreferences(toPreferences(p)));
+      return send(res, 200, await agent.updatePreferences(toPreferences(p, agent.status().preferences)));
     }
     case 'POST /api/v1/idle': {
       if (!agent.reportIdle(parseBody(IdleReportSchema, await readJson(req)))) {
@@ -265,12 +265,21 @@ function servePage(req: IncomingMessage, res: ServerResponse, url: URL, ctx: Ctx
   createReadStream(file).pipe(res);
 }
 
-function toPreferences(p: ReturnType<typeof PreferencesPatchSchema.parse>): Partial<Preferences> {
+function toPreferences(p: ReturnType<typeof PreferencesPatchSchema.parse>, current: Preferences): Partial<Preferences> {
   const out: Partial<Preferences> = {};
   if (p.when !== undefined) out.when = p.when;
   if (p.idleAfter !== undefined) out.idleAfterMs = p.idleAfter;
   if (p.schedule !== undefined) out.schedule = p.schedule;
   if (p.onBattery !== undefined) out.onBattery = p.onBattery;
+  if (p.weekSchedule !== undefined) out.weekSchedule = p.weekSchedule;
+  if (p.whileHere !== undefined) out.whileHere = p.whileHere;
+  if (p.hereCpus !== undefined || p.hereCpuPercent !== undefined) {
+    out.hereLimits = { cpus: p.hereCpus !== undefined ? p.hereCpus : current.hereLimits.cpus, cpuPercent: p.hereCpuPercent !== undefined ? p.hereCpuPercent : current.hereLimits.cpuPercent };
+  }
+  if (p.otherCpuGrace !== undefined) out.otherCpuGraceMs = p.otherCpuGrace;
+  if (p.maxTemperatureC !== undefined) out.maxTemperatureC = p.maxTemperatureC;
+  if (p.pauseAfterCurrent !== undefined) out.pauseAfterCurrent = p.pauseAfterCurrent;
+  if (p.startPaused !== undefined) out.startPaused = p.startPaused;
   if (p.maxOtherCpuPercent !== undefined) out.maxOtherCpuPercent = p.maxOtherCpuPercent;
   if (p.cpus !== undefined) out.cpus = p.cpus;
   if (p.memory !== undefined) out.memoryBytes = p.memory;

@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import type { Preferences } from '../protocol/control-api.js';
 import type { IdleSource } from './idle/idle-source.js';
 import { decide, type Decision } from './policy.js';
 import { cpuLoadPercent, onBattery } from './system-info.js';
+import { hottestZoneC, THERMAL_ROOT } from './thermal.js';
 
 const POLL_BUSY_MS = 250;
 const POLL_WAIT_MS = 1000;
@@ -16,10 +18,14 @@ const CPU_EVERY_MS = 5000;
  * on at once, without waiting for a poll.
  */
 export class Governor extends EventEmitter<{ change: [Decision] }> {
-  private decision: Decision = { run: false, paused: false, reason: 'starting', recheckInMs: null };
+  private decision: Decision = { run: false, freeze: true, cpuCap: null, paused: false, reason: 'starting', recheckInMs: null };
   private idleMs = 0;
   private onBattery = false;
   private otherCpu: number | null = null;
+  /** Since when other programs' CPU use has been above the volunteer's limit (null: it is not). */
+  private otherCpuHighSince: number | null = null;
+  private temperature: number | null = null;
+  private readonly cpuCount = availableParallelism();
   private timer: NodeJS.Timeout | null = null;
   private slow: NodeJS.Timeout | null = null;
   private events = false;
@@ -30,12 +36,19 @@ export class Governor extends EventEmitter<{ change: [Decision] }> {
     private readonly idle: IdleSource,
     private prefs: () => Preferences,
     private readonly buildsRunning: () => boolean,
+    /** Where thermal zones are read (tests point it at a directory of their own: there is no /sys/class/thermal in a VM). */
+    private readonly thermalRoot = THERMAL_ROOT,
   ) {
     super();
   }
 
   get current(): Decision {
     return this.decision;
+  }
+
+  /** The hottest thermal zone at the last look, °C (null: none readable). */
+  get temperatureC(): number | null {
+    return this.temperature;
   }
 
   get lastIdleMs(): number {
@@ -77,12 +90,16 @@ export class Governor extends EventEmitter<{ change: [Decision] }> {
   }
 
   private observations() {
-    return { now: new Date(), idleMs: this.idleMs, onBattery: this.onBattery, otherCpuPercent: this.buildsRunning() ? null : this.otherCpu };
+    const otherCpuHighForMs = this.otherCpuHighSince === null ? 0 : Date.now() - this.otherCpuHighSince;
+    return {
+      now: new Date(), idleMs: this.idleMs, onBattery: this.onBattery, otherCpuPercent: this.buildsRunning() ? null : this.otherCpu,
+      otherCpuHighForMs, temperatureC: this.temperature, cpuCount: this.cpuCount,
+    };
   }
 
   private apply(d: Decision): void {
     if (this.closed) return;
-    const changed = d.run !== this.decision.run || d.reason.replace(/[\d.]+/g, '') !== this.decision.reason.replace(/[\d.]+/g, '');
+    const changed = d.run !== this.decision.run || d.freeze !== this.decision.freeze || d.cpuCap !== this.decision.cpuCap || d.reason.replace(/[\d.]+/g, '') !== this.decision.reason.replace(/[\d.]+/g, '');
     this.decision = d;
     if (changed) this.emit('change', d);
     this.schedule(d);
@@ -105,12 +122,18 @@ export class Governor extends EventEmitter<{ change: [Decision] }> {
 
   private async readSlow(): Promise<void> {
     const p = this.prefs();
-    const [battery, load] = await Promise.all([
+    const [battery, load, temperature] = await Promise.all([
       onBattery().catch(() => null),
       p.maxOtherCpuPercent !== null && !this.buildsRunning() ? cpuLoadPercent().catch(() => null) : Promise.resolve(null),
+      p.maxTemperatureC !== null ? hottestZoneC(this.thermalRoot) : Promise.resolve(null),
     ]);
     if (battery !== null) this.onBattery = battery;
     this.otherCpu = load;
+    const high = load !== null && p.maxOtherCpuPercent !== null && load > p.maxOtherCpuPercent;
+    this.otherCpuHighSince = high ? (this.otherCpuHighSince ?? Date.now()) : null;
+    const hotter = temperature !== this.temperature;
+    this.temperature = temperature;
+    if (hotter && this.decision.reason !== 'starting') this.apply(decide(p, this.observations()));
   }
 
   close(): void {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { FEATURE_CPU_TIME, FEATURES_HEADER } from '../protocol/worker-features.js';
 import { MasterLink } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
@@ -20,7 +21,7 @@ async function fakeMaster() {
     });
     ok(ws);
   }));
-  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, peer, close: () => new Promise((ok) => wss.close(ok)) };
+  return { wss, url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, peer, close: () => new Promise((ok) => wss.close(ok)) };
 }
 
 const settled = (p: Promise<void>, ms: number) => Promise.race([p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`), new Promise((ok) => setTimeout(() => ok('pending'), ms))]);
@@ -58,3 +59,22 @@ test('log frames: no promise while the socket keeps up; one that waits while the
   assert.match(String(await settled(waiting, 10_000)), /^rejected: connection to the master lost$/);
   await assert.rejects(Promise.resolve(link.sendLog(1, 1, 'after')), /not connected to the master/);
 });
+
+test('cpuMs in `state finished` goes only to a master that announced cpu-time: an older master (strict schemas) never sees the field', async (t) => {
+  for (const announce of [false, true]) {
+    const master = await fakeMaster();
+    if (announce) master.wss.on('headers', (h) => { h.push(`${FEATURES_HEADER}: other, ${FEATURE_CPU_TIME}`); });
+    const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
+    t.after(async () => { link.close(); await master.close(); });
+    await new Promise((ok) => { link.once('connected', ok); link.start(); });
+    await link.send({ type: 'state', buildId: 1, attempt: 1, state: 'finished', result: 'success', message: null, cpuMs: 1234 });
+    await link.send({ type: 'state', buildId: 1, attempt: 1, state: 'running', result: null, message: null });
+    await until(() => master.frames.length === 2);
+    assert.deepEqual(master.frames.map((f) => (JSON.parse(f) as { cpuMs?: number }).cpuMs), [announce ? 1234 : undefined, undefined], `announced: ${announce}`);
+  }
+});
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), 'timed out');
+}

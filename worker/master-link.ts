@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
+import { FEATURE_CPU_TIME, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
 /** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
@@ -44,6 +45,8 @@ export class MasterLink extends EventEmitter {
   private attempt = 0;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** Optional fields this master announced in its upgrade answer (protocol/worker-features.ts). */
+  private features = new Set<string>();
   private welcomed = false;
   /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
   private silenceTimer: NodeJS.Timeout | null = null;
@@ -66,7 +69,7 @@ export class MasterLink extends EventEmitter {
    * master's pace, with no polling). Rejects when not connected.
    */
   async send(message: WorkerMessage): Promise<void> {
-    await this.write(JSON.stringify(message));
+    await this.write(JSON.stringify(withoutUnannounced(message, this.features)));
   }
 
   /**
@@ -118,6 +121,7 @@ export class MasterLink extends EventEmitter {
     const ws = this.opts.connect?.(this.opts.url)
       ?? new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
     ws.on('upgrade', (res) => {
+      this.features = parseFeatures(res.headers[FEATURES_HEADER]);
       if (!pin) return;
       const socket = res.socket as TLSSocket;
       const der = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate().raw : undefined;
@@ -249,4 +253,11 @@ export function workerEndpoint(master: string): string {
   else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`--master "${master}": use ws://, wss://, http:// or https://`);
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/api/v1/worker';
   return u.toString();
+}
+
+/** An older master refuses fields it does not know: `cpuMs` goes only to a master that announced it. */
+function withoutUnannounced(message: WorkerMessage, features: ReadonlySet<string>): WorkerMessage {
+  if (message.type !== 'state' || message.cpuMs === undefined || features.has(FEATURE_CPU_TIME)) return message;
+  const { cpuMs: _dropped, ...rest } = message;
+  return rest;
 }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PreferencesSchema } from '../protocol/control-api.js';
-import { decide, msUntilWindowEdge } from './policy.js';
+import { decide, gentleCap, HOLD_ABOVE_CAP_C, msUntilWindowEdge } from './policy.js';
+import { insideWeek } from './week-schedule.js';
 
 const prefs = (p: object = {}) => PreferencesSchema.parse(p);
 const at = (hhmm: string) => { const d = new Date(2026, 10, 25); d.setHours(Number(hhmm.slice(0, 2)), Number(hhmm.slice(3)), 0, 0); return d; };
@@ -48,3 +49,61 @@ test('other programs using the CPU keep builds from starting', () => {
   assert.match(d.reason, /other programs use 80% CPU \(limit 50%\)/);
   assert.equal(decide(prefs({ idleAfterMs: 0, maxOtherCpuPercent: 50 }), obs({ idleMs: 1000, otherCpuPercent: 20 })).run, true);
 });
+
+test('keep going gently: while here, builds run under the tighter of N cores and P% (freeze stays the default)', () => {
+  const here = obs({ idleMs: 1000 });
+  assert.deepEqual(pick(decide(prefs({ idleAfterMs: 60_000 }), here)), [false, true, null]);
+  const g = decide(prefs({ idleAfterMs: 60_000, whileHere: 'gently', hereLimits: { cpus: 2, cpuPercent: 25 } }), { ...here, cpuCount: 4 });
+  assert.deepEqual(pick(g), [true, false, 1]);
+  assert.match(g.reason, /keeping going gently .*at most 1 CPU/);
+  assert.equal(g.recheckInMs, 59_000, 'looks again when the volunteer would count as away');
+  assert.equal(gentleCap(prefs({ hereLimits: { cpus: null, cpuPercent: null } }), 8), 1, 'neither set: one core');
+  // Away: the away caps (the builder's and `cpus`) only.
+  assert.deepEqual(pick(decide(prefs({ idleAfterMs: 60_000, whileHere: 'gently' }), obs({ idleMs: 120_000 }))), [true, false, null]);
+  // `when: always` with gently still caps while here.
+  assert.deepEqual(pick(decide(prefs({ when: 'always', whileHere: 'gently', hereLimits: { cpus: 0.5, cpuPercent: null } }), here)), [true, false, 0.5]);
+});
+
+test('other programs\' CPU use holds builds only after the grace period', () => {
+  const p = prefs({ idleAfterMs: 0, maxOtherCpuPercent: 50, otherCpuGraceMs: 30_000 });
+  assert.equal(decide(p, obs({ idleMs: 1000, otherCpuPercent: 90, otherCpuHighForMs: 5000 })).run, true, 'a short spike does not');
+  assert.equal(decide(p, obs({ idleMs: 1000, otherCpuPercent: 90, otherCpuHighForMs: 30_000 })).run, false);
+});
+
+test('temperature cap: throttle at the cap, hold 5 °C above it', () => {
+  const p = prefs({ when: 'always', maxTemperatureC: 80, hereLimits: { cpus: 1, cpuPercent: null } });
+  assert.deepEqual(pick(decide(p, obs({ temperatureC: 70 }))), [true, false, null]);
+  const warm = decide(p, obs({ temperatureC: 81 }));
+  assert.deepEqual(pick(warm), [true, false, 1]);
+  assert.match(warm.reason, /throttled to 1 CPU\(s\): 81 °C \(cap 80 °C\)/);
+  const hot = decide(p, obs({ temperatureC: HOLD_ABOVE_CAP_C + 80 }));
+  assert.deepEqual(pick(hot), [false, true, null]);
+  assert.match(hot.reason, /too hot: 85 °C/);
+  assert.deepEqual(pick(decide(p, obs({ temperatureC: null }))), [true, false, null], 'no sensor: no cap');
+});
+
+test('finish the current build, then pause: no new builds, the running one is not frozen', () => {
+  const d = decide(prefs({ when: 'always', pauseAfterCurrent: true }), obs());
+  assert.deepEqual(pick(d), [false, false, null]);
+  assert.match(d.reason, /^finishing the current build, then pausing/);
+  assert.equal(decide(prefs({ when: 'always', pauseAfterCurrent: true, paused: true }), obs()).freeze, true, 'once paused it freezes like any pause');
+});
+
+test('a schedule per weekday: windows per day, a day left out is any time, an empty day is never, wrapping windows spill into the next day', () => {
+  // 2026-11-25 is a Wednesday.
+  const week = { wed: [{ start: '18:00', end: '23:00' }], thu: [], fri: [{ start: '22:00', end: '06:00' }] };
+  const p = prefs({ when: 'always', weekSchedule: week });
+  const wed = (hhmm: string) => at(hhmm);
+  const day = (offset: number, hhmm: string) => { const d = at(hhmm); d.setDate(d.getDate() + offset); return d; };
+  assert.equal(decide(p, obs({ now: wed('12:00') })).run, false);
+  assert.match(decide(p, obs({ now: wed('12:00') })).reason, /outside the schedule \(wed 18:00–23:00; thu never; fri 22:00–06:00\)/);
+  assert.equal(decide(p, obs({ now: wed('12:00') })).recheckInMs, 6 * 3_600_000);
+  assert.equal(decide(p, obs({ now: wed('19:00') })).run, true);
+  assert.equal(decide(p, obs({ now: day(1, '19:00') })).run, false, 'thursday: never');
+  assert.equal(decide(p, obs({ now: day(2, '23:00') })).run, true, 'friday night');
+  assert.equal(decide(p, obs({ now: day(3, '05:00') })).run, true, 'saturday morning: friday\'s window spills over');
+  assert.equal(decide(p, obs({ now: day(3, '12:00') })).run, true, 'saturday: not listed, any time');
+  assert.equal(insideWeek(week, day(-1, '03:00')), true, 'tuesday: any time');
+});
+
+const pick = (d: { run: boolean; freeze: boolean; cpuCap: number | null }) => [d.run, d.freeze, d.cpuCap];

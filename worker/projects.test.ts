@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { joinSignedText, JoinRequestSchema, type JoinLink } from '../protocol/join.js';
-import { join as joinProject } from '../cli/commands/join.js';
+import { join as joinProject } from './join-project.js';
 import { listProjects, pickByShare, projectNameFor, removeProject, setShare } from './projects.js';
 
 /** Picks `n` unit-length slots in turn, as the agent does, and counts them per project. */

@@ -83,6 +83,16 @@ export function removeProject(dataDir: string, name: string): Project {
   return p;
 }
 
+/** [provenance] The worker key this agent made when it joined the project (its .key file), or null if it has none. */
+export function projectKey(dataDir: string, name: string): KeyObject | null {
+  const file = join(projectsDir(dataDir), `${name}.key`);
+  if (!existsSync(file)) return null;
+  let key: KeyObject;
+  try { key = createPrivateKey(readFileSync(file, 'utf8')); } catch (e) { throw new Error(`${file} is not a private key (PEM): ${(e as Error).message}; remove the project with \`crowdbake leave ${name}\` and join again`); }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file} is a ${key.asymmetricKeyType} key; a worker key is Ed25519`);
+  return key;
+}
+
 function writeSecret(file: string, text: string): void {
   writeFileSync(file, text, { mode: 0o600 });
   chmodSync(file, 0o600); // an existing file keeps its mode on write
@@ -142,4 +152,22 @@ export function pickByShare(projects: { name: string; share: number; used: numbe
     }
   }
   return best?.name ?? null;
+}
+
+/** One joined project as `crowdbake projects` and the desktop window show it: its file, and what a running agent says of it. */
+export interface ProjectRow {
+  name: string; farm: string; master: string; worker: string; share: number; joinedAt: string;
+  state: string; running?: number; usedSeconds?: number;
+}
+
+/** The joined projects with their live state (`live`: the agent's status.projects, undefined when no agent answers). */
+export function projectRows(dataDir: string, live: { name: string; connected: boolean; running: number; usedSeconds: number }[] | undefined, agent: 'running' | string): ProjectRow[] {
+  return listProjects(dataDir).map((p) => {
+    const l = live?.find((x) => x.name === p.name);
+    return {
+      name: p.name, farm: p.farm, master: p.master, worker: p.worker, share: p.share, joinedAt: p.joinedAt,
+      state: l ? (l.connected ? 'connected' : 'connecting') : agent === 'running' ? 'not served' : 'agent not running',
+      ...(l ? { running: l.running, usedSeconds: l.usedSeconds } : {}),
+    };
+  });
 }

@@ -7,9 +7,12 @@ import { formatDuration, formatSize } from '../protocol/units.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import { checkout } from './checkout.js';
+import { CpuTally } from './cpu-time.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
+import { attemptStatement, signStatement } from './provenance-signer.js';
+import type { KeyObject } from 'node:crypto';
 
 /** Sends one message to the master; resolves when the socket can take more (backpressure). */
 export type Send = (message: WorkerMessage) => Promise<void>;
@@ -34,6 +37,8 @@ export interface RunContext {
   localLog?: (text: string) => void;
   /** The master the build came from; a source on loopback is fetched only when it is on loopback too. */
   masterUrl?: string;
+  /** [provenance] This worker's name and enrolled key: a successful attempt's finish carries its signed statement. */
+  provenance?: { worker: string; key: KeyObject; agentVersion: string };
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
@@ -66,7 +71,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   // The checkout is BUILD/src, so that its parent (where dpkg-buildpackage writes) is the build's own directory.
   const src = join(workdir, 'src');
   const limits = tighterLimits(spec.limits, ctx.volunteerLimits);
-  const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity };
+  const run: StageRun = { ctx, log, limits, deadline: limits.timeMs !== undefined ? Date.now() + limits.timeMs : Infinity, cpu: new CpuTally() };
   let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
   // Each workdir is its own filesystem of at most limits.disk, when the executor can do that.
   const disks = new Map<string, DiskLimit>();
@@ -82,6 +87,9 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     disks.delete(dir);
   };
   await send({ type: 'accepted', buildId, attempt });
+  const startedOn = new Date().toISOString();
+  let revision: string | null = spec.revision;
+  const uploaded: { name: string; size: number; sha256: string }[] = [];
   try {
     for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
@@ -90,12 +98,12 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) {
       // On the host, with nothing of the volunteer's: see worker/checkout.ts.
-      const revision = await checkout(spec, src, log, ctx.signal, { masterUrl: ctx.masterUrl });
+      revision = await checkout(spec, src, log, ctx.signal, { masterUrl: ctx.masterUrl });
       await send({ type: 'revision', buildId, attempt, revision });
     }
     outcome = await runStage(run, { workdir: src, buildDir: workdir, environment: spec.environment, steps: spec.steps, firstIndex: 0, prefix: '', network: spec.network });
     if (outcome.result === 'success') {
-      const files = await uploadArtifacts(ctx, src, log);
+      const files = await uploadArtifacts(ctx, src, log, uploaded);
       if (spec.testInstall) {
         // A fresh environment holding nothing but the artifacts: no sources, no build tools.
         await makeWorkdir(installDir);
@@ -123,7 +131,14 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   }
   log.line(`build ${outcome.result}`);
   await log.flush().catch(() => undefined);
-  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome }).catch(() => undefined);
+  // [provenance] Signed here, on the worker, over what it hashed and uploaded itself.
+  const provenance = ctx.provenance && outcome.result === 'success'
+    ? signStatement(attemptStatement({
+      buildId, attempt, worker: ctx.provenance.worker, spec, executor: ctx.executor.kind, limits, revision, artifacts: uploaded,
+      startedOn, finishedOn: new Date().toISOString(), agentVersion: ctx.provenance.agentVersion,
+    }), ctx.provenance.key)
+    : undefined;
+  await send({ type: 'state', buildId, attempt, state: 'finished', ...outcome, ...run.cpu.field(), ...(provenance ? { provenance } : {}) }).catch(() => undefined);
   // Removed after the master heard the end, so that it can assign the next build meanwhile. A
   // worker stopped in between leaves the directory behind; the agent empties its work root
   // when it starts.
@@ -143,6 +158,8 @@ interface StageRun {
   limits: Limits;
   /** Wall-clock end of the build's time limit (Infinity when none). */
   deadline: number;
+  /** CPU time of the build's sandboxes, for the master's credit (cpu-time.ts). */
+  cpu: CpuTally;
 }
 
 interface Stage {
@@ -198,6 +215,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
     return { result: 'success', message: null };
   } finally {
     ctx.gate.detach(sandbox);
+    run.cpu.add(await sandbox.cpuMs?.().catch(() => null));
     await sandbox.destroy().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
   }
 }
@@ -230,7 +248,7 @@ function describeLimits(l: Limits): string {
 }
 
 /** Uploads the files matching the builder's artifact patterns; returns their paths. */
-async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer): Promise<string[]> {
+async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer, uploaded: { name: string; size: number; sha256: string }[]): Promise<string[]> {
   // Patterns are relative to the checkout; `../PATTERN` matches in its parent, the build's own
   // directory (dpkg-buildpackage's ../*.deb), never above it: `../../x` matches nothing, and
   // findFiles never follows a symlink. The sandbox is gone by now, so nothing can swap a file.
@@ -260,6 +278,7 @@ async function uploadArtifacts(ctx: RunContext, workdir: string, log: LogBuffer)
     if (size === 0) {
       await ctx.send({ type: 'artifact', buildId: ctx.buildId, attempt: ctx.attempt, name, size, sha256, offset: 0, data: '', last: true });
     }
+    uploaded.push({ name, size, sha256 });
   }
   return files;
 }

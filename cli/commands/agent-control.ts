@@ -3,18 +3,28 @@ import { formatDuration, formatSize } from '../../protocol/units.js';
 import { ControlClient } from '../control-client.js';
 import { duration, parse, positiveNumber, size, str, oneOf, UsageError } from '../args.js';
 import { defaultDataDir } from '../paths.js';
+import { formatWeekText, parseWeekText } from '../../protocol/week-text.js';
 
 const DATA_HELP = `  --data DIR   the worker's data directory (default: ${defaultDataDir('worker')})`;
 
 const HELP: Record<string, string> = {
   status: `usage: crowdbake status [--json] [--data DIR]\n\nThe local agent's state, idle source, current builds and limits.\n  --json       machine-readable\n${DATA_HELP}\n`,
-  pause: `usage: crowdbake pause [--for DUR] [--data DIR]\n\nFreezes running builds and takes no new ones until \`crowdbake resume\`.\n  --for DUR    snooze: resume by itself after DUR (e.g. 1h)\n${DATA_HELP}\n`,
+  pause: `usage: crowdbake pause [--for DUR | --after-current] [--data DIR]\n\nFreezes running builds and takes no new ones until \`crowdbake resume\`.\n  --for DUR         snooze: resume by itself after DUR (e.g. 1h)\n  --after-current   finish the builds running now (not frozen), then pause; kept across a restart\n${DATA_HELP}\n`,
   resume: `usage: crowdbake resume [--data DIR]\n\nEnds a pause or snooze.\n${DATA_HELP}\n`,
   limits: `usage: crowdbake limits [--cpus N] [--memory SIZE] [--disk SIZE] [--when idle|always] [--idle-after DUR]
-                        [--schedule HH:MM-HH:MM|any] [--on-battery yes|no] [--max-other-cpu PCT|off] [--data DIR]
+                        [--schedule HH:MM-HH:MM|any] [--week TEXT|off] [--on-battery yes|no] [--max-other-cpu PCT|off]
+                        [--cpu-grace DUR] [--while-here freeze|gently] [--here-cpus N|none] [--here-cpu-percent P|none]
+                        [--max-temp C|off] [--start-paused yes|no] [--data DIR]
 
 Shows the volunteer's limits; with flags, changes them (applied at once and saved).
-  --cpus N / --memory SIZE / --disk SIZE   caps for builds ("none" removes a cap)
+  --cpus N / --memory SIZE / --disk SIZE   caps for builds while you are away ("none" removes a cap)
+  --while-here freeze|gently   while you use the computer: freeze builds (default), or keep them going
+                               within --here-cpus N cores / --here-cpu-percent P % of all CPUs
+  --week TEXT                  a schedule per weekday, e.g. "mon-fri 18:00-08:00; sat,sun any; wed never"
+                               (replaces --schedule; "off" removes it)
+  --cpu-grace DUR              other programs' CPU use must last this long before it holds builds (default 30s)
+  --max-temp C|off             above C °C (hottest /sys/class/thermal zone) throttle to the here-limits, 5 °C above hold
+  --start-paused yes|no        start paused after a restart of the agent
 ${DATA_HELP}\n`,
   history: `usage: crowdbake history [--limit N] [--log ID] [--data DIR]\n\nBuilds this machine ran, newest first; --log ID prints one build's log.\n${DATA_HELP}\n`,
 };
@@ -26,7 +36,9 @@ export function agentControlCommand(command: 'status' | 'pause' | 'resume' | 'li
       data: { type: 'string' }, json: { type: 'boolean' }, for: { type: 'string' }, cpus: { type: 'string' },
       memory: { type: 'string' }, disk: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
       schedule: { type: 'string' }, 'on-battery': { type: 'string' }, 'max-other-cpu': { type: 'string' },
-      limit: { type: 'string' }, log: { type: 'string' },
+      limit: { type: 'string' }, log: { type: 'string' }, week: { type: 'string' }, 'cpu-grace': { type: 'string' },
+      'while-here': { type: 'string' }, 'here-cpus': { type: 'string' }, 'here-cpu-percent': { type: 'string' },
+      'max-temp': { type: 'string' }, 'start-paused': { type: 'string' }, 'after-current': { type: 'boolean' },
     });
     if (values.help) { process.stdout.write(HELP[command]!); return 0; }
     const patch = command === 'limits' ? limitsPatch(values) : {};
@@ -50,7 +62,9 @@ export function agentControlCommand(command: 'status' | 'pause' | 'resume' | 'li
       }
       case 'pause': {
         const forMs = duration(values, 'for');
-        const s = forMs !== undefined ? await c.call<AgentStatus>('POST', '/snooze', { duration: `${forMs}ms` }) : await c.call<AgentStatus>('POST', '/pause');
+        if (values['after-current'] && forMs !== undefined) throw new UsageError('use --for or --after-current, not both');
+        if (values['after-current']) await c.call('PATCH', '/preferences', { pauseAfterCurrent: true });
+        const s = values['after-current'] ? await c.call<AgentStatus>('GET', '/status') : forMs !== undefined ? await c.call<AgentStatus>('POST', '/snooze', { duration: `${forMs}ms` }) : await c.call<AgentStatus>('POST', '/pause');
         console.log(`${s.state}: ${s.reason}`);
         return 0;
       }
@@ -112,6 +126,27 @@ function limitsPatch(values: Record<string, unknown>): Record<string, unknown> {
     if (other !== 'off' && !(n >= 1 && n <= 100)) throw new UsageError(`--max-other-cpu "${other}" must be 1-100 or off`);
     patch.maxOtherCpuPercent = other === 'off' ? null : n;
   }
+  const week = str(values, 'week');
+  if (week !== undefined) {
+    try { patch.weekSchedule = week === 'off' ? null : parseWeekText(week); } catch (e) { throw new UsageError(`--week: ${(e as Error).message}`); }
+  }
+  const grace = duration(values, 'cpu-grace');
+  if (grace !== undefined) patch.otherCpuGrace = `${grace}ms`;
+  if (str(values, 'while-here') !== undefined) patch.whileHere = oneOf(values, 'while-here', ['freeze', 'gently'] as const, 'freeze');
+  cap('here-cpus', 'hereCpus', () => positiveNumber(values, 'here-cpus'));
+  const pct = str(values, 'here-cpu-percent');
+  if (pct !== undefined) {
+    const n = Number(pct);
+    if (pct !== 'none' && !(n >= 1 && n <= 100)) throw new UsageError(`--here-cpu-percent "${pct}" must be 1-100 or none`);
+    patch.hereCpuPercent = pct === 'none' ? null : n;
+  }
+  const temp = str(values, 'max-temp');
+  if (temp !== undefined) {
+    const n = Number(temp);
+    if (temp !== 'off' && !(n >= 30 && n <= 110)) throw new UsageError(`--max-temp "${temp}" must be 30-110 (°C) or off`);
+    patch.maxTemperatureC = temp === 'off' ? null : n;
+  }
+  if (str(values, 'start-paused') !== undefined) patch.startPaused = oneOf(values, 'start-paused', ['yes', 'no'] as const, 'no') === 'yes';
   return patch;
 }
 
@@ -125,7 +160,9 @@ function printStatus(s: AgentStatus, limitsOnly = false): void {
     for (const b of s.current) console.log(`building:    ${b.builder} (build ${b.buildId})${b.frozen ? ' — frozen' : ''}`);
   }
   console.log(`when:        ${p.when}${p.when === 'idle' ? ` (after ${formatDuration(p.idleAfterMs)} without input)` : ''}`);
-  console.log(`schedule:    ${p.schedule ? `${p.schedule.start}-${p.schedule.end}` : 'any time'}; on battery: ${p.onBattery ? 'yes' : 'no'}; other CPU use limit: ${p.maxOtherCpuPercent ?? 'off'}${p.maxOtherCpuPercent ? '%' : ''}`);
+  console.log(`schedule:    ${p.weekSchedule ? formatWeekText(p.weekSchedule) || 'any time' : p.schedule ? `${p.schedule.start}-${p.schedule.end}` : 'any time'}; on battery: ${p.onBattery ? 'yes' : 'no'}; other CPU use limit: ${p.maxOtherCpuPercent ?? 'off'}${p.maxOtherCpuPercent ? '%' : ''}`);
+  console.log(`while here:  ${p.whileHere === 'freeze' ? 'freeze builds' : `keep going gently (cpus ${p.hereLimits.cpus ?? 'any'}, ${p.hereLimits.cpuPercent ?? 100}% of all CPUs)`}; other CPU grace ${formatDuration(p.otherCpuGraceMs)}; temperature cap ${p.maxTemperatureC !== null ? `${p.maxTemperatureC} °C` : 'off'}${s.temperatureC != null ? ` (now ${Math.round(s.temperatureC)} °C)` : ''}`);
+  if (p.startPaused || p.pauseAfterCurrent) console.log(`pausing:     ${[p.startPaused ? 'starts paused after a restart' : '', p.pauseAfterCurrent ? 'pauses once the current build finishes' : ''].filter(Boolean).join('; ')}`);
   console.log(`caps:        cpus ${p.cpus ?? 'all'}, memory ${p.memoryBytes ? formatSize(p.memoryBytes) : 'any'}, disk ${p.diskBytes ? formatSize(p.diskBytes) : 'any'}`);
   if (p.paused) console.log('paused:      yes (crowdbake resume)');
   if (p.snoozeUntil) console.log(`snoozed:     until ${p.snoozeUntil}`);

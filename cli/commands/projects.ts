@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { AgentStatus } from '../../protocol/control-api.js';
-import { listProjects, setShare } from '../../worker/projects.js';
+import { projectRows, setShare } from '../../worker/projects.js';
 import { ControlClient } from '../control-client.js';
 import { parse, str, UsageError } from '../args.js';
 import { defaultDataDir } from '../paths.js';
@@ -32,7 +32,6 @@ export async function projectsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw new UsageError(`unknown subcommand "${positionals[0]}" (projects, or projects share NAME N)`);
-  const projects = listProjects(dataDir);
   let live: AgentStatus['projects'] | undefined;
   let agent = 'not running';
   const opened = ControlClient.open(dataDir);
@@ -43,14 +42,7 @@ export async function projectsCommand(argv: string[]): Promise<number> {
       agent = 'running';
     } catch (e) { agent = `unreachable (${(e as Error).message})`; }
   }
-  const rows = projects.map((p) => {
-    const l = live?.find((x) => x.name === p.name);
-    return {
-      name: p.name, farm: p.farm, master: p.master, worker: p.worker, share: p.share, joinedAt: p.joinedAt,
-      state: l ? (l.connected ? 'connected' : 'connecting') : agent === 'running' ? 'not served' : 'agent not running',
-      ...(l ? { running: l.running, usedSeconds: l.usedSeconds } : {}),
-    };
-  });
+  const rows = projectRows(dataDir, live, agent);
   if (values.json) { console.log(JSON.stringify(rows, null, 2)); return 0; }
   if (!rows.length) { console.log(`no project joined in ${dataDir} (crowdbake join LINK)`); return 0; }
   for (const r of rows) console.log(`${r.name}\t${r.master}\tworker=${r.worker}\tshare=${r.share}\t${r.state}${r.running !== undefined ? `\trunning=${r.running}` : ''}`);

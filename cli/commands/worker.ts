@@ -2,7 +2,7 @@ import type { Preferences } from '../../protocol/control-api.js';
 import { list, oneOf, parse, positiveNumber, required, secret, size, warnSecretOnCommandLine, str, UsageError, duration } from '../args.js';
 import { join } from 'node:path';
 import { defaultDataDir } from '../paths.js';
-import { untilSignal } from '../signals.js';
+import { onSignals, untilSignal } from '../signals.js';
 import { IDLE_SOURCE_CHOICES } from '../../worker/idle/detect-idle.js';
 import { EXECUTOR_CHOICES } from '../../worker/executors/registry.js';
 
@@ -31,6 +31,12 @@ const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
   --idle-source S     auto | mutter | wayland | x11 | logind | macos | windows | app | none (default auto:
                       from the session — Wayland: mutter (GNOME) or wayland (swayidle: KDE, wlroots), then
                       logind, never X11; X11: x11, then logind; \`crowdbake status\` says which and why)
+  --interruption-url U  poll this instance metadata service (IMDSv2, e.g. http://169.254.169.254) for a
+                      spot interruption notice; on one, the worker drains at once (cloud workers)
+
+SIGTERM drains the worker: it takes no new builds, finishes those running (the master shows it
+"draining") and exits 0. A second signal, or SIGINT, gives the running builds back at once (the
+master requeues them, not counted as failed attempts) and exits. \`crowdbake drain\` does the same.
 
 Serving an existing BuildBot (>= 3.7) master instead, as a msgpack_experimental_v7 worker:
   crowdbake worker --buildbot ws://HOST:PORT --name N --password-file FILE [--basedir DIR]
@@ -57,7 +63,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
     'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
     'token-file': { type: 'string' }, 'password-file': { type: 'string' },
-    'bases-dir': { type: 'string' },
+    'bases-dir': { type: 'string' }, 'interruption-url': { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
   if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
@@ -74,6 +80,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const name = str(values, 'name');
   const pin = str(values, 'pin');
   if (pin !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(pin)) throw new UsageError(`--pin "${pin}" must be sha256: followed by 64 hex digits`);
+  const interruptionUrl = str(values, 'interruption-url');
+  if (interruptionUrl !== undefined && !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(interruptionUrl)) throw new UsageError(`--interruption-url "${interruptionUrl}" must be an http(s):// URL (the metadata service's base)`);
   warnSecretOnCommandLine(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
   // Loaded here, not at the top: `--buildbot` must not load the native agent, nor this path BuildBot's.
   const { startWorker } = await import('../../worker/agent.js');
@@ -84,11 +92,18 @@ export async function workerCommand(argv: string[]): Promise<number> {
     ...(str(values, 'bases-dir') ? { basesDir: str(values, 'bases-dir') } : {}),
     ...(name ? { name } : {}),
     ...(builds !== undefined ? { maxBuilds: builds } : {}),
+    ...(interruptionUrl !== undefined ? { interruptionUrl } : {}),
   });
   console.log(`crowdbake worker: control API at ${worker.controlUrl} (crowdbake status --data …)`);
-  const stoppedBy = await Promise.race([untilSignal().then(() => 'signal'), worker.done.then(() => 'master')]);
+  // SIGTERM drains (finish the builds, then exit); a second signal, or SIGINT, gives them back now; a third exits at once.
+  const off = onSignals((signal, count) => {
+    if (count >= 3) void worker.close();
+    else worker.drain(signal === 'SIGINT' || count > 1, `${signal} received`);
+  });
+  await worker.done;
+  off();
   await worker.close();
-  return stoppedBy === 'signal' ? 0 : 1;
+  return worker.drained ? 0 : 1;
 }
 
 /** Flags given here override the volunteer's saved preferences (and are saved). */

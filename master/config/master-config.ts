@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema, SizeSchema } from '../../protocol/build-spec.js';
 import { checkSchema, displayPath, readYaml } from './yaml-source.js';
 import { DEFAULT_BUILD_CAPS, type BuildCaps } from '../worker-bounds.js';
+import { Ec2ProvisionerConfigSchema } from './ec2-config.js';
 
 const latentCommon = {
   name: NameSchema,
@@ -50,7 +51,7 @@ export const LocalVmProvisionerConfigSchema = z.strictObject({
   initrd: AbsolutePath.optional(),
 }).refine((c) => (c.kernel === undefined) === (c.initrd === undefined), 'give both kernel and initrd, or neither');
 
-export const ProvisionerConfigSchema = z.discriminatedUnion('type', [CommandProvisionerConfigSchema, LocalVmProvisionerConfigSchema]);
+export const ProvisionerConfigSchema = z.discriminatedUnion('type', [CommandProvisionerConfigSchema, LocalVmProvisionerConfigSchema, Ec2ProvisionerConfigSchema]);
 export type ProvisionerConfig = z.output<typeof ProvisionerConfigSchema>;
 export type CommandProvisionerConfig = z.output<typeof CommandProvisionerConfigSchema>;
 export type LocalVmProvisionerConfig = z.output<typeof LocalVmProvisionerConfigSchema>;

@@ -12,6 +12,9 @@ export interface ActiveBuild {
   usage: BuildUsage;
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
+  /** [provenance] The spec sent with this attempt and the artifacts it uploaded, that its statement must match. */
+  sent?: unknown;
+  received?: { name: string; size: number; sha256: string }[];
 }
 
 /**

@@ -10,6 +10,12 @@ export interface WorkerSession extends WorkerOffer {
   /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
   accepting: boolean;
   reason: string;
+  /** [cloud] Set once the worker is leaving (its `drain`, or the admin's): it gets nothing new. */
+  draining?: { now: boolean; reason: string } | null;
+  /** [cloud] Builds it may still be given (a one-time credential's session: 1); absent: no limit. */
+  buildsLeft?: number;
+  /** [cloud] A cloud worker (logged in with a one-time credential): `cloud: never` builders are not sent there. */
+  cloud?: boolean;
   send(message: MasterMessage): void;
   /** Closes the connection; `retry`: the worker should connect again (else it is told it was replaced). */
   close(why: string, retry?: boolean): void;
@@ -49,11 +55,12 @@ export class WorkerSessions {
   /**
    * Connected workers a build may go to: not those in `exclude` (they ran another replica),
    * nor `barred` (they broke its bounds), nor — for a distinct-owners group — one whose owner
-   * ran a replica or is unknown. Each offer's `running` is brought up to date.
+   * ran a replica or is unknown; with `noCloud`, no cloud worker. Each offer's `running` is brought up to date.
    */
-  *offers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>): Iterable<WorkerSession> {
+  *offers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>, noCloud = false): Iterable<WorkerSession> {
     for (const s of this.byName.values()) {
-      if (exclude?.has(s.name) || barred?.has(s.name)) continue;
+      // [cloud] `cloud: never` builders are not sent to cloud workers.
+      if (exclude?.has(s.name) || barred?.has(s.name) || (noCloud && s.cloud)) continue;
       // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
       if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
       (s as { running: number }).running = s.builds.size;

@@ -1,4 +1,4 @@
-import type { ProvisionerConfig } from '../config/master-config.js';
+import type { LatentConfig } from './latent-workers.js';
 import { assertNever } from '../../protocol/assert-never.js';
 import { CommandProvisioner } from './command-provisioner.js';
 import { LocalVmProvisioner, type LocalVmGuestBuilder } from './local-vm-provisioner.js';
@@ -11,8 +11,11 @@ export interface ProvisionerDeps {
   localVmGuest?: LocalVmGuestBuilder | null;
 }
 
-/** The Provisioner for one `provisioners:` entry of crowdbake.yml, by its `type`. A new type is one more case. */
-export function createProvisioner(config: ProvisionerConfig, deps: ProvisionerDeps): Provisioner {
+/**
+ * The Provisioner for one `provisioners:` entry of crowdbake.yml, by its `type`. A new type is one more case.
+ * `ec2` entries are pools (master/provisioners/ec2/cloud-pool.ts, with its Ec2Provisioner), made by LatentWorkers.
+ */
+export function createProvisioner(config: LatentConfig, deps: ProvisionerDeps): Provisioner {
   switch (config.type) {
     case 'command': return new CommandProvisioner({ start: config.start, stop: config.stop }, deps.configDir, config.startTimeout);
     case 'local-vm': return new LocalVmProvisioner(config, deps.dataDir, deps.localVmGuest ?? null);

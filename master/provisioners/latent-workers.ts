@@ -2,6 +2,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuilderDefinition } from '../../protocol/builder-file.js';
 import type { ProvisionerConfig } from '../config/master-config.js';
+import type { CloudView } from '../../protocol/api.js';
+import type { BuildRow } from '../store/store.js';
+import { CloudPool } from './ec2/cloud-pool.js';
+import { farmId } from './farm-id.js';
 import type { Coordinator } from '../coordinator.js';
 import { executorFor } from '../matching.js';
 import type { Store } from '../store/store.js';
@@ -12,8 +16,11 @@ import type { ProvisionContext, Provisioner } from './provisioner.js';
 
 type State = 'stopped' | 'starting' | 'running' | 'stopping';
 
+/** The provisioners that start one named worker each (the cloud ones are pools: CloudPool). */
+export type LatentConfig = Exclude<ProvisionerConfig, { type: 'ec2' }>;
+
 interface Latent {
-  config: ProvisionerConfig;
+  config: LatentConfig;
   provisioner: Provisioner;
   state: State;
   since: number;
@@ -35,6 +42,8 @@ export interface LatentWorkerView {
  */
 export class LatentWorkers {
   private readonly latent = new Map<string, Latent>();
+  /** [cloud] The `ec2` provisioners: pools of cloud workers sized on the queue. */
+  private readonly pools: CloudPool[] = [];
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -43,9 +52,22 @@ export class LatentWorkers {
     private readonly deps: {
       coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void;
       localVmGuest?: LocalVmGuestBuilder | null;
+      /** [cloud] The farm's public URL (crowdbake.yml `url:`), which cloud instances dial. */
+      publicUrl?: string | undefined;
+      builder?: (name: string) => BuilderDefinition | null;
     },
   ) {
+    const cloud = configs.filter((c) => c.type === 'ec2');
+    const farm = cloud.length ? farmId(deps.dataDir) : '';
+    for (const config of cloud) {
+      const base = () => (config.masterUrl ?? deps.publicUrl ?? deps.masterUrl()).replace(/^http/, 'ws').replace(/\/+$/, '');
+      this.pools.push(new CloudPool(config, {
+        coordinator: deps.coordinator, store: deps.store, farmId: farm, log: deps.log, builder: deps.builder ?? (() => null),
+        workerUrl: () => (base() === '' || base().endsWith('/api/v1/worker') ? base() : `${base()}/api/v1/worker`),
+      }));
+    }
     for (const config of configs) {
+      if (config.type === 'ec2') continue;
       this.latent.set(config.name, {
         config, provisioner: createProvisioner(config, deps),
         state: 'stopped', since: Date.now(), idleSince: null, lastError: null,
@@ -56,7 +78,26 @@ export class LatentWorkers {
   }
 
   get size(): number {
-    return this.latent.size;
+    return this.latent.size + this.pools.length;
+  }
+
+  /** [cloud] Starts the cloud pools (once the master listens: their instances need its URL). */
+  async startPools(): Promise<void> {
+    for (const p of this.pools) await p.start();
+  }
+
+  /** [cloud] The cloud pools, for GET /api/v1/cloud. */
+  cloud(): CloudView[] {
+    return this.pools.map((p) => p.view());
+  }
+
+  /** [cloud] Why a queued build waits as far as the cloud is concerned, or null (no pool can run it). */
+  waitReason(def: BuilderDefinition, row: BuildRow): string | null {
+    for (const p of this.pools) {
+      const why = p.waitReason(def, row);
+      if (why) return why;
+    }
+    return null;
   }
 
   list(): LatentWorkerView[] {
@@ -65,7 +106,7 @@ export class LatentWorkers {
 
   /** Whether some latent worker could run this builder (then it is not "unrunnable"). */
   couldRun(builder: BuilderDefinition): boolean {
-    return [...this.latent.values()].some((l) => executorFor(builder, this.offer(l)) !== null);
+    return [...this.latent.values()].some((l) => executorFor(builder, this.offer(l)) !== null) || this.pools.some((p) => p.couldRun(builder));
   }
 
   /** The coordinator could not place builds of these builders: start a latent worker for each, if one fits. */
@@ -167,6 +208,7 @@ export class LatentWorkers {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    await Promise.all(this.pools.map((p) => p.close()));
     await Promise.all([...this.latent.values()].filter((l) => l.state === 'running' || l.state === 'starting').map((l) => this.stop(l, 'the master is shutting down')));
   }
 }

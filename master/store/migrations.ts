@@ -283,6 +283,29 @@ export const MIGRATIONS: readonly Migration[] = [
    );`,
   },
   {
+    // [cloud] One-time credentials (a cloud worker's user-data carries one: good for one
+    // connection, refused once used or past its expiry) and the instance time each cloud
+    // provisioner used per UTC day, which its daily and monthly budgets are counted from.
+    sqlite: `ALTER TABLE tokens ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+   ALTER TABLE tokens ADD COLUMN used_at TEXT;
+   CREATE TABLE cloud_usage (
+     provisioner TEXT NOT NULL,
+     day TEXT NOT NULL,
+     instance_ms BIGINT NOT NULL,
+     PRIMARY KEY (provisioner, day)
+   );`,
+    postgres: `ALTER TABLE tokens ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+   ALTER TABLE tokens ADD COLUMN used_at TEXT;
+   CREATE TABLE cloud_usage (
+     provisioner TEXT COLLATE "C" NOT NULL,
+     day TEXT NOT NULL,
+     instance_ms BIGINT NOT NULL,
+     PRIMARY KEY (provisioner, day)
+   );`,
+  },
+  {
     // Several masters on one PostgreSQL (master/store/claims.ts): who holds a running attempt
     // (`holder`, a master's id in `masters`), until when a released attempt waits for its
     // worker to come back (`orphan_until`), the masters' own leases and the singletons'

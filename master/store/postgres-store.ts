@@ -2,7 +2,7 @@ import { DatabaseError, type Client } from 'pg';
 import { connectPostgres, describeTarget, migratePostgres, redact } from './postgres-connect.js';
 import {
   artifactFromRow, BUILD_COLUMNS, buildFromRow, capacityFromRow, creditDayFromRow, creditTotalFromRow, duplicateTokenMessage, inviteFromRow,
-  stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
+  oneTimeValues, stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
   ArtifactRow, BuildPatch, BuildQuery, BuildRow, CapacityRow, CreditDayRow, CreditDelta, CreditTotalRow, EnrollOutcome, Enrollment, InviteRow,
@@ -117,6 +117,21 @@ export class PostgresStore implements Store {
 
   async revokeToken(name: string, at: string): Promise<boolean> {
     return (await this.count('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [at, name])) > 0;
+  }
+
+  async useOneTimeToken(name: string, at: string): Promise<boolean> {
+    return (await this.count(`UPDATE tokens SET used_at = $1 WHERE name = $2 AND one_time = 1 AND used_at IS NULL AND revoked_at IS NULL
+      AND (expires_at IS NULL OR expires_at > $1)`, [at, name])) > 0;
+  }
+
+  async addCloudUsage(provisioner: string, day: string, instanceMs: number): Promise<void> {
+    await this.query(`INSERT INTO cloud_usage (provisioner, day, instance_ms) VALUES ($1, $2, $3)
+      ON CONFLICT (provisioner, day) DO UPDATE SET instance_ms = cloud_usage.instance_ms + EXCLUDED.instance_ms`, [provisioner, day, Math.round(instanceMs)]);
+  }
+
+  async listCloudUsage(provisioner: string, sinceDay: string): Promise<{ day: string; instanceMs: number }[]> {
+    return (await this.query('SELECT day, instance_ms FROM cloud_usage WHERE provisioner = $1 AND day >= $2 ORDER BY day', [provisioner, sinceDay]))
+      .map((r) => ({ day: String(r.day), instanceMs: Number(r.instance_ms) }));
   }
 
   async upsertWorker(row: WorkerRow): Promise<void> {
@@ -375,7 +390,8 @@ export class PostgresStore implements Store {
   }
 }
 
-const INSERT_TOKEN = 'INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
+const INSERT_TOKEN = 'INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key, one_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)';
 const tokenValues = (row: TokenRow): unknown[] => [
   row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt, row.volunteerId ?? null, row.workerKey ?? null,
+  ...oneTimeValues(row),
 ];

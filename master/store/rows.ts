@@ -19,8 +19,12 @@ export function tokenFromRow(r: Row): TokenRow {
     name: String(r.name), hash: String(r.hash), labels: JSON.parse(String(r.labels)) as string[],
     maxBuilds: Number(r.max_builds), createdAt: String(r.created_at), revokedAt: str(r.revoked_at),
     volunteerId: str(r.volunteer_id), workerKey: str(r.worker_key),
+    ...(Number(r.one_time ?? 0) === 1 ? { oneTime: true, expiresAt: str(r.expires_at), usedAt: str(r.used_at) } : {}),
   };
 }
+
+/** The one_time and expires_at columns of a token row. */
+export const oneTimeValues = (row: TokenRow): [number, string | null] => [row.oneTime ? 1 : 0, row.oneTime ? row.expiresAt ?? null : null];
 
 export function workerFromRow(r: Row): WorkerRow {
   return { name: String(r.name), capabilities: String(r.capabilities), lastSeenAt: String(r.last_seen_at) };

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { MIGRATIONS, schemaTooNewError } from './migrations.js';
 import {
   artifactFromRow, BUILD_COLUMNS, buildFromRow, capacityFromRow, creditDayFromRow, creditTotalFromRow, duplicateTokenMessage, inviteFromRow,
-  stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
+  oneTimeValues, stepFromRow, tokenFromRow, trustEventFromRow, verificationFromRow, volunteerFromRow, workerFlagFromRow, workerFromRow, type Row,
 } from './rows.js';
 import type {
   ArtifactRow, BuildPatch, BuildQuery, BuildRow, CapacityRow, CreditDayRow, CreditDelta, CreditTotalRow, EnrollOutcome, Enrollment, InviteRow,
@@ -33,7 +33,11 @@ export class SqliteStore implements Store {
     this.migrate();
     const db = this.db;
     this.stmts = {
-      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertToken: db.prepare('INSERT INTO tokens (name, hash, labels, max_builds, created_at, revoked_at, volunteer_id, worker_key, one_time, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      useOneTimeToken: db.prepare('UPDATE tokens SET used_at = ? WHERE name = ? AND one_time = 1 AND used_at IS NULL AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)'),
+      addCloudUsage: db.prepare(`INSERT INTO cloud_usage (provisioner, day, instance_ms) VALUES (?, ?, ?)
+        ON CONFLICT (provisioner, day) DO UPDATE SET instance_ms = instance_ms + excluded.instance_ms`),
+      listCloudUsage: db.prepare('SELECT day, instance_ms FROM cloud_usage WHERE provisioner = ? AND day >= ? ORDER BY day'),
       getToken: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       listTokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
       revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
@@ -115,7 +119,7 @@ export class SqliteStore implements Store {
   async createToken(row: TokenRow): Promise<void> {
     try {
       this.stmts.insertToken.run(row.name, row.hash, JSON.stringify(row.labels), row.maxBuilds, row.createdAt, row.revokedAt,
-        row.volunteerId ?? null, row.workerKey ?? null);
+        row.volunteerId ?? null, row.workerKey ?? null, ...oneTimeValues(row));
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(duplicateTokenMessage(row.name));
       throw e;
@@ -133,6 +137,18 @@ export class SqliteStore implements Store {
 
   async revokeToken(name: string, at: string): Promise<boolean> {
     return this.stmts.revokeToken.run(at, name).changes > 0;
+  }
+
+  async useOneTimeToken(name: string, at: string): Promise<boolean> {
+    return this.stmts.useOneTimeToken.run(at, name, at).changes > 0;
+  }
+
+  async addCloudUsage(provisioner: string, day: string, instanceMs: number): Promise<void> {
+    this.stmts.addCloudUsage.run(provisioner, day, Math.round(instanceMs));
+  }
+
+  async listCloudUsage(provisioner: string, sinceDay: string): Promise<{ day: string; instanceMs: number }[]> {
+    return (this.stmts.listCloudUsage.all(provisioner, sinceDay) as Row[]).map((r) => ({ day: String(r.day), instanceMs: Number(r.instance_ms) }));
   }
 
   async upsertWorker(row: WorkerRow): Promise<void> {
@@ -288,7 +304,7 @@ export class SqliteStore implements Store {
         this.stmts.insertTrustEvent.run(v.id, v.trust, null, v.trustSource, e.reason, e.at);
       }
       const t = { ...e.token, volunteerId: volunteer.id };
-      this.stmts.insertToken.run(t.name, t.hash, JSON.stringify(t.labels), t.maxBuilds, t.createdAt, t.revokedAt, t.volunteerId, t.workerKey ?? null);
+      this.stmts.insertToken.run(t.name, t.hash, JSON.stringify(t.labels), t.maxBuilds, t.createdAt, t.revokedAt, t.volunteerId, t.workerKey ?? null, 0, null);
       if (e.inviteId !== null) this.stmts.spendInvite.run(e.inviteId);
       return { ok: true, volunteer };
     })();

@@ -20,6 +20,15 @@ export interface Store {
   getToken(name: string): Promise<TokenRow | null>;
   listTokens(): Promise<TokenRow[]>;
   revokeToken(name: string, at: string): Promise<boolean>;
+  /**
+   * [cloud] Spends a one-time token: sets its `usedAt` if it is one-time, unused, unrevoked and
+   * not expired at `at`, in one statement (two connections racing with it: one wins). False otherwise.
+   */
+  useOneTimeToken(name: string, at: string): Promise<boolean>;
+  /** [cloud] Adds instance time to a cloud provisioner's row of `day` (YYYY-MM-DD, UTC). */
+  addCloudUsage(provisioner: string, day: string, instanceMs: number): Promise<void>;
+  /** [cloud] A provisioner's instance time per day from `sinceDay` on, oldest first. */
+  listCloudUsage(provisioner: string, sinceDay: string): Promise<{ day: string; instanceMs: number }[]>;
 
   upsertWorker(row: WorkerRow): Promise<void>;
   listWorkers(): Promise<WorkerRow[]>;
@@ -199,6 +208,10 @@ export interface TokenRow {
   volunteerId?: string | null;
   /** The worker's own Ed25519 public key (SPKI DER, base64), sent when it joined. */
   workerKey?: string | null;
+  /** [cloud] A one-time credential: good for one connection (`usedAt` set then), refused after `expiresAt` unused. */
+  oneTime?: boolean;
+  expiresAt?: string | null;
+  usedAt?: string | null;
 }
 
 export interface WorkerRow {

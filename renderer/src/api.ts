@@ -2,6 +2,8 @@ import {
   ArtifactViewSchema, BuilderViewSchema, BuildViewSchema, DashboardEventSchema, WorkerViewSchema,
   type ArtifactView, type BuilderView, type BuildState, type BuildView, type DashboardEvent, type WorkerView,
 } from '../../protocol/api.js';
+import { DiffoscopeReportSchema, type DiffoscopeReport } from '../../protocol/diffoscope-report.js';
+import { FARM_KEY_URL, FarmKeySchema, type FarmKey } from '../../protocol/provenance.js';
 
 /**
  * The master's REST API (`/api/v1`) and its events WebSocket, for the browser. Every JSON
@@ -32,7 +34,7 @@ export interface BuildQuery {
   before?: number;
 }
 
-interface Parser<T> {
+export interface Parser<T> {
   safeParse(data: unknown): { success: true; data: T } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
 }
 
@@ -45,7 +47,8 @@ function describe(issues: readonly { path: readonly PropertyKey[]; message: stri
   return issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
-async function request(path: string, init: RequestInit = {}): Promise<Response> {
+/** One request to the master's API; throws ApiError naming the master's reason when it is not 2xx. */
+export async function request(path: string, init: RequestInit = {}): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(`${API_BASE}${path}`, { ...init, headers: { accept: 'application/json', ...init.headers } });
@@ -61,8 +64,9 @@ async function request(path: string, init: RequestInit = {}): Promise<Response> 
   throw new ApiError(res.status, message);
 }
 
-async function getJson<T>(path: string, schema: Parser<T>): Promise<T> {
-  const res = await request(path);
+/** GET `path` (with `init`, e.g. the admin token) and check the answer against `schema`. */
+export async function getJson<T>(path: string, schema: Parser<T>, init: RequestInit = {}): Promise<T> {
+  const res = await request(path, init);
   const parsed = schema.safeParse(await res.json());
   if (!parsed.success) throw new ApiError(res.status, `unexpected answer from ${API_BASE}${path}: ${describe(parsed.error.issues)}`);
   return parsed.data;
@@ -227,4 +231,22 @@ export function openEventStream(handlers: EventStreamHandlers, options: EventStr
       socket = null;
     },
   };
+}
+
+/** [provenance] The provenance bundle of an artifact (for `crowdbake verify`). */
+export function provenanceUrl(id: number, name: string): string {
+  return `${artifactUrl(id, name)}/provenance`;
+}
+
+/** [provenance] The diffoscope diagnosis of a replicated build's group. */
+export function fetchDiffoscope(id: number): Promise<DiffoscopeReport> {
+  return getJson(`/builds/${id}/diffoscope`, DiffoscopeReportSchema);
+}
+
+/** [provenance] The key that signs this farm's summaries (to pin). */
+export async function fetchFarmKey(): Promise<FarmKey> {
+  const res = await fetch(FARM_KEY_URL, { headers: { accept: 'application/json' } });
+  const parsed = FarmKeySchema.safeParse(res.ok ? await res.json() : null);
+  if (!parsed.success) throw new ApiError(res.status, `unexpected answer from ${FARM_KEY_URL}`);
+  return parsed.data;
 }

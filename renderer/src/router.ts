@@ -1,12 +1,13 @@
 import { useSyncExternalStore } from 'react';
 
-/** Hash routes: `#/` builders, `#/grid`, `#/builds`, `#/builds/ID`, `#/workers`. */
+/** Hash routes: `#/` builders, `#/grid`, `#/builds`, `#/builds/ID`, `#/workers`, `#/contributors[?volunteer=ID]`. */
 export type Route =
   | { page: 'builders' }
   | { page: 'builds'; builder: string | null }
   | { page: 'build'; id: number }
   | { page: 'grid' }
   | { page: 'workers' }
+  | { page: 'contributors'; volunteer: string | null }
   | { page: 'not-found'; path: string };
 
 export function parseRoute(hash: string): Route {
@@ -18,6 +19,7 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'builds' && parts.length === 2 && /^\d+$/.test(parts[1]!)) return { page: 'build', id: Number(parts[1]) };
   if (parts[0] === 'workers' && parts.length === 1) return { page: 'workers' };
   if (parts[0] === 'grid' && parts.length === 1) return { page: 'grid' };
+  if (parts[0] === 'contributors' && parts.length === 1) return { page: 'contributors', volunteer: new URLSearchParams(query).get('volunteer') || null };
   return { page: 'not-found', path };
 }
 
@@ -27,6 +29,7 @@ export const href = {
   build: (id: number) => `#/builds/${id}`,
   workers: () => '#/workers',
   grid: () => '#/grid',
+  contributors: (volunteer?: string | null) => (volunteer ? `#/contributors?volunteer=${encodeURIComponent(volunteer)}` : '#/contributors'),
 };
 
 export function navigate(to: string): void {

@@ -6,6 +6,7 @@ import { joinSignedText, type JoinResponse } from '../../protocol/join.js';
 import { PROTOCOL_VERSION } from '../../protocol/version.js';
 import { sha256Hex } from '../../master/tokens.js';
 import { startWorker, type WorkerHandle } from '../../worker/agent.js';
+import type { MasterOptions } from '../../master/master.js';
 import { cleanup, tempDir, testMaster, until, type TestMaster } from './cluster.js';
 
 /**
@@ -24,11 +25,11 @@ export function identity(): Identity {
 export interface Joined { status: number; body: JoinResponse & { error?: string; reason?: string }; token: string }
 
 export async function join(
-  m: { url: string }, o: { worker: string; code?: string; who?: Identity; displayName?: string; listed?: boolean; signWith?: Identity },
+  m: { url: string }, o: { worker: string; code?: string; who?: Identity; displayName?: string; listed?: boolean; signWith?: Identity; workerKey?: Identity },
 ): Promise<Joined> {
   const who = o.who ?? identity();
   const secret = randomBytes(32).toString('base64url');
-  const workerKey = identity().key;
+  const workerKey = (o.workerKey ?? identity()).key;
   const req = { worker: o.worker, tokenHash: sha256Hex(secret), workerKey, ...(o.code ? { code: o.code } : {}) };
   const volunteerSignature = sign(null, Buffer.from(joinSignedText(req)), (o.signWith ?? who).privateKey).toString('base64');
   const r = await fetch(`${m.url}/api/v1/join`, {
@@ -46,13 +47,13 @@ export async function admin<T>(m: TestMaster, method: string, path: string, body
   return { status: r.status, body: (await r.json()) as T };
 }
 
-/** A test master whose crowdbake.yml holds `yaml`. */
-export async function crowdMaster(builders: Record<string, string>, yaml: string, dirs: string[]): Promise<TestMaster> {
+/** A test master whose crowdbake.yml holds `yaml`; `opts` go to startMaster. */
+export async function crowdMaster(builders: Record<string, string>, yaml: string, dirs: string[], opts: Partial<MasterOptions> = {}): Promise<TestMaster> {
   const dir = tempDir('crowd');
   dirs.push(dir);
   mkdirSync(joinPath(dir, 'config'), { recursive: true });
   writeFileSync(joinPath(dir, 'config', 'crowdbake.yml'), yaml);
-  return testMaster(builders, { dir });
+  return testMaster(builders, { ...opts, dir });
 }
 
 /** An invite made over REST; returns its code. */

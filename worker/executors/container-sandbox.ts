@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { cgroupCpuMs } from '../cpu-time.js';
 import { diskFull } from './disk-limit.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 import { podman, removeContainers, spawnErrorMessage, spawnPodman } from './podman.js';
@@ -20,6 +21,8 @@ export interface ContainerOps {
   thaw(): Promise<void>;
   /** Kills every process in the container, also when frozen. */
   kill(): Promise<void>;
+  /** Optional: caps the container's CPU quota at `cpus` cores (null: its own quota again); see Freezable.limitCpu. */
+  limitCpu?(cpus: number | null): Promise<void>;
   /** Removes the container and whatever runs in it. */
   remove(): Promise<void>;
 }
@@ -83,6 +86,8 @@ export class ContainerSandbox implements Sandbox {
   private destroying: Promise<void> | undefined;
   private current: Supervised | undefined;
   private lock: Promise<unknown> = Promise.resolve();
+  /** Present when the container's CPU quota can be written (the fast path with its cgroup); else the gate freezes instead. */
+  readonly limitCpu?: (cpus: number | null) => Promise<void>;
 
   private constructor(
     readonly name: string,
@@ -90,7 +95,10 @@ export class ContainerSandbox implements Sandbox {
     private readonly guards: SandboxGuards,
     private readonly oomFile: string | null,
     private oomKills: number | null,
-  ) {}
+  ) {
+    const limit = ops.limitCpu?.bind(ops);
+    if (limit) this.limitCpu = (cpus) => this.serial(async () => { if (!this.destroyed && !this.broken) await limit(cpus); });
+  }
 
   static async start(name: string, ops: ContainerOps, guards: SandboxGuards, oomFile: string | null): Promise<ContainerSandbox> {
     return new ContainerSandbox(name, ops, guards, oomFile, await readOomKills(oomFile));
@@ -177,6 +185,13 @@ export class ContainerSandbox implements Sandbox {
   }
 
   /** Removes the container; idempotent and safe to call concurrently. */
+  /** The container's cgroup total, found from its init through `podman inspect` (worker/cpu-time.ts). */
+  async cpuMs(): Promise<number | null> {
+    if (this.destroyed) return null;
+    const r = await podman(['inspect', '--format', '{{.State.Pid}}', this.name], { allowFailure: true, timeoutMs: 30_000 });
+    return r.code === 0 ? cgroupCpuMs(Number(r.stdout.trim())) : null;
+  }
+
   destroy(): Promise<void> {
     if (!this.destroying) {
       this.destroyed = true;

@@ -35,6 +35,12 @@ export interface Executor {
 export interface Freezable {
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /**
+   * Optional: holds the sandbox to at most `cpus` cores (the cgroup's CPU quota) without
+   * freezing it; null gives back the quota it was started with. Sandboxes without it are
+   * frozen instead when the volunteer asks to "keep going gently".
+   */
+  limitCpu?(cpus: number | null): Promise<void>;
 }
 
 /**
@@ -111,5 +117,9 @@ export interface Sandbox {
   run(step: StepRequest): Promise<StepOutcome>;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /** See Freezable.limitCpu. */
+  limitCpu?(cpus: number | null): Promise<void>;
   destroy(): Promise<void>;
+  /** CPU ms used in this sandbox so far (worker/cpu-time.ts), read before `destroy`; null when it cannot be known. */
+  cpuMs?(): Promise<number | null>;
 }

@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
 import type { Availability, Executor, Sandbox, SandboxRequest, StepOutcome, StepRequest } from './executor.js';
+import { reapedChildrenCpuMs } from '../cpu-time.js';
 import { errorOutcome, FreezeGate, invalidEnv, supervise, type Supervised } from './step-support.js';
 
 /**
@@ -46,6 +47,7 @@ class HostSandbox implements Sandbox {
   private readonly gate = new FreezeGate();
   private destroyed = false;
   private current: { child: ChildProcess; supervised: Supervised } | undefined;
+  private cpu = 0;
 
   constructor(private readonly workdir: string) {}
 
@@ -63,6 +65,7 @@ class HostSandbox implements Sandbox {
     const [cmd, ...args] = typeof step.run === 'string' ? ['/bin/sh', '-c', step.run] : step.run;
     if (cmd === undefined) return errorOutcome('the step has an empty command');
     const env = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: this.workdir, ...step.env };
+    const cpuBefore = reapedChildrenCpuMs();
     const child = spawn(cmd, args, { cwd: this.workdir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = child.pid;
     const supervised = supervise(child, step, {
@@ -82,7 +85,14 @@ class HostSandbox implements Sandbox {
       return { exitCode: r.code, stopped: null, message: null };
     } finally {
       this.current = undefined;
+      const cpuAfter = reapedChildrenCpuMs();
+      if (cpuBefore !== null && cpuAfter !== null) this.cpu += Math.max(0, cpuAfter - cpuBefore);
     }
+  }
+
+  /** The steps' process trees, as reaped (other children reaped meanwhile, e.g. another build's, count too). */
+  async cpuMs(): Promise<number | null> {
+    return reapedChildrenCpuMs() === null ? null : this.cpu;
   }
 
   async freeze(): Promise<void> {

@@ -8,9 +8,10 @@ import { BuildStatusBadge } from './build-status-badge';
 import { BuildSummary } from './build-summary';
 import { LogView } from './log-view';
 import { PageTitle } from './page-title';
+import { ProvenancePanel } from './provenance-panel';
 import { StepList } from './step-list';
 
-/** One build: summary, Cancel/Rebuild, steps, the live log and the artifacts. */
+/** One build: summary, Cancel/Rebuild, steps, the live log, the artifacts and their provenance. */
 export function BuildPage({ id }: { id: number }) {
   const build = useBuild(id);
   const error = useBuildError();
@@ -50,6 +51,7 @@ export function BuildPage({ id }: { id: number }) {
             <h2 id="artifacts-heading">Artifacts</h2>
             <ArtifactList build={build} />
           </section>
+          <ProvenancePanel build={build} />
         </>
       )}
     </>

@@ -7,6 +7,7 @@ const LINKS = [
   { label: 'Grid', to: href.grid(), active: (r: Route) => r.page === 'grid' },
   { label: 'Builds', to: href.builds(), active: (r: Route) => r.page === 'builds' || r.page === 'build' },
   { label: 'Workers', to: href.workers(), active: (r: Route) => r.page === 'workers' },
+  { label: 'Contributors', to: href.contributors(), active: (r: Route) => r.page === 'contributors' },
 ];
 
 export function SiteHeader({ route }: { route: Route }) {

@@ -4,7 +4,7 @@ import { href } from '../router';
 import { useWorker, useWorkerActivity, useWorkerBuildIds } from '../store/hooks';
 import { LabelList } from './label-list';
 
-const ACTIVITY_LABEL = { idle: 'Idle', busy: 'Busy', frozen: 'Frozen', offline: 'Offline' } as const;
+const ACTIVITY_LABEL = { idle: 'Idle', busy: 'Busy', frozen: 'Frozen', draining: 'Draining', offline: 'Offline' } as const;
 
 export function WorkerRow({ name }: { name: string }) {
   const w = useWorker(name);

@@ -1,4 +1,5 @@
 import { useDashboard, useWorkerNames, useWorkersLoaded } from '../store/hooks';
+import { CrowdAdmin } from './crowd-admin';
 import { PageTitle } from './page-title';
 import { WorkerRow } from './worker-row';
 
@@ -14,7 +15,7 @@ export function WorkersPage() {
       {loaded && names.length === 0 && (
         <div className="empty">
           <p>No worker has connected yet.</p>
-          <p className="muted">Create a token with <code>crowdbake token create NAME</code> and start <code>crowdbake worker</code> with it.</p>
+          <p className="muted">Invite volunteers below (they run <code>crowdbake join LINK</code>), or create a token with <code>crowdbake token create --name NAME</code> and start <code>crowdbake worker</code> with it.</p>
         </div>
       )}
       {names.length > 0 && (
@@ -40,6 +41,7 @@ export function WorkersPage() {
           </table>
         </div>
       )}
+      <CrowdAdmin />
     </>
   );
 }

@@ -222,7 +222,8 @@ async function loadArtifacts(id: number): Promise<void> {
 
 export type WriteOutcome<T> = { ok: true; value: T } | { ok: false; cancelled: boolean; error: string };
 
-async function write<T>(purpose: string, run: (token: string) => Promise<T>): Promise<WriteOutcome<T>> {
+/** Runs an admin write with the token (asked for when none is kept); never throws. */
+export async function write<T>(purpose: string, run: (token: string) => Promise<T>): Promise<WriteOutcome<T>> {
   try {
     const value = await withAdminToken(purpose, run);
     return value === null ? { ok: false, cancelled: true, error: 'No admin token was given.' } : { ok: true, value: value.value };

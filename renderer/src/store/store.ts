@@ -3,6 +3,7 @@ import { createAuthSlice, type AuthSlice } from './auth-slice';
 import { createBuildersSlice, type BuildersSlice } from './builders-slice';
 import { createBuildsSlice, type BuildsSlice } from './builds-slice';
 import { createConnectionSlice, type ConnectionSlice } from './connection-slice';
+import { createCrowdSlice, type CrowdSlice } from './crowd-slice';
 import { createSelectionSlice, type SelectionSlice } from './selection-slice';
 import { createWorkersSlice, type WorkersSlice } from './workers-slice';
 
@@ -12,7 +13,7 @@ import { createWorkersSlice, type WorkersSlice } from './workers-slice';
  * the master and call those setters; components read through the narrow selectors in
  * selectors.ts via the hooks in hooks.ts.
  */
-export type DashboardState = BuildersSlice & BuildsSlice & WorkersSlice & SelectionSlice & ConnectionSlice & AuthSlice;
+export type DashboardState = BuildersSlice & BuildsSlice & WorkersSlice & SelectionSlice & ConnectionSlice & AuthSlice & CrowdSlice;
 
 export function createDashboardStore(): StoreApi<DashboardState> {
   return createStore<DashboardState>()((...a) => ({
@@ -22,6 +23,7 @@ export function createDashboardStore(): StoreApi<DashboardState> {
     ...createSelectionSlice(...a),
     ...createConnectionSlice(...a),
     ...createAuthSlice(...a),
+    ...createCrowdSlice(...a),
   }));
 }
 

@@ -9,15 +9,16 @@ import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/prom
  * milliseconds, where `podman pause` takes tens.
  */
 
-const CGROUP_ROOT = '/sys/fs/cgroup';
+export const CGROUP_ROOT = '/sys/fs/cgroup';
 const FREEZE_TIMEOUT_MS = 5000;
 const KILL_TIMEOUT_MS = 5000;
 
 type Freezer = { version: 1; dir: string } | { version: 2; dir: string };
 
-interface CgroupLine { controllers: string[]; path: string }
+export interface CgroupLine { controllers: string[]; path: string }
 
-async function cgroupLines(pid: number): Promise<CgroupLine[]> {
+/** The lines of /proc/PID/cgroup (none for a bad pid or one that is gone; `..` in a path is refused). */
+export async function cgroupLines(pid: number): Promise<CgroupLine[]> {
   if (!Number.isInteger(pid) || pid <= 0) return [];
   const text = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
   const out: CgroupLine[] = [];

@@ -3,6 +3,7 @@ import { podman, podmanWithSockets, removeContainers } from '../podman.js';
 import { AgentChannel } from './agent-channel.js';
 import { AGENT_FDS, AGENT_SCRIPT, stepCode } from './agent-protocol.js';
 import { ContainerCgroup, oomCounterFile } from './cgroups.js';
+import { CpuQuota } from './cpu-quota.js';
 import { runcInitPid } from './runc-state.js';
 
 /**
@@ -13,12 +14,18 @@ import { runcInitPid } from './runc-state.js';
  * (≈150-250 ms → ≈2 ms); per freeze a `podman pause` (≈50-70 ms → a few ms).
  */
 export class FastOps implements ContainerOps {
+  readonly limitCpu?: (cpus: number | null) => Promise<void>;
+
   constructor(
     private readonly channel: AgentChannel,
     /** Null when the container's cgroups cannot be controlled here: podman pause/kill then. */
     readonly cgroup: ContainerCgroup | null,
     private readonly podmanOps: PodmanOps,
-  ) {}
+    /** The container's CPU quota ("keep going gently"); null when its CPU cgroup cannot be written here. */
+    readonly cpu: CpuQuota | null = null,
+  ) {
+    if (cpu) this.limitCpu = async (cpus) => { if (this.channel.alive) await cpu.set(cpus); };
+  }
 
   problem(): string | null {
     return this.channel.alive ? null : 'the build container stopped (its agent is gone)';
@@ -84,7 +91,8 @@ export async function openFastSandbox(name: string, createArgs: readonly string[
     ]);
     const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
     const oomFile = pid ? await oomCounterFile(pid) : null;
-    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name, cwd)), guards, oomFile);
+    const cpu = pid ? await CpuQuota.ofPid(pid) : null;
+    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name, cwd), cpu), guards, oomFile);
   } catch (e) {
     channel?.close();
     await removeContainers([name]).catch(() => {});

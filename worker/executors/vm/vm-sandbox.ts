@@ -9,6 +9,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Sandbox, StepOutcome, StepRequest } from '../executor.js';
+import { processCpuMs } from '../../cpu-time.js';
 import { errorOutcome, formatBytes, FreezeGate, invalidEnv, supervise, type Supervised } from '../step-support.js';
 import type { GuestVm } from './guest-vm.js';
 import { lastLines, runTool } from './run-tool.js';
@@ -148,6 +149,11 @@ export class VmSandbox implements Sandbox {
   }
 
   /** Quits QEMU and removes its sockets and record; the host workdir stays (the runner owns it). */
+  /** QEMU's process time: every vCPU and I/O thread of the VM (worker/cpu-time.ts). */
+  cpuMs(): Promise<number | null> {
+    return processCpuMs(this.vm.pid);
+  }
+
   destroy(): Promise<void> {
     if (!this.destroying) {
       this.destroyed = true;
