@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
-import { FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -63,7 +63,8 @@ export class WorkerHub {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
     // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
-    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${MASTER_FEATURES.join(', ')}`); });
+    const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : [])];
+    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${features.join(', ')}`); });
     // `crowdbake token revoke` writes the store, possibly from another process or host: the
     // master re-reads the token rows often enough that a revoked worker is gone within a second.
     this.tokenCheck = setInterval(() => void this.checkTokens(), options.tokenCheckMs ?? 500);
@@ -101,6 +102,11 @@ export class WorkerHub {
     } finally {
       this.checkingTokens = false;
     }
+  }
+
+  /** Whether this master adopts running attempts (several masters on one store): FEATURE_ADOPTION. */
+  get adopts(): boolean {
+    return this.coordinator.shared;
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -13,7 +13,13 @@ export const FEATURES_HEADER = 'x-crowdbake-features';
 /** The worker may put `cpuMs` (the CPU time the build used) in its `state finished` message. */
 export const FEATURE_CPU_TIME = 'cpu-time';
 
-/** What this version of the master understands. */
+/**
+ * The master shares its store with other masters and adopts running attempts: the worker may
+ * name them in its hello (`running`). Announced only by a master on a shared (PostgreSQL) store.
+ */
+export const FEATURE_ADOPTION = 'adoption';
+
+/** What this version of the master understands (FEATURE_ADOPTION is added by masters that adopt). */
 export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME];
 
 /** The largest `cpuMs` a worker may claim for one attempt: 256 cores for 30 days. The master caps it far lower (cpu-claim.ts). */

@@ -12,6 +12,7 @@ import { createWorkerToken } from '../../master/tokens.js';
 import { WorkerHub } from '../../master/worker-hub.js';
 import { MasterLink } from '../../worker/master-link.js';
 import { cleanup, tempDir } from './cluster.js';
+import { FEATURE_ADOPTION, FEATURES_HEADER, MASTER_FEATURES } from '../../protocol/worker-features.js';
 import { asWebSocket, linkedPair, type LinkedSocket } from './linked-sockets.js';
 
 /**
@@ -26,7 +27,12 @@ export interface MemoryFarm {
   hub: WorkerHub;
   dataDir: string;
   builders: Map<string, BuilderDefinition>;
-  worker(name: string, opts?: { maxBuilds?: number }): Promise<ScriptedWorker>;
+  /**
+   * A worker connected to this farm's hub — or, with `hubs`, to each of them in turn (its
+   * link's URLs are `ws://in-memory/0`, `/1`, …: a lost connection dials the next).
+   * `running`: what its hello names as still running (to a master that adopts).
+   */
+  worker(name: string, opts?: { maxBuilds?: number; hubs?: WorkerHub[]; token?: string; running?: () => { buildId: number; attempt: number }[] }): Promise<ScriptedWorker>;
   log(buildId: number): string;
   close(): Promise<void>;
 }
@@ -53,14 +59,16 @@ export const CAPABILITIES: Capabilities = {
   executors: ['host'], labels: [], maxBuilds: 1, virtualization: false,
 };
 
-export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?: number; heartbeatMs?: number } = {}): Promise<MemoryFarm> {
+export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?: number; heartbeatMs?: number; storeUrl?: string; leaseMs?: number } = {}): Promise<MemoryFarm> {
   const dataDir = tempDir('memfarm');
-  const store = await openStore(`sqlite:${join(dataDir, 'crowdbake.db')}`);
+  const store = await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
+  // Several masters on one PostgreSQL: this one joins the farm (its lease is not renewed: tests make it long, or end it).
+  await store.claims?.join(`in-memory:${dataDir}`, opts.leaseMs ?? 600_000);
   const builders = new Map(defs.map((d) => [d.name, d]));
   const events = new EventBus();
   const logs = new LogStore(dataDir, false);
   const coordinator = new Coordinator(store, { get: (n) => builders.get(n) ?? null }, logs, new ArtifactStore(dataDir, 2 ** 30), events, {
-    maxAttempts: opts.maxAttempts ?? 3,
+    maxAttempts: opts.maxAttempts ?? 3, adoptWindowMs: opts.leaseMs ?? 600_000,
   });
   await coordinator.recover();
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 60_000, tokenCheckMs: 60_000 });
@@ -69,17 +77,22 @@ export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?
     store, coordinator, hub, dataDir, builders,
     log: (id) => { try { return readFileSync(logs.path(id), 'utf8'); } catch { return ''; } },
     worker: async (name, wopts = {}) => {
-      const token = await createWorkerToken(store, name, []);
+      const token = wopts.token ?? await createWorkerToken(store, name, []);
       let ends: [LinkedSocket, LinkedSocket] | null = null;
       let port = 0;
+      const hubs = wopts.hubs ?? [hub];
+      const urls = hubs.map((_, i) => `ws://in-memory/${i}`);
       const link = new MasterLink({
-        url: 'ws://in-memory/api/v1/worker', name, token, agentVersion: 'test',
+        url: urls[0]!, urls, name, token, agentVersion: 'test',
         capabilities: async () => ({ ...CAPABILITIES, maxBuilds: wopts.maxBuilds ?? 1 }),
         availability: () => ({ accepting: true, reason: '' }),
         backoff: { minMs: 1, maxMs: 5 },
-        connect: () => {
-          ends = linkedPair();
-          hub.accept(asWebSocket(ends[1]), `in-memory:${++port}`, 'in-memory');
+        ...(wopts.running ? { running: wopts.running } : {}),
+        connect: (url) => {
+          const target = hubs[Number(url.slice('ws://in-memory/'.length))]!;
+          // What the master's upgrade answer would announce (worker-hub.ts).
+          ends = linkedPair({ [FEATURES_HEADER]: [...MASTER_FEATURES, ...(target.adopts ? [FEATURE_ADOPTION] : [])].join(', ') });
+          target.accept(asWebSocket(ends[1]), `in-memory:${++port}`, 'in-memory');
           return asWebSocket(ends[0]);
         },
       });

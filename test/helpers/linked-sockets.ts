@@ -93,8 +93,11 @@ export class LinkedSocket extends EventEmitter {
   }
 }
 
-/** Two linked ends: `[worker, master]`. Both open on the next turn (the worker's end emits `open`). */
-export function linkedPair(): [LinkedSocket, LinkedSocket] {
+/**
+ * Two linked ends: `[worker, master]`. Both open on the next turn: the worker's end emits
+ * `upgrade` (with `headers`, as the master's answer to the upgrade would carry) and `open`.
+ */
+export function linkedPair(headers: Record<string, string> = {}): [LinkedSocket, LinkedSocket] {
   const a = new LinkedSocket();
   const b = new LinkedSocket();
   a.peer = b;
@@ -102,6 +105,7 @@ export function linkedPair(): [LinkedSocket, LinkedSocket] {
   setImmediate(() => {
     a.readyState = a.OPEN;
     b.readyState = b.OPEN;
+    a.emit('upgrade', { headers, socket: {} });
     a.emit('open');
   });
   return [a, b];
