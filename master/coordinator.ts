@@ -788,9 +788,16 @@ export class Coordinator {
   /** Several masters: puts back in the queue the attempts nobody holds any more (any master may run it; the store makes it idempotent). */
   async reap(): Promise<number> {
     if (!this.claims) return 0;
-    const n = await this.claims.reap(this.options.maxAttempts, now());
-    if (n > 0) await this.refreshQueue();
-    return n;
+    const reaped = await this.claims.reap(this.options.maxAttempts, now());
+    const why = 'the master holding it was lost (killed, restarted or past its lease) while it ran, and its worker did not come back';
+    for (const b of reaped) {
+      this.note(b.id, b.state === 'queued'
+        ? `\n*** ${why}; build requeued (attempt ${b.attempt} of ${this.options.maxAttempts}) ***\n`
+        : `\n*** ${why}; giving up after ${b.attempt} attempts ***\n`);
+      this.logs.close(b.id);
+    }
+    if (reaped.length > 0) await this.refreshQueue();
+    return reaped.length;
   }
 
   /**

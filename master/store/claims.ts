@@ -52,8 +52,8 @@ export interface ClaimStore {
   release(builds: { id: number; attempt: number }[], windowMs: number): Promise<void>;
   /** Takes over build `id` at `attempt` for `worker` (the authenticated name): null unless it is that worker's running attempt. */
   adopt(id: number, attempt: number, worker: string): Promise<BuildRow | null>;
-  /** Requeues attempts nobody holds any more (and fails those past `maxAttempts`); returns how many changed. */
-  reap(maxAttempts: number, at: string): Promise<number>;
+  /** Requeues attempts nobody holds any more (and fails those past `maxAttempts`); returns the builds changed, at the attempt they had. */
+  reap(maxAttempts: number, at: string): Promise<{ id: number; attempt: number; state: 'queued' | 'finished' }[]>;
 
   /** Takes or renews the singleton lease `name` for `ms`; false while another master holds it. */
   lease(name: string, ms: number): Promise<boolean>;

@@ -57,7 +57,7 @@ test('claims: a write about an attempt lands only from its holder, at that attem
   assert.equal(await a.claims.update(row.id, { attempt: 1 }, { state: 'finished', result: 'success' }), false, 'a lost its lease');
   assert.equal(await a.claims.renew(60_000), false, 'a lease that ran out is not renewed');
   // b reaps it: back in the queue, attempt kept (the next claim makes it 2).
-  assert.equal(await b.claims.reap(3, 'now'), 1);
+  assert.deepEqual(await b.claims.reap(3, 'now'), [{ id: row.id, attempt: 1, state: 'queued' }]);
   const after = (await b.getBuild(row.id))!;
   assert.equal(after.state, 'queued');
   assert.equal(after.result, null);
@@ -69,7 +69,7 @@ test('claims: a released attempt is adopted only by the worker it was given to, 
   const row = await a.insertBuild(newBuild);
   await a.claims.claim(row.id, 0, 'w1', 'now');
   await a.claims.release([{ id: row.id, attempt: 1 }], 60_000);
-  assert.equal(await b.claims.reap(3, 'now'), 0, 'still within its window');
+  assert.deepEqual(await b.claims.reap(3, 'now'), [], 'still within its window');
   assert.equal(await b.claims.adopt(row.id, 1, 'w2'), null, 'another worker cannot take it');
   assert.equal(await b.claims.adopt(row.id, 2, 'w1'), null, 'nor another attempt');
   const adopted = await b.claims.adopt(row.id, 1, 'w1');
@@ -86,7 +86,7 @@ test('claims: a released attempt is adopted only by the worker it was given to, 
     if (r?.over) break;
     await sleep(20);
   }
-  assert.equal(await b.claims.reap(3, 'now'), 1);
+  assert.equal((await b.claims.reap(3, 'now')).length, 1);
   assert.equal((await a.getBuild(two.id))?.state, 'queued');
 });
 

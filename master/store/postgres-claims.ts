@@ -107,11 +107,11 @@ export class PostgresClaims implements ClaimStore {
     return r ? buildFromRow(r) : null;
   }
 
-  reap(maxAttempts: number, at: string): Promise<number> {
+  reap(maxAttempts: number, at: string): Promise<{ id: number; attempt: number; state: 'queued' | 'finished' }[]> {
     return this.run(async (c) => {
       await c.query('BEGIN');
       try {
-        const r = await c.query<{ id: string; state: string }>(`WITH lost AS (
+        const r = await c.query<{ id: string; state: 'queued' | 'finished'; attempt: number }>(`WITH lost AS (
             SELECT id FROM builds b WHERE ${RUNNING} AND (
               (holder IS NULL AND (orphan_until IS NULL OR orphan_until < now()))
               OR (holder IS NOT NULL AND NOT ${LIVE('b.holder')}))
@@ -125,14 +125,14 @@ export class PostgresClaims implements ClaimStore {
             worker = CASE WHEN attempt >= $1 THEN worker ELSE NULL END,
             started_at = CASE WHEN attempt >= $1 THEN started_at ELSE NULL END,
             holder = NULL, orphan_until = NULL
-          FROM lost WHERE builds.id = lost.id RETURNING builds.id, builds.state`, [maxAttempts, at]);
+          FROM lost WHERE builds.id = lost.id RETURNING builds.id, builds.state, builds.attempt`, [maxAttempts, at]);
         const requeued = r.rows.filter((x) => x.state === 'queued').map((x) => Number(x.id));
         if (requeued.length) {
           await c.query('DELETE FROM steps WHERE build_id = ANY($1::bigint[])', [requeued]);
           await c.query('SELECT pg_notify($1, $2)', [QUEUE_CHANNEL, 'reaped']);
         }
         await c.query('COMMIT');
-        return r.rows.length;
+        return r.rows.map((x) => ({ id: Number(x.id), attempt: Number(x.attempt), state: x.state }));
       } catch (e) {
         await c.query('ROLLBACK').catch(() => undefined);
         throw e;
