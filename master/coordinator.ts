@@ -29,6 +29,7 @@ export type { WorkerSession } from './coordinator/worker-sessions.js';
 export { toBuildView } from './coordinator/build-view.js';
 import type { AttemptFinish } from './provenance/attestations.js';
 import { boundCpuClaim, grantedCores } from './cpu-claim.js';
+import type { FewerReplicas } from './fewer-replicas.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
@@ -88,6 +89,8 @@ export class Coordinator {
       provenance?: { accept(f: AttemptFinish): Promise<string | null> };
       /** Several masters on the store: how long a lost worker's attempts wait to be adopted (default DEFAULT_LEASE_MS). */
       adoptWindowMs?: number;
+      /** [crowd] Drops replicas a reliable volunteer's result makes unneeded (master/fewer-replicas.ts). */
+      fewerReplicas?: FewerReplicas;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
@@ -658,6 +661,9 @@ export class Coordinator {
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
+    // [crowd] Earned trust: a reliable volunteer's replica may make the group's queued ones unneeded (fewer-replicas.ts).
+    const fewer = this.options.fewerReplicas?.assigned(row.id, builder, session.owner);
+    for (const id of fewer?.drop ?? []) void this.dropReplica(id, fewer!.why).catch(logError);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
     // at the call; PostgreSQL answers later.) The log header follows the store, for the same
@@ -818,6 +824,15 @@ export class Coordinator {
     }
     for (const s of [...this.sessions.values()]) s.close('this master lost its lease; connect again', true);
     for (const [name] of [...this.queue.builders()]) this.queue.dropBuilder(name);
+  }
+
+  /** A queued replica that is no longer needed: out of the queue (now, before the dispatcher's next pick), out of its group, finished as cancelled. */
+  private async dropReplica(id: number, why: string): Promise<void> {
+    const row = this.dequeue(id);
+    if (!row) return;
+    await this.options.verification?.drop(id, why);
+    this.note(id, `*** ${why} ***\n`);
+    await this.finish(row, 'cancelled', why, []);
   }
 
   /** The store refused to record an attempt (full disk, lost database): the build waits in the queue again. */

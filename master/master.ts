@@ -30,6 +30,7 @@ import { workerView } from './views.js';
 import { WorkerHub } from './worker-hub.js';
 import { MasterMetrics } from './metrics.js';
 import { Volunteers } from './volunteers.js';
+import { FewerReplicas } from './fewer-replicas.js';
 import { Credit } from './credit.js';
 import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
@@ -127,6 +128,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   let diagnosis: Diagnosis | null = null;
   // [crowd] Volunteers' trust (earned from verdicts) and their credit.
   const volunteers = new Volunteers(store, fileConfig.trust);
+  await volunteers.load();
   const credit = new Credit(store);
   // Verdicts reach dashboards as build events of every replica of the group.
   const verification = new Verification(store, (ids) => {
@@ -161,6 +163,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
     onUnplaced: (builders) => { if (url && latentLease.held) latent.unplaced(builders); },
     verification,
+    fewerReplicas: new FewerReplicas(volunteers, verification),
     cannotStart: () => disk.problem(),
     caps: fileConfig.limits,
     credit,

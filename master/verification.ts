@@ -171,6 +171,36 @@ export class Verification {
     else this.ownerOfBuild.delete(buildId);
   }
 
+  /**
+   * [crowd] Fewer replicas (fewer-replicas.ts): the queued members of `buildId`'s group that
+   * can go while keeping at least `min` members and every member already on a worker;
+   * newest first.
+   */
+  droppable(buildId: number, min: number): number[] {
+    const group = this.groupOf.get(buildId);
+    if (group === undefined) return [];
+    const members = this.groups.get(group)!;
+    const queued = [...members].filter(([id, worker]) => id !== buildId && worker === null).map(([id]) => id).sort((a, b) => b - a);
+    const keep = Math.max(min, members.size - queued.length);
+    return queued.slice(0, Math.max(0, members.size - keep));
+  }
+
+  /**
+   * Takes a queued member out of its group (the coordinator has taken it out of the queue and
+   * finishes it): the group is decided by the others, and the member's own verdict is
+   * `unverified` with `detail`, so a restart does not count it back in.
+   */
+  async drop(buildId: number, detail: string): Promise<void> {
+    const group = this.groupOf.get(buildId);
+    if (group === undefined) return;
+    this.groups.get(group)!.delete(buildId);
+    this.groupOf.delete(buildId);
+    this.ownerOfBuild.delete(buildId);
+    await this.store.setVerdict(buildId, 'unverified', detail);
+    // The others may all have finished already.
+    if (this.finishedIn.get(group)!.size === this.groups.get(group)!.size) await this.decideGroup(group);
+  }
+
   /** A replica has ended (its row is stored): when it was the last of its group, decide. */
   async finished(row: BuildRow): Promise<void> {
     const group = this.groupOf.get(row.id);
@@ -197,6 +227,9 @@ export class Verification {
     for (const f of d.flags) await this.store.flagWorker({ ...f, at });
     this.onDecided(members);
     const verdicts: ReplicaVerdict[] = [];
+    // A group shortened to one replica (fewer replicas) agreed with no one: its verdict lets its
+    // artifacts out, but it is no evidence for anyone's streak or credit.
+    if (outcomes.length < 2) return;
     for (const o of outcomes) {
       const v = d.verdicts.get(o.id);
       if (o.worker && v) verdicts.push({ buildId: o.id, worker: o.worker, verdict: v.verdict });

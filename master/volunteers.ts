@@ -26,6 +26,8 @@ export function trustOf(volunteer: VolunteerRow | null): Trust {
 export interface EarnedTrustRules {
   /** Agreeing replicated results in a row that promote a `new` volunteer; 0: never. */
   promoteAfter: number;
+  /** Agreeing replicated results in a row after which a volunteer's builds need fewer replicas (fewer-replicas.ts); 0: never. */
+  fewerReplicasAfter?: number;
 }
 
 export interface ReplicaVerdict {
@@ -35,10 +37,56 @@ export interface ReplicaVerdict {
 }
 
 export class Volunteers {
+  /**
+   * Each volunteer's streak and name, kept in memory so the dispatcher can ask `reliable`
+   * without waiting on the store: filled by `load`, kept current by this class's own writes.
+   * A change made by another process (the CLI) shows after that volunteer's next verdict.
+   */
+  private readonly known = new Map<string, { streak: number; displayName: string; trust: Trust }>();
+
   constructor(private readonly store: Store, private readonly rules: EarnedTrustRules = { promoteAfter: 10 }) {}
 
   get promoteAfter(): number {
     return this.rules.promoteAfter;
+  }
+
+  get fewerReplicasAfter(): number {
+    return this.rules.fewerReplicasAfter ?? 0;
+  }
+
+  async load(): Promise<void> {
+    for (const v of await this.store.listVolunteers()) this.remember(v);
+  }
+
+  private remember(v: Pick<VolunteerRow, 'id' | 'streak' | 'displayName' | 'trust'>): void {
+    this.known.set(v.id, { streak: v.streak, displayName: v.displayName, trust: v.trust });
+  }
+
+  /**
+   * The volunteer behind `owner` (coordinator's `volunteer:ID`) when its last
+   * `fewerReplicasAfter` replicated results all agreed with the majority; else null. Maintainer
+   * tokens are not volunteers: they never shorten a group.
+   */
+  reliable(owner: string | undefined): { id: string; displayName: string; streak: number } | null {
+    const k = this.fewerReplicasAfter;
+    if (k <= 0 || !owner?.startsWith('volunteer:')) return null;
+    const id = owner.slice('volunteer:'.length);
+    const v = this.known.get(id);
+    return v && v.trust !== 'banned' && v.streak >= k ? { id, displayName: v.displayName, streak: v.streak } : null;
+  }
+
+  /**
+   * A group was shortened for this volunteer: the streak that allowed it is spent, so the next
+   * shortened group needs `fewerReplicasAfter` more agreeing results (a spot-check ratio of K
+   * checked results to one unchecked). The memory changes now (the dispatcher asks again at
+   * once), the store right after.
+   */
+  spend(id: string): Promise<void> {
+    const v = this.known.get(id);
+    if (!v) return Promise.resolve();
+    const streak = Math.max(0, v.streak - this.fewerReplicasAfter);
+    this.known.set(id, { ...v, streak });
+    return this.store.setStreak(id, streak);
   }
 
   /** Finds a volunteer by id, else by display name; throws a sentence when none or several match. */
@@ -57,7 +105,9 @@ export class Volunteers {
     const v = await this.store.getVolunteer(id);
     if (!v) throw new Error(`no volunteer ${id}`);
     await this.store.setTrust({ volunteerId: id, trust, source, reason, at: new Date().toISOString() });
-    return (await this.store.getVolunteer(id))!;
+    const after = (await this.store.getVolunteer(id))!;
+    this.remember(after);
+    return after;
   }
 
   /**
@@ -65,7 +115,9 @@ export class Volunteers {
    * the majority lengthens its volunteer's streak; `promoteAfter` in a row promote a `new`
    * volunteer to `trusted`. One disagreement resets the streak (the worker is flagged by the
    * verdict) and takes back trust that was earned — never trust a maintainer gave.
-   * Replicas without a vote (`unverified`) and maintainer tokens change nothing.
+   * Replicas without a vote (`unverified`) and maintainer tokens change nothing. The same
+   * streak, past `fewerReplicasAfter`, lets the volunteer's builds run with fewer replicas
+   * (fewer-replicas.ts); a disagreement ends that too.
    */
   async recordVerdicts(verdicts: readonly ReplicaVerdict[]): Promise<void> {
     for (const r of verdicts) {
@@ -81,6 +133,7 @@ export class Volunteers {
           await this.setTrust(v.id, 'trusted', `earned: its last ${k} replicated results agreed with the majority (the last: build ${r.buildId} on ${r.worker})`, 'earned');
         } else {
           await this.store.setStreak(v.id, streak);
+          this.remember({ ...v, streak });
         }
         continue;
       }
@@ -89,6 +142,7 @@ export class Volunteers {
       } else if (v.streak !== 0) {
         await this.store.setStreak(v.id, 0);
       }
+      this.remember({ ...v, streak: 0, trust: v.trust === 'trusted' && v.trustSource === 'earned' ? 'new' : v.trust });
     }
   }
 }

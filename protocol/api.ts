@@ -247,6 +247,8 @@ export const EnrollmentViewSchema = z.object({
   farm: z.string(),
   /** Agreeing replicated results in a row that promote a new volunteer; 0: never. */
   promoteAfter: z.number(),
+  /** Agreeing replicated results in a row after which a volunteer's builds need fewer replicas (down to each builder's verify.minReplicas); 0: never. */
+  fewerReplicasAfter: z.number().default(0),
   /** The farm's public join link, while `mode` is open. */
   link: z.string().optional(),
 });

@@ -92,7 +92,13 @@ export const BuilderFileSchema = z.strictObject({
     replicas: z.number().int().min(2, 'replicas must be at least 2 (one build on two different workers)').max(7),
     /** `distinct`: no two replicas on workers of the same volunteer; `any` (default): only on different workers. */
     owners: z.enum(['any', 'distinct']).default('any'),
-  }).optional(),
+    /**
+     * [crowd] Earned trust: the fewest replicas a build may run with when its first replica
+     * lands on a volunteer whose last `trust.fewerReplicasAfter` replicated results agreed
+     * (crowdbake.yml); default `replicas` (never fewer).
+     */
+    minReplicas: z.number().int().min(1).max(7).optional(),
+  }).refine((v) => v.minReplicas === undefined || v.minReplicas <= v.replicas, { message: 'minReplicas must not be more than replicas', path: ['minReplicas'] }).optional(),
   /** [provenance] `required`: a successful attempt counts only with a statement signed by the worker's enrolled key. */
   provenance: z.enum(['optional', 'required']).default('optional'),
   limits: z.strictObject({
@@ -119,7 +125,7 @@ export interface BuilderDefinition {
   /** When its queued builds may start a cloud worker (`cloud:`); absent means `fallback`. */
   cloud?: 'preferred' | 'never';
   /** Present when the builder asks for replicated builds (`verify: { replicas }`). */
-  verify?: { replicas: number; owners?: 'distinct' };
+  verify?: { replicas: number; owners?: 'distinct'; minReplicas?: number };
   /** Present when the builder says `provenance: required` (unsigned attempts are refused). */
   provenance?: 'required';
   spec: Omit<BuildSpec, 'revision'>;
@@ -199,7 +205,12 @@ export function toBuilderDefinition(name: string, file: BuilderFile): BuilderDef
     priority: file.priority,
     collapse: file.collapse,
     ...(file.cloud !== 'fallback' ? { cloud: file.cloud } : {}),
-    ...(file.verify ? { verify: { replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}) } } : {}),
+    ...(file.verify ? {
+      verify: {
+        replicas: file.verify.replicas, ...(file.verify.owners === 'distinct' ? { owners: 'distinct' as const } : {}),
+        ...(file.verify.minReplicas !== undefined && file.verify.minReplicas < file.verify.replicas ? { minReplicas: file.verify.minReplicas } : {}),
+      },
+    } : {}),
     ...(file.provenance === 'required' ? { provenance: 'required' as const } : {}),
     spec: {
       builder: name,

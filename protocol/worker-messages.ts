@@ -24,7 +24,7 @@ export const CapabilitiesSchema = z.strictObject({
   os: z.string().max(200),
   platform: z.string().max(50),
   arch: z.string().max(50),
-  cpus: z.number().int().positive(),
+  cpus: z.number().int().positive().max(4096),
   memoryBytes: z.number().int().nonnegative(),
   diskBytes: z.number().int().nonnegative(),
   // Names, not a closed list: an executor this master does not know is kept and never assigned.

@@ -1,11 +1,13 @@
 // [crowd] CPU time in the volunteers' credit: a real worker reports what its build used in
 // `state finished`, and the master counts a claim only up to wall time × the cores granted.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import type { BuildView, CreditDayView, VolunteerView } from '../protocol/api.js';
 import { FEATURE_CPU_TIME, FEATURES_HEADER, MAX_CPU_MS, parseFeatures } from '../protocol/worker-features.js';
 import type { WorkerHandle } from '../worker/agent.js';
+import { CLI } from './helpers/cluster.js';
 import { admin, cleanup, crowdMaster, identity, join, joinedWorker, rawWorker, until } from './helpers/crowd.js';
 
 const BUSY = `
@@ -36,6 +38,9 @@ test('a real worker reports the CPU time its build used; the volunteer\'s and th
   assert.equal(ada.workers![0]!.credit.cpuMs, ada.credit.cpuMs, 'per worker too');
   const farm = await m.get<CreditDayView[]>('/api/v1/credit');
   assert.equal(farm.at(-1)!.cpuMs, ada.credit.cpuMs, 'and on the farm\'s day');
+  const listed = spawnSync(process.execPath, [CLI, 'volunteers', 'list', '--data', m.dataDir], { encoding: 'utf8' });
+  assert.equal(listed.status, 0, listed.stderr);
+  assert.match(listed.stdout, new RegExp(`\tAda\t.*\tbuilds=1\tcpu=${Math.round(ada.credit.cpuMs / 1000)}s\twall=`), 'crowdbake volunteers list shows it');
 });
 
 test('the master announces the cpu-time feature in its WebSocket upgrade answer (older workers ignore the header)', async (t) => {

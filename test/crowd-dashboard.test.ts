@@ -107,6 +107,15 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Builders' }).waitFor();
     assert.ok(requested.some((p) => p === '/app.js'), requested.join(' '));
     assert.ok(!requested.some((p) => p.includes('contributors-page')), `fetched before it was opened: ${requested.join(' ')}`);
+    // The chunk app.js imports is named in index.html, so it is fetched alongside app.js.
+    const html = await (await fetch(`${m.url}/`)).text();
+    const preloads = [...html.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((x) => x[1]!);
+    assert.ok(preloads.length > 0, html);
+    for (const p of preloads) assert.ok(requested.includes(p), `${p} preloaded but not fetched`);
+    // Nor is uPlot in what the first page loaded (its code names the legend's class, u-legend).
+    const scripts = requested.filter((p) => p.endsWith('.js'));
+    assert.ok(scripts.length > 0);
+    for (const p of scripts) assert.doesNotMatch(await (await fetch(`${m.url}${p}`)).text(), /u-legend/, `uPlot is in ${p}, loaded by the first page`);
     await page.getByRole('link', { name: 'Contributors' }).click();
     await page.getByRole('heading', { level: 1, name: 'Contributors' }).waitFor();
     const chunk = requested.find((p) => /^\/chunks\/contributors-page-[A-Z0-9]+\.js$/.test(p));
@@ -114,6 +123,7 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     const res = await fetch(`${m.url}${chunk}`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(await res.text(), /u-legend/, 'uPlot comes with the page');
   });
 
   test('a Contributors chunk that cannot be fetched says so, with a reload button, and the rest of the dashboard stays', async () => {
@@ -164,6 +174,13 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByLabel('Show').selectOption({ label: 'Dan' });
     await builds.getByText('Dan: 0 builds').waitFor();
     await until('Dan\'s chart redrawn', async () => (await colouredPixels(page, 'builds-per-day', 'blue')) === 0);
+
+    // Live: a build that finishes while the page is open shows without a reload.
+    await page.getByLabel('Show').selectOption({ label: 'The whole farm' });
+    await builds.getByText(`${total} builds in the last 90 days`).waitFor();
+    const more = await m.force('replicated');
+    await until(`the verdict of build ${more}`, async () => (await m.get<BuildView>(`/api/v1/builds/${more}`)).verification?.verdict === 'verified', 60_000);
+    await builds.getByText(`${total + 2} builds in the last 90 days`).waitFor();
     assert.deepEqual(errors, []);
   });
 
@@ -207,6 +224,7 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.getByRole('button', { name: 'Copy link' }).click();
     await page.getByText('Copied.').waitFor();
     assert.equal(await page.evaluate('navigator.clipboard.readText()'), link);
+    await shot('workers-invitations');
     const [made] = await invites();
     assert.deepEqual([made!.labels, made!.maxUses, made!.note, made!.state], [['linux', 'big'], 2, 'for the sprint', 'active']);
     assert.ok(Date.parse(made!.expiresAt!) - Date.now() > 50 * 60_000);
@@ -219,7 +237,6 @@ describe('crowd dashboard', { timeout: 180_000 }, () => {
     await page.reload();
     const inviteRow = page.locator('table.invites-table tbody tr', { hasText: made!.id });
     await inviteRow.getByText('1 / 2').waitFor();
-    await shot('workers-invitations');
 
     await inviteRow.getByRole('button', { name: `Revoke invitation ${made!.id}` }).click();
     await inviteRow.getByText('Revoked').waitFor();

@@ -165,6 +165,8 @@ export class MasterLink extends EventEmitter {
     const ws = this.opts.connect?.(this.url)
       ?? new WebSocket(this.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
     ws.on('upgrade', (res) => {
+      // From the master, read on the worker: the names only decide whether optional fields
+      // (cpuMs) go into this worker's own messages; nothing is run, opened or trusted from them.
       this.features = parseFeatures(res.headers[FEATURES_HEADER]);
       if (!pin) return;
       const socket = res.socket as TLSSocket;

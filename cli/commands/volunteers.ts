@@ -41,7 +41,7 @@ export async function volunteersCommand(argv: string[]): Promise<number> {
       for (const v of views) {
         const c = v.credit;
         console.log([v.id, v.displayName, v.trust, `(${v.trustSource})`, v.listed ? 'listed' : 'unlisted', `streak=${v.streak}`,
-          `workers=${v.workers?.map((w) => w.name).join(',') || '-'}`, `builds=${c.builds}`, `wall=${Math.round(c.wallMs / 1000)}s`,
+          `workers=${v.workers?.map((w) => w.name).join(',') || '-'}`, `builds=${c.builds}`, `cpu=${Math.round(c.cpuMs / 1000)}s`, `wall=${Math.round(c.wallMs / 1000)}s`,
           `agreed=${c.agreed}`, `disagreed=${c.disagreed}`].join('\t'));
       }
       return 0;

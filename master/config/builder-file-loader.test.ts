@@ -244,3 +244,15 @@ test('every example builder file and the example master config parse', async () 
   assert.ok(m.ok, m.ok ? '' : m.errors.join('\n'));
   assert.deepEqual(m.config.provisioners.map((p) => [p.name, p.type]), [['local-vm-1', 'local-vm']]);
 });
+
+test('[crowd] verify.minReplicas: kept when below replicas, refused above them naming the key', () => {
+  const ok = parse('verify: { replicas: 3, minReplicas: 1, owners: distinct }\nsteps: [{ run: make }]\n');
+  if (!ok.ok) throw new Error(ok.errors.join('; '));
+  assert.deepEqual(ok.builder.verify, { replicas: 3, owners: 'distinct', minReplicas: 1 });
+  const same = parse('verify: { replicas: 2, minReplicas: 2 }\nsteps: [{ run: make }]\n');
+  if (!same.ok) throw new Error(same.errors.join('; '));
+  assert.deepEqual(same.builder.verify, { replicas: 2 }, 'as many as replicas: never fewer, nothing to keep');
+  const bad = parse('verify: { replicas: 2, minReplicas: 3 }\nsteps: [{ run: make }]\n');
+  assert.equal(bad.ok, false);
+  assert.match(bad.ok ? '' : bad.errors.join('; '), /verify\.minReplicas: minReplicas must not be more than replicas/);
+});

@@ -147,7 +147,7 @@ test('close stops watching', async (t) => {
 test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   const dir = configDir({});
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const crowd = { farmName: 'crowdbake', enrollment: { mode: 'invite', joinsPerHour: 10 }, trust: { promoteAfter: 10 },
+  const crowd = { farmName: 'crowdbake', enrollment: { mode: 'invite', joinsPerHour: 10 }, trust: { promoteAfter: 10, fewerReplicasAfter: 0 },
     public: true, trustedProxies: [], eventSubscribers: { max: 1000, perAddress: 20, stuckAfter: 60000 } };
   assert.deepEqual(loadMasterConfig(dir), { maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd });
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: 0.0.0.0:8585\nmaxAttempts: 5\ntitle: Hello farm\n');
@@ -155,10 +155,10 @@ test('loadMasterConfig: defaults when missing, values when valid', (t) => {
   writeFileSync(join(dir, 'crowdbake.yml'), 'listen: "[::1]:8080"\n');
   assert.deepEqual(loadMasterConfig(dir), { listen: '[::1]:8080', maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS, ...crowd });
   // [crowd] keys.
-  writeFileSync(join(dir, 'crowdbake.yml'), 'name: Our farm\nurl: https://farm.example.org/\nenrollment: { mode: open, joinsPerHour: 3 }\ntrust: { promoteAfter: 0 }\n');
+  writeFileSync(join(dir, 'crowdbake.yml'), 'name: Our farm\nurl: https://farm.example.org/\nenrollment: { mode: open, joinsPerHour: 3 }\ntrust: { promoteAfter: 0, fewerReplicasAfter: 5 }\n');
   assert.deepEqual(loadMasterConfig(dir), {
     maxAttempts: 3, maxArtifactBytes: 1024 ** 3, provisioners: [], retention: { logsMs: null, artifactsMs: null }, limits: DEFAULT_BUILD_CAPS,
-    ...crowd, farmName: 'Our farm', url: 'https://farm.example.org', enrollment: { mode: 'open', joinsPerHour: 3 }, trust: { promoteAfter: 0 },
+    ...crowd, farmName: 'Our farm', url: 'https://farm.example.org', enrollment: { mode: 'open', joinsPerHour: 3 }, trust: { promoteAfter: 0, fewerReplicasAfter: 5 },
   });
   writeFileSync(join(dir, 'crowdbake.yml'), 'enrollment: { mode: everyone }\n');
   assert.match(String(readMasterConfig(dir).ok === false && (readMasterConfig(dir) as { errors: string[] }).errors[0]), /crowdbake\.yml:1:\d+: enrollment\.mode: .*invite.*open.*closed/);

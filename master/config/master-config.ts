@@ -95,8 +95,15 @@ export const MasterConfigSchema = z.strictObject({
     /** Joins per hour from one address under `open` (and tries of unknown codes under any mode). */
     joinsPerHour: z.number().int().min(1).max(100_000).default(10),
   }).default(() => ({ mode: 'invite' as const, joinsPerHour: 10 })),
-  /** [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer (0: never). */
-  trust: z.strictObject({ promoteAfter: z.number().int().min(0).max(100_000).default(10) }).default(() => ({ promoteAfter: 10 })),
+  /**
+   * [crowd] Earned trust: agreeing replicated results in a row that promote a new volunteer
+   * (0: never), and that let a volunteer's builds run with fewer replicas, down to the
+   * builder's `verify.minReplicas` (0: never, the default).
+   */
+  trust: z.strictObject({
+    promoteAfter: z.number().int().min(0).max(100_000).default(10),
+    fewerReplicasAfter: z.number().int().min(0).max(100_000).default(0),
+  }).default(() => ({ promoteAfter: 10, fewerReplicasAfter: 0 })),
   /** [http] false: every read (REST GETs, events, logs, artifacts) needs the admin token. */
   public: z.boolean().default(true),
   /** [http] Reverse proxies (IP or CIDR) whose X-Forwarded-For is believed, for the client address. */
@@ -134,7 +141,7 @@ export interface MasterConfig {
   /** The public URL for join links (`url:`); absent: the listening address. */
   url?: string;
   enrollment: { mode: 'invite' | 'open' | 'closed'; joinsPerHour: number };
-  trust: { promoteAfter: number };
+  trust: { promoteAfter: number; fewerReplicasAfter: number };
   /** [http] false: reads need the admin token too. */
   public: boolean;
   trustedProxies: string[];

@@ -42,7 +42,7 @@ export class EnrollmentRoutes {
     }
     if (path === '/api/v1/enrollment' && method === 'GET') {
       const farm = d.farm();
-      sendJson(res, 200, { mode: d.enrollment.mode, farm: farm.name, promoteAfter: d.volunteers.promoteAfter, ...(d.enrollment.mode === 'open' ? { link: joinLinkFor(farm) } : {}) });
+      sendJson(res, 200, { mode: d.enrollment.mode, farm: farm.name, promoteAfter: d.volunteers.promoteAfter, fewerReplicasAfter: d.volunteers.fewerReplicasAfter, ...(d.enrollment.mode === 'open' ? { link: joinLinkFor(farm) } : {}) });
       return true;
     }
     if (path === '/api/v1/invites' && method === 'GET') {

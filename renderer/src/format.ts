@@ -72,3 +72,9 @@ export const STATUS_LABEL: Record<BuildStatus, string> = {
   queued: 'Queued', running: 'Running', frozen: 'Frozen', success: 'Success', failure: 'Failure', error: 'Error', cancelled: 'Cancelled',
   superseded: 'Superseded',
 };
+
+/** Milliseconds as hours (credit: CPU and wall time). */
+export const msToHours = (ms: number): number => ms / 3_600_000;
+
+/** Hours as text: two decimals, or two significant digits when that would read 0.00. */
+export const formatHours = (h: number): string => (h > 0 && h < 0.005 ? h.toPrecision(2) : h.toFixed(2));

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex, Readable } from 'node:stream';
 import { randomInt } from 'node:crypto';
@@ -100,9 +103,22 @@ export function describe(args: readonly string[]): string {
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
+/**
+ * The directory podman runs in. conmon, which podman leaves behind to watch a container,
+ * keeps podman's working directory and writes an empty file named `oom` there when the
+ * container's memory cgroup kills a process (conmon 2.1): run from the volunteer's checkout
+ * or any project's tree, that file would litter it. A directory of our own in the temp dir
+ * takes it instead.
+ */
+export function podmanCwd(): string {
+  const dir = join(tmpdir(), `crowdbake-podman-${process.getuid?.() ?? 'user'}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 /** Starts podman with stdout/stderr piped; the caller handles the streams. */
 export function spawnPodman(args: readonly string[], stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
-  return spawn('podman', args, { stdio: [stdin, 'pipe', 'pipe'] });
+  return spawn('podman', args, { stdio: [stdin, 'pipe', 'pipe'], cwd: podmanCwd() });
 }
 
 /** Turns a spawn error into a sentence; ENOENT means podman itself is missing. */
@@ -186,7 +202,7 @@ function failure(args: readonly string[], code: number | null, stderr: string): 
 export function podmanWithSockets(args: readonly string[], count: number, timeoutMs: number): Promise<PodmanResult & { sockets: Duplex[] }> {
   return new Promise((resolve, reject) => {
     const stdio: StdioPipe[] = ['ignore', 'pipe', 'pipe', ...Array<StdioPipe>(count).fill('pipe')];
-    const child = spawn('podman', args, { stdio });
+    const child = spawn('podman', args, { stdio, cwd: podmanCwd() });
     const sockets = child.stdio.slice(3) as Duplex[];
     // Node resumes (and so drops the data of) a child's unread stdio streams right after it
     // exits, unless a 'readable' listener holds them: keep what arrives for the caller.

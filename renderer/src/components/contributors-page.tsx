@@ -1,4 +1,4 @@
-import { useEffect } from 'react';
+import { useEffect, useRef } from 'react';
 import { href, navigate } from '../router';
 import { loadContributors, loadVolunteerCredit } from '../store/crowd-actions';
 import { FARM } from '../store/crowd-slice';
@@ -24,10 +24,11 @@ export function ContributorsPage({ volunteer }: { volunteer: string | null }) {
   const mine = useDashboard((s) => (volunteer ? s.credit[volunteer] : undefined));
   const listed = volunteer ? volunteers?.find((v) => v.id === volunteer) ?? null : null;
 
-  useEffect(() => { void loadContributors(); }, []);
   // Only a volunteer the public list holds: an unlisted one's days are the admin's to see.
   const listedId = listed?.id ?? null;
+  useEffect(() => { void loadContributors(); }, []);
   useEffect(() => { if (listedId) void loadVolunteerCredit(listedId); }, [listedId]);
+  useLiveReload(listedId);
 
   const loaded = volunteers !== null && enrollment !== null && capacity !== null && farm !== undefined;
   const unknown = volunteer !== null && volunteers !== null && !listed;
@@ -59,4 +60,25 @@ export function ContributorsPage({ volunteer }: { volunteer: string | null }) {
       )}
     </>
   );
+}
+
+/**
+ * Reloads the page's data a second after builds finish (by then their credit is counted),
+ * at most once a second however many finish.
+ */
+function useLiveReload(listedId: string | null): void {
+  const finishedSeen = useDashboard((s) => s.finishedSeen);
+  const atMount = useRef(finishedSeen);
+  const volunteer = useRef(listedId);
+  volunteer.current = listedId;
+  const pending = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEffect(() => {
+    if (finishedSeen === atMount.current || pending.current) return;
+    pending.current = setTimeout(() => {
+      pending.current = null;
+      void loadContributors();
+      if (volunteer.current) void loadVolunteerCredit(volunteer.current);
+    }, 1000);
+  }, [finishedSeen]);
+  useEffect(() => () => { if (pending.current) clearTimeout(pending.current); }, []);
 }

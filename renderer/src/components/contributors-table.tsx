@@ -1,6 +1,6 @@
 import type { VolunteerView } from '../../../protocol/api.js';
 import { href } from '../router';
-import { formatHours, hours } from './charts/chart-options';
+import { formatHours, msToHours as hours } from '../format';
 
 const TRUST_LABEL = { new: 'New', trusted: 'Trusted', banned: 'Banned' } as const;
 

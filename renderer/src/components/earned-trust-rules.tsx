@@ -21,6 +21,13 @@ export function EarnedTrustRules({ enrollment }: { enrollment: EnrollmentView })
         {k > 0
           ? <li>A new volunteer whose last <strong>{k}</strong> replicated results all agreed with the majority is promoted to <strong>trusted</strong> (trusted volunteers may run the builders that ask for them).</li>
           : <li>Trust is not earned automatically on this farm: the maintainers promote volunteers.</li>}
+        {enrollment.fewerReplicasAfter > 0 && (
+          <li>
+            A volunteer whose last <strong>{enrollment.fewerReplicasAfter}</strong> replicated results all agreed needs <strong>fewer replicas</strong>:
+            when one of their workers takes a replica, the build’s replicas still waiting are dropped down to the builder’s minimum
+            (<code>verify.minReplicas</code>). That spends their count: after each result checked by no one they need {enrollment.fewerReplicasAfter} more agreeing ones before the next.
+          </li>
+        )}
         <li>One result that disagrees resets the count, flags the worker that made it, and takes back trust that was earned (not trust a maintainer gave).</li>
         <li>Every change of a volunteer’s trust is recorded with its reason.</li>
       </ul>

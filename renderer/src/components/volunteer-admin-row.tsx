@@ -1,8 +1,7 @@
 import { useState } from 'react';
 import type { VolunteerView } from '../../../protocol/api.js';
-import { formatTime } from '../format';
 import { changeTrust } from '../store/crowd-actions';
-import { formatHours, hours } from './charts/chart-options';
+import { formatHours, formatTime, msToHours as hours } from '../format';
 
 const TRUST_LABEL = { new: 'New', trusted: 'Trusted', banned: 'Banned' } as const;
 const SOURCE_LABEL: Record<string, string> = { join: 'on joining', maintainer: 'by a maintainer', earned: 'earned' };

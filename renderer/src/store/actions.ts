@@ -69,6 +69,8 @@ export function applyEvent(event: DashboardEvent): void {
       if (sel.buildId === event.build.id && event.build.state === 'finished' && before?.state !== 'finished') {
         void loadArtifacts(event.build.id);
       }
+      // [crowd] a finished build changes the credit the Contributors page shows.
+      if (event.build.state === 'finished' && before?.state !== 'finished') state().countFinished();
       return;
     }
     case 'worker': {

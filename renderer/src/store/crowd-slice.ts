@@ -25,12 +25,15 @@ export interface CrowdSlice {
   adminVolunteers: VolunteerView[] | null;
   invites: InviteView[] | null;
   adminError: string | null;
+  /** Counts builds seen finishing (events): the Contributors page reloads when it changes. */
+  finishedSeen: number;
 
   setContributors(data: { enrollment: EnrollmentView; volunteers: VolunteerView[]; farm: CreditDayView[]; capacity: CapacityBucketView[] }): void;
   setCredit(key: string, series: CreditDayView[]): void;
   setCrowdError(error: string | null): void;
   setAdminCrowd(data: { volunteers: VolunteerView[]; invites: InviteView[] }): void;
   setAdminError(error: string | null): void;
+  countFinished(): void;
 }
 
 export const createCrowdSlice: StateCreator<DashboardState, [], [], CrowdSlice> = (set, get) => ({
@@ -42,6 +45,7 @@ export const createCrowdSlice: StateCreator<DashboardState, [], [], CrowdSlice> 
   adminVolunteers: null,
   invites: null,
   adminError: null,
+  finishedSeen: 0,
   setContributors: ({ enrollment, volunteers, farm, capacity }) => set({
     enrollment, publicVolunteers: volunteers, capacity, credit: { ...get().credit, [FARM]: farm }, crowdError: null,
   }),
@@ -49,4 +53,5 @@ export const createCrowdSlice: StateCreator<DashboardState, [], [], CrowdSlice> 
   setCrowdError: (crowdError) => set({ crowdError }),
   setAdminCrowd: ({ volunteers, invites }) => set({ adminVolunteers: volunteers, invites, adminError: null }),
   setAdminError: (adminError) => set({ adminError }),
+  countFinished: () => set({ finishedSeen: get().finishedSeen + 1 }),
 });

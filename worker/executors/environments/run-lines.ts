@@ -15,6 +15,8 @@ export interface RunLinesOptions {
   signal?: AbortSignal;
   /** Gets the time limit's timer, to pause it while the process is frozen (frozen time does not count). */
   onTimer?: (timer: { pause(): void; resume(): void }) => void;
+  /** The working directory (default the worker's). */
+  cwd?: string;
 }
 
 export interface RunLinesResult {
@@ -29,7 +31,7 @@ const TAIL = 20;
 
 export function runLines(cmd: string, args: readonly string[], options: RunLinesOptions): Promise<RunLinesResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.group === true });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.group === true, ...(options.cwd ? { cwd: options.cwd } : {}) });
     const tail: string[] = [];
     let timedOut = false;
     let cancelled = false;

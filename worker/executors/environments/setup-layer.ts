@@ -4,7 +4,7 @@ import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Limits } from '../../../protocol/build-spec.js';
 import type { Freezable, PrepareOptions } from '../executor.js';
-import { confinementFlags, CREATE_FLAGS, DEFAULT_PIDS, limitFlags, MAPPED_IDS, podman, randomIdBase } from '../podman.js';
+import { confinementFlags, CREATE_FLAGS, DEFAULT_PIDS, limitFlags, MAPPED_IDS, podman, podmanCwd, randomIdBase } from '../podman.js';
 import { formatBytes } from '../step-support.js';
 import { ENV_LABEL, KEY_LABEL } from './keys.js';
 import { runLines } from './run-lines.js';
@@ -69,7 +69,7 @@ export async function buildSetupLayer(r: SetupLayerRequest, progress: Progress):
   let attached = false;
   try {
     const running = runLines('podman', args, {
-      onLine: progress, timeoutMs: r.timeoutMs, signal: r.signal,
+      onLine: progress, timeoutMs: r.timeoutMs, signal: r.signal, cwd: podmanCwd(),
       onTimer: (t) => { freezer.timer = t; },
       onTimeout: async () => { await podman(['kill', '--signal', 'KILL', name], { allowFailure: true, timeoutMs: 30_000 }); },
     }).finally(() => { freezer.finished = true; });

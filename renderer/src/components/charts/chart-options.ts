@@ -1,5 +1,6 @@
 import uPlot from 'uplot';
 import type { CapacityBucketView, CreditDayView } from '../../../../protocol/api.js';
+import { formatHours, msToHours as hours } from '../../format';
 import type { ChartOptions } from './uplot-chart';
 
 /**
@@ -9,7 +10,6 @@ import type { ChartOptions } from './uplot-chart';
 
 export const COLORS = { builds: '#2456c7', cpu: '#1e7b3a', wall: '#a86400', capacity: '#2456c7', peak: '#7542a8' } as const;
 export const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
-const HOUR_MS = 3_600_000;
 
 const utc = (ts: number) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC');
 // Bars are filled, never stroked: a day with nothing draws no mark at all.
@@ -23,9 +23,7 @@ const axis = (extra: Partial<uPlot.Axis> = {}): uPlot.Axis => ({ stroke: '#5b657
 
 /** Seconds since the epoch of a `YYYY-MM-DD` (UTC midnight). */
 export const dayToSeconds = (day: string): number => Date.parse(`${day}T00:00:00Z`) / 1000;
-export const hours = (ms: number): number => ms / HOUR_MS;
-/** Hours as text: two decimals, or two significant digits when that would read 0.00. */
-export const formatHours = (h: number): string => (h > 0 && h < 0.005 ? h.toPrecision(2) : h.toFixed(2));
+
 
 /** Builds per day. */
 export function buildsPerDay(days: readonly CreditDayView[]): uPlot.AlignedData {

@@ -1,6 +1,7 @@
 import { useMemo } from 'react';
 import type { CreditDayView } from '../../../../protocol/api.js';
-import { BUILDS_OPTIONS, HOURS_OPTIONS, buildsPerDay, formatHours, hours, hoursPerDay } from './chart-options';
+import { formatHours, msToHours as hours } from '../../format';
+import { BUILDS_OPTIONS, HOURS_OPTIONS, buildsPerDay, hoursPerDay } from './chart-options';
 import { ChartFigure } from './chart-figure';
 import { UplotChart } from './uplot-chart';
 
