@@ -4,11 +4,11 @@
  */
 
 /**
- * A master's lease on its running attempts, renewed every third of it (`--lease`). Longer
- * than 2.5 default heartbeats (15 s): a worker notices a paused master after 2.5 silent
+ * A master's lease on its running attempts, renewed every third of it (`--lease`). Four
+ * default heartbeats (15 s): a worker notices a paused master after 2.5 to 3 silent
  * heartbeats, and must reach another one before the paused master's builds are requeued.
  */
-export const DEFAULT_LEASE_MS = 45_000;
+export const DEFAULT_LEASE_MS = 60_000;
 
 /** The singletons elected by lease: one master at a time runs each. */
 export const SINGLETONS = ['change-sources', 'latent-workers', 'retention'] as const;

@@ -20,7 +20,8 @@ const server = process.env[TEST_POSTGRES_ENV];
 const BUILDS = Number(process.env.CROWDBAKE_FAULT_FARM_BUILDS ?? 24);
 const WORKERS = 4;
 
-test(`fault (farm): the master of running builds is SIGKILLed; ${BUILDS} builds on 3 masters, none lost, none run twice, the running ones adopted`, { skip: server ? false : NO_TEST_POSTGRES }, async (t) => {
+for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
+test(`fault (farm): the master of running builds is ${fault === 'SIGKILL' ? 'SIGKILLed' : 'paused (SIGSTOP) past its lease, then resumed'}; ${BUILDS} builds on 3 masters, none lost, none run twice, the running ones adopted`, { skip: server ? false : NO_TEST_POSTGRES }, async (t) => {
   const dir = tempDir('farm');
   const marks = join(dir, 'runs.txt');
   const configDir = join(dir, 'config');
@@ -39,7 +40,7 @@ test(`fault (farm): the master of running builds is SIGKILLed; ${BUILDS} builds 
     cleanup(dir, ...workerDirs);
   });
   for (let i = 0; i < 3; i++) {
-    masters.push(new MasterProcess(configDir, join(dir, `data${i}`), '127.0.0.1', await freePort(), ['--store', url, '--lease', '6s', '--heartbeat', '2s']));
+    masters.push(new MasterProcess(configDir, join(dir, `data${i}`), '127.0.0.1', await freePort(), ['--store', url, '--lease', fault === 'SIGKILL' ? '6s' : '12s', '--heartbeat', '2s']));
   }
   await Promise.all(masters.map((m) => m.start()));
   store = await openStore(url);
@@ -74,7 +75,14 @@ test(`fault (farm): the master of running builds is SIGKILLed; ${BUILDS} builds 
     const rows = await dbs.sql<{ id: string }>(url, `SELECT id FROM builds WHERE state = 'running' AND holder = $1 AND started_at < $2`, [victim, new Date(Date.now() - 500).toISOString()]);
     return rows.length >= 2 ? rows.map((r) => Number(r.id)) : null;
   }, 60_000);
-  await masters[0]!.stop('SIGKILL');
+  if (fault === 'SIGKILL') await masters[0]!.stop('SIGKILL');
+  else {
+    // Paused: its workers hear nothing for 2.5 heartbeats and move on; its lease runs out.
+    masters[0]!.signal('SIGSTOP');
+    await until('master 0\'s lease to run out', async () => (await dbs.sql<{ live: boolean }>(url, 'SELECT alive_until > now() AS live FROM masters WHERE id = $1', [victim]))[0]?.live === false, 60_000);
+    // Resumed: it must find its lease lost and write nothing about those builds.
+    masters[0]!.signal('SIGCONT');
+  }
 
   await until('every build to finish', async () => {
     const rows = await dbs.sql<{ n: string }>(url, `SELECT count(*) AS n FROM builds WHERE state <> 'finished'`);
@@ -95,4 +103,16 @@ test(`fault (farm): the master of running builds is SIGKILLed; ${BUILDS} builds 
   // The surviving masters say so on /readyz.
   const ready = (await (await fetch(`${masters[1]!.url}/readyz`)).json()) as { lease: { held: boolean; adopted: number } | null };
   assert.equal(ready.lease?.held, true);
+  if (fault === 'SIGSTOP') {
+    // The resumed master stepped down and joined again under a new id; none of the builds
+    // it held when paused was finished by it.
+    const back = await until('master 0 to join again', async () => {
+      const r = await fetch(`${masters[0]!.url}/readyz`).then((x) => x.json() as Promise<{ lease: { holder: string; losses: number } | null }>, () => null);
+      return r?.lease && r.lease.holder !== victim ? r.lease : null;
+    }, 60_000);
+    assert.equal(back.losses, 1);
+    assert.match(masters[0]!.output(), /lost this master's lease/);
+    assert.doesNotMatch(masters[0]!.output(), new RegExp(`build (${runningThere.join('|')}) \\S+ \\d+: not ended here`), 'it did not even try to end them');
+  }
 });
+}

@@ -74,6 +74,17 @@ export class MasterLink extends EventEmitter {
   /** While holding builds for adoption: writes kept in order until the next welcome. */
   private held: { payload: string; ok: () => void; fail: (e: Error) => void }[] | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
+  /**
+   * The last `state finished` of each attempt sent lately (several masters): a master that
+   * stopped (SIGSTOP) never read it, though it went out. After a fail-over the attempt is
+   * named in the hello like a running one and its end sent again: the new master adopts and
+   * ends it, or (it was ended already) cancels it and ignores the repeat. Kept for
+   * 3 heartbeats after it was sent — a master silent that long has been given up anyway.
+   */
+  private readonly finals = new Map<number, { attempt: number; payload: string; at: number }>();
+  private heartbeatMs = 15_000;
+  /** The ends to send again to the next master (taken from `finals` when a connection is lost). */
+  private resend: { buildId: number; attempt: number; payload: string }[] = [];
 
   constructor(private readonly opts: LinkOptions) {
     super();
@@ -105,7 +116,18 @@ export class MasterLink extends EventEmitter {
    * master's pace, with no polling). Rejects when not connected.
    */
   async send(message: WorkerMessage): Promise<void> {
-    await this.write(JSON.stringify(withoutUnannounced(message, this.features)));
+    const payload = JSON.stringify(withoutUnannounced(message, this.features));
+    if (message.type === 'state' && message.state === 'finished' && this.adoptionMs > 0) {
+      this.finals.set(message.buildId, { attempt: message.attempt, payload, at: Date.now() });
+    }
+    await this.write(payload);
+  }
+
+  /** The finished attempts whose end the last master may not have read (see `finals`). */
+  private unconfirmed(): { buildId: number; attempt: number; payload: string }[] {
+    const since = Date.now() - 3 * this.heartbeatMs;
+    for (const [id, f] of this.finals) if (f.at < since) this.finals.delete(id);
+    return [...this.finals].map(([buildId, f]) => ({ buildId, attempt: f.attempt, payload: f.payload }));
   }
 
   /**
@@ -185,7 +207,8 @@ export class MasterLink extends EventEmitter {
     let lastHeard = Date.now();
     ws.on('open', () => {
       // Running attempts are named only to a master that adopts (an older one refuses the field).
-      const running = this.features.has(FEATURE_ADOPTION) ? (this.opts.running?.() ?? []).slice(0, 256) : [];
+      const running = this.features.has(FEATURE_ADOPTION)
+        ? [...(this.opts.running?.() ?? []), ...this.resend.map(({ buildId, attempt }) => ({ buildId, attempt }))].slice(0, 256) : [];
       ws.send(JSON.stringify({
         type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
         agentVersion: this.opts.agentVersion, capabilities: caps, ...this.opts.availability(),
@@ -216,8 +239,11 @@ export class MasterLink extends EventEmitter {
         this.welcomed = true;
         this.attempt = 0;
         this.adoptionMs = 0;
+        this.heartbeatMs = msg.heartbeatMs;
         this.watchSilence(ws, msg.heartbeatMs, () => lastHeard);
         this.flushHeld(ws);
+        // Ends the last master may not have read: after the hello named them (adopted by now, or cancelled).
+        for (const r of this.resend.splice(0)) ws.send(r.payload);
         this.emit('connected', msg);
         return;
       }
@@ -250,6 +276,10 @@ export class MasterLink extends EventEmitter {
       this.welcomed = false;
       const fatalWhy = FATAL_CLOSE.get(code);
       // A master of a farm went away (not a refusal): hold the builds for the next one.
+      if (was && !fatalWhy && this.adoptionMs > 0) {
+        this.resend = this.unconfirmed();
+        this.finals.clear();
+      }
       if (was && !fatal && !fatalWhy && this.adoptionMs > 0 && !this.stopped && (this.opts.running?.().length ?? 0) > 0) this.hold(this.adoptionMs);
       if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`), this.holding);
       if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;

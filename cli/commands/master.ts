@@ -20,7 +20,7 @@ const HELP = `usage: crowdbake master [--config DIR] [--data DIR] [--listen HOST
                       object a line on stderr, through pino: level, time, msg, err)
   --heartbeat D       how often workers are pinged; one silent interval drops a worker (default 15s)
   --lease D           several masters on one PostgreSQL: this master's lease on its running builds,
-                      renewed every third of it (default 45s; keep it above 2.5 heartbeats, so that
+                      renewed every third of it (default 60s; keep it above 3 heartbeats and a reconnect, so that
                       the workers of a paused master reach another one before its builds are requeued)
 
 Builder files are reloaded when they change. Writes to the REST API need the admin token
