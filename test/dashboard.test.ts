@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
 import { chromium, type Browser, type Page, type WebSocketRoute } from 'playwright-core';
 import type { BuildView, WorkerView } from '../protocol/api.js';
+import { PreferencesSchema } from '../protocol/control-api.js';
 import { startMaster, type MasterHandle } from '../master/master.js';
 import { openStore } from '../master/store/open-store.js';
 import { createWorkerToken } from '../master/tokens.js';
@@ -18,7 +19,11 @@ import { startWorker, type WorkerHandle } from '../worker/agent.js';
 const CHROMIUM = process.env.CROWDBAKE_CHROMIUM ?? '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const STATIC_DIR = fileURLToPath(new URL('../renderer/', import.meta.url));
-const SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
+// docs/screenshots only when asked (CROWDBAKE_SCREENSHOTS=docs, as scripts/screenshots.mjs
+// does); otherwise a temp dir, so a test run leaves the tree as it was.
+const SHOTS_ENV = process.env.CROWDBAKE_SCREENSHOTS;
+const SCREENSHOTS = SHOTS_ENV === 'docs' ? fileURLToPath(new URL('../../docs/screenshots/', import.meta.url))
+  : SHOTS_ENV ? `${SHOTS_ENV.replace(/\/$/, '')}/` : `${mkdtempSync(join(tmpdir(), 'crowdbake-dashboard-shots-'))}/`;
 const WORKER = 'volunteer-1';
 
 const BUILDERS: Record<string, string> = {
@@ -473,10 +478,18 @@ describe('dashboard logic', () => {
   });
 
   test('limits form: round-trips the preferences, names each bad field, sends typed values', () => {
-    const prefs = { when: 'idle', idleAfterMs: 180_000, schedule: null, onBattery: false, maxOtherCpuPercent: null, cpus: 2, memoryBytes: 4 * 1024 ** 3, diskBytes: null, paused: false, snoozeUntil: null };
+    // The agent's own defaults for everything this test does not set (protocol/control-api.ts).
+    const prefs = PreferencesSchema.parse({ when: 'idle', idleAfterMs: 180_000, schedule: null, onBattery: false, maxOtherCpuPercent: null, cpus: 2, memoryBytes: 4 * 1024 ** 3, diskBytes: null, paused: false, snoozeUntil: null });
     const draft = logic.draftFrom(prefs);
     assert.deepEqual([draft.idleAfter, draft.cpus, draft.memory, draft.disk], ['3m', '2', '4g', '']);
-    assert.deepEqual(logic.patchFrom(draft), { ok: true, patch: { when: 'idle', onBattery: false, idleAfter: '180000ms', schedule: null, maxOtherCpuPercent: null, cpus: 2, memory: '4g', disk: null } });
+    assert.deepEqual(logic.patchFrom(draft), {
+      ok: true,
+      patch: {
+        when: 'idle', onBattery: false, idleAfter: '180000ms', schedule: null, maxOtherCpuPercent: null, cpus: 2, memory: '4g', disk: null,
+        // The volunteer controls of [desktop], at the agent's defaults.
+        weekSchedule: null, whileHere: 'freeze', hereCpus: 1, hereCpuPercent: null, otherCpuGrace: '30000ms', maxTemperatureC: null, startPaused: false,
+      },
+    });
     const bad = logic.patchFrom({ ...draft, idleAfter: 'soon', cpus: '0', memory: '4 lumps', maxOtherCpu: '150', scheduleOn: true, start: '25:00', end: '07:00' });
     assert.equal(bad.ok, false);
     if (!bad.ok) assert.deepEqual(Object.keys(bad.errors).sort(), ['cpus', 'idleAfter', 'maxOtherCpu', 'memory', 'start']);

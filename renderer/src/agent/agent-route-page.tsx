@@ -1,3 +1,4 @@
+import { lazy, Suspense } from 'react';
 import { NotFoundPage } from '../components/not-found-page';
 import type { AgentRoute } from './agent-router';
 import { HistoryPage } from './history-page';
@@ -6,8 +7,11 @@ import { LocalBuildPage } from './local-build-page';
 import { OverviewPage } from './overview-page';
 import { ResultsPage } from './results-page';
 import { ProjectsPage } from './projects-page';
-import { GavePage } from './gave-page';
 import { DashboardPage } from './dashboard-page';
+
+// Its chart library (uPlot) is a chunk of its own, fetched when the page is first opened, so
+// no other page — nor the master's dashboard, which shares the bundle — waits for it.
+const GavePage = lazy(() => import('./gave-page').then((m) => ({ default: m.GavePage })));
 
 export function AgentRoutePage({ route }: { route: AgentRoute }) {
   switch (route.page) {
@@ -17,7 +21,7 @@ export function AgentRoutePage({ route }: { route: AgentRoute }) {
     case 'entry': return <LocalBuildPage id={route.id} />;
     case 'results': return <ResultsPage />;
     case 'projects': return <ProjectsPage />;
-    case 'gave': return <GavePage />;
+    case 'gave': return <Suspense fallback={<p className="muted">Loading…</p>}><GavePage /></Suspense>;
     case 'dashboard': return <DashboardPage />;
     case 'not-found': return <NotFoundPage path={route.path} />;
   }

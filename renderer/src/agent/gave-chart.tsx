@@ -1,6 +1,5 @@
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import type { GaveDay } from './gave-model';
 
 const COLORS = ['#2f86d1', '#c9501c', '#3a9b5c', '#8a5cc7', '#c79a1c', '#1c9bc7'];

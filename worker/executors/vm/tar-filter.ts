@@ -114,6 +114,12 @@ export class TarFilter extends Duplex {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
       throw new Error(`the archive from the VM is malformed (entry "${h.name.slice(0, 100)}" has an unreadable size field)`);
     }
+    // tar-stream never ends the body of a directory (or link, or other non-file) entry that
+    // declares a size: copy-out would wait forever. GNU tar writes 0 there; refuse the rest.
+    const hasBody = h.type === 'file' || h.type === 'contiguous-file';
+    if (!hasBody && size !== 0) {
+      throw new Error(`the archive from the VM is malformed (entry "${h.name.slice(0, 100)}" of type ${h.type ?? 'unknown'} declares ${size} bytes of content)`);
+    }
     this.total += size;
     if (this.total > this.maxBytes) {
       const e = new Error(`the workdir in the VM holds more than the disk limit of ${formatBytes(this.maxBytes)}`);
