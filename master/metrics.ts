@@ -79,20 +79,29 @@ export class MasterMetrics {
         this.artifactBytes.inc((args[0] as { size: number }).size);
       }
     };
+    // One wrapper per method, made on first use: store calls are on the build path, so no
+    // closure or label lookup per call.
+    const wrapped = new Map<string, (...args: unknown[]) => unknown>();
+    const wrap = (op: string, fn: (...a: unknown[]) => unknown): ((...args: unknown[]) => unknown) => {
+      const timer = this.storeSeconds.labels(op);
+      return (...args: unknown[]) => {
+        const end = timer.startTimer();
+        const out = fn.apply(store, args);
+        if (out instanceof Promise) {
+          return out.then((r: unknown) => { end(); track(op, args, r); return r; }, (e: unknown) => { end(); throw e; });
+        }
+        end();
+        track(op, args, out);
+        return out;
+      };
+    };
     return new Proxy(store, {
       get: (target, prop, receiver) => {
         const v = Reflect.get(target, prop, receiver) as unknown;
         if (typeof v !== 'function' || typeof prop !== 'string' || prop === 'close') return v;
-        return (...args: unknown[]) => {
-          const end = this.storeSeconds.startTimer({ op: prop });
-          const out = (v as (...a: unknown[]) => unknown).apply(target, args);
-          if (out instanceof Promise) {
-            return out.then((r: unknown) => { end(); track(prop, args, r); return r; }, (e: unknown) => { end(); throw e; });
-          }
-          end();
-          track(prop, args, out);
-          return out;
-        };
+        let w = wrapped.get(prop);
+        if (!w) { w = wrap(prop, v as (...a: unknown[]) => unknown); wrapped.set(prop, w); }
+        return w;
       },
     });
   }

@@ -6,7 +6,7 @@
 const SANDBOX = /\/executors\/(container|fast\/fast-path|environments\/(environments|debootstrap|eviction)|vm\/vm)\.test\.js$/;
 const STORE = /\/store\/postgres-[^/]*\.test\.js$/;
 const VM = /\/test\/(local-vm|sandbox-escape-vm)\.test\.js$/;
-const BROWSER = /\/test\/([^/]*dashboard|[^/]*-ui|[^/]*-pages?)\.test\.js$/;
+const BROWSER = /\/test\/([^/]*dashboard|[^/]*-ui)\.test\.js$/;
 
 export const GROUPS = {
   unit: 'pure logic next to its module: parsers, policies, bounds, stores on SQLite, the app\'s wiring against a stand-in electron',

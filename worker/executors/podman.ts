@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -110,9 +110,11 @@ export function describe(args: readonly string[]): string {
  * or any project's tree, that file would litter it. A directory of our own in the temp dir
  * takes it instead.
  */
+let madeCwd: string | null = null;
 export function podmanCwd(): string {
   const dir = join(tmpdir(), `crowdbake-podman-${process.getuid?.() ?? 'user'}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Made once a process (every podman call asks); made again if something removed it.
+  if (madeCwd !== dir || !existsSync(dir)) { mkdirSync(dir, { recursive: true, mode: 0o700 }); madeCwd = dir; }
   return dir;
 }
 
