@@ -1,19 +1,32 @@
-import type { BuildOutcome, BuildTrigger, BuildView, StepView, VerificationView } from '../protocol/api.js';
+import { rmSync } from 'node:fs';
+import type { BuildOutcome, BuildTrigger, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
-import type { Capabilities, MasterMessage, WorkerMessage } from '../protocol/worker-messages.js';
+import type { WorkerMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
 import type { LogStore } from './log-store.js';
 import { workerView } from './views.js';
-import { pickWorker, type WorkerOffer } from './matching.js';
-import type { BuildPatch, BuildRow, StepRow, Store } from './store/store.js';
+import { pickWorker } from './matching.js';
+import type { BuildPatch, BuildRow, Store } from './store/store.js';
 import type { Verification } from './verification.js';
 import { BuildWrites, isDiskFull } from './disk-space.js';
 import { BuildUsage, DEFAULT_BUILD_CAPS, type BuildCaps } from './worker-bounds.js';
 import { BuildDeadlines } from './build-deadlines.js';
 import { log } from './log.js';
+import { BuildQueue } from './coordinator/build-queue.js';
+import { ActiveBuilds, type ActiveBuild } from './coordinator/active-builds.js';
+import { WorkerSessions, type WorkerSession } from './coordinator/worker-sessions.js';
+import { first, type Candidate } from './coordinator/dispatch-order.js';
+import { toBuildView } from './coordinator/build-view.js';
+import { syncQueue } from './coordinator/queue-sync.js';
+import { fencedRecord, inProcessRecord, type AttemptRecord } from './coordinator/attempt-record.js';
+import type { ClaimStore } from './store/claims.js';
+import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
+
+export type { WorkerSession } from './coordinator/worker-sessions.js';
+export { toBuildView } from './coordinator/build-view.js';
 import type { AttemptFinish } from './provenance/attestations.js';
 import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 import type { FewerReplicas } from './fewer-replicas.js';
@@ -21,38 +34,6 @@ import type { FewerReplicas } from './fewer-replicas.js';
 /** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
   get(name: string): BuilderDefinition | null;
-}
-
-/** A connected, authenticated worker, as the worker hub hands it over. */
-export interface WorkerSession extends WorkerOffer {
-  /** Builds assigned to this worker that it has not yet reported finished. */
-  readonly builds: Set<number>;
-  readonly frozen: Set<number>;
-  readonly capabilities: Capabilities;
-  /** False while the volunteer's desktop is in use, paused, outside its schedule, …; `reason` says which. */
-  accepting: boolean;
-  reason: string;
-  /** [cloud] Set once the worker is leaving (its `drain`, or the admin's): it gets nothing new. */
-  draining?: { now: boolean; reason: string } | null;
-  /** [cloud] Builds it may still be given (a one-time credential's session: 1); absent: no limit. */
-  buildsLeft?: number;
-  /** [cloud] A cloud worker (logged in with a one-time credential): `cloud: never` builders are not sent there. */
-  cloud?: boolean;
-  send(message: MasterMessage): void;
-  close(why: string): void;
-}
-
-interface ActiveBuild {
-  row: BuildRow;
-  session: WorkerSession;
-  steps: StepView[];
-  /** What this attempt has put on the master, checked against the spec and the caps. */
-  usage: BuildUsage;
-  /** Runs out when the build has been frozen longer than its builder allows. */
-  frozenTimer?: NodeJS.Timeout | undefined;
-  /** [provenance] The spec sent with this attempt and the artifacts it uploaded, that its statement must match. */
-  sent?: unknown;
-  received?: { name: string; size: number; sha256: string }[];
 }
 
 export interface BuildRequest {
@@ -79,13 +60,9 @@ const now = () => new Date().toISOString();
  * order it happens and then published on the event bus.
  */
 export class Coordinator {
-  /** Queued builds per builder, each list oldest first. */
-  private readonly queues = new Map<string, BuildRow[]>();
-  private queued = 0;
-  /** Running builds per builder, for fair share. */
-  private readonly runningPer = new Map<string, number>();
-  private readonly active = new Map<number, ActiveBuild>();
-  private readonly sessions = new Map<string, WorkerSession>();
+  private readonly queue = new BuildQueue();
+  private readonly active = new ActiveBuilds();
+  private readonly sessions = new WorkerSessions();
   private dispatchScheduled = false;
   private closed = false;
 
@@ -112,11 +89,16 @@ export class Coordinator {
       credit?: { buildFinished(row: BuildRow, cpuMs?: number): Promise<void> };
       /** [provenance] Checks a successful attempt's signed statement (master/provenance/attestations.ts); a reason refuses it. */
       provenance?: { accept(f: AttemptFinish): Promise<string | null> };
+      /** Several masters on the store: how long a lost worker's attempts wait to be adopted (default DEFAULT_LEASE_MS). */
+      adoptWindowMs?: number;
       /** [crowd] Drops replicas a reliable volunteer's result makes unneeded (master/fewer-replicas.ts). */
       fewerReplicas?: FewerReplicas;
     },
   ) {
     this.writes = new BuildWrites(store, logError);
+    this.claims = store.claims;
+    this.record = this.claims ? fencedRecord(this.claims) : inProcessRecord(store, this.writes);
+    this.adoptWindowMs = options.adoptWindowMs ?? DEFAULT_LEASE_MS;
     this.caps = options.caps ?? DEFAULT_BUILD_CAPS;
     this.deadlines = new BuildDeadlines((id, why) => {
       const a = this.active.get(id);
@@ -134,9 +116,35 @@ export class Coordinator {
 
   /** Build-row changes, kept and retried when the disk is full. */
   private readonly writes: BuildWrites;
+  /** Several masters on one store (PostgreSQL): claims, fences, adoption (master/store/claims.ts); undefined on SQLite. */
+  private readonly claims: ClaimStore | undefined;
+  /** Every write about a build: plain (one master) or fenced by attempt and holder (several). */
+  private readonly record: AttemptRecord;
+  private readonly adoptWindowMs: number;
+  /** Attempts this master took over from a worker that reconnected (several masters). */
+  adoptedCount = 0;
 
-  /** Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost their worker. */
+  /** Whether this master shares its store with others (and offers workers adoption). */
+  get shared(): boolean {
+    return this.claims !== undefined;
+  }
+
+  /** How long a worker should keep its builds running without a master, waiting to be adopted. */
+  get adoptionWindowMs(): number {
+    return this.adoptWindowMs;
+  }
+
+  /**
+   * Loads unfinished builds after a (re)start: queued ones keep their place; running ones lost
+   * their worker. With several masters only the queue is read: a running build belongs to the
+   * master holding it, and comes back to the queue through the store's reaping once its
+   * holder's lease has run out (master/store/claims.ts).
+   */
   async recover(): Promise<void> {
+    if (this.claims) {
+      await this.refreshQueue();
+      return;
+    }
     for (const row of await this.store.listUnfinishedBuilds()) {
       if (row.state === 'queued') this.enqueue(row);
       else await this.requeueLost(row, 'the master restarted while it ran');
@@ -166,6 +174,8 @@ export class Coordinator {
       this.publishBuild(row, []);
     }
     this.scheduleDispatch();
+    // The other masters hear of it (NOTIFY wakes them; they read the queue from the table).
+    if (this.claims) void this.claims.wake().catch(logError);
     return rows[0]!;
   }
 
@@ -184,7 +194,7 @@ export class Coordinator {
   /** Marks the queued, never started change builds of `newer`'s builder and branch superseded by it (a requeued one ran already: it is kept). */
   private async supersedeOlder(newer: BuildRow, def: BuilderDefinition): Promise<void> {
     const branchOf = (b: BuildRow) => b.branch ?? def.source?.branch ?? null;
-    const older = (this.queues.get(newer.builder) ?? [])
+    const older = this.queue.of(newer.builder)
       .filter((b) => b.id < newer.id && b.trigger === 'change' && b.attempt === 0 && branchOf(b) === branchOf(newer));
     for (const b of older) {
       if (!this.dequeue(b.id)) continue;
@@ -196,7 +206,7 @@ export class Coordinator {
   async cancel(id: number): Promise<void> {
     const queued = this.dequeue(id);
     if (queued) {
-      await this.finish(queued, 'cancelled', 'cancelled while queued', []);
+      if (!await this.finish(queued, 'cancelled', 'cancelled while queued', [])) throw new ConflictError(`build ${id} was started by another master meanwhile`);
       return;
     }
     const a = this.active.get(id);
@@ -209,32 +219,46 @@ export class Coordinator {
     }
     const row = await this.store.getBuild(id);
     if (!row) throw new NotFoundError(`no build ${id}`);
+    if (row.state !== 'finished' && this.claims) throw new ConflictError(`build ${id} runs on a worker of another master; cancel it there`);
     throw new ConflictError(`build ${id} has already finished`);
   }
 
   addSession(session: WorkerSession): void {
-    this.sessions.set(session.name, session);
+    this.sessions.add(session);
     this.options.onSessionsChanged?.();
     this.scheduleDispatch();
   }
 
   /** Tells dashboards a worker's state changed (busy, idle, frozen). */
   private publishWorker(session: WorkerSession): void {
-    if (this.events.size === 0 || this.sessions.get(session.name) !== session) return;
+    if (this.events.size === 0 || !this.sessions.isCurrent(session)) return;
     this.events.publish({ type: 'worker', worker: workerView(session.name, session.capabilities, session) });
   }
 
-  /** The worker's connection is gone: its builds go back to the queue (or fail after too many attempts). */
+  /**
+   * The worker's connection is gone: its builds go back to the queue (or fail after too many
+   * attempts). With several masters they are released instead: the worker may be reconnecting
+   * to another master, which adopts them; the store requeues them if it does not come back
+   * within the adoption window.
+   */
   async removeSession(session: WorkerSession): Promise<void> {
-    if (this.sessions.get(session.name) === session) this.sessions.delete(session.name);
+    this.sessions.remove(session);
+    const released: { id: number; attempt: number }[] = [];
     for (const id of session.builds) {
       const a = this.active.get(id);
       if (!a || a.session !== session) continue;
       this.deactivate(id);
       if (a.frozenTimer) clearTimeout(a.frozenTimer);
       this.artifacts.abortBuild(id);
+      if (this.claims) {
+        released.push({ id, attempt: a.row.attempt });
+        this.note(id, `\n*** worker ${session.name} disconnected; its attempt ${a.row.attempt} waits ${Math.round(this.adoptWindowMs / 1000)}s for it to reconnect to any master ***\n`);
+        this.logs.close(id);
+        continue;
+      }
       await this.requeueLost(a.row, `worker ${session.name} disconnected`);
     }
+    if (released.length) await this.claims!.release(released, this.adoptWindowMs);
     session.builds.clear();
     this.options.onSessionsChanged?.();
     this.scheduleDispatch();
@@ -249,12 +273,12 @@ export class Coordinator {
   }
 
   queuedCount(): number {
-    return this.queued;
+    return this.queue.size;
   }
 
   /** [cloud] The queued builds, per builder oldest first (the cloud pool sizes itself on them). */
   *queuedBuilds(): Iterable<BuildRow> {
-    for (const q of this.queues.values()) yield* q;
+    for (const [, q] of this.queue.builders()) yield* q;
   }
 
   /**
@@ -311,9 +335,8 @@ export class Coordinator {
       if (msg.accepting) this.scheduleDispatch();
       return;
     }
-    const a = this.active.get(msg.buildId);
-    const current = a !== undefined && a.session === session && a.row.attempt === msg.attempt;
-    if (!current) {
+    const a = this.active.current(msg.buildId, session, msg.attempt);
+    if (!a) {
       // A late message for a build that was cancelled, requeued or finished: only free the slot.
       if (msg.type === 'state' && msg.state === 'finished' && session.builds.delete(msg.buildId)) {
         this.publishWorker(session);
@@ -374,14 +397,14 @@ export class Coordinator {
         // a later attempt or a rebuild builds the same one. A revision that was asked for stays.
         if (a.row.revision !== null) return;
         a.row.revision = msg.revision;
-        await this.writes.update(a.row.id, { revision: msg.revision });
+        if (!await this.record.update(a.row, { revision: msg.revision })) return this.letGo(a);
         this.publishBuild(a.row, a.steps);
         return;
       case 'step': {
         // msg.index < the spec's step count (checked above); the name is the spec's, not the worker's.
         const view: StepView = { name: a.steps[msg.index]?.name ?? msg.name, state: msg.state, result: msg.result, exitCode: msg.exitCode };
         a.steps[msg.index] = view;
-        await this.store.putStep({ buildId: msg.buildId, index: msg.index, ...view });
+        if (!await this.record.step(a.row, { buildId: msg.buildId, index: msg.index, ...view })) return this.letGo(a);
         this.publishBuild(a.row, a.steps);
         return;
       }
@@ -396,7 +419,7 @@ export class Coordinator {
           return;
         }
         if (done) {
-          await this.store.putArtifact({ buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name });
+          if (!await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name })) return this.letGo(a);
           (a.received ??= []).push({ name: msg.name, size: msg.size, sha256: msg.sha256 });
         }
         return;
@@ -454,7 +477,7 @@ export class Coordinator {
       a.frozenTimer = undefined;
     }
     a.row.state = msg.state;
-    await this.writes.update(a.row.id, { state: msg.state });
+    if (!await this.record.update(a.row, { state: msg.state })) return this.letGo(a);
     this.publishBuild(a.row, a.steps);
     this.publishWorker(session);
   }
@@ -516,12 +539,7 @@ export class Coordinator {
   }
 
   private enqueue(row: BuildRow): void {
-    let q = this.queues.get(row.builder);
-    if (!q) this.queues.set(row.builder, (q = []));
-    let i = q.length;
-    while (i > 0 && q[i - 1]!.id > row.id) i--;
-    q.splice(i, 0, row);
-    this.queued++;
+    this.queue.enqueue(row);
   }
 
   /** [cloud] Attempts per build lost to the infrastructure (a draining worker, a spot interruption), not counted toward maxAttempts. */
@@ -542,8 +560,8 @@ export class Coordinator {
     this.logs.close(row.id);
     this.options.verification?.assigned(row.id, null);
     Object.assign(row, { state: 'queued', worker: null, startedAt: null, message: why });
-    await this.store.clearSteps(row.id).catch((e: unknown) => { if (!isDiskFull(e)) throw e; });
-    await this.writes.update(row.id, { state: 'queued', worker: null, startedAt: null, message: why });
+    // Fenced (several masters): a build this master no longer holds is not requeued by it.
+    if (!await this.record.requeue(row, { state: 'queued', worker: null, startedAt: null, message: why })) return;
     this.enqueue(row);
     this.publishBuild(row, []);
   }
@@ -557,9 +575,15 @@ export class Coordinator {
     return claim.cpuMs;
   }
 
-  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<void> {
+  /** Ends a build (queued or running); false when, with several masters, this one no longer held it (nothing was changed). */
+  private async finish(row: BuildRow, result: BuildOutcome, message: string | null, steps: StepView[], extra: BuildPatch = {}, cpuMs?: number): Promise<boolean> {
+    const queued = row.state === 'queued';
     Object.assign(row, { state: 'finished', result, message, finishedAt: now(), ...extra });
-    await this.writes.update(row.id, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra });
+    if (!await this.record.update(row, { state: 'finished', result, message, finishedAt: row.finishedAt, ...extra }, queued)) {
+      log.warn(`build ${row.id} attempt ${row.attempt}: not ended here as ${result}: this master no longer holds it`);
+      this.logs.close(row.id);
+      return false;
+    }
     this.logs.finish(row.id);
     this.artifacts.abortBuild(row.id);
     this.barred.delete(row.id);
@@ -567,6 +591,7 @@ export class Coordinator {
     this.publishBuild(row, steps);
     if (row.worker && row.startedAt) void this.options.credit?.buildFinished({ ...row }, cpuMs).catch(logError);
     await this.options.verification?.finished(row);
+    return true;
   }
 
   scheduleDispatch(): void {
@@ -578,28 +603,13 @@ export class Coordinator {
     });
   }
 
-  /** Hands queued builds, oldest first, to workers with a free slot that can run them. */
   /** The build no longer runs on a worker (finished, cancelled, lost). */
   private deactivate(id: number): void {
-    const a = this.active.get(id);
-    if (!a) return;
-    this.active.delete(id);
-    this.deadlines.stop(id);
-    const n = (this.runningPer.get(a.row.builder) ?? 1) - 1;
-    if (n > 0) this.runningPer.set(a.row.builder, n);
-    else this.runningPer.delete(a.row.builder);
+    if (this.active.remove(id)) this.deadlines.stop(id);
   }
 
   private dequeue(id: number): BuildRow | null {
-    for (const [builder, q] of this.queues) {
-      const i = q.findIndex((b) => b.id === id);
-      if (i < 0) continue;
-      const [row] = q.splice(i, 1);
-      if (q.length === 0) this.queues.delete(builder);
-      this.queued--;
-      return row!;
-    }
-    return null;
+    return this.queue.dequeue(id);
   }
 
   /**
@@ -613,26 +623,12 @@ export class Coordinator {
     const unplaced = new Map<string, BuilderDefinition>();
     const blocked = new Set<string>();
     for (;;) {
-      let best: { name: string; def: BuilderDefinition; head: BuildRow } | null = null;
-      for (const [name, q] of this.queues) {
-        if (blocked.has(name)) continue;
-        const def = this.builders.get(name);
-        if (!def) {
-          this.queues.delete(name);
-          this.queued -= q.length;
-          for (const row of q) void this.finish(row, 'error', `builder "${name}" no longer exists`, []).catch(logError);
-          continue;
-        }
-        const head = q[0]!;
-        if (!best || before({ def, head, running: this.runningPer.get(name) ?? 0 }, { def: best.def, head: best.head, running: this.runningPer.get(best.name) ?? 0 })) {
-          best = { name, def, head };
-        }
-      }
+      const best = first(this.candidates(blocked));
       if (!best) break;
       const ver = this.options.verification;
       // `verify.owners: distinct`: no two replicas on workers of the same volunteer.
       const owners = best.def.verify?.owners === 'distinct' ? ver?.excludedOwners(best.head.id) : undefined;
-      const pick = this.sessions.size ? pickWorker(best.def, this.sessionOffers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners,
+      const pick = this.sessions.size ? pickWorker(best.def, this.sessions.offers(ver?.excluded(best.head.id), this.barred.get(best.head.id), owners,
         best.def.cloud === 'never' || this.options.mayUseCloud?.(best.head, best.def) === false)) : null;
       if (!pick) {
         blocked.add(best.name);
@@ -645,14 +641,16 @@ export class Coordinator {
     if (unplaced.size && this.options.onUnplaced) this.options.onUnplaced([...unplaced.values()]);
   }
 
-  /** Connected workers, but not those in `exclude` (they ran another replica of the build). */
-  private *sessionOffers(exclude?: ReadonlySet<string>, barred?: ReadonlySet<string>, owners?: ReadonlySet<string>, noCloud = false): Iterable<WorkerSession> {
-    for (const s of this.sessions.values()) {
-      if (exclude?.has(s.name) || barred?.has(s.name) || (noCloud && s.cloud)) continue;
-      // A worker whose owner is unknown cannot be told apart: it gets no replica of a distinct-owners group.
-      if (owners && (s.owner === undefined || owners.has(s.owner))) continue;
-      (s as { running: number }).running = s.builds.size;
-      yield s;
+  /** The head of each builder's queue not in `blocked`; a builder that no longer exists has its builds ended. */
+  private *candidates(blocked: ReadonlySet<string>): Iterable<Candidate> {
+    for (const [name, q] of [...this.queue.builders()]) {
+      if (blocked.has(name)) continue;
+      const def = this.builders.get(name);
+      if (!def) {
+        for (const row of this.queue.dropBuilder(name)) void this.finish(row, 'error', `builder "${name}" no longer exists`, []).catch(logError);
+        continue;
+      }
+      yield { name, def, head: q[0]!, running: this.active.runningOf(name) };
     }
   }
 
@@ -667,23 +665,25 @@ export class Coordinator {
       session.reason = 'its one-time credential\'s one build is assigned';
     }
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
-    this.active.set(row.id, { row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
+    this.active.add({ row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
     // [crowd] Earned trust: a reliable volunteer's replica may make the group's queued ones unneeded (fewer-replicas.ts).
     const fewer = this.options.fewerReplicas?.assigned(row.id, builder, session.owner);
     for (const id of fewer?.drop ?? []) void this.dropReplica(id, fewer!.why).catch(logError);
-    this.runningPer.set(row.builder, (this.runningPer.get(row.builder) ?? 0) + 1);
     // The worker hears of attempt N only once the store holds it: a master killed in between
     // requeues the build as attempt N + 1, and never hands out attempt N twice. (SQLite writes
     // at the call; PostgreSQL answers later.) The log header follows the store, for the same
     // reason; a kill between the two leaves attempt N without its header, and the requeue
     // note after the restart names it.
     const a = this.active.get(row.id)!;
-    this.store.updateBuild(row.id, { state: 'running', worker: session.name, attempt, startedAt: row.startedAt, message: null }).then(() => {
+    // With several masters this write is the claim (master/store/claims.ts): if another
+    // master took the build first, it is simply not ours, and nothing is sent.
+    this.record.start(row, attempt, session.name, row.startedAt!).then((ok): Promise<unknown> | undefined => {
+      if (!ok) { this.taken(a); return undefined; }
       // Cancelled, or its worker gone, while the write was on its way: nothing to send.
-      if (this.active.get(row.id) !== a || this.closed) return;
+      if (this.active.get(row.id) !== a || this.closed) return undefined;
       this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
       const spec = {
         ...builder.spec, executor, revision: row.revision,
@@ -692,10 +692,146 @@ export class Coordinator {
       };
       a.sent = spec;
       session.send({ type: 'assign', buildId: row.id, attempt, spec });
-      return Promise.all(steps.map((s, index) => this.store.putStep({ buildId: row.id, index, ...s })));
+      return Promise.all(steps.map((s, index) => this.record.step(row, { buildId: row.id, index, ...s })));
     }, (e: unknown) => this.unassign(a, attempt, e)).catch(logError);
     this.publishBuild(row, steps);
     this.publishWorker(session);
+  }
+
+  /** Another master claimed the build first (several masters): it is not ours; the slot is free again. */
+  private taken(a: ActiveBuild): void {
+    if (this.active.get(a.row.id) !== a) return;
+    this.deactivate(a.row.id);
+    a.session.builds.delete(a.row.id);
+    (a.session as { running: number }).running = a.session.builds.size;
+    this.options.verification?.assigned(a.row.id, null);
+    this.publishWorker(a.session);
+    this.scheduleDispatch();
+  }
+
+  /**
+   * A fenced write about a running attempt did not land (several masters): this master no
+   * longer holds it — another adopted it, or this one's lease ran out and the store requeued
+   * it. It is let go without another write; its worker, if still connected here, is told to
+   * stop that attempt (a requeued build runs elsewhere; an adopted one is not on this socket).
+   */
+  private letGo(a: ActiveBuild, why = 'this master no longer holds it'): void {
+    if (this.active.get(a.row.id) !== a) return;
+    const { row, session } = a;
+    this.deactivate(row.id);
+    if (a.frozenTimer) clearTimeout(a.frozenTimer);
+    session.builds.delete(row.id);
+    session.frozen.delete(row.id);
+    this.artifacts.abortBuild(row.id);
+    this.logs.close(row.id);
+    log.warn(`build ${row.id} attempt ${row.attempt}: ${why}; letting it go`);
+    session.send({ type: 'cancel', buildId: row.id, attempt: row.attempt, reason: `the master ${why}` });
+    this.publishWorker(session);
+    this.scheduleDispatch();
+  }
+
+  /**
+   * A worker that (re)connected says which attempts it is still running. Trust: that list is
+   * only the worker's word; each attempt is taken over only if the store says it is this
+   * worker's (the name its token authenticated) current attempt and still running — one
+   * fenced statement (ClaimStore.adopt). Every other one is cancelled on the worker, so
+   * nothing runs twice. A single master (SQLite) adopts nothing: its builds were requeued when
+   * the worker left.
+   */
+  async adopt(session: WorkerSession, running: readonly { buildId: number; attempt: number }[]): Promise<void> {
+    for (const { buildId, attempt } of running) {
+      const mine = this.active.get(buildId);
+      if (mine && mine.session === session && mine.row.attempt === attempt) continue;
+      const row = this.claims ? await this.claims.adopt(buildId, attempt, session.name) : null;
+      const def = row ? this.builders.get(row.builder) : null;
+      if (!row || !def) {
+        session.send({ type: 'cancel', buildId, attempt, reason: row ? `builder "${row.builder}" no longer exists on this master` : 'this attempt is not current any more (the build was requeued, cancelled or finished)' });
+        if (row) await this.requeueLost(row, `its builder is unknown to master ${this.claims!.holder}`);
+        continue;
+      }
+      if (mine) this.deactivate(buildId);
+      this.dequeue(buildId);
+      const stored = await this.store.listSteps([buildId]);
+      const steps: StepView[] = allStepNames(def.spec).map((name, index) => {
+        const s = stored.find((x) => x.index === index);
+        return s ? { name: s.name, state: s.state, result: s.result, exitCode: s.exitCode } : { name, state: 'pending', result: null, exitCode: null };
+      });
+      session.builds.add(buildId);
+      (session as { running: number }).running = session.builds.size;
+      if (row.state === 'frozen') session.frozen.add(buildId);
+      // The caps start again from zero for the rest of the attempt (what it sent the old master is not known here).
+      this.active.add({ row, session, steps, usage: new BuildUsage(def.spec, this.caps) });
+      this.deadlines.start(buildId, (def.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
+      if (row.state === 'frozen') this.deadlines.setFrozen(buildId, true);
+      this.options.verification?.assigned(buildId, session.name, session.owner);
+      this.adoptedCount++;
+      this.note(buildId, `\n*** attempt ${attempt} adopted by master ${this.claims!.holder}: worker ${session.name} reconnected and carries on ***\n`);
+      this.publishBuild(row, steps);
+    }
+    this.publishWorker(session);
+  }
+
+  /**
+   * Several masters: reads the queued rows and brings this master's queue in line (called at
+   * start, on a NOTIFY, after reaping, and every few seconds: NOTIFY only wakes, the table is
+   * the record). Calls that arrive while one runs are folded into one more pass.
+   */
+  refreshQueue(): Promise<void> {
+    const claims = this.claims;
+    if (!claims) return Promise.resolve();
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        const rows = await claims.listQueued();
+        syncQueue(this.queue, rows, (id) => this.active.get(id) !== undefined);
+      } while (this.refreshAgain && !this.closed);
+    })().finally(() => {
+      this.refreshing = null;
+      this.scheduleDispatch();
+    });
+    return this.refreshing;
+  }
+
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+
+  /** Several masters: puts back in the queue the attempts nobody holds any more (any master may run it; the store makes it idempotent). */
+  async reap(): Promise<number> {
+    if (!this.claims) return 0;
+    const reaped = await this.claims.reap(this.options.maxAttempts, now());
+    const why = 'the master holding it was lost (killed, restarted or past its lease) while it ran, and its worker did not come back';
+    for (const b of reaped) {
+      this.note(b.id, b.state === 'queued'
+        ? `\n*** ${why}; build requeued (attempt ${b.attempt} of ${this.options.maxAttempts}) ***\n`
+        : `\n*** ${why}; giving up after ${b.attempt} attempts ***\n`);
+      this.logs.close(b.id);
+    }
+    if (reaped.length > 0) await this.refreshQueue();
+    return reaped.length;
+  }
+
+  /**
+   * This master lost its lease (it was paused or cut off from the store for longer than the
+   * lease): it holds nothing any more. Its running attempts are forgotten without a write,
+   * its workers' connections are closed (they reconnect and, if their attempts are still
+   * current, are adopted — by this master under its new id, or by another), and its view of
+   * the queue is dropped, to be read again.
+   */
+  stepDown(): void {
+    for (const a of [...this.active.values()]) {
+      this.deactivate(a.row.id);
+      if (a.frozenTimer) clearTimeout(a.frozenTimer);
+      a.session.builds.delete(a.row.id);
+      a.session.frozen.delete(a.row.id);
+      this.artifacts.abortBuild(a.row.id);
+      this.logs.close(a.row.id);
+    }
+    for (const s of [...this.sessions.values()]) s.close('this master lost its lease; connect again', true);
+    for (const [name] of [...this.queue.builders()]) this.queue.dropBuilder(name);
   }
 
   /** A queued replica that is no longer needed: out of the queue (now, before the dispatcher's next pick), out of its group, finished as cancelled. */
@@ -736,24 +872,6 @@ export class Coordinator {
   }
 }
 
-export function toBuildView(row: BuildRow, steps: readonly (StepView | StepRow)[], verification?: VerificationView | null): BuildView {
-  return {
-    ...(verification ? { verification } : {}),
-    id: row.id, builder: row.builder, state: row.state, result: row.result, worker: row.worker,
-    revision: row.revision, branch: row.branch, reason: row.reason, trigger: row.trigger, rebuildOf: row.rebuildOf,
-    supersededBy: row.supersededBy, attempt: row.attempt, message: row.message,
-    queuedAt: row.queuedAt, startedAt: row.startedAt, finishedAt: row.finishedAt,
-    steps: steps.map((s) => ({ name: s.name, state: s.state, result: s.result, exitCode: s.exitCode })),
-  };
-}
-
 function logError(e: unknown): void {
   log.error('internal error:', e);
-}
-
-/** Whether queued build a goes before b: priority, then fair share, then age. */
-function before(a: { def: BuilderDefinition; head: BuildRow; running: number }, b: { def: BuilderDefinition; head: BuildRow; running: number }): boolean {
-  if (a.def.priority !== b.def.priority) return a.def.priority > b.def.priority;
-  if (a.running !== b.running) return a.running < b.running;
-  return a.head.id < b.head.id;
 }

@@ -16,7 +16,7 @@ import { AuthThrottle } from './auth-throttle.js';
 import { secretsEqual } from './tokens.js';
 import type { Verification } from './verification.js';
 import { isDiskFull, type DiskSpace } from './disk-space.js';
-import { readiness, type MasterMetrics } from './metrics.js';
+import { readiness, type LeaseView, type MasterMetrics } from './metrics.js';
 import { workerView } from './views.js';
 import { StaticFiles } from './static-files.js';
 import { log } from './log.js';
@@ -64,6 +64,8 @@ export class HttpApi {
       listen?: () => { host: string; port: number } | null;
       /** `GET /metrics` (Prometheus); read like the API (`public: false` needs the token). */
       metrics?: MasterMetrics;
+      /** Several masters: this master's lease and the singletons it runs, for `GET /readyz`. */
+      lease?: () => LeaseView | null;
     },
   ) {}
 
@@ -91,7 +93,7 @@ export class HttpApi {
     const method = req.method ?? 'GET';
     const d = this.deps;
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
-    if (path === '/readyz') { const r = await readiness(d.store); return sendJson(res, r.status, r.body); }
+    if (path === '/readyz') { const r = await readiness(d.store, 2000, d.lease?.() ?? null); return sendJson(res, r.status, r.body); }
     if (path === '/metrics' && d.metrics) {
       if (d.public === false) this.requireAdmin(req);
       return d.metrics.serve(res);

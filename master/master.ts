@@ -36,6 +36,9 @@ import { Enrollment } from './enrollment/join.js';
 import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { log, logLine } from './log.js';
+import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
+import { FarmMembership } from './farm/membership.js';
+import { SingletonLease } from './farm/singleton.js';
 import { Attestations } from './provenance/attestations.js';
 import { loadFarmKey } from './provenance/farm-key.js';
 import { ProvenanceRoutes } from './provenance/routes.js';
@@ -63,6 +66,8 @@ export interface MasterOptions {
   localVmGuest?: LocalVmGuestBuilder;
   /** How often the farm's capacity (accepting workers) is sampled; default a minute. */
   capacitySampleMs?: number;
+  /** Several masters on one PostgreSQL: this master's lease (`--lease`; default DEFAULT_LEASE_MS). */
+  leaseMs?: number;
   /** [provenance] diffoscope's limits and command (tests point `command` elsewhere to stand for a master without it). */
   diffoscope?: Partial<DiagnosisOptions>;
 }
@@ -104,7 +109,15 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const events = new EventBus();
   const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
-  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine);
+  // Several masters on one PostgreSQL (master/store/claims.ts): this master joins the farm
+  // before it claims anything; the singletons below run where their lease is held.
+  const claims = store.claims;
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  let stopRetention: () => void = () => undefined;
+  const retention = new SingletonLease(claims, 'retention', leaseMs, {
+    start: () => { stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine); },
+    stop: () => { stopRetention(); stopRetention = () => undefined; },
+  }, logLine);
   let api: HttpApi | null = null;
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
@@ -131,14 +144,27 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   }, async (verdicts) => { await volunteers.recordVerdicts(verdicts); await credit.verdicts(verdicts); });
   diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, logLine);
   await verification.load();
+  let singletons: SingletonLease[] = [];
+  const latentLease = new SingletonLease(claims, 'latent-workers', leaseMs, { start: () => undefined, stop: () => undefined }, logLine);
+  const membership = claims ? new FarmMembership(claims, {
+    leaseMs, url: () => url || 'starting', log: logLine,
+    onLost: () => coordinator.stepDown(),
+    onTick: async () => {
+      await coordinator.reap();
+      await coordinator.refreshQueue();
+      for (const s of singletons) await s.tick();
+    },
+  }) : null;
+  await membership?.start();
   // [provenance] Workers' signed statements (checked at each successful finish) and the farm's own key.
   const attestations = new Attestations(store, dataDir);
   const farmSigner = loadFarmKey(dataDir, fileConfig.farmName);
   const coordinator = new Coordinator(store, { get: (n) => registry.get(n)?.definition ?? null }, logs, artifacts, events, {
+    adoptWindowMs: leaseMs,
     maxAttempts: opts.maxAttempts ?? fileConfig.maxAttempts,
     // Whether a builder is runnable depends on who is connected.
     onSessionsChanged: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
-    onUnplaced: (builders) => { if (url) latent.unplaced(builders); },
+    onUnplaced: (builders) => { if (url && latentLease.held) latent.unplaced(builders); },
     mayUseCloud: (row, def): boolean => latent.mayUseCloud(row, def),
     verification,
     fewerReplicas: new FewerReplicas(volunteers, verification),
@@ -149,6 +175,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
+  // NOTIFY only wakes this master; it reads the queue from the table (and every tick anyway).
+  const stopListening = claims ? await claims.onWake(() => void coordinator.refreshQueue().catch((e: Error) => log.error(e.message))) : null;
 
   const sources = new ChangeSources({
     dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
@@ -156,6 +184,10 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   // Each forge's own webhook secret exists from the first start, for the admin to paste into the forge.
   for (const forge of PROVIDERS) loadForgeSecret(dataDir, forge);
+  // Repository polling runs where the change-sources lease is (webhooks are taken by every master).
+  const polling = new SingletonLease(claims, 'change-sources', leaseMs, { start: () => sources.setPolling(true), stop: () => sources.setPolling(false) }, logLine);
+  if (claims) sources.setPolling(false);
+  singletons = [polling, latentLease, retention];
   const staticDir = opts.staticDir === undefined ? (existsSync(DEFAULT_STATIC) ? DEFAULT_STATIC : null) : opts.staticDir;
   let farm: FarmInfo = { url: '', name: fileConfig.farmName, pin: null };
   const enrollment = new EnrollmentRoutes({
@@ -171,6 +203,10 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   api = new HttpApi({
     store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
     public: fileConfig.public, addressOf, listen: () => listening, metrics,
+    lease: () => membership && {
+      holder: membership.holder, held: membership.held, losses: membership.losses,
+      singletons: singletons.filter((s) => s.held).map((s) => s.name), adopted: coordinator.adoptedCount,
+    },
   });
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 15_000, addressOf });
   const eventsSocket = new EventsSocket(events, async (): Promise<DashboardEvent[]> => {
@@ -189,6 +225,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   if (opts.watch !== false) registry.watch();
   sources.start();
+  for (const s of singletons) await s.tick();
 
   const tls = opts.tls ? loadTls(opts.tls) : null;
   const handler = (req: Parameters<HttpApi['handle']>[0], res: Parameters<HttpApi['handle']>[1]) => api!.handle(req, res);
@@ -234,7 +271,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   return {
     url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
     close: () => (closing ??= (async () => {
-      stopRetention();
+      for (const s of singletons) await s.close(true);
+      await stopListening?.();
       credit.close();
       disk.close();
       await latent.close();
@@ -248,6 +286,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       await new Promise<void>((ok) => server.close(() => ok()));
       logs.closeAll();
       await logs.settled();
+      // Its running attempts wait a lease for their workers to reach another master.
+      await membership?.close(leaseMs);
       await store.close();
     })()),
   };

@@ -113,12 +113,25 @@ export class MasterMetrics {
   }
 }
 
+/** A master's lease among several on one PostgreSQL (master/farm/): null for one master on SQLite. */
+export interface LeaseView {
+  /** This master's id in the farm. */
+  holder: string;
+  /** Whether its lease is held now (false only while it steps down and joins again). */
+  held: boolean;
+  /** Times it lost its lease since it started. */
+  losses: number;
+  /** The singletons (repository polling, latent workers, retention) this master runs now. */
+  singletons: string[];
+  /** Running attempts this master adopted from workers whose master went away. */
+  adopted: number;
+}
+
 /**
  * `GET /readyz` for load balancers: 200 when the store answers within 2 s, 503 with the
- * reason otherwise. `lease` is null: one master holds no lease (several masters on one
- * PostgreSQL, which would elect by lease, are not built yet).
+ * reason otherwise. `lease`: this master's lease among several (null for one master).
  */
-export async function readiness(store: Store, timeoutMs = 2000): Promise<{ status: number; body: { ready: boolean; store: string; storeMs: number | null; lease: null } }> {
+export async function readiness(store: Store, timeoutMs = 2000, lease: LeaseView | null = null): Promise<{ status: number; body: { ready: boolean; store: string; storeMs: number | null; lease: LeaseView | null } }> {
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -126,9 +139,10 @@ export async function readiness(store: Store, timeoutMs = 2000): Promise<{ statu
       store.listBuilds({ limit: 1 }),
       new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs); }),
     ]);
-    return { status: 200, body: { ready: true, store: 'ok', storeMs: Math.round((performance.now() - started) * 10) / 10, lease: null } };
+    const ready = lease === null || lease.held;
+    return { status: ready ? 200 : 503, body: { ready, store: 'ok', storeMs: Math.round((performance.now() - started) * 10) / 10, lease } };
   } catch (e) {
-    return { status: 503, body: { ready: false, store: `unreachable: ${(e as Error).message}`, storeMs: null, lease: null } };
+    return { status: 503, body: { ready: false, store: `unreachable: ${(e as Error).message}`, storeMs: null, lease } };
   } finally {
     clearTimeout(timer);
   }

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
+import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
-import { FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -63,7 +63,8 @@ export class WorkerHub {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
     // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
-    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${MASTER_FEATURES.join(', ')}`); });
+    const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : [])];
+    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${features.join(', ')}`); });
     // `crowdbake token revoke` writes the store, possibly from another process or host: the
     // master re-reads the token rows often enough that a revoked worker is gone within a second.
     this.tokenCheck = setInterval(() => void this.checkTokens(), options.tokenCheckMs ?? 500);
@@ -103,13 +104,23 @@ export class WorkerHub {
     }
   }
 
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+  /** Whether this master adopts running attempts (several masters on one store): FEATURE_ADOPTION. */
+  get adopts(): boolean {
+    return this.coordinator.shared;
   }
 
-  private accept(ws: WebSocket, req: IncomingMessage): void {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown'));
+  }
+
+  /**
+   * Serves one worker connection: `peer` names it in messages, `address` is the client's
+   * address (for the login throttle). Public so that tests can hand it an in-memory socket
+   * (test/helpers/linked-sockets.ts) instead of an upgraded HTTP connection.
+   */
+  accept(ws: WebSocket, peer: string, address: string): void {
     this.sockets.set(ws, true);
-    const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     let session: WorkerSession | null = null;
     let badFrames = 0;
     let chain: Promise<void> = Promise.resolve();
@@ -140,7 +151,7 @@ export class WorkerHub {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
         // Hold later frames until the hello is through, so none overtakes it.
-        chain = chain.then(() => this.hello(ws, msg, send, fail, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown')).then((s) => { session = s; });
+        chain = chain.then(() => this.hello(ws, msg, send, fail, address)).then((s) => { session = s; });
         return;
       }
       const next = msg;
@@ -229,12 +240,17 @@ export class WorkerHub {
       accepting: hello.accepting,
       reason: hello.reason,
       send,
-      close: (why) => ws.close(CloseCode.replaced, closeReason(why)),
+      close: (why, retry) => ws.close(retry ? CloseCode.shutdown : CloseCode.replaced, closeReason(why)),
     };
     this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
     await this.store.upsertWorker({ name: hello.name, capabilities: JSON.stringify(caps), lastSeenAt: new Date().toISOString() });
     // In the worker's own version: an older worker (protocol 1 sends logs as JSON messages, which are still taken) checks for its own number.
     send({ type: 'welcome', protocol: hello.protocol, name: hello.name, heartbeatMs: this.options.heartbeatMs });
+    // Several masters: the worker keeps its builds through a lost connection and names them
+    // to the next master it reaches, which adopts those the store says are its own.
+    if (this.coordinator.shared) send({ type: 'adoption', windowMs: Math.min(this.coordinator.adoptionWindowMs, MAX_ADOPTION_WINDOW_MS) });
+    // Frames after the hello wait for this (the hub's chain), so none of them overtakes an adoption.
+    if (hello.running?.length) await this.coordinator.adopt(session, hello.running);
     this.coordinator.addSession(session);
     this.events.publish({ type: 'worker', worker: workerView(session.name, caps, session) });
     return session;

@@ -38,3 +38,9 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 /** Artifact bytes travel in chunks of at most this size (before base64). */
 export const ARTIFACT_CHUNK_BYTES = 512 * 1024;
+
+/**
+ * The longest a worker keeps running its builds without a master, waiting to be adopted by
+ * another one (the `adoption` message asks for its farm's lease time; this bounds it).
+ */
+export const MAX_ADOPTION_WINDOW_MS = 5 * 60 * 1000;

@@ -16,7 +16,13 @@ export const FEATURE_CPU_TIME = 'cpu-time';
 /** [provenance] The worker may put `provenance` (its signed statement of the attempt) in its `state finished` message. */
 export const FEATURE_PROVENANCE = 'provenance';
 
-/** What this version of the master understands. */
+/**
+ * The master shares its store with other masters and adopts running attempts: the worker may
+ * name them in its hello (`running`). Announced only by a master on a shared (PostgreSQL) store.
+ */
+export const FEATURE_ADOPTION = 'adoption';
+
+/** What this version of the master understands (FEATURE_ADOPTION is added by masters that adopt). */
 export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME, FEATURE_PROVENANCE];
 
 /** The largest `cpuMs` a worker may claim for one attempt: 256 cores for 30 days. The master caps it far lower (cpu-claim.ts). */

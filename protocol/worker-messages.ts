@@ -3,7 +3,7 @@ import { BuildSpecSchema, NameSchema } from './build-spec.js';
 import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { EnvelopeSchema } from './provenance.js';
-import { MAX_FRAME_BYTES } from './version.js';
+import { MAX_ADOPTION_WINDOW_MS, MAX_FRAME_BYTES } from './version.js';
 import { MAX_CPU_MS } from './worker-features.js';
 
 /**
@@ -46,6 +46,12 @@ export const WorkerHelloSchema = z.strictObject({
   capabilities: CapabilitiesSchema,
   accepting: z.boolean().default(true),
   reason: z.string().max(500).default(''),
+  /**
+   * The attempts this worker is still running from an earlier connection, sent only to a
+   * master that offered adoption (`adoption` message): that master takes them over if the
+   * store says they are this worker's current attempts, and cancels the rest.
+   */
+  running: z.array(z.strictObject(buildRef)).max(256).optional(),
 });
 
 export const WorkerMessageSchema = z.discriminatedUnion('type', [
@@ -106,6 +112,13 @@ export const MasterMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('assign'), ...buildRef, spec: BuildSpecSchema }),
   z.strictObject({ type: z.literal('cancel'), ...buildRef, reason: z.string() }),
   z.strictObject({ type: z.literal('error'), message: z.string(), fatal: z.boolean() }),
+  /**
+   * Sent after `welcome` by a master that shares its store with others: when this connection
+   * is lost, keep running for up to `windowMs`, dial the next master URL and name the running
+   * attempts in the hello (`running`). An older worker ignores the message (unknown type) and
+   * stops its builds on a disconnect, as before.
+   */
+  z.strictObject({ type: z.literal('adoption'), windowMs: z.number().int().positive().max(MAX_ADOPTION_WINDOW_MS) }),
   /** The admin asked this worker to leave (REST drain): take nothing new from this master, finish (or, `now`, stop) its builds, disconnect. */
   z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
 ]);

@@ -36,7 +36,7 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
     }
     writeBuilder(configDir, 'quick', 'requires: { executor: host }\nsteps:\n  - run: echo "build $CROWDBAKE_BUILD_ID"\n');
     writeFileSync(join(configDir, 'crowdbake.yml'), `maxAttempts: ${MAX_ATTEMPTS}\n`);
-    const master = new MasterProcess(configDir, dataDir, '127.0.0.1', await freePort(), kind === 'postgres' ? ['--store', storeUrl] : []);
+    const master = new MasterProcess(configDir, dataDir, '127.0.0.1', await freePort(), kind === 'postgres' ? ['--store', storeUrl, '--lease', '4s'] : []);
     const workers: WorkerHandle[] = [];
     const workerDirs: string[] = [];
     t.after(async () => {
@@ -127,7 +127,8 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
         const log = await text(logs.read(b.id)!);
         const headers = [...log.matchAll(/^\*\*\* attempt (\d+) on worker /gm)].map((x) => Number(x[1]));
         const requeues = [...log.matchAll(/build requeued \(attempt (\d+) of \d+\)/g)].map((x) => Number(x[1]));
-        const restarts = new Set([...log.matchAll(/the master restarted while it ran; build requeued \(attempt (\d+) of \d+\)/g)].map((x) => Number(x[1])));
+        // (On PostgreSQL, any master's reaping says it: the master holding it was lost.)
+        const restarts = new Set([...log.matchAll(/(?:the master restarted while it ran|the master holding it was lost \([^)]*\) while it ran, and its worker did not come back); build requeued \(attempt (\d+) of \d+\)/g)].map((x) => Number(x[1])));
         // Every attempt but the last was requeued once, in order, and the last one ran.
         assert.deepEqual(requeues, Array.from({ length: b.attempt - 1 }, (_, i) => i + 1), `build ${b.id} requeues:\n${log}`);
         // Every attempt has its header, except one whose master was killed between storing the

@@ -16,7 +16,7 @@ import { Governor } from './governor.js';
 import { HistoryStore } from './history-store.js';
 import { detectIdleSource, type IdleSourceChoice } from './idle/detect-idle.js';
 import { ReportedIdleSource } from './idle/idle-source.js';
-import { MasterLink, workerEndpoint } from './master-link.js';
+import { MasterLink, masterUrls } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
 import { listProjects, pickByShare, projectKey } from './projects.js';
@@ -151,7 +151,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
     const single = opts.name ?? tokenName;
     if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
-    const url = workerEndpoint(opts.master);
+    const url = masterUrls(opts.master)[0]!;
     const pin = rememberPin(dataDir, url, opts.pin);
     initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1, ...(opts.workerKey ? { key: opts.workerKey } : {}) }];
   } else {
@@ -317,6 +317,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         return;
       case 'welcome':
       case 'error':
+      case 'adoption':
         return;
       default:
         assertNever(msg, 'master message');
@@ -436,7 +437,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   };
 
   const connect = (p: ProjectLink): Conn => {
-    const url = workerEndpoint(p.master);
+    // Several masters of one farm (`--master URL1,URL2`): the link fails over between them.
+    const urls = masterUrls(p.master);
+    const url = urls[0]!;
     const worker = workerOf(p);
     if (p.pin) log(`${p.name}: the master's certificate is pinned: ${p.pin}`);
     const c: Conn = {
@@ -445,8 +448,9 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       link: null as unknown as MasterLink, send: async () => undefined,
     };
     c.link = new MasterLink({
-      url, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
+      url, urls, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      running: () => [...c.running].map(([buildId, r]) => ({ buildId, attempt: r.attempt })),
       availability: () => (draining ? { accepting: false, reason: `draining: ${draining.reason}` }
         : conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
       capabilities: () => {
@@ -463,18 +467,28 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const where = conns.size || fromData ? `${p.name}: ` : '';
     c.link.on('message', (m: MasterMessage) => onMessage(c, m));
     c.link.on('connected', () => {
-      log(`${where}connected to ${url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`);
+      log(`${where}connected to ${c.link.url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`);
       c.lastOffer = c.availability;
       if (draining) void c.send({ type: 'drain', ...draining });
       offer();
     });
     c.link.on('warning', (w: string) => log(`${where}${w}`));
-    c.link.on('disconnected', (why: string) => {
-      log(`${where}disconnected: ${why}`);
+    c.link.on('disconnected', (why: string, holding: boolean) => {
       c.lastOffer = null;
-      // The master requeues our builds when we vanish; stop them so nothing runs twice.
-      stopBuilds(c);
+      if (holding) {
+        // Several masters: the builds go on; the next master adopts them (or cancels those it
+        // may not), and if none does within the window the link says `released`.
+        log(`${where}disconnected: ${why}; keeping ${c.running.size} build(s) running for the next master to adopt`);
+      } else {
+        log(`${where}disconnected: ${why}`);
+        // The master requeues our builds when we vanish; stop them so nothing runs twice.
+        stopBuilds(c);
+      }
       offer();
+    });
+    c.link.on('released', (why: string) => {
+      log(`${where}${why}; stopping its builds`);
+      stopBuilds(c);
     });
     c.link.on('fatal', (e: Error) => {
       log(`${where}stopping: ${e.message}`);

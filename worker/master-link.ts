@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
-import { FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
 /** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
@@ -19,6 +19,13 @@ const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT
 
 export interface LinkOptions {
   url: string;
+  /**
+   * Every master of the farm (`--master URL1,URL2`), `url` among them: a lost connection is
+   * followed by a dial of the next one, round and round.
+   */
+  urls?: string[];
+  /** The attempts running here, named in the hello to a master that adopts (FEATURE_ADOPTION). */
+  running?: () => { buildId: number; attempt: number }[];
   name: string;
   token: string;
   agentVersion: string;
@@ -29,14 +36,25 @@ export interface LinkOptions {
   pin?: string;
   /** Reconnect delays grow from min to max (full jitter). */
   backoff?: { minMs: number; maxMs: number };
+  /** Opens the socket (default: a ws WebSocket to `url`); tests pass an in-memory one (test/helpers/linked-sockets.ts). */
+  connect?: (url: string) => WebSocket;
 }
 
 /**
  * The worker's link to its master. Dials out (works behind NAT), sends `hello`, and
  * reconnects with exponential backoff and jitter until closed or refused for good.
  *
+ * Fail-over: with several masters on one store, the master sends `adoption` after its
+ * welcome. When that connection is lost while builds run, the link *holds* them for the
+ * window it was given: it dials the next master URL, names the running attempts in its hello
+ * (only to a master that announced FEATURE_ADOPTION), and keeps what the builds send in order
+ * until the new master's welcome, then writes it out. Senders wait meanwhile (their promise
+ * is pending), so a build's output is held back, not dropped. If no master welcomes the
+ * worker within the window, the held writes fail and `released` is emitted: the builds stop.
+ *
  * Events: `connected` (welcome received), `message` (validated MasterMessage),
- * `disconnected` (reason), `fatal` (Error: the master refused us; no more retries).
+ * `disconnected` (reason, holding: whether builds are held for adoption), `released` (the
+ * adoption window ran out), `fatal` (Error: the master refused us; no more retries).
  */
 export class MasterLink extends EventEmitter {
   private ws: WebSocket | null = null;
@@ -48,9 +66,40 @@ export class MasterLink extends EventEmitter {
   private welcomed = false;
   /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
   private silenceTimer: NodeJS.Timeout | null = null;
+  /** The master URLs, and which one is dialled next. */
+  private readonly urls: string[];
+  private urlIndex = 0;
+  /** The adoption window the last master gave (its `adoption` message); 0: builds stop on a disconnect. */
+  private adoptionMs = 0;
+  /** While holding builds for adoption: writes kept in order until the next welcome. */
+  private held: { payload: string; ok: () => void; fail: (e: Error) => void }[] | null = null;
+  private holdTimer: NodeJS.Timeout | null = null;
+  /**
+   * The last `state finished` of each attempt sent lately (several masters): a master that
+   * stopped (SIGSTOP) never read it, though it went out. After a fail-over the attempt is
+   * named in the hello like a running one and its end sent again: the new master adopts and
+   * ends it, or (it was ended already) cancels it and ignores the repeat. Kept for
+   * 3 heartbeats after it was sent — a master silent that long has been given up anyway.
+   */
+  private readonly finals = new Map<number, { attempt: number; payload: string; at: number }>();
+  private heartbeatMs = 15_000;
+  /** The ends to send again to the next master (taken from `finals` when a connection is lost). */
+  private resend: { buildId: number; attempt: number; payload: string }[] = [];
 
   constructor(private readonly opts: LinkOptions) {
     super();
+    this.urls = opts.urls?.length ? opts.urls : [opts.url];
+    this.urlIndex = Math.max(0, this.urls.indexOf(opts.url));
+  }
+
+  /** The master URL this link is (or was last) connected to. */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
+  /** Whether builds are being held through a lost connection, waiting for another master. */
+  get holding(): boolean {
+    return this.held !== null;
   }
 
   get connected(): boolean {
@@ -67,7 +116,18 @@ export class MasterLink extends EventEmitter {
    * master's pace, with no polling). Rejects when not connected.
    */
   async send(message: WorkerMessage): Promise<void> {
-    await this.write(JSON.stringify(withoutUnannounced(message, this.features)));
+    const payload = JSON.stringify(withoutUnannounced(message, this.features));
+    if (message.type === 'state' && message.state === 'finished' && this.adoptionMs > 0) {
+      this.finals.set(message.buildId, { attempt: message.attempt, payload, at: Date.now() });
+    }
+    await this.write(payload);
+  }
+
+  /** The finished attempts whose end the last master may not have read (see `finals`). */
+  private unconfirmed(): { buildId: number; attempt: number; payload: string }[] {
+    const since = Date.now() - 3 * this.heartbeatMs;
+    for (const [id, f] of this.finals) if (f.at < since) this.finals.delete(id);
+    return [...this.finals].map(([buildId, f]) => ({ buildId, attempt: f.attempt, payload: f.payload }));
   }
 
   /**
@@ -81,6 +141,13 @@ export class MasterLink extends EventEmitter {
 
   private write(payload: string): void | Promise<void> {
     const ws = this.ws;
+    // The socket is gone but its close has not been heard yet: hold from now, as the close will.
+    if (!this.held && (!ws || ws.readyState !== WebSocket.OPEN) && this.adoptionMs > 0 && !this.stopped) this.hold(this.adoptionMs);
+    if (this.held) {
+      // Between two masters: kept, in order, for the next one (a master-sent window bounds how long).
+      const held = this.held;
+      return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail }); });
+    }
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
     // ws calls back once the frame is written out (everything before it is, too).
     let outcome: Error | null | undefined;
@@ -99,6 +166,7 @@ export class MasterLink extends EventEmitter {
 
   close(): void {
     this.stopped = true;
+    this.release('the worker is stopping');
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.silenceTimer) clearInterval(this.silenceTimer);
     this.ws?.close(1000, 'worker stopping');
@@ -116,7 +184,8 @@ export class MasterLink extends EventEmitter {
     const pin = this.opts.pin;
     // With a pin the certificate is checked by its fingerprint (the project's own, often
     // self-signed, certificate); without one, by the system's certificate authorities.
-    const ws = new WebSocket(this.opts.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
+    const ws = this.opts.connect?.(this.url)
+      ?? new WebSocket(this.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
     ws.on('upgrade', (res) => {
       // From the master, read on the worker: the names only decide whether optional fields
       // (cpuMs) go into this worker's own messages; nothing is run, opened or trusted from them.
@@ -129,7 +198,7 @@ export class MasterLink extends EventEmitter {
         // Before `open`: the hello (and its token) is never sent to an impostor.
         this.stopped = true;
         ws.terminate();
-        this.emit('fatal', new Error(`the master at ${this.opts.url} is not the one this worker is pinned to: its certificate is ${seen}, expected ${pin}. If the project replaced its certificate, start the worker with the new --pin`));
+        this.emit('fatal', new Error(`the master at ${this.url} is not the one this worker is pinned to: its certificate is ${seen}, expected ${pin}. If the project replaced its certificate, start the worker with the new --pin`));
       }
     });
     this.ws = ws;
@@ -137,9 +206,13 @@ export class MasterLink extends EventEmitter {
     let fatal: string | null = null;
     let lastHeard = Date.now();
     ws.on('open', () => {
+      // Running attempts are named only to a master that adopts (an older one refuses the field).
+      const running = this.features.has(FEATURE_ADOPTION)
+        ? [...(this.opts.running?.() ?? []), ...this.resend.map(({ buildId, attempt }) => ({ buildId, attempt }))].slice(0, 256) : [];
       ws.send(JSON.stringify({
         type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
         agentVersion: this.opts.agentVersion, capabilities: caps, ...this.opts.availability(),
+        ...(running.length ? { running } : {}),
       } satisfies WorkerMessage));
     });
     ws.on('message', (data, isBinary) => {
@@ -165,8 +238,19 @@ export class MasterLink extends EventEmitter {
         }
         this.welcomed = true;
         this.attempt = 0;
+        this.adoptionMs = 0;
+        this.heartbeatMs = msg.heartbeatMs;
         this.watchSilence(ws, msg.heartbeatMs, () => lastHeard);
+        this.flushHeld(ws);
+        // Ends the last master may not have read: after the hello named them (adopted by now, or cancelled).
+        for (const r of this.resend.splice(0)) ws.send(r.payload);
         this.emit('connected', msg);
+        return;
+      }
+      if (msg.type === 'adoption') {
+        // Trust: a number from the master, bounded by the schema (MAX_ADOPTION_WINDOW_MS); it
+        // only decides how long this worker's own builds go on without any master.
+        this.adoptionMs = msg.windowMs;
         return;
       }
       if (msg.type === 'error') {
@@ -184,15 +268,23 @@ export class MasterLink extends EventEmitter {
         this.emit('fatal', new Error(`the master's certificate is not trusted by this system (${e.code}); pin it instead: --pin sha256:… as printed by \`crowdbake token create\` on the master`));
         return;
       }
-      this.emit('warning', `connection to ${this.opts.url}: ${e.message}`);
+      this.emit('warning', `connection to ${this.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
       if (this.silenceTimer) { clearInterval(this.silenceTimer); this.silenceTimer = null; }
       const was = this.welcomed;
       this.welcomed = false;
-      if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`));
       const fatalWhy = FATAL_CLOSE.get(code);
+      // A master of a farm went away (not a refusal): hold the builds for the next one.
+      if (was && !fatalWhy && this.adoptionMs > 0) {
+        this.resend = this.unconfirmed();
+        this.finals.clear();
+      }
+      if (was && !fatal && !fatalWhy && this.adoptionMs > 0 && !this.stopped && (this.opts.running?.().length ?? 0) > 0) this.hold(this.adoptionMs);
+      if (was || fatal) this.emit('disconnected', fatal ?? (reason.toString() || `code ${code}`), this.holding);
+      if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
       if (fatalWhy && !this.stopped) {
+        this.release(fatalWhy);
         this.stopped = true;
         this.emit('fatal', new Error(`${fatalWhy}: ${fatal ?? reason.toString()}`));
         return;
@@ -219,6 +311,34 @@ export class MasterLink extends EventEmitter {
     this.silenceTimer.unref();
   }
 
+  private hold(windowMs: number): void {
+    if (this.held) return;
+    this.held = [];
+    this.holdTimer = setTimeout(() => this.release(`no master took this worker's builds over within ${Math.round(windowMs / 1000)}s`), windowMs);
+    this.holdTimer.unref();
+  }
+
+  /** Stops holding: the kept writes fail, and the agent stops the builds (`released`). */
+  private release(why: string): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    for (const h of held) h.fail(new Error(`connection to the master lost: ${why}`));
+    this.emit('released', why);
+  }
+
+  /** A master welcomed us: what the builds sent meanwhile goes out, in order. */
+  private flushHeld(ws: WebSocket): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    for (const h of held) ws.send(h.payload, (e) => (e ? h.fail(new Error('connection to the master lost')) : h.ok()));
+  }
+
   private scheduleRetry(): void {
     if (this.stopped) return;
     const { minMs, maxMs } = this.opts.backoff ?? { minMs: 500, maxMs: 30_000 };
@@ -238,6 +358,13 @@ function assignmentRef(text: string): { buildId: number; attempt: number } | nul
   const m = v as { type?: unknown; buildId?: unknown; attempt?: unknown } | null;
   const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 2 ** 32 - 1;
   return m && m.type === 'assign' && ok(m.buildId) && ok(m.attempt) ? { buildId: m.buildId, attempt: m.attempt } : null;
+}
+
+/** `--master URL1,URL2` (or repeated): every master of a farm, as worker endpoint URLs. */
+export function masterUrls(master: string): string[] {
+  const urls = master.split(',').map((u) => u.trim()).filter(Boolean).map(workerEndpoint);
+  if (urls.length === 0) throw new Error('--master names no URL');
+  return urls;
 }
 
 export function workerEndpoint(master: string): string {

@@ -9,7 +9,9 @@ import { EXECUTOR_CHOICES } from '../../worker/executors/registry.js';
 const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
        crowdbake worker --data DIR [flags]   (every project joined with \`crowdbake join\`, by share)
 
-  --master URL        the master: ws://HOST:PORT, wss://…, or its http(s):// base
+  --master URL        the master: ws://HOST:PORT, wss://…, or its http(s):// base; several masters of
+                      one farm (on one PostgreSQL) as URL1,URL2 or repeated: a worker whose master
+                      goes away connects to the next and its running builds are adopted there
   --token-file FILE   a file holding the token from \`crowdbake token create\` on the master
                       (or $CROWDBAKE_WORKER_TOKEN; --token TOKEN works too, but other users
                       of this computer can read the command line)
@@ -58,7 +60,7 @@ DATA/preferences.json; \`crowdbake limits\` changes them while the worker runs.
 
 export async function workerCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
-    master: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, data: { type: 'string' },
+    master: { type: 'string', multiple: true }, token: { type: 'string' }, name: { type: 'string' }, data: { type: 'string' },
     executor: { type: 'string' }, cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
     'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
@@ -68,7 +70,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   if (values.help) { process.stdout.write(HELP); return 0; }
   if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
   // Without --master: every project joined with `crowdbake join` (DATA/projects).
-  const master = str(values, 'master');
+  const masters = values.master as unknown as string[] | undefined;
+  const master = masters?.length ? masters.join(',') : undefined;
   const token = secret(values, 'token', 'CROWDBAKE_WORKER_TOKEN');
   if (master === undefined && (values.token !== undefined || values['token-file'] !== undefined)) throw new UsageError('--token needs --master (without both, the agent serves the projects joined with `crowdbake join`)');
   if (master !== undefined && token === undefined) throw new UsageError('--token-file FILE (or $CROWDBAKE_WORKER_TOKEN) is required: the token from `crowdbake token create`');

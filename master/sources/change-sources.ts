@@ -90,6 +90,8 @@ export class ChangeSources {
   private readonly buildErrors = new Map<string, string>();
   private readonly lastPushAt = new Map<string, string>();
   private closed = false;
+  /** False while another master polls (several masters: the `change-sources` lease, master/farm/singleton.ts). */
+  private polling = true;
 
   constructor(private readonly opts: ChangeSourcesOptions) {
     this.log = opts.log ?? logLine;
@@ -114,7 +116,7 @@ export class ChangeSources {
     });
     const wanted = new Map<string, { url: string; intervalMs: number }>();
     for (const w of this.watches) {
-      if (w.pollMs === null) continue;
+      if (w.pollMs === null || !this.polling) continue;
       const cur = wanted.get(w.repo);
       if (!cur || w.pollMs < cur.intervalMs) wanted.set(w.repo, { url: cur?.url ?? w.git, intervalMs: w.pollMs });
     }
@@ -135,6 +137,13 @@ export class ChangeSources {
         if (!p.running) this.schedule(p, jitter(intervalMs));
       }
     }
+  }
+
+  /** Starts or stops polling repositories (webhooks are taken either way). */
+  setPolling(on: boolean): void {
+    if (this.polling === on) return;
+    this.polling = on;
+    this.refresh();
   }
 
   /** The source state of one builder, or null when it has no source. */

@@ -305,6 +305,21 @@ export const MIGRATIONS: readonly Migration[] = [
      PRIMARY KEY (provisioner, day)
    );`,
   },
+  {
+    // Several masters on one PostgreSQL (master/store/claims.ts): who holds a running attempt
+    // (`holder`, a master's id in `masters`), until when a released attempt waits for its
+    // worker to come back (`orphan_until`), the masters' own leases and the singletons'
+    // leases. SQLite gets the same columns and tables; one master never uses them.
+    sqlite: `ALTER TABLE builds ADD COLUMN holder TEXT;
+   ALTER TABLE builds ADD COLUMN orphan_until TEXT;
+   CREATE TABLE masters (id TEXT PRIMARY KEY, url TEXT NOT NULL, alive_until TEXT NOT NULL, joined_at TEXT NOT NULL);
+   CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);`,
+    postgres: `ALTER TABLE builds ADD COLUMN holder TEXT;
+   ALTER TABLE builds ADD COLUMN orphan_until TIMESTAMPTZ;
+   CREATE INDEX builds_unfinished ON builds (state) WHERE state <> 'finished';
+   CREATE TABLE masters (id TEXT PRIMARY KEY, url TEXT NOT NULL, alive_until TIMESTAMPTZ NOT NULL, joined_at TIMESTAMPTZ NOT NULL);
+   CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

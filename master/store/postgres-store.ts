@@ -10,6 +10,7 @@ import type {
 } from './store.js';
 import type { Verdict } from '../../protocol/api.js';
 import { log as masterLog } from '../log.js';
+import { PostgresClaims } from './postgres-claims.js';
 
 export interface PostgresStoreOptions {
   /** Where to report a lost connection (default: the master's log). */
@@ -28,12 +29,16 @@ export interface PostgresStoreOptions {
 export class PostgresStore implements Store {
   private tail: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
+  /** Several masters on this database: claims, fences and leases, on this store's connection and queue. */
+  readonly claims: PostgresClaims;
 
   private constructor(
     private readonly url: string,
     private client: Client | null,
     private readonly log: (message: string) => void,
-  ) {}
+  ) {
+    this.claims = new PostgresClaims((job) => this.run(job), url, log);
+  }
 
   /** Connects, applies pending migrations under the migration lock, and returns the store. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {

@@ -1,5 +1,6 @@
 import type { BuildOutcome, BuildState, BuildTrigger, Verdict } from '../../protocol/api.js';
 import type { BuildResult } from '../../protocol/worker-messages.js';
+import type { ClaimStore } from './claims.js';
 
 /**
  * The master's durable state. One interface, two implementations (SQLite embedded by
@@ -11,6 +12,9 @@ import type { BuildResult } from '../../protocol/worker-messages.js';
  */
 export interface Store {
   close(): Promise<void>;
+
+  /** Present when several masters may share this store (PostgreSQL): claims, fences and leases (claims.ts). */
+  readonly claims?: ClaimStore;
 
   createToken(row: TokenRow): Promise<void>;
   getToken(name: string): Promise<TokenRow | null>;

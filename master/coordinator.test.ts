@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as turn } from 'node:timers/promises';
+import { builder, memoryFarm } from '../test/helpers/in-memory-farm.js';
+
+// The build lifecycle through the real coordinator, worker hub and worker link, joined by an
+// in-memory socket pair (test/helpers/linked-sockets.ts): no port, no process, milliseconds.
+
+test('in memory: queued builds go to the worker oldest first, one slot at a time, each finished once', async (t) => {
+  const farm = await memoryFarm([builder('b')]);
+  t.after(() => farm.close());
+  const ids: number[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await farm.coordinator.requestBuild('b', {})).id);
+  const w = await farm.worker('w1');
+  for (const id of ids) {
+    const a = await w.next('assign');
+    assert.equal(a.buildId, id, 'oldest first');
+    assert.equal(a.attempt, 1);
+    // One slot: nothing else is assigned while this build runs.
+    assert.equal(w.received.filter((m) => m.type === 'assign').length, ids.indexOf(id) + 1);
+    await w.link.send({ type: 'accepted', buildId: id, attempt: 1 });
+    await w.link.sendLog(id, 1, `hello from ${id}\n`);
+    await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'success', message: null });
+  }
+  await w.link.send({ type: 'state', buildId: ids[0]!, attempt: 1, state: 'finished', result: 'failure', message: 'again' });
+  await until(async () => (await farm.store.getBuild(ids[2]!))?.state === 'finished');
+  for (const id of ids) {
+    const row = (await farm.store.getBuild(id))!;
+    assert.equal(row.result, 'success', `build ${id}: a second "finished" changed nothing`);
+    assert.equal(row.attempt, 1);
+    assert.match(farm.log(id), new RegExp(`hello from ${id}`));
+  }
+  assert.equal(farm.coordinator.queuedCount(), 0);
+});
+
+test('in memory: a worker lost mid-build gets it back as attempt 2; attempt 1\'s messages are fenced off', async (t) => {
+  const farm = await memoryFarm([builder('b')]);
+  t.after(() => farm.close());
+  const { id } = await farm.coordinator.requestBuild('b', {});
+  const w = await farm.worker('w1');
+  const first = await w.next('assign');
+  assert.equal(first.attempt, 1);
+  await w.link.sendLog(id, 1, 'attempt one\n');
+  await until(async () => farm.log(id).includes('attempt one'));
+  // The connection dies (a dead TCP connection: no close frame); the link dials again.
+  w.masterEnd().terminate();
+  const second = await w.next('assign');
+  assert.equal(second.buildId, id);
+  assert.equal(second.attempt, 2, 'requeued as the next attempt');
+  // Late frames of attempt 1 (a worker that did not notice) must not touch the build.
+  await w.link.sendLog(id, 1, 'STALE LOG\n');
+  await w.link.send({ type: 'step', buildId: id, attempt: 1, index: 0, name: 'x', state: 'finished', result: 'failure', exitCode: 3 });
+  await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'failure', message: 'stale' });
+  await w.link.sendLog(id, 2, 'attempt two\n');
+  await w.link.send({ type: 'state', buildId: id, attempt: 2, state: 'finished', result: 'success', message: null });
+  await until(async () => (await farm.store.getBuild(id))?.state === 'finished');
+  const row = (await farm.store.getBuild(id))!;
+  assert.equal(row.result, 'success');
+  assert.equal(row.attempt, 2);
+  const log = farm.log(id);
+  assert.match(log, /attempt one/);
+  assert.match(log, /build requeued \(attempt 1 of 3\)/);
+  assert.match(log, /attempt two/);
+  assert.doesNotMatch(log, /STALE LOG/);
+  const steps = await farm.store.listSteps([id]);
+  assert.notEqual(steps[0]?.exitCode, 3, 'the stale step was not stored');
+});
+
+test('in memory: a master that does not read holds the worker\'s log output (backpressure), and loses none of it', async (t) => {
+  const farm = await memoryFarm([builder('b')]);
+  t.after(() => farm.close());
+  const { id } = await farm.coordinator.requestBuild('b', {});
+  const w = await farm.worker('w1');
+  await w.next('assign');
+  w.masterEnd().pauseReading();
+  const chunk = `${'x'.repeat(64 * 1024 - 1)}\n`;
+  let held: Promise<void> | null = null;
+  let sent = 0;
+  // Under the high-water mark (1 MiB) sendLog answers at once; past it, it hands back a promise.
+  while (!held) {
+    const r = w.link.sendLog(id, 1, chunk);
+    sent++;
+    if (r) held = r;
+    assert.ok(sent < 64, 'sendLog never pushed back');
+  }
+  assert.ok(w.workerEnd().bufferedAmount > 1024 * 1024);
+  let released = false;
+  void held.then(() => { released = true; });
+  for (let i = 0; i < 20; i++) await turn();
+  assert.equal(released, false, 'the worker is held while the master does not read');
+  w.masterEnd().resumeReading();
+  await held;
+  await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'success', message: null });
+  await until(async () => (await farm.store.getBuild(id))?.state === 'finished');
+  assert.equal(farm.log(id).split(chunk).length - 1, sent, 'every chunk is in the log');
+});
+
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 10_000; i++) {
+    if (await check()) return;
+    await turn();
+  }
+  throw new Error('condition never met');
+}
