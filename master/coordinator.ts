@@ -6,7 +6,7 @@ import type { WorkerMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
-import type { LogStore } from './log-store.js';
+import type { BuildLogs, WorkerLogRange } from './log-store.js';
 import { workerView } from './views.js';
 import { pickWorker } from './matching.js';
 import type { BuildPatch, BuildRow, Store } from './store/store.js';
@@ -69,7 +69,7 @@ export class Coordinator {
   constructor(
     private readonly store: Store,
     private readonly builders: BuilderLookup,
-    private readonly logs: LogStore,
+    private readonly logs: BuildLogs,
     private readonly artifacts: ArtifactStore,
     private readonly events: EventBus,
     private readonly options: {
@@ -127,6 +127,11 @@ export class Coordinator {
   /** Whether this master shares its store with others (and offers workers adoption). */
   get shared(): boolean {
     return this.claims !== undefined;
+  }
+
+  /** Whether build logs go to a store that acknowledges them (FEATURE_LOG_ACK: the shared PostgreSQL). */
+  get acksLogs(): boolean {
+    return this.logs.storedOffset !== undefined;
   }
 
   /** How long a worker should keep its builds running without a master, waiting to be adopted. */
@@ -390,8 +395,7 @@ export class Coordinator {
       case 'accepted':
         return;
       case 'log':
-        this.appendLog(msg.buildId, msg.data);
-        return;
+        return this.onLog(a, msg);
       case 'revision':
         // A build asked for without a revision (a branch's head) becomes that exact commit, so
         // a later attempt or a rebuild builds the same one. A revision that was asked for stays.
@@ -457,6 +461,8 @@ export class Coordinator {
       session.frozen.delete(a.row.id);
       // The worker's CPU time is its claim: bounded by wall time × the cores granted (cpu-claim.ts).
       const cpuMs = msg.cpuMs === undefined ? undefined : this.boundedCpu(a, msg.cpuMs);
+      // A shared log store takes the attempt's text only while it runs (fenced): it is stored before the end is.
+      await this.logs.flush?.();
       await this.finish(a.row, msg.result ?? 'error', msg.message, a.steps, {}, cpuMs);
       this.publishWorker(session);
       this.scheduleDispatch();
@@ -491,9 +497,39 @@ export class Coordinator {
     }
   }
 
+  /**
+   * A worker's log text. With offsets (FEATURE_LOG_ACK, several masters) the text is placed
+   * by where the worker says it starts in the attempt's log: what this master already has
+   * (text sent again after a fail-over) is dropped, so an adopted attempt's log has every
+   * character once. Trust: the offset only decides which of this worker's own characters of
+   * its own attempt are kept; a gap (text the worker never sent) is written as a note.
+   */
+  private onLog(a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'log' }>): void {
+    if (msg.offset === undefined || a.logOffset === undefined) return this.appendLog(msg.buildId, msg.data);
+    let { data, offset } = msg;
+    const end = offset + data.length;
+    if (end <= a.logOffset) return;
+    if (offset < a.logOffset) {
+      data = data.slice(a.logOffset - offset);
+      offset = a.logOffset;
+    } else if (offset > a.logOffset) {
+      this.note(a.row.id, `\n*** ${offset - a.logOffset} characters of this log never reached the masters ***\n`);
+    }
+    a.logOffset = end;
+    this.appendLog(msg.buildId, data, { attempt: a.row.attempt, from: offset, length: data.length });
+  }
+
+  /** The shared log store holds each attempt's log up to `offset`: its worker may forget that much (logAck). */
+  logStored(stored: readonly { buildId: number; attempt: number; offset: number }[]): void {
+    for (const { buildId, attempt, offset } of stored) {
+      const a = this.active.get(buildId);
+      if (a && a.row.attempt === attempt && a.logOffset !== undefined) a.session.send({ type: 'logAck', buildId, attempt, offset });
+    }
+  }
+
   /** Appends to a build's log and streams the text to dashboards. */
-  private appendLog(buildId: number, data: string): void {
-    this.logs.append(buildId, data);
+  private appendLog(buildId: number, data: string, range?: WorkerLogRange): void {
+    this.logs.append(buildId, data, range);
     if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
   }
 
@@ -665,7 +701,7 @@ export class Coordinator {
       session.reason = 'its one-time credential\'s one build is assigned';
     }
     const steps: StepView[] = allStepNames(builder.spec).map((name) => ({ name, state: 'pending', result: null, exitCode: null }));
-    this.active.add({ row, session, steps, usage: new BuildUsage(builder.spec, this.caps) });
+    this.active.add({ row, session, steps, usage: new BuildUsage(builder.spec, this.caps), ...(this.logs.storedOffset ? { logOffset: 0 } : {}) });
     // The master's own clock: the builder's time limit (or limits.defaultTime) plus limits.timeGrace.
     this.deadlines.start(row.id, (builder.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
     this.options.verification?.assigned(row.id, session.name, session.owner);
@@ -680,11 +716,16 @@ export class Coordinator {
     const a = this.active.get(row.id)!;
     // With several masters this write is the claim (master/store/claims.ts): if another
     // master took the build first, it is simply not ours, and nothing is sent.
-    this.record.start(row, attempt, session.name, row.startedAt!).then((ok): Promise<unknown> | undefined => {
+    this.record.start(row, attempt, session.name, row.startedAt!).then(async (ok): Promise<unknown> => {
       if (!ok) { this.taken(a); return undefined; }
       // Cancelled, or its worker gone, while the write was on its way: nothing to send.
       if (this.active.get(row.id) !== a || this.closed) return undefined;
       this.note(row.id, `*** attempt ${attempt} on worker ${session.name} (${executor}) at ${row.startedAt} ***\n`);
+      // A shared log store: the header is stored before the worker hears (an adopted attempt's log has it).
+      if (this.logs.flush) {
+        await this.logs.flush();
+        if (this.active.get(row.id) !== a || this.closed) return undefined;
+      }
       const spec = {
         ...builder.spec, executor, revision: row.revision,
         // The worker clones the build's branch (a change's, else the builder's), then checks out the revision.
@@ -760,7 +801,9 @@ export class Coordinator {
       (session as { running: number }).running = session.builds.size;
       if (row.state === 'frozen') session.frozen.add(buildId);
       // The caps start again from zero for the rest of the attempt (what it sent the old master is not known here).
-      this.active.add({ row, session, steps, usage: new BuildUsage(def.spec, this.caps) });
+      // The log goes on where the farm's store has it; the worker sends again what it kept beyond that.
+      const logOffset = this.logs.storedOffset ? await this.logs.storedOffset(buildId, attempt) : undefined;
+      this.active.add({ row, session, steps, usage: new BuildUsage(def.spec, this.caps), ...(logOffset !== undefined ? { logOffset } : {}) });
       this.deadlines.start(buildId, (def.spec.limits.timeMs ?? this.caps.defaultTimeMs) + this.caps.timeGraceMs, this.caps.frozenTimeMs);
       if (row.state === 'frozen') this.deadlines.setFrozen(buildId, true);
       this.options.verification?.assigned(buildId, session.name, session.owner);

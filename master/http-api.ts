@@ -8,7 +8,7 @@ import type { Capabilities } from '../protocol/worker-messages.js';
 import { describeIssues } from '../protocol/parse.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { ConflictError, NotFoundError, toBuildView, type Coordinator } from './coordinator.js';
-import type { LogStore } from './log-store.js';
+import type { BuildLogs } from './log-store.js';
 import { executorFor, whyUnrunnable } from './matching.js';
 import type { ChangeSources } from './sources/change-sources.js';
 import type { BuildRow, Store } from './store/store.js';
@@ -43,7 +43,7 @@ export class HttpApi {
 
   constructor(
     private readonly deps: {
-      store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: LogStore;
+      store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: BuildLogs;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
       latent?: {
         couldRun(builder: BuilderDefinition): boolean; size: number;

@@ -17,7 +17,32 @@ import { log } from './log.js';
  */
 export const COMPRESS_MIN_BYTES = 64 * 1024;
 
-export class LogStore {
+/** Where a worker's text sits in its attempt's log (FEATURE_LOG_ACK offsets, UTF-16 code units). */
+export interface WorkerLogRange {
+  attempt: number;
+  from: number;
+  length: number;
+}
+
+/**
+ * What the coordinator and the HTTP API need of build logs: files on one master (LogStore),
+ * rows in the farm's PostgreSQL with several (store/postgres-logs.ts).
+ */
+export interface BuildLogs {
+  /** Appends text; `range` is set for a worker's text (the shared store fences and acknowledges it). */
+  append(buildId: number, data: string | Buffer, range?: WorkerLogRange): void;
+  close(buildId: number): void;
+  finish(buildId: number): void;
+  read(buildId: number): Readable | null;
+  closeAll(): void;
+  settled(): Promise<void>;
+  /** Several masters: resolves when what was appended is in the farm's store. Absent on one master (appends are written at once). */
+  flush?(): Promise<void>;
+  /** Several masters: how much of an attempt's log the farm's store holds (where an adopted attempt goes on). Absent on one master. */
+  storedOffset?(buildId: number, attempt: number): Promise<number>;
+}
+
+export class LogStore implements BuildLogs {
   private readonly dir: string;
   private readonly open = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();

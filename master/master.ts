@@ -14,7 +14,8 @@ import { EventBus } from './events.js';
 import { EventsSocket } from './events-socket.js';
 import { hostRefusal, HttpApi, HttpError } from './http-api.js';
 import { clientAddressResolver } from './client-address.js';
-import { LogStore } from './log-store.js';
+import { LogStore, type BuildLogs } from './log-store.js';
+import { PostgresLogs } from './store/postgres-logs.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
 import { scheduleRetention } from './retention.js';
@@ -107,11 +108,15 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
-  const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
   // Several masters on one PostgreSQL (master/store/claims.ts): this master joins the farm
   // before it claims anything; the singletons below run where their lease is held.
   const claims = store.claims;
+  // Logs: files on one master; rows in the shared PostgreSQL with several, so that any master
+  // serves any log and an adopted attempt's log goes on with nothing lost (store/postgres-logs.ts).
+  const sharedLogs = claims && opts.storeUrl ? new PostgresLogs(opts.storeUrl, () => claims.holder,
+    (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
+  const logs: BuildLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   let stopRetention: () => void = () => undefined;
   const retention = new SingletonLease(claims, 'retention', leaseMs, {
@@ -286,6 +291,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       await new Promise<void>((ok) => server.close(() => ok()));
       logs.closeAll();
       await logs.settled();
+      await sharedLogs?.end();
       // Its running attempts wait a lease for their workers to reach another master.
       await membership?.close(leaseMs);
       await store.close();

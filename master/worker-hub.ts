@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
-import { FEATURE_ADOPTION, FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURE_LOG_ACK, FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -63,7 +63,7 @@ export class WorkerHub {
     this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
     this.heartbeat.unref();
     // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
-    const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : [])];
+    const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : []), ...(this.coordinator.acksLogs ? [FEATURE_LOG_ACK] : [])];
     this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${features.join(', ')}`); });
     // `crowdbake token revoke` writes the store, possibly from another process or host: the
     // master re-reads the token rows often enough that a revoked worker is gone within a second.

@@ -20,6 +20,13 @@ test('log frames: what is encoded decodes the same; each malformed frame is refu
   const empty = decodeLogFrame(bytes(encodeLogFrame(1, 1, '')));
   assert.ok(empty.ok && empty.value.data === '');
   assert.equal(isLogFrame(bytes('{"type":"log"}')), false);
+  // FEATURE_LOG_ACK: the offset rides in the header; without one there is none.
+  const at = decodeLogFrame(bytes(encodeLogFrame(7, 2, 'tail', 123_456)));
+  assert.ok(at.ok);
+  assert.deepEqual([at.value.buildId, at.value.attempt, at.value.offset, at.value.data], [7, 2, 123_456, 'tail']);
+  const zero = decodeLogFrame(bytes(encodeLogFrame(7, 2, 'x', 0)));
+  assert.ok(zero.ok && zero.value.offset === 0);
+  assert.ok(back.value.offset === undefined);
   assert.equal(isLogFrame(new Uint8Array(0)), false);
 
   const refuse = (f: string | Uint8Array, why: RegExp) => {
@@ -27,12 +34,16 @@ test('log frames: what is encoded decodes the same; each malformed frame is refu
     assert.ok(!r.ok, `accepted ${String(f).slice(0, 30)}`);
     assert.match(r.error, why);
   };
-  refuse('L12 1', /no newline within 23 bytes/);
-  refuse('L 1\nx', /is not "L<buildId> <attempt>"/);
-  refuse('L0 1\nx', /two positive integers/);
-  refuse('L1 01\nx', /two positive integers/);
-  refuse('L1 -1\nx', /two positive integers/);
-  refuse('L1 1 1\nx', /two positive integers/);
+  refuse('L12 1', /no newline within 40 bytes/);
+  refuse('L 1\nx', /is not "L<buildId> <attempt>\[ <offset>\]"/);
+  refuse('L0 1\nx', /with positive integers/);
+  refuse('L1 01\nx', /with positive integers/);
+  refuse('L1 -1\nx', /with positive integers/);
+  refuse('L1 1 01\nx', /with positive integers/);
+  refuse('L1 1 -1\nx', /with positive integers/);
+  refuse('L1 1 1 1\nx', /with positive integers/);
+  refuse('L1 1 99999999999999999\nx', /with positive integers/);
+  refuse('L1 1 9999999999999999\nx', /offset 9999999999999999 is over 9007199254740991/);
   refuse('L1\u00001\nx', /"L1\?1"/);
   refuse('L9999999999 1\nx', /over 4294967295/);
   refuse('{"type":"log"}', /starts with "L"/);

@@ -5,6 +5,7 @@ import type { WorkerMessage } from './worker-messages.js';
  * A build's next log text as one WebSocket text frame of its own (worker -> master, protocol 2):
  *
  *   L<buildId> <attempt>\n<log text>
+ *   L<buildId> <attempt> <offset>\n<log text>     (FEATURE_LOG_ACK: where the text starts in the attempt's log)
  *
  * Logs are the bulk of what a worker sends; as JSON messages each chunk had to be escaped by
  * the worker and parsed back by the master. A log frame's text goes as it is, and the master
@@ -16,8 +17,8 @@ import type { WorkerMessage } from './worker-messages.js';
  */
 export const LOG_FRAME_MARK = 0x4c; // 'L'
 
-/** Longest header: "L" + two 10-digit numbers, a space and a newline. */
-const MAX_HEADER_BYTES = 23;
+/** Longest header: "L" + two 10-digit numbers, a 16-digit offset, two spaces and a newline. */
+const MAX_HEADER_BYTES = 40;
 const MAX_ID = 2 ** 32 - 1;
 
 /** What a log frame says: the same message as a JSON `log` (protocol 1). */
@@ -25,8 +26,8 @@ export type LogMessage = Extract<WorkerMessage, { type: 'log' }>;
 
 const utf8 = new TextDecoder();
 
-export function encodeLogFrame(buildId: number, attempt: number, text: string): string {
-  return `L${buildId} ${attempt}\n${text}`;
+export function encodeLogFrame(buildId: number, attempt: number, text: string, offset?: number): string {
+  return offset === undefined ? `L${buildId} ${attempt}\n${text}` : `L${buildId} ${attempt} ${offset}\n${text}`;
 }
 
 /** Whether a text frame is a log frame (else it is JSON). */
@@ -39,13 +40,17 @@ export function decodeLogFrame(frame: Uint8Array): { ok: true; value: LogMessage
   if (frame.length > MAX_FRAME_BYTES) return { ok: false, error: `log frame of ${frame.length} bytes is over the limit of ${MAX_FRAME_BYTES}` };
   if (!isLogFrame(frame)) return { ok: false, error: 'a log frame starts with "L"' };
   const nl = frame.subarray(0, MAX_HEADER_BYTES).indexOf(10);
-  if (nl < 0) return { ok: false, error: 'log frame header "L<buildId> <attempt>" has no newline within 23 bytes' };
+  if (nl < 0) return { ok: false, error: `log frame header "L<buildId> <attempt>" has no newline within ${MAX_HEADER_BYTES} bytes` };
   let header = '';
   for (let i = 1; i < nl; i++) header += String.fromCharCode(frame[i]!);
-  const m = /^([1-9][0-9]{0,9}) ([1-9][0-9]{0,9})$/.exec(header);
-  if (!m) return { ok: false, error: `log frame header "L${header.replace(/[^\x20-\x7e]/g, '?')}" is not "L<buildId> <attempt>" with two positive integers` };
+  const m = /^([1-9][0-9]{0,9}) ([1-9][0-9]{0,9})(?: (0|[1-9][0-9]{0,15}))?$/.exec(header);
+  if (!m) return { ok: false, error: `log frame header "L${header.replace(/[^\x20-\x7e]/g, '?')}" is not "L<buildId> <attempt>[ <offset>]" with positive integers` };
   const buildId = Number(m[1]);
   const attempt = Number(m[2]);
   if (buildId > MAX_ID || attempt > MAX_ID) return { ok: false, error: `log frame buildId ${buildId} or attempt ${attempt} is over ${MAX_ID}` };
-  return { ok: true, value: { type: 'log', buildId, attempt, data: utf8.decode(frame.subarray(nl + 1)) } };
+  const data = utf8.decode(frame.subarray(nl + 1));
+  if (m[3] === undefined) return { ok: true, value: { type: 'log', buildId, attempt, data } };
+  const offset = Number(m[3]);
+  if (offset > Number.MAX_SAFE_INTEGER) return { ok: false, error: `log frame offset ${m[3]} is over ${Number.MAX_SAFE_INTEGER}` };
+  return { ok: true, value: { type: 'log', buildId, attempt, data, offset } };
 }

@@ -22,6 +22,14 @@ export const FEATURE_PROVENANCE = 'provenance';
  */
 export const FEATURE_ADOPTION = 'adoption';
 
+/**
+ * The master keeps build logs in its shared store and acknowledges what it has stored
+ * (`logAck`): the worker numbers each log frame with its offset in the attempt's log
+ * (`L<buildId> <attempt> <offset>`) and keeps what is not acknowledged yet, to send again to
+ * the master that adopts the attempt after a fail-over. Announced with FEATURE_ADOPTION.
+ */
+export const FEATURE_LOG_ACK = 'log-ack';
+
 /** What this version of the master understands (FEATURE_ADOPTION is added by masters that adopt). */
 export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME, FEATURE_PROVENANCE];
 

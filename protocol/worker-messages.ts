@@ -67,7 +67,8 @@ export const WorkerMessageSchema = z.discriminatedUnion('type', [
     // Stored in a 32-bit column (PostgreSQL INTEGER); a process's exit status fits.
     exitCode: z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1).nullable(),
   }),
-  z.strictObject({ type: z.literal('log'), ...buildRef, data: z.string() }),
+  /** `offset`: where `data` starts in the attempt's log, in UTF-16 code units (FEATURE_LOG_ACK; log frames carry it in their header). */
+  z.strictObject({ type: z.literal('log'), ...buildRef, data: z.string(), offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }),
   /** The commit the worker checked out (full sha-1 or sha-256). */
   z.strictObject({ type: z.literal('revision'), ...buildRef, revision: z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/) }),
   z.strictObject({
@@ -119,6 +120,11 @@ export const MasterMessageSchema = z.discriminatedUnion('type', [
    * stops its builds on a disconnect, as before.
    */
   z.strictObject({ type: z.literal('adoption'), windowMs: z.number().int().positive().max(MAX_ADOPTION_WINDOW_MS) }),
+  /**
+   * FEATURE_LOG_ACK: the first `offset` code units of this attempt's log are in the farm's
+   * store; the worker may forget them. Sent by the master that holds the attempt.
+   */
+  z.strictObject({ type: z.literal('logAck'), ...buildRef, offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER) }),
   /** The admin asked this worker to leave (REST drain): take nothing new from this master, finish (or, `now`, stop) its builds, disconnect. */
   z.strictObject({ type: z.literal('drain'), now: z.boolean(), reason: z.string().max(500) }),
 ]);

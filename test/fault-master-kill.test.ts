@@ -2,8 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { text } from 'node:stream/consumers';
-import { LogStore } from '../master/log-store.js';
 import { openStore } from '../master/store/open-store.js';
 import { TEST_POSTGRES_ENV, TestDatabases } from '../master/store/postgres-test-db.js';
 import { createWorkerToken } from '../master/tokens.js';
@@ -107,11 +105,14 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
       const r = await fetch(`${master.url}/api/v1/builds?limit=1000`).then((x) => x.json() as Promise<Row[]>, () => null);
       return r !== null && r.length >= answered.size && r.every((b) => b.state === 'finished');
     }, 180_000);
+    // The logs as the master serves them (files on SQLite, rows of the shared store on PostgreSQL).
+    const logs = new Map<number, string>();
+    const listed = await fetch(`${master.url}/api/v1/builds?limit=1000`).then((x) => x.json() as Promise<Row[]>);
+    for (const { id } of listed) logs.set(id, await fetch(`${master.url}/api/v1/builds/${id}/log`).then((r) => r.text()));
     await master.stop('SIGTERM');
 
     // Now the store itself, behind the master's back.
     const store = await openStore(storeUrl);
-    const logs = new LogStore(dataDir, false);
     try {
       const rows = await store.listBuilds({ limit: 100_000 });
       const byReason = new Map<string, number>();
@@ -122,9 +123,10 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
       const notDone = rows.filter((b) => b.state !== 'finished' || b.result !== 'success' || !b.finishedAt);
       assert.deepEqual(notDone.map((b) => [b.id, b.state, b.result, b.message]), [], 'every build finished once, successfully');
       let requeued = 0;
+      let adopted = 0;
       for (const b of rows) {
         assert.ok(b.attempt >= 1 && b.attempt <= MAX_ATTEMPTS, `build ${b.id}: attempt ${b.attempt}`);
-        const log = await text(logs.read(b.id)!);
+        const log = logs.get(b.id) ?? '';
         const headers = [...log.matchAll(/^\*\*\* attempt (\d+) on worker /gm)].map((x) => Number(x[1]));
         const requeues = [...log.matchAll(/build requeued \(attempt (\d+) of \d+\)/g)].map((x) => Number(x[1]));
         // (On PostgreSQL, any master's reaping says it: the master holding it was lost.)
@@ -137,7 +139,9 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
         const missing = requeues.filter((n) => !headers.includes(n));
         assert.ok(missing.every((n) => restarts.has(n)), `build ${b.id}: attempts ${missing.join(', ')} have no header:\n${log}`);
         assert.deepEqual(headers, [...requeues.filter((n) => !missing.includes(n)), b.attempt], `build ${b.id} attempts:\n${log}`);
-        const last = log.slice(log.lastIndexOf('*** attempt '));
+        // The last attempt's part of the log: from its header (an adoption's note inside it is not a new attempt).
+        const last = log.slice(log.lastIndexOf(`*** attempt ${b.attempt} on worker `));
+        if (/\*\*\* attempt \d+ adopted by master /.test(last)) adopted++;
         assert.equal(last.match(new RegExp(`^build ${b.id}$`, 'gm'))?.length, 1, `build ${b.id} output:\n${log}`);
         assert.equal(last.match(/^build success$/gm)?.length, 1, `build ${b.id} result line:\n${log}`);
         if (b.attempt > 1) requeued++;
@@ -146,7 +150,7 @@ for (const kind of ['sqlite', ...(postgres ? ['postgres'] : [])] as const) {
       assert.equal(new Set(answeredIds).size, answeredIds.length, 'no id answered twice');
       console.log(`fault-master-kill (${kind}): ${KILLS} SIGKILLs, ${FLOOD} requests (${answered.size} answered, ${cutOff.size} cut off by a kill, `
         + `${refusedRetries} refused connections retried), ${rows.length} builds stored, ${rows.length - notDone.length} finished once, `
-        + `0 lost, ${requeued} rerun after a kill; restart ${Math.min(...restartTimes)}-${Math.max(...restartTimes)} ms; `
+        + `0 lost, ${requeued} rerun after a kill, ${adopted} adopted with their whole log; restart ${Math.min(...restartTimes)}-${Math.max(...restartTimes)} ms; `
         + `flood ${(floodMs / 1000).toFixed(1)} s, total ${((Date.now() - started) / 1000).toFixed(1)} s`);
     } finally {
       await store.close();

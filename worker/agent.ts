@@ -318,6 +318,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       case 'welcome':
       case 'error':
       case 'adoption':
+      case 'logAck':
+        // Read by the link (master-link.ts).
         return;
       default:
         assertNever(msg, 'master message');

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
-import { FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURES_HEADER } from '../protocol/worker-features.js';
-import { MasterLink } from './master-link.js';
+import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER } from '../protocol/worker-features.js';
+import { MasterLink, MAX_UNACKED_LOG } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
 
@@ -87,6 +87,65 @@ test('[provenance] a signed statement in `state finished` goes only to a master 
     const got = JSON.parse(master.frames[0]!) as { cpuMs?: number; provenance?: unknown };
     assert.deepEqual([got.cpuMs, got.provenance], [announced.includes(FEATURE_CPU_TIME) ? 5 : undefined, announced.includes(FEATURE_PROVENANCE) ? envelope : undefined], `announced: ${announced.join(',')}`);
   }
+});
+
+/** A stand-in farm master (announces adoption and log-ack): records every frame, hello included, and hands out its sockets. */
+async function farmMaster() {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
+  await new Promise((ok) => wss.once('listening', ok));
+  wss.on('headers', (h) => { h.push(`${FEATURES_HEADER}: ${FEATURE_ADOPTION}, ${FEATURE_LOG_ACK}`); });
+  const frames: string[] = [];
+  const sockets: WebSocket[] = [];
+  wss.on('connection', (ws) => {
+    sockets.push(ws);
+    ws.on('message', (d) => {
+      const text = d.toString();
+      frames.push(text);
+      if (text.startsWith('{"type":"hello"')) {
+        ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+        ws.send(JSON.stringify({ type: 'adoption', windowMs: 10_000 }));
+      }
+    });
+  });
+  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, sockets, close: () => new Promise((ok) => wss.close(ok)) };
+}
+
+test('log-ack: frames carry their offset; after a fail-over the next master gets, first, exactly the text the last one did not acknowledge — held text once, acknowledged text never', async (t) => {
+  const a = await farmMaster();
+  const b = await farmMaster();
+  const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => [{ buildId: 1, attempt: 2 }], name: 'w', token: 't', agentVersion: 'test',
+    capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), backoff: { minMs: 10, maxMs: 20 } });
+  t.after(async () => { link.close(); await a.close(); await b.close(); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  await until(() => a.sockets.length === 1);
+  await new Promise((ok) => setTimeout(ok, 50)); // the adoption message
+  for (const text of ['aaa', 'bbbb', 'cc']) await link.sendLog(1, 2, text);
+  await until(() => a.frames.length === 4);
+  assert.deepEqual(a.frames.slice(1), ['L1 2 0\naaa', 'L1 2 3\nbbbb', 'L1 2 7\ncc']);
+  // The master stored the first 5 characters (half of "bbbb"), then dies.
+  a.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 5 }));
+  await new Promise((ok) => setTimeout(ok, 50));
+  a.sockets[0]!.terminate();
+  await until(() => link.holding);
+  const held = link.sendLog(1, 2, 'dd');
+  assert.ok(held instanceof Promise, 'written while between masters: held');
+  await until(() => b.frames.length >= 4);
+  assert.equal(await held, undefined);
+  const hello = JSON.parse(b.frames[0]!) as { type: string; running?: unknown };
+  assert.deepEqual([hello.type, hello.running], ['hello', [{ buildId: 1, attempt: 2 }]]);
+  await new Promise((ok) => setTimeout(ok, 100));
+  assert.deepEqual(b.frames.slice(1), ['L1 2 5\nbb', 'L1 2 7\ncc', 'L1 2 9\ndd'], 'the unacknowledged rest, in order, once');
+
+  // Past MAX_UNACKED_LOG characters not acknowledged, the sender waits for acknowledgements.
+  const chunk = 'x'.repeat(1024 * 1024);
+  let waiting: void | Promise<void> = undefined;
+  let n = 0;
+  while (!(waiting instanceof Promise) && n < 20) { waiting = link.sendLog(1, 2, chunk); n++; }
+  assert.ok(waiting instanceof Promise && n > MAX_UNACKED_LOG / chunk.length - 1, `waited after ${n} MiB`);
+  await until(() => b.frames.length >= 4 + n);
+  assert.equal(await settled(waiting, 200), 'pending', 'written out, but not acknowledged: still waiting');
+  b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + n * chunk.length }));
+  assert.equal(await settled(waiting, 5000), 'resolved');
 });
 
 async function until(check: () => boolean): Promise<void> {

@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
-import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
 /** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
@@ -15,6 +15,11 @@ const FATAL_CLOSE = new Map<number, string>([
 ]);
 // 4429 (too many failed logins from this address) is not fatal: the backoff waits it out.
 const HIGH_WATER = 1024 * 1024;
+/**
+ * FEATURE_LOG_ACK: log text kept until the master acknowledges it is in the farm's store, at
+ * most this many characters over all attempts; past it a step's output waits for acknowledgements.
+ */
+export const MAX_UNACKED_LOG = 8 * 1024 * 1024;
 const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 export interface LinkOptions {
@@ -72,7 +77,15 @@ export class MasterLink extends EventEmitter {
   /** The adoption window the last master gave (its `adoption` message); 0: builds stop on a disconnect. */
   private adoptionMs = 0;
   /** While holding builds for adoption: writes kept in order until the next welcome. */
-  private held: { payload: string; ok: () => void; fail: (e: Error) => void }[] | null = null;
+  private held: { payload: string; ok: () => void; fail: (e: Error) => void; kept?: boolean }[] | null = null;
+  /**
+   * FEATURE_LOG_ACK: each attempt's log so far (`next` offset) and its text not yet
+   * acknowledged as stored, by `buildId:attempt`. After a fail-over it is sent again, first,
+   * to the master that adopts the attempt, which keeps only what its store lacks.
+   */
+  private readonly logs = new Map<string, { buildId: number; attempt: number; next: number; kept: { from: number; text: string }[] }>();
+  private unacked = 0;
+  private ackWaiters: (() => void)[] = [];
   private holdTimer: NodeJS.Timeout | null = null;
   /**
    * The last `state finished` of each attempt sent lately (several masters): a master that
@@ -136,17 +149,66 @@ export class MasterLink extends EventEmitter {
    * flows on without waiting a turn of the event loop per frame.
    */
   sendLog(buildId: number, attempt: number, text: string): void | Promise<void> {
-    return this.write(encodeLogFrame(buildId, attempt, text));
+    if (!this.features.has(FEATURE_LOG_ACK)) return this.write(encodeLogFrame(buildId, attempt, text));
+    const key = `${buildId}:${attempt}`;
+    let log = this.logs.get(key);
+    if (!log) this.logs.set(key, (log = { buildId, attempt, next: 0, kept: [] }));
+    const from = log.next;
+    log.next += text.length;
+    log.kept.push({ from, text });
+    this.unacked += text.length;
+    const sent = this.write(encodeLogFrame(buildId, attempt, text, from), true);
+    if (this.unacked <= MAX_UNACKED_LOG) return sent;
+    // Too much not yet stored: this step's output waits for the master's acknowledgements.
+    return Promise.all([sent, new Promise<void>((ok) => this.ackWaiters.push(ok))]).then(() => undefined);
   }
 
-  private write(payload: string): void | Promise<void> {
+  /** The master stored this attempt's log up to `offset`: that much is forgotten here. */
+  private acked(buildId: number, attempt: number, offset: number): void {
+    const log = this.logs.get(`${buildId}:${attempt}`);
+    if (!log) return;
+    while (log.kept.length) {
+      const k = log.kept[0]!;
+      const end = k.from + k.text.length;
+      if (end <= offset) {
+        log.kept.shift();
+        this.unacked -= k.text.length;
+      } else {
+        if (k.from < offset) {
+          this.unacked -= offset - k.from;
+          log.kept[0] = { from: offset, text: k.text.slice(offset - k.from) };
+        }
+        break;
+      }
+    }
+    // All stored and the attempt over here: nothing more of it will be sent.
+    if (log.kept.length === 0 && !(this.opts.running?.() ?? []).some((r) => r.buildId === buildId && r.attempt === attempt)) this.logs.delete(`${buildId}:${attempt}`);
+    this.wakeAckWaiters();
+  }
+
+  private wakeAckWaiters(): void {
+    if (this.unacked > MAX_UNACKED_LOG) return;
+    for (const ok of this.ackWaiters.splice(0)) ok();
+  }
+
+  /** Forgets the logs of attempts no longer running here (ended and acknowledged, cancelled, released). */
+  private pruneLogs(keep: ReadonlySet<string>): void {
+    for (const [key, log] of this.logs) {
+      if (keep.has(key)) continue;
+      for (const k of log.kept) this.unacked -= k.text.length;
+      this.logs.delete(key);
+    }
+    this.wakeAckWaiters();
+  }
+
+  private write(payload: string, kept = false): void | Promise<void> {
     const ws = this.ws;
     // The socket is gone but its close has not been heard yet: hold from now, as the close will.
     if (!this.held && (!ws || ws.readyState !== WebSocket.OPEN) && this.adoptionMs > 0 && !this.stopped) this.hold(this.adoptionMs);
     if (this.held) {
       // Between two masters: kept, in order, for the next one (a master-sent window bounds how long).
       const held = this.held;
-      return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail }); });
+      return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail, kept }); });
     }
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
     // ws calls back once the frame is written out (everything before it is, too).
@@ -241,7 +303,16 @@ export class MasterLink extends EventEmitter {
         this.adoptionMs = 0;
         this.heartbeatMs = msg.heartbeatMs;
         this.watchSilence(ws, msg.heartbeatMs, () => lastHeard);
-        this.flushHeld(ws);
+        // FEATURE_LOG_ACK: what the last master may not have stored goes first, each frame with its
+        // offset (the new master keeps only what the farm's store lacks); the held log frames
+        // are part of it and are not sent twice.
+        const resendLogs = this.features.has(FEATURE_LOG_ACK);
+        if (resendLogs) {
+          const live = new Set([...(this.opts.running?.() ?? []), ...this.resend].map((r) => `${r.buildId}:${r.attempt}`));
+          this.pruneLogs(live);
+          for (const log of this.logs.values()) for (const k of log.kept) ws.send(encodeLogFrame(log.buildId, log.attempt, k.text, k.from));
+        } else this.pruneLogs(new Set());
+        this.flushHeld(ws, resendLogs);
         // Ends the last master may not have read: after the hello named them (adopted by now, or cancelled).
         for (const r of this.resend.splice(0)) ws.send(r.payload);
         this.emit('connected', msg);
@@ -251,6 +322,12 @@ export class MasterLink extends EventEmitter {
         // Trust: a number from the master, bounded by the schema (MAX_ADOPTION_WINDOW_MS); it
         // only decides how long this worker's own builds go on without any master.
         this.adoptionMs = msg.windowMs;
+        return;
+      }
+      if (msg.type === 'logAck') {
+        // Trust: only drops this worker's own copy of text the master says it stored; a master
+        // lying about it can lose only the log of a build it holds anyway.
+        this.acked(msg.buildId, msg.attempt, msg.offset);
         return;
       }
       if (msg.type === 'error') {
@@ -326,17 +403,21 @@ export class MasterLink extends EventEmitter {
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
     for (const h of held) h.fail(new Error(`connection to the master lost: ${why}`));
+    this.pruneLogs(new Set());
     this.emit('released', why);
   }
 
   /** A master welcomed us: what the builds sent meanwhile goes out, in order. */
-  private flushHeld(ws: WebSocket): void {
+  private flushHeld(ws: WebSocket, logsSent = false): void {
     const held = this.held;
     if (!held) return;
     this.held = null;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
-    for (const h of held) ws.send(h.payload, (e) => (e ? h.fail(new Error('connection to the master lost')) : h.ok()));
+    for (const h of held) {
+      if (logsSent && h.kept) h.ok();
+      else ws.send(h.payload, (e) => (e ? h.fail(new Error('connection to the master lost')) : h.ok()));
+    }
   }
 
   private scheduleRetry(): void {

@@ -10,6 +10,8 @@ export interface ActiveBuild {
   steps: StepView[];
   /** What this attempt has put on the master, checked against the spec and the caps. */
   usage: BuildUsage;
+  /** FEATURE_LOG_ACK: how much of this attempt's log the master has (the next offset it expects); unset without a shared log store. */
+  logOffset?: number;
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
   /** [provenance] The spec sent with this attempt and the artifacts it uploaded, that its statement must match. */

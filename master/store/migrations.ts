@@ -320,6 +320,16 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE TABLE masters (id TEXT PRIMARY KEY, url TEXT NOT NULL, alive_until TIMESTAMPTZ NOT NULL, joined_at TIMESTAMPTZ NOT NULL);
    CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);`,
   },
+  {
+    // Several masters: build logs as rows (master/store/postgres-logs.ts), in `seq` order. A
+    // worker's text carries its attempt and its range in that attempt's log (FEATURE_LOG_ACK);
+    // the master's own notes have neither. SQLite gets the table too; one master keeps files.
+    sqlite: `CREATE TABLE log_chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER NOT NULL, attempt INTEGER, worker_from INTEGER, worker_to INTEGER, data BLOB NOT NULL);
+   CREATE INDEX log_chunks_build ON log_chunks (build_id, seq);`,
+    postgres: `CREATE TABLE log_chunks (seq BIGSERIAL PRIMARY KEY, build_id BIGINT NOT NULL, attempt INTEGER, worker_from BIGINT, worker_to BIGINT, data BYTEA NOT NULL);
+   CREATE INDEX log_chunks_build ON log_chunks (build_id, seq);
+   CREATE INDEX log_chunks_attempt ON log_chunks (build_id, attempt, worker_to) WHERE attempt IS NOT NULL;`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

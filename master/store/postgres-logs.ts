@@ -1,0 +1,185 @@
+import { Readable } from 'node:stream';
+import type { Client } from 'pg';
+import type { BuildLogs, WorkerLogRange } from '../log-store.js';
+import { connectPostgres } from './postgres-connect.js';
+
+/** Rows are written at most this long after they arrive… */
+const FLUSH_MS = 25;
+/** …or as soon as this much text waits. */
+const FLUSH_BYTES = 256 * 1024;
+/** Rows read per query when a log is served. */
+const READ_BATCH = 500;
+
+interface Pending {
+  buildId: number;
+  /** Set for a worker's text (fenced by attempt and holder); absent for the master's own notes. */
+  range?: WorkerLogRange;
+  data: Buffer;
+}
+
+/**
+ * Build logs in the farm's PostgreSQL (several masters on one store), so that any master
+ * serves any build's log, live or finished, and a build adopted by another master after a
+ * fail-over goes on in the same log with nothing lost and nothing twice.
+ *
+ * - Each chunk is a row of `log_chunks` (migration 7), ordered by `seq`. The master's own
+ *   notes have no attempt; a worker's text carries its attempt and its range in that
+ *   attempt's log (`worker_from`..`worker_to`, FEATURE_LOG_ACK offsets).
+ * - Writes are batched (FLUSH_MS / FLUSH_BYTES) into one INSERT on a connection of their own
+ *   (not the store's: a busy log must not delay a claim). A worker's rows are fenced like every
+ *   other write about an attempt: inserted only while the build is at that attempt, held by
+ *   this master and its lease is live, with the build row locked FOR SHARE so that an adoption
+ *   (an UPDATE of the holder) waits for the insert or the insert sees the new holder.
+ * - `onStored` is told, after the commit, how far each attempt's log is stored; the
+ *   coordinator acknowledges that to the worker (`logAck`), which only then forgets the text.
+ *   A master killed with rows still buffered loses nothing: the worker sends them again to
+ *   the master that adopts the attempt, which starts from `storedOffset`.
+ * - A lost connection is opened again at the next flush; rows wait meanwhile (and the
+ *   workers, short of acknowledgements, slow down: master-link.ts bounds what they keep).
+ */
+export class PostgresLogs implements BuildLogs {
+  private client: Client | null = null;
+  private connecting: Promise<Client> | null = null;
+  private pending: Pending[] = [];
+  private pendingBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    /** This master's id in the farm now (it changes when the master joins again). */
+    private readonly holder: () => string,
+    private readonly onStored: (stored: { buildId: number; attempt: number; offset: number }[]) => void,
+    private readonly log: (m: string) => void,
+    private readonly onBytes?: (n: number) => void,
+  ) {}
+
+  append(buildId: number, data: string | Buffer, range?: WorkerLogRange): void {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    this.pending.push(range ? { buildId, range, data: buf } : { buildId, data: buf });
+    this.pendingBytes += buf.length;
+    this.onBytes?.(buf.length);
+    if (this.pendingBytes >= FLUSH_BYTES) void this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), FLUSH_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** How much of an attempt's log the store holds (where an adopted attempt's text goes on). */
+  async storedOffset(buildId: number, attempt: number): Promise<number> {
+    await this.flush();
+    const c = await this.connection();
+    const r = await c.query<{ to: string | null }>('SELECT max(worker_to) AS to FROM log_chunks WHERE build_id = $1 AND attempt = $2', [buildId, attempt]);
+    return Number(r.rows[0]?.to ?? 0);
+  }
+
+  close(): void {
+    // Nothing is open per build.
+  }
+
+  finish(): void {
+    // Logs stay rows; retention removes a finished build's with its other data.
+  }
+
+  closeAll(): void {
+    void this.flush();
+  }
+
+  /** Writes what is buffered; resolves when it is stored (or has failed and waits for the next try). */
+  flush(): Promise<void> {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.flushing) return this.flushing.then(() => (this.pending.length ? this.flush() : undefined));
+    if (this.pending.length === 0) return Promise.resolve();
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.flushing = this.write(batch).catch((e: Error) => {
+      // Kept, in order, ahead of what came meanwhile; tried again shortly.
+      this.pending = [...batch, ...this.pending];
+      this.pendingBytes = this.pending.reduce((n, p) => n + p.data.length, 0);
+      this.log(`cannot store build logs in PostgreSQL (${e.message}); trying again in 1s`);
+      if (!this.closed && !this.timer) {
+        this.timer = setTimeout(() => void this.flush(), 1000);
+        this.timer.unref();
+      }
+    }).finally(() => { this.flushing = null; });
+    return this.flushing;
+  }
+
+  private async write(batch: Pending[]): Promise<void> {
+    const c = await this.connection();
+    const cols = { id: [] as number[], attempt: [] as (number | null)[], from: [] as (number | null)[], to: [] as (number | null)[], data: [] as Buffer[] };
+    for (const p of batch) {
+      cols.id.push(p.buildId);
+      cols.attempt.push(p.range?.attempt ?? null);
+      cols.from.push(p.range?.from ?? null);
+      cols.to.push(p.range ? p.range.from + p.range.length : null);
+      cols.data.push(p.data);
+    }
+    // WITH ORDINALITY keeps the batch's order in `seq`. The fence (worker rows only): the
+    // attempt is the build's current one, held by this master, whose lease is live.
+    const r = await c.query<{ build_id: string; attempt: number | null; worker_to: string | null }>(`INSERT INTO log_chunks (build_id, attempt, worker_from, worker_to, data)
+      SELECT u.id, u.attempt, u.wfrom, u.wto, u.data FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bytea[]) WITH ORDINALITY AS u(id, attempt, wfrom, wto, data, n)
+      WHERE u.attempt IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.id = u.id AND b.attempt = u.attempt AND b.holder = $6 AND b.state IN ('running', 'frozen')
+        AND EXISTS (SELECT 1 FROM masters m WHERE m.id = $6 AND m.alive_until > now()) FOR SHARE)
+      ORDER BY u.n
+      RETURNING build_id, attempt, worker_to`, [cols.id, cols.attempt, cols.from, cols.to, cols.data, this.holder()]);
+    const stored = new Map<string, { buildId: number; attempt: number; offset: number }>();
+    for (const row of r.rows) {
+      if (row.attempt === null || row.worker_to === null) continue;
+      const key = `${row.build_id}:${row.attempt}`;
+      const offset = Number(row.worker_to);
+      const had = stored.get(key);
+      if (!had || had.offset < offset) stored.set(key, { buildId: Number(row.build_id), attempt: row.attempt, offset });
+    }
+    if (stored.size) this.onStored([...stored.values()]);
+  }
+
+  read(buildId: number): Readable {
+    const self = this;
+    return Readable.from((async function* () {
+      await self.flush();
+      const c = await self.connection();
+      let after = 0;
+      for (;;) {
+        const r = await c.query<{ seq: string; data: Buffer }>('SELECT seq, data FROM log_chunks WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [buildId, after, READ_BATCH]);
+        for (const row of r.rows) yield row.data;
+        if (r.rows.length < READ_BATCH) return;
+        after = Number(r.rows[r.rows.length - 1]!.seq);
+      }
+    })(), { objectMode: false });
+  }
+
+  /** Removes the logs of these builds (retention). */
+  async remove(buildIds: number[]): Promise<void> {
+    if (buildIds.length === 0) return;
+    const c = await this.connection();
+    await c.query('DELETE FROM log_chunks WHERE build_id = ANY($1::bigint[])', [buildIds]);
+  }
+
+  async settled(): Promise<void> {
+    await this.flush();
+  }
+
+  async end(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const c = this.client;
+    this.client = null;
+    await c?.end().catch(() => undefined);
+  }
+
+  private connection(): Promise<Client> {
+    if (this.client) return Promise.resolve(this.client);
+    this.connecting ??= connectPostgres(this.url, (lost) => {
+      if (this.client === lost) this.client = null;
+    }).then((c) => {
+      this.client = c;
+      return c;
+    }).finally(() => { this.connecting = null; });
+    return this.connecting;
+  }
+}
