@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
-import { BuildStateSchema, DrainRequestSchema, ForceBuildRequestSchema, type BuilderView, type CloudView } from '../protocol/api.js';
+import { BuildStateSchema, DrainRequestSchema, ForceBuildRequestSchema, type BuilderView, type CloudView, type WorkerView } from '../protocol/api.js';
 import { redactUrl } from '../protocol/source-url.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import type { Capabilities } from '../protocol/worker-messages.js';
@@ -44,6 +44,8 @@ export class HttpApi {
   constructor(
     private readonly deps: {
       store: Store; coordinator: Coordinator; builders: BuilderCatalog; logs: BuildLogs;
+      /** Several masters: the last view of a worker connected to another master. */
+      remoteWorker?: (name: string) => WorkerView | undefined;
       artifacts: ArtifactStore; adminToken: string; staticDir: string | null; sources?: ChangeSources;
       latent?: {
         couldRun(builder: BuilderDefinition): boolean; size: number;
@@ -190,7 +192,10 @@ export class HttpApi {
       return sendJson(res, 200, rows.map((w) => {
         const caps = parseCaps(w.capabilities);
         const own = flags.filter((f) => f.worker === w.name).map(({ buildId, reason, at }) => ({ buildId, reason, at }));
-        return { ...workerView(w.name, caps, d.coordinator.session(w.name) ?? null, w.lastSeenAt), flags: own };
+        // Several masters: a worker connected to another one is shown as that master last said (farm/event-relay.ts).
+        const local = d.coordinator.session(w.name);
+        const remote = local ? undefined : d.remoteWorker?.(w.name);
+        return { ...(remote ?? workerView(w.name, caps, local ?? null, w.lastSeenAt)), lastSeenAt: w.lastSeenAt, flags: own };
       }));
     }
     if ((m = /^\/api\/v1\/workers\/([^/]+)\/drain$/.exec(path)) && method === 'POST') {

@@ -38,6 +38,7 @@ import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { log, logLine } from './log.js';
 import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
+import { EventRelay } from './farm/event-relay.js';
 import { FarmMembership } from './farm/membership.js';
 import { SingletonLease } from './farm/singleton.js';
 import { Attestations } from './provenance/attestations.js';
@@ -150,11 +151,13 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   diagnosis = new Diagnosis(store, artifacts, verification, dataDir, { ...DEFAULT_DIAGNOSIS, ...opts.diffoscope }, logLine);
   await verification.load();
   let singletons: SingletonLease[] = [];
+  let relay: EventRelay | null = null;
   const latentLease = new SingletonLease(claims, 'latent-workers', leaseMs, { start: () => undefined, stop: () => undefined }, logLine);
   const membership = claims ? new FarmMembership(claims, {
     leaseMs, url: () => url || 'starting', log: logLine,
     onLost: () => coordinator.stepDown(),
     onTick: async () => {
+      if (relay) relay.forgetMastersOtherThan(new Set(await claims!.liveMasters()));
       await coordinator.reap();
       await coordinator.refreshQueue();
       for (const s of singletons) await s.tick();
@@ -180,6 +183,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
+  // Several masters: dashboards on any master see the whole farm live (farm/event-relay.ts).
+  relay = claims && opts.storeUrl ? new EventRelay(opts.storeUrl, events, () => claims.holder, (n) => coordinator.session(n) !== undefined, logLine) : null;
+  await relay?.start();
   // NOTIFY only wakes this master; it reads the queue from the table (and every tick anyway).
   const stopListening = claims ? await claims.onWake(() => void coordinator.refreshQueue().catch((e: Error) => log.error(e.message))) : null;
 
@@ -207,6 +213,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   api = new HttpApi({
     store, coordinator, builders: registry, logs, artifacts, adminToken, staticDir, sources, latent, verification, disk, enrollment, provenance,
+    remoteWorker: (n) => relay?.remoteWorker(n),
     public: fileConfig.public, addressOf, listen: () => listening, metrics,
     lease: () => membership && {
       holder: membership.holder, held: membership.held, losses: membership.losses,
@@ -278,6 +285,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     close: () => (closing ??= (async () => {
       for (const s of singletons) await s.close(true);
       await stopListening?.();
+      await relay?.close();
       credit.close();
       disk.close();
       await latent.close();

@@ -16,3 +16,6 @@ export type Singleton = (typeof SINGLETONS)[number];
 
 /** The PostgreSQL channel that wakes masters when the queue changed (never the record: they re-read the table). */
 export const QUEUE_CHANNEL = 'crowdbake_queue';
+
+/** The PostgreSQL channel on which masters relay their dashboards' events to each other (master/farm/event-relay.ts). */
+export const EVENTS_CHANNEL = 'crowdbake_events';

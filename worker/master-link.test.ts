@@ -90,7 +90,7 @@ test('[provenance] a signed statement in `state finished` goes only to a master 
 });
 
 /** A stand-in farm master (announces adoption and log-ack): records every frame, hello included, and hands out its sockets. */
-async function farmMaster() {
+async function farmMaster(windowMs = 10_000, answers = () => true) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
   await new Promise((ok) => wss.once('listening', ok));
   wss.on('headers', (h) => { h.push(`${FEATURES_HEADER}: ${FEATURE_ADOPTION}, ${FEATURE_LOG_ACK}`); });
@@ -100,10 +100,11 @@ async function farmMaster() {
     sockets.push(ws);
     ws.on('message', (d) => {
       const text = d.toString();
+      if (text.startsWith('{"type":"hello"') && !answers()) { ws.terminate(); return; }
       frames.push(text);
       if (text.startsWith('{"type":"hello"')) {
         ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
-        ws.send(JSON.stringify({ type: 'adoption', windowMs: 10_000 }));
+        ws.send(JSON.stringify({ type: 'adoption', windowMs }));
       }
     });
   });
@@ -138,14 +139,50 @@ test('log-ack: frames carry their offset; after a fail-over the next master gets
 
   // Past MAX_UNACKED_LOG characters not acknowledged, the sender waits for acknowledgements.
   const chunk = 'x'.repeat(1024 * 1024);
-  let waiting: void | Promise<void> = undefined;
+  let waiting: Promise<void> | undefined;
   let n = 0;
-  while (!(waiting instanceof Promise) && n < 20) { waiting = link.sendLog(1, 2, chunk); n++; }
-  assert.ok(waiting instanceof Promise && n > MAX_UNACKED_LOG / chunk.length - 1, `waited after ${n} MiB`);
+  while (!waiting && n < 20) {
+    const r = link.sendLog(1, 2, chunk);
+    n++;
+    // A wait for the socket (1 MiB unsent) ends by itself; the one for acknowledgements does not.
+    if (r instanceof Promise && await settled(r, 1000) === 'pending') waiting = r;
+  }
+  assert.ok(waiting && n >= MAX_UNACKED_LOG / chunk.length, `waited after ${n} MiB`);
   await until(() => b.frames.length >= 4 + n);
   assert.equal(await settled(waiting, 200), 'pending', 'written out, but not acknowledged: still waiting');
   b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + n * chunk.length }));
   assert.equal(await settled(waiting, 5000), 'resolved');
+});
+
+test('adoption window over: the attempts given up are never named or reported again — a later master must requeue them, not take their `cancelled` end as the result', async (t) => {
+  let open = false;
+  const a = await farmMaster(300);
+  const b = await farmMaster(300, () => open);
+  const running = [{ buildId: 1, attempt: 1 }];
+  const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => running, name: 'w', token: 't', agentVersion: 'test',
+    capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), backoff: { minMs: 10, maxMs: 50 } });
+  t.after(async () => { link.close(); await a.close(); await b.close(); });
+  const released = new Promise<string>((ok) => link.once('released', ok));
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  await until(() => a.sockets.length === 1);
+  await new Promise((ok) => setTimeout(ok, 50));
+  const closed = a.close();
+  a.sockets[0]!.terminate();
+  await closed;
+  assert.match(await released, /no master took this worker's builds over within 0s/);
+  // The agent stops the build: its end and last words go nowhere.
+  running.length = 0;
+  const end = link.send({ type: 'state', buildId: 1, attempt: 1, state: 'finished', result: 'cancelled', message: 'stopped' });
+  open = true;
+  await until(() => b.frames.length >= 1);
+  await end.catch(() => undefined);
+  await link.send({ type: 'state', buildId: 1, attempt: 1, state: 'finished', result: 'cancelled', message: 'again' });
+  link.sendLog(1, 1, 'late');
+  await link.send({ type: 'availability', accepting: true, reason: 'marker' });
+  await until(() => b.frames.some((f) => f.includes('marker')));
+  const hello = JSON.parse(b.frames[0]!) as { running?: unknown };
+  assert.equal(hello.running, undefined, 'the given-up attempt is not named');
+  assert.deepEqual(b.frames.slice(1).filter((f) => !f.includes('marker')), [], 'nothing of it is sent');
 });
 
 async function until(check: () => boolean): Promise<void> {

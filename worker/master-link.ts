@@ -85,6 +85,8 @@ export class MasterLink extends EventEmitter {
    */
   private readonly logs = new Map<string, { buildId: number; attempt: number; next: number; kept: { from: number; text: string }[] }>();
   private unacked = 0;
+  /** Attempts stopped because no master took them over in time (`released`): never named or reported again. */
+  private readonly givenUp = new Set<string>();
   private ackWaiters: (() => void)[] = [];
   private holdTimer: NodeJS.Timeout | null = null;
   /**
@@ -129,6 +131,7 @@ export class MasterLink extends EventEmitter {
    * master's pace, with no polling). Rejects when not connected.
    */
   async send(message: WorkerMessage): Promise<void> {
+    if ('attempt' in message && this.givenUp.has(`${message.buildId}:${message.attempt}`)) return;
     const payload = JSON.stringify(withoutUnannounced(message, this.features));
     if (message.type === 'state' && message.state === 'finished' && this.adoptionMs > 0) {
       this.finals.set(message.buildId, { attempt: message.attempt, payload, at: Date.now() });
@@ -149,6 +152,7 @@ export class MasterLink extends EventEmitter {
    * flows on without waiting a turn of the event loop per frame.
    */
   sendLog(buildId: number, attempt: number, text: string): void | Promise<void> {
+    if (this.givenUp.size && this.givenUp.has(`${buildId}:${attempt}`)) return;
     if (!this.features.has(FEATURE_LOG_ACK)) return this.write(encodeLogFrame(buildId, attempt, text));
     const key = `${buildId}:${attempt}`;
     let log = this.logs.get(key);
@@ -270,7 +274,8 @@ export class MasterLink extends EventEmitter {
     ws.on('open', () => {
       // Running attempts are named only to a master that adopts (an older one refuses the field).
       const running = this.features.has(FEATURE_ADOPTION)
-        ? [...(this.opts.running?.() ?? []), ...this.resend.map(({ buildId, attempt }) => ({ buildId, attempt }))].slice(0, 256) : [];
+        ? [...(this.opts.running?.() ?? []), ...this.resend.map(({ buildId, attempt }) => ({ buildId, attempt }))]
+          .filter((r) => !this.givenUp.has(`${r.buildId}:${r.attempt}`)).slice(0, 256) : [];
       ws.send(JSON.stringify({
         type: 'hello', protocol: PROTOCOL_VERSION, name: this.opts.name, token: this.opts.token,
         agentVersion: this.opts.agentVersion, capabilities: caps, ...this.opts.availability(),
@@ -400,6 +405,12 @@ export class MasterLink extends EventEmitter {
     const held = this.held;
     if (!held) return;
     this.held = null;
+    // These attempts are given up: the farm requeues them. Nothing more is said of them (an end
+    // sent now, `cancelled`, would be taken by a master that adopts them as the build's result).
+    for (const r of this.opts.running?.() ?? []) this.givenUp.add(`${r.buildId}:${r.attempt}`);
+    this.adoptionMs = 0;
+    this.finals.clear();
+    this.resend = [];
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
     for (const h of held) h.fail(new Error(`connection to the master lost: ${why}`));

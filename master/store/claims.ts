@@ -60,6 +60,8 @@ export interface ClaimStore {
   /** Gives the lease up (stepping down). */
   unlease(name: string): Promise<void>;
 
+  /** The ids of the masters whose leases are live. */
+  liveMasters(): Promise<string[]>;
   /** Wakes every master (NOTIFY); they re-read the queue. */
   wake(): Promise<void>;
   /** Hears wake-ups (LISTEN on a connection of its own); returns the unsubscribe. */

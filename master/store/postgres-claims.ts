@@ -151,6 +151,10 @@ export class PostgresClaims implements ClaimStore {
     await this.rows('DELETE FROM leases WHERE name = $1 AND holder = $2', [name, this.id]);
   }
 
+  async liveMasters(): Promise<string[]> {
+    return (await this.rows('SELECT id FROM masters WHERE alive_until > now()', [])).map((r) => String(r.id));
+  }
+
   async wake(): Promise<void> {
     await this.rows('SELECT pg_notify($1, $2)', [QUEUE_CHANNEL, 'queue']);
   }
