@@ -191,6 +191,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
 
   const sources = new ChangeSources({
     dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
+    ...(claims && store.webhooks ? { webhookDedupe: store.webhooks } : {}),
     onStatusChange: () => { if (api && events.size > 0) events.publish({ type: 'builders', builders: api.builderViews() }); },
   });
   // Each forge's own webhook secret exists from the first start, for the admin to paste into the forge.

@@ -8,10 +8,13 @@ import { redactUrls, repoKey } from './repo-url.js';
 import { SourcesFile, type SeenRecord } from './sources-file.js';
 import { loadWebhookSecret } from './webhook-secret.js';
 import type { PushEvent } from './webhook-payload.js';
+import type { ReplayGuard } from './webhook-dedupe.js';
 import { logLine } from '../log.js';
 
 export interface ChangeSourcesOptions {
   dataDir: string;
+  /** Several masters: webhook replay protection in the farm's store, so a retry reaching another master is still a retry. */
+  webhookDedupe?: ReplayGuard;
   /** The builders as they are now (the registry); `refresh()` is called when they change. */
   builders: { list(): { name: string; definition: BuilderDefinition | null }[] };
   /** Queues one build; resolves once its row is committed. */
@@ -162,7 +165,9 @@ export class ChangeSources {
 
   /** `POST /api/v1/hooks/{provider}`: answers the request itself. */
   handleHook(provider: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    return handleHookRequest(provider, req, res, { secret: this.secret, dataDir: this.opts.dataDir, apply: (push, via) => this.applyPush(push, via) });
+    return handleHookRequest(provider, req, res, {
+      secret: this.secret, dataDir: this.opts.dataDir, ...(this.opts.webhookDedupe ? { dedupe: this.opts.webhookDedupe } : {}), apply: (push, via) => this.applyPush(push, via),
+    });
   }
 
   /** A verified push to a branch: one build per builder watching that repository and branch, unless it has seen that head. */

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { deliveryId, WebhookDedupe } from './webhook-dedupe.js';
+import { deliveryId, WebhookDedupe, type ReplayGuard } from './webhook-dedupe.js';
 import { loadForgeSecret } from './webhook-secret.js';
 import { eventName, isProvider, parsePush, PROVIDERS, verifySignature, type Provider, type PushEvent } from './webhook-payload.js';
 
@@ -13,6 +13,8 @@ export interface HookDeps {
   dataDir?: string;
   /** Per-forge secrets instead of loading them from dataDir/the environment. */
   forgeSecrets?: Partial<Record<Provider, string>>;
+  /** Replay protection shared by several masters (the farm's PostgreSQL); default: DATA/webhooks.json. */
+  dedupe?: ReplayGuard;
   apply(push: PushEvent & { after: string }, via: Provider): Promise<unknown>;
 }
 
@@ -42,7 +44,7 @@ export async function handleHookRequest(provider: string, req: IncomingMessage, 
   if (typeof push === 'string') return send(res, 400, { error: push });
   if (!push.ref.startsWith('refs/heads/')) return send(res, 202, { queued: [], ignored: `${push.ref} is not a branch` });
   if (push.after === null) return send(res, 202, { queued: [], ignored: `${push.ref} was deleted` });
-  const replay = dedupeOf(deps)?.check(delivery, { repoUrls: push.repoUrls, ref: push.ref, after: push.after }) ?? null;
+  const replay = await (deps.dedupe ?? dedupeOf(deps))?.check(delivery, { repoUrls: push.repoUrls, ref: push.ref, after: push.after }) ?? null;
   if (replay) return send(res, 409, { queued: [], error: replay });
   return send(res, 202, await deps.apply({ ...push, after: push.after }, provider));
 }

@@ -26,6 +26,40 @@ export function deliveryId(provider: Provider, headers: IncomingHttpHeaders): st
   return null;
 }
 
+/** A push to check against replays: the repository's URLs, the branch ref and its new head. */
+export interface PushToCheck {
+  repoUrls: string[];
+  ref: string;
+  after: string;
+}
+
+/** Replay protection: why this delivery is refused, or null (and it is recorded). One master's file, or the farm's PostgreSQL. */
+export interface ReplayGuard {
+  check(id: string | null, push: PushToCheck | null): string | null | Promise<string | null>;
+}
+
+/** The keys a push's heads are remembered under: one per repository and branch. */
+export function headKeys(push: PushToCheck | null): string[] {
+  return push ? [...new Set(push.repoUrls.map((u) => `${repoKey(u)}\0${push.ref}`))] : [];
+}
+
+/** Why `after` is an old head of the branch (it was one, and is not the newest), or null. */
+export function oldHead(past: readonly string[], push: PushToCheck): string | null {
+  const at = past.lastIndexOf(push.after);
+  if (at === -1 || at === past.length - 1) return null;
+  return `${push.ref} was already at ${push.after} before its newest head ${past[past.length - 1]}: an old push is not rebuilt (a replay?); force a build to roll back`;
+}
+
+/** The branch's remembered heads after `after` (it moves to the end), at most MAX_HEADS. */
+export function withHead(past: readonly string[], after: string): string[] {
+  return [...past.filter((s) => s !== after), after].slice(-MAX_HEADS);
+}
+
+/** The words for a delivery id seen before. */
+export function seenDelivery(id: string): string {
+  return `delivery ${id.slice(id.indexOf(':') + 1)} was already seen; nothing was built`;
+}
+
 /**
  * Replay protection for webhooks, kept in DATA/webhooks.json (bounded, written atomically):
  *
@@ -36,7 +70,7 @@ export function deliveryId(provider: Provider, headers: IncomingHttpHeaders): st
  *   never legitimately moves a branch back to a commit it already announced, except a
  *   deliberate rollback by force-push — the admin builds that one with Force.
  */
-export class WebhookDedupe {
+export class WebhookDedupe implements ReplayGuard {
   private readonly file: string;
   private deliveries: string[] = [];
   private readonly seen = new Set<string>();
@@ -59,26 +93,19 @@ export class WebhookDedupe {
   }
 
   /** Why this delivery is refused (a replay), or null; records it when it is new. */
-  check(id: string | null, push: { repoUrls: string[]; ref: string; after: string } | null): string | null {
-    if (id !== null && this.seen.has(id)) return `delivery ${id.slice(id.indexOf(':') + 1)} was already seen; nothing was built`;
-    const keys = push ? [...new Set(push.repoUrls.map((u) => `${repoKey(u)}\0${push.ref}`))] : [];
+  check(id: string | null, push: PushToCheck | null): string | null {
+    if (id !== null && this.seen.has(id)) return seenDelivery(id);
+    const keys = headKeys(push);
     for (const k of keys) {
-      const past = this.heads[k] ?? [];
-      const at = past.lastIndexOf(push!.after);
-      if (at !== -1 && at !== past.length - 1) {
-        return `${push!.ref} was already at ${push!.after} before its newest head ${past[past.length - 1]}: an old push is not rebuilt (a replay?); force a build to roll back`;
-      }
+      const old = oldHead(this.heads[k] ?? [], push!);
+      if (old) return old;
     }
     if (id !== null) {
       this.seen.add(id);
       this.deliveries.push(id);
       if (this.deliveries.length > MAX_DELIVERIES) this.seen.delete(this.deliveries.shift()!);
     }
-    for (const k of keys) {
-      const past = (this.heads[k] ?? []).filter((s) => s !== push!.after);
-      past.push(push!.after);
-      this.heads[k] = past.slice(-MAX_HEADS);
-    }
+    for (const k of keys) this.heads[k] = withHead(this.heads[k] ?? [], push!.after);
     if (id !== null || keys.length > 0) this.save();
     return null;
   }

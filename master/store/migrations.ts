@@ -330,6 +330,14 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX log_chunks_build ON log_chunks (build_id, seq);
    CREATE INDEX log_chunks_attempt ON log_chunks (build_id, attempt, worker_to) WHERE attempt IS NOT NULL;`,
   },
+  {
+    // Several masters: webhook replay protection shared by the farm (store/postgres-webhooks.ts);
+    // one master keeps it in DATA/webhooks.json. `heads`: a JSON array of a branch's past heads.
+    sqlite: `CREATE TABLE webhook_deliveries (id TEXT PRIMARY KEY, at TEXT NOT NULL);
+   CREATE TABLE webhook_heads (key TEXT PRIMARY KEY, heads TEXT NOT NULL);`,
+    postgres: `CREATE TABLE webhook_deliveries (id TEXT COLLATE "C" PRIMARY KEY, at TIMESTAMPTZ NOT NULL);
+   CREATE TABLE webhook_heads (key TEXT COLLATE "C" PRIMARY KEY, heads TEXT NOT NULL);`,
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

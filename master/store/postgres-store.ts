@@ -11,6 +11,7 @@ import type {
 import type { Verdict } from '../../protocol/api.js';
 import { log as masterLog } from '../log.js';
 import { PostgresClaims } from './postgres-claims.js';
+import { PostgresWebhookDedupe } from './postgres-webhooks.js';
 
 export interface PostgresStoreOptions {
   /** Where to report a lost connection (default: the master's log). */
@@ -31,6 +32,8 @@ export class PostgresStore implements Store {
   private closing: Promise<void> | null = null;
   /** Several masters on this database: claims, fences and leases, on this store's connection and queue. */
   readonly claims: PostgresClaims;
+  /** Several masters: webhook replay protection shared by the farm. */
+  readonly webhooks: PostgresWebhookDedupe;
 
   private constructor(
     private readonly url: string,
@@ -38,6 +41,7 @@ export class PostgresStore implements Store {
     private readonly log: (message: string) => void,
   ) {
     this.claims = new PostgresClaims((job) => this.run(job), url, log);
+    this.webhooks = new PostgresWebhookDedupe((job) => this.run(job));
   }
 
   /** Connects, applies pending migrations under the migration lock, and returns the store. */

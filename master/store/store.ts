@@ -1,6 +1,7 @@
 import type { BuildOutcome, BuildState, BuildTrigger, Verdict } from '../../protocol/api.js';
 import type { BuildResult } from '../../protocol/worker-messages.js';
 import type { ClaimStore } from './claims.js';
+import type { ReplayGuard } from '../sources/webhook-dedupe.js';
 
 /**
  * The master's durable state. One interface, two implementations (SQLite embedded by
@@ -15,6 +16,8 @@ export interface Store {
 
   /** Present when several masters may share this store (PostgreSQL): claims, fences and leases (claims.ts). */
   readonly claims?: ClaimStore;
+  /** Present on PostgreSQL: webhook replay protection shared by several masters (postgres-webhooks.ts). */
+  readonly webhooks?: ReplayGuard;
 
   createToken(row: TokenRow): Promise<void>;
   getToken(name: string): Promise<TokenRow | null>;
