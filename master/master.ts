@@ -18,7 +18,7 @@ import { LogStore, type BuildLogs } from './log-store.js';
 import { PostgresLogs } from './store/postgres-logs.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
-import { scheduleRetention } from './retention.js';
+import { scheduleRetention, scheduleSharedRetention } from './retention.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
@@ -119,9 +119,14 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
   const logs: BuildLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  // Retention: each master sweeps the files on its own disk (with several masters, artifacts are
+  // still per master); the farm's log rows are swept by one master at a time (the singleton).
   let stopRetention: () => void = () => undefined;
+  const stopLocalRetention = claims ? scheduleRetention(dataDir, fileConfig.retention, logLine) : () => undefined;
   const retention = new SingletonLease(claims, 'retention', leaseMs, {
-    start: () => { stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine); },
+    start: () => {
+      stopRetention = claims ? scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine) : scheduleRetention(dataDir, fileConfig.retention, logLine);
+    },
     stop: () => { stopRetention(); stopRetention = () => undefined; },
   }, logLine);
   let api: HttpApi | null = null;
@@ -287,6 +292,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       for (const s of singletons) await s.close(true);
       await stopListening?.();
       await relay?.close();
+      stopLocalRetention();
       credit.close();
       disk.close();
       await latent.close();

@@ -53,3 +53,20 @@ export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log:
   timer.unref();
   return () => clearInterval(timer);
 }
+
+/**
+ * Several masters: removes the farm's log rows of builds that finished longer ago than
+ * `logsMs`, at start and then every `everyMs` (run by the master holding the retention lease).
+ */
+export function scheduleSharedRetention(logsMs: number | null, logs: { removeFinishedBefore(cutoff: string): Promise<number> } | null, log: (l: string) => void, everyMs = 3_600_000): () => void {
+  if (logsMs === null || !logs) return () => undefined;
+  const run = () => {
+    logs.removeFinishedBefore(new Date(Date.now() - logsMs).toISOString()).then((n) => {
+      if (n) log(`retention: removed the logs of ${n} build(s) from the farm's store`);
+    }, (e: Error) => log(`retention sweep of the farm's logs failed: ${e.message}`));
+  };
+  run();
+  const timer = setInterval(run, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -87,3 +87,21 @@ test('shared logs: bytes are kept as they came (NUL, invalid UTF-8), in order ac
   await logsA.remove([row.id]);
   assert.equal(await text(logsA.read(row.id)), '');
 });
+
+test('shared logs: retention removes the rows of builds that finished before the cutoff, and only those', { skip }, async (t) => {
+  const { a, logsA } = await farm(t);
+  const old = await a.insertBuild(newBuild);
+  const recent = await a.insertBuild(newBuild);
+  const running = await a.insertBuild(newBuild);
+  for (const r of [old, recent, running]) {
+    assert.ok(await a.claims.claim(r.id, 0, 'wa', 'now'));
+    logsA.append(r.id, `log of ${r.id}\n`, { attempt: 1, from: 0, length: `log of ${r.id}\n`.length });
+  }
+  await logsA.flush();
+  assert.ok(await a.claims.update(old.id, { attempt: 1 }, { state: 'finished', result: 'success', finishedAt: '2020-01-01T00:00:00.000Z' }));
+  assert.ok(await a.claims.update(recent.id, { attempt: 1 }, { state: 'finished', result: 'success', finishedAt: new Date().toISOString() }));
+  assert.equal(await logsA.removeFinishedBefore(new Date(Date.now() - 86_400_000).toISOString()), 1);
+  assert.equal(await text(logsA.read(old.id)), '');
+  assert.equal(await text(logsA.read(recent.id)), `log of ${recent.id}\n`);
+  assert.equal(await text(logsA.read(running.id)), `log of ${running.id}\n`);
+});

@@ -159,6 +159,14 @@ export class PostgresLogs implements BuildLogs {
     await c.query('DELETE FROM log_chunks WHERE build_id = ANY($1::bigint[])', [buildIds]);
   }
 
+  /** Removes the logs of builds that finished before `cutoff` (an ISO time; retention); returns how many builds' logs went. */
+  async removeFinishedBefore(cutoff: string): Promise<number> {
+    const c = await this.connection();
+    const r = await c.query<{ build_id: string }>(`DELETE FROM log_chunks WHERE build_id IN (SELECT id FROM builds WHERE state = 'finished' AND finished_at < $1)
+      RETURNING build_id`, [cutoff]);
+    return new Set(r.rows.map((x) => x.build_id)).size;
+  }
+
   async settled(): Promise<void> {
     await this.flush();
   }
