@@ -13,11 +13,19 @@ export const FEATURES_HEADER = 'x-crowdbake-features';
 /** The worker may put `cpuMs` (the CPU time the build used) in its `state finished` message. */
 export const FEATURE_CPU_TIME = 'cpu-time';
 
-/** [provenance] The worker may put `provenance` (its signed statement of the attempt) in its `state finished` message. */
-export const FEATURE_PROVENANCE = 'provenance';
+/**
+ * [provenance] The worker may put `provenance` (its signed statement of the attempt) in its
+ * `state finished` message, of buildType v2 (`CROWDBAKE_BUILD_TYPE`: the spec digest without
+ * the executor). A master that announces only the older `provenance` refuses a v2 statement,
+ * so a worker of this version signs for it nothing: its attempts there are unsigned.
+ */
+export const FEATURE_PROVENANCE = 'provenance-v2';
+
+/** [provenance] The first version of the feature: statements of buildType v1. Still announced, so that older workers sign. */
+export const FEATURE_PROVENANCE_V1 = 'provenance';
 
 /** What this version of the master understands. */
-export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME, FEATURE_PROVENANCE];
+export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1];
 
 /** The largest `cpuMs` a worker may claim for one attempt: 256 cores for 30 days. The master caps it far lower (cpu-claim.ts). */
 export const MAX_CPU_MS = 256 * 30 * 86_400_000;

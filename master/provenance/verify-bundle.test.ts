@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE, SLSA_VSA_V1, STATEMENT_TYPE, type FarmSummary, type ProvenanceBundle, type SummaryAttempt,
+  BUNDLE_MEDIA_TYPE, CROWDBAKE_BUILD_TYPE_V1, IN_TOTO_PAYLOAD_TYPE, type AttemptStatement, SLSA_VSA_V1, STATEMENT_TYPE, type FarmSummary, type ProvenanceBundle, type SummaryAttempt,
 } from '../../protocol/provenance.js';
-import { attemptStatement, signStatement } from '../../worker/provenance-signer.js';
+import { attemptStatement, canonicalSha256, signStatement } from '../../worker/provenance-signer.js';
 import { sha256Hex, signEnvelope } from './dsse.js';
 import { loadFarmKey } from './farm-key.js';
 import { verifyArtifact } from './verify-bundle.js';
@@ -19,17 +19,29 @@ import { verifyArtifact } from './verify-bundle.js';
 const FILE = Buffer.from('the artifact\n');
 const spec = { builder: 'b', source: null, executor: 'host' as const, environment: { base: 'busybox', setup: [] }, steps: [], artifacts: ['out.txt'], limits: {}, network: false, testInstall: null, revision: null };
 
-function bundle(attempts: (Partial<SummaryAttempt> & { owner: string })[], verdict: 'verified' | 'unreplicated'): string {
+type Made = Partial<SummaryAttempt> & { owner: string; executor?: 'host' | 'container' | 'vm'; buildTypeV1?: boolean };
+
+/** A statement as a worker of the first version signed it: buildType v1, its spec digest over the whole spec, executor included. */
+function asV1(st: AttemptStatement, sentSpec: unknown): AttemptStatement {
+  const out = structuredClone(st);
+  out.predicate.buildDefinition.buildType = CROWDBAKE_BUILD_TYPE_V1;
+  out.predicate.buildDefinition.externalParameters.specSha256 = canonicalSha256(sentSpec);
+  return out;
+}
+
+function bundle(attempts: Made[], verdict: 'verified' | 'unreplicated'): string {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-vb-'));
   try {
     const farm = loadFarmKey(dir, 'test-farm');
     const atts: ProvenanceBundle['attestations'] = [];
-    const rows: SummaryAttempt[] = attempts.map((a, i) => {
+    const rows: SummaryAttempt[] = attempts.map(({ executor = 'host', buildTypeV1, ...a }, i) => {
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-      const env = signStatement(attemptStatement({
-        buildId: i + 1, attempt: 1, worker: `w${i}`, spec, executor: 'host', limits: {}, revision: null,
+      const sentSpec = { ...spec, executor };
+      const st = attemptStatement({
+        buildId: i + 1, attempt: 1, worker: `w${i}`, spec: sentSpec, executor, limits: {}, revision: null,
         artifacts: [{ name: 'out.txt', size: FILE.length, sha256: sha256Hex(FILE) }], startedOn: '2026-01-01T00:00:00.000Z', finishedOn: '2026-01-01T00:01:00.000Z', agentVersion: 't',
-      }), privateKey);
+      });
+      const env = signStatement(buildTypeV1 ? asV1(st, sentSpec) : st, privateKey);
       atts.push({ build: i + 1, attempt: 1, worker: `w${i}`, envelope: env });
       return {
         build: i + 1, attempt: 1, worker: `w${i}`, volunteer: null, verdict: verdict === 'verified' ? 'verified' : 'unverified',
@@ -90,6 +102,18 @@ test('the lines before the summary\'s signature is checked state only the file\'
   assert.equal(r.ok, false);
   assert.match((r as { reason: string }).reason, /not build 999's out\.txt/);
   assert.ok(!r.checked.some((l) => l.includes('999')), r.checked.join('\n'));
+});
+
+test('replicas of one build on a container, a VM and the host state one spec digest and verify; v1 statements of one executor still verify; v1 and v2 together are refused by name', () => {
+  const mixed = check(bundle([{ owner: 'volunteer:a', executor: 'container' }, { owner: 'volunteer:b', executor: 'vm' }, { owner: 'volunteer:c', executor: 'host' }], 'verified'));
+  assert.equal(mixed.ok, true, JSON.stringify(mixed));
+  for (const e of ['container', 'vm', 'host']) assert.ok(mixed.checked.some((l) => l.includes(`; ${e} executor, revision`)), `the ${e} executor is named`);
+  // Bundles made before v2: their statements' digests cover the executor; replicas on one executor agree as before.
+  assert.equal(check(bundle([{ owner: 'volunteer:a', buildTypeV1: true }, { owner: 'volunteer:b', buildTypeV1: true }, { owner: 'volunteer:c', buildTypeV1: true }], 'verified')).ok, true);
+  const v1OtherExecutors = check(bundle([{ owner: 'volunteer:a', buildTypeV1: true, executor: 'container' }, { owner: 'volunteer:b', buildTypeV1: true, executor: 'vm' }], 'verified'));
+  assert.match((v1OtherExecutors as { reason: string }).reason, /the agreeing statements describe different builds/);
+  const both = check(bundle([{ owner: 'volunteer:a', buildTypeV1: true }, { owner: 'volunteer:b' }, { owner: 'volunteer:c' }], 'verified'));
+  assert.match((both as { reason: string }).reason, /of different build types \(urn:crowdbake:build-type:attempt:v1, urn:crowdbake:build-type:attempt:v2\)/);
 });
 
 test('a statement accepted before its key was revoked passes; one accepted at or after the revocation fails, naming it', () => {

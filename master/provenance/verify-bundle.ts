@@ -157,11 +157,16 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
     owners.set(a.owner, who);
     keys.add(a.workerKey);
     statements.push(st.data);
-    checked.push(`${who}: signed by its worker key ${keyIdOf(key)}, ${owner}; revision ${p.buildDefinition.externalParameters.revision ?? 'none'}, ${p.runDetails.metadata.startedOn} to ${p.runDetails.metadata.finishedOn}`);
+    checked.push(`${who}: signed by its worker key ${keyIdOf(key)}, ${owner}; ${p.buildDefinition.internalParameters.executor} executor, revision ${p.buildDefinition.externalParameters.revision ?? 'none'}, ${p.runDetails.metadata.startedOn} to ${p.runDetails.metadata.finishedOn}`);
   }
-  // The agreeing statements describe the same build: builder, source, revision, spec.
+  // The agreeing statements describe the same build: builder, source, revision, spec. A v2
+  // spec digest leaves out the executor, so replicas on a container and a VM agree; a v1 one
+  // (older workers, older bundles) covers it, and a v1 and a v2 digest cannot be compared.
+  const firstType = statements[0]?.predicate.buildDefinition.buildType;
   const first = statements[0]?.predicate.buildDefinition.externalParameters;
   for (const st of statements.slice(1)) {
+    const type = st.predicate.buildDefinition.buildType;
+    if (type !== firstType) refuse(`the agreeing statements are of different build types (${firstType}, ${type}): their spec digests cover different things (v1's includes the executor) and cannot be compared`);
     const e = st.predicate.buildDefinition.externalParameters;
     if (JSON.stringify(e) !== JSON.stringify(first)) refuse(`the agreeing statements describe different builds: ${JSON.stringify(e)} vs ${JSON.stringify(first)}`);
   }
