@@ -104,7 +104,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const events = new EventBus();
   const logs = new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
-  const stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine);
+  let stopRetention = (): void => undefined;
   let api: HttpApi | null = null;
   let url = '';
   const latent = new LatentWorkers(fileConfig.provisioners, {
@@ -149,6 +149,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   });
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
+  // Files by age; with the store: artifact files of requeued or refused attempts, spent one-time credentials.
+  stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine, undefined, { store, connected: (n) => coordinator.session(n) !== undefined });
 
   const sources = new ChangeSources({
     dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),

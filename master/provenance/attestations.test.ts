@@ -33,7 +33,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
   const row = { id: 7, builder: 'pkg', revision: REV, attempt: 2 } as BuildRow;
   const spec: BuildSpec = BuildSpecSchema.parse(JSON.parse(JSON.stringify(sent)));
   const facts = { buildId: 7, attempt: 2, worker: 'w1', spec, executor: 'container' as 'container' | 'vm' | 'host', limits: { cpus: 2 }, revision: REV, artifacts, startedOn: '2026-01-01T00:00:00Z', finishedOn: '2026-01-01T00:01:00Z', agentVersion: 't' };
-  return { att: new Attestations(store, dir), privateKey, row, facts };
+  return { att: new Attestations(store, dir), privateKey, row, facts, store };
 }
 
 test('a true statement is accepted and kept, with the source credential redacted before signing', async (t) => {
@@ -65,6 +65,23 @@ test('replicas sent to a container and to a VM state one spec digest, and the ma
   assert.equal(await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: signStatement(v1(canonicalSha256(facts.spec)), privateKey), required: true }), null);
   const v1WithV2Digest = signStatement(v1(digest(onContainer).externalParameters.specSha256), privateKey);
   assert.match((await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: v1WithV2Digest, required: true }))!, /externalParameters\.specSha256 .* is not the spec the master sent \(.*, urn:crowdbake:build-type:attempt:v1\)/);
+});
+
+test('a refused statement removes the artifact rows of its attempt, so nothing names them even when the build ends there', async (t) => {
+  const { att, privateKey, facts, store } = await setup(t);
+  const build = await store.insertBuild({ builder: 'pkg', revision: REV, reason: null, queuedAt: new Date().toISOString() });
+  await store.updateBuild(build.id, { state: 'running', worker: 'w1', attempt: 2 });
+  const row = (await store.getBuild(build.id))!;
+  for (const a of artifacts) await store.putArtifact({ buildId: build.id, ...a, worker: 'w1' });
+  assert.equal((await store.listArtifacts(build.id)).length, 2);
+  const lying = signStatement(attemptStatement({ ...facts, buildId: build.id, artifacts: [{ ...artifacts[0]!, sha256: 'd'.repeat(64) }, artifacts[1]!] }), privateKey);
+  assert.match((await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: lying, required: true }))!, /does not match what it uploaded/);
+  assert.deepEqual(await store.listArtifacts(build.id), []);
+  // Accepted: kept.
+  for (const a of artifacts) await store.putArtifact({ buildId: build.id, ...a, worker: 'w1' });
+  const honest = signStatement(attemptStatement({ ...facts, buildId: build.id }), privateKey);
+  assert.equal(await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: honest, required: true }), null);
+  assert.equal((await store.listArtifacts(build.id)).length, 2);
 });
 
 test('each field that does not match what the master saw is refused by name', async (t) => {

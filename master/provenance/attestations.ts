@@ -53,8 +53,19 @@ export class Attestations {
     mkdirSync(this.dir, { recursive: true });
   }
 
-  /** Null when the attempt may finish (its statement is stored if it had one); else why it is refused. */
+  /**
+   * Null when the attempt may finish (its statement is stored if it had one); else why it is
+   * refused — and then the artifact rows this attempt uploaded are removed, so that no listing,
+   * download or bundle names them even when the build ends here (its last attempt); the
+   * coordinator removes their bytes.
+   */
   async accept(f: AttemptFinish): Promise<string | null> {
+    const why = await this.check(f);
+    if (why !== null) await this.store.deleteArtifacts(f.row.id, f.row.attempt);
+    return why;
+  }
+
+  private async check(f: AttemptFinish): Promise<string | null> {
     const file = this.file(f.row.id);
     if (!f.envelope) {
       rmSync(file, { force: true });

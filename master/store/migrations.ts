@@ -305,6 +305,12 @@ export const MIGRATIONS: readonly Migration[] = [
      PRIMARY KEY (provisioner, day)
    );`,
   },
+  {
+    // Which attempt uploaded each artifact: only the accepted (current) attempt's are listed,
+    // served and bundled. Rows from before have no attempt (NULL) and stay listed as they were.
+    sqlite: 'ALTER TABLE artifacts ADD COLUMN attempt INTEGER;',
+    postgres: 'ALTER TABLE artifacts ADD COLUMN attempt INTEGER;',
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */
