@@ -3,6 +3,7 @@ import {
   AttemptStatementSchema, FarmKeySchema, FarmSummarySchema, invocationId, IN_TOTO_PAYLOAD_TYPE, ProvenanceBundleSchema, workerBuilderId,
   type AttemptStatement, type FarmSummary,
 } from '../../protocol/provenance.js';
+import { UNLISTED_VOLUNTEER_ID } from '../../protocol/api.js';
 import { describeIssues } from '../../protocol/parse.js';
 import { keyIdOf, publicKeyOf, sha256Hex, verifyEnvelope } from './dsse.js';
 
@@ -151,7 +152,7 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
       }
       checked.push(`${who}: its key was revoked at ${a.keyRevokedAt}, after this statement was accepted (${a.acceptedAt}): still good`);
     }
-    const owner = a.volunteer ? `volunteer ${a.volunteer.id} (${a.volunteer.displayName})` : `maintainer token ${a.worker}`;
+    const owner = a.volunteer ? (a.volunteer.id === UNLISTED_VOLUNTEER_ID ? a.volunteer.displayName : `volunteer ${a.volunteer.id} (${a.volunteer.displayName})`) : `maintainer token ${a.worker}`;
     if (owners.has(a.owner)) refuse(`${who}: the same owner as ${owners.get(a.owner)} (${owner}): agreeing replicas must come from distinct volunteers`);
     if (keys.has(a.workerKey)) refuse(`${who}: the same worker key as another agreeing attempt`);
     owners.set(a.owner, who);
