@@ -205,3 +205,37 @@ test('across two projects the volunteer\'s --builds caps the total, and pause fr
   for (const [, d] of edges) { now += d; most = Math.max(most, now); }
   assert.ok(most <= 2, `${most} builds overlapped (the volunteer allows 2)`);
 });
+
+test('a master\'s drain on one of two projects stays: the projects watcher does not dial that master again, the other project goes on', async (t) => {
+  const dirs: string[] = [];
+  const a = await crowdMaster({ short: SHORT }, 'name: Farm A\n', dirs);
+  const b = await crowdMaster({ short: SHORT }, 'name: Farm B\n', dirs);
+  const data = tempDir('crowd-volunteer');
+  dirs.push(data);
+  let child: (ChildProcess & { output: () => string }) | null = null;
+  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
+  assert.equal((await cli(['join', await invite(a), '--data', data, '--name', 'box-a'])).status, 0);
+  assert.equal((await cli(['join', await invite(b), '--data', data, '--name', 'box-b'])).status, 0);
+  child = agent(data);
+  const agentOut = child;
+  const connectedTo = (m: TestMaster, name: string) => until(`${name} connected`, async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === name)?.connected);
+  await connectedTo(a, 'box-a');
+  await connectedTo(b, 'box-b');
+  const dialsOfA = () => (agentOut.output().match(/farm-a: connected to /g) ?? []).length;
+  assert.equal(dialsOfA(), 1);
+
+  const r = await fetch(`${a.url}/api/v1/workers/box-a/drain`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', authorization: `Bearer ${a.adminToken}` } });
+  assert.equal(r.status, 202);
+  await until('the agent to leave farm A', () => /farm-a: the master asks this worker to leave/.test(agentOut.output()));
+  await until('master A to see box-a gone', async () => !(await a.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'box-a')?.connected);
+  // Two rounds of the projects watcher after the drain (each seen by the share change it applies).
+  for (const share of ['2', '3']) {
+    assert.equal((await cli(['projects', 'share', 'farm-b', share, '--data', data])).status, 0);
+    await until(`the watcher to apply farm-b's share ${share}`, () => agentOut.output().includes(`farm-b: share ${Number(share) - 1} → ${share}`));
+  }
+  assert.equal(dialsOfA(), 1, `the watcher dialed the drained master again:\n${agentOut.output()}`);
+  assert.equal((await a.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'box-a')?.connected, false);
+  // Farm B is still served.
+  const x = await b.waitFinished(await b.force('short'), 60_000);
+  assert.deepEqual([x.result, x.worker], ['success', 'box-b']);
+});
