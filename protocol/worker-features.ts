@@ -27,6 +27,28 @@ export const FEATURE_PROVENANCE_V1 = 'provenance';
 /** What this version of the master understands. */
 export const MASTER_FEATURES: readonly string[] = [FEATURE_CPU_TIME, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1];
 
+/**
+ * What a worker understands of the master's optional messages, announced in its WebSocket
+ * upgrade request (`x-crowdbake-worker-features: drain`): older masters ignore the header.
+ */
+export const WORKER_FEATURES_HEADER = 'x-crowdbake-worker-features';
+
+/** The worker decodes the master's `drain` message (a protocol-1 worker's strict schema refuses it). */
+export const WORKER_FEATURE_DRAIN = 'drain';
+
+/** What this version of the worker understands. */
+export const WORKER_FEATURES: readonly string[] = [WORKER_FEATURE_DRAIN];
+
+/**
+ * Whether the master may send `drain` to this worker: it announced it, or — until workers send
+ * the header (worker/master-link.ts does not yet) — it speaks protocol 2, which every worker
+ * that has `drain` speaks. A protocol-1 worker never gets it; the master closes its connection
+ * instead (master/worker-hub.ts).
+ */
+export function workerUnderstandsDrain(announced: ReadonlySet<string>, protocol: number): boolean {
+  return announced.has(WORKER_FEATURE_DRAIN) || protocol >= 2;
+}
+
 /** The largest `cpuMs` a worker may claim for one attempt: 256 cores for 30 days. The master caps it far lower (cpu-claim.ts). */
 export const MAX_CPU_MS = 256 * 30 * 86_400_000;
 
