@@ -104,17 +104,22 @@ test('crowdbake join LINK → files 0600 without the invite code → crowdbake w
   assert.deepEqual(listed.map((r) => [r.name, r.worker, r.share]), [['test-farm', 'ada-laptop', 1]]);
 });
 
-test('one agent joined to two masters builds for both in proportion to their shares (3:1); leave stops serving one', async (t) => {
+/** Two masters (farm-a, farm-b) with `builders`, and one data dir joined to both as box-a and box-b; `setAgent` hands over the agent to stop after the test. */
+async function twoFarms(t: { after(f: () => unknown): void }, builders: Record<string, string>, inviteFlags: string[] = []) {
   const dirs: string[] = [];
-  const a = await crowdMaster({ short: SHORT }, 'name: Farm A\n', dirs);
-  const b = await crowdMaster({ short: SHORT }, 'name: Farm B\n', dirs);
+  const a = await crowdMaster(builders, 'name: Farm A\n', dirs);
+  const b = await crowdMaster(builders, 'name: Farm B\n', dirs);
   const data = tempDir('crowd-volunteer');
   dirs.push(data);
-  let child: (ChildProcess & { output: () => string }) | null = null;
+  let child: ChildProcess | null = null;
   t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
+  assert.equal((await cli(['join', await invite(a, inviteFlags), '--data', data, '--name', 'box-a'])).status, 0);
+  assert.equal((await cli(['join', await invite(b, inviteFlags), '--data', data, '--name', 'box-b'])).status, 0);
+  return { a, b, data, setAgent: <C extends ChildProcess>(c: C): C => (child = c) };
+}
 
-  assert.equal((await cli(['join', await invite(a), '--data', data, '--name', 'box-a'])).status, 0);
-  assert.equal((await cli(['join', await invite(b), '--data', data, '--name', 'box-b'])).status, 0);
+test('one agent joined to two masters builds for both in proportion to their shares (3:1); leave stops serving one', async (t) => {
+  const { a, b, data, setAgent } = await twoFarms(t, { short: SHORT });
   // The same volunteer key for both projects.
   assert.equal(readdirSync(data).filter((f) => f === 'volunteer.key').length, 1);
   const share = await cli(['projects', 'share', 'farm-a', '3', '--data', data]);
@@ -126,7 +131,7 @@ test('one agent joined to two masters builds for both in proportion to their sha
   const N = 30;
   const ids = { a: [] as number[], b: [] as number[] };
   for (let i = 0; i < N; i++) { ids.a.push(await a.force('short')); ids.b.push(await b.force('short')); }
-  child = agent(data);
+  const child = setAgent(agent(data));
 
   // Count the first 20 builds the agent finished, across both masters (the machine's one slot).
   const finished = async (m: TestMaster) => (await m.get<BuildView[]>('/api/v1/builds?state=finished&limit=1000'));
@@ -161,22 +166,13 @@ test('one agent joined to two masters builds for both in proportion to their sha
 });
 
 test('across two projects the volunteer\'s --builds caps the total, and pause freezes the builds of both', async (t) => {
-  const dirs: string[] = [];
   const SLOW = 'requires: { executor: host }\nsteps:\n  - run: sleep 2\n';
-  const a = await crowdMaster({ slow: SLOW }, 'name: Farm A\n', dirs);
-  const b = await crowdMaster({ slow: SLOW }, 'name: Farm B\n', dirs);
-  const data = tempDir('crowd-volunteer');
-  dirs.push(data);
-  let child: (ChildProcess & { output: () => string }) | null = null;
-  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
-  assert.equal((await cli(['join', await invite(a, ['--max-builds', '4']), '--data', data, '--name', 'box-a'])).status, 0);
-  assert.equal((await cli(['join', await invite(b, ['--max-builds', '4']), '--data', data, '--name', 'box-b'])).status, 0);
+  const { a, b, data, setAgent } = await twoFarms(t, { slow: SLOW }, ['--max-builds', '4']);
   for (let i = 0; i < 4; i++) { await a.force('slow'); await b.force('slow'); }
-  child = spawn(process.execPath, [CLI, 'worker', '--data', data, '--executor', 'host', '--when', 'always', '--idle-source', 'none', '--builds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+  const child = setAgent(spawn(process.execPath, [CLI, 'worker', '--data', data, '--executor', 'host', '--when', 'always', '--idle-source', 'none', '--builds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.output = () => out;
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
   const running = async () => [...await a.get<BuildView[]>('/api/v1/builds?state=running'), ...await b.get<BuildView[]>('/api/v1/builds?state=running')];
   // Builds running for both masters (the agent's two slots).
   await until('builds running for both masters', async () => (await running()).length >= 2, 60_000);
@@ -207,17 +203,8 @@ test('across two projects the volunteer\'s --builds caps the total, and pause fr
 });
 
 test('a master\'s drain on one of two projects stays: the projects watcher does not dial that master again, the other project goes on', async (t) => {
-  const dirs: string[] = [];
-  const a = await crowdMaster({ short: SHORT }, 'name: Farm A\n', dirs);
-  const b = await crowdMaster({ short: SHORT }, 'name: Farm B\n', dirs);
-  const data = tempDir('crowd-volunteer');
-  dirs.push(data);
-  let child: (ChildProcess & { output: () => string }) | null = null;
-  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
-  assert.equal((await cli(['join', await invite(a), '--data', data, '--name', 'box-a'])).status, 0);
-  assert.equal((await cli(['join', await invite(b), '--data', data, '--name', 'box-b'])).status, 0);
-  child = agent(data);
-  const agentOut = child;
+  const { a, b, data, setAgent } = await twoFarms(t, { short: SHORT });
+  const agentOut = setAgent(agent(data));
   const connectedTo = (m: TestMaster, name: string) => until(`${name} connected`, async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === name)?.connected);
   await connectedTo(a, 'box-a');
   await connectedTo(b, 'box-b');

@@ -35,13 +35,19 @@ const running = (m: Awaited<ReturnType<typeof testMaster>>, id: number) => until
   return log.includes('begin') ? log : null;
 });
 
-test('SIGTERM drains a worker: the master shows it draining and gives it nothing new, its build finishes on the same attempt, and it exits 0', async (t) => {
+/** A master, a real worker `vol` on it, and a build running there until `gate.release()`. */
+async function slowBuildRunning(t: { after(f: () => unknown): void }) {
   const gate = goFile(t);
   const m = await testMaster({ slow: builder(gate.go) });
   t.after(() => m.close());
   const w = await worker(m, 'vol', t);
   const id = await m.force('slow');
   await running(m, id);
+  return { gate, m, w, id };
+}
+
+test('SIGTERM drains a worker: the master shows it draining and gives it nothing new, its build finishes on the same attempt, and it exits 0', async (t) => {
+  const { gate, m, w, id } = await slowBuildRunning(t);
   w.kill('SIGTERM');
   const view = await until('the worker to show draining', async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((x) => x.name === 'vol' && x.state === 'draining'));
   assert.equal(view.accepting, false);
@@ -88,12 +94,7 @@ test('a second signal gives the build back at once: requeued as an infrastructur
 });
 
 test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no such worker; the worker finishes its build and exits', async (t) => {
-  const gate = goFile(t);
-  const m = await testMaster({ slow: builder(gate.go) });
-  t.after(() => m.close());
-  const w = await worker(m, 'vol', t);
-  const id = await m.force('slow');
-  await running(m, id);
+  const { gate, m, w, id } = await slowBuildRunning(t);
   const post = (name: string, auth: string | null, body = '{}') => fetch(`${m.url}/api/v1/workers/${name}/drain`, {
     method: 'POST', body, headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${auth}` } : {}) },
   });
