@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PreferencesSchema, type AgentStatus } from '../protocol/control-api.js';
-import { attentionItems, DISK_NEARLY_FULL_BYTES, updateNotice } from './attention.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { attentionItems, DISK_NEARLY_FULL_BYTES, fetchVersionInfo, updateNotice, VERSION_BODY_MAX_BYTES } from './attention.js';
 
 const range = (oldest: number, newest: number, oldestUntil: string | null = null) => ({ version: 'x', workerProtocols: { oldest, newest, oldestUntil } });
 
@@ -24,4 +26,44 @@ test('what needs the volunteer: an update required, a nearly full disk, a projec
   assert.deepEqual(items, ['An update is required.', 'The disk is nearly full: 1.0 GiB free where builds run.', 'The project banned-me refused this computer (banned, or its token revoked); see Projects.']);
   assert.deepEqual(attentionItems({ update: current, freeBytes: null, status: null, joined: ['x'] }), [], 'no agent: nothing is known to be refused');
   assert.ok(PreferencesSchema.parse({}));
+});
+
+/** A real HTTP server on loopback, answering as `handle` says; closed after the test. */
+async function server(t: { after(fn: () => unknown): void }, handle: Parameters<typeof createServer>[1]): Promise<{ url: string; hits: () => number }> {
+  let hits = 0;
+  const s: Server = createServer((req, res) => { hits++; handle!(req, res); });
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise<void>((ok) => { s.closeAllConnections(); s.close(() => ok()); }));
+  return { url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, hits: () => hits };
+}
+
+const GOOD = JSON.stringify(range(1, 2));
+
+test('the version fetch follows no redirect, reads a bounded body, and gives up on a master that stalls', async (t) => {
+  const good = await server(t, (_req, res) => { res.setHeader('content-type', 'application/json'); res.end(GOOD); });
+  assert.deepEqual(await fetchVersionInfo(good.url), range(1, 2));
+  // A redirect (to a server that would answer well): not followed, and that server is never asked.
+  const redirect = await server(t, (_req, res) => { res.writeHead(302, { location: `${good.url}/api/v1/version` }); res.end(); });
+  const before = good.hits();
+  assert.equal(await fetchVersionInfo(redirect.url), null);
+  assert.equal(redirect.hits(), 1);
+  assert.equal(good.hits(), before, 'the redirect target was not fetched');
+  // A body that never ends (no content-length): cut at the cap.
+  let written = 0;
+  const endless = await server(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const more = () => { while (res.write(`{"x":"${'a'.repeat(8192)}"}`)) { written += 8200; if (written > 64 * VERSION_BODY_MAX_BYTES) return; } res.once('drain', more); };
+    more();
+  });
+  assert.equal(await fetchVersionInfo(endless.url), null);
+  // A declared length over the cap: not read at all.
+  const big = await server(t, (_req, res) => { res.writeHead(200, { 'content-length': String(VERSION_BODY_MAX_BYTES + 1) }); res.end(' '.repeat(VERSION_BODY_MAX_BYTES + 1)); });
+  assert.equal(await fetchVersionInfo(big.url), null);
+  // Headers, then silence: the timeout covers the body too.
+  const stall = await server(t, (_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.write('{"version":'); });
+  assert.equal(await fetchVersionInfo(stall.url, 300), null);
+  // Nothing listening; a body that is not JSON.
+  assert.equal(await fetchVersionInfo('http://127.0.0.1:1'), null);
+  const junk = await server(t, (_req, res) => { res.end('<html>'); });
+  assert.equal(await fetchVersionInfo(junk.url), null);
 });

@@ -17,15 +17,40 @@ export function updateNotice(ranges: readonly { master: string; info: VersionInf
   return { state: 'current', message: 'This version is current for every project joined.' };
 }
 
-/** A master's `GET /api/v1/version`, or null when it does not answer (older masters have none). */
-export async function fetchVersionInfo(master: string): Promise<VersionInfo | null> {
+/** The most of a version answer read (a real one is about 200 bytes). */
+export const VERSION_BODY_MAX_BYTES = 16 * 1024;
+/** How long a version fetch may take, body included. */
+export const VERSION_FETCH_TIMEOUT_MS = 5000;
+
+/**
+ * A master's `GET /api/v1/version`, or null when it does not answer as it should (older
+ * masters have none). The answer comes from a master (or whoever holds its address), read in
+ * the app's main process: no redirect is followed (it could send main anywhere), at most
+ * VERSION_BODY_MAX_BYTES are read, and the whole exchange is cut after VERSION_FETCH_TIMEOUT_MS;
+ * then it is only parsed with its schema.
+ */
+export async function fetchVersionInfo(master: string, timeoutMs = VERSION_FETCH_TIMEOUT_MS): Promise<VersionInfo | null> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const res = await fetch(`${master}/api/v1/version`, { signal: AbortSignal.timeout(5000) });
-    if (!res.ok) return null;
-    const parsed = VersionInfoSchema.safeParse(await res.json());
+    const res = await fetch(`${master}/api/v1/version`, { signal: controller.signal, redirect: 'error' });
+    if (!res.ok || !res.body) return null;
+    const declared = Number(res.headers.get('content-length') ?? '0');
+    if (declared > VERSION_BODY_MAX_BYTES) return null;
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += chunk.byteLength;
+      if (size > VERSION_BODY_MAX_BYTES) return null;
+      chunks.push(chunk);
+    }
+    const parsed = VersionInfoSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
   }
 }
 

@@ -65,6 +65,10 @@ test('first run → join from a crowdbake: link → the worker runs; tray action
   assert.match((await e.invoke('projects:share', { name: 'x', share: 1, extra: true })).error ?? '', /projects:share: .*extra/);
   assert.match((await e.invoke('agent:snooze', 'x'.repeat(100))).error ?? '', /agent:snooze: /);
   assert.match((await e.invoke('app:settings', { masterConfigDir: 7 })).error ?? '', /app:settings: masterConfigDir/);
+  // The master's folder (whose builder files it runs) is set only by main's folder dialog, never by the window.
+  const planted = await e.invoke('app:settings', { notifications: true, masterConfigDir: '/home/volunteer/Downloads/evil-config' });
+  assert.match(planted.error ?? '', /app:settings: masterConfigDir: is set only through the folder dialog/);
+  assert.deepEqual([value<AppInfo>(await e.invoke('app:info')).settings.masterConfigDir, value<AppInfo>(await e.invoke('app:info')).settings.notifications], [null, false], 'nothing of the refused change was applied');
 
   // A crowdbake: link opened while the app runs (a second instance) waits in the window for the volunteer.
   const link = invite(m.dataDir);

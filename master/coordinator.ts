@@ -423,7 +423,7 @@ export class Coordinator {
           return;
         }
         if (done) {
-          if (!await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name })) return this.letGo(a);
+          if (!await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name, attempt: msg.attempt })) return this.letGo(a);
           (a.received ??= []).push({ name: msg.name, size: msg.size, sha256: msg.sha256 });
         }
         return;

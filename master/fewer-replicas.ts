@@ -27,7 +27,7 @@ export class FewerReplicas {
     if (!v) return null;
     const drop = this.verification.droppable(buildId, min);
     if (drop.length === 0) return null;
-    const why = `not needed: replica dropped because build ${buildId} went to ${v.displayName}, whose last ${v.streak} replicated results agreed with the majority (trust.fewerReplicasAfter: ${this.volunteers.fewerReplicasAfter}, verify.minReplicas: ${min})`;
+    const why = `not needed: replica dropped because build ${buildId} went to ${v.publicName}, whose last ${v.streak} replicated results agreed with the majority (trust.fewerReplicasAfter: ${this.volunteers.fewerReplicasAfter}, verify.minReplicas: ${min})`;
     void this.volunteers.spend(v.id).catch((e: Error) => console.error(`crowdbake master: cannot store the streak of ${v.displayName}: ${e.message}`));
     return { drop, why };
   }

@@ -119,15 +119,15 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
     (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
   const logs: BuildLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-  // Retention: each master sweeps the files on its own disk (with several masters, artifacts are
-  // still per master); the farm's log rows are swept by one master at a time (the singleton).
-  let stopRetention: () => void = () => undefined;
-  const stopLocalRetention = claims ? scheduleRetention(dataDir, fileConfig.retention, logLine) : () => undefined;
+  // Retention: every master sweeps the files on its own disk (artifacts are per master), with
+  // the store: artifact files of requeued or refused attempts, spent one-time credentials
+  // (started below, once the coordinator knows who is connected). The farm's log rows are
+  // swept by one master at a time (the retention singleton).
+  let stopRetention = (): void => undefined;
+  let stopSharedRetention = (): void => undefined;
   const retention = new SingletonLease(claims, 'retention', leaseMs, {
-    start: () => {
-      stopRetention = claims ? scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine) : scheduleRetention(dataDir, fileConfig.retention, logLine);
-    },
-    stop: () => { stopRetention(); stopRetention = () => undefined; },
+    start: () => { stopSharedRetention = scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine); },
+    stop: () => { stopSharedRetention(); stopSharedRetention = () => undefined; },
   }, logLine);
   let api: HttpApi | null = null;
   let url = '';
@@ -193,6 +193,11 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   await relay?.start();
   // NOTIFY only wakes this master; it reads the queue from the table (and every tick anyway).
   const stopListening = claims ? await claims.onWake(() => void coordinator.refreshQueue().catch((e: Error) => log.error(e.message))) : null;
+  // Files by age; with the store: artifact files of requeued or refused attempts, spent one-time
+  // credentials (a worker connected to another master of the farm counts as connected).
+  stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine, undefined, {
+    store, connected: (n) => coordinator.session(n) !== undefined || relay?.remoteWorker(n)?.connected === true,
+  });
 
   const sources = new ChangeSources({
     dataDir, builders: registry, requestBuild: (b, o) => coordinator.requestBuild(b, { ...o, trigger: 'change' }),
@@ -292,7 +297,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       for (const s of singletons) await s.close(true);
       await stopListening?.();
       await relay?.close();
-      stopLocalRetention();
+      stopRetention();
       credit.close();
       disk.close();
       await latent.close();

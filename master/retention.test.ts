@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sweep } from './retention.js';
+import { openStore } from './store/open-store.js';
+import { pruneUnlistedArtifacts, removeSpentCredentials, SPENT_CREDENTIAL_GRACE_MS, sweep } from './retention.js';
 
 test('retention removes finished logs and artifacts older than the policy, nothing else', () => {
   const d = mkdtempSync(join(tmpdir(), 'crowdbake-retention-'));
@@ -24,4 +25,56 @@ test('retention removes finished logs and artifacts older than the policy, nothi
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
+});
+
+test('the artifact files of a requeued attempt go once the build is finished; the accepted attempt\'s stay; a running build is left alone', async (t) => {
+  const d = mkdtempSync(join(tmpdir(), 'crowdbake-retention-'));
+  const store = await openStore(`sqlite:${join(d, 'db')}`);
+  t.after(async () => { await store.close(); rmSync(d, { recursive: true, force: true }); });
+  const done = await store.insertBuild({ builder: 'b', revision: null, reason: null, queuedAt: new Date().toISOString() });
+  const running = await store.insertBuild({ builder: 'b', revision: null, reason: null, queuedAt: new Date().toISOString() });
+  const put = async (id: number, name: string) => {
+    mkdirSync(join(d, 'artifacts', String(id), 'sub'), { recursive: true });
+    writeFileSync(join(d, 'artifacts', String(id), name), name);
+    await store.putArtifact({ buildId: id, name, size: 1, sha256: 'a'.repeat(64), worker: 'w' });
+  };
+  await store.updateBuild(done.id, { state: 'running', attempt: 1 });
+  await put(done.id, 'planted.bin');
+  await put(done.id, 'sub/also-planted.bin');
+  await store.updateBuild(done.id, { state: 'queued' });
+  await store.updateBuild(done.id, { state: 'running', attempt: 2 });
+  await put(done.id, 'out.bin');
+  await store.updateBuild(running.id, { state: 'running', attempt: 1 });
+  mkdirSync(join(d, 'artifacts', String(running.id)), { recursive: true });
+  writeFileSync(join(d, 'artifacts', String(running.id), 'uploading.bin.partial'), 'x');
+  assert.equal(await pruneUnlistedArtifacts(d, store), 0, 'nothing while the build runs');
+  await store.updateBuild(done.id, { state: 'finished', result: 'success' });
+  assert.equal(await pruneUnlistedArtifacts(d, store), 2);
+  assert.equal(existsSync(join(d, 'artifacts', String(done.id), 'planted.bin')), false);
+  assert.equal(existsSync(join(d, 'artifacts', String(done.id), 'sub', 'also-planted.bin')), false);
+  assert.equal(existsSync(join(d, 'artifacts', String(done.id), 'out.bin')), true);
+  assert.equal(existsSync(join(d, 'artifacts', String(running.id), 'uploading.bin.partial')), true);
+});
+
+test('spent one-time credentials go: expired unused, or used past the grace by a worker not connected; a connected one, a fresh one and every other token stay', async (t) => {
+  const d = mkdtempSync(join(tmpdir(), 'crowdbake-retention-'));
+  const store = await openStore(`sqlite:${join(d, 'db')}`);
+  t.after(async () => { await store.close(); rmSync(d, { recursive: true, force: true }); });
+  const now = Date.parse('2026-06-01T12:00:00.000Z');
+  const iso = (ms: number) => new Date(now + ms).toISOString();
+  const base = { hash: 'h', labels: [], maxBuilds: 1, createdAt: iso(-86_400_000), revokedAt: null };
+  await store.createToken({ ...base, name: 'expired-unused', oneTime: true, expiresAt: iso(-1) });
+  await store.createToken({ ...base, name: 'valid-unused', oneTime: true, expiresAt: iso(60_000) });
+  await store.createToken({ ...base, name: 'used-long-ago', oneTime: true, expiresAt: iso(60_000) });
+  await store.createToken({ ...base, name: 'used-connected', oneTime: true, expiresAt: iso(60_000) });
+  await store.createToken({ ...base, name: 'used-just-now', oneTime: true, expiresAt: iso(60_000) });
+  await store.createToken({ ...base, name: 'volunteer' });
+  for (const [n, at] of [['used-long-ago', -SPENT_CREDENTIAL_GRACE_MS - 1], ['used-connected', -86_000_000], ['used-just-now', -1000]] as const) {
+    assert.equal(await store.useOneTimeToken(n, iso(at)), true);
+  }
+  assert.equal(await removeSpentCredentials(store, (n) => n === 'used-connected', now), 2);
+  assert.deepEqual((await store.listTokens()).map((x) => x.name).sort(), ['used-connected', 'used-just-now', 'valid-unused', 'volunteer']);
+  assert.equal(await store.deleteOneTimeTokens(['volunteer']), 0, 'the store never deletes a regular token this way');
+  assert.equal(await removeSpentCredentials(store, () => false, now + SPENT_CREDENTIAL_GRACE_MS + 60_001), 3);
+  assert.deepEqual((await store.listTokens()).map((x) => x.name), ['volunteer']);
 });

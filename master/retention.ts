@@ -1,5 +1,6 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import type { Store } from './store/store.js';
 
 export interface RetentionPolicy {
   /** Delete logs of builds that ended longer ago than this (ms); null keeps them. */
@@ -37,19 +38,86 @@ function safeList(dir: string): string[] {
   try { return readdirSync(dir); } catch { return []; }
 }
 
-/** Runs `sweep` at start and then every `everyMs`; returns a stop function. */
-export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log: (l: string) => void, everyMs = 3_600_000): () => void {
-  if (policy.logsMs === null && policy.artifactsMs === null) return () => undefined;
-  const run = () => {
+/**
+ * Removes the artifact files of finished builds that no artifact row names: what an attempt
+ * uploaded before it was requeued or refused (the store drops those rows; listArtifacts
+ * names only the accepted attempt's). Only finished builds qualify: no upload is open on
+ * them, so no file can be between its rename and its row. Returns how many files went.
+ */
+export async function pruneUnlistedArtifacts(dataDir: string, store: Pick<Store, 'getBuild' | 'listArtifacts'>): Promise<number> {
+  const root = join(dataDir, 'artifacts');
+  let removed = 0;
+  for (const dir of safeList(root)) {
+    if (!/^[1-9][0-9]*$/.test(dir)) continue;
+    const row = await store.getBuild(Number(dir));
+    if (row?.state !== 'finished') continue;
+    const keep = new Set((await store.listArtifacts(row.id)).map((a) => a.name));
+    for (const file of filesBelow(join(root, dir))) {
+      if (keep.has(relative(join(root, dir), file))) continue;
+      rmSync(file, { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+function filesBelow(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of (() => { try { return readdirSync(dir, { withFileTypes: true }); } catch { return []; } })()) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesBelow(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+/** How long after its one connection a spent one-time credential is kept (its hello may still be registering its session). */
+export const SPENT_CREDENTIAL_GRACE_MS = 10 * 60_000;
+
+/**
+ * [cloud] Deletes one-time credentials that can never be used again: expired unused, or used
+ * more than `SPENT_CREDENTIAL_GRACE_MS` ago by a worker no longer connected (the hub closes a
+ * session whose token row is gone, so a connected one keeps its row). Regular tokens are
+ * never touched. Returns how many went.
+ */
+export async function removeSpentCredentials(store: Pick<Store, 'listTokens' | 'deleteOneTimeTokens'>, connected: (name: string) => boolean, now = Date.now()): Promise<number> {
+  const at = new Date(now).toISOString();
+  const usedBefore = new Date(now - SPENT_CREDENTIAL_GRACE_MS).toISOString();
+  const spent = (await store.listTokens()).filter((t) => t.oneTime && (t.usedAt
+    ? t.usedAt < usedBefore && !connected(t.name)
+    : t.expiresAt !== undefined && t.expiresAt !== null && t.expiresAt <= at));
+  return store.deleteOneTimeTokens(spent.map((t) => t.name));
+}
+
+/** What the store part of retention needs: the store, and whether a worker is connected now. */
+export interface RetentionStore {
+  store: Store;
+  connected: (name: string) => boolean;
+}
+
+/** Runs `sweep` (and, with a store, the artifact prune and the spent credentials) at start and then every `everyMs`; returns a stop function. */
+export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log: (l: string) => void, everyMs = 3_600_000, withStore?: RetentionStore): () => void {
+  if (policy.logsMs === null && policy.artifactsMs === null && !withStore) return () => undefined;
+  let running = false;
+  const run = async () => {
+    if (running) return;
+    running = true;
     try {
       const r = sweep(dataDir, policy);
       if (r.logs || r.artifacts) log(`retention: removed ${r.logs} log(s) and the artifacts of ${r.artifacts} build(s)`);
+      if (withStore) {
+        const files = await pruneUnlistedArtifacts(dataDir, withStore.store);
+        const credentials = await removeSpentCredentials(withStore.store, withStore.connected);
+        if (files || credentials) log(`retention: removed ${files} artifact file(s) of requeued or refused attempts and ${credentials} spent one-time credential(s)`);
+      }
     } catch (e) {
       log(`retention sweep failed: ${(e as Error).message}`);
+    } finally {
+      running = false;
     }
   };
-  run();
-  const timer = setInterval(run, everyMs);
+  void run();
+  const timer = setInterval(() => void run(), everyMs);
   timer.unref();
   return () => clearInterval(timer);
 }

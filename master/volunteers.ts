@@ -1,3 +1,4 @@
+import { UNLISTED_VOLUNTEER_LABEL } from '../protocol/api.js';
 import type { Store, TokenRow, Trust, TrustSource, VolunteerRow } from './store/store.js';
 
 /**
@@ -42,7 +43,7 @@ export class Volunteers {
    * without waiting on the store: filled by `load`, kept current by this class's own writes.
    * A change made by another process (the CLI) shows after that volunteer's next verdict.
    */
-  private readonly known = new Map<string, { streak: number; displayName: string; trust: Trust }>();
+  private readonly known = new Map<string, { streak: number; displayName: string; listed: boolean; trust: Trust }>();
 
   constructor(private readonly store: Store, private readonly rules: EarnedTrustRules = { promoteAfter: 10 }) {}
 
@@ -58,8 +59,8 @@ export class Volunteers {
     for (const v of await this.store.listVolunteers()) this.remember(v);
   }
 
-  private remember(v: Pick<VolunteerRow, 'id' | 'streak' | 'displayName' | 'trust'>): void {
-    this.known.set(v.id, { streak: v.streak, displayName: v.displayName, trust: v.trust });
+  private remember(v: Pick<VolunteerRow, 'id' | 'streak' | 'displayName' | 'listed' | 'trust'>): void {
+    this.known.set(v.id, { streak: v.streak, displayName: v.displayName, listed: v.listed, trust: v.trust });
   }
 
   /**
@@ -67,12 +68,13 @@ export class Volunteers {
    * `fewerReplicasAfter` replicated results all agreed with the majority; else null. Maintainer
    * tokens are not volunteers: they never shorten a group.
    */
-  reliable(owner: string | undefined): { id: string; displayName: string; streak: number } | null {
+  reliable(owner: string | undefined): { id: string; displayName: string; publicName: string; streak: number } | null {
     const k = this.fewerReplicasAfter;
     if (k <= 0 || !owner?.startsWith('volunteer:')) return null;
     const id = owner.slice('volunteer:'.length);
     const v = this.known.get(id);
-    return v && v.trust !== 'banned' && v.streak >= k ? { id, displayName: v.displayName, streak: v.streak } : null;
+    // publicName: what a build's (public) message may say — an unlisted volunteer is not named.
+    return v && v.trust !== 'banned' && v.streak >= k ? { id, displayName: v.displayName, publicName: v.listed ? v.displayName : UNLISTED_VOLUNTEER_LABEL, streak: v.streak } : null;
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
-import { FEATURE_ADOPTION, FEATURE_LOG_ACK, FEATURES_HEADER, MASTER_FEATURES } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURE_LOG_ACK, FEATURES_HEADER, MASTER_FEATURES, parseFeatures, WORKER_FEATURES_HEADER, workerUnderstandsDrain } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
@@ -52,6 +52,8 @@ export class WorkerHub {
   private readonly live = new Map<WorkerSession, { ws: WebSocket; hash: string; volunteerId: string | null }>();
   private checkingTokens = false;
   private closing = false;
+  /** Sessions told to drain that cannot decode `drain` (protocol 1): closed once their builds are done. */
+  private readonly drainByClose = new Map<WorkerSession, string>();
 
   constructor(
     private readonly store: Store,
@@ -60,7 +62,7 @@ export class WorkerHub {
     private readonly options: { heartbeatMs: number; tokenCheckMs?: number; addressOf?: (req: IncomingMessage) => string },
     private readonly throttle: AuthThrottle = new AuthThrottle(),
   ) {
-    this.heartbeat = setInterval(() => this.ping(), options.heartbeatMs);
+    this.heartbeat = setInterval(() => { this.ping(); for (const s of this.drainByClose.keys()) this.closeIfDrained(s); }, options.heartbeatMs);
     this.heartbeat.unref();
     // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
     const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : []), ...(this.coordinator.acksLogs ? [FEATURE_LOG_ACK] : [])];
@@ -110,8 +112,10 @@ export class WorkerHub {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // What the worker says it understands: only whether a `drain` is sent or the socket closed instead.
     this.wss.handleUpgrade(req, socket, head, (ws) =>
-      this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown'));
+      this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, this.options.addressOf?.(req) ?? req.socket.remoteAddress ?? 'unknown',
+        parseFeatures(req.headers[WORKER_FEATURES_HEADER])));
   }
 
   /**
@@ -119,7 +123,7 @@ export class WorkerHub {
    * address (for the login throttle). Public so that tests can hand it an in-memory socket
    * (test/helpers/linked-sockets.ts) instead of an upgraded HTTP connection.
    */
-  accept(ws: WebSocket, peer: string, address: string): void {
+  accept(ws: WebSocket, peer: string, address: string, announced: ReadonlySet<string> = new Set()): void {
     this.sockets.set(ws, true);
     let session: WorkerSession | null = null;
     let badFrames = 0;
@@ -151,13 +155,14 @@ export class WorkerHub {
         if (session) return refuse('hello sent twice');
         clearTimeout(helloTimer);
         // Hold later frames until the hello is through, so none overtakes it.
-        chain = chain.then(() => this.hello(ws, msg, send, fail, address)).then((s) => { session = s; });
+        chain = chain.then(() => this.hello(ws, msg, send, fail, address, announced)).then((s) => { session = s; });
         return;
       }
       const next = msg;
       chain = chain.then(() => {
         if (!session) return refuse(`"${next.type}" before a successful hello`);
-        return this.coordinator.handle(session, next);
+        const s = session;
+        return this.coordinator.handle(s, next).then(() => this.closeIfDrained(s));
       }).catch((e) => log.error(`worker ${session?.name ?? peer}:`, e));
     });
     ws.on('pong', () => this.sockets.set(ws, true));
@@ -166,7 +171,7 @@ export class WorkerHub {
       this.sockets.delete(ws);
       chain = chain.then(async () => {
         // On shutdown the store keeps these builds as running; the next start requeues them.
-        if (session) this.live.delete(session);
+        if (session) { this.live.delete(session); this.drainByClose.delete(session); }
         if (!session || this.closing) return;
         await this.coordinator.removeSession(session);
         await this.store.upsertWorker({ name: session.name, capabilities: JSON.stringify(session.capabilities), lastSeenAt: new Date().toISOString() });
@@ -184,6 +189,7 @@ export class WorkerHub {
 
   private async hello(
     ws: WebSocket, hello: WorkerHello, send: (m: MasterMessage) => void, fail: (code: number, m: string) => void, peerAddress: string,
+    announced: ReadonlySet<string> = new Set(),
   ): Promise<WorkerSession | null> {
     const oldest = oldestAcceptedProtocol(new Date());
     if (hello.protocol < oldest || hello.protocol > PROTOCOL_VERSION) {
@@ -215,6 +221,7 @@ export class WorkerHub {
       old.close('replaced by a newer connection');
     }
     const caps = hello.capabilities;
+    const understandsDrain = workerUnderstandsDrain(announced, hello.protocol);
     const session: WorkerSession = {
       name: hello.name,
       // Access is what the admin granted the token: builders' `requires.labels` are matched
@@ -239,7 +246,14 @@ export class WorkerHub {
       capabilities: caps,
       accepting: hello.accepting,
       reason: hello.reason,
-      send,
+      // A worker that cannot decode `drain` (protocol 1, nothing announced) would take it as a
+      // bad frame and go on: it is sent nothing; the coordinator has already stopped assigning
+      // to it, and its connection is closed once its builds are done (at once with `now`).
+      send: understandsDrain ? send : (m) => {
+        if (m.type !== 'drain') { send(m); return; }
+        this.drainByClose.set(session, m.reason);
+        setImmediate(() => this.closeIfDrained(session));
+      },
       close: (why, retry) => ws.close(retry ? CloseCode.shutdown : CloseCode.replaced, closeReason(why)),
     };
     this.live.set(session, { ws, hash: check.token.hash, volunteerId: check.token.volunteerId ?? null });
@@ -254,6 +268,18 @@ export class WorkerHub {
     this.coordinator.addSession(session);
     this.events.publish({ type: 'worker', worker: workerView(session.name, caps, session) });
     return session;
+  }
+
+  /**
+   * Closes the connection of a drained session that has no `drain` message (protocol 1) once it
+   * runs nothing, with 4409 — the one close code such a worker treats as final (it does not
+   * reconnect, so it stays drained) — and the reason, which it logs.
+   */
+  private closeIfDrained(session: WorkerSession): void {
+    const reason = this.drainByClose.get(session);
+    if (reason === undefined || session.builds.size > 0) return;
+    this.drainByClose.delete(session);
+    session.close(`drained: ${reason}`);
   }
 
   /** A socket silent for a whole heartbeat interval (no frame, no pong) is cut off. */

@@ -215,6 +215,15 @@ export const CreditCountsSchema = z.object({
 });
 export type CreditCountsView = z.infer<typeof CreditCountsSchema>;
 
+/**
+ * What anything public says of a volunteer who asked not to be listed (provenance bundles and
+ * the build page's provenance table; the Contributors page leaves them out and counts their work
+ * in the farm's totals): this label, never their name or id.
+ */
+export const UNLISTED_VOLUNTEER_LABEL = 'an unlisted volunteer';
+/** The volunteer `id` that stands for an unlisted volunteer in public views. */
+export const UNLISTED_VOLUNTEER_ID = 'unlisted';
+
 /** One entry of `GET /api/v1/volunteers`. Unlisted volunteers appear only to the admin. */
 export const VolunteerViewSchema = z.object({
   id: z.string(),

@@ -67,10 +67,19 @@ export const JoinResultSchema = z.object({ project: z.string(), worker: z.string
 const none = z.undefined();
 const id = z.number().int().positive();
 
+/**
+ * What the window may change of the settings. Not `masterConfigDir`: the folder of a master
+ * this app starts (and so the builder files and scripts it runs) is chosen only in main's
+ * native folder dialog (`app:start-master`); a page that names one is refused by name.
+ */
+export const AppSettingsChangeSchema = AppSettingsSchema.omit({ masterConfigDir: true }).partial().extend({
+  masterConfigDir: z.never({ error: 'is set only through the folder dialog of "Run a master" (app:start-master), never by the window' }).optional(),
+});
+
 /** channel → [argument schema, result schema]. */
 export const IPC_CHANNELS = {
   'app:info': [none, AppInfoSchema],
-  'app:settings': [AppSettingsSchema.partial(), AppSettingsSchema],
+  'app:settings': [AppSettingsChangeSchema, AppSettingsSchema],
   'app:start-master': [none, z.object({ dashboardUrl: z.string() }).nullable()],
   'app:open-dashboard': [none, z.boolean()],
   'app:open-external': [z.string().max(4096), z.boolean()],

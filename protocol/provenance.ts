@@ -21,8 +21,26 @@ export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
 export const SLSA_VSA_V1 = 'https://slsa.dev/verification_summary/v1';
-/** The buildType of a Crowdbake attempt (docs/INTERFACES.md, "Provenance", says what its parameters mean). */
-export const CROWDBAKE_BUILD_TYPE = 'urn:crowdbake:build-type:attempt:v1';
+/**
+ * The buildType of a Crowdbake attempt (docs/INTERFACES.md, "Provenance", says what its
+ * parameters mean). v2: `specSha256` covers what the build is — the spec without its
+ * `executor` (`buildDefinitionOf`) — so replicas of one build on a container and on a VM state
+ * the same digest; the executor stays in `internalParameters.executor`.
+ */
+export const CROWDBAKE_BUILD_TYPE = 'urn:crowdbake:build-type:attempt:v2';
+/**
+ * The first buildType, still accepted from workers that sign it (announced as the `provenance`
+ * feature) and in bundles made before v2: its `specSha256` covers the whole spec, executor
+ * included, so its replicas compare only with replicas on the same executor.
+ */
+export const CROWDBAKE_BUILD_TYPE_V1 = 'urn:crowdbake:build-type:attempt:v1';
+
+/** What a statement's `specSha256` covers, by its buildType: the spec without the executor it was assigned (v2), or the whole spec (v1). */
+export function buildDefinitionOf<T extends { executor: unknown }>(spec: T, buildType: string = CROWDBAKE_BUILD_TYPE): Omit<T, 'executor'> | T {
+  if (buildType === CROWDBAKE_BUILD_TYPE_V1) return spec;
+  const { executor: _executor, ...definition } = spec;
+  return definition;
+}
 export const BUNDLE_MEDIA_TYPE = 'application/vnd.crowdbake.provenance-bundle.v1+json';
 /** The largest statement a worker may send (its payload, before base64). */
 export const MAX_STATEMENT_BYTES = 256 * 1024;
@@ -65,13 +83,13 @@ export type Subject = z.infer<typeof SubjectSchema>;
 /** SLSA Provenance v1, the subset a worker states (every field is one it observed itself). */
 export const AttemptPredicateSchema = z.strictObject({
   buildDefinition: z.strictObject({
-    buildType: z.literal(CROWDBAKE_BUILD_TYPE),
+    buildType: z.enum([CROWDBAKE_BUILD_TYPE, CROWDBAKE_BUILD_TYPE_V1]),
     externalParameters: z.strictObject({
       builder: z.string().min(1).max(64),
       /** The source URL with any credential redacted (it is published), and the branch cloned; null: no source. */
       source: z.strictObject({ git: z.string().max(2000), branch: z.string().max(255) }).nullable(),
       revision: Revision.nullable(),
-      /** sha256 of the build spec as the worker received it, in RFC 8785 (JCS) canonical JSON. */
+      /** sha256 of the RFC 8785 (JCS) canonical JSON of the build spec as the worker received it, without its executor (v2; v1: with it). */
       specSha256: Sha256,
     }),
     internalParameters: z.strictObject({
@@ -112,8 +130,8 @@ export interface ReceivedAttempt {
   /** The source as the statement must name it (credentials redacted). */
   source: { git: string; branch: string } | null;
   revision: string | null;
-  /** sha256 of the JCS form of the spec sent; null: not checked. */
-  specSha256: string | null;
+  /** sha256 of the JCS form of the spec sent, by buildType (`buildDefinitionOf`): without the executor (v2), whole (v1); null: not checked. */
+  specSha256: { [CROWDBAKE_BUILD_TYPE]: string; [CROWDBAKE_BUILD_TYPE_V1]: string } | null;
   /** The executor assigned and the environment sent (its base, setup line count, sha256 of its JCS form); null: not checked. */
   executor: string | null;
   environment: { base: string; setupLines: number; sha256: string } | null;
@@ -136,7 +154,8 @@ export function statementMismatch(s: AttemptStatement, r: ReceivedAttempt): stri
   if (ext.builder !== r.builder) return `externalParameters.builder is "${ext.builder}", not "${r.builder}"`;
   if (JSON.stringify(ext.source) !== JSON.stringify(r.source)) return `externalParameters.source is ${JSON.stringify(ext.source)}, not ${JSON.stringify(r.source)}`;
   if (ext.revision !== r.revision) return `externalParameters.revision is ${ext.revision ?? 'null'}, but the worker checked out ${r.revision ?? 'nothing'}`;
-  if (r.specSha256 !== null && ext.specSha256 !== r.specSha256) return `externalParameters.specSha256 ${ext.specSha256.slice(0, 12)}… is not the spec the master sent (${r.specSha256.slice(0, 12)}…)`;
+  const sent = r.specSha256 === null ? null : r.specSha256[p.buildDefinition.buildType];
+  if (sent != null && ext.specSha256 !== sent) return `externalParameters.specSha256 ${ext.specSha256.slice(0, 12)}… is not the spec the master sent (${sent.slice(0, 12)}…, ${p.buildDefinition.buildType})`;
   if (JSON.stringify(p.buildDefinition.resolvedDependencies) !== JSON.stringify(resolvedDependencies(r.source, r.revision))) {
     return `resolvedDependencies ${JSON.stringify(p.buildDefinition.resolvedDependencies)} are not the source at the revision checked out`;
   }

@@ -196,6 +196,33 @@ test('per-build caps from crowdbake.yml: log bytes, artifact count and artifact 
   assert.match(text, /limits\.logSize/);
 });
 
+test('artifacts belong to an attempt: what a worker uploaded before its attempt was requeued is never listed, served or bundled once another attempt succeeds', async (t) => {
+  const m = await masterWith({ art: 'requires: { executor: host }\nsteps:\n  - run: "printf honest > out.bin"\nartifacts: ["*.bin"]\n' }, 'maxAttempts: 3\n');
+  t.after(async () => { await m.close(); cleanup(m.dir); });
+  const bad = await rawWorker(m, 'evil', await tokenWith(m, 'evil', []));
+  const id = await m.force('art');
+  const a = await bad.assignOf(id);
+  const upload = (name: string, data: Buffer) =>
+    bad.send({ type: 'artifact', buildId: id, attempt: a.attempt, name, size: data.length, sha256: sha(data), offset: 0, data: data.toString('base64'), last: true });
+  // Two complete, verified uploads (a name the honest attempt will not make, and one it will), then the worker goes.
+  upload('planted.bin', Buffer.from('planted by evil'));
+  upload('out.bin', Buffer.from('evil'));
+  await until('both uploads are listed for the running attempt', async () =>
+    (await m.get<{ name: string }[]>(`/api/v1/builds/${id}/artifacts`)).length === 2);
+  bad.ws.close();
+  await bad.closed;
+  await until('requeued', async () => (await m.get<BuildView>(`/api/v1/builds/${id}`)).state === 'queued');
+  assert.deepEqual(await m.get(`/api/v1/builds/${id}/artifacts`), [], 'a queued build lists nothing');
+  await honestWorker(t, m, 'honest');
+  const done = await m.waitFinished(id, 30_000);
+  assert.deepEqual([done.result, done.worker, done.attempt], ['success', 'honest', 2]);
+  assert.deepEqual((await m.get<{ name: string; worker: string }[]>(`/api/v1/builds/${id}/artifacts`)).map((x) => [x.name, x.worker]), [['out.bin', 'honest']]);
+  const planted = await fetch(`${m.url}/api/v1/builds/${id}/artifacts/planted.bin`);
+  assert.equal(planted.status, 404, 'the requeued attempt\'s upload is not served');
+  assert.equal((await fetch(`${m.url}/api/v1/builds/${id}/artifacts/planted.bin/provenance`)).status, 404, 'nor bundled');
+  assert.equal(await (await fetch(`${m.url}/api/v1/builds/${id}/artifacts/out.bin`)).text(), 'honest');
+});
+
 test('labels are the token\'s: a worker claiming release-signer never receives that builder\'s spec; one granted the label does', async (t) => {
   const m = await masterWith({
     signer: 'requires: { executor: host, labels: [release-signer] }\nsteps:\n  - run: sign\n    env: { SIGNING_KEY: s3cr3t-key-material }\n',

@@ -104,17 +104,22 @@ test('crowdbake join LINK → files 0600 without the invite code → crowdbake w
   assert.deepEqual(listed.map((r) => [r.name, r.worker, r.share]), [['test-farm', 'ada-laptop', 1]]);
 });
 
-test('one agent joined to two masters builds for both in proportion to their shares (3:1); leave stops serving one', async (t) => {
+/** Two masters (farm-a, farm-b) with `builders`, and one data dir joined to both as box-a and box-b; `setAgent` hands over the agent to stop after the test. */
+async function twoFarms(t: { after(f: () => unknown): void }, builders: Record<string, string>, inviteFlags: string[] = []) {
   const dirs: string[] = [];
-  const a = await crowdMaster({ short: SHORT }, 'name: Farm A\n', dirs);
-  const b = await crowdMaster({ short: SHORT }, 'name: Farm B\n', dirs);
+  const a = await crowdMaster(builders, 'name: Farm A\n', dirs);
+  const b = await crowdMaster(builders, 'name: Farm B\n', dirs);
   const data = tempDir('crowd-volunteer');
   dirs.push(data);
-  let child: (ChildProcess & { output: () => string }) | null = null;
+  let child: ChildProcess | null = null;
   t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
+  assert.equal((await cli(['join', await invite(a, inviteFlags), '--data', data, '--name', 'box-a'])).status, 0);
+  assert.equal((await cli(['join', await invite(b, inviteFlags), '--data', data, '--name', 'box-b'])).status, 0);
+  return { a, b, data, setAgent: <C extends ChildProcess>(c: C): C => (child = c) };
+}
 
-  assert.equal((await cli(['join', await invite(a), '--data', data, '--name', 'box-a'])).status, 0);
-  assert.equal((await cli(['join', await invite(b), '--data', data, '--name', 'box-b'])).status, 0);
+test('one agent joined to two masters builds for both in proportion to their shares (3:1); leave stops serving one', async (t) => {
+  const { a, b, data, setAgent } = await twoFarms(t, { short: SHORT });
   // The same volunteer key for both projects.
   assert.equal(readdirSync(data).filter((f) => f === 'volunteer.key').length, 1);
   const share = await cli(['projects', 'share', 'farm-a', '3', '--data', data]);
@@ -126,7 +131,7 @@ test('one agent joined to two masters builds for both in proportion to their sha
   const N = 30;
   const ids = { a: [] as number[], b: [] as number[] };
   for (let i = 0; i < N; i++) { ids.a.push(await a.force('short')); ids.b.push(await b.force('short')); }
-  child = agent(data);
+  const child = setAgent(agent(data));
 
   // Count the first 20 builds the agent finished, across both masters (the machine's one slot).
   const finished = async (m: TestMaster) => (await m.get<BuildView[]>('/api/v1/builds?state=finished&limit=1000'));
@@ -161,22 +166,13 @@ test('one agent joined to two masters builds for both in proportion to their sha
 });
 
 test('across two projects the volunteer\'s --builds caps the total, and pause freezes the builds of both', async (t) => {
-  const dirs: string[] = [];
   const SLOW = 'requires: { executor: host }\nsteps:\n  - run: sleep 2\n';
-  const a = await crowdMaster({ slow: SLOW }, 'name: Farm A\n', dirs);
-  const b = await crowdMaster({ slow: SLOW }, 'name: Farm B\n', dirs);
-  const data = tempDir('crowd-volunteer');
-  dirs.push(data);
-  let child: (ChildProcess & { output: () => string }) | null = null;
-  t.after(async () => { if (child) await stop(child); await a.close(); await b.close(); cleanup(...dirs); });
-  assert.equal((await cli(['join', await invite(a, ['--max-builds', '4']), '--data', data, '--name', 'box-a'])).status, 0);
-  assert.equal((await cli(['join', await invite(b, ['--max-builds', '4']), '--data', data, '--name', 'box-b'])).status, 0);
+  const { a, b, data, setAgent } = await twoFarms(t, { slow: SLOW }, ['--max-builds', '4']);
   for (let i = 0; i < 4; i++) { await a.force('slow'); await b.force('slow'); }
-  child = spawn(process.execPath, [CLI, 'worker', '--data', data, '--executor', 'host', '--when', 'always', '--idle-source', 'none', '--builds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+  const child = setAgent(spawn(process.execPath, [CLI, 'worker', '--data', data, '--executor', 'host', '--when', 'always', '--idle-source', 'none', '--builds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.output = () => out;
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
   const running = async () => [...await a.get<BuildView[]>('/api/v1/builds?state=running'), ...await b.get<BuildView[]>('/api/v1/builds?state=running')];
   // Builds running for both masters (the agent's two slots).
   await until('builds running for both masters', async () => (await running()).length >= 2, 60_000);
@@ -204,4 +200,29 @@ test('across two projects the volunteer\'s --builds caps the total, and pause fr
   let most = 0;
   for (const [, d] of edges) { now += d; most = Math.max(most, now); }
   assert.ok(most <= 2, `${most} builds overlapped (the volunteer allows 2)`);
+});
+
+test('a master\'s drain on one of two projects stays: the projects watcher does not dial that master again, the other project goes on', async (t) => {
+  const { a, b, data, setAgent } = await twoFarms(t, { short: SHORT });
+  const agentOut = setAgent(agent(data));
+  const connectedTo = (m: TestMaster, name: string) => until(`${name} connected`, async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === name)?.connected);
+  await connectedTo(a, 'box-a');
+  await connectedTo(b, 'box-b');
+  const dialsOfA = () => (agentOut.output().match(/farm-a: connected to /g) ?? []).length;
+  assert.equal(dialsOfA(), 1);
+
+  const r = await fetch(`${a.url}/api/v1/workers/box-a/drain`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', authorization: `Bearer ${a.adminToken}` } });
+  assert.equal(r.status, 202);
+  await until('the agent to leave farm A', () => /farm-a: the master asks this worker to leave/.test(agentOut.output()));
+  await until('master A to see box-a gone', async () => !(await a.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'box-a')?.connected);
+  // Two rounds of the projects watcher after the drain (each seen by the share change it applies).
+  for (const share of ['2', '3']) {
+    assert.equal((await cli(['projects', 'share', 'farm-b', share, '--data', data])).status, 0);
+    await until(`the watcher to apply farm-b's share ${share}`, () => agentOut.output().includes(`farm-b: share ${Number(share) - 1} → ${share}`));
+  }
+  assert.equal(dialsOfA(), 1, `the watcher dialed the drained master again:\n${agentOut.output()}`);
+  assert.equal((await a.get<WorkerView[]>('/api/v1/workers')).find((w) => w.name === 'box-a')?.connected, false);
+  // Farm B is still served.
+  const x = await b.waitFinished(await b.force('short'), 60_000);
+  assert.deepEqual([x.result, x.worker], ['success', 'box-b']);
 });

@@ -141,8 +141,15 @@ test('three volunteers sign their attempts; the farm summary names all three; cr
   for (const w of ['w1', 'w2', 'w3']) assert.match(ok.out, new RegExp(`on ${w}: signed by its worker key sha256:[0-9a-f]{64}, volunteer vol-[0-9a-f]+ \\((Ada|Bo|Cy)\\)`));
   assert.match(ok.out, /3 signed attempt\(s\) from 3 distinct owner\(s\) made these bytes/);
   assert.equal(verifyCli(file, bundleFile, '--farm-key', farmKey.keyid).status, 0);
-  // Without a pin it passes too, and says it is not pinned.
-  assert.match(verifyCli(file, bundleFile).out, /NOT pinned/);
+  // Without a pin it fails and says how to pin; --trust-embedded-key passes with a warning, NOT pinned.
+  const unpinned = verifyCli(file, bundleFile);
+  assert.equal(unpinned.status, 1, unpinned.out);
+  assert.match(unpinned.out, /no farm key is pinned, and a bundle cannot vouch for its own key .*\/\.well-known\/crowdbake\/farm-key.*--farm-key FILE/);
+  const embedded = verifyCli(file, bundleFile, '--trust-embedded-key');
+  assert.equal(embedded.status, 0, embedded.out);
+  assert.match(embedded.out, /WARNING: --trust-embedded-key/);
+  assert.match(embedded.out, /verified: .* \(farm key NOT pinned\)/);
+  assert.equal(verifyCli(file, bundleFile, '--trust-embedded-key', '--farm-key', farmKey.keyid).status, 2, 'the two exclude each other');
 
   // A flipped byte.
   const flipped = joinPath(dir, 'flipped.txt');

@@ -80,7 +80,7 @@ test('crowdbake limits: while here, the here-limits, the week, grace, temperatur
   assert.match(r.out, /pausing: +starts paused after a restart/);
   const p = w.status().preferences;
   assert.deepEqual([p.whileHere, p.hereLimits, p.otherCpuGraceMs, p.maxTemperatureC, p.startPaused], ['gently', { cpus: 1.5, cpuPercent: 40 }, 60_000, 85, true]);
-  for (const [flag, value, why] of [['--while-here', 'sometimes', /while-here/], ['--week', 'funday any', /--week: "funday" in "funday any" is not a weekday/], ['--max-temp', '200', /--max-temp "200" must be 30-110/], ['--here-cpu-percent', '0', /must be 1-100/]] as const) {
+  for (const [flag, value, why] of [['--while-here', 'sometimes', /while-here/], ['--week', 'funday any', /--week: "funday" in "funday any" is not a weekday/], ['--max-temp', '200', /--max-temp "200" must be 30-110/], ['--here-cpu-percent', '0', /must be 1-100/], ['--max-other-cpu', '0', /--max-other-cpu "0" must be 1-100 or off/]] as const) {
     const bad = await cli('limits', '--data', dir, flag, value);
     assert.equal(bad.code, 2, `${flag} ${value}`);
     assert.match(bad.err, why);

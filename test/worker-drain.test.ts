@@ -4,6 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildView, WorkerView } from '../protocol/api.js';
 import { spawnSync } from 'node:child_process';
+import WebSocket from 'ws';
+import { WORKER_FEATURES_HEADER } from '../protocol/worker-features.js';
 import { CLI, cleanup, tempDir, testMaster, until, workerProcess } from './helpers/cluster.js';
 
 // Drain, for every worker (cloud or not): real master, real `crowdbake worker` processes.
@@ -33,13 +35,19 @@ const running = (m: Awaited<ReturnType<typeof testMaster>>, id: number) => until
   return log.includes('begin') ? log : null;
 });
 
-test('SIGTERM drains a worker: the master shows it draining and gives it nothing new, its build finishes on the same attempt, and it exits 0', async (t) => {
+/** A master, a real worker `vol` on it, and a build running there until `gate.release()`. */
+async function slowBuildRunning(t: { after(f: () => unknown): void }) {
   const gate = goFile(t);
   const m = await testMaster({ slow: builder(gate.go) });
   t.after(() => m.close());
   const w = await worker(m, 'vol', t);
   const id = await m.force('slow');
   await running(m, id);
+  return { gate, m, w, id };
+}
+
+test('SIGTERM drains a worker: the master shows it draining and gives it nothing new, its build finishes on the same attempt, and it exits 0', async (t) => {
+  const { gate, m, w, id } = await slowBuildRunning(t);
   w.kill('SIGTERM');
   const view = await until('the worker to show draining', async () => (await m.get<WorkerView[]>('/api/v1/workers')).find((x) => x.name === 'vol' && x.state === 'draining'));
   assert.equal(view.accepting, false);
@@ -86,12 +94,7 @@ test('a second signal gives the build back at once: requeued as an infrastructur
 });
 
 test('POST /api/v1/workers/NAME/drain (the dashboard\'s): admin only, 404 for no such worker; the worker finishes its build and exits', async (t) => {
-  const gate = goFile(t);
-  const m = await testMaster({ slow: builder(gate.go) });
-  t.after(() => m.close());
-  const w = await worker(m, 'vol', t);
-  const id = await m.force('slow');
-  await running(m, id);
+  const { gate, m, w, id } = await slowBuildRunning(t);
   const post = (name: string, auth: string | null, body = '{}') => fetch(`${m.url}/api/v1/workers/${name}/drain`, {
     method: 'POST', body, headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${auth}` } : {}) },
   });
@@ -137,4 +140,61 @@ test('crowdbake drain (the CLI, through the local control API) drains the local 
     return v.state === 'queued' ? v : null;
   });
   assert.match(b.message ?? '', /worker vol is draining \(crowdbake drain\); an infrastructure retry/);
+});
+
+/** A protocol-1 worker as a raw WebSocket (it has no `drain` message), or one announcing `drain` in its upgrade request. */
+async function oldWorker(m: Awaited<ReturnType<typeof testMaster>>, name: string, announce: string | null) {
+  const ws = new WebSocket(`${m.url.replace('http', 'ws')}/api/v1/worker`, announce === null ? {} : { headers: { [WORKER_FEATURES_HEADER]: announce } });
+  const inbox: { type: string; buildId?: number; attempt?: number }[] = [];
+  const closed = new Promise<{ code: number; reason: string }>((ok) => ws.on('close', (code, reason) => ok({ code, reason: reason.toString() })));
+  ws.on('message', (d) => inbox.push(JSON.parse(d.toString()) as { type: string }));
+  ws.on('error', () => undefined);
+  await new Promise((ok) => ws.once('open', ok));
+  const caps = { os: 'old', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1 << 30, diskBytes: 1 << 30, executors: ['host'], labels: [], maxBuilds: 1, virtualization: false };
+  ws.send(JSON.stringify({ type: 'hello', protocol: 1, name, token: await m.token(name), agentVersion: 'old', capabilities: caps, accepting: true, reason: '' }));
+  await until(`${name}'s welcome`, () => inbox.find((f) => f.type === 'welcome'));
+  return { ws, inbox, closed, send: (x: Record<string, unknown>) => ws.send(JSON.stringify(x)) };
+}
+const drainPost = (m: Awaited<ReturnType<typeof testMaster>>, name: string, now: boolean) => fetch(`${m.url}/api/v1/workers/${name}/drain`, {
+  method: 'POST', body: JSON.stringify({ now }), headers: { 'content-type': 'application/json', authorization: `Bearer ${m.adminToken}` },
+});
+
+test('a protocol-1 worker is never sent drain (it cannot decode it): it gets nothing new, and its connection is closed with 4409 once its build is done, or at once with now', async (t) => {
+  const m = await testMaster({ one: 'requires: { executor: host }\nsteps:\n  - run: "true"\n' });
+  t.after(() => m.close());
+  const old = await oldWorker(m, 'old', null);
+  const id = await m.force('one');
+  const a = await until('the assignment', () => old.inbox.find((f) => f.type === 'assign' && f.buildId === id));
+  assert.equal((await drainPost(m, 'old', false)).status, 202);
+  assert.equal((await m.get<WorkerView[]>('/api/v1/workers')).find((x) => x.name === 'old')?.state, 'draining');
+  const next = await m.force('one');
+  // Its build goes on; the frame after the drain is still taken (the socket is open).
+  old.send({ type: 'accepted', buildId: id, attempt: a.attempt });
+  old.send({ type: 'state', buildId: id, attempt: a.attempt, state: 'finished', result: 'success', message: null });
+  const closed = await old.closed;
+  assert.equal(closed.code, 4409, 'the one close code an old worker does not reconnect after');
+  assert.match(closed.reason, /^drained: the admin asked it to leave after its builds/);
+  assert.ok(!old.inbox.some((f) => f.type === 'drain'), 'no drain frame reached it');
+  assert.ok(!old.inbox.some((f) => f.type === 'error'), 'nothing it could not decode');
+  assert.equal((await m.waitFinished(id, 10_000)).result, 'success');
+  assert.ok(!old.inbox.some((f) => f.type === 'assign' && f.buildId === next), 'the drained worker took nothing new');
+
+  // With now: its build is given back as an infrastructure retry and the connection closed at once.
+  const old2 = await oldWorker(m, 'old2', null);
+  const a2 = await until('the assignment', () => old2.inbox.find((f) => f.type === 'assign' && f.buildId === next));
+  assert.equal((await drainPost(m, 'old2', true)).status, 202);
+  const closed2 = await old2.closed;
+  assert.equal(closed2.code, 4409);
+  assert.match(closed2.reason, /^drained: the admin asked it to stop now/);
+  assert.ok(old2.inbox.some((f) => f.type === 'cancel' && f.buildId === next && f.attempt === a2.attempt));
+  assert.ok(!old2.inbox.some((f) => f.type === 'drain'));
+  const b = await until('requeued', async () => { const v = await m.get<BuildView>(`/api/v1/builds/${next}`); return v.state === 'queued' ? v : null; });
+  assert.match(b.message ?? '', /an infrastructure retry/);
+
+  // One that announces drain in its upgrade request is sent the message, and stays connected to finish.
+  const told = await oldWorker(m, 'told', 'drain');
+  assert.equal((await drainPost(m, 'told', false)).status, 202);
+  await until('the drain message', () => told.inbox.find((f) => f.type === 'drain'));
+  assert.equal(told.ws.readyState, WebSocket.OPEN);
+  told.ws.close();
 });

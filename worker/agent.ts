@@ -199,6 +199,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const held: { conn: Conn; start: () => void }[] = [];
   // [cloud] Leaving: SIGTERM, `crowdbake drain`, the master's drain, a spot interruption notice.
   let draining: { now: boolean; reason: string } | null = null;
+  /** Projects whose master sent `drain` (their name → the token they were served with); not dialed again. */
+  const drainedByMaster = new Map<string, string>();
   let drained = false;
   const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
   const runningCount = () => allRunning().length + held.length;
@@ -313,7 +315,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         // from it; the agent exits when it served no other project.
         log(`${c.name}: the master asks this worker to leave (${msg.reason})`);
         if (conns.size === 1) drain(msg.now, `asked by the master: ${msg.reason}`);
-        else { if (msg.now) stopBuilds(c); c.link.close(); drop(c); }
+        else {
+          // Remembered with its credential, so that the projects watcher does not dial that
+          // master again: drained stays drained until this agent restarts or the volunteer
+          // joins that project anew (another token).
+          drainedByMaster.set(c.name, c.project.token);
+          if (msg.now) stopBuilds(c);
+          c.link.close();
+          drop(c);
+        }
         return;
       case 'welcome':
       case 'error':
@@ -540,7 +550,14 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
         offer();
       }
     }
-    for (const p of now) if (!conns.has(p.name)) { conns.set(p.name, connect(p)); offer(); }
+    for (const p of now) {
+      if (conns.has(p.name)) continue;
+      // A draining agent dials nothing new; a project its master drained stays left.
+      if (draining || drainedByMaster.get(p.name) === p.token) continue;
+      drainedByMaster.delete(p.name);
+      conns.set(p.name, connect(p));
+      offer();
+    }
   }, PROJECTS_POLL_MS) : null;
   watch?.unref();
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
-import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER } from '../protocol/worker-features.js';
+import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1, FEATURES_HEADER } from '../protocol/worker-features.js';
 import { MasterLink, MAX_UNACKED_LOG } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
@@ -76,7 +76,7 @@ test('cpuMs in `state finished` goes only to a master that announced cpu-time: a
 
 test('[provenance] a signed statement in `state finished` goes only to a master that announced provenance; cpuMs and it are dropped independently', async (t) => {
   const envelope = { payloadType: 'application/vnd.in-toto+json', payload: 'e30=', signatures: [{ keyid: '', sig: 'c2ln' }] };
-  for (const announced of [[], [FEATURE_CPU_TIME], [FEATURE_PROVENANCE], [FEATURE_CPU_TIME, FEATURE_PROVENANCE]]) {
+  for (const announced of [[], [FEATURE_CPU_TIME], [FEATURE_PROVENANCE], [FEATURE_PROVENANCE_V1], [FEATURE_CPU_TIME, FEATURE_PROVENANCE]]) {
     const master = await fakeMaster();
     if (announced.length) master.wss.on('headers', (h) => { h.push(`${FEATURES_HEADER}: ${announced.join(', ')}`); });
     const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });

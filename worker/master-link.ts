@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
-import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
+import { WORKER_FEATURES, WORKER_FEATURES_HEADER, FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
 
 /** Close codes after which reconnecting cannot help (see master/worker-hub.ts). */
@@ -251,7 +251,11 @@ export class MasterLink extends EventEmitter {
     // With a pin the certificate is checked by its fingerprint (the project's own, often
     // self-signed, certificate); without one, by the system's certificate authorities.
     const ws = this.opts.connect?.(this.url)
-      ?? new WebSocket(this.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}) });
+      ?? new WebSocket(this.url, {
+        maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}),
+        // What this worker understands of the master's optional messages (an older master ignores the header).
+        headers: { [WORKER_FEATURES_HEADER]: WORKER_FEATURES.join(', ') },
+      });
     ws.on('upgrade', (res) => {
       // From the master, read on the worker: the names only decide whether optional fields
       // (cpuMs) go into this worker's own messages; nothing is run, opened or trusted from them.

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { dsse, json } from '@sigstore/core';
 import type { BuildSpec, ExecutorKind, Limits } from '../protocol/build-spec.js';
 import {
-  CROWDBAKE_BUILD_TYPE, IN_TOTO_PAYLOAD_TYPE, invocationId, resolvedDependencies, SLSA_PROVENANCE_V1, STATEMENT_TYPE, workerBuilderId,
+  buildDefinitionOf, CROWDBAKE_BUILD_TYPE, IN_TOTO_PAYLOAD_TYPE, invocationId, resolvedDependencies, SLSA_PROVENANCE_V1, STATEMENT_TYPE, workerBuilderId,
   type AttemptStatement, type Envelope,
 } from '../protocol/provenance.js';
 import { redactUrl } from '../protocol/source-url.js';
@@ -51,7 +51,8 @@ export function attemptStatement(f: AttemptFacts): AttemptStatement {
     predicate: {
       buildDefinition: {
         buildType: CROWDBAKE_BUILD_TYPE,
-        externalParameters: { builder: f.spec.builder, source, revision: f.revision, specSha256: canonicalSha256(f.spec) },
+        // What the build is, not where it ran: the executor is recorded apart, below.
+        externalParameters: { builder: f.spec.builder, source, revision: f.revision, specSha256: canonicalSha256(buildDefinitionOf(f.spec)) },
         internalParameters: {
           buildId: f.buildId, attempt: f.attempt, executor: f.executor, limits,
           environment: { base: f.spec.environment.base, setupLines: f.spec.environment.setup.length, sha256: canonicalSha256(f.spec.environment), imageId: f.imageId ?? null },

@@ -120,12 +120,15 @@ function limitsPatch(values: Record<string, unknown>): Record<string, unknown> {
   }
   const battery = str(values, 'on-battery');
   if (battery !== undefined) patch.onBattery = oneOf(values, 'on-battery', ['yes', 'no'] as const, 'no') === 'yes';
-  const other = str(values, 'max-other-cpu');
-  if (other !== undefined) {
-    const n = Number(other);
-    if (other !== 'off' && !(n >= 1 && n <= 100)) throw new UsageError(`--max-other-cpu "${other}" must be 1-100 or off`);
-    patch.maxOtherCpuPercent = other === 'off' ? null : n;
-  }
+  // A number in a range, or a word that removes the setting (null); absent flags change nothing.
+  const bounded = (flag: string, key: string, min: number, max: number, off: 'off' | 'none', unit = '') => {
+    const v = str(values, flag);
+    if (v === undefined) return;
+    const n = Number(v);
+    if (v !== off && !(n >= min && n <= max)) throw new UsageError(`--${flag} "${v}" must be ${min}-${max}${unit} or ${off}`);
+    patch[key] = v === off ? null : n;
+  };
+  bounded('max-other-cpu', 'maxOtherCpuPercent', 1, 100, 'off');
   const week = str(values, 'week');
   if (week !== undefined) {
     try { patch.weekSchedule = week === 'off' ? null : parseWeekText(week); } catch (e) { throw new UsageError(`--week: ${(e as Error).message}`); }
@@ -134,18 +137,8 @@ function limitsPatch(values: Record<string, unknown>): Record<string, unknown> {
   if (grace !== undefined) patch.otherCpuGrace = `${grace}ms`;
   if (str(values, 'while-here') !== undefined) patch.whileHere = oneOf(values, 'while-here', ['freeze', 'gently'] as const, 'freeze');
   cap('here-cpus', 'hereCpus', () => positiveNumber(values, 'here-cpus'));
-  const pct = str(values, 'here-cpu-percent');
-  if (pct !== undefined) {
-    const n = Number(pct);
-    if (pct !== 'none' && !(n >= 1 && n <= 100)) throw new UsageError(`--here-cpu-percent "${pct}" must be 1-100 or none`);
-    patch.hereCpuPercent = pct === 'none' ? null : n;
-  }
-  const temp = str(values, 'max-temp');
-  if (temp !== undefined) {
-    const n = Number(temp);
-    if (temp !== 'off' && !(n >= 30 && n <= 110)) throw new UsageError(`--max-temp "${temp}" must be 30-110 (°C) or off`);
-    patch.maxTemperatureC = temp === 'off' ? null : n;
-  }
+  bounded('here-cpu-percent', 'hereCpuPercent', 1, 100, 'none');
+  bounded('max-temp', 'maxTemperatureC', 30, 110, 'off', ' (°C)');
   if (str(values, 'start-paused') !== undefined) patch.startPaused = oneOf(values, 'start-paused', ['yes', 'no'] as const, 'no') === 'yes';
   return patch;
 }

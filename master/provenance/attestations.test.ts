@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildSpecSchema, type BuildSpec } from '../../protocol/build-spec.js';
-import { IN_TOTO_PAYLOAD_TYPE } from '../../protocol/provenance.js';
-import { attemptStatement, signStatement } from '../../worker/provenance-signer.js';
+import { CROWDBAKE_BUILD_TYPE_V1, IN_TOTO_PAYLOAD_TYPE, type AttemptStatement } from '../../protocol/provenance.js';
+import { attemptStatement, canonicalSha256, signStatement } from '../../worker/provenance-signer.js';
 import { openStore } from '../store/open-store.js';
 import type { BuildRow } from '../store/store.js';
 import { Attestations } from './attestations.js';
@@ -33,7 +33,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
   const row = { id: 7, builder: 'pkg', revision: REV, attempt: 2 } as BuildRow;
   const spec: BuildSpec = BuildSpecSchema.parse(JSON.parse(JSON.stringify(sent)));
   const facts = { buildId: 7, attempt: 2, worker: 'w1', spec, executor: 'container' as 'container' | 'vm' | 'host', limits: { cpus: 2 }, revision: REV, artifacts, startedOn: '2026-01-01T00:00:00Z', finishedOn: '2026-01-01T00:01:00Z', agentVersion: 't' };
-  return { att: new Attestations(store, dir), privateKey, row, facts };
+  return { att: new Attestations(store, dir), privateKey, row, facts, store };
 }
 
 test('a true statement is accepted and kept, with the source credential redacted before signing', async (t) => {
@@ -42,6 +42,46 @@ test('a true statement is accepted and kept, with the source credential redacted
   assert.ok(!Buffer.from(envelope.payload, 'base64').toString().includes('s3cret-token'), 'the published statement holds no credential');
   assert.equal(await att.accept({ row, worker: 'w1', sent, received: [...artifacts].reverse(), envelope, required: true }), null);
   assert.equal(att.get(7)?.envelope.payload, envelope.payload);
+});
+
+test('replicas sent to a container and to a VM state one spec digest, and the master accepts each; a v1 statement (whole spec) from an older worker is still accepted, a v1 one with the v2 digest is not', async (t) => {
+  const { att, privateKey, row, facts } = await setup(t);
+  const asVm = { ...sent, executor: 'vm' };
+  const onVm = signStatement(attemptStatement({ ...facts, executor: 'vm', spec: BuildSpecSchema.parse(asVm) }), privateKey);
+  const onContainer = signStatement(attemptStatement(facts), privateKey);
+  const digest = (e: { payload: string }) => (JSON.parse(Buffer.from(e.payload, 'base64').toString()) as AttemptStatement).predicate.buildDefinition;
+  assert.equal(digest(onVm).externalParameters.specSha256, digest(onContainer).externalParameters.specSha256);
+  assert.deepEqual([digest(onVm).buildType, digest(onContainer).buildType], ['urn:crowdbake:build-type:attempt:v2', 'urn:crowdbake:build-type:attempt:v2']);
+  assert.equal(await att.accept({ row, worker: 'w1', sent: asVm, received: artifacts, envelope: onVm, required: true }), null);
+  assert.equal(await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: onContainer, required: true }), null);
+  // The executor is still checked, apart from the digest.
+  assert.match((await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: onVm, required: true }))!, /internalParameters\.executor is vm, but the build was assigned to its container executor/);
+  const v1 = (specSha256: string): AttemptStatement => {
+    const st = attemptStatement(facts);
+    st.predicate.buildDefinition.buildType = CROWDBAKE_BUILD_TYPE_V1;
+    st.predicate.buildDefinition.externalParameters.specSha256 = specSha256;
+    return st;
+  };
+  assert.equal(await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: signStatement(v1(canonicalSha256(facts.spec)), privateKey), required: true }), null);
+  const v1WithV2Digest = signStatement(v1(digest(onContainer).externalParameters.specSha256), privateKey);
+  assert.match((await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: v1WithV2Digest, required: true }))!, /externalParameters\.specSha256 .* is not the spec the master sent \(.*, urn:crowdbake:build-type:attempt:v1\)/);
+});
+
+test('a refused statement removes the artifact rows of its attempt, so nothing names them even when the build ends there', async (t) => {
+  const { att, privateKey, facts, store } = await setup(t);
+  const build = await store.insertBuild({ builder: 'pkg', revision: REV, reason: null, queuedAt: new Date().toISOString() });
+  await store.updateBuild(build.id, { state: 'running', worker: 'w1', attempt: 2 });
+  const row = (await store.getBuild(build.id))!;
+  for (const a of artifacts) await store.putArtifact({ buildId: build.id, ...a, worker: 'w1' });
+  assert.equal((await store.listArtifacts(build.id)).length, 2);
+  const lying = signStatement(attemptStatement({ ...facts, buildId: build.id, artifacts: [{ ...artifacts[0]!, sha256: 'd'.repeat(64) }, artifacts[1]!] }), privateKey);
+  assert.match((await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: lying, required: true }))!, /does not match what it uploaded/);
+  assert.deepEqual(await store.listArtifacts(build.id), []);
+  // Accepted: kept.
+  for (const a of artifacts) await store.putArtifact({ buildId: build.id, ...a, worker: 'w1' });
+  const honest = signStatement(attemptStatement({ ...facts, buildId: build.id }), privateKey);
+  assert.equal(await att.accept({ row, worker: 'w1', sent, received: artifacts, envelope: honest, required: true }), null);
+  assert.equal((await store.listArtifacts(build.id)).length, 2);
 });
 
 test('each field that does not match what the master saw is refused by name', async (t) => {

@@ -2,7 +2,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import * as z from 'zod';
 import { BuildSpecSchema } from '../../protocol/build-spec.js';
-import { AttemptStatementSchema, EnvelopeSchema, IN_TOTO_PAYLOAD_TYPE, statementMismatch, type Envelope } from '../../protocol/provenance.js';
+import {
+  AttemptStatementSchema, buildDefinitionOf, CROWDBAKE_BUILD_TYPE, CROWDBAKE_BUILD_TYPE_V1, EnvelopeSchema, IN_TOTO_PAYLOAD_TYPE, statementMismatch, type Envelope,
+} from '../../protocol/provenance.js';
 import { describeIssues } from '../../protocol/parse.js';
 import { redactUrl } from '../../protocol/source-url.js';
 import type { BuildRow, Store } from '../store/store.js';
@@ -51,8 +53,19 @@ export class Attestations {
     mkdirSync(this.dir, { recursive: true });
   }
 
-  /** Null when the attempt may finish (its statement is stored if it had one); else why it is refused. */
+  /**
+   * Null when the attempt may finish (its statement is stored if it had one); else why it is
+   * refused — and then the artifact rows this attempt uploaded are removed, so that no listing,
+   * download or bundle names them even when the build ends here (its last attempt); the
+   * coordinator removes their bytes.
+   */
   async accept(f: AttemptFinish): Promise<string | null> {
+    const why = await this.check(f);
+    if (why !== null) await this.store.deleteArtifacts(f.row.id, f.row.attempt);
+    return why;
+  }
+
+  private async check(f: AttemptFinish): Promise<string | null> {
     const file = this.file(f.row.id);
     if (!f.envelope) {
       rmSync(file, { force: true });
@@ -74,7 +87,12 @@ export class Attestations {
     const source = spec?.success && spec.data.source ? { git: redactUrl(spec.data.source.git), branch: spec.data.source.branch } : null;
     const mismatch = statementMismatch(parsed.data, {
       worker: f.worker, buildId: f.row.id, attempt: f.row.attempt, builder: f.row.builder, source,
-      revision: f.row.revision, specSha256: spec?.success ? canonicalSha256(spec.data) : null, artifacts: f.received,
+      revision: f.row.revision, artifacts: f.received,
+      // By buildType: v2 states the spec without its executor (what the build is; the executor is checked below), v1 the whole spec.
+      specSha256: spec?.success ? {
+        [CROWDBAKE_BUILD_TYPE]: canonicalSha256(buildDefinitionOf(spec.data, CROWDBAKE_BUILD_TYPE)),
+        [CROWDBAKE_BUILD_TYPE_V1]: canonicalSha256(buildDefinitionOf(spec.data, CROWDBAKE_BUILD_TYPE_V1)),
+      } : null,
       executor: spec?.success ? spec.data.executor : null,
       environment: spec?.success ? { base: spec.data.environment.base, setupLines: spec.data.environment.setup.length, sha256: canonicalSha256(spec.data.environment) } : null,
     });

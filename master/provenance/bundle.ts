@@ -2,7 +2,9 @@ import {
   BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE, SLSA_VSA_V1, STATEMENT_TYPE,
   type FarmSummary, type ProvenanceBundle, type SummaryAttempt,
 } from '../../protocol/provenance.js';
-import type { Store } from '../store/store.js';
+import { createHmac } from 'node:crypto';
+import { UNLISTED_VOLUNTEER_ID, UNLISTED_VOLUNTEER_LABEL } from '../../protocol/api.js';
+import type { Store, VolunteerRow } from '../store/store.js';
 import type { Verification } from '../verification.js';
 import { ownerOf } from '../volunteers.js';
 import type { Attestations } from './attestations.js';
@@ -31,6 +33,21 @@ export interface BundleDeps {
  * request: its bytes change only when a key is revoked (the summary says since when).
  * Null when the build has no such artifact.
  */
+/**
+ * How a bundle names a volunteer and counts them under `owners: distinct`. A listed one by
+ * id and display name, as on the Contributors page. An unlisted one by the public label only,
+ * and an owner that is distinct per volunteer within this group but says nothing across
+ * groups: an HMAC, keyed with the farm's private key, of the volunteer id and the group —
+ * no one without the key can link it to the volunteer or to their other bundles.
+ */
+function publicVolunteer(v: VolunteerRow | null, owner: string, group: number, signer: FarmSigner): { volunteer: SummaryAttempt['volunteer']; owner: string } {
+  if (!v) return { volunteer: null, owner };
+  if (v.listed) return { volunteer: { id: v.id, displayName: v.displayName }, owner };
+  const key = signer.privateKey.export({ type: 'pkcs8', format: 'der' });
+  const tag = createHmac('sha256', key).update(`crowdbake unlisted owner\0${group}\0${v.id}`).digest('hex').slice(0, 32);
+  return { volunteer: { id: UNLISTED_VOLUNTEER_ID, displayName: UNLISTED_VOLUNTEER_LABEL }, owner: `unlisted:${tag}` };
+}
+
 export async function provenanceBundle(d: BundleDeps, buildId: number, name: string): Promise<ProvenanceBundle | null> {
   const row = await d.store.getBuild(buildId);
   const art = row ? (await d.store.listArtifacts(buildId)).find((a) => a.name === name) : undefined;
@@ -39,6 +56,8 @@ export async function provenanceBundle(d: BundleDeps, buildId: number, name: str
   const members = group ? group.members : [{ id: buildId, worker: row.worker, verdict: 'pending' as const }];
   const attempts: SummaryAttempt[] = [];
   const attestations: ProvenanceBundle['attestations'] = [];
+  const signer = d.signer();
+  const groupId = group?.group ?? buildId;
   let lastEnd = row.finishedAt ?? row.queuedAt;
   for (const m of members) {
     const mRow = m.id === buildId ? row : await d.store.getBuild(m.id);
@@ -51,8 +70,7 @@ export async function provenanceBundle(d: BundleDeps, buildId: number, name: str
     const made = (await d.store.listArtifacts(m.id)).find((a) => a.name === name);
     attempts.push({
       build: m.id, attempt: record?.attempt ?? mRow.attempt, worker,
-      volunteer: volunteer ? { id: volunteer.id, displayName: volunteer.displayName } : null,
-      owner: ownerOf(token ?? { name: worker, volunteerId: null }),
+      ...publicVolunteer(volunteer, ownerOf(token ?? { name: worker, volunteerId: null }), groupId, signer),
       verdict: group ? m.verdict : 'unverified',
       workerKey: record?.workerKey ?? null,
       acceptedAt: record?.acceptedAt ?? null,
@@ -63,7 +81,6 @@ export async function provenanceBundle(d: BundleDeps, buildId: number, name: str
     });
     if (record) attestations.push({ build: record.build, attempt: record.attempt, worker: record.worker, envelope: record.envelope });
   }
-  const signer = d.signer();
   const farmUrl = d.farmUrl();
   const verdict = group ? group.verdict : 'unreplicated';
   const agreed = attempts.filter((a) => a.verdict === 'verified').length;
@@ -80,7 +97,7 @@ export async function provenanceBundle(d: BundleDeps, buildId: number, name: str
       verificationResult: verdict === 'verified' ? 'PASSED' : 'FAILED',
       verifiedLevels: verdict === 'verified' ? [`CROWDBAKE_REPLICAS_AGREED_${agreed}_OF_${attempts.length}`] : [],
       crowdbake: {
-        farm: signer.view.farm, group: group?.group ?? buildId, replicas: group?.replicas ?? 1, verdict,
+        farm: signer.view.farm, group: groupId, replicas: group?.replicas ?? 1, verdict,
         detail: group?.detail ?? null, owners: d.ownersOf(row.builder), attempts,
       },
     },

@@ -3,12 +3,19 @@ import {
   AttemptStatementSchema, FarmKeySchema, FarmSummarySchema, invocationId, IN_TOTO_PAYLOAD_TYPE, ProvenanceBundleSchema, workerBuilderId,
   type AttemptStatement, type FarmSummary,
 } from '../../protocol/provenance.js';
+import { UNLISTED_VOLUNTEER_ID } from '../../protocol/api.js';
 import { describeIssues } from '../../protocol/parse.js';
 import { keyIdOf, publicKeyOf, sha256Hex, verifyEnvelope } from './dsse.js';
 
 export interface VerifyOptions {
-  /** The pinned farm key: a keyid (`sha256:HEX`), or its public key as PEM or as the well-known JSON. Absent: the bundle's own key is used, and said so. */
+  /** The pinned farm key: a keyid (`sha256:HEX`), or its public key as PEM or as the well-known JSON. Required unless `trustEmbeddedKey`. */
   farmKey?: string;
+  /**
+   * No pin: check the bundle with the key it brought itself (`--trust-embedded-key`). That only
+   * shows the bundle is self-consistent — anyone can make such a bundle with a key of their own —
+   * so the result says it is NOT pinned. Without a pin and without this, verification fails.
+   */
+  trustEmbeddedKey?: boolean;
   /** Accept an artifact that was built once (no replicas) when its one attempt is signed. */
   allowUnreplicated?: boolean;
 }
@@ -67,7 +74,8 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
   if (fileSha !== b.artifact.sha256 || file.length !== b.artifact.size) {
     refuse(`wrong bytes: the file has sha256 ${fileSha} (${file.length} bytes), the bundle is for ${b.artifact.name} with sha256 ${b.artifact.sha256} (${b.artifact.size} bytes)`);
   }
-  checked.push(`file: sha256 ${fileSha}, ${file.length} bytes, is ${b.artifact.name} of build ${b.artifact.build}`);
+  // Only facts: the file's own hash here; what it is (name, build) once the farm's signature on the summary says so.
+  checked.push(`file: sha256 ${fileSha}, ${file.length} bytes`);
 
   // The farm: its key from the bundle, checked against the pin.
   const farmKey = publicKeyOf(b.farmKey.publicKey);
@@ -80,9 +88,12 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
   if (o.farmKey !== undefined) {
     const pinned = pinnedKeyId(o.farmKey);
     if (pinned !== farmKeyId) refuse(`the summary is from another farm: it is signed by farm key ${farmKeyId} ("${b.farmKey.farm}"), the pinned farm key is ${pinned}`);
-    checked.push(`farm key: ${farmKeyId} ("${b.farmKey.farm}"), as pinned`);
+    checked.push(`farm key: ${farmKeyId}, as pinned`);
+  } else if (o.trustEmbeddedKey) {
+    checked.push(`farm key: ${farmKeyId} taken from the bundle, NOT pinned (--trust-embedded-key): this shows only that the bundle is consistent with itself, not that it is your farm's`);
   } else {
-    checked.push(`farm key: ${farmKeyId} ("${b.farmKey.farm}") taken from the bundle, NOT pinned: pass --farm-key to check it is your farm's`);
+    // A key the bundle brought itself proves nothing: whoever made the bundle chose it.
+    refuse(`no farm key is pinned, and a bundle cannot vouch for its own key (this one claims farm "${b.farmKey.farm}", key ${farmKeyId}): fetch https://FARM/.well-known/crowdbake/farm-key once, over a channel you trust, save it and pass --farm-key FILE (or its keyid, --farm-key sha256:HEX); --trust-embedded-key checks the bundle against its own key, which pins nothing`);
   }
   if (b.summary.payloadType !== IN_TOTO_PAYLOAD_TYPE) refuse(`the summary's payloadType is "${b.summary.payloadType}", not ${IN_TOTO_PAYLOAD_TYPE}`);
   const summaryBytes = verifyEnvelope(b.summary, farmKey);
@@ -99,7 +110,7 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
   }
   const cb = summary.predicate.crowdbake;
   if (cb.farm !== b.farmKey.farm) refuse(`the summary names farm "${cb.farm}", its key is farm "${b.farmKey.farm}"`);
-  checked.push(`summary: signed by the farm, about this file; verdict ${cb.verdict} (${summary.predicate.verificationResult}) of ${cb.replicas} replica(s), group ${cb.group}`);
+  checked.push(`summary: signed by farm "${cb.farm}", about this file as ${b.artifact.name} of build ${b.artifact.build}; verdict ${cb.verdict} (${summary.predicate.verificationResult}) of ${cb.replicas} replica(s), group ${cb.group}`);
 
   const replicated = cb.verdict !== 'unreplicated';
   if (replicated && summary.predicate.verificationResult !== 'PASSED') refuse(`the farm did not verify this artifact: verdict ${cb.verdict}${cb.detail ? ` (${cb.detail})` : ''}`);
@@ -141,17 +152,22 @@ function run(file: Buffer, bundleText: string, o: VerifyOptions, checked: string
       }
       checked.push(`${who}: its key was revoked at ${a.keyRevokedAt}, after this statement was accepted (${a.acceptedAt}): still good`);
     }
-    const owner = a.volunteer ? `volunteer ${a.volunteer.id} (${a.volunteer.displayName})` : `maintainer token ${a.worker}`;
+    const owner = a.volunteer ? (a.volunteer.id === UNLISTED_VOLUNTEER_ID ? a.volunteer.displayName : `volunteer ${a.volunteer.id} (${a.volunteer.displayName})`) : `maintainer token ${a.worker}`;
     if (owners.has(a.owner)) refuse(`${who}: the same owner as ${owners.get(a.owner)} (${owner}): agreeing replicas must come from distinct volunteers`);
     if (keys.has(a.workerKey)) refuse(`${who}: the same worker key as another agreeing attempt`);
     owners.set(a.owner, who);
     keys.add(a.workerKey);
     statements.push(st.data);
-    checked.push(`${who}: signed by its worker key ${keyIdOf(key)}, ${owner}; revision ${p.buildDefinition.externalParameters.revision ?? 'none'}, ${p.runDetails.metadata.startedOn} to ${p.runDetails.metadata.finishedOn}`);
+    checked.push(`${who}: signed by its worker key ${keyIdOf(key)}, ${owner}; ${p.buildDefinition.internalParameters.executor} executor, revision ${p.buildDefinition.externalParameters.revision ?? 'none'}, ${p.runDetails.metadata.startedOn} to ${p.runDetails.metadata.finishedOn}`);
   }
-  // The agreeing statements describe the same build: builder, source, revision, spec.
+  // The agreeing statements describe the same build: builder, source, revision, spec. A v2
+  // spec digest leaves out the executor, so replicas on a container and a VM agree; a v1 one
+  // (older workers, older bundles) covers it, and a v1 and a v2 digest cannot be compared.
+  const firstType = statements[0]?.predicate.buildDefinition.buildType;
   const first = statements[0]?.predicate.buildDefinition.externalParameters;
   for (const st of statements.slice(1)) {
+    const type = st.predicate.buildDefinition.buildType;
+    if (type !== firstType) refuse(`the agreeing statements are of different build types (${firstType}, ${type}): their spec digests cover different things (v1's includes the executor) and cannot be compared`);
     const e = st.predicate.buildDefinition.externalParameters;
     if (JSON.stringify(e) !== JSON.stringify(first)) refuse(`the agreeing statements describe different builds: ${JSON.stringify(e)} vs ${JSON.stringify(first)}`);
   }

@@ -338,6 +338,12 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: `CREATE TABLE webhook_deliveries (id TEXT COLLATE "C" PRIMARY KEY, at TIMESTAMPTZ NOT NULL);
    CREATE TABLE webhook_heads (key TEXT COLLATE "C" PRIMARY KEY, heads TEXT NOT NULL);`,
   },
+  {
+    // Which attempt uploaded each artifact: only the accepted (current) attempt's are listed,
+    // served and bundled. Rows from before have no attempt (NULL) and stay listed as they were.
+    sqlite: 'ALTER TABLE artifacts ADD COLUMN attempt INTEGER;',
+    postgres: 'ALTER TABLE artifacts ADD COLUMN attempt INTEGER;',
+  },
 ];
 
 /** The refusal when a store was migrated by a newer Crowdbake than this one. */

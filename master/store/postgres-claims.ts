@@ -85,9 +85,10 @@ export class PostgresClaims implements ClaimStore {
   }
 
   async putArtifact(attempt: number, a: ArtifactRow): Promise<boolean> {
-    const r = await this.rows(`INSERT INTO artifacts (build_id, name, size, sha256, worker) SELECT $1, $2, $3, $4, $5
-      WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $6 AND holder = $7 AND ${RUNNING}) AND ${LIVE('$7')}
-      ON CONFLICT (build_id, name) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, worker = EXCLUDED.worker
+    // The row names its attempt: only the current attempt's artifacts are listed (listArtifacts).
+    const r = await this.rows(`INSERT INTO artifacts (build_id, name, size, sha256, worker, attempt) SELECT $1, $2, $3, $4, $5, $6
+      WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $6 AND holder = $7 AND ${RUNNING} FOR SHARE) AND ${LIVE('$7')}
+      ON CONFLICT (build_id, name) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, worker = EXCLUDED.worker, attempt = EXCLUDED.attempt
       RETURNING build_id`, [a.buildId, a.name, a.size, a.sha256, a.worker, attempt, this.id]);
     return r.length > 0;
   }

@@ -119,6 +119,11 @@ export class PostgresStore implements Store {
     return (await this.query('SELECT * FROM tokens ORDER BY name')).map(tokenFromRow);
   }
 
+  async deleteOneTimeTokens(names: string[]): Promise<number> {
+    if (names.length === 0) return 0;
+    return this.count('DELETE FROM tokens WHERE one_time = 1 AND name = ANY($1::text[])', [names]);
+  }
+
   async revokeToken(name: string, at: string): Promise<boolean> {
     return (await this.count('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [at, name])) > 0;
   }
@@ -163,7 +168,10 @@ export class PostgresStore implements Store {
     const keys = Object.keys(patch) as (keyof BuildPatch)[];
     if (keys.length === 0) return;
     const sets = keys.map((k, i) => `${BUILD_COLUMNS[k]} = $${i + 1}`).join(', ');
-    await this.query(`UPDATE builds SET ${sets} WHERE id = $${keys.length + 1}`, [...keys.map((k) => patch[k] ?? null), id]);
+    const update = `UPDATE builds SET ${sets} WHERE id = $${keys.length + 1}`;
+    // Back in the queue: no attempt of it is accepted, so its artifact rows go in the same statement.
+    const sql = patch.state === 'queued' ? `WITH dropped AS (DELETE FROM artifacts WHERE build_id = $${keys.length + 1}) ${update}` : update;
+    await this.query(sql, [...keys.map((k) => patch[k] ?? null), id]);
   }
 
   async getBuild(id: number): Promise<BuildRow | null> {
@@ -203,13 +211,19 @@ export class PostgresStore implements Store {
   }
 
   async putArtifact(a: ArtifactRow): Promise<void> {
-    await this.query(`INSERT INTO artifacts (build_id, name, size, sha256, worker) VALUES ($1, $2, $3, $4, $5)
-      ON CONFLICT (build_id, name) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, worker = EXCLUDED.worker`,
-    [a.buildId, a.name, a.size, a.sha256, a.worker]);
+    await this.query(`INSERT INTO artifacts (build_id, name, size, sha256, worker, attempt)
+      VALUES ($1, $2, $3, $4, $5, COALESCE($6::integer, (SELECT attempt FROM builds WHERE id = $1)))
+      ON CONFLICT (build_id, name) DO UPDATE SET size = EXCLUDED.size, sha256 = EXCLUDED.sha256, worker = EXCLUDED.worker, attempt = EXCLUDED.attempt`,
+    [a.buildId, a.name, a.size, a.sha256, a.worker, a.attempt ?? null]);
   }
 
   async listArtifacts(buildId: number): Promise<ArtifactRow[]> {
-    return (await this.query('SELECT * FROM artifacts WHERE build_id = $1 ORDER BY name', [buildId])).map(artifactFromRow);
+    return (await this.query(`SELECT a.* FROM artifacts a JOIN builds b ON b.id = a.build_id
+      WHERE a.build_id = $1 AND (a.attempt IS NULL OR a.attempt = b.attempt) ORDER BY a.name`, [buildId])).map(artifactFromRow);
+  }
+
+  async deleteArtifacts(buildId: number, attempt: number): Promise<void> {
+    await this.query('DELETE FROM artifacts WHERE build_id = $1 AND attempt = $2', [buildId, attempt]);
   }
 
   insertBuildGroup(rows: NewBuild[]): Promise<BuildRow[]> {

@@ -54,7 +54,7 @@ export function stepFromRow(r: Row): StepRow {
 export function artifactFromRow(r: Row): ArtifactRow {
   return {
     buildId: Number(r.build_id), name: String(r.name), size: Number(r.size), sha256: String(r.sha256),
-    worker: str(r.worker),
+    worker: str(r.worker), attempt: r.attempt === null || r.attempt === undefined ? null : Number(r.attempt),
   };
 }
 

@@ -52,9 +52,13 @@ export class SqliteStore implements Store {
         ON CONFLICT (build_id, idx) DO UPDATE SET name = excluded.name, state = excluded.state,
         result = excluded.result, exit_code = excluded.exit_code`),
       clearSteps: db.prepare('DELETE FROM steps WHERE build_id = ?'),
-      putArtifact: db.prepare(`INSERT INTO artifacts (build_id, name, size, sha256, worker) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (build_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, worker = excluded.worker`),
-      listArtifacts: db.prepare('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name'),
+      putArtifact: db.prepare(`INSERT INTO artifacts (build_id, name, size, sha256, worker, attempt)
+        VALUES (?, ?, ?, ?, ?, COALESCE(?, (SELECT attempt FROM builds WHERE id = ?)))
+        ON CONFLICT (build_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, worker = excluded.worker, attempt = excluded.attempt`),
+      listArtifacts: db.prepare(`SELECT a.* FROM artifacts a JOIN builds b ON b.id = a.build_id
+        WHERE a.build_id = ? AND (a.attempt IS NULL OR a.attempt = b.attempt) ORDER BY a.name`),
+      deleteArtifacts: db.prepare('DELETE FROM artifacts WHERE build_id = ? AND attempt = ?'),
+      dropArtifacts: db.prepare('DELETE FROM artifacts WHERE build_id = ?'),
       insertVerification: db.prepare(`INSERT INTO verifications (build_id, group_id, replicas, verdict, detail) VALUES (?, ?, ?, 'pending', NULL)`),
       listVerifications: db.prepare('SELECT * FROM verifications WHERE group_id = ? ORDER BY build_id'),
       getVerification: db.prepare('SELECT * FROM verifications WHERE build_id = ?'),
@@ -135,6 +139,11 @@ export class SqliteStore implements Store {
     return (this.stmts.listTokens.all() as Row[]).map(tokenFromRow);
   }
 
+  async deleteOneTimeTokens(names: string[]): Promise<number> {
+    if (names.length === 0) return 0;
+    return this.db.prepare(`DELETE FROM tokens WHERE one_time = 1 AND name IN (${names.map(() => '?').join(',')})`).run(...names).changes;
+  }
+
   async revokeToken(name: string, at: string): Promise<boolean> {
     return this.stmts.revokeToken.run(at, name).changes > 0;
   }
@@ -187,7 +196,12 @@ export class SqliteStore implements Store {
       stmt = this.db.prepare(`UPDATE builds SET ${keys.map((k) => `${BUILD_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`);
       this.updates.set(key, stmt);
     }
-    stmt.run(...keys.map((k) => patch[k] ?? null), id);
+    if (patch.state !== 'queued') { stmt.run(...keys.map((k) => patch[k] ?? null), id); return; }
+    // Back in the queue: no attempt of it is accepted, so none of its artifacts may be listed.
+    this.db.transaction(() => {
+      stmt.run(...keys.map((k) => patch[k] ?? null), id);
+      this.stmts.dropArtifacts.run(id);
+    })();
   }
 
   async getBuild(id: number): Promise<BuildRow | null> {
@@ -225,7 +239,11 @@ export class SqliteStore implements Store {
   }
 
   async putArtifact(a: ArtifactRow): Promise<void> {
-    this.stmts.putArtifact.run(a.buildId, a.name, a.size, a.sha256, a.worker);
+    this.stmts.putArtifact.run(a.buildId, a.name, a.size, a.sha256, a.worker, a.attempt ?? null, a.buildId);
+  }
+
+  async deleteArtifacts(buildId: number, attempt: number): Promise<void> {
+    this.stmts.deleteArtifacts.run(buildId, attempt);
   }
 
   async listArtifacts(buildId: number): Promise<ArtifactRow[]> {

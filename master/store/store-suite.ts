@@ -245,10 +245,34 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       await s.putArtifact({ buildId: a.id, name: 'B.img', size: big, sha256: 'b'.repeat(64), worker: null });
       await s.putArtifact({ buildId: a.id, name: 'z.tar', size: 4, sha256: 'c'.repeat(64), worker: 'w2' });
       assert.deepEqual(await s.listArtifacts(a.id), [
-        { buildId: a.id, name: 'B.img', size: big, sha256: 'b'.repeat(64), worker: null },
-        { buildId: a.id, name: 'z.tar', size: 4, sha256: 'c'.repeat(64), worker: 'w2' },
+        { buildId: a.id, name: 'B.img', size: big, sha256: 'b'.repeat(64), worker: null, attempt: 0 },
+        { buildId: a.id, name: 'z.tar', size: 4, sha256: 'c'.repeat(64), worker: 'w2', attempt: 0 },
       ]);
       assert.deepEqual(await s.listArtifacts(a.id + 1), []);
+    });
+
+    test('artifacts belong to an attempt: only the current attempt\'s are listed; a requeue drops them all, a refusal its attempt\'s', async (t) => {
+      const { s } = await setup(t);
+      const b = await s.insertBuild(newBuild('x'));
+      const other = await s.insertBuild(newBuild('x'));
+      const art = (name: string, worker: string) => ({ buildId: b.id, name, size: 1, sha256: 'a'.repeat(64), worker });
+      await s.updateBuild(b.id, { state: 'running', worker: 'w1', attempt: 1 });
+      await s.putArtifact(art('only-in-1.txt', 'w1'));
+      await s.putArtifact(art('out.txt', 'w1'));
+      await s.putArtifact({ ...art('kept.txt', 'w9'), buildId: other.id });
+      assert.deepEqual((await s.listArtifacts(b.id)).map((x) => [x.name, x.attempt]), [['only-in-1.txt', 1], ['out.txt', 1]]);
+      // Requeued (worker lost, expelled): no attempt is accepted, so nothing is listed, and nothing of another build goes.
+      await s.updateBuild(b.id, { state: 'queued', worker: null, startedAt: null, message: 'lost' });
+      assert.deepEqual(await s.listArtifacts(b.id), []);
+      assert.equal((await s.listArtifacts(other.id)).length, 1);
+      // Attempt 2 uploads only out.txt: attempt 1's only-in-1.txt is not named, even were its row back.
+      await s.updateBuild(b.id, { state: 'running', worker: 'w2', attempt: 2 });
+      await s.putArtifact(art('out.txt', 'w2'));
+      await s.putArtifact({ ...art('stale.txt', 'w1'), attempt: 1 });
+      assert.deepEqual((await s.listArtifacts(b.id)).map((x) => [x.name, x.worker, x.attempt]), [['out.txt', 'w2', 2]]);
+      // Attempt 2 refused at its end: its rows go, and the build lists nothing.
+      await s.deleteArtifacts(b.id, 2);
+      assert.deepEqual(await s.listArtifacts(b.id), []);
     });
 
     test('writes fired without awaiting are applied in call order, and a later read sees them all', async (t) => {

@@ -30,6 +30,8 @@ export interface Store {
    * not expired at `at`, in one statement (two connections racing with it: one wins). False otherwise.
    */
   useOneTimeToken(name: string, at: string): Promise<boolean>;
+  /** [cloud] Deletes the named one-time credentials (never another token, whatever the name); how many went. For retention. */
+  deleteOneTimeTokens(names: string[]): Promise<number>;
   /** [cloud] Adds instance time to a cloud provisioner's row of `day` (YYYY-MM-DD, UTC). */
   addCloudUsage(provisioner: string, day: string, instanceMs: number): Promise<void>;
   /** [cloud] A provisioner's instance time per day from `sinceDay` on, oldest first. */
@@ -48,8 +50,16 @@ export interface Store {
   clearSteps(buildId: number): Promise<void>;
   listSteps(buildIds: number[]): Promise<StepRow[]>;
 
+  /** Records a verified upload; without `attempt`, it is the build row's current attempt (the one the coordinator accepts messages from). */
   putArtifact(row: ArtifactRow): Promise<void>;
+  /**
+   * The artifacts of the build's current attempt (and rows from before attempts were recorded):
+   * never those of an earlier, requeued or refused attempt. `updateBuild` to `state: 'queued'`
+   * removes a build's artifact rows in the same write: a queued build has no accepted attempt.
+   */
   listArtifacts(buildId: number): Promise<ArtifactRow[]>;
+  /** Removes the artifact rows one attempt uploaded (a refused attempt: they must never be listed, served or bundled). */
+  deleteArtifacts(buildId: number, attempt: number): Promise<void>;
 
   /**
    * Inserts a build and its replicas in one transaction: the first row is the group (the
@@ -278,4 +288,6 @@ export interface ArtifactRow {
   size: number;
   sha256: string;
   worker: string | null;
+  /** The attempt that uploaded it; on write, absent means the build's current attempt; null: a row from before attempts were recorded. */
+  attempt?: number | null;
 }

@@ -206,10 +206,24 @@ export class CloudPool {
     try {
       this.parked.push({ instance: await this.provisioner.park(m.worker), ready: false });
     } catch (e) {
-      this.lastError = `cannot stop ${m.worker}: ${(e as Error).message}`;
-      this.deps.log(`cloud ${this.name}: ${this.lastError}`);
-      this.provisioner.forget(m.worker);
+      this.failedToLeave(m, 'stop', e);
     }
+    await this.gone(m);
+  }
+
+  /** A machine's stop or termination failed: said, and forgotten by the provisioner (the reaper finds it by its tags). */
+  private failedToLeave(m: Machine, what: 'stop' | 'terminate', e: unknown): void {
+    this.lastError = `cannot ${what} ${m.worker}: ${(e as Error).message}`;
+    this.deps.log(`cloud ${this.name}: ${this.lastError}`);
+    this.provisioner.forget(m.worker);
+  }
+
+  /**
+   * A machine has left the pool (stopped, terminated, or failed to): its time counted against
+   * the budget, and its credential revoked — it can do nothing more either way, and revoked, a
+   * session it still has is closed.
+   */
+  private async gone(m: Machine): Promise<void> {
     this.machines.delete(m.worker);
     this.budget.add(Date.now() - m.accountedAt);
     await this.deps.store.revokeToken(m.worker, new Date().toISOString()).catch(() => undefined);
@@ -221,17 +235,11 @@ export class CloudPool {
     this.deps.log(`cloud ${this.name}: terminating ${m.worker}: ${why}`);
     try {
       await this.provisioner.stop(this.context(m.worker, ''));
-      this.machines.delete(m.worker);
     } catch (e) {
       // Left to the reaper, which finds it by its tags.
-      this.lastError = `cannot terminate ${m.worker}: ${(e as Error).message}`;
-      this.deps.log(`cloud ${this.name}: ${this.lastError}`);
-      this.machines.delete(m.worker);
-      this.provisioner.forget(m.worker);
+      this.failedToLeave(m, 'terminate', e);
     }
-    this.budget.add(Date.now() - m.accountedAt);
-    // Its credential can do nothing more either way; revoked, a session it still has is closed.
-    await this.deps.store.revokeToken(m.worker, new Date().toISOString()).catch(() => undefined);
+    await this.gone(m);
   }
 
   /**

@@ -94,7 +94,7 @@ export const joinProject = (link: string, displayName?: string) => (app() ? call
 
 // The app's own calls (only in the desktop app).
 export const getAppInfo = (): Promise<AppInfo> => callApp('app:info');
-export const saveAppSettings = (change: Partial<AppSettings>): Promise<AppSettings> => callApp('app:settings', change);
+export const saveAppSettings = (change: Partial<Omit<AppSettings, 'masterConfigDir'>>): Promise<AppSettings> => callApp('app:settings', change);
 export const startMaster = () => callApp('app:start-master');
 export const openDashboard = () => callApp('app:open-dashboard');
 
