@@ -1,7 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import type { ReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
+import type { S3Artifacts } from './artifact-objects.js';
 
 export interface ArtifactChunk {
   buildId: number;
@@ -34,7 +35,8 @@ export class ArtifactStore {
   private readonly dir: string;
   private readonly uploads = new Map<string, Upload>();
 
-  constructor(dataDir: string, private readonly maxBytes: number) {
+  /** `objects`: the farm's bucket (artifact-objects.ts); absent: this disk only. */
+  constructor(dataDir: string, private readonly maxBytes: number, private readonly objects?: S3Artifacts) {
     this.dir = join(dataDir, 'artifacts');
     mkdirSync(this.dir, { recursive: true });
   }
@@ -118,8 +120,26 @@ export class ArtifactStore {
     rmSync(this.path(buildId, name), { force: true });
   }
 
-  read(buildId: number, name: string): ReadStream | null {
+  /**
+   * A verified artifact becomes the farm's: with a bucket, it is put there before it is
+   * listed (any master then serves it). Throws naming the bucket when that fails; the file
+   * stays on this disk.
+   */
+  async publish(buildId: number, name: string, size: number, sha256: string): Promise<void> {
+    await this.objects?.put(buildId, name, this.path(buildId, name), size, sha256);
+  }
+
+  /** The artifact's bytes: this master's copy, else the bucket's; null when neither has it. */
+  async read(buildId: number, name: string): Promise<Readable | null> {
     const p = this.path(buildId, name);
-    return existsSync(p) ? createReadStream(p) : null;
+    if (existsSync(p)) return createReadStream(p);
+    return this.objects ? this.objects.get(buildId, name) : null;
+  }
+
+  /** A path to the artifact on this disk (fetched from the bucket if this master has no copy), or null. */
+  async localPath(buildId: number, name: string): Promise<string | null> {
+    const p = this.path(buildId, name);
+    if (existsSync(p)) return p;
+    return this.objects && await this.objects.download(buildId, name, p) ? p : null;
   }
 }

@@ -423,6 +423,15 @@ export class Coordinator {
           return;
         }
         if (done) {
+          // With a bucket (artifacts.s3) the artifact is the farm's before it is listed; a failed
+          // put refuses it, naming the bucket, and leaves the verified file on this disk.
+          try {
+            await this.artifacts.publish(msg.buildId, msg.name, msg.size, msg.sha256);
+          } catch (e) {
+            this.appendLog(msg.buildId, `\n*** artifact ${msg.name} refused: ${(e as Error).message} ***\n`);
+            return;
+          }
+          if (this.active.get(a.row.id) !== a) return;
           if (!await this.record.artifact(a.row, { buildId: msg.buildId, name: msg.name, size: msg.size, sha256: msg.sha256, worker: session.name, attempt: msg.attempt })) return this.letGo(a);
           (a.received ??= []).push({ name: msg.name, size: msg.size, sha256: msg.sha256 });
         }

@@ -166,7 +166,7 @@ export class HttpApi {
         const art = (await d.store.listArtifacts(id)).find((a) => a.name === name);
         const withheld = art ? await d.verification?.withheld(id) : null;
         if (withheld) throw new HttpError(409, withheld);
-        const stream = art ? d.artifacts.read(id, name) : null;
+        const stream = art ? await d.artifacts.read(id, name) : null;
         if (!art || !stream) throw new HttpError(404, `build ${id} has no artifact "${name}"`);
         res.writeHead(200, {
           'content-type': 'application/octet-stream', 'content-length': art.size,

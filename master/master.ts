@@ -18,7 +18,8 @@ import { LogStore, type BuildLogs } from './log-store.js';
 import { PostgresLogs } from './store/postgres-logs.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
-import { scheduleRetention, scheduleSharedRetention } from './retention.js';
+import { scheduleObjectRetention, scheduleRetention, scheduleSharedRetention } from './retention.js';
+import { S3Artifacts } from './artifact-objects.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
@@ -109,7 +110,18 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
-  const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes);
+  // `artifacts.s3`: the farm's bucket, checked before anything is taken (artifact-objects.ts).
+  const objects = fileConfig.s3 ? new S3Artifacts(fileConfig.s3) : undefined;
+  if (objects) {
+    try {
+      await objects.check();
+    } catch (e) {
+      objects.close();
+      await store.close();
+      throw e;
+    }
+  }
+  const artifacts = new ArtifactStore(dataDir, opts.maxArtifactBytes ?? fileConfig.maxArtifactBytes, objects);
   // Several masters on one PostgreSQL (master/store/claims.ts): this master joins the farm
   // before it claims anything; the singletons below run where their lease is held.
   const claims = store.claims;
@@ -126,7 +138,11 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   let stopRetention = (): void => undefined;
   let stopSharedRetention = (): void => undefined;
   const retention = new SingletonLease(claims, 'retention', leaseMs, {
-    start: () => { stopSharedRetention = scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine); },
+    start: () => {
+      const stopLogs = scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine);
+      const stopObjects = scheduleObjectRetention(fileConfig.retention.artifactsMs, objects, logLine);
+      stopSharedRetention = () => { stopLogs(); stopObjects(); };
+    },
     stop: () => { stopSharedRetention(); stopSharedRetention = () => undefined; },
   }, logLine);
   let api: HttpApi | null = null;
@@ -314,6 +330,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       await sharedLogs?.end();
       // Its running attempts wait a lease for their workers to reach another master.
       await membership?.close(leaseMs);
+      objects?.close();
       await store.close();
     })()),
   };

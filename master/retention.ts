@@ -138,3 +138,17 @@ export function scheduleSharedRetention(logsMs: number | null, logs: { removeFin
   timer.unref();
   return () => clearInterval(timer);
 }
+
+/** `artifacts.s3`: removes the bucket's artifacts stored longer ago than `artifactsMs` (one master at a time: the retention lease). */
+export function scheduleObjectRetention(artifactsMs: number | null, objects: { removeOlderThan(cutoffMs: number): Promise<number>; where: string } | undefined, log: (l: string) => void, everyMs = 3_600_000): () => void {
+  if (artifactsMs === null || !objects) return () => undefined;
+  const run = () => {
+    objects.removeOlderThan(Date.now() - artifactsMs).then((n) => {
+      if (n) log(`retention: removed ${n} artifact(s) from ${objects.where}`);
+    }, (e: Error) => log(`retention sweep of ${objects.where} failed: ${e.message}`));
+  };
+  run();
+  const timer = setInterval(run, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DurationSchema, ExecutorKindSchema, NameSchema } from '../../protocol/build-spec.js';
 
 /** Keys that would put AWS credentials in crowdbake.yml: refused, naming the SDK's standard chain instead. */
-const CREDENTIAL_KEYS = ['accessKeyId', 'secretAccessKey', 'sessionToken', 'credentials', 'aws_access_key_id', 'aws_secret_access_key', 'profile'] as const;
+export const CREDENTIAL_KEYS = ['accessKeyId', 'secretAccessKey', 'sessionToken', 'credentials', 'aws_access_key_id', 'aws_secret_access_key', 'profile'] as const;
 const noCredentials = z.unknown().refine(() => false, {
   error: 'AWS credentials never go in crowdbake.yml: the ec2 provisioner takes them from the AWS SDK\'s standard chain '
     + '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the master\'s environment, ~/.aws/credentials, SSO, or the instance role of the master\'s own machine)',

@@ -1,3 +1,4 @@
+import { ArtifactsConfigSchema, type S3ArtifactsConfig } from './s3-config.js';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -81,6 +82,8 @@ export const MasterConfigSchema = z.strictObject({
   retention: z.strictObject({ logs: DurationSchema.optional(), artifacts: DurationSchema.optional() }).default(() => ({})),
   /** Largest artifact the master accepts. */
   maxArtifactSize: SizeSchema.default(1024 ** 3),
+  /** Where artifacts are kept: local disk (default), or `s3: {bucket, …}` shared by every master. */
+  artifacts: ArtifactsConfigSchema,
   provisioners: z.array(ProvisionerConfigSchema).default([]).refine(
     (ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'provisioner names must be unique'),
   /** What one build may put on the master, whatever its worker says (master/worker-bounds.ts). */
@@ -134,6 +137,8 @@ export interface MasterConfig {
   provisioners: ProvisionerConfig[];
   retention: { logsMs: number | null; artifactsMs: number | null };
   maxArtifactBytes: number;
+  /** `artifacts.s3`: artifacts in an S3-compatible bucket; absent: local disk. */
+  s3?: S3ArtifactsConfig;
   /** Per-build caps and master-side time limits (`limits:`). */
   limits: BuildCaps;
   /** The farm's display name (`name:`, else `title:`, else "crowdbake"). */
@@ -206,6 +211,7 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
     provisioners: v.provisioners,
     retention: { logsMs: v.retention.logs ?? null, artifactsMs: v.retention.artifacts ?? null },
     maxArtifactBytes: v.maxArtifactSize,
+    ...(v.artifacts.s3 ? { s3: { bucket: v.artifacts.s3.bucket, prefix: v.artifacts.s3.prefix, region: v.artifacts.s3.region, forcePathStyle: v.artifacts.s3.forcePathStyle, ...(v.artifacts.s3.endpoint ? { endpoint: v.artifacts.s3.endpoint } : {}) } } : {}),
     limits: {
       logBytes: v.limits.logSize, artifactCount: v.limits.artifactCount, artifactBytes: v.limits.artifactsSize,
       uploadStallMs: v.limits.uploadStall, defaultTimeMs: v.limits.defaultTime, timeGraceMs: v.limits.timeGrace,

@@ -109,8 +109,9 @@ export class Diagnosis {
       save({ ...base, state: 'unavailable', message: 'bwrap is not installed on the master (Debian: apt-get install bubblewrap): diffoscope does not run unconfined on bytes workers sent, so the replicas\' artifacts were not compared' });
       return;
     }
-    const pa = this.artifacts.path(pair.a.id, pair.name);
-    const pb = this.artifacts.path(pair.b.id, pair.name);
+    // With a bucket, a replica received by another master is fetched to this disk first.
+    const pa = await this.artifacts.localPath(pair.a.id, pair.name).catch(() => null) ?? this.artifacts.path(pair.a.id, pair.name);
+    const pb = await this.artifacts.localPath(pair.b.id, pair.name).catch(() => null) ?? this.artifacts.path(pair.b.id, pair.name);
     if (!existsSync(pa) || !existsSync(pb)) { save({ ...base, state: 'failed', message: 'one of the two artifacts is no longer on the master' }); return; }
     const big = Math.max(statSync(pa).size, statSync(pb).size);
     if (big > o.maxInputBytes) { save({ ...base, state: 'skipped', message: `the artifacts are too large to compare here (${formatSize(big)}; the limit is ${formatSize(o.maxInputBytes)})` }); return; }
