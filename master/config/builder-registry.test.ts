@@ -172,7 +172,7 @@ test('loadMasterConfig: unknown keys and bad values name the line and key', (t) 
     errors: [
       'crowdbake.yml:2:1: listen: expected a string, got 8080',
       'crowdbake.yml:3:1: maxAttempts: must be at least 1, got 0',
-      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, provisioners, limits, name, url, enrollment, trust, public, trustedProxies, eventSubscribers)',
+      'crowdbake.yml:4:1: unknown key "port" (allowed: listen, maxAttempts, title, retention, maxArtifactSize, artifacts, provisioners, limits, name, url, enrollment, trust, public, trustedProxies, eventSubscribers)',
     ],
   });
   assert.throws(() => loadMasterConfig(dir), (e) => e instanceof ConfigError && e.errors.length === 3);
