@@ -40,11 +40,13 @@ if ! pg_lsclusters -h | awk -v v="$VERSION" -v c="$CLUSTER" '$1 == v && $2 == c 
 fi
 
 # The namespaces' way in: the address on lo, the listen address, the pg_hba line.
+FARM_OK=0
 if command -v ip >/dev/null; then
   if ! ip -4 addr show dev lo | grep -q "inet $FARM_ADDRESS/"; then
     say "adding $FARM_ADDRESS/32 to lo (the address network namespaces of the fault tests reach PostgreSQL at)"
-    ip addr add "$FARM_ADDRESS/32" dev lo
+    ip addr add "$FARM_ADDRESS/32" dev lo || say "cannot add it (no CAP_NET_ADMIN here?): the partition tests cannot reach PostgreSQL"
   fi
+  ip -4 addr show dev lo | grep -q "inet $FARM_ADDRESS/" && FARM_OK=1
 else
   say "no ip command (apt-get install iproute2): PostgreSQL listens on localhost only and the partition tests cannot run"
 fi
@@ -77,7 +79,7 @@ if [ "$(status)" != online ]; then
   fi
 else
   say "cluster $VERSION/$CLUSTER already running on port $PORT"
-  if command -v ip >/dev/null && ! pg_isready -q -h "$FARM_ADDRESS" -p "$PORT" -t 2; then
+  if [ "$FARM_OK" = 1 ] && ! pg_isready -q -h "$FARM_ADDRESS" -p "$PORT" -t 2; then
     # listen_addresses takes effect only at a start; a restart drops open connections.
     say "restarting cluster $VERSION/$CLUSTER so that it listens on $FARM_ADDRESS too"
     pg_ctlcluster "$VERSION" "$CLUSTER" restart >&2
@@ -114,7 +116,7 @@ if ! PGPASSWORD=$PASSWORD psql -X -q -h 127.0.0.1 -p "$PORT" -U "$ROLE" -d postg
   say "the role $ROLE cannot log in over TCP on 127.0.0.1:$PORT; check /etc/postgresql/$VERSION/$CLUSTER/pg_hba.conf"
   exit 1
 fi
-if command -v ip >/dev/null && ! PGPASSWORD=$PASSWORD psql -X -q -h "$FARM_ADDRESS" -p "$PORT" -U "$ROLE" -d postgres -c 'SELECT 1' >/dev/null; then
+if [ "$FARM_OK" = 1 ] && ! PGPASSWORD=$PASSWORD psql -X -q -h "$FARM_ADDRESS" -p "$PORT" -U "$ROLE" -d postgres -c 'SELECT 1' >/dev/null; then
   say "the role $ROLE cannot log in over TCP on $FARM_ADDRESS:$PORT (the partition tests' way in); check $CONF_DIR/conf.d/crowdbake.conf and pg_hba.conf"
   exit 1
 fi

@@ -19,10 +19,15 @@ const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', '
 export function netnsUnavailable(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces and veth pairs)';
   if (spawnSync('ip', ['netns', 'list']).status !== 0) return 'needs `ip netns` (apt-get install iproute2)';
+  // Root without the capabilities (a container without CAP_SYS_ADMIN / CAP_NET_ADMIN): say so.
+  const probe = `cbns-probe-${process.pid}`;
+  const made = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (made.status !== 0) return `cannot make a network namespace here: ${made.stderr.trim()}`;
+  spawnSync('ip', ['netns', 'del', probe]);
   return false;
 }
 
-const NS_NAME = /^cbns-[a-z]+-(\d+)$/;
+const NS_NAME = /^cbns-[a-z]+-(\d+)$/;  // cbns-probe-PID too
 const LINK_NAME = /^cb(\d+)x\d+[hn]$/;
 
 /** Removes namespaces and host-side links of earlier runs whose process is gone. */
