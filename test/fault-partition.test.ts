@@ -266,6 +266,12 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
   }, 120_000);
   const rejoinedAfter = Date.now() - healedAt;
   await flood;
+  // Under its new id it takes requests again (any master's worker may run the build).
+  const again = await fetch(`${urls[0]}/api/v1/builders/quick/builds`, {
+    method: 'POST', headers: { authorization: `Bearer ${masters[0]!.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'after the heal' }),
+  });
+  assert.equal(again.status, 201, 'master 0 answers a build request after it joined again');
+  ids.push(((await again.json()) as { id: number }).id);
 
   await until('every build to finish', async () => {
     const rows = await dbs.sql<{ n: string }>(url, `SELECT count(*) AS n FROM builds WHERE state <> 'finished'`);
@@ -274,8 +280,8 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
 
   // Nothing lost, nothing twice.
   const rows = await store!.listBuilds({ limit: 10_000 });
-  assert.equal(ids.length, FLOOD);
-  assert.equal(rows.length, FLOOD, 'no build lost, none added');
+  assert.equal(ids.length, FLOOD + 1);
+  assert.equal(rows.length, FLOOD + 1, 'no build lost, none added');
   assert.deepEqual(rows.map((b) => b.id).sort((a, b) => a - b), [...ids].sort((a, b) => a - b), 'the rows are the builds asked for');
   assert.deepEqual(rows.filter((b) => b.result !== 'success').map((b) => [b.id, b.result, b.message]), [], 'every build succeeded');
   const lines = readFileSync(marks, 'utf8').trim().split('\n');
@@ -315,7 +321,7 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
   assert.ok(back0.losses >= 1);
   assert.match(masters[0]!.output(), /lost this master's lease/);
 
-  const summary = `fault-partition (${cut}): ${FLOOD} builds (${sentAtCut} asked for before the cut), 0 lost, ${finishedTwice.length} finished twice, ${badLogs.length} logs wrong; running on master 0's workers at the cut: ${runningThere.length}, `
+  const summary = `fault-partition (${cut}): ${FLOOD} builds (${sentAtCut} asked for before the cut) and 1 after the heal, 0 lost, ${finishedTwice.length} finished twice, ${badLogs.length} logs wrong; running on master 0's workers at the cut: ${runningThere.length}, `
     + `adopted ${adopted.length}, restarted ${restarted.length} (adoptions from the stale id in the store: ${adoptions[0]!.n}; restarted anywhere: ${restartedAnywhere.length}); `
     + `lease ran out ${(expiredAfter / 1000).toFixed(1)} s after the cut, master 0 back under a new id ${(rejoinedAfter / 1000).toFixed(1)} s after the heal; total ${((Date.now() - began) / 1000).toFixed(1)} s`;
   console.log(summary);
