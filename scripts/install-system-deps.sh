@@ -17,6 +17,7 @@ PACKAGES=(
   dbus python3-dbus python3-gi libglib2.0-bin   # logind idle source (gdbus) and its fake for tests
   buildbot buildbot-worker python3-msgpack python3-autobahn bzip2   # BuildBot compatibility tests
   postgresql           # PostgreSQL store tests (scripts/start-postgres.sh)
+  iproute2             # network namespaces and veth pairs of the partition fault tests (ip netns; test/helpers/netns.ts)
   diffoscope-minimal bubblewrap   # the master compares disagreeing replicas' artifacts, in a bwrap sandbox
   python3-cryptography # provenance tests: a second implementation (Python) checks the DSSE envelopes
   file ca-certificates

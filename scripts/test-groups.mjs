@@ -15,7 +15,7 @@ export const GROUPS = {
   browser: 'pages in Chromium against a real master and agent',
   vm: 'latent VM workers and the VM escape suite (QEMU guests running workers)',
   buildbot: 'a real BuildBot 3.7 master and the stock worker',
-  integration: 'real masters and workers as processes: end to end, adversaries, faults, idle sources',
+  integration: 'real masters and workers as processes: end to end, adversaries, faults (fault-farm and fault-partition: three masters on PostgreSQL; fault-partition also root and ip netns), idle sources',
 };
 
 /** The group of a compiled test file (a path under dist/). */

@@ -44,7 +44,7 @@ function findTests(dir) {
 // apt-get, as on CI), otherwise the run stops here and says what to install.
 const NEEDED = {
   podman: 'podman', runc: 'runc', git: 'git', chromium: 'chromium', debootstrap: 'debootstrap', 'qemu-system-x86_64': 'qemu-system-x86',
-  cpio: 'cpio', Xvfb: 'xvfb', xdotool: 'xdotool', xinput: 'xinput', xprintidle: 'xprintidle', sway: 'sway', swayidle: 'swayidle', wtype: 'wtype', foot: 'foot', mutter: 'mutter', 'dbus-daemon': 'dbus', gdbus: 'libglib2.0-bin', file: 'file', pg_ctlcluster: 'postgresql', buildbot: 'buildbot', 'buildbot-worker': 'buildbot-worker', bzip2: 'bzip2', diffoscope: 'diffoscope-minimal', bwrap: 'bubblewrap',
+  cpio: 'cpio', Xvfb: 'xvfb', xdotool: 'xdotool', xinput: 'xinput', xprintidle: 'xprintidle', sway: 'sway', swayidle: 'swayidle', wtype: 'wtype', foot: 'foot', mutter: 'mutter', 'dbus-daemon': 'dbus', gdbus: 'libglib2.0-bin', file: 'file', pg_ctlcluster: 'postgresql', buildbot: 'buildbot', 'buildbot-worker': 'buildbot-worker', bzip2: 'bzip2', diffoscope: 'diffoscope-minimal', bwrap: 'bubblewrap', ip: 'iproute2',
 };
 const missing = unitOnly || listGroups ? [] : Object.entries(NEEDED).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0).map(([, pkg]) => pkg);
 if (!unitOnly && !listGroups && spawnSync('sh', ['-c', 'busybox --list >/dev/null 2>&1 && file -L "$(command -v busybox)" | grep -q static']).status !== 0) missing.push('busybox-static');

@@ -90,7 +90,7 @@ test('[provenance] a signed statement in `state finished` goes only to a master 
 });
 
 /** A stand-in farm master (announces adoption and log-ack): records every frame, hello included, and hands out its sockets. */
-async function farmMaster(windowMs = 10_000, answers = () => true) {
+async function farmMaster(windowMs = 10_000, answers = () => true, heartbeatMs = 60_000) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
   await new Promise((ok) => wss.once('listening', ok));
   wss.on('headers', (h) => { h.push(`${FEATURES_HEADER}: ${FEATURE_ADOPTION}, ${FEATURE_LOG_ACK}`); });
@@ -103,10 +103,13 @@ async function farmMaster(windowMs = 10_000, answers = () => true) {
       if (text.startsWith('{"type":"hello"') && !answers()) { ws.terminate(); return; }
       frames.push(text);
       if (text.startsWith('{"type":"hello"')) {
-        ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+        ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs }));
         ws.send(JSON.stringify({ type: 'adoption', windowMs }));
       }
     });
+    // Pings as a master does, so the worker never finds it silent.
+    const ping = setInterval(() => ws.ping(), heartbeatMs / 4);
+    ws.on('close', () => clearInterval(ping));
   });
   return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, sockets, close: () => new Promise((ok) => wss.close(ok)) };
 }
@@ -183,6 +186,27 @@ test('adoption window over: the attempts given up are never named or reported ag
   const hello = JSON.parse(b.frames[0]!) as { running?: unknown };
   assert.equal(hello.running, undefined, 'the given-up attempt is not named');
   assert.deepEqual(b.frames.slice(1).filter((f) => !f.includes('marker')), [], 'nothing of it is sent');
+});
+
+test('fail-over: an end sent to a master that answers pings but never stored it (cut off from its database) is named to the next master and sent again, though older than 3 heartbeats, within the adoption window', async (t) => {
+  const a = await farmMaster(10_000, () => true, 100);
+  const b = await farmMaster(10_000, () => true, 100);
+  const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => [], name: 'w', token: 't', agentVersion: 'test',
+    capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), backoff: { minMs: 10, maxMs: 20 } });
+  t.after(async () => { link.close(); await a.close(); await b.close(); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  await until(() => a.sockets.length === 1);
+  await new Promise((ok) => setTimeout(ok, 50)); // the adoption message
+  await link.send({ type: 'state', buildId: 7, attempt: 1, state: 'finished', result: 'success', message: null });
+  await until(() => a.frames.length === 2);
+  // Six heartbeats later the master steps down and closes the socket (not silent meanwhile: it pinged).
+  await new Promise((ok) => setTimeout(ok, 600));
+  assert.equal(link.connected, true, 'the master was not silent');
+  a.sockets[0]!.close(1001, 'this master lost its lease; connect again');
+  await until(() => b.frames.length >= 2);
+  const hello = JSON.parse(b.frames[0]!) as { running?: unknown };
+  assert.deepEqual(hello.running, [{ buildId: 7, attempt: 1 }], 'the unconfirmed end is named in the hello');
+  assert.deepEqual(JSON.parse(b.frames[1]!), JSON.parse(a.frames[1]!), 'and sent again');
 });
 
 async function until(check: () => boolean): Promise<void> {

@@ -94,7 +94,10 @@ export class MasterLink extends EventEmitter {
    * stopped (SIGSTOP) never read it, though it went out. After a fail-over the attempt is
    * named in the hello like a running one and its end sent again: the new master adopts and
    * ends it, or (it was ended already) cancels it and ignores the repeat. Kept for
-   * 3 heartbeats after it was sent — a master silent that long has been given up anyway.
+   * 3 heartbeats after it was sent — a master silent that long has been given up anyway — or
+   * for the adoption window if longer: a master cut off from its database keeps answering
+   * pings while it cannot store the end, and closes the socket only when it steps down, up
+   * to two thirds of its lease later (master/farm/membership.ts).
    */
   private readonly finals = new Map<number, { attempt: number; payload: string; at: number }>();
   private heartbeatMs = 15_000;
@@ -141,7 +144,7 @@ export class MasterLink extends EventEmitter {
 
   /** The finished attempts whose end the last master may not have read (see `finals`). */
   private unconfirmed(): { buildId: number; attempt: number; payload: string }[] {
-    const since = Date.now() - 3 * this.heartbeatMs;
+    const since = Date.now() - Math.max(3 * this.heartbeatMs, this.adoptionMs);
     for (const [id, f] of this.finals) if (f.at < since) this.finals.delete(id);
     return [...this.finals].map(([buildId, f]) => ({ buildId, attempt: f.attempt, payload: f.payload }));
   }

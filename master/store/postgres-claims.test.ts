@@ -55,6 +55,9 @@ test('claims: a write about an attempt lands only from its holder, at that attem
   await dbs.sql(url, `UPDATE masters SET alive_until = now() - interval '1 second' WHERE id = $1`, [a.claims.holder]);
   await untilExpired(dbs, url, a.claims.holder);
   assert.equal(await a.claims.update(row.id, { attempt: 1 }, { state: 'finished', result: 'success' }), false, 'a lost its lease');
+  // Nor release it (its worker's socket closed while it was cut off): the reaper has it.
+  await a.claims.release([{ id: row.id, attempt: 1 }], 60_000);
+  assert.deepEqual(await dbs.sql(url, 'SELECT holder, orphan_until FROM builds WHERE id = $1', [row.id]), [{ holder: a.claims.holder, orphan_until: null }], 'a released nothing');
   assert.equal(await a.claims.renew(60_000), false, 'a lease that ran out is not renewed');
   // b reaps it: back in the queue, attempt kept (the next claim makes it 2).
   assert.deepEqual(await b.claims.reap(3, 'now'), [{ id: row.id, attempt: 1, state: 'queued' }]);

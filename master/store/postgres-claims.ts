@@ -95,8 +95,10 @@ export class PostgresClaims implements ClaimStore {
 
   async release(builds: { id: number; attempt: number }[], windowMs: number): Promise<void> {
     if (builds.length === 0) return;
+    // Fenced like every other write: a master past its lease (its release was held up by a
+    // partition) does not give its attempts a new window; the reaper has them already.
     await this.rows(`UPDATE builds SET holder = NULL, orphan_until = now() + $4::interval
-      WHERE holder = $1 AND ${RUNNING} AND (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))`,
+      WHERE holder = $1 AND ${RUNNING} AND (id, attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[])) AND ${LIVE('$1')}`,
     [this.id, builds.map((b) => b.id), builds.map((b) => b.attempt), ms(windowMs)]);
   }
 

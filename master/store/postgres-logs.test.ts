@@ -105,3 +105,24 @@ test('shared logs: retention removes the rows of builds that finished before the
   assert.equal(await text(logsA.read(recent.id)), `log of ${recent.id}\n`);
   assert.equal(await text(logsA.read(running.id)), `log of ${running.id}\n`);
 });
+
+test('shared logs: a master whose lease ran out stores nothing it buffered — notes nor worker text — even once it joined again under a new id', { skip }, async (t) => {
+  const { a, logsA, acks, dbs, url } = await farm(t);
+  const row = await a.insertBuild(newBuild);
+  assert.ok(await a.claims.claim(row.id, 0, 'wa', 'now'));
+  logsA.append(row.id, '*** header ***\n');
+  logsA.append(row.id, 'one\n', { attempt: 1, from: 0, length: 4 });
+  await logsA.flush();
+  // Cut off: a's lease runs out, and what comes meanwhile cannot get through until later.
+  const old = a.claims.holder;
+  await dbs.sql(url, `UPDATE masters SET alive_until = now() - interval '1 second' WHERE id = $1`, [old]);
+  logsA.append(row.id, '*** worker wa disconnected ***\n');
+  logsA.append(row.id, 'two\n', { attempt: 1, from: 4, length: 4 });
+  // Healed: a steps down and joins again; then the buffer gets through.
+  await a.claims.join('http://a', 60_000);
+  assert.notEqual(a.claims.holder, old);
+  logsA.append(row.id, '*** a note of the new id ***\n');
+  await logsA.flush();
+  assert.equal(await text(logsA.read(row.id)), '*** header ***\none\n*** a note of the new id ***\n', 'nothing of the old id after its lease ran out');
+  assert.deepEqual(acks.a, [{ buildId: row.id, attempt: 1, offset: 4 }]);
+});

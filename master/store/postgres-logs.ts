@@ -15,6 +15,8 @@ interface Pending {
   /** Set for a worker's text (fenced by attempt and holder); absent for the master's own notes. */
   range?: WorkerLogRange;
   data: Buffer;
+  /** This master's id in the farm when the text came (the fence is that id's, not a later one's). */
+  holder: string;
 }
 
 /**
@@ -25,6 +27,9 @@ interface Pending {
  * - Each chunk is a row of `log_chunks` (migration 7), ordered by `seq`. The master's own
  *   notes have no attempt; a worker's text carries its attempt and its range in that
  *   attempt's log (`worker_from`..`worker_to`, FEATURE_LOG_ACK offsets).
+ * - Every row is fenced by the id the master had when the text came: stored only while that
+ *   id's lease is live (so a master that lost its lease writes no note about the builds it
+ *   lost, even after it joined again under a new id and its buffered rows get through).
  * - Writes are batched (FLUSH_MS / FLUSH_BYTES) into one INSERT on a connection of their own
  *   (not the store's: a busy log must not delay a claim). A worker's rows are fenced like every
  *   other write about an attempt: inserted only while the build is at that attempt, held by
@@ -57,7 +62,8 @@ export class PostgresLogs implements BuildLogs {
 
   append(buildId: number, data: string | Buffer, range?: WorkerLogRange): void {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    this.pending.push(range ? { buildId, range, data: buf } : { buildId, data: buf });
+    const holder = this.holder();
+    this.pending.push(range ? { buildId, range, data: buf, holder } : { buildId, data: buf, holder });
     this.pendingBytes += buf.length;
     this.onBytes?.(buf.length);
     if (this.pendingBytes >= FLUSH_BYTES) void this.flush();
@@ -110,22 +116,27 @@ export class PostgresLogs implements BuildLogs {
 
   private async write(batch: Pending[]): Promise<void> {
     const c = await this.connection();
-    const cols = { id: [] as number[], attempt: [] as (number | null)[], from: [] as (number | null)[], to: [] as (number | null)[], data: [] as Buffer[] };
+    const cols = { id: [] as number[], attempt: [] as (number | null)[], from: [] as (number | null)[], to: [] as (number | null)[], data: [] as Buffer[], holder: [] as string[] };
     for (const p of batch) {
+      cols.holder.push(p.holder);
       cols.id.push(p.buildId);
       cols.attempt.push(p.range?.attempt ?? null);
       cols.from.push(p.range?.from ?? null);
       cols.to.push(p.range ? p.range.from + p.range.length : null);
       cols.data.push(p.data);
     }
-    // WITH ORDINALITY keeps the batch's order in `seq`. The fence (worker rows only): the
-    // attempt is the build's current one, held by this master, whose lease is live.
+    // WITH ORDINALITY keeps the batch's order in `seq`. The fence, per row, by the id this
+    // master had when the text came: that id's lease is live (a master's own notes too — one
+    // cut off from the database past its lease writes nothing about the builds it lost when it
+    // gets through again, even under its new id), and a worker's text is of the build's current
+    // attempt, held by that id.
     const r = await c.query<{ build_id: string; attempt: number | null; worker_to: string | null }>(`INSERT INTO log_chunks (build_id, attempt, worker_from, worker_to, data)
-      SELECT u.id, u.attempt, u.wfrom, u.wto, u.data FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bytea[]) WITH ORDINALITY AS u(id, attempt, wfrom, wto, data, n)
-      WHERE u.attempt IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.id = u.id AND b.attempt = u.attempt AND b.holder = $6 AND b.state IN ('running', 'frozen')
-        AND EXISTS (SELECT 1 FROM masters m WHERE m.id = $6 AND m.alive_until > now()) FOR SHARE)
+      SELECT u.id, u.attempt, u.wfrom, u.wto, u.data
+      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bytea[], $6::text[]) WITH ORDINALITY AS u(id, attempt, wfrom, wto, data, holder, n)
+      WHERE EXISTS (SELECT 1 FROM masters m WHERE m.id = u.holder AND m.alive_until > now())
+        AND (u.attempt IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.id = u.id AND b.attempt = u.attempt AND b.holder = u.holder AND b.state IN ('running', 'frozen') FOR SHARE))
       ORDER BY u.n
-      RETURNING build_id, attempt, worker_to`, [cols.id, cols.attempt, cols.from, cols.to, cols.data, this.holder()]);
+      RETURNING build_id, attempt, worker_to`, [cols.id, cols.attempt, cols.from, cols.to, cols.data, cols.holder]);
     const stored = new Map<string, { buildId: number; attempt: number; offset: number }>();
     for (const row of r.rows) {
       if (row.attempt === null || row.worker_to === null) continue;

@@ -25,8 +25,13 @@ export class MasterProcess {
   private out = '';
   readonly url: string;
 
-  /** `extraArgs` go after the usual ones, e.g. `['--store', 'postgres://…']`. */
-  constructor(readonly configDir: string, readonly dataDir: string, readonly host: string, readonly port: number, readonly extraArgs: readonly string[] = []) {
+  /**
+   * `extraArgs` go after the usual ones, e.g. `['--store', 'postgres://…']`; `prefix` runs it
+   * through another program that execs it (e.g. `ip netns exec NS`, test/helpers/netns.ts), so
+   * the signals still reach the master.
+   */
+  constructor(readonly configDir: string, readonly dataDir: string, readonly host: string, readonly port: number, readonly extraArgs: readonly string[] = [],
+    readonly prefix: readonly string[] = []) {
     this.url = `http://${host}:${port}`;
   }
 
@@ -40,7 +45,9 @@ export class MasterProcess {
 
   /** Starts it and resolves once it answers /healthz. */
   async start(timeoutMs = 30_000): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'master', '--config', this.configDir, '--data', this.dataDir, '--listen', `${this.host}:${this.port}`, ...this.extraArgs], {
+    const argv = [process.execPath, CLI, 'master', '--config', this.configDir, '--data', this.dataDir, '--listen', `${this.host}:${this.port}`, ...this.extraArgs];
+    const [program, ...args] = [...this.prefix, ...argv];
+    const child = spawn(program!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
