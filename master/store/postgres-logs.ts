@@ -134,7 +134,7 @@ export class PostgresLogs implements BuildLogs {
       SELECT u.id, u.attempt, u.wfrom, u.wto, u.data
       FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bytea[], $6::text[]) WITH ORDINALITY AS u(id, attempt, wfrom, wto, data, holder, n)
       WHERE EXISTS (SELECT 1 FROM masters m WHERE m.id = u.holder AND m.alive_until > now())
-        AND (u.attempt IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.id = u.id AND b.attempt = u.attempt AND b.holder = u.holder AND b.state IN ('running', 'frozen') FOR SHARE))
+        AND (u.attempt IS NULL OR EXISTS (SELECT 1 FROM builds b WHERE b.id = u.id AND b.attempt = u.attempt AND b.holder = u.holder AND b.state IN ('running', 'frozen', 'finished') FOR SHARE))
       ORDER BY u.n
       RETURNING build_id, attempt, worker_to`, [cols.id, cols.attempt, cols.from, cols.to, cols.data, cols.holder]);
     const stored = new Map<string, { buildId: number; attempt: number; offset: number }>();
