@@ -79,7 +79,9 @@ function plantVolunteerConfig(t: TestContext, opts: { insteadOf?: [string, strin
   set('HOME', home);
   set('SSH_AUTH_SOCK', join(home, 'agent.sock'));
   set('GIT_SSH_COMMAND', `touch '${marks.sshEnv}'`);
-  set('GIT_CONFIG_PARAMETERS', `'credential.helper'='!touch ${marks.param}'`);
+  // A helper gets its action as an argument (get, store, erase): the function ignores it, so a
+  // run helper leaves its mark and nothing else (`touch MARK store` made ./store in the tree).
+  set('GIT_CONFIG_PARAMETERS', `'credential.helper'='!f() { touch ${marks.param}; }; f'`);
   t.after(() => {
     for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
     cleanup(home);
