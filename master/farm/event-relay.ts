@@ -84,9 +84,7 @@ export class EventRelay {
     if (this.republishing || this.stopped || e.type === 'builders') return;
     const m = this.holder();
     if (e.type === 'log') {
-      // Split by characters, each piece well under the limit in bytes (at most 3 per character here).
-      const step = Math.floor(MAX_PAYLOAD / 3);
-      for (let i = 0; i < e.data.length || i === 0; i += step) this.queue(JSON.stringify({ m, e: { type: 'log', buildId: e.buildId, data: e.data.slice(i, i + step) } } satisfies Relayed));
+      for (const payload of logPayloads(m, e.buildId, e.data)) this.queue(payload);
       return;
     }
     const payload = JSON.stringify({ m, e } satisfies Relayed);
@@ -113,8 +111,14 @@ export class EventRelay {
     try {
       await c.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [EVENTS_CHANNEL, batch]);
     } catch (e) {
-      this.waiting = [...batch, ...this.waiting].slice(-MAX_WAITING);
-      this.log(`event relay: cannot send events to the other masters (${(e as Error).message})`);
+      // Refused by the server (not a lost connection): sending it again would fail again and
+      // hold up every later event, so this batch is dropped; dashboards catch up at a reload.
+      if ((e as { code?: unknown }).code !== undefined && this.client === c) {
+        this.log(`event relay: the database refused ${batch.length} event(s) for the other masters (${(e as Error).message}); dropped`);
+      } else {
+        this.waiting = [...batch, ...this.waiting].slice(-MAX_WAITING);
+        this.log(`event relay: cannot send events to the other masters (${(e as Error).message})`);
+      }
     } finally {
       this.sending = false;
     }
@@ -176,4 +180,25 @@ export class EventRelay {
       this.retry.unref();
     }
   }
+}
+
+/**
+ * A log event's text as NOTIFY payloads, each under MAX_PAYLOAD bytes once encoded. The text
+ * is a worker's: JSON can make one character 6 bytes (`\u0000`), so a piece that encodes too
+ * large is cut smaller until it fits — a log of control characters must not make a payload
+ * PostgreSQL refuses (that would stall every event behind it).
+ */
+export function logPayloads(m: string, buildId: number, data: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  do {
+    let step = Math.floor(MAX_PAYLOAD / 3);
+    for (;;) {
+      const payload = JSON.stringify({ m, e: { type: 'log', buildId, data: data.slice(i, i + step) } } satisfies Relayed);
+      if (Buffer.byteLength(payload) < MAX_PAYLOAD || step === 1) { out.push(payload); break; }
+      step = Math.max(1, Math.floor(step / 2));
+    }
+    i += step;
+  } while (i < data.length);
+  return out;
 }
