@@ -102,3 +102,32 @@ async function until(check: () => Promise<boolean>): Promise<void> {
   }
   throw new Error('condition never met');
 }
+
+test('in memory, log-ack: text is placed by its offset — a repeat is dropped, an overlap trimmed, a gap noted once an attempt — and what is stored is acknowledged (adversary: a worker sending offsets of its own choosing)', async (t) => {
+  const farm = await memoryFarm([builder('b')], { ackedLogs: true });
+  t.after(() => farm.close());
+  const { id } = await farm.coordinator.requestBuild('b', {});
+  const w = await farm.worker('w1');
+  await w.next('assign');
+  await w.link.send({ type: 'accepted', buildId: id, attempt: 1 });
+  // The link reads acknowledgements itself (they never reach the scripted worker): heard on its socket.
+  const acks: number[] = [];
+  w.workerEnd().on('message', (d: unknown) => {
+    const m = JSON.parse(String(d)) as { type: string; offset?: number };
+    if (m.type === 'logAck') acks.push(m.offset!);
+  });
+  // Frames written straight to the socket: the worker's link would number them honestly.
+  const frame = (offset: number, text: string) => w.workerEnd().send(`L${id} 1 ${offset}\n${text}`);
+  frame(0, 'one\n');
+  frame(0, 'one\n'); // sent again (as after a fail-over): dropped
+  frame(2, 'e\ntwo\n'); // overlaps: only "two\n" is new
+  frame(100, 'far\n'); // a gap of 92: noted
+  for (let i = 0; i < 50; i++) frame(200 + i * 10, 'x'); // more gaps: not noted again
+  await until(async () => acks.includes(691));
+  await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'success', message: null });
+  await until(async () => (await farm.store.getBuild(id))?.state === 'finished');
+  const log = farm.log(id).slice(farm.log(id).indexOf('one'));
+  assert.equal(log, `one\ntwo\n\n*** 92 characters of this log never reached the masters (later gaps of this attempt are not noted) ***\nfar\n${'x'.repeat(50)}`);
+  assert.deepEqual(acks, [...acks].sort((x, y) => x - y), 'acknowledgements only grow');
+  assert.ok(acks.includes(4) && acks.includes(8) && acks.includes(104), `acknowledged: ${acks.join(',')}`);
+});

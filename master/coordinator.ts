@@ -521,8 +521,10 @@ export class Coordinator {
     if (offset < a.logOffset) {
       data = data.slice(a.logOffset - offset);
       offset = a.logOffset;
-    } else if (offset > a.logOffset) {
-      this.note(a.row.id, `\n*** ${offset - a.logOffset} characters of this log never reached the masters ***\n`);
+    } else if (offset > a.logOffset && !a.logGapNoted) {
+      // Once an attempt: a worker sending gaps on purpose gets no note per frame (notes are not under its log cap).
+      a.logGapNoted = true;
+      this.note(a.row.id, `\n*** ${offset - a.logOffset} characters of this log never reached the masters (later gaps of this attempt are not noted) ***\n`);
     }
     a.logOffset = end;
     this.appendLog(msg.buildId, data, { attempt: a.row.attempt, from: offset, length: data.length });

@@ -65,8 +65,8 @@ export class WorkerHub {
     this.heartbeat = setInterval(() => { this.ping(); for (const s of this.drainByClose.keys()) this.closeIfDrained(s); }, options.heartbeatMs);
     this.heartbeat.unref();
     // Optional fields this master accepts (protocol/worker-features.ts); older workers ignore the header.
-    const features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : []), ...(this.coordinator.acksLogs ? [FEATURE_LOG_ACK] : [])];
-    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${features.join(', ')}`); });
+    this.features = [...MASTER_FEATURES, ...(this.adopts ? [FEATURE_ADOPTION] : []), ...(this.coordinator.acksLogs ? [FEATURE_LOG_ACK] : [])];
+    this.wss.on('headers', (headers) => { headers.push(`${FEATURES_HEADER}: ${this.features.join(', ')}`); });
     // `crowdbake token revoke` writes the store, possibly from another process or host: the
     // master re-reads the token rows often enough that a revoked worker is gone within a second.
     this.tokenCheck = setInterval(() => void this.checkTokens(), options.tokenCheckMs ?? 500);
@@ -105,6 +105,9 @@ export class WorkerHub {
       this.checkingTokens = false;
     }
   }
+
+  /** What this master announces in its upgrade answer (protocol/worker-features.ts). */
+  readonly features: readonly string[];
 
   /** Whether this master adopts running attempts (several masters on one store): FEATURE_ADOPTION. */
   get adopts(): boolean {

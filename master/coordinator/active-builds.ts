@@ -12,6 +12,8 @@ export interface ActiveBuild {
   usage: BuildUsage;
   /** FEATURE_LOG_ACK: how much of this attempt's log the master has (the next offset it expects); unset without a shared log store. */
   logOffset?: number;
+  /** A gap in this attempt's log offsets was noted (once an attempt). */
+  logGapNoted?: boolean;
   /** Runs out when the build has been frozen longer than its builder allows. */
   frozenTimer?: NodeJS.Timeout | undefined;
   /** [provenance] The spec sent with this attempt and the artifacts it uploaded, that its statement must match. */

@@ -12,7 +12,8 @@ import { createWorkerToken } from '../../master/tokens.js';
 import { WorkerHub } from '../../master/worker-hub.js';
 import { MasterLink } from '../../worker/master-link.js';
 import { cleanup, tempDir } from './cluster.js';
-import { FEATURE_ADOPTION, FEATURES_HEADER, MASTER_FEATURES } from '../../protocol/worker-features.js';
+import { FEATURES_HEADER } from '../../protocol/worker-features.js';
+import type { WorkerLogRange } from '../../master/log-store.js';
 import { asWebSocket, linkedPair, type LinkedSocket } from './linked-sockets.js';
 
 /**
@@ -59,17 +60,45 @@ export const CAPABILITIES: Capabilities = {
   executors: ['host'], labels: [], maxBuilds: 1, virtualization: false,
 };
 
-export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?: number; heartbeatMs?: number; storeUrl?: string; leaseMs?: number } = {}): Promise<MemoryFarm> {
+/**
+ * A STAND-IN for the shared PostgreSQL log store's acknowledgements (master/store/postgres-logs.ts):
+ * files as LogStore writes them, and each worker range counted as stored at once and
+ * acknowledged through the coordinator, so a test drives FEATURE_LOG_ACK without a database.
+ */
+class AckedLogStore extends LogStore {
+  private readonly stored = new Map<string, number>();
+  onStored: (s: { buildId: number; attempt: number; offset: number }[]) => void = () => undefined;
+
+  override append(buildId: number, data: string | Buffer, range?: WorkerLogRange): void {
+    super.append(buildId, data);
+    if (!range) return;
+    const key = `${buildId}:${range.attempt}`;
+    const offset = Math.max(this.stored.get(key) ?? 0, range.from + range.length);
+    this.stored.set(key, offset);
+    queueMicrotask(() => this.onStored([{ buildId, attempt: range.attempt, offset }]));
+  }
+
+  async storedOffset(buildId: number, attempt: number): Promise<number> {
+    return this.stored.get(`${buildId}:${attempt}`) ?? 0;
+  }
+
+  async flush(): Promise<void> {
+    // Stored at append.
+  }
+}
+
+export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?: number; heartbeatMs?: number; storeUrl?: string; leaseMs?: number; ackedLogs?: boolean } = {}): Promise<MemoryFarm> {
   const dataDir = tempDir('memfarm');
   const store = await openStore(opts.storeUrl ?? `sqlite:${join(dataDir, 'crowdbake.db')}`);
   // Several masters on one PostgreSQL: this one joins the farm (its lease is not renewed: tests make it long, or end it).
   await store.claims?.join(`in-memory:${dataDir}`, opts.leaseMs ?? 600_000);
   const builders = new Map(defs.map((d) => [d.name, d]));
   const events = new EventBus();
-  const logs = new LogStore(dataDir, false);
+  const logs = opts.ackedLogs ? new AckedLogStore(dataDir, false) : new LogStore(dataDir, false);
   const coordinator = new Coordinator(store, { get: (n) => builders.get(n) ?? null }, logs, new ArtifactStore(dataDir, 2 ** 30), events, {
     maxAttempts: opts.maxAttempts ?? 3, adoptWindowMs: opts.leaseMs ?? 600_000,
   });
+  if (logs instanceof AckedLogStore) logs.onStored = (stored) => coordinator.logStored(stored);
   await coordinator.recover();
   const hub = new WorkerHub(store, coordinator, events, { heartbeatMs: opts.heartbeatMs ?? 60_000, tokenCheckMs: 60_000 });
   const links: MasterLink[] = [];
@@ -91,7 +120,7 @@ export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?
         connect: (url) => {
           const target = hubs[Number(url.slice('ws://in-memory/'.length))]!;
           // What the master's upgrade answer would announce (worker-hub.ts).
-          ends = linkedPair({ [FEATURES_HEADER]: [...MASTER_FEATURES, ...(target.adopts ? [FEATURE_ADOPTION] : [])].join(', ') });
+          ends = linkedPair({ [FEATURES_HEADER]: target.features.join(', ') });
           target.accept(asWebSocket(ends[1]), `in-memory:${++port}`, 'in-memory');
           return asWebSocket(ends[0]);
         },
