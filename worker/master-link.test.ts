@@ -141,19 +141,17 @@ test('log-ack: frames carry their offset; after a fail-over the next master gets
   assert.deepEqual(b.frames.slice(1), ['L1 2 5\nbb', 'L1 2 7\ncc', 'L1 2 9\ndd'], 'the unacknowledged rest, in order, once');
 
   // Past MAX_UNACKED_LOG characters not acknowledged, the sender waits for acknowledgements.
+  // 6 characters are kept (the rest of "bbbb", "cc", "dd"): 7 chunks of 1 Mi stay under the
+  // bound (their waits, if any, are the socket's and end by themselves); the 8th goes over.
   const chunk = 'x'.repeat(1024 * 1024);
-  let waiting: Promise<void> | undefined;
-  let n = 0;
-  while (!waiting && n < 20) {
-    const r = link.sendLog(1, 2, chunk);
-    n++;
-    // A wait for the socket (1 MiB unsent) ends by itself; the one for acknowledgements does not.
-    if (r instanceof Promise && await settled(r, 1000) === 'pending') waiting = r;
-  }
-  assert.ok(waiting && n >= MAX_UNACKED_LOG / chunk.length, `waited after ${n} MiB`);
-  await until(() => b.frames.length >= 4 + n);
-  assert.equal(await settled(waiting, 200), 'pending', 'written out, but not acknowledged: still waiting');
-  b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + n * chunk.length }));
+  const under = MAX_UNACKED_LOG / chunk.length - 1;
+  for (let i = 0; i < under; i++) await link.sendLog(1, 2, chunk);
+  const waiting = link.sendLog(1, 2, chunk);
+  assert.ok(waiting instanceof Promise, 'over the bound: the sender is given a wait');
+  // Every frame reached the master, so the socket is not what it waits for.
+  await until(() => b.frames.length >= 4 + under + 1);
+  assert.equal(await settled(waiting, 100), 'pending', 'written out, but not acknowledged: still waiting');
+  b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + (under + 1) * chunk.length }));
   assert.equal(await settled(waiting, 5000), 'resolved');
 });
 
