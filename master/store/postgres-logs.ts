@@ -163,13 +163,6 @@ export class PostgresLogs implements BuildLogs {
     })(), { objectMode: false });
   }
 
-  /** Removes the logs of these builds (retention). */
-  async remove(buildIds: number[]): Promise<void> {
-    if (buildIds.length === 0) return;
-    const c = await this.connection();
-    await c.query('DELETE FROM log_chunks WHERE build_id = ANY($1::bigint[])', [buildIds]);
-  }
-
   /** Removes the logs of builds that finished before `cutoff` (an ISO time; retention); returns how many builds' logs went. */
   async removeFinishedBefore(cutoff: string): Promise<number> {
     const c = await this.connection();
