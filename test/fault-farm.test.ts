@@ -2,12 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TEST_POSTGRES_ENV, TestDatabases, NO_TEST_POSTGRES } from '../master/store/postgres-test-db.js';
-import { openStore } from '../master/store/open-store.js';
-import type { Store } from '../master/store/store.js';
-import { createWorkerToken } from '../master/tokens.js';
-import { startWorker, type WorkerHandle } from '../worker/agent.js';
-import { cleanup, tempDir, until, writeBuilder } from './helpers/cluster.js';
+import { TEST_POSTGRES_ENV, NO_TEST_POSTGRES } from '../master/store/postgres-test-db.js';
+import { tempDir, until, writeBuilder } from './helpers/cluster.js';
+import { faultFarm } from './helpers/fault-farm.js';
 import { freePort, MasterProcess } from './helpers/master-process.js';
 
 // Fault suite, several masters: three `crowdbake master` processes on one PostgreSQL, real
@@ -26,36 +23,16 @@ test(`fault (farm): the master of running builds is ${fault === 'SIGKILL' ? 'SIG
   const marks = join(dir, 'runs.txt');
   const configDir = join(dir, 'config');
   writeBuilder(configDir, 'slow', `requires: { executor: host }\nsteps:\n  - run: echo "start $CROWDBAKE_BUILD_ID" >> ${marks}; sleep 2; echo "end $CROWDBAKE_BUILD_ID" >> ${marks}\n`);
-  const dbs = new TestDatabases(server!);
-  const url = await dbs.create();
-  const masters: MasterProcess[] = [];
-  const workers: WorkerHandle[] = [];
-  const workerDirs: string[] = [];
-  let store: Store | null = null;
-  t.after(async () => {
-    for (const w of workers) await w.close();
-    await store?.close();
-    for (const m of masters) await m.stop('SIGKILL');
-    await dbs.dropAll();
-    cleanup(dir, ...workerDirs);
-  });
+  const farm = await faultFarm(t, server!, dir);
+  const { url, dbs, masters, workers } = farm;
   for (let i = 0; i < 3; i++) {
     masters.push(new MasterProcess(configDir, join(dir, `data${i}`), '127.0.0.1', await freePort(), ['--store', url, '--lease', fault === 'SIGKILL' ? '6s' : '12s', '--heartbeat', '2s']));
   }
   await Promise.all(masters.map((m) => m.start()));
-  store = await openStore(url);
+  const store = await farm.openStore();
   const urls = masters.map((m) => m.url);
-  for (let i = 0; i < WORKERS; i++) {
-    const token = await createWorkerToken(store!, `fw${i}`, []);
-    const wd = tempDir('fw');
-    workerDirs.push(wd);
-    // Three workers start on master 0 (the one to be killed), one on master 1; each knows all three.
-    const order = i < 3 ? urls : [urls[1]!, urls[2]!, urls[0]!];
-    workers.push(await startWorker({
-      preferences: { when: 'always' }, idleSource: 'none', master: order.join(','), token, dataDir: wd,
-      executor: 'host', labels: [], log: () => undefined, backoff: { minMs: 50, maxMs: 400 },
-    }));
-  }
+  // Three workers start on master 0 (the one to be killed), one on master 1; each knows all three.
+  for (let i = 0; i < WORKERS; i++) await farm.worker(`fw${i}`, i < 3 ? urls : [urls[1]!, urls[2]!, urls[0]!]);
   // Builds asked for on every master in turn.
   const ids: number[] = [];
   for (let i = 0; i < BUILDS; i++) {
@@ -89,7 +66,7 @@ test(`fault (farm): the master of running builds is ${fault === 'SIGKILL' ? 'SIG
     return Number(rows[0]!.n) === 0;
   }, 180_000);
 
-  const rows = await store!.listBuilds({ limit: 10_000 });
+  const rows = await store.listBuilds({ limit: 10_000 });
   assert.equal(rows.length, BUILDS, 'no build lost, none added');
   assert.deepEqual(rows.filter((b) => b.result !== 'success').map((b) => [b.id, b.result, b.message]), [], 'every build succeeded');
   const lines = readFileSync(marks, 'utf8').trim().split('\n');

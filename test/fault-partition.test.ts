@@ -4,13 +4,11 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BuildView, WorkerView } from '../protocol/api.js';
-import { openStore } from '../master/store/open-store.js';
-import { NO_TEST_POSTGRES, TEST_POSTGRES_ENV, TestDatabases } from '../master/store/postgres-test-db.js';
-import type { Store } from '../master/store/store.js';
-import { createWorkerToken } from '../master/tokens.js';
-import { startWorker, type WorkerHandle } from '../worker/agent.js';
+import { NO_TEST_POSTGRES, TEST_POSTGRES_ENV } from '../master/store/postgres-test-db.js';
+import { startWorker } from '../worker/agent.js';
 import { CLI, cleanup, tempDir, testMaster, until, writeBuilder } from './helpers/cluster.js';
 import { FARM_PG_ADDRESS, NetNamespace, netnsUnavailable } from './helpers/netns.js';
+import { faultFarm } from './helpers/fault-farm.js';
 import { freePort, MasterProcess } from './helpers/master-process.js';
 
 // Fault suite: a worker in its own network namespace, joined to the master by a veth pair
@@ -151,21 +149,10 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
   const step = (sleep: number) => `requires: { executor: host }\nsteps:\n  - run: echo "start $CROWDBAKE_BUILD_ID" >> ${marks}; echo "first $CROWDBAKE_BUILD_ID"; sleep ${sleep}; echo "second $CROWDBAKE_BUILD_ID"; echo "end $CROWDBAKE_BUILD_ID" >> ${marks}\n`;
   writeBuilder(configDir, 'quick', step(0.1));
   writeBuilder(configDir, 'slow', step(6));
-  const dbs = new TestDatabases(server!);
-  const url = await dbs.create();
+  const farm = await faultFarm(t, server!, dir);
+  const { url, dbs, masters, workers } = farm;
   const ns = NetNamespace.create('master');
-  const masters: MasterProcess[] = [];
-  const workers: WorkerHandle[] = [];
-  const workerDirs: string[] = [];
-  let store: Store | null = null;
-  t.after(async () => {
-    for (const w of workers) await w.close();
-    await store?.close();
-    for (const m of masters) await m.stop('SIGKILL');
-    ns.close();
-    await dbs.dropAll();
-    cleanup(dir, ...workerDirs);
-  });
+  farm.onClose(() => ns.close());
   const front = ns.link();
   const back = ns.link([FARM_PG_ADDRESS]);
   // Master 0 reaches the same database at the address on lo, through `back`.
@@ -182,19 +169,10 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
   await Promise.all(masters.slice(1).map((m) => m.start()));
   const fromNs = await dbs.sql<{ n: string }>(url, 'SELECT count(*) AS n FROM pg_stat_activity WHERE client_addr = $1 AND datname = current_database()', [back.nsAddress]);
   assert.ok(Number(fromNs[0]!.n) > 0, `master 0 is connected to PostgreSQL from its namespace (${back.nsAddress})`);
-  store = await openStore(url);
+  const store = await farm.openStore();
   const urls = masters.map((m) => m.url);
-  for (let i = 0; i < WORKERS; i++) {
-    const token = await createWorkerToken(store!, `pw${i}`, []);
-    const wd = tempDir('pw');
-    workerDirs.push(wd);
-    // Three start on master 0 (through `front`), the others on master 1 or 2; each knows all three.
-    const order = i < 3 ? urls : i % 2 ? [urls[1]!, urls[2]!, urls[0]!] : [urls[2]!, urls[1]!, urls[0]!];
-    workers.push(await startWorker({
-      preferences: { when: 'always' }, idleSource: 'none', master: order.join(','), token, dataDir: wd,
-      executor: 'host', labels: [], log: () => undefined, backoff: { minMs: 50, maxMs: 400 }, maxBuilds: 2,
-    }));
-  }
+  // Three start on master 0 (through `front`), the others on master 1 or 2; each knows all three.
+  for (let i = 0; i < WORKERS; i++) await farm.worker(`pw${i}`, i < 3 ? urls : i % 2 ? [urls[1]!, urls[2]!, urls[0]!] : [urls[2]!, urls[1]!, urls[0]!], { maxBuilds: 2 });
   await until('every worker to connect', async () => {
     const rows = await dbs.sql<{ n: string }>(url, 'SELECT count(*) AS n FROM workers');
     return Number(rows[0]!.n) === WORKERS;
@@ -279,7 +257,7 @@ test(`fault (partition): master 0 of 3, in a network namespace, is cut off from 
   }, 240_000);
 
   // Nothing lost, nothing twice.
-  const rows = await store!.listBuilds({ limit: 10_000 });
+  const rows = await store.listBuilds({ limit: 10_000 });
   assert.equal(ids.length, FLOOD + 1);
   assert.equal(rows.length, FLOOD + 1, 'no build lost, none added');
   assert.deepEqual(rows.map((b) => b.id).sort((a, b) => a - b), [...ids].sort((a, b) => a - b), 'the rows are the builds asked for');
