@@ -58,7 +58,19 @@ export class TestDatabases {
     const names = this.names.splice(0);
     if (names.length === 0) return;
     await this.admin(async (c) => {
-      for (const n of names) await c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(n)} WITH (FORCE)`);
+      for (const n of names) {
+        try {
+          await c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(n)} WITH (FORCE)`);
+        } catch (e) {
+          // FORCE must terminate every backend on the database, and the test role may not end a
+          // superuser's — an autovacuum worker busy with the tables the test just wrote. A plain
+          // DROP makes autovacuum leave by itself (and waits a few seconds for it): end our own
+          // connections, then drop that way.
+          if ((e as { code?: string }).code !== '42501') throw e;
+          await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()', [n]);
+          await c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(n)}`);
+        }
+      }
     });
   }
 
