@@ -50,6 +50,8 @@ export interface WorkerOptions {
   executor: 'auto' | ExecutorKind;
   labels: string[];
   maxBuilds?: number;
+  /** Environments the container executor keeps a warm sandbox for (`--warm`, default 1; 0: none). */
+  warmSandboxes?: number;
   /** Preferences given on the command line; they override (and update) the persisted ones. */
   preferences?: Partial<Preferences>;
   idleSource?: IdleSourceChoice;
@@ -173,7 +175,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const switched = applyStartSwitches(prefs);
   if (switched) log(switched);
 
-  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, { dataDir, ...(opts.basesDir ? { basesDir: resolve(opts.basesDir) } : {}) });
+  const detected = await detectExecutors(`w-${name}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'), opts.executor, {
+    dataDir, ...(opts.basesDir ? { basesDir: resolve(opts.basesDir) } : {}),
+    ...(opts.warmSandboxes !== undefined ? { warmSandboxes: opts.warmSandboxes } : {}), log,
+  });
   for (const [kind, why] of Object.entries(detected.unavailable)) log(`executor ${kind} unavailable: ${why}`);
   if (detected.executors.length === 0) {
     throw new Error(`no executor available (${Object.entries(detected.unavailable).map(([k, v]) => `${k}: ${v}`).join('; ')})`);
@@ -217,8 +222,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   };
 
   /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
+  /** Warm sandboxes only while builds may run: removed when paused, in use, off schedule, draining or stopping. */
+  const setWarm = (allowed: boolean): Promise<void> => Promise.all([...executors.values()].map((e) =>
+    e.setWarm?.(allowed).catch((err: Error) => log(`warm sandboxes: ${err.message}`)))).then(() => {});
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
+    void setWarm(d.run && !draining);
     const builds = allRunning();
     // Frozen, or running — under the CPU cap of "keep going gently" (or a temperature cap) when there is one.
     if (!d.freeze) await Promise.all(builds.map(async ([, r]) => { await r.gate.limitCpu(d.cpuCap); await r.gate.thaw(); }));
@@ -564,6 +573,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const drain = (now: boolean, reason: string) => {
     if (draining && (draining.now || !now)) return;
     draining = { now, reason };
+    void setWarm(false);
     log(`draining (${reason}): ${now ? 'giving the running builds back now' : `finishing ${allRunning().length} build(s), taking no new ones`}`);
     for (const c of conns.values()) {
       void c.send({ type: 'drain', now, reason });
@@ -603,6 +613,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       for (const r of all) { r.controller.abort(); void r.gate.thaw(); }
       for (const r of localRuns.values()) r.controller.abort();
       await Promise.all([...all, ...localRuns.values()].map((r) => r.done));
+      await Promise.all([...executors.values()].map((e) => e.close?.().catch((err: Error) => log(`closing the ${e.kind} executor: ${err.message}`))));
       await control.close();
       history.close();
       finish();

@@ -26,6 +26,8 @@ const HELP = `usage: crowdbake worker --master URL --token-file FILE [flags]
   --disk SIZE         at most this much disk
   --labels a,b        labels this worker offers builders
   --builds N          builds at a time (default 1)
+  --warm N            environments kept warm for the container executor, one sandbox each, made
+                      ahead while builds may run (default 1; 0: none)
   --when idle|always  build only while the desktop is idle, or always (default: idle)
   --idle-after DUR    idle time before builds start (default 3m)
   --pin sha256:HEX    the master's certificate fingerprint (wss://), from \`crowdbake token create\`;
@@ -65,7 +67,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     labels: { type: 'string' }, builds: { type: 'string' }, when: { type: 'string' }, 'idle-after': { type: 'string' },
     'idle-source': { type: 'string' }, pin: { type: 'string' }, buildbot: { type: 'string' }, password: { type: 'string' }, basedir: { type: 'string' },
     'token-file': { type: 'string' }, 'password-file': { type: 'string' },
-    'bases-dir': { type: 'string' }, 'interruption-url': { type: 'string' },
+    'bases-dir': { type: 'string' }, 'interruption-url': { type: 'string' }, warm: { type: 'string' },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
   if (str(values, 'buildbot') !== undefined) return buildbotWorkerCommand(values);
@@ -79,6 +81,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const idleSource = oneOf(values, 'idle-source', IDLE_SOURCE_CHOICES, 'auto');
   const builds = positiveNumber(values, 'builds');
   if (builds !== undefined && !Number.isInteger(builds)) throw new UsageError(`--builds "${builds}" must be a whole number`);
+  const warmText = str(values, 'warm');
+  if (warmText !== undefined && !/^\d+$/.test(warmText)) throw new UsageError(`--warm "${warmText}" must be a whole number ≥ 0 (environments kept warm; 0: none)`);
   const preferences = preferenceFlags(values);
   const name = str(values, 'name');
   const pin = str(values, 'pin');
@@ -95,6 +99,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     ...(str(values, 'bases-dir') ? { basesDir: str(values, 'bases-dir') } : {}),
     ...(name ? { name } : {}),
     ...(builds !== undefined ? { maxBuilds: builds } : {}),
+    ...(warmText !== undefined ? { warmSandboxes: Number(warmText) } : {}),
     ...(interruptionUrl !== undefined ? { interruptionUrl } : {}),
   });
   console.log(`crowdbake worker: control API at ${worker.controlUrl} (crowdbake status --data …)`);

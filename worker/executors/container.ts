@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
@@ -7,9 +8,10 @@ import { canLimitDisk, createDiskLimit } from './disk-limit.js';
 import { EnvironmentCache } from './environments/environment-cache.js';
 import type { Availability, DiskLimit, Executor, PrepareOptions, Sandbox, SandboxRequest } from './executor.js';
 import { oomCounterFile } from './fast/cgroups.js';
-import { AgentUnavailable, openFastSandbox } from './fast/fast-ops.js';
+import { AgentUnavailable, openFastSandbox, startFastContainer } from './fast/fast-ops.js';
 import { findRuncRoot } from './fast/runc-state.js';
 import { confinementFlags, CREATE_FLAGS, limitFlags, podman, PodmanError, randomIdBase, removeContainers } from './podman.js';
+import { isWarmStamp, removeWarmLeftovers, WARM_AGENT_LABEL, WarmPool, type WarmRecipe } from './warm-pool.js';
 
 export { FIRST_MAPPED_ID } from './podman.js';
 
@@ -26,6 +28,10 @@ export { ROOTFS_REPO } from './environments/base-image.js';
  * - plain: a placeholder `sleep`, one `podman exec` per step, `podman pause`/`kill`. Used when
  *   `fastPath: false`, CROWDBAKE_CONTAINER_FAST=0 or podman is older than 4; and per build for
  *   an image without a POSIX /bin/sh.
+ *
+ * On the fast path, run as root, open() takes a warm container made ahead for the same
+ * environment and limits when there is one (warm-pool.ts: never used twice, kept only while
+ * builds may run, setWarm()), and makes one on demand otherwise.
  */
 
 export const OWNER_LABEL = 'crowdbake.owner';
@@ -61,6 +67,14 @@ export interface ContainerExecutorOptions {
    * CROWDBAKE_CONTAINER_USERNS=0 also turns it off). Rootless podman maps it to the user anyway.
    */
   userNamespace?: boolean;
+  /**
+   * Environments kept warm, one container each, made ahead so open() need not run podman (see
+   * warm-pool.ts). Default 1; 0 turns warm sandboxes off (so does CROWDBAKE_WARM_SANDBOXES=0,
+   * which also sets the number). Only on the fast path, as root, without SELinux.
+   */
+  warmSandboxes?: number;
+  /** Where the executor says what went wrong in the background (a warm sandbox it could not make). Default: stderr. */
+  log?: (line: string) => void;
 }
 
 export type ContainerMode = 'fast' | 'plain';
@@ -69,8 +83,10 @@ export class ContainerExecutor implements Executor {
   readonly kind = 'container' as const;
   readonly ownerId: string;
   readonly environments: EnvironmentCache;
-  /** Image of each environment (by environmentKey) as of the last prepare(), so open() need not look again. */
-  private readonly prepared = new Map<string, string>();
+  /** Image of each environment (by environmentKey) as of the last prepare(), so open() need not look again; its id when warm sandboxes are on. */
+  private readonly prepared = new Map<string, { ref: string; id: string | null }>();
+  /** Warm sandboxes (null: off, or not possible here). */
+  readonly warm: WarmPool | null;
   private readonly wantFast: boolean;
   /** Set by isAvailable() (or the first open()): the fast path, with runc's state directory when found. */
   private fast: { runcRoot: string | null } | null | undefined;
@@ -91,6 +107,27 @@ export class ContainerExecutor implements Executor {
       debianMirror: options.debianMirror, setupTimeoutMs: options.setupTimeoutMs, debootstrapTimeoutMs: options.debootstrapTimeoutMs,
       basesDir: options.basesDir, userNamespace: this.mapIds,
     });
+    const fromEnv = process.env.CROWDBAKE_WARM_SANDBOXES;
+    const warm = fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : options.warmSandboxes ?? 1;
+    if (!Number.isInteger(warm) || warm < 0) {
+      throw new Error(`warm sandboxes (${fromEnv !== undefined && fromEnv !== '' ? 'CROWDBAKE_WARM_SANDBOXES' : 'warmSandboxes'}) must be a whole number ≥ 0, not "${fromEnv ?? options.warmSandboxes}"`);
+    }
+    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    this.warm = warm > 0 && this.wantFast && process.getuid?.() === 0 && !selinuxEnabled()
+      ? new WarmPool({ ownerId: options.ownerId, size: warm, log }) : null;
+  }
+
+  /**
+   * Whether builds may run now (the agent's governor and drain): false removes every warm
+   * sandbox (resolves once they are gone) and makes none until true again.
+   */
+  async setWarm(allowed: boolean): Promise<void> {
+    await this.warm?.setAllowed(allowed);
+  }
+
+  /** Removes the warm sandboxes and their slots (the agent stopping). */
+  async close(): Promise<void> {
+    await this.warm?.close();
   }
 
   /** How sandboxes are driven: decided by isAvailable(), or by the first open() if that comes first. */
@@ -114,12 +151,15 @@ export class ContainerExecutor implements Executor {
 
   async cleanupStale(): Promise<number> {
     // Also removes containers frozen through their cgroup (podman sees them running): checked
-    // with podman 4.3.1 + runc 1.1.5, see fast/fast-path.test.ts.
-    const { stdout } = await podman(['ps', '-a', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`, '--format', '{{.ID}}'],
-      { timeoutMs: 30_000 });
-    const ids = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    // with podman 4.3.1 + runc 1.1.5, see fast/fast-path.test.ts. Warm containers of an agent
+    // process that still runs are its own (warm-pool.ts); those of a dead one go, with their slots.
+    const { stdout } = await podman(['ps', '-a', '--filter', `label=${OWNER_LABEL}=${this.ownerId}`,
+      '--format', `{{.ID}} {{index .Labels "${WARM_AGENT_LABEL}"}}`], { timeoutMs: 30_000 });
+    const ids = stdout.split('\n').map((l) => /^(\S+) ?(.*)$/.exec(l.trim())).filter((m) => m !== null && !isWarmStamp(m[2]!))
+      .map((m) => m![1]!);
     if (ids.length > 0) await removeContainers(ids);
-    return ids.length;
+    const warm = process.getuid?.() === 0 ? await removeWarmLeftovers(this.ownerId, OWNER_LABEL) : 0;
+    return ids.length + warm;
   }
 
   /**
@@ -131,14 +171,14 @@ export class ContainerExecutor implements Executor {
     const key = environmentKey(environment);
     this.prepared.delete(key);
     const { ref } = await this.environments.prepare(environment, progress, options);
-    this.prepared.set(key, ref);
+    // With warm sandboxes, the image's id now: a warm container of another id is not used.
+    this.prepared.set(key, { ref, id: this.warm ? await imageId(ref) : null });
   }
 
   async environmentId(environment: EnvironmentSpec): Promise<string | null> {
-    const ref = this.prepared.get(environmentKey(environment));
-    if (!ref) return null;
-    const { stdout } = await podman(['image', 'inspect', '--format', '{{.Id}}', ref], { timeoutMs: 30_000 });
-    return /^[0-9a-f]{64}$/.test(stdout.trim()) ? stdout.trim() : null;
+    const p = this.prepared.get(environmentKey(environment));
+    if (!p) return null;
+    return p.id ?? imageId(p.ref);
   }
 
   /** An ext4 image loop-mounted on the workdir (root only; see disk-limit.ts). */
@@ -175,28 +215,88 @@ export class ContainerExecutor implements Executor {
     const key = environmentKey(request.environment);
     // Setup lines built here (none prepared yet, or evicted) still get the build's limits.
     if (!this.prepared.has(key)) await this.prepare(request.environment, () => {}, { limits: request.limits });
+    const warm = await this.openWarm(request, workdir, buildDir, this.prepared.get(key)!);
+    if (warm) return warm;
     try {
-      return await this.start(request, workdir, buildDir, this.prepared.get(key)!);
+      return await this.start(request, workdir, buildDir, this.prepared.get(key)!.ref);
     } catch (e) {
       // Another worker on this machine may have evicted the image since prepare(): make it again, once.
       if (!(e instanceof Error && /image not known/.test(e.message))) throw e;
       await this.prepare(request.environment, () => {}, { limits: request.limits });
-      return this.start(request, workdir, buildDir, this.prepared.get(key)!);
+      return this.start(request, workdir, buildDir, this.prepared.get(key)!.ref);
     }
   }
 
-  private async start(request: SandboxRequest, workdir: string, buildDir: string | null, image: string): Promise<Sandbox> {
-    const name = `crowdbake-${request.id}`;
-    const createArgs = this.createArgs(request, workdir, buildDir, name);
-    const cwd = buildDir !== null ? `/build/${basename(workdir)}` : '/work';
+  /** The build in a warm container (warm-pool.ts) when one of its shape and image is ready; null: open on demand. */
+  private async openWarm(request: SandboxRequest, workdir: string, buildDir: string | null,
+    image: { ref: string; id: string | null }): Promise<Sandbox | null> {
+    if (!this.warm || !this.fast || image.id === null) return null;
+    const entry = await this.warm.take(this.recipe(request, workdir, buildDir, image.ref, image.id));
+    if (!entry) return null;
+    try {
+      await this.warm.attach(entry, workdir, buildDir);
+    } catch (e) {
+      this.warm.lastError = e instanceof Error ? e.message : String(e);
+      return null;
+    }
+    return ContainerSandbox.start(entry.name, this.warm.opsFor(entry), this.guards(request, workdir, buildDir), entry.oomFile);
+  }
+
+  /** How warm containers for builds like `request` are made: its shape as the key, the slot's directories as volumes. */
+  private recipe(request: SandboxRequest, workdir: string, buildDir: string | null, ref: string, id: string): WarmRecipe {
+    const layout = buildDir !== null ? 'build' as const : 'work' as const;
+    const src = basename(workdir);
+    const { cpus, memoryBytes, pids, diskBytes } = request.limits;
+    const shape = { ref, cpus, memoryBytes, pids, diskBytes, network: request.network, writableRoot: request.writableRoot === true, layout, src };
+    const key = JSON.stringify(shape);
+    const cwd = layout === 'build' ? `/build/${src}` : '/work';
+    return {
+      key, layout, imageId: id,
+      poolId: createHash('sha256').update(key).digest('hex').slice(0, 12),
+      what: `environment ${ref} (${JSON.stringify(request.limits)}, network ${request.network ? 'on' : 'off'})`,
+      make: async (name, slot, labels) => {
+        const base = this.mapIds ? randomIdBase() : null;
+        // rslave: the build's directories, bound onto the slot later, reach the container; nothing goes back.
+        const volumes = layout === 'build'
+          ? (mkdirSync(`${slot}/b/${src}`, { recursive: true }),
+          ['--volume', `${slot}/b:/build:${volumeOptions(base !== null, true)}`, '--volume', `${slot}/w:/work:${volumeOptions(false, true)}`, '--workdir', cwd])
+          : ['--volume', `${slot}/w:/work:${volumeOptions(base !== null, true)}`, '--workdir', '/work'];
+        const args = [...this.createArgs(request, name, volumes, base), ...labels.flatMap((l) => ['--label', l])];
+        const made = await startFastContainer(name, args, ref, this.fast?.runcRoot ?? null, cwd);
+        const r = await podman(['inspect', '--format', '{{.Image}}', name], { allowFailure: true, timeoutMs: 30_000 });
+        if (r.code !== 0) {
+          await made.ops.remove().catch(() => {});
+          throw new Error(`podman inspect ${name} failed: ${r.stderr.trim()}`);
+        }
+        return { ...made, imageId: r.stdout.trim(), idBase: base };
+      },
+    };
+  }
+
+  private guards(request: SandboxRequest, workdir: string, buildDir: string | null): SandboxGuards {
     // The build directory (it holds the checkout) is what is disk-limited and given back.
     const top = buildDir ?? workdir;
     const diskBytes = this.limitedDirs.get(top);
-    const guards: SandboxGuards = {
+    return {
       memoryBytes: request.limits.memoryBytes,
       disk: diskBytes !== undefined ? { dir: top, bytes: diskBytes } : null,
       ownerAfter: this.mapIds ? { dir: top, uid: process.getuid!(), gid: process.getgid!() } : null,
     };
+  }
+
+  private async start(request: SandboxRequest, workdir: string, buildDir: string | null, image: string): Promise<Sandbox> {
+    const name = `crowdbake-${request.id}`;
+    const base = this.mapIds ? randomIdBase() : null;
+    // With a build directory: it at /build (U chowns it, the checkout included, to the mapped
+    // root), the checkout also at /work, and steps in /build/SRC. Both are the build's own
+    // host directories; nothing else of the host is mounted.
+    const volumes = buildDir !== null
+      ? ['--volume', `${buildDir}:/build:${volumeOptions(base !== null, false)}`, '--volume', `${workdir}:/work:${volumeOptions(false, false)}`,
+        '--workdir', `/build/${basename(workdir)}`]
+      : ['--volume', `${workdir}:/work:${volumeOptions(base !== null, false)}`, '--workdir', '/work'];
+    const createArgs = [...this.createArgs(request, name, volumes, base), '--label', `crowdbake.sandbox=${request.id}`];
+    const cwd = buildDir !== null ? `/build/${basename(workdir)}` : '/work';
+    const guards = this.guards(request, workdir, buildDir);
     try {
       if (this.fast) {
         try {
@@ -233,23 +333,15 @@ export class ContainerExecutor implements Executor {
    * Everything `podman run` needs but the entrypoint and image: labels, limits, mounts, network.
    * The root filesystem is read-only unless the request says otherwise (its writable layer
    * would be on the volunteer's disk, unbounded); /work, and tmpfs at TMPFS_DIRS, are the
-   * writable places.
+   * writable places. `volumes`: the build's directories (or a warm container's slot), `base`
+   * the user namespace's first host id.
    */
-  private createArgs(request: SandboxRequest, workdir: string, buildDir: string | null, name: string): string[] {
+  private createArgs(request: SandboxRequest, name: string, volumes: readonly string[], base: number | null): string[] {
     const { limits } = request;
     const tmpfsSize = limits.diskBytes !== undefined ? `,size=${limits.diskBytes}` : '';
-    const base = this.mapIds ? randomIdBase() : null;
-    const volumeOptions = (chown: boolean): string => ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(this.mapIds && chown ? ['U'] : [])].join(',');
-    // With a build directory: it at /build (U chowns it, the checkout included, to the mapped
-    // root), the checkout also at /work, and steps in /build/SRC. Both are the build's own
-    // host directories; nothing else of the host is mounted.
-    const volumes = buildDir !== null
-      ? ['--volume', `${buildDir}:/build:${volumeOptions(true)}`, '--volume', `${workdir}:/work:${volumeOptions(false)}`,
-        '--workdir', `/build/${basename(workdir)}`]
-      : ['--volume', `${workdir}:/work:${volumeOptions(true)}`, '--workdir', '/work'];
     return [
       ...CREATE_FLAGS, '--pull', 'never',
-      '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`, '--label', `crowdbake.sandbox=${request.id}`,
+      '--name', name, '--label', `${OWNER_LABEL}=${this.ownerId}`,
       ...initFlags(),
       ...(request.network ? [] : ['--network', 'none']),
       ...limitFlags(limits),
@@ -264,6 +356,17 @@ export class ContainerExecutor implements Executor {
 /** The environment as a map key: base and setup lines. */
 function environmentKey(environment: EnvironmentSpec): string {
   return JSON.stringify([environment.base, environment.setup]);
+}
+
+/** A volume's options: `U` chowns it to the mapped root (user namespace), `rslave` lets later host mounts in. */
+function volumeOptions(chown: boolean, slave: boolean): string {
+  return ['rw', ...(selinuxEnabled() ? ['Z'] : []), ...(chown ? ['U'] : []), ...(slave ? ['rslave'] : [])].join(',');
+}
+
+/** A podman image's id (64 hex digits). */
+async function imageId(ref: string): Promise<string | null> {
+  const { stdout } = await podman(['image', 'inspect', '--format', '{{.Id}}', ref], { timeoutMs: 30_000 });
+  return /^[0-9a-f]{64}$/.test(stdout.trim()) ? stdout.trim() : null;
 }
 
 function initFlags(): string[] {

@@ -22,6 +22,9 @@ export interface DetectOptions {
    * place a builder's base may name a file of this machine. Default `<dataDir>/bases`.
    */
   basesDir?: string;
+  /** See ExecutorContext.warmSandboxes. */
+  warmSandboxes?: number;
+  log?: (line: string) => void;
 }
 
 /** `$XDG_CACHE_HOME/crowdbake`, else `~/.cache/crowdbake`. */
@@ -37,7 +40,7 @@ export function defaultCacheDir(): string {
 export async function detectExecutors(ownerId: string, wanted: WantedExecutor, options: DetectOptions = {}): Promise<DetectedExecutors> {
   const result: DetectedExecutors = { executors: [], unavailable: {} };
   const dataDir = options.dataDir ?? defaultCacheDir();
-  const ctx: ExecutorContext = { ownerId, dataDir, basesDir: options.basesDir ?? join(dataDir, 'bases') };
+  const ctx: ExecutorContext = { ownerId, dataDir, basesDir: options.basesDir ?? join(dataDir, 'bases'), warmSandboxes: options.warmSandboxes, log: options.log };
   const entries = wanted === 'auto' ? EXECUTORS.filter((e) => e.auto) : EXECUTORS.filter((e) => e.name === wanted);
   if (entries.length === 0) throw new Error(`no executor "${wanted}" (this worker has ${EXECUTOR_CHOICES.join(', ')})`);
   for (const entry of entries) {

@@ -14,6 +14,8 @@ import type { EnvironmentSpec, ExecutorKind, Limits } from '../../protocol/build
  *   sandbox.freeze()/thaw()  any time while open; frozen time does not count toward timeouts
  *   sandbox.destroy()        always, also after failure or cancel; idempotent
  *   diskLimit.release()      after destroy(), once the runner has read the artifacts
+ *   setWarm(allowed)         optional, any time: whether builds may run now (the governor, drain)
+ *   close()                  optional, once when the worker stops
  *
  * The runner owns the workdir on the host; the executor mounts it (and nothing else of the
  * host) at `/work` and runs steps there.
@@ -35,6 +37,15 @@ export interface Executor {
    * attempt's signed statement.
    */
   environmentId?(environment: EnvironmentSpec): Promise<string | null>;
+  /**
+   * Optional: the agent says whether builds may run now (false while paused, in use, outside
+   * the schedule, draining or stopping). An executor that keeps sandboxes ready ahead of
+   * builds (the container executor's warm sandboxes) removes them all on false — resolving
+   * once they are gone — and makes them again on true.
+   */
+  setWarm?(allowed: boolean): Promise<void>;
+  /** Optional: removes whatever the executor keeps between builds (the worker is stopping). */
+  close?(): Promise<void>;
 }
 
 /** Something the volunteer's freeze gate can stop and start: a sandbox, or a running setup line. */

@@ -9,6 +9,10 @@ export interface ExecutorContext {
   dataDir: string;
   /** The volunteer's directory of base files (`rootfs:NAME.tar`, `vm:NAME.qcow2`). */
   basesDir: string;
+  /** Environments the container executor keeps warm (`--warm`; its default when unset). */
+  warmSandboxes?: number;
+  /** The worker's log, for what an executor does in the background. */
+  log?: (line: string) => void;
 }
 
 export interface ExecutorEntry {
@@ -26,7 +30,7 @@ export interface ExecutorEntry {
  * to ask for it by name).
  */
 export const EXECUTORS: readonly ExecutorEntry[] = [
-  { name: 'container', auto: true, create: async (c) => new (await import('./container.js')).ContainerExecutor({ ownerId: c.ownerId, basesDir: c.basesDir }) },
+  { name: 'container', auto: true, create: async (c) => new (await import('./container.js')).ContainerExecutor({ ownerId: c.ownerId, basesDir: c.basesDir, warmSandboxes: c.warmSandboxes, log: c.log }) },
   { name: 'vm', auto: true, create: async (c) => new (await import('./vm/vm.js')).VmExecutor({ ownerId: c.ownerId, cacheDir: join(c.dataDir, 'vm'), basesDir: c.basesDir }) },
   { name: 'host', auto: false, create: async () => new (await import('./host.js')).HostExecutor() },
 ];

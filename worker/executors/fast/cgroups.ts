@@ -96,9 +96,10 @@ export class ContainerCgroup {
   /**
    * SIGKILLs every process of the container, also when frozen, and resolves once the cgroup is
    * empty: frozen so nothing can fork meanwhile (or `cgroup.kill` on v2), then thawed so the
-   * signals are delivered.
+   * signals are delivered. With `waitGone` false it resolves once every process has its SIGKILL
+   * (none can run its own code again; a warm sandbox's destroy, warm-pool.ts), not once they exited.
    */
-  async killAll(): Promise<void> {
+  async killAll(waitGone = true): Promise<void> {
     const f = this.freezer;
     // Gone: the container stopped and was cleaned up, nothing is left to kill.
     if (!existsSync(f.dir)) return;
@@ -111,6 +112,7 @@ export class ContainerCgroup {
       }
       await this.thaw().catch((e: unknown) => { if (existsSync(f.dir)) throw e; });
     }
+    if (!waitGone) return;
     const deadline = Date.now() + KILL_TIMEOUT_MS;
     for (let pids = await listProcs(this.freezer.dir); pids.length > 0; pids = await listProcs(this.freezer.dir)) {
       if (Date.now() > deadline) throw new Error(`${pids.length} process(es) of the container survived SIGKILL`);

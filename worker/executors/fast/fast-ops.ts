@@ -56,9 +56,24 @@ export class FastOps implements ContainerOps {
 
   /** Stops everything at once through the cgroup (also when frozen), then `podman rm`. */
   async remove(): Promise<void> {
-    this.channel.close();
-    if (this.cgroup) await this.cgroup.killAll().catch(() => {});
+    await this.stop().catch(() => {});
     await this.podmanOps.remove();
+  }
+
+  /**
+   * Closes the agent's sockets and kills every process of the container; resolves once none is
+   * left (cgroup) — or, with `waitGone` false, once each has its SIGKILL —, or once `podman kill`
+   * returned when the cgroup cannot be written here. The container itself is still there (for
+   * `podman rm`).
+   */
+  async stop(waitGone = true): Promise<void> {
+    this.channel.close();
+    await (this.cgroup ? this.cgroup.killAll(waitGone) : this.podmanOps.kill());
+  }
+
+  /** Whether the agent still answers (the container runs). */
+  get alive(): boolean {
+    return this.channel.alive;
   }
 }
 
@@ -74,6 +89,24 @@ const AGENT_READY_MS = 30_000;
  */
 export async function openFastSandbox(name: string, createArgs: readonly string[], image: string,
   runcRoot: string | null, guards: SandboxGuards, cwd = '/work'): Promise<ContainerSandbox> {
+  const { ops, oomFile } = await startFastContainer(name, createArgs, image, runcRoot, cwd);
+  try {
+    return await ContainerSandbox.start(name, ops, guards, oomFile);
+  } catch (e) {
+    await ops.remove().catch(() => {});
+    throw e;
+  }
+}
+
+/** A running fast-path container with its agent ready, not yet a build's sandbox (see warm-pool.ts). */
+export interface FastContainer {
+  ops: FastOps;
+  oomFile: string | null;
+}
+
+/** The container and its agent of openFastSandbox; on failure nothing is left behind. */
+export async function startFastContainer(name: string, createArgs: readonly string[], image: string,
+  runcRoot: string | null, cwd = '/work'): Promise<FastContainer> {
   const args = ['run', '--detach', ...createArgs, '--preserve-fds', String(AGENT_FDS), '--entrypoint', '/bin/sh', image, '-c', AGENT_SCRIPT];
   let channel: AgentChannel | undefined;
   try {
@@ -96,7 +129,7 @@ export async function openFastSandbox(name: string, createArgs: readonly string[
     const cgroup = pid ? await ContainerCgroup.ofPid(pid) : null;
     const oomFile = pid ? await oomCounterFile(pid) : null;
     const cpu = pid ? await CpuQuota.ofPid(pid) : null;
-    return await ContainerSandbox.start(name, new FastOps(channel, cgroup, new PodmanOps(name, cwd), cpu), guards, oomFile);
+    return { ops: new FastOps(channel, cgroup, new PodmanOps(name, cwd), cpu), oomFile };
   } catch (e) {
     channel?.close();
     await removeContainers([name]).catch(() => {});
