@@ -30,8 +30,9 @@ export { ROOTFS_REPO } from './environments/base-image.js';
  *   an image without a POSIX /bin/sh.
  *
  * On the fast path, run as root, open() takes a warm container made ahead for the same
- * environment and limits when there is one (warm-pool.ts: never used twice, kept only while
- * builds may run, setWarm()), and makes one on demand otherwise.
+ * environment and limits when there is one (warm-pool.ts: never used twice, made only once
+ * setWarm(true) says builds may run, all removed by setWarm(false)), and makes one on demand
+ * otherwise.
  */
 
 export const OWNER_LABEL = 'crowdbake.owner';
@@ -172,7 +173,7 @@ export class ContainerExecutor implements Executor {
     this.prepared.delete(key);
     const { ref } = await this.environments.prepare(environment, progress, options);
     // With warm sandboxes, the image's id now: a warm container of another id is not used.
-    this.prepared.set(key, { ref, id: this.warm ? await imageId(ref) : null });
+    this.prepared.set(key, { ref, id: this.warm?.active ? await imageId(ref) : null });
   }
 
   async environmentId(environment: EnvironmentSpec): Promise<string | null> {
@@ -230,7 +231,10 @@ export class ContainerExecutor implements Executor {
   /** The build in a warm container (warm-pool.ts) when one of its shape and image is ready; null: open on demand. */
   private async openWarm(request: SandboxRequest, workdir: string, buildDir: string | null,
     image: { ref: string; id: string | null }): Promise<Sandbox | null> {
-    if (!this.warm || !this.fast || image.id === null) return null;
+    if (!this.warm?.active || !this.fast) return null;
+    // Prepared before warm sandboxes were allowed: the id is looked up once here.
+    image.id ??= await imageId(image.ref);
+    if (image.id === null) return null;
     const entry = await this.warm.take(this.recipe(request, workdir, buildDir, image.ref, image.id));
     if (!entry) return null;
     try {
@@ -261,7 +265,8 @@ export class ContainerExecutor implements Executor {
           ? (mkdirSync(`${slot}/b/${src}`, { recursive: true }),
           ['--volume', `${slot}/b:/build:${volumeOptions(base !== null, true)}`, '--volume', `${slot}/w:/work:${volumeOptions(false, true)}`, '--workdir', cwd])
           : ['--volume', `${slot}/w:/work:${volumeOptions(base !== null, true)}`, '--workdir', '/work'];
-        const args = [...this.createArgs(request, name, volumes, base), ...labels.flatMap((l) => ['--label', l])];
+        // --stop-timeout 0: whoever stops it (`podman rmi --force` of its image) kills it at once; nothing in it needs a SIGTERM.
+        const args = [...this.createArgs(request, name, volumes, base), '--stop-timeout', '0', ...labels.flatMap((l) => ['--label', l])];
         const made = await startFastContainer(name, args, ref, this.fast?.runcRoot ?? null, cwd);
         const r = await podman(['inspect', '--format', '{{.Image}}', name], { allowFailure: true, timeoutMs: 30_000 });
         if (r.code !== 0) {

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ContainerOps } from './container-sandbox.js';
 import type { FastContainer, FastOps } from './fast/fast-ops.js';
@@ -26,9 +26,9 @@ import { podman, removeContainers } from './podman.js';
  *   the container (image, limits, network, read-only root, layout); a warm container is used
  *   only for a build of the same key and of the same image id (checked at each take).
  * - **Few, and only while builds may run.** At most `size` environments are kept warm, one
- *   container each: the most recently opened ones. setAllowed(false) (the governor: paused,
- *   in use, schedule off; draining, stopping) removes them all; setAllowed(true) makes them
- *   again.
+ *   container each: the most recently opened ones. Nothing is made until setAllowed(true) (the
+ *   agent's governor says builds may run); setAllowed(false) (paused, in use, schedule off;
+ *   draining, stopping) removes them all; true makes them again.
  * - **Owned and labelled.** Each container carries the owner label and WARM_AGENT_LABEL (boot
  *   id, pid and start time of the process that made it); removeWarmLeftovers() removes those
  *   whose process is gone, and their slots, at the next start.
@@ -88,7 +88,7 @@ export class WarmPool {
   readonly stamp = agentStamp(process.pid);
   /** Why the last warm container could not be made (cleared when one is made), or null. */
   lastError: string | null = null;
-  private allowed = true;
+  private allowed = false;
   /** Most recently opened last; at most `size`. */
   private readonly recipes: WarmRecipe[] = [];
   private readonly ready = new Map<string, WarmEntry>();
@@ -104,6 +104,11 @@ export class WarmPool {
 
   get size(): number {
     return this.o.size;
+  }
+
+  /** Whether warm containers may exist now (setAllowed). */
+  get active(): boolean {
+    return this.allowed && this.o.size > 0;
   }
 
   /** Names of the warm containers ready now. */
@@ -162,7 +167,10 @@ export class WarmPool {
     if (!this.rootDir) return;
     const dir = await this.rootDir.catch(() => null);
     this.rootDir = null;
-    if (dir) await removeSlotTree(dir);
+    if (dir) {
+      await removeSlotTree(dir);
+      removeIfEmpty(dirname(dir));
+    }
   }
 
   /**
@@ -353,8 +361,13 @@ export async function removeWarmLeftovers(ownerId: string, ownerLabel: string, r
     for (const stamp of readdirSync(root)) {
       if (!stampAlive(stamp)) await removeSlotTree(join(root, stamp));
     }
+    removeIfEmpty(root);
   }
   return dead.length;
+}
+
+function removeIfEmpty(dir: string): void {
+  try { rmdirSync(dir); } catch { /* not empty (another agent process of this owner), or gone */ }
 }
 
 /** Unmounts every mount at or under `dir` (deepest first, lazily), then deletes it. */
