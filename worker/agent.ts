@@ -221,10 +221,10 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
   };
 
-  /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
-  /** Warm sandboxes only while builds may run: removed when paused, in use, off schedule, draining or stopping. */
+  /** Warm sandboxes only while builds may run: removed when paused, in use, off schedule, too hot, draining or stopping. */
   const setWarm = (allowed: boolean): Promise<void> => Promise.all([...executors.values()].map((e) =>
     e.setWarm?.(allowed).catch((err: Error) => log(`warm sandboxes: ${err.message}`)))).then(() => {});
+  /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
   const applyDecision = async (d: Decision) => {
     const started = Date.now();
     void setWarm(d.run && !draining);

@@ -251,11 +251,11 @@ export class ContainerExecutor implements Executor {
     const layout = buildDir !== null ? 'build' as const : 'work' as const;
     const src = basename(workdir);
     const { cpus, memoryBytes, pids, diskBytes } = request.limits;
-    const shape = { ref, cpus, memoryBytes, pids, diskBytes, network: request.network, writableRoot: request.writableRoot === true, layout, src };
-    const key = JSON.stringify(shape);
+    const family = { ref, network: request.network, writableRoot: request.writableRoot === true, layout, src };
+    const key = JSON.stringify({ ...family, cpus, memoryBytes, pids, diskBytes });
     const cwd = layout === 'build' ? `/build/${src}` : '/work';
     return {
-      key, layout, imageId: id,
+      key, family: JSON.stringify(family), layout, imageId: id,
       poolId: createHash('sha256').update(key).digest('hex').slice(0, 12),
       what: `environment ${ref} (${JSON.stringify(request.limits)}, network ${request.network ? 'on' : 'off'})`,
       make: async (name, slot, labels) => {

@@ -25,10 +25,20 @@ import { podman, removeContainers } from './podman.js';
  * - **Its shape is decided before the build.** The recipe's key holds everything that decides
  *   the container (image, limits, network, read-only root, layout); a warm container is used
  *   only for a build of the same key and of the same image id (checked at each take).
+ * - **Limits are part of the shape.** A build whose limits (the builder's, tightened by the
+ *   volunteer's) differ from the warm container's does not take it; the older recipe of the
+ *   same family is dropped and its container removed, so a limit changed between warm-up and
+ *   take is never bypassed. A CPU cap ("keep going gently", too hot) is written to the taken
+ *   container's own cgroup by the freeze gate, as for one made on demand.
  * - **Few, and only while builds may run.** At most `size` environments are kept warm, one
  *   container each: the most recently opened ones. Nothing is made until setAllowed(true) (the
- *   agent's governor says builds may run); setAllowed(false) (paused, in use, schedule off;
- *   draining, stopping) removes them all; true makes them again.
+ *   agent's governor says builds may run); setAllowed(false) (paused, in use, schedule off,
+ *   too hot; draining, stopping) removes them all; true makes them again. After close() nothing
+ *   is ever made again.
+ * - **Not on the build's critical path.** destroy() resolves once every process of the
+ *   container has its SIGKILL and the build's directories are unmounted from it; `podman rm`
+ *   follows in the background (settled() waits for it; close() too, so a worker that stops
+ *   cleanly leaves nothing; after a crash the label finds it).
  * - **Owned and labelled.** Each container carries the owner label and WARM_AGENT_LABEL (boot
  *   id, pid and start time of the process that made it); removeWarmLeftovers() removes those
  *   whose process is gone, and their slots, at the next start.
@@ -48,6 +58,11 @@ export const WARM_ROOT = '/run/crowdbake-warm';
 export interface WarmRecipe {
   /** Everything that decides the container: image, limits, network, read-only root, layout. */
   key: string;
+  /**
+   * The key without the limits: a recipe of the same family and other limits (the volunteer
+   * changed theirs, or the builder did) replaces the older one, whose warm container is removed.
+   */
+  family: string;
   /** A short hash of `key`, for the pool label. */
   poolId: string;
   /** The image id the container must be made from (as of the last prepare()). */
@@ -89,6 +104,7 @@ export class WarmPool {
   /** Why the last warm container could not be made (cleared when one is made), or null. */
   lastError: string | null = null;
   private allowed = false;
+  private closed = false;
   /** Most recently opened last; at most `size`. */
   private readonly recipes: WarmRecipe[] = [];
   private readonly ready = new Map<string, WarmEntry>();
@@ -129,8 +145,8 @@ export class WarmPool {
     const entry = this.ready.get(recipe.key) ?? null;
     this.ready.delete(recipe.key);
     let usable = entry;
-    if (entry && (entry.imageId !== recipe.imageId || !entry.ops.alive)) {
-      this.o.log(`warm sandbox ${entry.name} not used: ${entry.ops.alive ? `its image ${short(entry.imageId)} is no longer ${recipe.what}'s (${short(recipe.imageId)})` : 'its container stopped'}`);
+    if (entry && (entry.imageId !== recipe.imageId || !entry.ops.running)) {
+      this.o.log(`warm sandbox ${entry.name} not used: ${entry.ops.running ? `its image ${short(entry.imageId)} is no longer ${recipe.what}'s (${short(recipe.imageId)})` : 'its container stopped'}`);
       this.discard(entry);
       usable = null;
     }
@@ -143,6 +159,7 @@ export class WarmPool {
    * gone) and makes none until true again, which makes them for the environments seen recently.
    */
   async setAllowed(allowed: boolean): Promise<void> {
+    if (this.closed && allowed) return;
     this.allowed = allowed;
     if (allowed) {
       this.refill();
@@ -163,6 +180,7 @@ export class WarmPool {
 
   /** Removes everything the pool made, its slots' root included. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.setAllowed(false);
     if (!this.rootDir) return;
     const dir = await this.rootDir.catch(() => null);
@@ -201,8 +219,18 @@ export class WarmPool {
   }
 
   private remember(recipe: WarmRecipe): void {
-    const i = this.recipes.findIndex((r) => r.key === recipe.key);
-    if (i >= 0) this.recipes.splice(i, 1);
+    // The same key again, or the same family with other limits: the newer recipe replaces it.
+    for (let i = this.recipes.length - 1; i >= 0; i--) {
+      const old = this.recipes[i]!;
+      if (old.key !== recipe.key && old.family !== recipe.family) continue;
+      this.recipes.splice(i, 1);
+      const e = old.key !== recipe.key ? this.ready.get(old.key) : undefined;
+      if (e) {
+        this.o.log(`warm sandbox ${e.name} removed: made under other limits than ${recipe.what}`);
+        this.ready.delete(old.key);
+        this.discard(e);
+      }
+    }
     this.recipes.push(recipe);
     while (this.recipes.length > this.o.size) {
       const old = this.recipes.shift()!;

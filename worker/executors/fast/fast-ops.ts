@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { ContainerSandbox, PodmanOps, type ContainerOps, type SandboxGuards } from '../container-sandbox.js';
 import { podman, podmanWithSockets, removeContainers } from '../podman.js';
 import { AgentChannel } from './agent-channel.js';
@@ -74,6 +75,15 @@ export class FastOps implements ContainerOps {
   /** Whether the agent still answers (the container runs). */
   get alive(): boolean {
     return this.channel.alive;
+  }
+
+  /**
+   * Whether the container still runs, as far as can be told without a round trip: its agent's
+   * sockets are open and its cgroup is still there (a container removed from outside loses its
+   * cgroup as `podman rm` returns, before this process has read the sockets' end).
+   */
+  get running(): boolean {
+    return this.channel.alive && (this.cgroup === null || existsSync(this.cgroup.dir));
   }
 }
 
