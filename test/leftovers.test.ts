@@ -68,7 +68,8 @@ test('a worker that stops cleanly (SIGTERM) removes its warm sandboxes and their
   const m = await testMaster({ quick: 'requires: { executor: container }\nsteps:\n  - run: "echo done"\n' });
   const dir = tempDir('wt');
   const w = workerProcess(m.url, await m.token('wt'), dir, ['--executor', 'container']);
-  t.after(async () => { w.kill('SIGKILL'); await m.close(); cleanup(dir); });
+  // Should the test fail: what the worker left goes (the sweep a next start would do).
+  t.after(async () => { w.kill('SIGKILL'); await m.close(); await removeWarmLeftovers('w-wt', 'crowdbake.owner'); cleanup(dir); });
   assert.equal((await m.waitFinished(await m.force('quick'), 60_000)).result, 'success');
   await until('a warm sandbox for the next build', () => warm('w-wt').length === 1, 60_000);
   assert.ok(existsSync(join(WARM_ROOT, 'w-wt')));
