@@ -26,7 +26,15 @@ test('after a worker is SIGKILLed mid-build, its next start removes the containe
   const dir = tempDir('wk');
   const token = await m.token('wk');
   const first = workerProcess(m.url, token, dir, ['--executor', 'container']);
-  t.after(async () => { first.kill('SIGKILL'); await m.close(); await releaseStaleDiskLimits(dir); cleanup(dir); });
+  // Should the test fail before the second worker swept them: the killed worker's containers go
+  // too (left running, `sleep 60` in a container named crowdbake-b1-a1-…, they misled another
+  // test that looked for its build's container by that name).
+  t.after(async () => {
+    first.kill('SIGKILL'); await m.close();
+    const left = containers('w-wk');
+    if (left.length) await removeContainers(left);
+    await removeWarmLeftovers('w-wk', 'crowdbake.owner'); await releaseStaleDiskLimits(dir); cleanup(dir);
+  });
   const id = await m.force('slow');
   await until('the build to run', async () => (await fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text())).includes('running'), 60_000);
   // Behind the build (made on demand: the pool had not seen its environment yet) the pool makes a warm one for the next.

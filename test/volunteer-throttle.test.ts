@@ -4,12 +4,14 @@
 // not a timing assertion — and freezes when the volunteer chooses freeze instead.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildView } from '../protocol/api.js';
 import { startWorker } from '../worker/agent.js';
+import { WARM_AGENT_LABEL } from '../worker/executors/warm-pool.js';
+import { cgroupLines } from '../worker/executors/fast/cgroups.js';
 import { CpuQuota } from '../worker/executors/fast/cpu-quota.js';
 import { AgentClient } from '../app/agent-client.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
@@ -20,10 +22,28 @@ const CAP = 0.5;
 /** Slack above the cap for the kernel's accounting (a period's overrun, the read's own delay). */
 const MARGIN = 0.15;
 
-const pidOf = async (buildId: number): Promise<number> => {
-  const { stdout } = await execFileP('podman', ['ps', '--filter', `name=crowdbake-b${buildId}-a`, '--format', '{{.Pid}}']);
-  return Number(stdout.trim().split('\n')[0]);
+/**
+ * The host pid of the build's spinning step, found in the worker's own containers: the process
+ * running SPIN's loop whose CPU cgroup is one of those containers'. Not by name: a build may run
+ * in a warm container (worker/executors/warm-pool.ts), and another test's worker may have a
+ * container of the same build number; the cgroup measured is the one the step really runs in.
+ */
+const stepPid = async (owner: string): Promise<number | null> => {
+  const { stdout } = await execFileP('podman', ['ps', '--filter', `label=crowdbake.owner=${owner}`, '--format', '{{.Pid}}']);
+  const cpuCgroup = async (pid: number) => (await cgroupLines(pid)).find((l) => l.controllers.includes('cpu') || l.controllers.length === 0)?.path ?? null;
+  const ours = new Set(await Promise.all(stdout.split('\n').map(Number).filter((p) => p > 0).map(cpuCgroup)));
+  const found: number[] = [];
+  for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    const cmd = (() => { try { return readFileSync(`/proc/${name}/cmdline`, 'utf8'); } catch { return ''; } })();
+    if (cmd.includes('while :; do :; done') && ours.has(await cpuCgroup(Number(name)))) found.push(Number(name));
+  }
+  assert.ok(found.length <= 1, `one build of ${owner} spins: ${found.join(', ')}`);
+  return found[0] ?? null;
 };
+
+/** Warm containers (made ahead for the next build) of a worker. */
+const warmCount = (owner: string): number => execFileSync('podman', ['ps', '-a', '-q', '--filter', `label=crowdbake.owner=${owner}`, '--filter', `label=${WARM_AGENT_LABEL}`])
+  .toString().split('\n').filter(Boolean).length;
 
 /** CPU cores the container used over a stretch of `ms`, with input reported every 200 ms meanwhile (the volunteer typing). */
 async function shareWhileTyping(q: CpuQuota, ms: number, input: () => Promise<unknown>): Promise<number> {
@@ -55,7 +75,7 @@ test('keep going gently: a CPU-bound build runs under the cap while the voluntee
 
   const id = await m.force('spin');
   await until('running', async () => (await m.get<BuildView>(`/api/v1/builds/${id}`)).state === 'running' && w.status().current.length > 0, 60_000);
-  const pid = await until('container', () => pidOf(id).then((p) => (p > 0 ? p : null)), 60_000);
+  const pid = await until('the build\'s step in its container', () => stepPid('w-gentle'), 60_000);
   const q = await CpuQuota.ofPid(pid);
   assert.ok(q, 'the container\'s CPU cgroup is found');
 
@@ -110,12 +130,14 @@ test('the temperature cap: above it builds are throttled, 5 °C above it held (t
     preferences: { when: 'always', maxTemperatureC: 80, hereLimits: { cpus: CAP, cpuPercent: null } },
   });
   t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
-  const id = await m.force('spin');
+  await m.force('spin');
   await until('running', () => w.status().current.length > 0, 60_000);
-  const q = await CpuQuota.ofPid(await until('container', () => pidOf(id).then((p) => (p > 0 ? p : null)), 60_000));
+  const q = await CpuQuota.ofPid(await until('the build\'s step in its container', () => stepPid('w-hot'), 60_000));
   assert.ok(q);
   await until('temperature read', () => w.status().temperatureC === 50);
   assert.equal(w.status().cpuCap, null);
+  // As root the pool makes a warm sandbox behind the build (for the next one of its environment).
+  if (process.getuid?.() === 0) await until('a warm sandbox behind the build', () => warmCount('w-hot') === 1, 60_000);
 
   heat(82);
   await until('throttled', () => w.status().cpuCap === CAP, 30_000);
@@ -126,9 +148,12 @@ test('the temperature cap: above it builds are throttled, 5 °C above it held (t
   heat(86);
   await until('held', () => w.status().current[0]?.frozen === true, 30_000);
   assert.match(w.status().reason, /too hot: 86 °C \(held above 85 °C\)/);
+  // Too hot for builds: no warm sandbox is kept either (the one made behind this build is removed).
+  await until('no warm sandbox while held', () => warmCount('w-hot') === 0, 30_000);
 
   heat(60);
   await until('cooled down', () => w.status().current[0]?.frozen === false && w.status().cpuCap === null, 30_000);
+  if (process.getuid?.() === 0) await until('a warm sandbox again once builds may run', () => warmCount('w-hot') === 1, 60_000);
 });
 
 test('the local history records the CPU time a container build used (its cgroup\'s counter), for "what this computer gave"', { timeout: 120_000 }, async (t) => {
