@@ -10,8 +10,13 @@ export const QEMU_MISSING = 'qemu is not installed (apt-get install qemu-system-
 /**
  * mitigations=off: the guest runs one build and nothing else, so there is no one inside to
  * protect from it; the host is protected by its own kernel. Saves boot time under TCG.
+ * init_on_free=1: freed pages are zeroed, so a saved guest (vm-snapshot.ts) holds zero pages
+ * where the boot's freed memory was, which QEMU's migration stream stores as flags: 53 MiB
+ * instead of 81 MiB for a 256 MiB guest, and loading it took 140 instead of 280 ms (TCG, load 9).
+ * Debian's kernel zeroes pages on allocation already (init_on_alloc); with init_on_free on it
+ * skips that, so the zeroing moves from allocation to freeing rather than doubling.
  */
-const KERNEL_ARGS = 'console=ttyS0 panic=-1 quiet mitigations=off';
+const KERNEL_ARGS = 'console=ttyS0 panic=-1 quiet mitigations=off init_on_free=1';
 export const PORTS = ['ctl', 'out', 'err', 'data'] as const;
 export type PortName = (typeof PORTS)[number];
 
