@@ -3,7 +3,7 @@
 // after the build). A new test file lands in a group by where it lives: next to its module
 // it is a unit test unless it matches SANDBOX or STORE; under test/ it is cross-process.
 //   node scripts/test.mjs --list-groups      prints each group's files
-const SANDBOX = /\/executors\/(container|warm-pool|fast\/fast-path|environments\/(environments|debootstrap|eviction)|vm\/vm)\.test\.js$/;
+const SANDBOX = /\/executors\/(container|warm-pool|fast\/fast-path|environments\/(environments|debootstrap|eviction)|vm\/vm(-snapshot)?)\.test\.js$/;
 const STORE = /\/store\/postgres-[^/]*\.test\.js$/;
 const VM = /\/test\/(local-vm|sandbox-escape-vm)\.test\.js$/;
 const BROWSER = /\/test\/([^/]*dashboard|[^/]*-ui)\.test\.js$/;

@@ -6,12 +6,13 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { BUSYBOX_PATH, isStaticElf } from '../busybox-image.js';
 import { AGENT_SCRIPT } from './agent-script.js';
 import { cpioNewc, type CpioEntry } from './cpio.js';
+import { reseedElf } from './reseed-elf.js';
 import { runTool } from './run-tool.js';
 
 /**
  * The guest's kernel and initramfs, built on first use and cached under `<cacheDir>`:
  *   kernel/<package>_<version>/{vmlinuz,package.deb}   from Debian's cloud kernel, via apt-get download
- *   initrd-<sha256 prefix>.gz                            busybox, modules and the agent; the name hashes
+ *   initrd-<sha256 prefix>.gz                            busybox, modules, the agent and crowdbake-reseed; the name hashes
  *                                                        every input, so a new kernel or agent rebuilds it
  */
 
@@ -56,7 +57,7 @@ async function build(options: AssetOptions, progress: (line: string) => void): P
     throw new Error(`the vm executor needs Debian's busybox-static as the guest's userland (apt-get install busybox-static): ${busybox} is ${bb ? 'not statically linked' : 'missing'}`);
   }
   const key = createHash('sha256').update(JSON.stringify({
-    FORMAT, agent: AGENT_SCRIPT, kernel: kernel.id, busybox: createHash('sha256').update(bb).digest('hex'), BASE_MODULES, DISK_MODULES, NET_MODULES,
+    FORMAT, agent: AGENT_SCRIPT, reseed: reseedElf().toString('hex'), kernel: kernel.id, busybox: createHash('sha256').update(bb).digest('hex'), BASE_MODULES, DISK_MODULES, NET_MODULES,
   })).digest('hex').slice(0, 16);
   const initrd = join(options.cacheDir, `initrd-${key}.gz`);
   if (!existsSync(initrd)) {
@@ -179,6 +180,7 @@ async function buildInitrd(deb: string, busybox: string, bb: Buffer, cacheDir: s
       { kind: 'file', path: 'bin/busybox', data: bb, mode: 0o755 },
       ...applets.map((a) => ({ kind: 'symlink' as const, path: `bin/${a}`, target: 'busybox' })),
       { kind: 'file', path: 'init', data: Buffer.from(AGENT_SCRIPT), mode: 0o755 },
+      { kind: 'file', path: 'bin/crowdbake-reseed', data: reseedElf(), mode: 0o755 },
       { kind: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n') },
       { kind: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnogroup:x:65534:\n') },
       { kind: 'file', path: 'etc/crowdbake/modules', data: Buffer.from(`${base.map((m) => m.name).join(' ')}\n`) },

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, createWriteStream, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { formatLimit } from '../step-support.js';
 import { GuestLink } from './guest-link.js';
 import { PORTS, QEMU, QEMU_MISSING, Qmp, qemuArgs, socketPath, type PortName, type VmConfig } from './qemu.js';
@@ -15,11 +17,22 @@ import { lastLines } from './run-tool.js';
  * sockets in a private temp dir and QEMU connects to them at start-up.
  */
 
-export interface LaunchOptions extends Omit<VmConfig, 'socketDir'> {
+export interface LaunchOptions extends Omit<VmConfig, 'socketDir' | 'incoming'> {
   ownerId: string;
   /** Where running VMs are recorded: `<stateDir>/<id>.json`. */
   stateDir: string;
+  /** Until the agent is parked (boot), or the saved state is loaded and running (restore). */
   bootTimeoutMs: number;
+  /** Restore this saved state (vm-snapshot.ts; given to QEMU as an open fd) instead of booting. */
+  restoreFrom?: string;
+  /** The build's own settings, sent once the guest is parked or restored; null leaves it parked (to be saved). */
+  setup: GuestSetup | null;
+}
+
+/** What differs between builds of one machine shape: never in a snapshot, sent after it is restored. */
+export interface GuestSetup {
+  /** The pids limit of the build's steps; 0 or absent: none. */
+  pids?: number;
 }
 
 export interface VmRecord {
@@ -77,7 +90,18 @@ export class GuestVm {
       });
       server.on('error', () => {});
     }
-    const child = spawn(QEMU, qemuArgs({ ...o, socketDir }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stateFd: number | null = null;
+    if (o.restoreFrom) {
+      try {
+        stateFd = openSync(o.restoreFrom, 'r');
+      } catch (e) {
+        for (const s of servers) s.close();
+        await rm(socketDir, { recursive: true, force: true });
+        throw new Error(`cannot open the saved VM state: ${(e as Error).message}`);
+      }
+    }
+    const child = spawn(QEMU, qemuArgs({ ...o, socketDir, incoming: stateFd !== null }), { stdio: ['ignore', 'pipe', 'pipe', ...(stateFd !== null ? [stateFd] : [])] });
+    if (stateFd !== null) closeSync(stateFd); // QEMU holds its own copy
     const vm = new GuestVm(child, o, socketDir, servers);
     const spawned = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
       child.once('spawn', () => resolve(null));
@@ -94,8 +118,13 @@ export class GuestVm {
       for (const s of servers) s.close();
       vm.qmp = await vm.within(10_000, 'QEMU did not answer on QMP', Qmp.start(byName.qmp));
       vm.link = new GuestLink(byName);
-      const first = await vm.within(o.bootTimeoutMs, `the VM did not finish booting within ${formatLimit(o.bootTimeoutMs)} (${o.accel.toUpperCase()})`, vm.link.nextLine());
-      if (first !== 'ready') throw new Error(first.startsWith('fail ') ? `the VM's agent failed: ${first.slice(5)}` : `the VM's agent said "${first}" instead of ready`);
+      if (o.restoreFrom) {
+        await vm.within(o.bootTimeoutMs, `the saved VM state did not load within ${formatLimit(o.bootTimeoutMs)}`, vm.untilRunning());
+      } else {
+        const first = await vm.within(o.bootTimeoutMs, `the VM did not finish booting within ${formatLimit(o.bootTimeoutMs)} (${o.accel.toUpperCase()})`, vm.link.nextLine());
+        if (first !== 'parked') throw new Error(first.startsWith('fail ') ? `the VM's agent failed: ${first.slice(5)}` : `the VM's agent said "${first}" instead of parked`);
+      }
+      if (o.setup) await vm.configure(o.setup);
       return vm;
     } catch (e) {
       // A channel closing first hides why: if QEMU exited, say how and what it printed.
@@ -104,6 +133,65 @@ export class GuestVm {
         ? `${vm.describeExit(exit)}${vm.diagnostics()}` : (e as Error).message;
       await vm.shutdown();
       throw new Error(message);
+    }
+  }
+
+  /**
+   * The build's settings, fresh for each VM: the clock, 32 random bytes the guest's kernel RNG is
+   * reseeded with (a restored guest would otherwise repeat the snapshot's random stream), the pids
+   * limit; the agent then brings up the network and mounts the disk and answers "ready".
+   */
+  async configure(setup: GuestSetup): Promise<void> {
+    const reply = this.link.nextLine();
+    reply.catch(() => {});
+    this.link.send(`setup ${Math.floor(Date.now() / 1000)} ${setup.pids ?? 0} ${randomBytes(32).toString('base64')}`);
+    const line = await this.within(60_000, 'the VM\'s agent did not finish its setup', reply);
+    if (line !== 'ready') throw new Error(line.startsWith('fail ') ? `the VM's agent failed: ${line.slice(5)}` : `the VM's agent said "${line}" instead of ready`);
+  }
+
+  /**
+   * Saves the stopped guest's whole state (RAM, devices) into `file` (created, must not exist),
+   * through a unix socket of ours QEMU migrates to. The VM stays stopped; the caller quits it.
+   */
+  async saveState(file: string): Promise<void> {
+    const path = join(this.socketDir, 'migrate.sock');
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(path, resolve); });
+    const written = new Promise<void>((resolve, reject) => server.once('connection', (sock: Socket) => {
+      pipeline(sock, createWriteStream(file, { flags: 'wx', mode: 0o600 })).then(resolve, reject);
+    }));
+    written.catch(() => {});
+    try {
+      await this.qmp.execute('stop');
+      // QEMU's default migration bandwidth is 32 MiB/s; this is a local file.
+      await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1e12 });
+      await this.qmp.execute('migrate', { uri: `unix:${path}` });
+      for (;;) {
+        const r = await this.qmp.execute('query-migrate') as { status?: string; 'error-desc'?: string };
+        if (r.status === 'completed') break;
+        if (r.status === 'failed' || r.status === 'cancelled') throw new Error(`QEMU could not save the VM: ${r['error-desc'] ?? r.status}`);
+        await sleep(5);
+      }
+      await this.within(60_000, 'writing the saved VM state timed out', written);
+    } finally {
+      server.close();
+    }
+  }
+
+  /**
+   * After `-incoming`: resolves once the loaded guest runs; rejects if QEMU ends in any other
+   * state. The state was saved stopped, so QEMU leaves it paused once loaded: then `cont`.
+   */
+  private async untilRunning(): Promise<void> {
+    for (;;) {
+      const r = await this.qmp.execute('query-status') as { status?: string };
+      if (r.status === 'running') return;
+      if (r.status === 'paused') {
+        await this.qmp.execute('cont');
+        continue;
+      }
+      if (r.status !== 'inmigrate' && r.status !== 'prelaunch') throw new Error(`the restored VM is ${r.status ?? 'in no known state'}${this.diagnostics()}`);
+      await sleep(2);
     }
   }
 

@@ -10,8 +10,13 @@ export const QEMU_MISSING = 'qemu is not installed (apt-get install qemu-system-
 /**
  * mitigations=off: the guest runs one build and nothing else, so there is no one inside to
  * protect from it; the host is protected by its own kernel. Saves boot time under TCG.
+ * init_on_free=1: freed pages are zeroed, so a saved guest (vm-snapshot.ts) holds zero pages
+ * where the boot's freed memory was, which QEMU's migration stream stores as flags: 53 MiB
+ * instead of 81 MiB for a 256 MiB guest, and loading it took 140 instead of 280 ms (TCG, load 9).
+ * Debian's kernel zeroes pages on allocation already (init_on_alloc); with init_on_free on it
+ * skips that, so the zeroing moves from allocation to freeing rather than doubling.
  */
-const KERNEL_ARGS = 'console=ttyS0 panic=-1 quiet mitigations=off';
+const KERNEL_ARGS = 'console=ttyS0 panic=-1 quiet mitigations=off init_on_free=1';
 export const PORTS = ['ctl', 'out', 'err', 'data'] as const;
 export type PortName = (typeof PORTS)[number];
 
@@ -54,8 +59,9 @@ export interface VmConfig {
   initrd: string;
   network: boolean;
   disk?: { path: string; format: 'qcow2' | 'raw' };
-  pids?: number;
   socketDir: string;
+  /** Restore the guest from a saved state QEMU reads on its fd 3 (`-incoming fd:3`) instead of booting. */
+  incoming?: boolean;
 }
 
 export function socketPath(dir: string, name: PortName | 'qmp'): string {
@@ -79,8 +85,7 @@ export function hostTscKhz(cpuinfo?: string): number {
 }
 
 export function qemuArgs(c: VmConfig): string[] {
-  const append = [KERNEL_ARGS, ...(c.accel === 'tcg' ? [`tsc_early_khz=${hostTscKhz()}`, 'tsc=reliable'] : []), `crowdbake.net=${c.network ? 1 : 0}`, `crowdbake.disk=${c.disk ? 1 : 0}`,
-    ...(c.pids ? [`crowdbake.pids=${c.pids}`] : [])].join(' ');
+  const append = [KERNEL_ARGS, ...(c.accel === 'tcg' ? [`tsc_early_khz=${hostTscKhz()}`, 'tsc=reliable'] : []), `crowdbake.net=${c.network ? 1 : 0}`, `crowdbake.disk=${c.disk ? 1 : 0}`].join(' ');
   const args = [
     '-name', `crowdbake-${c.id}`,
     '-accel', c.accel, ...(c.accel === 'kvm' ? ['-cpu', 'host'] : []),
@@ -99,6 +104,8 @@ export function qemuArgs(c: VmConfig): string[] {
     const file = c.disk.path.replace(/,/g, ',,');
     args.push('-drive', `file=${file},if=none,id=disk0,format=${c.disk.format},snapshot=on`, '-device', 'virtio-blk-device,drive=disk0');
   }
+  // Digits name an inherited fd (QEMU's monitor_fd_param): no shell, no path in the command line.
+  if (c.incoming) args.push('-incoming', 'fd:3');
   return args;
 }
 
@@ -127,11 +134,11 @@ export class Qmp {
     return q;
   }
 
-  execute(command: string): Promise<unknown> {
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
     const run = async (): Promise<unknown> => {
       if (this.closed) throw new Error('the QMP connection is closed');
       const reply = this.next();
-      this.socket.write(`${JSON.stringify({ execute: command })}\n`);
+      this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
       return reply;
     };
     const p = this.chain.then(run, run);

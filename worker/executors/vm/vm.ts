@@ -12,6 +12,7 @@ import { checkDiskImage } from './disk-image.js';
 import { cleanupRecords, GuestVm } from './guest-vm.js';
 import { kvmCandidate, qemuVersion, type Accel } from './qemu.js';
 import { VmSandbox } from './vm-sandbox.js';
+import { VmSnapshots, type LaunchedFrom } from './vm-snapshot.js';
 
 /**
  * Runs each build in a fresh QEMU microvm: Debian's cloud kernel, an initramfs with busybox and
@@ -47,6 +48,13 @@ export interface VmExecutorOptions {
   basesDir?: string;
   /** Downloaded `vm:URL#sha256=…` images, by sha256. Default `<cacheDir>/downloads`. */
   downloadDir?: string;
+  /**
+   * Start builds from a saved, booted guest (vm-snapshot.ts, in `<cacheDir>/snapshots`) instead of
+   * booting each. Default true, unless the environment has CROWDBAKE_VM_SNAPSHOTS=0.
+   */
+  snapshots?: boolean;
+  /** The worker's log, for what concerns no one build (a snapshot saved, or unusable). Default: stderr. */
+  log?: (line: string) => void;
 }
 
 /** A `vm:` disk base, before it is found on this worker. */
@@ -61,12 +69,23 @@ export class VmExecutor implements Executor {
   private accel: Promise<Accel> | null = null;
   private decided: Accel | null = null;
   private readonly files: BaseFiles;
+  private readonly snapshots: VmSnapshots | null;
+  /** How each open sandbox's VM started, by sandbox id (for tests and the bench). */
+  readonly launchedFrom = new Map<string, LaunchedFrom>();
 
   constructor(private readonly options: VmExecutorOptions) {
     if (!OWNER.test(options.ownerId)) throw new Error(`ownerId "${options.ownerId}" must be letters, digits, ".", "_" or "-"`);
     this.ownerId = options.ownerId;
     this.cacheDir = resolve(options.cacheDir);
     this.files = new BaseFiles({ basesDir: options.basesDir, downloadDir: options.downloadDir ?? join(this.cacheDir, 'downloads') });
+    const useSnapshots = options.snapshots ?? process.env.CROWDBAKE_VM_SNAPSHOTS !== '0';
+    const log = options.log ?? ((line: string) => { process.stderr.write(`${line}\n`); });
+    this.snapshots = useSnapshots ? new VmSnapshots(join(this.cacheDir, 'snapshots'), log) : null;
+  }
+
+  /** The snapshot store, or null when builds boot cold. */
+  get snapshotStore(): VmSnapshots | null {
+    return this.snapshots;
   }
 
   /** QEMU runs, busybox-static is there, and a guest kernel is cached or apt-get can fetch one. */
@@ -125,12 +144,16 @@ export class VmExecutor implements Executor {
     const { limits } = request;
     const memoryMiB = Math.max(MIN_MEMORY_MIB, limits.memoryBytes ? Math.floor(limits.memoryBytes / 1024 ** 2) : DEFAULT_MEMORY_MIB);
     const cpus = Math.min(Math.max(1, Math.ceil(limits.cpus ?? 1)), availableParallelism());
-    const vm = await GuestVm.launch({
+    const launch = {
       id: request.id, ownerId: this.ownerId, stateDir: this.stateDir, accel, memoryMiB, cpus,
       kernel: this.assets!.kernel, initrd: this.assets!.initrd, network: request.network,
-      ...(disk ? { disk } : {}), ...(limits.pids ? { pids: limits.pids } : {}),
+      ...(disk ? { disk } : {}), setup: { ...(limits.pids ? { pids: limits.pids } : {}) },
       bootTimeoutMs: this.bootTimeout(accel),
-    }).catch((e: Error) => { throw new Error(`could not start the build VM: ${e.message}`); });
+    };
+    const { vm, from } = await (this.snapshots ? this.snapshots.launch(launch) : GuestVm.launch(launch).then((v) => ({ vm: v, from: 'cold' as const })))
+      .catch((e: Error) => { throw new Error(`could not start the build VM: ${e.message}`); });
+    this.launchedFrom.set(request.id, from);
+    void vm.exited.then(() => this.launchedFrom.delete(request.id));
     return VmSandbox.start(vm, workdir, limits.diskBytes);
   }
 
@@ -160,7 +183,7 @@ export class VmExecutor implements Executor {
       try {
         const vm = await GuestVm.launch({
           id, ownerId: this.ownerId, stateDir: this.stateDir, accel: 'kvm', memoryMiB: MIN_MEMORY_MIB, cpus: 1,
-          kernel: this.assets!.kernel, initrd: this.assets!.initrd, network: false, bootTimeoutMs: 20_000,
+          kernel: this.assets!.kernel, initrd: this.assets!.initrd, network: false, bootTimeoutMs: 20_000, setup: {},
         });
         await vm.shutdown();
         return 'kvm';
