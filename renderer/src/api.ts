@@ -4,14 +4,16 @@ import {
 } from '../../protocol/api.js';
 import { DiffoscopeReportSchema, type DiffoscopeReport } from '../../protocol/diffoscope-report.js';
 import { FARM_KEY_URL, FarmKeySchema, ProvenanceBundleSchema, type FarmKey, type ProvenanceBundle } from '../../protocol/provenance.js';
+import { API_BASE, buildsPath, takePrefetched } from './first-load';
 
 /**
  * The master's REST API (`/api/v1`) and its events WebSocket, for the browser. Every JSON
  * answer and every event frame is checked against the protocol's zod schemas before the
- * rest of the dashboard sees it.
+ * rest of the dashboard sees it — the first requests too, which boot.ts sent before this
+ * module was loaded (first-load.ts).
  */
 
-export const API_BASE = '/api/v1';
+export { API_BASE };
 
 /** A failed request: `status` is the HTTP status (0 when the master could not be reached). */
 export class ApiError extends Error {
@@ -51,7 +53,9 @@ function describe(issues: readonly { path: readonly PropertyKey[]; message: stri
 export async function request(path: string, init: RequestInit = {}): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(`${API_BASE}${path}`, { ...init, headers: { accept: 'application/json', ...init.headers } });
+    // A plain GET boot.ts already sent is answered from there (once).
+    const early = init.method === undefined && init.headers === undefined ? takePrefetched(path) : undefined;
+    res = await (early ?? fetch(`${API_BASE}${path}`, { ...init, headers: { accept: 'application/json', ...init.headers } }));
   } catch (e) {
     throw new ApiError(0, `cannot reach the master: ${(e as Error).message}`);
   }
@@ -86,13 +90,7 @@ export function fetchBuilders(): Promise<BuilderView[]> {
 }
 
 export function fetchBuilds(query: BuildQuery = {}): Promise<BuildView[]> {
-  const params = new URLSearchParams();
-  if (query.builder) params.set('builder', query.builder);
-  if (query.state) params.set('state', query.state);
-  if (query.limit !== undefined) params.set('limit', String(query.limit));
-  if (query.before !== undefined) params.set('before', String(query.before));
-  const qs = params.toString();
-  return getJson(`/builds${qs ? `?${qs}` : ''}`, BuildListSchema);
+  return getJson(buildsPath(query), BuildListSchema);
 }
 
 export function fetchBuild(id: number): Promise<BuildView> {

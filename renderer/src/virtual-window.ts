@@ -15,3 +15,8 @@ export function virtualWindow(scrollTop: number, viewport: number, rowHeight: nu
   const end = Math.min(count, Math.ceil((scrollTop + viewport) / rowHeight) + overscan);
   return { start, end: Math.max(start, end), before: start * rowHeight, after: (count - Math.max(start, end)) * rowHeight };
 }
+
+/** Every row of a builds table is this tall (styles.css pins `.builds-table tbody tr`), so the list can be virtual. */
+export const ROW_HEIGHT = 38;
+/** Builds tables longer than this render only the rows in view. */
+export const VIRTUAL_FROM = 60;

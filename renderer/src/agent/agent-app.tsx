@@ -1,5 +1,5 @@
+// Its styles (agent-app.css) are part of app.css: boot.ts imports them.
 import { useHash } from '../router';
-import './agent-app.css';
 import { SkipLink } from '../components/skip-link';
 import { useFocusOnNavigate } from '../components/use-focus-on-navigate';
 import { AgentHeader } from './agent-header';

@@ -1,16 +1,12 @@
 import { useLayoutEffect, useRef, useState } from 'react';
-import { virtualWindow } from '../virtual-window';
+import { ROW_HEIGHT, VIRTUAL_FROM, virtualWindow } from '../virtual-window';
 import { BuildRow } from './build-row';
-
-/** Every row is this tall (styles.css pins `.builds-table tbody tr`), so the list can be virtual. */
-export const ROW_HEIGHT = 38;
-/** Lists longer than this render only the rows in view. */
-const VIRTUAL_FROM = 60;
 
 /**
  * Builds as a table: one row each, the build number linking to its page. A long list (the whole
  * history of a busy farm) scrolls inside its box and renders only the rows in view, so ten
- * thousand builds paint as fast as forty.
+ * thousand builds paint as fast as forty. first-rows.ts paints the same markup before React
+ * is loaded: keep the two alike (test/dashboard.test.ts compares them).
  */
 export function BuildsTable({ ids, caption }: { ids: readonly number[]; caption: string }) {
   const box = useRef<HTMLDivElement>(null);

@@ -1,5 +1,6 @@
 import type { BuildView, DashboardEvent } from '../../../protocol/api.js';
 import * as api from '../api';
+import { RECENT_LIMIT, usedPrefetch } from '../first-load';
 import { mergeLog } from '../log-merge';
 import { dashboard } from './store';
 import { withAdminToken } from './admin';
@@ -9,8 +10,6 @@ import { withAdminToken } from './admin';
  * from a test, with no React in sight. They talk to the master (api.ts) and write the store.
  */
 
-/** Builds fetched for the Builds page at start and after a reconnect. */
-const RECENT_LIMIT = 100;
 /** Builds fetched per builder for its row of cells. */
 export const CELLS_PER_BUILDER = 16;
 /** Builds per builder on the Grid page (those beyond the builders page's cells come from the recent builds loaded). */
@@ -41,9 +40,18 @@ function putBuildsFrom(list: readonly BuildView[], since: number): void {
 /** Connects to the master and loads everything; returns a function that disconnects. */
 export function startDashboard(): () => void {
   stream?.close();
+  let firstOpen = true;
   stream = api.openEventStream({
     onEvent: applyEvent,
-    onStatus: (status, detail) => state().setConnection(status, detail),
+    onStatus: (status, detail) => {
+      state().setConnection(status, detail);
+      // The first answers may come from boot.ts's requests, sent before this socket listened:
+      // what changed in between arrives with no event, so load once more now that it listens.
+      if (status === 'open' && firstOpen) {
+        firstOpen = false;
+        if (usedPrefetch()) void refreshAll();
+      }
+    },
     onReconnect: () => void refreshAll(),
     onInvalid: (problem) => {
       state().countInvalidFrame();
