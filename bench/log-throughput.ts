@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startFarm } from './lib/crowdbake-farm.js';
-import { onCleanup, sampleMemory, tracked, wallMs } from './lib/procs.js';
+import { cpuMsOf, onCleanup, sampleMemory, tracked, wallMs } from './lib/procs.js';
 import { median, type BenchResult } from './types.js';
 
 const RUNS = Number(process.env.BENCH_LOG_RUNS ?? 5);
@@ -26,16 +26,23 @@ export async function run(): Promise<BenchResult[]> {
   const farm = await startFarm(['w1']);
   const off = onCleanup(() => farm.stop());
   try {
-    await farm.startWorker('w1');
+    const worker = await farm.startWorker('w1');
     await farm.waitWorkers(1);
     for (let i = 0; i < 3; i++) await farm.waitFinished(await farm.force('trivial'));
     const rates: number[] = [];
     let rssMax = 0;
     let rssFirst = 0;
+    const masterCpu: number[] = [];
+    const workerCpu: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const rss = sampleMemory(farm.pid, 50);
+      const cpu0 = [cpuMsOf(farm.pid), cpuMsOf(worker.pid!)];
       const id = await farm.force('loud');
       const b = await farm.waitFinished(id, 120_000);
+      // CPU time over the build (less sensitive than wall time to others' load on the machine);
+      // the master's includes the polls of waitFinished.
+      masterCpu.push(cpuMsOf(farm.pid) - cpu0[0]!);
+      workerCpu.push(cpuMsOf(worker.pid!) - cpu0[1]!);
       const m = rss.stop();
       if (i === 0) rssFirst = m.first;
       rssMax = Math.max(rssMax, m.max);
@@ -47,6 +54,8 @@ export async function run(): Promise<BenchResult[]> {
     }
     return [
       { name: 'one step printing 20 MB, queued → finished with its log stored', value: median(rates), unit: 'MB/s', goal: '≥250', note: `median of ${RUNS} (${rates.map((r) => r.toFixed(0)).join(', ')}); host executor, one worker` },
+      { name: 'master CPU per 20 MB build, queued → finished', value: median(masterCpu), unit: 'ms', note: `median of ${RUNS} (${masterCpu.map((r) => r.toFixed(0)).join(', ')}); user + system, with the status polls` },
+      { name: 'worker CPU per 20 MB build, queued → finished', value: median(workerCpu), unit: 'ms', note: `median of ${RUNS} (${workerCpu.map((r) => r.toFixed(0)).join(', ')}); the agent alone, not the step's processes` },
       { name: 'master RSS during those logs', value: rssMax, unit: 'MiB', note: `before the first: ${rssFirst.toFixed(0)} MiB; the peak over all ${RUNS}` },
       { name: 'limit: 20 MB from `yes | head` through a pipe into Node', value: median(pipe), unit: 'MB/s', note: 'median of 3; the fastest a step\'s output reaches the worker' },
     ];
