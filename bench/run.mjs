@@ -17,6 +17,7 @@ const SCENARIOS = [
   { name: 'scheduling', budgetMin: 2 },
   { name: 'scaling', budgetMin: 12 },
   { name: 'dashboard-paint', budgetMin: 4 },
+  { name: 'log-throughput', budgetMin: 4 },
   { name: 'provenance', budgetMin: 5 },
 ];
 
