@@ -124,6 +124,10 @@ export class PostgresStore implements Store {
     return this.count('DELETE FROM tokens WHERE one_time = 1 AND name = ANY($1::text[])', [names]);
   }
 
+  async listRevokedTokenNames(): Promise<string[]> {
+    return (await this.query('SELECT name FROM tokens WHERE revoked_at IS NOT NULL')).map((r) => String(r.name));
+  }
+
   async revokeToken(name: string, at: string): Promise<boolean> {
     return (await this.count('UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [at, name])) > 0;
   }
