@@ -136,7 +136,7 @@ async function measure(dbUrl: string, masterCount: number, workerCount: number):
     const wsUrls = masters.map((m) => `${m.url.replace(/^http/, 'ws')}/api/v1/worker`);
     for (let c = 0; c < CLIENTS && c * per < workerCount; c++) {
       const slice = names.slice(c * per, (c + 1) * per).map((n, j) => [n, tokens[c * per + j]!, c * per + j] as [string, string, number]);
-      fleets.push(startFleet(wsUrls, slice));
+      fleets.push(startFleet(dir, c, wsUrls, slice));
     }
     await Promise.all(fleets.map((f) => ready(f.child, 60_000 + workerCount * 20)));
     const connectS = (wallMs() - c0) / 1000;
@@ -270,10 +270,12 @@ async function startMaster(configDir: string, dataDir: string, storeUrl: string)
   }
 }
 
-function startFleet(urls: string[], workers: [string, string, number][]): Fleet {
+function startFleet(dir: string, index: number, urls: string[], workers: [string, string, number][]): Fleet {
+  const file = join(dir, `fleet-${index}.json`);
+  writeFileSync(file, JSON.stringify({ urls, workers, inFlight: 50 }), { mode: 0o600 });
   const child = tracked(process.execPath, [join(ROOT, 'dist', 'bench', 'lib', 'scale-fleet.js')], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, BENCH_SCALE_FLEET: JSON.stringify({ urls, workers, inFlight: 50 }) },
+    env: { ...process.env, BENCH_SCALE_FLEET: `@${file}` },
   });
   const lines: string[] = [];
   const waiting: ((line: string) => void)[] = [];

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../../protocol/log-frame.js';
@@ -13,7 +14,7 @@ import type { WorkerMessage } from '../../protocol/worker-messages.js';
  * to one of them at once; each `assign` is timestamped on arrival (wall clock, same as the
  * bench's) before it is answered.
  *
- * Run as a child process: `node dist/bench/lib/scale-fleet.js` with BENCH_SCALE_FLEET set to
+ * Run as a child process: `node dist/bench/lib/scale-fleet.js` with BENCH_SCALE_FLEET set to (or to `@FILE` holding)
  * {"urls": [ws url per master], "workers": [[name, token, masterIndex], …], "inFlight": N}.
  * At most `inFlight` hellos are outstanding at once (the masters check each token in the
  * store). Prints `ready` once every worker is welcomed, `failed <why>` if one is refused.
@@ -22,7 +23,9 @@ import type { WorkerMessage } from '../../protocol/worker-messages.js';
  */
 interface Config { urls: string[]; workers: [string, string, number][]; inFlight: number }
 
-const cfg = JSON.parse(process.env.BENCH_SCALE_FLEET ?? '{}') as Config;
+// `@FILE` names a file holding the JSON: thousands of tokens are more than one environment string may hold (E2BIG past 128 KiB).
+const raw = process.env.BENCH_SCALE_FLEET ?? '{}';
+const cfg = JSON.parse(raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw) as Config;
 if (!Array.isArray(cfg.urls) || !Array.isArray(cfg.workers)) {
   process.stderr.write('scale-fleet: BENCH_SCALE_FLEET must be {"urls": [...], "workers": [[name, token, master], ...], "inFlight": N}\n');
   process.exit(2);
