@@ -16,6 +16,7 @@ const SCENARIOS = [
   { name: 'vs-buildbot', budgetMin: 15 },
   { name: 'scheduling', budgetMin: 2 },
   { name: 'scaling', budgetMin: 12 },
+  { name: 'scale', budgetMin: 40 },
   { name: 'dashboard-paint', budgetMin: 4 },
   { name: 'log-throughput', budgetMin: 4 },
   { name: 'provenance', budgetMin: 5 },

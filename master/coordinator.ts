@@ -179,8 +179,12 @@ export class Coordinator {
       this.publishBuild(row, []);
     }
     this.scheduleDispatch();
-    // The other masters hear of it (NOTIFY wakes them; they read the queue from the table).
-    if (this.claims) void this.claims.wake().catch(logError);
+    // The other masters hear of what this one could not place at once (NOTIFY wakes them;
+    // they read the queue from the table). After the dispatch (the microtask queued above runs
+    // first): a build this master claims is no news to them, and a wake-up sent ahead of the
+    // claim was one more round trip before it on the store's ordered connection.
+    const claims = this.claims;
+    if (claims) queueMicrotask(() => { if (rows.some((r) => this.queue.has(r.id))) void claims.wake().catch(logError); });
     return rows[0]!;
   }
 

@@ -31,6 +31,24 @@ test('the least loaded capable worker with a free slot is picked', () => {
   assert.equal(pickWorker(b, [busy, half, { ...idle, accepting: false }])?.worker.name, 'half');
 });
 
+test('a pick stops at the first capable idle worker: with 10,000 workers it looks at the busy ones ahead of it, not at all of them', () => {
+  const b = builder([], 'container');
+  const workers = Array.from({ length: 10_000 }, (_, i) => worker(`w${i}`, [], i === 5 ? ['host'] : ['container'], i < 3 ? 1 : 0, 1));
+  let looked = 0;
+  function* counted(): Iterable<WorkerOffer> {
+    for (const w of workers) { looked++; yield w; }
+  }
+  // w0-w2 are busy, w3 is idle and capable: it is the pick, and the walk ends there.
+  assert.equal(pickWorker(b, counted())?.worker.name, 'w3');
+  assert.equal(looked, 4);
+  // A worker half loaded does not end the walk: an idle one further on is less loaded.
+  const half = worker('half', [], ['container'], 1, 2);
+  const rest = [half, worker('busy', [], ['container'], 1, 1), worker('idle', [], ['container'], 0, 4)];
+  assert.equal(pickWorker(b, rest)?.worker.name, 'idle');
+  // An idle worker that cannot run the builder does not end it either.
+  assert.equal(pickWorker(b, [worker('hostonly', [], ['host']), half])?.worker.name, 'half');
+});
+
 test('memory and disk a builder needs must be on offer; the reason says what is short', async () => {
   const { mismatch } = await import('./matching.js');
   const b = builder([], 'container');

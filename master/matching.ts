@@ -89,13 +89,19 @@ export function whyUnrunnable(builder: BuilderDefinition, workers: readonly Work
   return `no connected worker can run it: ${reasons.join('; ')}`;
 }
 
-/** Among workers with a free slot that can run the builder, the least loaded one. */
+/**
+ * Among workers with a free slot that can run the builder, the least loaded one (the first
+ * of equals). The walk stops at the first capable worker running nothing — none can be less
+ * loaded — so with thousands of workers connected and most of them idle, a pick looks at the
+ * busy ones ahead of it and one idle one, not at every worker.
+ */
 export function pickWorker<W extends WorkerOffer>(builder: BuilderDefinition, workers: Iterable<W>): { worker: W; executor: ExecutorKind } | null {
   let best: { worker: W; executor: ExecutorKind } | null = null;
   for (const w of workers) {
     if (!w.accepting || w.running >= w.maxBuilds) continue;
     const executor = executorFor(builder, w);
     if (!executor) continue;
+    if (w.running === 0) return { worker: w, executor };
     if (!best || w.running / w.maxBuilds < best.worker.running / best.worker.maxBuilds) best = { worker: w, executor };
   }
   return best;

@@ -16,6 +16,8 @@ import { log } from './log.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 100;
+/** Every this many token checks (one each `tokenCheckMs`, 500 ms: every 30 s) all token rows are read, not only the revoked names. */
+export const FULL_TOKEN_SWEEP_EVERY = 60;
 
 /** A WebSocket close reason may be at most 123 bytes of UTF-8: cut at a character boundary. */
 export function closeReason(message: string): string {
@@ -51,6 +53,7 @@ export class WorkerHub {
   /** Authenticated sessions, their socket and the hash of the token they logged in with. */
   private readonly live = new Map<WorkerSession, { ws: WebSocket; hash: string; volunteerId: string | null }>();
   private checkingTokens = false;
+  private tokenChecks = 0;
   private closing = false;
   /** Sessions told to drain that cannot decode `drain` (protocol 1): closed once their builds are done. */
   private readonly drainByClose = new Map<WorkerSession, string>();
@@ -73,22 +76,33 @@ export class WorkerHub {
     this.tokenCheck.unref();
   }
 
-  /** Closes every session whose token was revoked (or deleted, or replaced) since it logged in. */
+  /**
+   * Closes every session whose token was revoked (or deleted, or replaced) since it logged in.
+   * Revocation is the one way the product changes a token row (`token revoke`; rows are never
+   * deleted or re-hashed), so most checks read only the revoked names — with 10,000 workers
+   * connected, reading every token row twice a second held the store's one ordered
+   * connection (PostgreSQL) for tens of milliseconds each time, and every build's writes
+   * waited behind it. Every FULL_TOKEN_SWEEP_EVERY-th check reads all rows, for a row
+   * deleted or changed by hand.
+   */
   private async checkTokens(): Promise<void> {
     if (this.checkingTokens || this.live.size === 0 || this.closing) return;
     this.checkingTokens = true;
     try {
-      const rows = new Map((await this.store.listTokens()).map((t) => [t.name, t]));
+      const full = this.tokenChecks++ % FULL_TOKEN_SWEEP_EVERY === 0;
+      const rows = full ? new Map((await this.store.listTokens()).map((t) => [t.name, t])) : null;
+      const revoked = rows ? null : new Set(await this.store.listRevokedTokenNames());
       // [crowd] The volunteer's trust too: a ban disconnects all their workers; a promotion or
       // demotion changes which builds the session may get from now on.
       const volunteers = [...this.live.values()].some((l) => l.volunteerId)
         ? new Map((await this.store.listVolunteers()).map((v) => [v.id, v])) : new Map();
       let trustChanged = false;
       for (const [session, { ws, hash, volunteerId }] of this.live) {
-        const row = rows.get(session.name);
+        const row = rows?.get(session.name);
+        const tokenOk = rows ? row !== undefined && !row.revokedAt && row.hash === hash : !revoked!.has(session.name);
         const volunteer = volunteerId ? volunteers.get(volunteerId) : null;
         const banned = volunteerId !== null && (!volunteer || volunteer.trust === 'banned');
-        if (row && !row.revokedAt && row.hash === hash && !banned) {
+        if (tokenOk && !banned) {
           const trust = trustOf(volunteer ?? null);
           if (session.trust !== trust) { session.trust = trust; trustChanged = true; }
           continue;

@@ -21,8 +21,9 @@ import type { ArtifactRow, BuildPatch, BuildRow, StepRow } from './store.js';
  *   them, and that master `adopt`s each one that is still this worker's current attempt.
  * - **Reaping.** Any master requeues (`reap`) attempts whose holder's lease ran out or whose
  *   release window passed without their worker: only then does a build run again.
- * - **Wake-up.** `wake()` sends a NOTIFY; `onWake` hears them. It is never the record: a
- *   woken master re-reads the queued rows.
+ * - **Wake-up.** `wake()` sends a NOTIFY naming the sender; `onWake` hears those of the other
+ *   masters and the reaper's (a master's own changes are in its queue already). It is never
+ *   the record: a woken master re-reads the queued rows.
  */
 export interface ClaimStore {
   /** This master's id in the farm. */

@@ -116,3 +116,20 @@ test('wake-ups: a NOTIFY from one master reaches the other\'s listener', { skip 
   await got;
   assert.ok(woken >= 2, 'once on listening, once for the NOTIFY');
 });
+
+test('wake-ups: a master does not hear its own NOTIFY (its queue has the build already), and still hears the others\'', { skip }, async (t) => {
+  const { a, b } = await twoMasters(t);
+  const heard: string[] = [];
+  let next!: () => void;
+  const stop = await a.claims.onWake(() => { heard.push('wake'); next?.(); });
+  t.after(stop);
+  const initial = heard.length;
+  // Its own wake-ups first, then one from b: only b's is heard, and it arrives after a's
+  // own NOTIFYs (PostgreSQL delivers them in commit order on the listening connection).
+  await a.claims.wake();
+  await a.claims.wake();
+  const got = new Promise<void>((ok) => { next = ok; });
+  await b.claims.wake();
+  await got;
+  assert.equal(heard.length - initial, 1, 'only the other master\'s wake-up was heard');
+});

@@ -159,7 +159,8 @@ export class PostgresClaims implements ClaimStore {
   }
 
   async wake(): Promise<void> {
-    await this.rows('SELECT pg_notify($1, $2)', [QUEUE_CHANNEL, 'queue']);
+    // The payload names the sender, so that its own listener can let it pass (see onWake).
+    await this.rows('SELECT pg_notify($1, $2)', [QUEUE_CHANNEL, this.id]);
   }
 
   async onWake(listener: () => void): Promise<() => Promise<void>> {
@@ -175,7 +176,11 @@ export class PostgresClaims implements ClaimStore {
           retry = setTimeout(() => void listen(), 1000);
           retry.unref();
         });
-        c.on('notification', () => listener());
+        // A master's own wake-up is not news to it: what it queued or requeued is in its queue
+        // already. Hearing it would re-read every queued row once per build it queued (the
+        // farm's whole queue each time, on the store's one ordered connection). Wake-ups from
+        // other masters, and the reaper's ('reaped'), are heard.
+        c.on('notification', (n) => { if (n.payload !== this.id) listener(); });
         await c.query(`LISTEN ${QUEUE_CHANNEL}`);
         client = c;
         if (stopped) await c.end().catch(() => undefined);

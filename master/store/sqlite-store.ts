@@ -40,6 +40,7 @@ export class SqliteStore implements Store {
       listCloudUsage: db.prepare('SELECT day, instance_ms FROM cloud_usage WHERE provisioner = ? AND day >= ? ORDER BY day'),
       getToken: db.prepare('SELECT * FROM tokens WHERE name = ?'),
       listTokens: db.prepare('SELECT * FROM tokens ORDER BY name'),
+      listRevokedTokenNames: db.prepare('SELECT name FROM tokens WHERE revoked_at IS NOT NULL'),
       revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
       upsertWorker: db.prepare(`INSERT INTO workers (name, capabilities, last_seen_at) VALUES (?, ?, ?)
         ON CONFLICT (name) DO UPDATE SET capabilities = excluded.capabilities, last_seen_at = excluded.last_seen_at`),
@@ -142,6 +143,10 @@ export class SqliteStore implements Store {
   async deleteOneTimeTokens(names: string[]): Promise<number> {
     if (names.length === 0) return 0;
     return this.db.prepare(`DELETE FROM tokens WHERE one_time = 1 AND name IN (${names.map(() => '?').join(',')})`).run(...names).changes;
+  }
+
+  async listRevokedTokenNames(): Promise<string[]> {
+    return (this.stmts.listRevokedTokenNames.all() as { name: string }[]).map((r) => r.name);
   }
 
   async revokeToken(name: string, at: string): Promise<boolean> {

@@ -74,6 +74,9 @@ export function storeSuite(name: string, fresh: StorageFactory): void {
       assert.deepEqual(await s.getToken('w1'), token('w1', ['linux', 'big']));
       assert.equal((await s.getToken('old'))?.revokedAt, at(5));
       assert.deepEqual((await s.listTokens()).map((x) => x.name), ['B', '_x', 'a-1', 'b', 'old', 'w1']);
+      assert.deepEqual(await s.listRevokedTokenNames(), ['old']);
+      assert.equal(await s.revokeToken('b', at(6)), true);
+      assert.deepEqual((await s.listRevokedTokenNames()).sort(), ['b', 'old']);
     });
 
     test('tokens: the builds at once the admin granted are kept with the token', async (t) => {

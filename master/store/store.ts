@@ -22,6 +22,11 @@ export interface Store {
   createToken(row: TokenRow): Promise<void>;
   getToken(name: string): Promise<TokenRow | null>;
   listTokens(): Promise<TokenRow[]>;
+  /**
+   * The names of revoked tokens: what a master checks its connected workers against every
+   * half second (worker-hub.ts), so it reads the few revoked rows rather than every token.
+   */
+  listRevokedTokenNames(): Promise<string[]>;
   revokeToken(name: string, at: string): Promise<boolean>;
   /** [provenance] Replaces (or, with null, removes) the worker key of an active token; false when there is none. */
   setWorkerKey(name: string, key: string | null): Promise<boolean>;
