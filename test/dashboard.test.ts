@@ -53,6 +53,15 @@ async function until<T>(what: string, probe: () => Promise<T | null | undefined 
   }
 }
 
+/** The little of the page's DOM the page-side checks use (this file has no DOM types). */
+interface PageDom {
+  document: {
+    getElementById(id: string): { dataset: Record<string, string | undefined> } | null;
+    querySelectorAll(selector: string): Iterable<{ getAttribute(name: string): string | null }>;
+  };
+  __xss?: number;
+}
+
 describe('dashboard', { timeout: 90_000 }, () => {
   let dir: string;
   let master: MasterHandle;
@@ -278,6 +287,44 @@ describe('dashboard', { timeout: 90_000 }, () => {
       const t = await recent.textContent() ?? '';
       return /#4slowCancelled/.test(t) && /#5hello/.test(t);
     });
+  });
+
+  test('the first rows, painted before the dashboard\'s code runs, show what a build carries as text, and so does the dashboard after them', async () => {
+    // A revision is anyone's to choose (a forced build, a webhook's commit): markup in it, and a
+    // `</script>` that would end an inline script, must stay text in both paints.
+    const hostile = '<img src=x onerror="window.__xss=1"></script><script>window.__xss=2</script>';
+    const { id } = (await api('POST', '/builders/gpu/builds', { revision: hostile })) as { id: number };
+    const fresh = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+    try {
+      const freshErrors: string[] = [];
+      fresh.on('pageerror', (e) => freshErrors.push(e.message));
+      fresh.on('dialog', (d) => { freshErrors.push(`dialog: ${d.message()}`); void d.dismiss(); });
+      // The dashboard's main chunk is held back, so what is on the screen is boot.ts's paint alone.
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      await fresh.route(/\/chunks\/main-[^/]*\.js$/, async (r) => { await held; await r.continue(); });
+      await fresh.goto(`${master.url}/#/builds`);
+      // Page-side code (this file is compiled without the DOM's types, hence PageDom).
+      const firstPaintIs = (yes: boolean) => fresh.waitForFunction((y) => ((globalThis as unknown as PageDom).document.getElementById('root')?.dataset.firstPaint === 'builds') === y, yes);
+      await firstPaintIs(true);
+      const inspect = () => fresh.evaluate((rev) => {
+        const g = globalThis as unknown as PageDom;
+        const all = (sel: string) => [...g.document.querySelectorAll(sel)];
+        return { images: all('#root img').length, scripts: all('#root script').length, xss: g.__xss ?? null, titles: all('#root code').filter((c) => c.getAttribute('title') === rev).length };
+      }, hostile);
+      const first = await inspect();
+      assert.deepEqual(first, { images: 0, scripts: 0, xss: null, titles: 1 }, 'first paint');
+      assert.match(await fresh.locator('#root').textContent() ?? '', new RegExp(`#${id}gpu`));
+      release();
+      // The dashboard takes over: its own queue table (React) replaces the first paint.
+      await firstPaintIs(false);
+      await fresh.getByRole('table', { name: 'Queued builds, in the order they will start' }).waitFor();
+      assert.deepEqual(await inspect(), { images: 0, scripts: 0, xss: null, titles: 1 }, 'after the dashboard ran');
+      assert.deepEqual(freshErrors, []);
+    } finally {
+      await fresh.close();
+      await api('POST', `/builds/${id}/cancel`, {});
+    }
   });
 
   test('no JavaScript errors on any page', () => {
