@@ -249,7 +249,10 @@ export class ContainerExecutor implements Executor {
   /** How warm containers for builds like `request` are made: its shape as the key, the slot's directories as volumes. */
   private recipe(request: SandboxRequest, workdir: string, buildDir: string | null, ref: string, id: string): WarmRecipe {
     const layout = buildDir !== null ? 'build' as const : 'work' as const;
-    const src = basename(workdir);
+    // The checkout's directory name is part of the shape only where it is mounted (/build/<src>):
+    // a `work` layout's workdir is a fresh directory per build, and its name must not make every
+    // build a shape of its own (no warm container would ever match).
+    const src = layout === 'build' ? basename(workdir) : '';
     const { cpus, memoryBytes, pids, diskBytes } = request.limits;
     const family = { ref, network: request.network, writableRoot: request.writableRoot === true, layout, src };
     const key = JSON.stringify({ ...family, cpus, memoryBytes, pids, diskBytes });

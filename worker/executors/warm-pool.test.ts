@@ -122,6 +122,30 @@ describe('warm sandboxes (real podman)', { skip: process.getuid?.() !== 0 ? 'war
     assert.notEqual(executor.warm!.readyNames()[0], name, 'the pool refilled with a new container');
   });
 
+  test('a build without a build directory (workdir at /work, a fresh directory name each time) takes the warm sandbox made behind the last one', async () => {
+    // The workdir's name is not part of the shape here: each build's is new (mkdtemp, as the
+    // agent's test-install stage and the bench make them), and one in the key made every build a
+    // shape of its own, so no warm container was ever taken.
+    const openWork = async () => {
+      const workdir = mkdtempSync(join(tmpdir(), 'crowdbake-warm-work-'));
+      dirs.push(workdir);
+      const sandbox = await executor.open({ id: `w${process.pid}-${++seq}`, workdir, environment: busybox, limits: {}, network: false });
+      assert.ok(sandbox instanceof ContainerSandbox);
+      return sandbox;
+    };
+    const first = await openWork();
+    await first.destroy();
+    await executor.warm!.settled();
+    const ready = executor.warm!.readyNames();
+    assert.equal(ready.length, 1, `one warm sandbox after a build (log: ${logs.join(' | ')})`);
+    const second = await openWork();
+    assert.equal(second.name, ready[0], 'the second build got the warm container');
+    const r = await run(second, 'pwd');
+    assert.equal(r.stdout, '/work\n');
+    await second.destroy();
+    await executor.warm!.settled();
+  });
+
   test('two builds never share a sandbox: nothing of the first is in the second', async () => {
     await warmed();
     const first = await openBuild();
