@@ -134,3 +134,27 @@ test('two masters: a queued build is run once, by whichever master claims it for
   assert.deepEqual(twice, [], 'no build was assigned twice');
   assert.equal(done.size, ids.length);
 });
+
+test('wake-ups: a build its own master places at once wakes no other master; one it cannot place does, and the other master runs it', { skip }, async (t) => {
+  const { a, b } = await twoFarms(t);
+  const claims = a.store.claims!;
+  const wake = claims.wake.bind(claims);
+  let wakes = 0;
+  claims.wake = async () => { wakes++; await wake(); };
+  // As master.ts wires it: b refreshes its queue when woken, through a real LISTEN.
+  const stopListening = await b.store.claims!.onWake(() => void b.coordinator.refreshQueue());
+  t.after(stopListening);
+  const wa = await a.worker('wa', { maxBuilds: 1 });
+  const first = await a.coordinator.requestBuild('b', {});
+  await wa.next('assign', (m) => m.buildId === first.id);
+  await turn();
+  assert.equal(wakes, 0, 'placed on its own worker: nobody else needed waking');
+  // wa is busy (it never finishes): the next build stays in a's queue, so b is woken and its worker runs it.
+  const wb = await b.worker('wb', { maxBuilds: 1 });
+  const second = await a.coordinator.requestBuild('b', {});
+  await turn();
+  assert.equal(wakes, 1, 'not placeable here: the other masters were woken');
+  const got = await wb.next('assign', (m) => m.buildId === second.id);
+  assert.equal(got.attempt, 1);
+  assert.equal(wa.received.some((m) => m.type === 'assign' && m.buildId === second.id), false);
+});
