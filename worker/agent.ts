@@ -21,9 +21,17 @@ import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
 import { listProjects, pickByShare, projectKey } from './projects.js';
 import type { KeyObject } from 'node:crypto';
-import { runBuild } from './runner.js';
+import type { runBuild as RunBuild } from './runner.js';
 import { watchInterruption } from './interruption-notice.js';
 import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
+
+/**
+ * The runner (checkout, stages, artifacts, provenance signing with @sigstore/core) is loaded at
+ * the first build, not at start: a connected, idle worker does not carry it (about 3 MiB,
+ * bench/README.md). Its first message, `accepted`, so goes out after the load; the master
+ * ignores that message's order (coordinator.ts).
+ */
+const runBuild: typeof RunBuild = async (ctx) => (await import('./runner.js')).runBuild(ctx);
 
 /** One project (master) this agent serves, with its share of the machine ([crowd]). */
 export interface ProjectLink {

@@ -1,4 +1,5 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { HistoryEntry } from '../protocol/control-api.js';
@@ -11,37 +12,54 @@ type Row = Record<string, unknown>;
  * can see what ran here, with which result, and read the logs. Keeps the newest `keep` builds.
  */
 export class HistoryStore {
-  private readonly db: Database.Database;
+  private opened: Database.Database | null = null;
   private readonly logDir: string;
   private readonly logs = new Map<number, number>();
 
-  constructor(dataDir: string, private readonly keep = 500) {
+  /**
+   * The database is opened (and better-sqlite3, its native module, loaded) at the first read or
+   * write, not here: a connected, idle agent that has not built yet does not carry it (about
+   * 2 MiB, bench/README.md). The builds an earlier agent left running are marked then, before
+   * anything this agent records.
+   */
+  constructor(private readonly dataDir: string, private readonly keep = 500) {
     mkdirSync(dataDir, { recursive: true });
     this.logDir = join(dataDir, 'history');
     mkdirSync(this.logDir, { recursive: true });
+  }
+
+  private get db(): Database.Database {
+    return this.opened ??= this.open();
+  }
+
+  private open(): Database.Database {
+    const file = join(this.dataDir, 'history.db');
+    let db: Database.Database;
     try {
-      this.db = new Database(join(dataDir, 'history.db'));
-      this.db.pragma('journal_mode = WAL');
+      const Sqlite = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+      db = new Sqlite(file);
+      db.pragma('journal_mode = WAL');
       // Like the master's store: commits survive a crash of the agent; only a power cut may
       // lose the last ones. With the default (FULL), each build's start and end waited for an
       // fsync (about 5 ms each where the bench ran) between the assignment and the first step.
-      this.db.pragma('synchronous = NORMAL');
+      db.pragma('synchronous = NORMAL');
     } catch (e) {
-      throw new Error(`cannot open the local history ${join(dataDir, 'history.db')}: ${(e as Error).message}`);
+      throw new Error(`cannot open the local history ${file}: ${(e as Error).message}`);
     }
-    this.db.exec(`CREATE TABLE IF NOT EXISTS builds (
+    db.exec(`CREATE TABLE IF NOT EXISTS builds (
       id INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER NOT NULL, attempt INTEGER NOT NULL,
       master TEXT NOT NULL, builder TEXT NOT NULL, revision TEXT, result TEXT, message TEXT,
       started_at TEXT NOT NULL, finished_at TEXT, frozen_ms INTEGER NOT NULL DEFAULT 0)`);
     // Added later: the build spec (to run it again here) and which entry a local re-run repeats.
-    const columns = new Set((this.db.prepare('PRAGMA table_info(builds)').all() as { name: string }[]).map((c) => c.name));
-    if (!columns.has('spec')) this.db.exec('ALTER TABLE builds ADD COLUMN spec TEXT');
-    if (!columns.has('rerun_of')) this.db.exec('ALTER TABLE builds ADD COLUMN rerun_of INTEGER');
+    const columns = new Set((db.prepare('PRAGMA table_info(builds)').all() as { name: string }[]).map((c) => c.name));
+    if (!columns.has('spec')) db.exec('ALTER TABLE builds ADD COLUMN spec TEXT');
+    if (!columns.has('rerun_of')) db.exec('ALTER TABLE builds ADD COLUMN rerun_of INTEGER');
     // And the CPU time the build's sandboxes used (their cgroup's counter), where it could be read.
-    if (!columns.has('cpu_ms')) this.db.exec('ALTER TABLE builds ADD COLUMN cpu_ms INTEGER');
+    if (!columns.has('cpu_ms')) db.exec('ALTER TABLE builds ADD COLUMN cpu_ms INTEGER');
     // Builds that were running when the agent stopped: the master requeued them.
-    this.db.prepare(`UPDATE builds SET result = 'error', message = 'the agent stopped while it ran', finished_at = ?
+    db.prepare(`UPDATE builds SET result = 'error', message = 'the agent stopped while it ran', finished_at = ?
       WHERE finished_at IS NULL`).run(new Date().toISOString());
+    return db;
   }
 
   start(e: { buildId: number; attempt: number; master: string; builder: string; revision: string | null; spec?: unknown; rerunOf?: number }): number {
@@ -108,7 +126,7 @@ export class HistoryStore {
   close(): void {
     for (const fd of this.logs.values()) closeSync(fd);
     this.logs.clear();
-    if (this.db.open) this.db.close();
+    if (this.opened?.open) this.opened.close();
   }
 }
 

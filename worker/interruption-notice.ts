@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * [cloud] Watches the instance metadata service for a spot interruption notice, as AWS
