@@ -1,10 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
-import { log } from './log.js';
-import { artifactKey, nameSegment, type ObjectBackend } from './object-store/object-backend.js';
+import { pipeline } from 'node:stream/promises';
+import { artifactKey, type ObjectBackend } from './object-store/object-backend.js';
 
 export interface ArtifactChunk {
   buildId: number;
@@ -14,8 +13,6 @@ export interface ArtifactChunk {
   offset: number;
   data: Buffer;
   last: boolean;
-  /** The attempt the coordinator fenced this upload by (its object key has it); absent in older callers. */
-  attempt?: number;
 }
 
 interface Upload {
@@ -27,40 +24,21 @@ interface Upload {
   partial: string;
   buildId: number;
   name: string;
-  attempt: number | undefined;
   /** When the last chunk arrived (ms since the epoch). */
   lastAt: number;
 }
 
-/** How long a client may use a presigned download URL (`presignedDownloads`). */
-export const PRESIGNED_URL_SECONDS = 300;
-
 /**
  * Artifacts as files, `DATA/artifacts/<build>/<name>`, received in ordered chunks and
  * checked against the size and sha256 the worker announced before they become visible.
- *
- * With a shared object store (`artifacts: { s3 }`, object-store/s3-objects.ts) this disk is
- * only where an upload is received and checked: the caps (`maxBytes` here, the per-attempt
- * count and bytes in worker-bounds.ts) are enforced chunk by chunk as it arrives, so nothing
- * over them is ever put; once whole and verified the file is put in the bucket (streamed from
- * the file) and only then listed, and removed from this disk once the bucket has it. A put that
- * fails after its tries leaves the verified file where it is and is refused naming the bucket.
- * Reads: this disk's copy (an upload whose put failed, or the store is this disk), else the bucket.
  */
 export class ArtifactStore {
   private readonly dir: string;
-  private readonly cacheDir: string;
   private readonly uploads = new Map<string, Upload>();
-  /** Verified uploads of running builds: the attempt each was received for (its key; forgotten at abortBuild). */
-  private readonly verified = new Map<string, number | undefined>();
 
-  /**
-   * `objects`: the farm's shared store; absent: this disk only. `presignedDownloads`: a
-   * download is answered with a redirect to a presigned URL of the bucket (default off).
-   */
-  constructor(dataDir: string, private readonly maxBytes: number, private readonly objects?: ObjectBackend, private readonly presignedDownloads = false) {
+  /** `objects`: the farm's bucket (object-store/s3-objects.ts); absent: this disk only. Keys: artifactKey, from the master's own build id and the name as one encoded segment. */
+  constructor(dataDir: string, private readonly maxBytes: number, private readonly objects?: ObjectBackend) {
     this.dir = join(dataDir, 'artifacts');
-    this.cacheDir = join(dataDir, 'artifact-cache');
     mkdirSync(this.dir, { recursive: true });
   }
 
@@ -77,7 +55,7 @@ export class ArtifactStore {
       if (c.size > this.maxBytes) throw new Error(`artifact ${c.name}: ${c.size} bytes exceeds the limit of ${this.maxBytes}`);
       mkdirSync(join(this.dir, String(c.buildId)), { recursive: true });
       const partial = `${this.path(c.buildId, c.name)}.partial`;
-      up = { fd: openSync(partial, 'w'), hash: createHash('sha256'), written: 0, size: c.size, sha256: c.sha256, partial, buildId: c.buildId, name: c.name, attempt: c.attempt, lastAt: Date.now() };
+      up = { fd: openSync(partial, 'w'), hash: createHash('sha256'), written: 0, size: c.size, sha256: c.sha256, partial, buildId: c.buildId, name: c.name, lastAt: Date.now() };
       this.uploads.set(key, up);
     }
     try {
@@ -95,7 +73,6 @@ export class ArtifactStore {
       closeSync(up.fd);
       renameSync(up.partial, this.path(c.buildId, c.name));
       this.uploads.delete(key);
-      this.verified.set(key, up.attempt);
       return true;
     } catch (e) {
       this.abort(c.buildId, c.name);
@@ -105,7 +82,6 @@ export class ArtifactStore {
 
   /** Drops unfinished uploads of a build (worker gone, build cancelled). */
   abortBuild(buildId: number): void {
-    for (const key of [...this.verified.keys()]) if (key.startsWith(`${buildId}/`)) this.verified.delete(key);
     for (const key of [...this.uploads.keys()]) {
       if (key.startsWith(`${buildId}/`)) this.abort(buildId, key.slice(String(buildId).length + 1));
     }
@@ -140,69 +116,40 @@ export class ArtifactStore {
     rmSync(up.partial, { force: true });
   }
 
-  /**
-   * Removes a stored artifact's bytes (an attempt refused after its upload: they are never
-   * served) — this disk's copy, and the bucket's object of that attempt, in the background.
-   */
-  discard(buildId: number, name: string, attempt?: number): void {
+  /** Removes a stored artifact's bytes (an attempt refused after its upload: they are never served). */
+  discard(buildId: number, name: string): void {
     rmSync(this.path(buildId, name), { force: true });
-    const objects = this.objects;
-    if (!objects?.shared) return;
-    const key = artifactKey(buildId, name, attempt ?? this.verified.get(`${buildId}/${name}`));
-    objects.remove([key]).catch((e: Error) => log.warn(`artifact ${name} of build ${buildId}: cannot remove it from ${objects.where} (retention will): ${e.message}`));
   }
 
   /**
-   * A verified artifact becomes the farm's: with a shared store it is put there before it is
-   * listed (any master then serves it), under the key of the master's own ids — the build id,
-   * the attempt the upload was fenced by, the name in one encoded segment (object-backend.ts):
-   * never a path the worker sent. Throws naming the bucket when that fails; the file stays on
-   * this disk (and is served from it by this master; the store's retention removes it).
+   * A verified artifact becomes the farm's: with a bucket, it is put there before it is
+   * listed (any master then serves it). Throws naming the bucket when that fails; the file
+   * stays on this disk.
    */
   async publish(buildId: number, name: string, size: number, sha256: string): Promise<void> {
-    const objects = this.objects;
-    const id = `${buildId}/${name}`;
-    if (!objects?.shared) return;
     const file = this.path(buildId, name);
-    await objects.put(artifactKey(buildId, name, this.verified.get(id)), () => createReadStream(file), { size, sha256 });
-    rmSync(file, { force: true });
+    await this.objects?.put(artifactKey(buildId, name, null), () => createReadStream(file), { size, sha256 });
   }
 
-  /** The artifact's bytes: this master's copy, else the shared store's; null when neither has it. */
-  async read(buildId: number, name: string, attempt?: number | null): Promise<Readable | null> {
+  /** The artifact's bytes: this master's copy, else the bucket's; null when neither has it. */
+  async read(buildId: number, name: string): Promise<Readable | null> {
     const p = this.path(buildId, name);
     if (existsSync(p)) return createReadStream(p);
-    return this.objects ? this.objects.get(artifactKey(buildId, name, attempt)) : null;
+    return this.objects ? this.objects.get(artifactKey(buildId, name, null)) : null;
   }
 
-  /**
-   * With `presignedDownloads`: a URL of the bucket the client may fetch the artifact from
-   * itself for PRESIGNED_URL_SECONDS (the master's bandwidth is spared); null otherwise, or
-   * when this master still holds the only copy (its put failed).
-   */
-  async downloadUrl(buildId: number, name: string, attempt?: number | null): Promise<string | null> {
-    if (!this.presignedDownloads || !this.objects || existsSync(this.path(buildId, name))) return null;
-    return this.objects.presignedUrl(artifactKey(buildId, name, attempt), name, PRESIGNED_URL_SECONDS);
-  }
-
-  /**
-   * A path to the artifact on this disk, or null (for diffoscope): this master's copy, else
-   * one fetched from the shared store into `DATA/artifact-cache/<build>/<attempt>/`.
-   */
-  async localPath(buildId: number, name: string, attempt?: number | null): Promise<string | null> {
+  /** A path to the artifact on this disk (fetched from the bucket if this master has no copy), or null. */
+  async localPath(buildId: number, name: string): Promise<string | null> {
     const p = this.path(buildId, name);
     if (existsSync(p)) return p;
-    if (!this.objects) return null;
-    const cached = join(this.cacheDir, String(buildId), String(attempt ?? 0), nameSegment(name));
-    if (existsSync(cached)) return cached;
-    const body = await this.objects.get(artifactKey(buildId, name, attempt));
+    const body = this.objects ? await this.objects.get(artifactKey(buildId, name, null)) : null;
     if (!body) return null;
-    mkdirSync(dirname(cached), { recursive: true });
-    const tmp = `${cached}.download`;
+    const tmp = `${p}.download`;
+    mkdirSync(dirname(p), { recursive: true });
     try {
       await pipeline(body, createWriteStream(tmp));
-      renameSync(tmp, cached);
-      return cached;
+      renameSync(tmp, p);
+      return p;
     } catch (e) {
       rmSync(tmp, { force: true });
       throw e;

@@ -211,7 +211,7 @@ function normalize(v: z.output<typeof MasterConfigSchema>): MasterConfig {
     provisioners: v.provisioners,
     retention: { logsMs: v.retention.logs ?? null, artifactsMs: v.retention.artifacts ?? null },
     maxArtifactBytes: v.maxArtifactSize,
-    ...(v.artifacts.s3 ? { s3: { bucket: v.artifacts.s3.bucket, prefix: v.artifacts.s3.prefix, region: v.artifacts.s3.region, forcePathStyle: v.artifacts.s3.forcePathStyle, presignedDownloads: v.artifacts.s3.presignedDownloads, ...(v.artifacts.s3.endpoint ? { endpoint: v.artifacts.s3.endpoint } : {}) } } : {}),
+    ...(v.artifacts.s3 ? { s3: { bucket: v.artifacts.s3.bucket, prefix: v.artifacts.s3.prefix, region: v.artifacts.s3.region, forcePathStyle: v.artifacts.s3.forcePathStyle, ...(v.artifacts.s3.endpoint ? { endpoint: v.artifacts.s3.endpoint } : {}) } } : {}),
     limits: {
       logBytes: v.limits.logSize, artifactCount: v.limits.artifactCount, artifactBytes: v.limits.artifactsSize,
       uploadStallMs: v.limits.uploadStall, defaultTimeMs: v.limits.defaultTime, timeGraceMs: v.limits.timeGrace,

@@ -9,7 +9,8 @@ const noCredentials = z.unknown().refine(() => false, {
 /**
  * `artifacts: { s3: … }` in crowdbake.yml: artifacts and finished builds' logs in an
  * S3-compatible bucket, so that every master of a farm serves every build's artifacts and
- * finished logs. Absent: local disk (`DATA/artifacts`, `DATA/logs`), the default.
+ * finished logs (master/log-archive.ts). Absent: local disk (`DATA/artifacts`, `DATA/logs`,
+ * or the shared PostgreSQL's log rows), the default.
  */
 export const S3ArtifactsConfigSchema = z.strictObject({
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens'),
@@ -20,16 +21,8 @@ export const S3ArtifactsConfigSchema = z.strictObject({
   endpoint: z.url({ protocol: /^https?$/ }).optional(),
   /** Path-style URLs (`ENDPOINT/BUCKET/KEY`), which most S3-compatible services want. */
   forcePathStyle: z.boolean().default(false),
-  /**
-   * Downloads answered with a redirect (302) to a presigned GET URL of the bucket, valid 5
-   * minutes, instead of streamed through the master. Off by default: the bucket must then be
-   * reachable by every client (often it is private to the masters' network), and a URL handed
-   * out works for anyone who holds it until it expires. The master still decides first
-   * (verification, `public: false`); only then does it redirect.
-   */
-  presignedDownloads: z.boolean().default(false),
   ...Object.fromEntries(CREDENTIAL_KEYS.map((k) => [k, noCredentials])) as Record<(typeof CREDENTIAL_KEYS)[number], typeof noCredentials>,
 });
-export type S3ArtifactsConfig = Pick<z.output<typeof S3ArtifactsConfigSchema>, 'bucket' | 'prefix' | 'region' | 'endpoint' | 'forcePathStyle' | 'presignedDownloads'>;
+export type S3ArtifactsConfig = Pick<z.output<typeof S3ArtifactsConfigSchema>, 'bucket' | 'prefix' | 'region' | 'endpoint' | 'forcePathStyle'>;
 
 export const ArtifactsConfigSchema = z.strictObject({ s3: S3ArtifactsConfigSchema.optional() }).default(() => ({}));

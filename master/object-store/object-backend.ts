@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 /**
- * Where finished artifacts and logs are kept: this master's disk (`LocalObjects`, the default)
- * or an S3-compatible bucket every master of a farm reads (`S3Objects`, `artifacts: { s3 }`).
+ * Where finished artifacts and logs are kept: an S3-compatible bucket every master of a farm reads (`S3Objects`,
+ * `artifacts: { s3 }`). Without one, artifacts and logs stay on the master's own disk (or
+ * the shared PostgreSQL's log rows), as before.
  *
  * Lifecycle: `check()` once at start (a missing or unreachable bucket stops the master, naming
  * it); then any number of `put`/`get`/`remove`; `removeOlderThan` from retention; `close()` at
@@ -21,8 +22,6 @@ export interface ObjectBackend {
   put(key: string, open: () => Readable, meta: { size?: number; sha256?: string; contentType?: string }): Promise<void>;
   /** The object's bytes, or null when there is no such object. Throws (naming `where`) when the store cannot answer. */
   get(key: string): Promise<Readable | null>;
-  /** A URL a client may GET the object from for `expiresInS` seconds; null when the backend has none (local disk). */
-  presignedUrl(key: string, filename: string, expiresInS: number): Promise<string | null>;
   remove(keys: string[]): Promise<void>;
   /** Removes the objects under `kind/` stored before `cutoffMs`; returns how many. */
   removeOlderThan(kind: 'artifacts' | 'logs', cutoffMs: number): Promise<number>;

@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3ArtifactsConfig } from '../config/s3-config.js';
 import type { ObjectBackend } from './object-backend.js';
 
@@ -28,7 +27,7 @@ export class S3Objects implements ObjectBackend {
   readonly shared = true;
   private readonly client: S3Client;
 
-  constructor(private readonly cfg: Omit<S3ArtifactsConfig, 'presignedDownloads'>, private readonly retryBaseMs = 250) {
+  constructor(private readonly cfg: S3ArtifactsConfig, private readonly retryBaseMs = 250) {
     this.client = new S3Client({
       region: cfg.region, forcePathStyle: cfg.forcePathStyle, maxAttempts: 3,
       // Puts are retried here (put()), reads and lists by the SDK.
@@ -92,12 +91,6 @@ export class S3Objects implements ObjectBackend {
     }
   }
 
-  presignedUrl(key: string, filename: string, expiresInS: number): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({
-      Bucket: this.cfg.bucket, Key: this.fullKey(key),
-      ResponseContentDisposition: `attachment; filename="${filename.replace(/["\\\r\n]/g, '')}"`,
-    }), { expiresIn: expiresInS });
-  }
 
   async remove(keys: string[]): Promise<void> {
     for (let i = 0; i < keys.length; i += 1000) {
