@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { join } from 'node:path';
-import type { S3Artifacts } from './artifact-objects.js';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { artifactKey, type ObjectBackend } from './object-store/object-backend.js';
 
 export interface ArtifactChunk {
   buildId: number;
@@ -35,8 +36,8 @@ export class ArtifactStore {
   private readonly dir: string;
   private readonly uploads = new Map<string, Upload>();
 
-  /** `objects`: the farm's bucket (artifact-objects.ts); absent: this disk only. */
-  constructor(dataDir: string, private readonly maxBytes: number, private readonly objects?: S3Artifacts) {
+  /** `objects`: the farm's bucket (object-store/s3-objects.ts); absent: this disk only. Keys: artifactKey, from the master's own build id and the name as one encoded segment. */
+  constructor(dataDir: string, private readonly maxBytes: number, private readonly objects?: ObjectBackend) {
     this.dir = join(dataDir, 'artifacts');
     mkdirSync(this.dir, { recursive: true });
   }
@@ -126,20 +127,32 @@ export class ArtifactStore {
    * stays on this disk.
    */
   async publish(buildId: number, name: string, size: number, sha256: string): Promise<void> {
-    await this.objects?.put(buildId, name, this.path(buildId, name), size, sha256);
+    const file = this.path(buildId, name);
+    await this.objects?.put(artifactKey(buildId, name, null), () => createReadStream(file), { size, sha256 });
   }
 
   /** The artifact's bytes: this master's copy, else the bucket's; null when neither has it. */
   async read(buildId: number, name: string): Promise<Readable | null> {
     const p = this.path(buildId, name);
     if (existsSync(p)) return createReadStream(p);
-    return this.objects ? this.objects.get(buildId, name) : null;
+    return this.objects ? this.objects.get(artifactKey(buildId, name, null)) : null;
   }
 
   /** A path to the artifact on this disk (fetched from the bucket if this master has no copy), or null. */
   async localPath(buildId: number, name: string): Promise<string | null> {
     const p = this.path(buildId, name);
     if (existsSync(p)) return p;
-    return this.objects && await this.objects.download(buildId, name, p) ? p : null;
+    const body = this.objects ? await this.objects.get(artifactKey(buildId, name, null)) : null;
+    if (!body) return null;
+    const tmp = `${p}.download`;
+    mkdirSync(dirname(p), { recursive: true });
+    try {
+      await pipeline(body, createWriteStream(tmp));
+      renameSync(tmp, p);
+      return p;
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
   }
 }

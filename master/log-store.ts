@@ -1,5 +1,5 @@
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
@@ -42,7 +42,26 @@ export interface BuildLogs {
   storedOffset?(buildId: number, attempt: number): Promise<number>;
 }
 
-export class LogStore implements BuildLogs {
+/**
+ * What log-archive.ts needs to move a finished build's log to a shared object store: the text
+ * held now, and a way to drop exactly that text once the object store has it. Text appended
+ * after `take` (a note after the end) stays, and is served after the object.
+ */
+export interface LogSource {
+  /** The text held now (plain). */
+  body(): Readable;
+  /** Drops what `body` gave; false when that cannot be done safely now (the caller tries again). */
+  release(): Promise<boolean>;
+}
+
+export interface ArchivableLogs extends BuildLogs {
+  /** The build's log as held now, or null when there is none. */
+  take(buildId: number): Promise<LogSource | null>;
+  /** Builds that have log text here (candidates for archiving once finished). */
+  heldBuilds(): Promise<number[]>;
+}
+
+export class LogStore implements ArchivableLogs {
   private readonly dir: string;
   private readonly open = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();
@@ -106,6 +125,18 @@ export class LogStore implements BuildLogs {
 
   /** The log's text so far, plain or decompressed; null when the build has none. */
   read(buildId: number): Readable | null {
+    const current = this.readCurrent(buildId);
+    // A snapshot being put in the object store (log-archive.ts) comes first.
+    const snapshot = this.snapshotOf(buildId);
+    if (!snapshot) return current;
+    const first = snapshot.endsWith('.gz.archiving') ? createReadStream(snapshot).pipe(createGunzip()) : createReadStream(snapshot);
+    return Readable.from((async function* () {
+      yield* first;
+      if (current) yield* current;
+    })());
+  }
+
+  private readCurrent(buildId: number): Readable | null {
     const plain = this.path(buildId);
     if (existsSync(plain)) return createReadStream(plain);
     const gz = `${plain}.gz`;
@@ -115,5 +146,44 @@ export class LogStore implements BuildLogs {
 
   closeAll(): void {
     for (const id of [...this.open.keys()]) this.close(id);
+  }
+
+  /**
+   * For the object store (log-archive.ts): the log as it is now, after its compression, moved
+   * aside to `<id>.log[.gz].archiving` in one synchronous step (its descriptor closed first), so
+   * an append that comes later starts a new file and is never in the snapshot; `release`
+   * removes the snapshot. A snapshot left by a put that failed is taken again as it is.
+   */
+  async take(buildId: number): Promise<LogSource | null> {
+    await this.compressing.get(buildId);
+    let snapshot = this.snapshotOf(buildId);
+    if (!snapshot) {
+      const plain = this.path(buildId);
+      const from = existsSync(plain) ? plain : existsSync(`${plain}.gz`) ? `${plain}.gz` : null;
+      if (!from) return null;
+      this.close(buildId);
+      snapshot = `${from}.archiving`;
+      renameSync(from, snapshot);
+    }
+    const file = snapshot;
+    return {
+      body: () => (file.endsWith('.gz.archiving') ? createReadStream(file).pipe(createGunzip()) : createReadStream(file)),
+      release: () => { rmSync(file, { force: true }); return Promise.resolve(true); },
+    };
+  }
+
+  private snapshotOf(buildId: number): string | null {
+    const plain = `${this.path(buildId)}.archiving`;
+    const gz = `${this.path(buildId)}.gz.archiving`;
+    return existsSync(gz) ? gz : existsSync(plain) ? plain : null;
+  }
+
+  heldBuilds(): Promise<number[]> {
+    const ids = new Set<number>();
+    for (const name of readdirSync(this.dir)) {
+      const m = /^([1-9][0-9]*)\.log(?:\.gz)?(?:\.archiving)?$/.exec(name);
+      if (m) ids.add(Number(m[1]));
+    }
+    return Promise.resolve([...ids]);
   }
 }

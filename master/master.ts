@@ -14,12 +14,13 @@ import { EventBus } from './events.js';
 import { EventsSocket } from './events-socket.js';
 import { hostRefusal, HttpApi, HttpError } from './http-api.js';
 import { clientAddressResolver } from './client-address.js';
-import { LogStore, type BuildLogs } from './log-store.js';
+import { LogStore, type ArchivableLogs, type BuildLogs } from './log-store.js';
+import { LogArchive } from './log-archive.js';
 import { PostgresLogs } from './store/postgres-logs.js';
 import { LatentWorkers } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
-import { scheduleObjectRetention, scheduleRetention, scheduleSharedRetention } from './retention.js';
-import { S3Artifacts } from './artifact-objects.js';
+import { scheduleLeftoverArchive, scheduleObjectRetention, scheduleRetention, scheduleSharedRetention } from './retention.js';
+import { S3Objects } from './object-store/s3-objects.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
@@ -110,8 +111,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const adminToken = loadAdminToken(dataDir);
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
-  // `artifacts.s3`: the farm's bucket, checked before anything is taken (artifact-objects.ts).
-  const objects = fileConfig.s3 ? new S3Artifacts(fileConfig.s3) : undefined;
+  // `artifacts.s3`: the farm's bucket, checked before anything is taken (object-store/s3-objects.ts).
+  const objects = fileConfig.s3 ? new S3Objects(fileConfig.s3) : undefined;
   if (objects) {
     try {
       await objects.check();
@@ -129,7 +130,13 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   // serves any log and an adopted attempt's log goes on with nothing lost (store/postgres-logs.ts).
   const sharedLogs = claims && opts.storeUrl ? new PostgresLogs(opts.storeUrl, () => claims.holder,
     (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
-  const logs: BuildLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
+  const heldLogs: ArchivableLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
+  // `artifacts.s3`: finished builds' logs go to the bucket as well (log-archive.ts), so any
+  // master serves them after the one that held them is gone; live logs stay in heldLogs. The
+  // object's key is logKey(build id): the master's own number, never text a worker sent — the
+  // log's bytes (the worker's) are only the object's body.
+  const logArchive = objects?.shared ? new LogArchive(heldLogs, objects) : null;
+  const logs: BuildLogs = logArchive ?? heldLogs;
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   // Retention: every master sweeps the files on its own disk (artifacts are per master), with
   // the store: artifact files of requeued or refused attempts, spent one-time credentials
@@ -140,8 +147,14 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const retention = new SingletonLease(claims, 'retention', leaseMs, {
     start: () => {
       const stopLogs = scheduleSharedRetention(fileConfig.retention.logsMs, sharedLogs, logLine);
-      const stopObjects = scheduleObjectRetention(fileConfig.retention.artifactsMs, objects, logLine);
-      stopSharedRetention = () => { stopLogs(); stopObjects(); };
+      const stopObjects = scheduleObjectRetention(fileConfig.retention.artifactsMs, objects && { what: 'artifact', where: objects.where, removeOlderThan: (c: number) => objects.removeOlderThan('artifacts', c) }, logLine);
+      const stopLogObjects = scheduleObjectRetention(fileConfig.retention.logsMs, logArchive && objects && { what: 'log', where: objects.where, removeOlderThan: (c: number) => objects.removeOlderThan('logs', c) }, logLine);
+      // Logs a failed or interrupted put left behind (this master's, or a stopped one's rows in
+      // the shared store), swept by one master at a time. Only builds that finished a while ago
+      // (LEFTOVER_AFTER_MS): a build that just finished is being archived by its own master,
+      // and two puts of one build at once could each append the same text to the object.
+      const stopLeftovers = logArchive ? scheduleLeftoverArchive(logArchive, store, logLine) : () => undefined;
+      stopSharedRetention = () => { stopLogs(); stopObjects(); stopLogObjects(); stopLeftovers(); };
     },
     stop: () => { stopSharedRetention(); stopSharedRetention = () => undefined; },
   }, logLine);
@@ -325,6 +338,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       eventsSocket.close();
       server.closeAllConnections();
       await new Promise<void>((ok) => server.close(() => ok()));
+      logArchive?.stop();
       logs.closeAll();
       await logs.settled();
       await sharedLogs?.end();

@@ -140,12 +140,37 @@ export function scheduleSharedRetention(logsMs: number | null, logs: { removeFin
 }
 
 /** `artifacts.s3`: removes the bucket's artifacts stored longer ago than `artifactsMs` (one master at a time: the retention lease). */
-export function scheduleObjectRetention(artifactsMs: number | null, objects: { removeOlderThan(cutoffMs: number): Promise<number>; where: string } | undefined, log: (l: string) => void, everyMs = 3_600_000): () => void {
-  if (artifactsMs === null || !objects) return () => undefined;
+export function scheduleObjectRetention(keepMs: number | null, objects: { removeOlderThan(cutoffMs: number): Promise<number>; where: string; what: string } | null | undefined, log: (l: string) => void, everyMs = 3_600_000): () => void {
+  if (keepMs === null || !objects) return () => undefined;
   const run = () => {
-    objects.removeOlderThan(Date.now() - artifactsMs).then((n) => {
-      if (n) log(`retention: removed ${n} artifact(s) from ${objects.where}`);
+    objects.removeOlderThan(Date.now() - keepMs).then((n) => {
+      if (n) log(`retention: removed ${n} ${objects.what}(s) from ${objects.where}`);
     }, (e: Error) => log(`retention sweep of ${objects.where} failed: ${e.message}`));
+  };
+  run();
+  const timer = setInterval(run, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** How long after its end a build's log is left to its own master's archive before the sweep puts it. */
+export const LEFTOVER_AFTER_MS = 10 * 60_000;
+
+/**
+ * Finished builds' logs still held outside the object store (a put that failed its tries, a
+ * master stopped mid-put): put now and then every `everyMs`, by the retention lease's holder.
+ */
+export function scheduleLeftoverArchive(archive: { archiveLeftovers(isDue: (buildId: number) => Promise<boolean>): Promise<number> },
+  store: { getBuild(id: number): Promise<{ state: string; finishedAt: string | null } | null> }, log: (l: string) => void,
+  everyMs = 600_000, afterMs = LEFTOVER_AFTER_MS): () => void {
+  const isDue = async (id: number) => {
+    const b = await store.getBuild(id);
+    return !!b && b.state === 'finished' && b.finishedAt !== null && Date.parse(b.finishedAt) <= Date.now() - afterMs;
+  };
+  const run = () => {
+    archive.archiveLeftovers(isDue).then((n) => {
+      if (n) log(`archived ${n} finished build log(s) left outside the object store`);
+    }, (e: Error) => log(`archiving left-over logs failed: ${e.message}`));
   };
   run();
   const timer = setInterval(run, everyMs);

@@ -7,9 +7,10 @@ const noCredentials = z.unknown().refine(() => false, {
 }).optional();
 
 /**
- * `artifacts: { s3: … }` in crowdbake.yml: artifacts (and nothing else yet) in an
- * S3-compatible bucket, so that every master of a farm serves every build's artifacts.
- * Absent: local disk (`DATA/artifacts`), the default.
+ * `artifacts: { s3: … }` in crowdbake.yml: artifacts and finished builds' logs in an
+ * S3-compatible bucket, so that every master of a farm serves every build's artifacts and
+ * finished logs (master/log-archive.ts). Absent: local disk (`DATA/artifacts`, `DATA/logs`,
+ * or the shared PostgreSQL's log rows), the default.
  */
 export const S3ArtifactsConfigSchema = z.strictObject({
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens'),

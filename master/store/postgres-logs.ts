@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Client } from 'pg';
-import type { BuildLogs, WorkerLogRange } from '../log-store.js';
+import type { ArchivableLogs, LogSource, WorkerLogRange } from '../log-store.js';
 import { connectPostgres } from './postgres-connect.js';
 
 /** Rows are written at most this long after they arrive… */
@@ -42,7 +42,7 @@ interface Pending {
  * - A lost connection is opened again at the next flush; rows wait meanwhile (and the
  *   workers, short of acknowledgements, slow down: master-link.ts bounds what they keep).
  */
-export class PostgresLogs implements BuildLogs {
+export class PostgresLogs implements ArchivableLogs {
   private client: Client | null = null;
   private connecting: Promise<Client> | null = null;
   private pending: Pending[] = [];
@@ -148,19 +148,54 @@ export class PostgresLogs implements BuildLogs {
     if (stored.size) this.onStored([...stored.values()]);
   }
 
-  read(buildId: number): Readable {
+  /** The build's log; `through`: only the rows up to that `seq` (log-archive.ts). */
+  read(buildId: number, through?: number): Readable {
     const self = this;
+    const upTo = through ?? Number.MAX_SAFE_INTEGER;
     return Readable.from((async function* () {
       await self.flush();
       const c = await self.connection();
       let after = 0;
       for (;;) {
-        const r = await c.query<{ seq: string; data: Buffer }>('SELECT seq, data FROM log_chunks WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [buildId, after, READ_BATCH]);
+        const r = await c.query<{ seq: string; data: Buffer }>('SELECT seq, data FROM log_chunks WHERE build_id = $1 AND seq > $2 AND seq <= $4 ORDER BY seq LIMIT $3', [buildId, after, READ_BATCH, upTo]);
         for (const row of r.rows) yield row.data;
         if (r.rows.length < READ_BATCH) return;
         after = Number(r.rows[r.rows.length - 1]!.seq);
       }
     })(), { objectMode: false });
+  }
+
+  /**
+   * For the object store (log-archive.ts): the build's rows up to the last one stored now;
+   * `release` deletes exactly those (rows appended later stay, and are served after the object).
+   */
+  async take(buildId: number): Promise<LogSource | null> {
+    await this.flush();
+    const c = await this.connection();
+    const r = await c.query<{ last: string | null }>('SELECT max(seq) AS last FROM log_chunks WHERE build_id = $1', [buildId]);
+    const last = r.rows[0]?.last;
+    if (last === null || last === undefined) return null;
+    return {
+      body: () => this.read(buildId, Number(last)),
+      release: async () => {
+        await (await this.connection()).query('DELETE FROM log_chunks WHERE build_id = $1 AND seq <= $2', [buildId, last]);
+        return true;
+      },
+    };
+  }
+
+  /** Finished builds that still have rows here (their logs not yet in the object store). */
+  async heldBuilds(): Promise<number[]> {
+    const c = await this.connection();
+    const r = await c.query<{ build_id: string }>(`SELECT DISTINCT l.build_id FROM log_chunks l JOIN builds b ON b.id = l.build_id WHERE b.state = 'finished'`);
+    return r.rows.map((x) => Number(x.build_id));
+  }
+
+  /** Removes the logs of these builds (retention). */
+  async remove(buildIds: number[]): Promise<void> {
+    if (buildIds.length === 0) return;
+    const c = await this.connection();
+    await c.query('DELETE FROM log_chunks WHERE build_id = ANY($1::bigint[])', [buildIds]);
   }
 
   /** Removes the logs of builds that finished before `cutoff` (an ISO time; retention); returns how many builds' logs went. */
