@@ -17,7 +17,7 @@ import { clientAddressResolver } from './client-address.js';
 import { LogStore, type ArchivableLogs, type BuildLogs } from './log-store.js';
 import { LogArchive } from './log-archive.js';
 import { PostgresLogs } from './store/postgres-logs.js';
-import { LatentWorkers } from './provisioners/latent-workers.js';
+import { LatentWorkers, type LatentWorkerView } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
 import { scheduleLeftoverArchive, scheduleObjectRetention, scheduleRetention, scheduleSharedRetention } from './retention.js';
 import { S3Objects } from './object-store/s3-objects.js';
@@ -84,6 +84,8 @@ export interface MasterHandle {
   coordinator: Coordinator;
   registry: BuilderRegistry;
   events: EventBus;
+  /** The latent workers (crowdbake.yml `provisioners:`) and the state of each. */
+  latent: { list(): LatentWorkerView[] };
   close(): Promise<void>;
 }
 
@@ -321,7 +323,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
 
   let closing: Promise<void> | null = null;
   return {
-    url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null,
+    url, adminToken, coordinator, registry, events, fingerprint: tls?.fingerprint ?? null, latent,
     close: () => (closing ??= (async () => {
       for (const s of singletons) await s.close(true);
       await stopListening?.();

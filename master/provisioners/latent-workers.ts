@@ -173,8 +173,13 @@ export class LatentWorkers {
       }
       if (l.state !== 'running') continue;
       if (!session) {
-        // It went away by itself (crashed, or stopped from outside).
-        this.set(l, 'stopped');
+        // Its connection is gone, but its machine may not be: a worker whose socket dropped
+        // (a missed heartbeat, a network blip) dials again by itself. It is waited for as at
+        // start, for startTimeout; one that does not come back is then stopped through the
+        // provisioner, so a machine still up is not left running unwatched. A provisioner that
+        // sees the machine itself end says so (ctx.exited), which marks it stopped at once.
+        this.deps.log(`latent worker ${l.config.name} disconnected; waiting up to ${Math.round(l.config.startTimeout / 1000)}s for it to reconnect before stopping it`);
+        this.set(l, 'starting');
         continue;
       }
       if (session.builds.size > 0) { l.idleSince = null; continue; }

@@ -6,7 +6,8 @@
  * Lifecycle: start(ctx) is called when queued work needs this worker and it is not connected;
  * it resolves once the start request was made (the worker then dials the master by itself
  * with ctx.token). stop(ctx) is called after the worker has been idle for the configured time,
- * when it failed to connect within startTimeout, and when the master shuts down.
+ * when it failed to connect within startTimeout (of its start, or of its connection dropping),
+ * and when the master shuts down.
  *
  * A cloud provisioner plugs in by implementing these two methods (e.g. start: create an
  * instance whose user-data runs `crowdbake worker --master ctx.masterUrl --token ctx.token
