@@ -16,11 +16,10 @@ import { hostRefusal, HttpApi, HttpError } from './http-api.js';
 import { clientAddressResolver } from './client-address.js';
 import { LogStore, type ArchivableLogs, type BuildLogs } from './log-store.js';
 import { LogArchive } from './log-archive.js';
-import { PostgresLogs } from './store/postgres-logs.js';
+import type { PostgresLogs } from './store/postgres-logs.js';
 import { LatentWorkers, type LatentWorkerView } from './provisioners/latent-workers.js';
 import type { LocalVmGuestBuilder } from './provisioners/local-vm-provisioner.js';
 import { scheduleLeftoverArchive, scheduleObjectRetention, scheduleRetention, scheduleSharedRetention } from './retention.js';
-import { S3Objects } from './object-store/s3-objects.js';
 import { ChangeSources } from './sources/change-sources.js';
 import { PROVIDERS } from './sources/webhook-payload.js';
 import { loadForgeSecret } from './sources/webhook-secret.js';
@@ -40,7 +39,7 @@ import { EnrollmentRoutes } from './enrollment/routes.js';
 import { writeFarmInfo, type FarmInfo } from './enrollment/invites.js';
 import { log, logLine } from './log.js';
 import { DEFAULT_LEASE_MS } from '../protocol/farm.js';
-import { EventRelay } from './farm/event-relay.js';
+import type { EventRelay } from './farm/event-relay.js';
 import { FarmMembership } from './farm/membership.js';
 import { SingletonLease } from './farm/singleton.js';
 import { Attestations } from './provenance/attestations.js';
@@ -114,7 +113,9 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const disk = new DiskSpace(dataDir);
   const events = new EventBus();
   // `artifacts.s3`: the farm's bucket, checked before anything is taken (object-store/s3-objects.ts).
-  const objects = fileConfig.s3 ? new S3Objects(fileConfig.s3) : undefined;
+  // The AWS SDK (and below, pg; for `ec2` provisioners, the EC2 client) is loaded only when
+  // configured: a single master on SQLite does not carry them (tens of MiB; bench/README.md).
+  const objects = fileConfig.s3 ? new (await import('./object-store/s3-objects.js')).S3Objects(fileConfig.s3) : undefined;
   if (objects) {
     try {
       await objects.check();
@@ -130,7 +131,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   const claims = store.claims;
   // Logs: files on one master; rows in the shared PostgreSQL with several, so that any master
   // serves any log and an adopted attempt's log goes on with nothing lost (store/postgres-logs.ts).
-  const sharedLogs = claims && opts.storeUrl ? new PostgresLogs(opts.storeUrl, () => claims.holder,
+  const sharedLogs: PostgresLogs | null = claims && opts.storeUrl ? new (await import('./store/postgres-logs.js')).PostgresLogs(opts.storeUrl, () => claims.holder,
     (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
   const heldLogs: ArchivableLogs = sharedLogs ?? new LogStore(dataDir, true, (n) => metrics.logBytes.inc(n));
   // `artifacts.s3`: finished builds' logs go to the bucket as well (log-archive.ts), so any
@@ -162,7 +163,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   }, logLine);
   let api: HttpApi | null = null;
   let url = '';
-  const latent = new LatentWorkers(fileConfig.provisioners, {
+  const latent = await LatentWorkers.create(fileConfig.provisioners, {
     coordinator: () => coordinator, store, masterUrl: () => url, dataDir, configDir,
     log: logLine, localVmGuest: opts.localVmGuest ?? null,
     publicUrl: fileConfig.url, builder: (n) => registry.get(n)?.definition ?? null,
@@ -220,7 +221,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   disk.watch(() => coordinator.scheduleDispatch());
   await coordinator.recover();
   // Several masters: dashboards on any master see the whole farm live (farm/event-relay.ts).
-  relay = claims && opts.storeUrl ? new EventRelay(opts.storeUrl, events, () => claims.holder, (n) => coordinator.session(n) !== undefined, logLine) : null;
+  relay = claims && opts.storeUrl ? new (await import('./farm/event-relay.js')).EventRelay(opts.storeUrl, events, () => claims.holder, (n) => coordinator.session(n) !== undefined, logLine) : null;
   await relay?.start();
   // NOTIFY only wakes this master; it reads the queue from the table (and every tick anyway).
   const stopListening = claims ? await claims.onWake(() => void coordinator.refreshQueue().catch((e: Error) => log.error(e.message))) : null;

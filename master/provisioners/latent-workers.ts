@@ -4,7 +4,7 @@ import type { BuilderDefinition } from '../../protocol/builder-file.js';
 import type { ProvisionerConfig } from '../config/master-config.js';
 import type { CloudView } from '../../protocol/api.js';
 import type { BuildRow } from '../store/store.js';
-import { CloudPool } from './ec2/cloud-pool.js';
+import type { CloudPool } from './ec2/cloud-pool.js';
 import { farmId } from './farm-id.js';
 import type { Coordinator } from '../coordinator.js';
 import { executorFor } from '../matching.js';
@@ -35,12 +35,31 @@ export interface LatentWorkerView {
   lastError: string | null;
 }
 
+export interface LatentDeps {
+  coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void;
+  localVmGuest?: LocalVmGuestBuilder | null;
+  /** [cloud] The farm's public URL (crowdbake.yml `url:`), which cloud instances dial. */
+  publicUrl?: string | undefined;
+  builder?: (name: string) => BuilderDefinition | null;
+  /** [cloud] The TLS master's certificate fingerprint (`sha256:HEX`) cloud workers pin, or null. */
+  pin?: () => string | null;
+}
+
 /**
  * Starts latent workers when queued work needs them and stops them when idle. Driven by the
  * coordinator's report of builds it could not place, and by a once-a-second look at each
  * latent worker's session.
  */
 export class LatentWorkers {
+  /**
+   * Loads the cloud pool (and with it the AWS SDK's EC2 client, about 60 MiB) only when an
+   * `ec2` provisioner is configured.
+   */
+  static async create(configs: ProvisionerConfig[], deps: LatentDeps): Promise<LatentWorkers> {
+    const pool = configs.some((c) => c.type === 'ec2') ? (await import('./ec2/cloud-pool.js')).CloudPool : null;
+    return new LatentWorkers(configs, deps, pool);
+  }
+
   private readonly latent = new Map<string, Latent>();
   /** [cloud] The `ec2` provisioners: pools of cloud workers sized on the queue. */
   private readonly pools: CloudPool[] = [];
@@ -49,21 +68,15 @@ export class LatentWorkers {
 
   constructor(
     configs: ProvisionerConfig[],
-    private readonly deps: {
-      coordinator: () => Coordinator; store: Store; masterUrl: () => string; dataDir: string; configDir: string; log: (l: string) => void;
-      localVmGuest?: LocalVmGuestBuilder | null;
-      /** [cloud] The farm's public URL (crowdbake.yml `url:`), which cloud instances dial. */
-      publicUrl?: string | undefined;
-      builder?: (name: string) => BuilderDefinition | null;
-      /** [cloud] The TLS master's certificate fingerprint (`sha256:HEX`) cloud workers pin, or null. */
-      pin?: () => string | null;
-    },
+    private readonly deps: LatentDeps,
+    Pool: typeof CloudPool | null = null,
   ) {
     const cloud = configs.filter((c) => c.type === 'ec2');
     const farm = cloud.length ? farmId(deps.dataDir) : '';
+    if (cloud.length && !Pool) throw new Error('ec2 provisioners need LatentWorkers.create (it loads the cloud pool)');
     for (const config of cloud) {
       const base = () => (config.masterUrl ?? deps.publicUrl ?? deps.masterUrl()).replace(/^http/, 'ws').replace(/\/+$/, '');
-      this.pools.push(new CloudPool(config, {
+      this.pools.push(new Pool!(config, {
         coordinator: deps.coordinator, store: deps.store, farmId: farm, log: deps.log, builder: deps.builder ?? (() => null), pin: deps.pin ?? (() => null),
         workerUrl: () => (base() === '' || base().endsWith('/api/v1/worker') ? base() : `${base()}/api/v1/worker`),
       }));
