@@ -149,10 +149,15 @@ describe('warm sandboxes (real podman)', { skip: process.getuid?.() !== 0 ? 'war
   test('two builds never share a sandbox: nothing of the first is in the second', async () => {
     await warmed();
     const first = await openBuild();
-    const r1 = await run(first.sandbox, 'echo secret > /tmp/left; echo secret > /run/left; echo secret > /root/left; n=301; (sleep $n &) ; ps -o args | grep -c "[s]leep 301"');
-    assert.equal(r1.exitCode, 0, r1.message ?? '');
-    assert.equal(r1.stdout, '1\n', 'the check below sees a left-behind process');
-    await first.sandbox.destroy();
+    // The orphaned `sleep` shows as such in ps only once its fork has exec'd: wait for it (at most 5 s).
+    const r1 = await run(first.sandbox, 'echo secret > /tmp/left; echo secret > /run/left; echo secret > /root/left; n=301; (sleep $n &) ; ' +
+      'i=0; until ps -o args | grep -q "[s]leep 301" || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.05; done; ps -o args | grep -c "[s]leep 301"');
+    try {
+      assert.equal(r1.exitCode, 0, `${r1.message ?? ''} ${r1.stdout}`);
+      assert.equal(r1.stdout, '1\n', 'the check below sees a left-behind process');
+    } finally {
+      await first.sandbox.destroy();
+    }
     await executor.warm!.settled();
     const second = await openBuild();
     assert.notEqual(second.name, first.name);
