@@ -122,16 +122,19 @@ test('log-ack: frames carry their offset; after a fail-over the next master gets
   t.after(async () => { link.close(); await a.close(); await b.close(); });
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
   await until(() => a.sockets.length === 1);
-  await new Promise((ok) => setTimeout(ok, 50)); // the adoption message
+  await processed(a.sockets[0]!); // the adoption message
   for (const text of ['aaa', 'bbbb', 'cc']) await link.sendLog(1, 2, text);
   await until(() => a.frames.length === 4);
   assert.deepEqual(a.frames.slice(1), ['L1 2 0\naaa', 'L1 2 3\nbbbb', 'L1 2 7\ncc']);
   // The master stored the first 5 characters (half of "bbbb"), then dies.
   a.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 5 }));
-  await new Promise((ok) => setTimeout(ok, 50));
+  await processed(a.sockets[0]!);
+  // Written at the moment the link drops (its 'disconnected' event): polling for `holding`
+  // could miss the window, which ends as soon as the next master welcomes it (10-20 ms here).
+  const dropped = new Promise<{ holding: boolean; sent: void | Promise<void> }>((ok) => link.once('disconnected', (_why: string, holding: boolean) => ok({ holding, sent: link.sendLog(1, 2, 'dd') })));
   a.sockets[0]!.terminate();
-  await until(() => link.holding);
-  const held = link.sendLog(1, 2, 'dd');
+  const { holding, sent: held } = await dropped;
+  assert.equal(holding, true, 'a master of a farm went away: the builds are held');
   assert.ok(held instanceof Promise, 'written while between masters: held');
   await until(() => b.frames.length >= 4);
   assert.equal(await held, undefined);
@@ -166,7 +169,7 @@ test('adoption window over: the attempts given up are never named or reported ag
   const released = new Promise<string>((ok) => link.once('released', ok));
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
   await until(() => a.sockets.length === 1);
-  await new Promise((ok) => setTimeout(ok, 50));
+  await processed(a.sockets[0]!); // the adoption message
   const closed = a.close();
   a.sockets[0]!.terminate();
   await closed;
@@ -194,7 +197,7 @@ test('fail-over: an end sent to a master that answers pings but never stored it 
   t.after(async () => { link.close(); await a.close(); await b.close(); });
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
   await until(() => a.sockets.length === 1);
-  await new Promise((ok) => setTimeout(ok, 50)); // the adoption message
+  await processed(a.sockets[0]!); // the adoption message
   await link.send({ type: 'state', buildId: 7, attempt: 1, state: 'finished', result: 'success', message: null });
   await until(() => a.frames.length === 2);
   // Six heartbeats later the master steps down and closes the socket (not silent meanwhile: it pinged).
@@ -206,6 +209,11 @@ test('fail-over: an end sent to a master that answers pings but never stored it 
   assert.deepEqual(hello.running, [{ buildId: 7, attempt: 1 }], 'the unconfirmed end is named in the hello');
   assert.deepEqual(JSON.parse(b.frames[1]!), JSON.parse(a.frames[1]!), 'and sent again');
 });
+
+/** Resolves once the worker has handled every frame `ws` sent it before: it answers a ping only after those (frames are read in order). */
+function processed(ws: WebSocket): Promise<void> {
+  return new Promise((ok) => { ws.once('pong', () => ok()); ws.ping(); });
+}
 
 async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
