@@ -9,7 +9,7 @@ import type { EnvironmentSpec, Limits } from '../protocol/build-spec.js';
 import { ContainerExecutor, FIRST_MAPPED_ID } from '../worker/executors/container.js';
 import { FreezeGate } from '../worker/freeze-gate.js';
 import { startWorker } from '../worker/agent.js';
-import { testMaster } from './helpers/cluster.js';
+import { testMaster, whenSteady } from './helpers/cluster.js';
 
 /**
  * Malicious builder files, `environment.setup` edition: a setup line is the builder's code and
@@ -168,8 +168,8 @@ describe('adversary: malicious setup lines run in the build sandbox (real podman
       await gate.freeze();
       const states = execFileSync('podman', ['ps', '-a', '--filter', `label=crowdbake.owner=${ownerId}`, '--format', '{{.Names}} {{.State}}'], { encoding: 'utf8' });
       assert.match(states, /crowdbake-setup-\S+ paused/i);
-      await sleep(300); // output already in the pipe when the freezer hit
-      const frozenAt = ticks();
+      // Output already in the pipe when the freezer hit lands first.
+      const frozenAt = await whenSteady('the frozen setup line\'s output', async () => ticks());
       await sleep(1500);
       assert.equal(ticks(), frozenAt, 'the setup line kept printing while frozen');
       assert.ok(frozenAt < 60);

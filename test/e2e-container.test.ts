@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startWorker } from '../worker/agent.js';
 import type { ArtifactView, BuildView, WorkerView } from '../protocol/api.js';
-import { cleanup, tempDir, testMaster } from './helpers/cluster.js';
+import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
 // A builder this project has never seen: a container step makes an artifact, a second one
 // probes the sandbox from inside. Real master, real worker, real podman.
@@ -158,7 +158,7 @@ limits: { disk: 32m }
   }
   // Removed with the build (right after the master heard the end): nothing left in the work root, no container left.
   const left = (): string => execFileSync('sh', ['-c', `ls -A ${join(workDir, 'work')} 2>/dev/null || true`]).toString().trim();
-  for (let i = 0; i < 100 && left() !== ''; i++) await new Promise((ok) => setTimeout(ok, 100));
+  await until('the build\'s directory and containers to be removed', () => left() === '' && buildContainersLeft().length === 0, 30_000).catch(() => undefined);
   assert.equal(left(), '');
   assert.deepEqual(buildContainersLeft(), []);
 });

@@ -9,7 +9,7 @@ import type { IdleSource } from '../worker/idle/idle-source.js';
 import { parseHidIdleTime } from '../worker/idle/macos-idle.js';
 import { planIdleSources } from '../worker/idle/session.js';
 import { parseLastInputLine } from '../worker/idle/windows-idle.js';
-import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
+import { cleanup, tempDir, testMaster, until, whenSteady } from './helpers/cluster.js';
 import { startMutter, startSway, type Compositor } from './helpers/wayland.js';
 import { startXvfb } from './helpers/xvfb.js';
 
@@ -143,28 +143,35 @@ async function idleGatedBuild(t: { after(fn: () => unknown): void; diagnostic(s:
   const saved = Object.fromEntries(keys.map((k) => [k, process.env[k]]));
   // startWorker reads the session from process.env, as `crowdbake worker` does; DISPLAY is set too (XWayland).
   Object.assign(process.env, { XDG_CURRENT_DESKTOP: desktop, DISPLAY: ':0' }, c.env);
+  // Someone is at the desk from before the worker starts until the build is seen waiting: the
+  // compositor reports idle after 1 s, and the worker's start can outlast that.
+  let atDesk = true;
+  const typing = (async () => { while (atDesk) { await c.input(); await sleep(200); } })();
   const w = await startWorker({
     master: m.url, token: await m.token('desk'), dataDir: dir, executor: 'host', labels: [], log: () => undefined,
     idleSource: 'auto', preferences: { when: 'idle', idleAfterMs: 1500 },
   }).finally(() => { for (const k of keys) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; } });
-  t.after(async () => { await w.close(); await m.close(); cleanup(dir); });
+  t.after(async () => { atDesk = false; await typing; await w.close(); await m.close(); cleanup(dir); });
   const build = () => m.get<BuildView>(`/api/v1/builds/${id}`);
   const log = () => fetch(`${m.url}/api/v1/builds/${id}/log`).then((r) => r.text());
   const ticks = async () => (await log()).match(/^tick \d+$/gm)?.length ?? 0;
 
   assert.equal(w.status().idleSource.name, source, w.status().idleSource.why);
+  await until('the worker to see the desk in use', () => /desktop is in use/.test(w.status().reason), 20_000);
   const id = await m.force('counter');
-  for (let i = 0; i < 4; i++) { await c.input(); await sleep(250); }
+  await sleep(1000);
   assert.equal((await build()).state, 'queued', 'in use: the build waits');
+  atDesk = false;
+  await typing;
   await until('the build to run', async () => (await ticks()) >= 3, 20_000);
 
   const touched = Date.now();
   await c.input();
-  await until('frozen on the master', async () => (await build()).state === 'frozen', 5000);
+  await until('frozen on the master', async () => (await build()).state === 'frozen', 20_000);
   t.diagnostic(`${source}: input -> master shows frozen: ${Date.now() - touched} ms`);
   assert.equal(w.status().state, 'frozen');
-  await sleep(150);
-  const before = await ticks();
+  // Once what was in flight when it froze has landed, nothing moves while they keep typing.
+  const before = await whenSteady('the frozen build\'s log', ticks, () => c.input());
   for (let i = 0; i < 4; i++) { await c.input(); await sleep(300); }
   assert.equal(await ticks(), before, 'no progress while frozen');
 

@@ -11,6 +11,7 @@ import { repr, shellQuote } from '../../worker/buildbot/pyfmt.js';
 import { buildEnv, resolveCommand } from '../../worker/buildbot/run-process.js';
 import { startBuildbotWorker, type BuildbotWorker } from '../../worker/buildbot/worker.js';
 import { FakeMaster, text, type FakeConnection } from './fake-master.js';
+import { until } from '../helpers/wait.js';
 
 // The protocol against a scripted master (fast, no BuildBot needed), and the pieces that must
 // behave exactly like their Python originals.
@@ -131,9 +132,13 @@ describe('msgpack_experimental_v7 against a scripted master', () => {
 
   test('a wrong password is reported with HTTP 401 and retried', async () => {
     const w = await startBuildbotWorker({ url: master.url, name: 'w1', password: 'wrong', basedir: dir, executor: 'host', backoff: { initialMs: 20, maxMs: 50 }, log: (l) => logs.push(l) });
-    await new Promise((ok) => setTimeout(ok, 300));
-    await w.close();
-    assert.ok(logs.filter((l) => /refused worker "w1": unknown name or wrong password \(HTTP 401\)/.test(l)).length >= 2);
+    const refusals = () => logs.filter((l) => /refused worker "w1": unknown name or wrong password \(HTTP 401\)/.test(l)).length;
+    try {
+      await until('the wrong password to be refused and tried again', () => refusals() >= 2);
+    } finally {
+      await w.close();
+    }
+    assert.ok(refusals() >= 2);
   });
 });
 

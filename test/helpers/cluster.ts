@@ -7,6 +7,7 @@ import type { BuildView } from '../../protocol/api.js';
 import { startMaster, type MasterHandle, type MasterOptions } from '../../master/master.js';
 import { openStore } from '../../master/store/open-store.js';
 import { createWorkerToken } from '../../master/tokens.js';
+export { until, whenSteady } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const CLI = join(ROOT, 'bin', 'crowdbake.js');
@@ -90,17 +91,6 @@ export function workerProcess(url: string, token: string, dataDir: string, extra
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
   child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
   return Object.assign(child, { output: () => out });
-}
-
-/** Waits until `check` returns a truthy value (polling every 20 ms), or fails after the timeout. */
-export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 export function cleanup(...dirs: string[]): void {

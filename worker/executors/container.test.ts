@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +11,7 @@ import { detectExecutors } from './detect.js';
 import { ContainerSandbox, PodmanOps } from './container-sandbox.js';
 import { ContainerExecutor } from './container.js';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
+import { until } from '../../test/helpers/wait.js';
 
 // Runs against the real podman on this machine. The owner id is unique to this file and
 // process, so parallel test files never touch each other's containers.
@@ -216,20 +217,20 @@ describe('ContainerExecutor (real podman)', () => {
     const { sandbox, workdir } = await openSandbox();
     try {
       const counter = join(workdir, 'counter');
-      const read = (): number => Number(readFileSync(counter, 'utf8').trim() || '0');
+      const read = (): number => (existsSync(counter) ? Number(readFileSync(counter, 'utf8').trim() || '0') : 0);
       const step = run(sandbox, 'i=0; while true; do i=$((i+1)); echo $i > counter.tmp; mv counter.tmp counter; sleep 0.05; done',
-        { timeoutMs: 2500 });
-      await sleep(700);
+        { timeoutMs: 5000 });
+      // The loop is running (an exec can take seconds on a loaded machine), then it is frozen.
+      await until('the step\'s loop to count', () => read() >= 2);
       await sandbox.freeze();
       const frozenAt = read();
       await sleep(1200);
       assert.equal(read(), frozenAt, 'counter moved while frozen');
       await sandbox.thaw();
-      await sleep(500);
-      assert.ok(read() > frozenAt, 'counter did not move after thaw');
+      await until('the counter to move after thaw', () => read() > frozenAt);
       const r = await step;
       assert.equal(r.stopped, 'timeout');
-      assert.ok(r.ms >= 2500 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
+      assert.ok(r.ms >= 5000 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
     } finally {
       await sandbox.destroy();
     }
@@ -318,10 +319,10 @@ describe('ContainerExecutor, plain podman path (real podman)', () => {
     const { sandbox, workdir } = await openPlain();
     try {
       const counter = join(workdir, 'counter');
-      const read = (): number => Number(readFileSync(counter, 'utf8').trim() || '0');
+      const read = (): number => (existsSync(counter) ? Number(readFileSync(counter, 'utf8').trim() || '0') : 0);
       const step = run(sandbox, 'i=0; while true; do i=$((i+1)); echo $i > counter.tmp; mv counter.tmp counter; sleep 0.05; done',
-        { timeoutMs: 1500 });
-      await sleep(500);
+        { timeoutMs: 4000 });
+      await until('the step\'s loop to count', () => read() >= 2);
       await sandbox.freeze();
       const frozenAt = read();
       await sleep(800);
@@ -329,7 +330,7 @@ describe('ContainerExecutor, plain podman path (real podman)', () => {
       await sandbox.thaw();
       const r = await step;
       assert.equal(r.stopped, 'timeout');
-      assert.ok(r.ms >= 1500 + 700, `timed out after ${r.ms} ms: frozen time was counted`);
+      assert.ok(r.ms >= 4000 + 700, `timed out after ${r.ms} ms: frozen time was counted`);
       assert.equal((await run(sandbox, 'true')).stopped, 'error');
     } finally {
       await sandbox.destroy();

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sandbox, StepOutcome, StepRequest } from './executor.js';
 import { HostExecutor } from './host.js';
+import { until, whenSteady } from '../../test/helpers/wait.js';
 
 const executor = new HostExecutor();
 const dirs: string[] = [];
@@ -81,7 +82,7 @@ describe('HostExecutor', () => {
     const { sandbox, workdir } = await openSandbox();
     const r = await run(sandbox, 'sleep 100 & echo $! > bg; echo done');
     assert.deepEqual([r.stdout, r.exitCode], ['done\n', 0]);
-    assert.ok(r.ms < 3000, `took ${r.ms} ms`);
+    assert.ok(r.ms < 50_000, `took ${r.ms} ms: the step waited for its background sleep 100`);
     await eventuallyDead(Number(readFileSync(join(workdir, 'bg'), 'utf8')));
     await sandbox.destroy();
   });
@@ -92,27 +93,26 @@ describe('HostExecutor', () => {
     setTimeout(() => ac.abort(), 300);
     const r = await run(sandbox, 'sleep 100', { signal: ac.signal });
     assert.equal(r.stopped, 'cancelled');
-    assert.ok(r.ms < 3000, `took ${r.ms} ms`);
+    assert.ok(r.ms < 50_000, `took ${r.ms} ms: the sleep 100 ran on after the abort`);
   });
 
   test('freeze stops the step and its timer; thaw resumes both', async () => {
     const { sandbox, workdir } = await openSandbox();
     const counter = join(workdir, 'counter');
-    const read = (): number => Number(readFileSync(counter, 'utf8').trim() || '0');
+    const read = (): number => (existsSync(counter) ? Number(readFileSync(counter, 'utf8').trim() || '0') : 0);
     const step = run(sandbox, 'i=0; while true; do i=$((i+1)); echo $i > counter.tmp; mv counter.tmp counter; sleep 0.05; done',
-      { timeoutMs: 1500 });
-    await sleep(400);
+      { timeoutMs: 4000 });
+    await until('the step\'s loop to count', () => read() >= 2);
     await sandbox.freeze();
-    await sleep(100);
-    const frozenAt = read();
+    // A write of the loop's already under way when the freezer hit lands; then nothing moves.
+    const frozenAt = await whenSteady('the frozen counter', async () => read(), () => undefined, 200);
     await sleep(1000);
     assert.equal(read(), frozenAt, 'counter moved while frozen');
     await sandbox.thaw();
-    await sleep(400);
-    assert.ok(read() > frozenAt, 'counter did not move after thaw');
+    await until('the counter to move after thaw', () => read() > frozenAt);
     const r = await step;
     assert.equal(r.stopped, 'timeout');
-    assert.ok(r.ms >= 1500 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
+    assert.ok(r.ms >= 4000 + 1000, `timed out after ${r.ms} ms: frozen time was counted`);
   });
 
   test('a step started while frozen waits for thaw', async () => {

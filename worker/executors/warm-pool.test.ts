@@ -101,7 +101,7 @@ describe('warm sandboxes (real podman)', { skip: process.getuid?.() !== 0 ? 'war
     const name = await warmed();
     const b = await openBuild();
     assert.equal(b.name, name, 'the build got the warm container');
-    const r = await run(b.sandbox, 'pwd; echo made > made.txt; echo up > ../up.txt; ls /work; (i=0; while :; do i=$((i+1)); echo $i > tick; done) >/dev/null 2>&1 &');
+    const r = await run(b.sandbox, 'pwd; echo made > made.txt; echo up > ../up.txt; ls /work; (i=0; while :; do i=$((i+1)); echo $i > tick; done) >/dev/null 2>&1 & while [ ! -e tick ]; do sleep 0.01; done');
     assert.equal(r.exitCode, 0, r.message ?? '');
     assert.equal(r.stdout, '/build/src\nmade.txt\n');
     assert.equal(readFileSync(join(b.workdir, 'made.txt'), 'utf8'), 'made\n', 'the checkout is the build\'s own directory');

@@ -69,7 +69,7 @@ describe('declared environments: setup layers (real podman)', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  test('busybox + 2 setup lines: built, then reused; changing line 2 rebuilds only layer 2', async () => {
+  test('busybox + 2 setup lines: built, then reused; changing line 2 rebuilds only layer 2', async (t) => {
     const one = `echo ${nonce} > /etc/setup-one`;
     const first: EnvironmentSpec = { base: 'busybox', setup: [one, 'cat /etc/setup-one > /etc/setup-two; echo two done'] };
     const [tag1, tag2] = await tags(first);
@@ -87,7 +87,8 @@ describe('declared environments: setup layers (real podman)', () => {
     const started = Date.now();
     await executor.prepare(first, b.progress);
     assert.deepEqual(b.lines, [`environment busybox + 2 setup steps: reused from cache (${tag2!})`]);
-    assert.ok(Date.now() - started < 3000, `reuse took ${Date.now() - started} ms`);
+    // That it was reused, not rebuilt, is the line above; how fast is bench/'s to say.
+    t.diagnostic(`reuse took ${Date.now() - started} ms`);
 
     const second: EnvironmentSpec = { base: 'busybox', setup: [one, 'echo changed > /etc/setup-two'] };
     const [again1, new2] = await tags(second);

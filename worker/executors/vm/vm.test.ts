@@ -15,6 +15,7 @@ import { MarkerScanner } from './guest-link.js';
 import { hostTscKhz } from './qemu.js';
 import { parseBase, VmExecutor } from './vm.js';
 import type { VmSandbox } from './vm-sandbox.js';
+import { whenSteady } from '../../../test/helpers/wait.js';
 
 // Real QEMU (TCG on this machine). One cache dir for every run, so the kernel is downloaded
 // and the initramfs built once; the owner is unique to this process.
@@ -190,8 +191,8 @@ describe('vm executor with real QEMU', { concurrency: false, timeout: 600_000 },
     });
     while (ticks < 2) await sleep(20);
     await main.freeze();
-    await sleep(150);
-    const frozenAt = ticks;
+    // Output the guest had written before the freeze may still be on its way through QEMU.
+    const frozenAt = await whenSteady('the frozen guest\'s output', async () => ticks);
     await sleep(3500);
     assert.equal(ticks, frozenAt, 'no output while frozen');
     await main.thaw();
