@@ -241,8 +241,9 @@ describe('ContainerExecutor (real podman)', () => {
     try {
       await sandbox.freeze();
       let finished = false;
-      const step = run(sandbox, 'echo ran', { timeoutMs: 500 }).finally(() => { finished = true; });
-      await sleep(800);
+      // Frozen longer than its time limit (see host.test.ts); wide enough for an exec after the thaw on a loaded machine.
+      const step = run(sandbox, 'echo ran', { timeoutMs: 5000 }).finally(() => { finished = true; });
+      await sleep(5500);
       assert.equal(finished, false);
       await sandbox.thaw();
       const r = await step;

@@ -119,8 +119,10 @@ describe('HostExecutor', () => {
     const { sandbox } = await openSandbox();
     await sandbox.freeze();
     let finished = false;
-    const step = run(sandbox, 'echo ran', { timeoutMs: 300 }).finally(() => { finished = true; });
-    await sleep(500);
+    // Frozen longer than its time limit: a timer that counted frozen time would stop it; the
+    // limit is wide enough for a loaded machine to spawn the step after the thaw.
+    const step = run(sandbox, 'echo ran', { timeoutMs: 3000 }).finally(() => { finished = true; });
+    await sleep(3500);
     assert.equal(finished, false);
     await sandbox.thaw();
     const r = await step;
