@@ -53,12 +53,17 @@ export async function run(): Promise<BenchResult[]> {
   }
   const floor = await bareNode();
   out.push({ name: 'bare node process (floor): RSS', value: floor.rss, unit: 'MiB', note: `private ${floor.anon.toFixed(1)} MiB, PSS ${floor.pss.toFixed(1)} MiB; \`node -e setInterval(…)\`` });
-  for (const executor of ['host', 'container'] as const) {
-    const m = await nativeIdle(executor);
+  // The agent as shipped (dist/worker-bundle), both executors; then the same code as a module
+  // tree (CROWDBAKE_WORKER_UNBUNDLED=1), what the bundle buys.
+  const stockRss = out.find((r) => r.name === 'stock buildbot-worker: RSS idle')!.value;
+  for (const [executor, tree] of [['host', false], ['container', false], ['host', true]] as const) {
+    const m = await nativeIdle(executor, tree);
+    const what = `crowdbake worker (native, ${executor}${tree ? ', module tree' : ''}), connected, idle`;
+    const note = tree ? 'CROWDBAKE_WORKER_UNBUNDLED=1: the same agent loaded as ~170 ES modules instead of dist/worker-bundle' : undefined;
     out.push(
-      { name: `crowdbake worker (native, ${executor}), connected, idle: RSS`, value: m.rss, unit: 'MiB', goal: '<= 40' },
-      { name: `crowdbake worker (native, ${executor}), connected, idle: private memory`, value: m.anon, unit: 'MiB', goal: '<= 25' },
-      { name: `crowdbake worker (native, ${executor}), connected, idle: PSS`, value: m.pss, unit: 'MiB' },
+      { name: `${what}: RSS`, value: m.rss, unit: 'MiB', goal: `<= ${stockRss.toFixed(1)} (stock idle)`, ...(note ? { note } : {}) },
+      { name: `${what}: private memory`, value: m.anon, unit: 'MiB', goal: '<= 25' },
+      { name: `${what}: PSS`, value: m.pss, unit: 'MiB' },
     );
   }
   return out;
@@ -73,7 +78,7 @@ async function bareNode(): Promise<Memory> {
 }
 
 /** `crowdbake worker --master` on an idle master: its memory once connected and settled. */
-async function nativeIdle(executor: 'host' | 'container'): Promise<Memory> {
+async function nativeIdle(executor: 'host' | 'container', tree: boolean): Promise<Memory> {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bench-native-'));
   const cli = join(ROOT, 'bin', 'crowdbake.js');
   mkdirSync(join(dir, 'config', 'builders'), { recursive: true });
@@ -86,7 +91,7 @@ async function nativeIdle(executor: 'host' | 'container'): Promise<Memory> {
     const token = execFileSync(process.execPath, [cli, 'token', 'create', '--data', join(dir, 'master'), '--name', 'idle'], { stdio: ['ignore', 'pipe', 'ignore'] })
       .toString().trim().split('\n').pop()!;
     worker = spawn(process.execPath, [cli, 'worker', '--master', base, '--token', token, '--data', join(dir, 'worker'),
-      '--executor', executor, '--idle-source', 'none'], { stdio: 'ignore' });
+      '--executor', executor, '--idle-source', 'none'], { stdio: 'ignore', env: { ...process.env, CROWDBAKE_WORKER_UNBUNDLED: tree ? '1' : '' } });
     await until(async () => {
       const r = await fetch(`${base}/api/v1/workers`).catch(() => null);
       return r?.ok === true && ((await r.json()) as { name: string; connected: boolean }[]).some((w) => w.name === 'idle' && w.connected);

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// `crowdbake worker` runs from dist/worker-bundle/ (scripts/build-worker-bundle.mjs), about
+// 5 MiB less memory in an idle agent than the module tree (bench/README.md). What cli/main.ts
+// must get right: the bundle when it is there and current; the tree when it is missing, older
+// than the tree (a stale bundle would run old code) or CROWDBAKE_WORKER_UNBUNDLED=1 asks.
+
+const DIST = join(import.meta.dirname, '..');
+
+/** `crowdbake worker ARGS` through cli/main.js, in a child, with every module it resolves written down. */
+function run(main: string, args: string[], env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bundle-'));
+  try {
+    const log = join(dir, 'resolved.log');
+    writeFileSync(log, '');
+    writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';
+export async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(${JSON.stringify(log)}, r.url + '\\n'); return r; }`);
+    const script = `import { register } from 'node:module';
+register(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});
+const { main } = await import(${JSON.stringify(pathToFileURL(main).href)});
+await main(${JSON.stringify(['worker', ...args])});`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CROWDBAKE_WORKER_UNBUNDLED: '', ...env } });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, resolved: readFileSync(log, 'utf8').trim().split('\n') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('the built CLI runs `crowdbake worker` from the bundle: zod and the agent as modules are not loaded; the flag asks for the tree', () => {
+  const main = join(DIST, 'cli', 'main.js');
+  const bundled = run(main, ['--help']);
+  assert.equal(bundled.status, 0, bundled.stderr);
+  assert.match(bundled.stdout, /usage: crowdbake worker/);
+  assert.ok(bundled.resolved.some((u) => u.endsWith('/dist/worker-bundle/worker.js')), 'the bundle was loaded');
+  assert.deepEqual(bundled.resolved.filter((u) => u.endsWith('/dist/worker/agent.js') || u.includes('/node_modules/zod/')), [], 'nothing of the tree or zod as modules');
+  // Its bad usage is still bad usage: cli/args.js (and its UsageError) is one module for both.
+  const bad = run(main, ['--no-such-flag']);
+  assert.match(bad.stderr, /unknown flag '--no-such-flag'/);
+
+  const tree = run(main, ['--help'], { CROWDBAKE_WORKER_UNBUNDLED: '1' });
+  assert.equal(tree.status, 0, tree.stderr);
+  assert.ok(tree.resolved.some((u) => u.endsWith('/dist/cli/commands/worker.js')), 'the tree\'s worker command');
+  assert.ok(!tree.resolved.some((u) => u.includes('/dist/worker-bundle/')), 'not the bundle');
+});
+
+test('a missing or stale bundle is not run: the tree is, with a note when the bundle is older', (t) => {
+  // A small dist/ of its own: the real cli/main.js and args.js, a bundle and a tree that say who they are.
+  const dist = mkdtempSync(join(tmpdir(), 'crowdbake-dist-'));
+  t.after(() => rmSync(dist, { recursive: true, force: true }));
+  for (const d of ['cli/commands', 'protocol', 'worker', 'worker-bundle']) mkdirSync(join(dist, d), { recursive: true });
+  for (const f of ['cli/main.js', 'cli/args.js', 'protocol/units.js']) copyFileSync(join(DIST, f), join(dist, f));
+  writeFileSync(join(dist, 'package.json'), '{"type":"module"}');
+  const command = (who: string) => `export async function workerCommand() { process.stdout.write(${JSON.stringify(who)}); return 0; }\n`;
+  writeFileSync(join(dist, 'cli/commands/worker.js'), command('tree'));
+  writeFileSync(join(dist, 'worker/agent.js'), '');
+  const bundle = join(dist, 'worker-bundle/worker.js');
+  writeFileSync(bundle, command('bundle'));
+  const main = join(dist, 'cli/main.js');
+  const at = (f: string, s: number) => utimesSync(f, s, s);
+
+  at(join(dist, 'worker/agent.js'), 1_000_000);
+  at(bundle, 1_000_100);
+  assert.equal(run(main, []).stdout, 'bundle', 'a bundle built after the tree');
+
+  at(join(dist, 'worker/agent.js'), 1_000_200);
+  const stale = run(main, []);
+  assert.equal(stale.stdout, 'tree', 'a tsc run since the bundle was built');
+  assert.match(stale.stderr, /dist\/worker-bundle is older than dist\/worker \(run `npm run build`\)/);
+
+  rmSync(bundle);
+  const none = run(main, []);
+  assert.equal(none.stdout, 'tree');
+  assert.equal(none.stderr, '', 'no bundle built: nothing to say');
+});
