@@ -59,34 +59,45 @@ export class MasterMetrics {
 
   /** The store, with every call timed and the build and artifact writes counted. */
   instrument(store: Store): Store {
+    const patched = (id: number, patch: Partial<BuildRow>, queuedAt: number | null): void => {
+      if (patch.state === 'queued') this.queuedAt.set(id, Date.now());
+      if (patch.state === 'running') {
+        const q = this.queuedAt.get(id) ?? queuedAt;
+        if (q !== null && Number.isFinite(q)) this.wait.observe(Math.max(0, (Date.parse(patch.startedAt ?? '') || Date.now()) - q) / 1000);
+        this.queuedAt.delete(id);
+      }
+      if (patch.state === 'finished') {
+        this.queuedAt.delete(id);
+        if (patch.result) this.finished.inc({ result: patch.result });
+      }
+    };
     const track = (op: string, args: unknown[], result: unknown): void => {
       if (op === 'insertBuild' || op === 'insertBuildGroup' || op === 'listUnfinishedBuilds') {
         const rows = (Array.isArray(result) ? result : [result]) as BuildRow[];
         for (const r of rows) if (r.state === 'queued') this.queuedAt.set(r.id, Date.parse(r.queuedAt));
       } else if (op === 'updateBuild') {
         const [id, patch] = args as [number, Partial<BuildRow>];
-        if (patch.state === 'queued') this.queuedAt.set(id, Date.now());
-        if (patch.state === 'running') {
-          const q = this.queuedAt.get(id);
-          if (q !== undefined && Number.isFinite(q)) this.wait.observe(Math.max(0, (Date.parse(patch.startedAt ?? '') || Date.now()) - q) / 1000);
-          this.queuedAt.delete(id);
-        }
-        if (patch.state === 'finished') {
-          this.queuedAt.delete(id);
-          if (patch.result) this.finished.inc({ result: patch.result });
-        }
+        patched(id, patch, null);
+      } else if (op === 'claims.claim' && result) {
+        // Several masters (PostgreSQL): a build leaves the queue through a claim, maybe one
+        // queued through another master — its own row says since when it waited.
+        const row = result as BuildRow;
+        patched(row.id, { state: 'running', startedAt: row.startedAt }, Date.parse(row.queuedAt));
+      } else if (op === 'claims.update' && result === true) {
+        // A fenced write that took (false: this master no longer holds the attempt, nothing changed).
+        const [id, , patch] = args as [number, unknown, Partial<BuildRow>];
+        patched(id, patch, null);
       } else if (op === 'putArtifact') {
         this.artifactBytes.inc((args[0] as { size: number }).size);
       }
     };
     // One wrapper per method, made on first use: store calls are on the build path, so no
     // closure or label lookup per call.
-    const wrapped = new Map<string, (...args: unknown[]) => unknown>();
-    const wrap = (op: string, fn: (...a: unknown[]) => unknown): ((...args: unknown[]) => unknown) => {
+    const wrap = (target: object, op: string, fn: (...a: unknown[]) => unknown): ((...args: unknown[]) => unknown) => {
       const timer = this.storeSeconds.labels(op);
       return (...args: unknown[]) => {
         const end = timer.startTimer();
-        const out = fn.apply(store, args);
+        const out = fn.apply(target, args);
         if (out instanceof Promise) {
           return out.then((r: unknown) => { end(); track(op, args, r); return r; }, (e: unknown) => { end(); throw e; });
         }
@@ -95,15 +106,22 @@ export class MasterMetrics {
         return out;
       };
     };
-    return new Proxy(store, {
-      get: (target, prop, receiver) => {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof v !== 'function' || typeof prop !== 'string' || prop === 'close') return v;
-        let w = wrapped.get(prop);
-        if (!w) { w = wrap(prop, v as (...a: unknown[]) => unknown); wrapped.set(prop, w); }
-        return w;
-      },
-    });
+    const proxy = <T extends object>(inner: T, prefix: string, children: Record<string, object> = {}): T => {
+      const wrapped = new Map<string, (...args: unknown[]) => unknown>();
+      return new Proxy(inner, {
+        get: (target, prop, receiver) => {
+          if (typeof prop === 'string' && Object.hasOwn(children, prop)) return children[prop];
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function' || typeof prop !== 'string' || prop === 'close') return v;
+          let w = wrapped.get(prop);
+          if (!w) { w = wrap(target, `${prefix}${prop}`, v as (...a: unknown[]) => unknown); wrapped.set(prop, w); }
+          return w;
+        },
+      });
+    };
+    // The claims of several masters (claims.ts) are where their builds change state: timed and
+    // counted as `claims.claim`, `claims.update`, ….
+    return proxy(store, '', store.claims ? { claims: proxy(store.claims, 'claims.') } : {});
   }
 
   async serve(res: ServerResponse): Promise<void> {

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readiness } from '../master/metrics.js';
+import { openStore } from '../master/store/open-store.js';
+import { NO_TEST_POSTGRES, TEST_POSTGRES_ENV, TestDatabases } from '../master/store/postgres-test-db.js';
 import type { Store } from '../master/store/store.js';
+import { createWorkerToken } from '../master/tokens.js';
 import { startWorker, type WorkerHandle } from '../worker/agent.js';
 import { cleanup, tempDir, testMaster, until } from './helpers/cluster.js';
 
@@ -89,4 +92,41 @@ test('/readyz: 503 naming the cause when the store does not answer in time, or f
   assert.deepEqual(r, { status: 503, body: { ready: false, store: 'unreachable: no answer within 50 ms', storeMs: null, lease: null } });
   const broken = { listBuilds: () => Promise.reject(new Error('connection refused')) } as unknown as Store;
   assert.equal((await readiness(broken)).body.store, 'unreachable: connection refused');
+});
+
+const postgres = process.env[TEST_POSTGRES_ENV];
+
+test('/metrics with several masters on PostgreSQL: claims and fenced writes count like single-master writes — a build queued through another master included', { skip: postgres ? false : NO_TEST_POSTGRES }, async (t) => {
+  const dbs = new TestDatabases(postgres!);
+  const url = await dbs.create();
+  const builders = { ok: 'requires: { executor: host }\nsteps:\n  - run: echo ok\n', bad: 'requires: { executor: host }\nsteps:\n  - run: exit 3\n' };
+  const a = await testMaster(builders, { storeUrl: url, leaseMs: 6000 });
+  const b = await testMaster(builders, { storeUrl: url, leaseMs: 6000 });
+  const dir = tempDir('metrics-pg-worker');
+  t.after(async () => { await a.close(); await b.close(); await dbs.dropAll(); cleanup(a.dataDir, b.dataDir, dir); });
+  const scrape = async (m: typeof a) => samples(await (await fetch(`${m.url}/metrics`)).text());
+
+  // Three through A, one through B; the only worker is A's, so A claims all four.
+  const ids = [await a.force('ok'), await a.force('ok'), await a.force('bad'), await b.force('ok')];
+  const store = await openStore(url);
+  const token = await createWorkerToken(store, 'pg-metrics-w', []);
+  await store.close();
+  const w = await startWorker({ preferences: { when: 'always' }, idleSource: 'none', master: a.url, token, dataDir: dir, executor: 'host', labels: [], log: () => undefined });
+  t.after(() => w.close());
+  const results = await Promise.all(ids.map((id) => a.waitFinished(id)));
+  assert.deepEqual(results.map((r) => r.result), ['success', 'success', 'failure', 'success']);
+  const s = await until('A to count all four ends', async () => {
+    const x = await scrape(a);
+    return (x.get('crowdbake_builds_finished_total{result="success"}') ?? 0) + (x.get('crowdbake_builds_finished_total{result="failure"}') ?? 0) === 4 ? x : null;
+  });
+  assert.equal(s.get('crowdbake_builds_finished_total{result="success"}'), 3);
+  assert.equal(s.get('crowdbake_builds_finished_total{result="failure"}'), 1);
+  assert.equal(s.get('crowdbake_queue_wait_seconds_count'), 4, 'one wait per claimed attempt, B\'s build too');
+  assert.ok((s.get('crowdbake_queue_wait_seconds_sum') ?? 0) > 0, 'waits measured from each row\'s own queue time');
+  assert.equal(s.get('crowdbake_store_seconds_count{op="claims.claim"}'), 4, 'claims are timed');
+  assert.ok((s.get('crowdbake_store_seconds_count{op="claims.update"}') ?? 0) >= 4, 'fenced writes are timed');
+  // B ran nothing: it counts no end and no wait of A's.
+  const sb = await scrape(b);
+  assert.equal(sb.get('crowdbake_queue_wait_seconds_count'), 0);
+  assert.equal(sb.get('crowdbake_builds_finished_total{result="success"}') ?? 0, 0);
 });
