@@ -1,6 +1,8 @@
-import { statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UsageError } from './args.js';
+import { BUNDLE_INPUTS, inputsDigest, type BundleInputs } from './bundle-inputs.js';
 
 export const USAGE = `crowdbake — run a project's builds on computers donated by its community
 
@@ -56,23 +58,23 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   ui: async () => (await import('./commands/ui.js')).uiCommand,
 };
 
-const WORKER_BUNDLE = new URL('../worker-bundle/worker.js', import.meta.url);
-const WORKER_TREE = new URL('../worker/agent.js', import.meta.url);
+const DIST = fileURLToPath(new URL('..', import.meta.url));
 
 /**
  * `crowdbake worker` from dist/worker-bundle/ (scripts/build-worker-bundle.mjs, part of `npm run
  * build`): the same code as a few files, about 5 MiB less memory in an agent that idles for hours.
- * The module tree instead when there is no bundle, when it is older than the tree (a `tsc` run
- * since the last full build: a stale bundle would run old code), or with
+ * The module tree instead when there is no bundle, when the tree it was built from has changed
+ * since (a `tsc` run since the last full build: a stale bundle would run old code), or with
  * CROWDBAKE_WORKER_UNBUNDLED=1 (debugging; the bench's A/B).
  */
 async function workerModule(): Promise<typeof import('./commands/worker.js')> {
   if (process.env.CROWDBAKE_WORKER_UNBUNDLED !== '1') {
-    const mtime = (u: URL): number | null => { try { return statSync(fileURLToPath(u)).mtimeMs; } catch { return null; } };
-    const bundle = mtime(WORKER_BUNDLE);
-    const tree = mtime(WORKER_TREE);
-    if (bundle !== null && (tree === null || bundle >= tree)) return await import(WORKER_BUNDLE.href) as typeof import('./commands/worker.js');
-    if (bundle !== null) process.stderr.write('crowdbake: dist/worker-bundle is older than dist/worker (run `npm run build`); running the unbundled worker\n');
+    let inputs: BundleInputs | null = null;
+    try { inputs = JSON.parse(readFileSync(join(DIST, 'worker-bundle', BUNDLE_INPUTS), 'utf8')) as BundleInputs; } catch { /* no bundle built */ }
+    if (inputs && Array.isArray(inputs.files) && inputsDigest(DIST, inputs.files) === inputs.sha256) {
+      return await import(pathToFileURL(join(DIST, 'worker-bundle', 'worker.js')).href) as typeof import('./commands/worker.js');
+    }
+    if (inputs) process.stderr.write('crowdbake: dist/worker-bundle was built from other files than dist/ holds now (run `npm run build`); running the unbundled worker\n');
   }
   return import('./commands/worker.js');
 }

@@ -5,11 +5,13 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { BUNDLE_INPUTS, inputsDigest } from './bundle-inputs.js';
 
 // `crowdbake worker` runs from dist/worker-bundle/ (scripts/build-worker-bundle.mjs), about
 // 5 MiB less memory in an idle agent than the module tree (bench/README.md). What cli/main.ts
-// must get right: the bundle when it is there and current; the tree when it is missing, older
-// than the tree (a stale bundle would run old code) or CROWDBAKE_WORKER_UNBUNDLED=1 asks.
+// must get right: the bundle when it is there and current; the tree when it is missing, built
+// from other files than the tree holds (a stale bundle would run old code) or
+// CROWDBAKE_WORKER_UNBUNDLED=1 asks.
 
 const DIST = join(import.meta.dirname, '..');
 
@@ -49,31 +51,35 @@ test('the built CLI runs `crowdbake worker` from the bundle: zod and the agent a
   assert.ok(!tree.resolved.some((u) => u.includes('/dist/worker-bundle/')), 'not the bundle');
 });
 
-test('a missing or stale bundle is not run: the tree is, with a note when the bundle is older', (t) => {
-  // A small dist/ of its own: the real cli/main.js and args.js, a bundle and a tree that say who they are.
+test('a missing or stale bundle is not run: the tree is, with a note when the bundle was built from other files', (t) => {
+  // A small dist/ of its own: the real cli/main.js, args.js and bundle-inputs.js, a bundle and a tree that say who they are.
   const dist = mkdtempSync(join(tmpdir(), 'crowdbake-dist-'));
   t.after(() => rmSync(dist, { recursive: true, force: true }));
   for (const d of ['cli/commands', 'protocol', 'worker', 'worker-bundle']) mkdirSync(join(dist, d), { recursive: true });
-  for (const f of ['cli/main.js', 'cli/args.js', 'protocol/units.js']) copyFileSync(join(DIST, f), join(dist, f));
+  for (const f of ['cli/main.js', 'cli/args.js', 'cli/bundle-inputs.js', 'protocol/units.js']) copyFileSync(join(DIST, f), join(dist, f));
   writeFileSync(join(dist, 'package.json'), '{"type":"module"}');
   const command = (who: string) => `export async function workerCommand() { process.stdout.write(${JSON.stringify(who)}); return 0; }\n`;
   writeFileSync(join(dist, 'cli/commands/worker.js'), command('tree'));
-  writeFileSync(join(dist, 'worker/agent.js'), '');
-  const bundle = join(dist, 'worker-bundle/worker.js');
-  writeFileSync(bundle, command('bundle'));
+  writeFileSync(join(dist, 'worker/agent.js'), 'export const version = 1;\n');
+  writeFileSync(join(dist, 'worker-bundle/worker.js'), command('bundle'));
+  const files = ['cli/commands/worker.js', 'worker/agent.js'];
+  writeFileSync(join(dist, 'worker-bundle', BUNDLE_INPUTS), JSON.stringify({ files, sha256: inputsDigest(dist, files) }));
   const main = join(dist, 'cli/main.js');
-  const at = (f: string, s: number) => utimesSync(f, s, s);
 
-  at(join(dist, 'worker/agent.js'), 1_000_000);
-  at(bundle, 1_000_100);
-  assert.equal(run(main, []).stdout, 'bundle', 'a bundle built after the tree');
+  assert.equal(run(main, []).stdout, 'bundle', 'built from the tree as it is');
+  // A copy (packaging) changes every file's time, not its contents: still the bundle.
+  utimesSync(join(dist, 'worker/agent.js'), 2_000_000, 2_000_000);
+  assert.equal(run(main, []).stdout, 'bundle', 'the same contents at another time');
 
-  at(join(dist, 'worker/agent.js'), 1_000_200);
+  writeFileSync(join(dist, 'worker/agent.js'), 'export const version = 2;\n');
   const stale = run(main, []);
   assert.equal(stale.stdout, 'tree', 'a tsc run since the bundle was built');
-  assert.match(stale.stderr, /dist\/worker-bundle is older than dist\/worker \(run `npm run build`\)/);
+  assert.match(stale.stderr, /dist\/worker-bundle was built from other files than dist\/ holds now \(run `npm run build`\)/);
 
-  rmSync(bundle);
+  rmSync(join(dist, 'worker/agent.js'));
+  assert.equal(run(main, []).stdout, 'tree', 'one of its inputs is gone');
+
+  rmSync(join(dist, 'worker-bundle'), { recursive: true });
   const none = run(main, []);
   assert.equal(none.stdout, 'tree');
   assert.equal(none.stderr, '', 'no bundle built: nothing to say');

@@ -14,20 +14,23 @@
 // parts, and those the worker loads only for some set-ups, stay external and resolve from
 // node_modules as before. cli/args.js stays external too: cli/main.js catches its UsageError
 // by class, so both must share that one module.
+//
+// inputs.json names the files of dist/ it was built from, with a digest of their contents:
+// cli/main.ts runs the bundle only while they are unchanged (cli/bundle-inputs.ts).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { dirname, relative, resolve } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const out = `${root}dist/worker-bundle`;
 rmSync(out, { recursive: true, force: true });
 
 const shared = resolve(root, 'dist/cli/args.js');
-await build({
+const result = await build({
   entryPoints: { worker: `${root}dist/cli/commands/worker.js` },
   outdir: out, bundle: true, splitting: true, format: 'esm', platform: 'node', target: 'node20',
   // Flat: every file at the same depth, for the paths above.
-  chunkNames: '[name]-[hash]', sourcemap: true, logLevel: 'warning', legalComments: 'none',
+  chunkNames: '[name]-[hash]', sourcemap: true, logLevel: 'warning', legalComments: 'none', metafile: true,
   // Native or set-up-specific packages: resolved at run time from node_modules, as before.
   external: ['better-sqlite3', 'bufferutil', 'utf-8-validate', 'electron', 'playwright-core', 'pg', 'pg-native', '@aws-sdk/*'],
   // CommonJS packages bundled into an ES module still call require() for Node's built-ins.
@@ -40,3 +43,9 @@ await build({
     },
   }],
 });
+
+const { BUNDLE_INPUTS, inputsDigest } = await import(`${root}dist/cli/bundle-inputs.js`);
+const dist = resolve(root, 'dist');
+const files = Object.keys(result.metafile.inputs).map((f) => relative(dist, resolve(root, f)))
+  .filter((f) => !f.startsWith('..')).sort();
+writeFileSync(`${out}/${BUNDLE_INPUTS}`, `${JSON.stringify({ files, sha256: inputsDigest(dist, files) }, null, 1)}\n`);
