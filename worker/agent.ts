@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BuildSpecSchema, type BuildSpec, type ExecutorKind, type Limits } from '../protocol/build-spec.js';
-import type { AgentStatus, HistoryEntry, Preferences } from '../protocol/control-api.js';
+import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
+import type { AgentStatus, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
 import { formatSize } from '../protocol/units.js';
@@ -19,10 +19,12 @@ import { ReportedIdleSource } from './idle/idle-source.js';
 import { MasterLink, masterUrls } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
-import { listProjects, pickByShare, projectKey } from './projects.js';
+import { listProjects, projectKey } from './projects.js';
+import { SlotOffers } from './slot-offers.js';
 import type { KeyObject } from 'node:crypto';
 import type { runBuild as RunBuild } from './runner.js';
 import { watchInterruption } from './interruption-notice.js';
+import { LocalReruns } from './local-reruns.js';
 import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
 
 /**
@@ -113,8 +115,6 @@ interface Running {
   done: Promise<unknown>;
 }
 
-/** How long a project is offered a free slot before the offer moves on (it may have no work). */
-const OFFER_MS = 1000;
 /** How often DATA/projects is re-read (leave, share changes). */
 const PROJECTS_POLL_MS = 500;
 
@@ -373,33 +373,11 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       })),
     };
   };
-  /** Local re-runs (from the control API): run now, outside the master and its idle rules. */
-  const localRuns = new Map<number, { controller: AbortController; done: Promise<unknown> }>();
-  const rerun = (id: number): HistoryEntry => {
-    const entry = history.get(id);
-    if (!entry) throw new Error(`no local build ${id}`);
-    const parsed = BuildSpecSchema.safeParse(history.spec(id));
-    if (!parsed.success) throw new Error(`local build ${id} kept no build spec to run again`);
-    const spec: BuildSpec = parsed.data;
-    const executor = executors.get(spec.executor === 'any' ? 'container' : spec.executor);
-    if (!executor) throw new Error(`this worker has no ${spec.executor} executor`);
-    const localId = history.start({ buildId: entry.buildId, attempt: entry.attempt, master: 'local', builder: spec.builder, revision: spec.revision, spec, rerunOf: id });
-    const controller = new AbortController();
-    const gate = new FreezeGate();
-    log(`local re-run ${localId} of ${spec.builder} (local build ${id}) started`);
-    const done = runBuild({
-      buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: entry.master,
-      send: async () => undefined, sendLog: () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
-    }).then((result) => history.finish(localId, result, 'local re-run', gate.frozenMs),
-      (e: Error) => history.finish(localId, 'error', e.message, gate.frozenMs))
-      .finally(() => localRuns.delete(localId));
-    localRuns.set(localId, { controller, done });
-    return history.get(localId)!;
-  };
+  const localRuns = new LocalReruns({ history, executors, workRoot, volunteerLimits, log, runBuild });
   const control = await startControlServer(dataDir, {
     status,
     history,
-    rerun: async (id) => rerun(id),
+    rerun: async (id) => localRuns.rerun(id),
     drain: (now) => drain(now, 'crowdbake drain'),
     pause: async () => { prefs.update({ paused: true }); await governor.refresh(); },
     resume: async () => { prefs.update({ paused: false, snoozeUntil: null, pauseAfterCurrent: false }); await governor.refresh(); },
@@ -417,47 +395,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const done = new Promise<void>((ok) => { finish = ok; });
 
   const usedMs = (c: Conn) => c.usedMs + [...c.running.values()].reduce((a, r) => a + (Date.now() - r.started), 0);
-  /**
-   * Which project may take the next free slot ([crowd] resource share). With one project: it
-   * is always its turn (the master counts our slots). With several: only the project with the
-   * largest share-weighted deficit that is connected is offered `accepting`; if it assigns
-   * nothing within OFFER_MS (no work there), the offer moves on to the next, round and round,
-   * so that a master without work does not block the others. Uses only `availability`, which
-   * every master understands: no protocol change.
-   */
-  let offerTimer: NodeJS.Timeout | null = null;
-  const skipped = new Set<string>();
-  let offeredTo: string | null = null;
-  const offer = (force = false) => {
-    if (offerTimer) { clearTimeout(offerTimer); offerTimer = null; }
-    const d = governor.current;
-    const list = [...conns.values()];
-    let turn: string | null = null;
-    let why = d.reason;
-    if (list.length === 1) turn = d.run ? list[0]!.name : null;
-    else if (d.run && runningCount() < maxBuilds) {
-      const candidates = list.filter((c) => c.link.connected);
-      if (candidates.length && candidates.every((c) => skipped.has(c.name))) skipped.clear();
-      turn = pickByShare(candidates.map((c) => ({ name: c.name, share: c.share, used: usedMs(c), eligible: !skipped.has(c.name) })));
-      why = 'another project\'s turn (resource share)';
-      if (turn !== null && turn !== offeredTo) skipped.clear();
-    } else if (d.run) why = `all ${maxBuilds} build slot(s) of this computer are in use`;
-    if (turn !== offeredTo && list.length > 1) log(turn ? `next build slot offered to ${turn}` : 'no build slot offered');
-    offeredTo = turn;
-    for (const c of list) {
-      if (draining) continue;
-      const a = c.name === turn ? { accepting: true, reason: d.reason } : { accepting: false, reason: why };
-      c.availability = a;
-      if (!c.link.connected) continue;
-      if (!force && c.lastOffer && c.lastOffer.accepting === a.accepting && c.lastOffer.reason === a.reason) continue;
-      c.lastOffer = a;
-      void c.send({ type: 'availability', ...a });
-    }
-    if (turn !== null && list.length > 1) {
-      offerTimer = setTimeout(() => { skipped.add(turn); offer(); }, OFFER_MS);
-      offerTimer.unref();
-    }
-  };
+  // [crowd] Which project may take the next free slot (worker/slot-offers.ts).
+  const offers = new SlotOffers({
+    decision: () => governor.current, projects: () => [...conns.values()], busy: runningCount, maxBuilds, usedMs,
+    draining: () => draining !== null, log,
+  });
+  const offer = (force = false): void => offers.offer(force);
   const startHeld = () => {
     while (held.length && runningCount() - held.length < maxBuilds) {
       const h = held.shift()!;
@@ -614,13 +557,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     close: () => (closing ??= (async () => {
       interruption?.stop();
       if (watch) clearInterval(watch);
-      if (offerTimer) clearTimeout(offerTimer);
+      offers.close();
       for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); for (const a of [...c.heldAborts.values()]) a(); }
       governor.close();
       const all = allRunning().map(([, r]) => r);
       for (const r of all) { r.controller.abort(); void r.gate.thaw(); }
-      for (const r of localRuns.values()) r.controller.abort();
-      await Promise.all([...all, ...localRuns.values()].map((r) => r.done));
+      await Promise.all([...all.map((r) => r.done), localRuns.close()]);
       await Promise.all([...executors.values()].map((e) => e.close?.().catch((err: Error) => log(`closing the ${e.kind} executor: ${err.message}`))));
       await control.close();
       history.close();
