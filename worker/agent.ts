@@ -4,10 +4,9 @@ import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
 import type { AgentStatus, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
-import { formatSize } from '../protocol/units.js';
+import { assignmentRefusal, executorFor } from './assignment-check.js';
 import { readCapabilities } from './capabilities.js';
 import { startControlServer } from './control-server.js';
-import { baseProblem } from '../protocol/base-ref.js';
 import { detectExecutors } from './executors/detect.js';
 import { releaseStaleDiskLimits } from './executors/disk-limit.js';
 import type { Executor } from './executors/executor.js';
@@ -256,26 +255,15 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     const name = c.worker;
     switch (msg.type) {
       case 'assign': {
-        const executor = executors.get(msg.spec.executor === 'any' ? 'container' : msg.spec.executor);
-        if (!executor || running.has(msg.buildId)) {
+        // What the master sent is checked before anything of it touches the host (assignment-check.ts).
+        const refusal = assignmentRefusal(msg.spec, { executors, running: running.has(msg.buildId), volunteerLimits: volunteerLimits() });
+        if (refusal) {
+          if (refusal.volunteer) log(`refused build ${msg.buildId} (${msg.spec.builder}): ${refusal.message}`);
           void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
-            message: executor ? 'build already running here' : `this worker has no ${msg.spec.executor} executor` });
+            message: refusal.volunteer ? `refused by worker ${name}: ${refusal.message}` : refusal.message });
           return;
         }
-        // The bases come from the master: checked against the shared grammar before anything touches them.
-        const badBase = [msg.spec.environment.base, ...(msg.spec.testInstall ? [msg.spec.testInstall.environment.base] : [])]
-          .map(baseProblem).find((p) => p !== null);
-        if (badBase) {
-          log(`refused build ${msg.buildId} (${msg.spec.builder}): ${badBase}`);
-          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error', message: `refused by worker ${name}: ${badBase}` });
-          return;
-        }
-        const tooBig = exceedsVolunteer(msg.spec.limits, volunteerLimits());
-        if (tooBig) {
-          log(`refused build ${msg.buildId} (${msg.spec.builder}): ${tooBig}`);
-          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error', message: `refused by worker ${name}: ${tooBig}` });
-          return;
-        }
+        const executor = executors.get(executorFor(msg.spec))!;
         const controller = new AbortController();
         const gate = new FreezeGate();
         if (allRunning().length >= maxBuilds || (held.length > 0 && !fromHeld)) {
@@ -572,16 +560,6 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   return handle;
 }
 
-/** Why a build needs more than the volunteer allows (memory, disk), or null. */
-export function exceedsVolunteer(needs: Limits, allowed: Limits): string | null {
-  if (needs.memoryBytes !== undefined && allowed.memoryBytes !== undefined && needs.memoryBytes > allowed.memoryBytes) {
-    return `it needs ${formatSize(needs.memoryBytes)} of memory; this volunteer allows ${formatSize(allowed.memoryBytes)}`;
-  }
-  if (needs.diskBytes !== undefined && allowed.diskBytes !== undefined && needs.diskBytes > allowed.diskBytes) {
-    return `it needs ${formatSize(needs.diskBytes)} of disk; this volunteer allows ${formatSize(allowed.diskBytes)}`;
-  }
-  return null;
-}
 
 /** The pin given now (saved for next time), or the one saved for this master URL earlier. */
 function rememberPin(dataDir: string, url: string, given: string | undefined): string | undefined {

@@ -9,7 +9,7 @@ import { HistoryStore } from './history-store.js';
 import { LocalReruns } from './local-reruns.js';
 import type { RunContext } from './runner.js';
 
-const SPEC = { builder: 'b', revision: null, source: null, executor: 'host', environment: { base: 'none', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: { cpus: 4 }, network: false, testInstall: null };
+const SPEC = { builder: 'b', revision: null, source: null, executor: 'host', environment: { base: 'busybox', setup: [] }, steps: [{ name: 's', run: 'true', env: {} }], artifacts: [], limits: { cpus: 4 }, network: false, testInstall: null };
 
 function setup(t: { after(fn: () => unknown): void }, run: (ctx: RunContext) => Promise<'success' | 'failure' | 'cancelled'>) {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-reruns-'));

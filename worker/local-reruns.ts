@@ -1,5 +1,6 @@
 import { BuildSpecSchema, type ExecutorKind, type Limits } from '../protocol/build-spec.js';
 import type { HistoryEntry } from '../protocol/control-api.js';
+import { executorFor } from './assignment-check.js';
 import type { Executor } from './executors/executor.js';
 import { FreezeGate } from './freeze-gate.js';
 import type { HistoryStore } from './history-store.js';
@@ -33,7 +34,7 @@ export class LocalReruns {
     const parsed = BuildSpecSchema.safeParse(history.spec(id));
     if (!parsed.success) throw new Error(`local build ${id} kept no build spec to run again`);
     const spec = parsed.data;
-    const executor = this.o.executors.get(spec.executor === 'any' ? 'container' : spec.executor);
+    const executor = this.o.executors.get(executorFor(spec));
     if (!executor) throw new Error(`this worker has no ${spec.executor} executor`);
     const localId = history.start({ buildId: entry.buildId, attempt: entry.attempt, master: 'local', builder: spec.builder, revision: spec.revision, spec, rerunOf: id });
     const controller = new AbortController();
