@@ -19,6 +19,7 @@ import { MasterLink, masterUrls } from './master-link.js';
 import type { Decision } from './policy.js';
 import { PreferencesStore } from './preferences-store.js';
 import { listProjects, projectKey } from './projects.js';
+import { projectChanges } from './projects-watch.js';
 import { SlotOffers } from './slot-offers.js';
 import type { KeyObject } from 'node:crypto';
 import type { runBuild as RunBuild } from './runner.js';
@@ -480,31 +481,36 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const watch = fromData ? setInterval(() => {
     let now: ProjectLink[];
     try { now = projectLinks(dataDir); } catch (e) { log((e as Error).message); return; }
-    const byName = new Map(now.map((p) => [p.name, p]));
-    for (const c of [...conns.values()]) {
-      const p = byName.get(c.name);
-      if (!p || p.token !== c.project.token || p.master !== c.project.master) {
-        log(`${c.name}: ${p ? 'its project file changed' : 'left'}; disconnecting`);
-        c.link.close();
-        stopBuilds(c);
-        drop(c);
-      } else if (p.key?.export({ type: 'pkcs8', format: 'der' }).toString('hex') !== c.project.key?.export({ type: 'pkcs8', format: 'der' }).toString('hex')) {
-        // [provenance] `crowdbake projects rotate-key`: the next build is signed with the new key.
-        log(`${c.name}: its worker key changed; builds from now on are signed with the new one`);
-        c.project = { ...c.project, ...(p.key ? { key: p.key } : {}) };
-      } else if (p.share !== c.share) {
-        log(`${c.name}: share ${c.share} → ${p.share}`);
-        c.share = p.share;
-        offer();
+    const served = [...conns.values()].map((c) => ({ ...c.project, share: c.share }));
+    // A draining agent dials nothing new; a project its master drained stays left.
+    const changes = projectChanges(served, now, (p) => !draining && drainedByMaster.get(p.name) !== p.token);
+    for (const ch of changes) {
+      const c = ch.kind === 'join' ? undefined : conns.get(ch.name);
+      switch (ch.kind) {
+        case 'leave':
+          log(`${ch.name}: ${ch.why}; disconnecting`);
+          c!.link.close();
+          stopBuilds(c!);
+          drop(c!);
+          break;
+        case 'rekey':
+          // [provenance] `crowdbake projects rotate-key`: the next build is signed with the new one.
+          log(`${ch.name}: its worker key changed; builds from now on are signed with the new one`);
+          c!.project = { ...c!.project, ...(ch.key ? { key: ch.key } : {}) };
+          break;
+        case 'share':
+          log(`${ch.name}: share ${ch.from} → ${ch.to}`);
+          c!.share = ch.to;
+          offer();
+          break;
+        case 'join':
+          drainedByMaster.delete(ch.project.name);
+          conns.set(ch.project.name, connect(ch.project));
+          offer();
+          break;
+        default:
+          assertNever(ch, 'project change');
       }
-    }
-    for (const p of now) {
-      if (conns.has(p.name)) continue;
-      // A draining agent dials nothing new; a project its master drained stays left.
-      if (draining || drainedByMaster.get(p.name) === p.token) continue;
-      drainedByMaster.delete(p.name);
-      conns.set(p.name, connect(p));
-      offer();
     }
   }, PROJECTS_POLL_MS) : null;
   watch?.unref();
