@@ -71,13 +71,14 @@ export class HistoryStore {
     return id;
   }
 
-  appendLog(id: number, data: string): void {
+  appendLog(id: number, data: string | Uint8Array): void {
     let fd = this.logs.get(id);
     if (fd === undefined) {
       fd = openSync(join(this.logDir, `${id}.log`), 'a', 0o600);
       this.logs.set(id, fd);
     }
-    writeSync(fd, data);
+    if (typeof data === 'string') writeSync(fd, data);
+    else writeSync(fd, data);
   }
 
   finish(id: number, result: BuildResult, message: string | null, frozenMs: number, cpuMs: number | null = null): void {
