@@ -6,7 +6,7 @@ import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1, FEATURES_HEADER } from '../protocol/worker-features.js';
 import { LOG_FRAME_ROOM } from '../protocol/log-frame.js';
 import { logText, type LogText } from './log-text.js';
-import { MasterLink, MAX_UNACKED_LOG } from './master-link.js';
+import { MasterLink, masksFrames, MAX_UNACKED_LOG } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
 
@@ -271,4 +271,9 @@ test('log-ack with text beyond ASCII: offsets count UTF-16 code units as before;
   await link.sendLog(1, 2, logText('z'));
   await until(() => b.frames.length >= 4);
   assert.equal(b.frames[3], 'L1 2 6\nz');
+});
+
+test('masksFrames: a random mask to a master over plain ws:// on a network; none through TLS or on loopback, where no proxy reads the frames', () => {
+  for (const url of ['ws://example.org/api/v1/worker', 'ws://10.0.0.1:8080/api/v1/worker', 'ws://127.example.org/', 'not a url']) assert.equal(masksFrames(url), true, url);
+  for (const url of ['wss://example.org/api/v1/worker', 'ws://127.0.0.1:8080/api/v1/worker', 'ws://localhost:1/', 'ws://[::1]:8080/']) assert.equal(masksFrames(url), false, url);
 });

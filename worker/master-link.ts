@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
+import { isLoopbackHost } from '../protocol/source-url.js';
 import { logText, type LogText } from './log-text.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { WORKER_FEATURES, WORKER_FEATURES_HEADER, FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
@@ -269,6 +270,7 @@ export class MasterLink extends EventEmitter {
     const ws = this.opts.connect?.(this.url)
       ?? new WebSocket(this.url, {
         maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}),
+        ...(masksFrames(this.url) ? {} : { generateMask: zeroMask }),
         // What this worker understands of the master's optional messages (an older master ignores the header).
         headers: { [WORKER_FEATURES_HEADER]: WORKER_FEATURES.join(', ') },
       });
@@ -460,6 +462,23 @@ export class MasterLink extends EventEmitter {
     this.retryTimer = setTimeout(() => void this.dial(), delay);
   }
 }
+
+/**
+ * Whether frames to this master need a random mask. RFC 6455 masks what a client sends so that
+ * a proxy on the path cannot be fooled by bytes chosen to look like something else (a build's
+ * log is such bytes). Through TLS (wss://) no proxy reads them, and on loopback there is none:
+ * there the mask is zero, which ws takes as "send the frame as it is" — no masked copy of each
+ * log frame (bench/README.md, "A loud step's log"). Any master reads such frames (it unmasks
+ * with whatever key the frame names).
+ */
+export function masksFrames(url: string): boolean {
+  let u: URL;
+  try { u = new URL(url); } catch { return true; }
+  return u.protocol !== 'wss:' && !isLoopbackHost(u.hostname);
+}
+
+/** ws's `generateMask` for a zero mask (the key buffer starts as zeros and stays so). */
+function zeroMask(): void { /* nothing: a zero key */ }
 
 /** Accepts ws(s):// or the master's http(s):// base and returns the worker endpoint URL. */
 /** The build and attempt of a frame that looks like an `assign` (its spec failed the schema), or null. */
