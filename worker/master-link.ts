@@ -75,6 +75,8 @@ export class MasterLink extends EventEmitter {
   /** Optional fields this master announced in its upgrade answer (protocol/worker-features.ts). */
   private features = new Set<string>();
   private welcomed = false;
+  /** Whether this connection's frames are masked (masksFrames): log frames then go as strings. */
+  private masking = true;
   /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
   private silenceTimer: NodeJS.Timeout | null = null;
   /** The master URLs, and which one is dialled next. */
@@ -167,7 +169,7 @@ export class MasterLink extends EventEmitter {
     // The frame's header goes in the room before the text, once (a text sent again is copied: resend, below).
     const room = t.room ?? 0;
     t.room = 0;
-    if (!this.features.has(FEATURE_LOG_ACK)) return this.write(encodeLogFrame(buildId, attempt, t.bytes, undefined, room));
+    if (!this.features.has(FEATURE_LOG_ACK)) return this.write(this.logFrame(buildId, attempt, t, undefined, room));
     const key = `${buildId}:${attempt}`;
     let log = this.logs.get(key);
     if (!log) this.logs.set(key, (log = { buildId, attempt, next: 0, kept: [] }));
@@ -175,10 +177,20 @@ export class MasterLink extends EventEmitter {
     log.next += t.units;
     log.kept.push({ from, units: t.units, bytes: t.bytes });
     this.unacked += t.units;
-    const sent = this.write(encodeLogFrame(buildId, attempt, t.bytes, from, room), true);
+    const sent = this.write(this.logFrame(buildId, attempt, t, from, room), true);
     if (this.unacked <= MAX_UNACKED_LOG) return sent;
     // Too much not yet stored: this step's output waits for the master's acknowledgements.
     return Promise.all([sent, new Promise<void>((ok) => this.ackWaiters.push(ok))]).then(() => undefined);
+  }
+
+  /**
+   * A log frame as this connection sends it best. Unmasked (masksFrames false): the bytes, framed
+   * in their room, which ws writes as they are. Masked: as a string, which ws encodes into a
+   * buffer of its own and masks there; given bytes, ws would mask them into a copy, and that one
+   * more large buffer per frame cost the worker more (V8 collects them late) than decoding the text.
+   */
+  private logFrame(buildId: number, attempt: number, t: LogText, offset: number | undefined, room: number): string | Uint8Array {
+    return this.masking ? encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset) : encodeLogFrame(buildId, attempt, t.bytes, offset, room);
   }
 
   /** The master stored this attempt's log up to `offset`: that much is forgotten here. */
@@ -290,6 +302,7 @@ export class MasterLink extends EventEmitter {
       }
     });
     this.ws = ws;
+    this.masking = masksFrames(this.url);
     this.welcomed = false;
     let fatal: string | null = null;
     let lastHeard = Date.now();
