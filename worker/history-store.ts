@@ -131,7 +131,8 @@ export class HistoryStore {
   }
 
   close(): void {
-    for (const log of this.logs.values()) log.close();
+    // A log that cannot be written (a full disk) does not keep the others or the database open.
+    for (const log of this.logs.values()) { try { log.close(); } catch { /* its build's copy stays short */ } }
     this.logs.clear();
     if (this.opened?.open) this.opened.close();
   }
