@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
-import { close, closeSync, constants, createReadStream, existsSync, fstatSync, mkdirSync, openSync, rmSync, write, writeSync, type ReadStream } from 'node:fs';
+import { close, closeSync, constants, createReadStream, existsSync, fstatSync, mkdirSync, openSync, rmSync, writev, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { HistoryEntry } from '../protocol/control-api.js';
 import type { BuildResult } from '../protocol/worker-messages.js';
@@ -150,8 +150,8 @@ function toEntry(r: Row): HistoryEntry {
 }
 
 /**
- * One open log file of the history: pieces are written in order by `fs.write` on libuv's
- * threads, each at the position it was given (the file is opened for this agent alone and
+ * One open log file of the history: pieces are written in order by `fs.writev` on libuv's
+ * threads (all that waits in one call), each at the position it was given (the file is opened for this agent alone and
  * starts where it ends now). `close` writes synchronously what is not confirmed yet — a piece
  * in flight is written twice, the same bytes at the same place — and closes the descriptor once
  * no write uses it. Past MAX_QUEUED bytes waiting (a disk slower than the step), what waits is
@@ -160,9 +160,9 @@ function toEntry(r: Row): HistoryEntry {
 class LocalLog {
   private static readonly MAX_QUEUED = 8 * 1024 * 1024;
   private position: number;
-  private readonly queue: { at: number; bytes: Uint8Array }[] = [];
+  private readonly queue: Piece[] = [];
   private queued = 0;
-  private inFlight: { at: number; bytes: Uint8Array } | null = null;
+  private inFlight: Piece[] = [];
   private closed = false;
   private failed: Error | null = null;
 
@@ -177,7 +177,7 @@ class LocalLog {
     this.position += bytes.length;
     if (this.queued + bytes.length > LocalLog.MAX_QUEUED) {
       // In order, the piece in flight again too: a reader following the file never meets a hole.
-      for (const p of [...(this.inFlight ? [this.inFlight] : []), ...this.queue.splice(0), piece]) writeAll(this.fd, p);
+      for (const p of [...this.inFlight, ...this.queue.splice(0), piece]) writeAll(this.fd, p);
       this.queued = 0;
       return;
     }
@@ -186,17 +186,25 @@ class LocalLog {
     this.next();
   }
 
+  /** Writes everything waiting in one `writev` at the first piece's place (the pieces follow one another). */
   private next(): void {
-    if (this.inFlight || this.closed) return;
-    const piece = this.queue.shift();
-    if (!piece) return;
-    this.queued -= piece.bytes.length;
-    this.inFlight = piece;
-    write(this.fd, piece.bytes, 0, piece.bytes.length, piece.at, (e, n) => {
-      this.inFlight = null;
+    if (this.inFlight.length || this.closed || this.queue.length === 0) return;
+    const pieces = this.queue.splice(0);
+    this.queued = 0;
+    this.inFlight = pieces;
+    writev(this.fd, pieces.map((p) => p.bytes), pieces[0]!.at, (e, n) => {
+      this.inFlight = [];
       if (this.closed) { close(this.fd, () => undefined); return; }
       if (e) { this.failed = e; this.queue.length = 0; this.queued = 0; return; }
-      if (n < piece.bytes.length) this.queue.unshift({ at: piece.at + n, bytes: piece.bytes.subarray(n) });
+      // A short write: what is left of the pieces goes first next time.
+      const rest: Piece[] = [];
+      for (const p of pieces) {
+        if (n >= p.bytes.length) { n -= p.bytes.length; continue; }
+        rest.push(n > 0 ? { at: p.at + n, bytes: p.bytes.subarray(n) } : p);
+        n = 0;
+      }
+      for (const p of rest) this.queued += p.bytes.length;
+      this.queue.unshift(...rest);
       this.next();
     });
   }
@@ -205,18 +213,20 @@ class LocalLog {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const rest = [...(this.inFlight ? [this.inFlight] : []), ...this.queue.splice(0)];
+    const rest = [...this.inFlight, ...this.queue.splice(0)];
     this.queued = 0;
     try {
       for (const piece of rest) writeAll(this.fd, piece);
     } finally {
-      if (!this.inFlight) closeSync(this.fd);
+      if (!this.inFlight.length) closeSync(this.fd);
     }
     if (this.failed) throw this.failed;
   }
 }
 
-function writeAll(fd: number, piece: { at: number; bytes: Uint8Array }): void {
+interface Piece { at: number; bytes: Uint8Array }
+
+function writeAll(fd: number, piece: Piece): void {
   let done = 0;
   while (done < piece.bytes.length) done += writeSync(fd, piece.bytes, done, piece.bytes.length - done, piece.at + done);
 }
