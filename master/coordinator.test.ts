@@ -131,3 +131,18 @@ test('in memory, log-ack: text is placed by its offset — a repeat is dropped, 
   assert.deepEqual(acks, [...acks].sort((x, y) => x - y), 'acknowledgements only grow');
   assert.ok(acks.includes(4) && acks.includes(8) && acks.includes(104), `acknowledged: ${acks.join(',')}`);
 });
+
+test('in memory: a log frame\'s text is stored as the bytes that came when they are UTF-8, with replacement characters when not (an in-memory socket does not check them as ws does)', async (t) => {
+  const farm = await memoryFarm([builder('b')]);
+  t.after(() => farm.close());
+  const { id } = await farm.coordinator.requestBuild('b', {});
+  const w = await farm.worker('w1');
+  await w.next('assign');
+  await w.link.send({ type: 'accepted', buildId: id, attempt: 1 });
+  await w.link.sendLog(id, 1, 'héllo 😀 日本\n');
+  // Raw bytes in a text frame: "a", a stray continuation byte, "b", a cut 3-byte sequence, "\n".
+  w.workerEnd().send(Buffer.concat([Buffer.from(`L${id} 1\n`), Buffer.from([0x61, 0x80, 0x62, 0xe2, 0x82, 0x0a])]), { binary: false });
+  await w.link.sendLog(id, 1, 'end\n');
+  await until(async () => farm.log(id).includes('end'));
+  assert.equal(farm.log(id).replace(/^\*\*\* attempt 1 on worker w1 .*\n/, ''), 'héllo 😀 日本\na\ufffdb\ufffd\nend\n');
+});

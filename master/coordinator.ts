@@ -3,6 +3,7 @@ import type { BuildOutcome, BuildTrigger, StepView } from '../protocol/api.js';
 import type { BuilderDefinition } from '../protocol/builder-file.js';
 import { allStepNames, type ExecutorKind } from '../protocol/build-spec.js';
 import type { WorkerMessage } from '../protocol/worker-messages.js';
+import type { LogBytesMessage, LogMessage } from '../protocol/log-frame.js';
 import { assertNever } from '../protocol/assert-never.js';
 import type { ArtifactStore } from './artifact-store.js';
 import type { EventBus } from './events.js';
@@ -32,6 +33,15 @@ import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 import type { FewerReplicas } from './fewer-replicas.js';
 
 /** The builders the coordinator can see (the registry of builder files). */
+/**
+ * A worker's message as the hub hands it over: the text of a log frame may be the frame's UTF-8
+ * bytes (checked by the hub), which a log file takes as they are, without decoding them.
+ */
+export type InboundMessage = Exclude<WorkerMessage, { type: 'hello' | 'log' }> | LogMessage | LogBytesMessage;
+
+const utf8 = new TextDecoder();
+const textOf = (data: string | Uint8Array): string => (typeof data === 'string' ? data : utf8.decode(data));
+
 export interface BuilderLookup {
   get(name: string): BuilderDefinition | null;
 }
@@ -333,7 +343,7 @@ export class Coordinator {
   }
 
   /** Applies one validated message from an authenticated worker. */
-  async handle(session: WorkerSession, msg: Exclude<WorkerMessage, { type: 'hello' }>): Promise<void> {
+  async handle(session: WorkerSession, msg: InboundMessage): Promise<void> {
     if (msg.type === 'drain') return this.drain(session, msg.now, msg.reason);
     if (msg.type === 'availability') {
       // A leaving worker, or a one-time credential's whose build was given, stays closed.
@@ -380,7 +390,7 @@ export class Coordinator {
     await this.finish(a.row, 'error', message, a.steps);
   }
 
-  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' | 'drain' }>): Promise<void> {
+  private async apply(session: WorkerSession, a: ActiveBuild, msg: Exclude<InboundMessage, { type: 'availability' | 'drain' }>): Promise<void> {
     // Every index, count and size a worker sends is checked against this build's spec and the
     // master's caps here, before it touches an array, a file or a row (master/worker-bounds.ts).
     const bound = a.usage.check(msg);
@@ -517,9 +527,11 @@ export class Coordinator {
    * character once. Trust: the offset only decides which of this worker's own characters of
    * its own attempt are kept; a gap (text the worker never sent) is written as a note.
    */
-  private onLog(a: ActiveBuild, msg: Extract<WorkerMessage, { type: 'log' }>): void {
+  private onLog(a: ActiveBuild, msg: LogMessage | LogBytesMessage): void {
     if (msg.offset === undefined || a.logOffset === undefined) return this.appendLog(msg.buildId, msg.data);
-    let { data, offset } = msg;
+    // Offsets count UTF-16 code units: this path works on the text.
+    let data = textOf(msg.data);
+    let { offset } = msg;
     const end = offset + data.length;
     if (end <= a.logOffset) return;
     if (offset < a.logOffset) {
@@ -543,9 +555,9 @@ export class Coordinator {
   }
 
   /** Appends to a build's log and streams the text to dashboards. */
-  private appendLog(buildId: number, data: string, range?: WorkerLogRange): void {
-    this.logs.append(buildId, data, range);
-    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data });
+  private appendLog(buildId: number, data: string | Uint8Array, range?: WorkerLogRange): void {
+    this.logs.append(buildId, typeof data === 'string' || Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength), range);
+    if (this.events.size > 0) this.events.publish({ type: 'log', buildId, data: textOf(data) });
   }
 
   /** The build stayed frozen (its volunteer back at the desk) longer than its builder allows: run it elsewhere. */

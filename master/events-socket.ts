@@ -54,9 +54,9 @@ export class EventsSocket {
       maxSubscribers: limits.maxSubscribers ?? 1000, maxPerAddress: limits.maxPerAddress ?? 20,
       maxBuffered: limits.maxBuffered ?? 1024 * 1024, stuckMs: limits.stuckMs ?? 60_000,
     };
-    // Encoded only when a dashboard listens: a loud build's log chunks (tens of MB) would
-    // otherwise be escaped into JSON for nobody, on the master's log path.
-    this.unsubscribe = bus.subscribe((e) => { if (this.subscribers.size > 0) this.publish(Buffer.from(JSON.stringify(e))); });
+    // Made and encoded only when a dashboard listens: a loud build's log chunks (tens of MB)
+    // would otherwise be decoded and escaped into JSON for nobody, on the master's log path.
+    this.unsubscribe = bus.subscribe((e) => this.publish(Buffer.from(JSON.stringify(e))), () => this.subscribers.size > 0);
     this.sweep = setInterval(() => this.publish(null), Math.max(1000, Math.min(this.limits.stuckMs / 4, 15_000)));
     this.sweep.unref();
   }

@@ -51,3 +51,11 @@ test('crowdbake.yml limits: defaults, values, and bad values named', () => {
   const text = bad.errors.join('\n');
   for (const key of ['limits.logSize', 'limits.uploadStall', 'limits.artifactCount', '"bogus"']) assert.match(text, new RegExp(key.replace('.', '\\.')), text);
 });
+
+test('the log cap counts UTF-8 bytes, whether the text came as a string (JSON log) or as a log frame\'s bytes', () => {
+  const u = new BuildUsage(spec, { ...DEFAULT_BUILD_CAPS, logBytes: 10 });
+  assert.equal(u.check({ type: 'log', ...ref, data: 'é😀' }), null); // 6 bytes
+  assert.equal(u.check({ type: 'log', ...ref, data: Buffer.from('abcd') }), null); // 10
+  assert.equal(u.logBytes, 10);
+  assert.equal(u.check({ type: 'log', ...ref, data: new Uint8Array(1) })?.kind, 'cap');
+});

@@ -2,6 +2,7 @@ import type { BuildSpec } from '../protocol/build-spec.js';
 import { allStepNames } from '../protocol/build-spec.js';
 import { formatSize } from '../protocol/units.js';
 import type { WorkerMessage } from '../protocol/worker-messages.js';
+import type { LogBytesMessage } from '../protocol/log-frame.js';
 
 /**
  * What one build may put on the master, whatever its worker says: the per-build caps of the
@@ -78,7 +79,7 @@ export class BuildUsage {
    * the master before the message touches a file, a row or an array: nothing a worker sends
    * is sized by the worker alone.
    */
-  check(msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }>): Violation | CapExceeded | Ignore | null {
+  check(msg: Exclude<WorkerMessage, { type: 'hello' | 'availability' }> | LogBytesMessage): Violation | CapExceeded | Ignore | null {
     switch (msg.type) {
       case 'step':
         if (msg.index >= this.stepCount) {
@@ -86,7 +87,7 @@ export class BuildUsage {
         }
         return null;
       case 'log': {
-        this.logBytes += Buffer.byteLength(msg.data);
+        this.logBytes += typeof msg.data === 'string' ? Buffer.byteLength(msg.data) : msg.data.length;
         if (this.logBytes > this.caps.logBytes) {
           return { kind: 'cap', message: `the build's log exceeds the master's limit of ${formatSize(this.caps.logBytes)} (limits.logSize in crowdbake.yml); the build was stopped` };
         }

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
-import { decodeLogFrame, isLogFrame } from '../protocol/log-frame.js';
+import { isUtf8 } from 'node:buffer';
+import { decodeLogFrameBytes, isLogFrame, type LogBytesMessage } from '../protocol/log-frame.js';
 import { FEATURE_ADOPTION, FEATURE_LOG_ACK, FEATURES_HEADER, MASTER_FEATURES, parseFeatures, WORKER_FEATURES_HEADER, workerUnderstandsDrain } from '../protocol/worker-features.js';
 import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
@@ -14,6 +15,7 @@ import { ownerOf, trustOf } from './volunteers.js';
 import { workerView } from './views.js';
 import { log } from './log.js';
 
+const utf8 = new TextDecoder();
 const HELLO_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 100;
 /** Every this many token checks (one each `tokenCheckMs`, 500 ms: every 30 s) all token rows are read, not only the revoked names. */
@@ -157,12 +159,15 @@ export class WorkerHub {
       this.sockets.set(ws, true);
       if (isBinary) return refuse('binary frames are not part of the protocol');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data;
-      let msg: WorkerMessage;
+      let msg: WorkerMessage | LogBytesMessage;
       if (isLogFrame(bytes)) {
-        // A build's log text in a frame of its own (protocol/log-frame.ts).
-        const decoded = decodeLogFrame(bytes);
+        // A build's log text in a frame of its own (protocol/log-frame.ts). Its text stays the
+        // frame's bytes, written to the log as they are, when they are UTF-8 (ws checks a text
+        // frame's; an in-memory socket does not): else decoded with replacement characters.
+        const decoded = decodeLogFrameBytes(bytes);
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
-        msg = decoded.value;
+        const value = decoded.value;
+        msg = isUtf8(value.data) ? value : { ...value, data: utf8.decode(value.data) };
       } else {
         const decoded = decodeWorkerMessage(bytes.toString());
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeLogFrame, encodeLogFrame, isLogFrame } from './log-frame.js';
+import { decodeLogFrame, decodeLogFrameBytes, encodeLogFrame, isLogFrame, LOG_FRAME_ROOM } from './log-frame.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -48,4 +48,29 @@ test('log frames: what is encoded decodes the same; each malformed frame is refu
   refuse('L9999999999 1\nx', /over 4294967295/);
   refuse('{"type":"log"}', /starts with "L"/);
   refuse(new Uint8Array(MAX_FRAME_BYTES + 1).fill(0x4c), /over the limit/);
+});
+
+test('log frames from bytes: the same frame as from a string; framed in the room before the text without a copy; read back as a view of the bytes', () => {
+  const text = bytes('héllo 😀\n');
+  assert.deepEqual(encodeLogFrame(3, 1, text), bytes(encodeLogFrame(3, 1, 'héllo 😀\n')));
+  assert.deepEqual(encodeLogFrame(3, 1, text, 17), bytes(encodeLogFrame(3, 1, 'héllo 😀\n', 17)));
+  // With room before the text, the header is written there and the frame shares its memory.
+  const buf = new Uint8Array(LOG_FRAME_ROOM + text.length);
+  buf.set(text, LOG_FRAME_ROOM);
+  const inPlace = encodeLogFrame(4_000_000_000, 4_000_000_000, buf.subarray(LOG_FRAME_ROOM), Number.MAX_SAFE_INTEGER, LOG_FRAME_ROOM);
+  assert.equal(inPlace.buffer, buf.buffer);
+  assert.deepEqual(inPlace, bytes(encodeLogFrame(4_000_000_000, 4_000_000_000, 'héllo 😀\n', Number.MAX_SAFE_INTEGER)));
+  // Too little room: a copy, and the buffer is not written before the text.
+  const small = new Uint8Array(4 + text.length).fill(0x2a);
+  small.set(text, 4);
+  const copied = encodeLogFrame(1, 1, small.subarray(4), undefined, 4);
+  assert.notEqual(copied.buffer, small.buffer);
+  assert.deepEqual(small.subarray(0, 4), new Uint8Array(4).fill(0x2a));
+  assert.deepEqual(copied, bytes('L1 1\nhéllo 😀\n'));
+
+  const r = decodeLogFrameBytes(encodeLogFrame(9, 2, text, 5));
+  assert.ok(r.ok);
+  assert.deepEqual([r.value.buildId, r.value.attempt, r.value.offset, [...r.value.data]], [9, 2, 5, [...text]]);
+  // The same refusals as decodeLogFrame.
+  for (const f of ['L12 1', 'L0 1\nx', '{"type":"log"}']) assert.equal(decodeLogFrameBytes(bytes(f)).ok, false, f);
 });

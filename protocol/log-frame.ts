@@ -26,17 +26,48 @@ export type LogMessage = Extract<WorkerMessage, { type: 'log' }>;
 
 const utf8 = new TextDecoder();
 
-export function encodeLogFrame(buildId: number, attempt: number, text: string, offset?: number): string {
-  return offset === undefined ? `L${buildId} ${attempt}\n${text}` : `L${buildId} ${attempt} ${offset}\n${text}`;
+/**
+ * The frame of a build's log text. Given UTF-8 bytes (whole, valid characters: the worker's
+ * path), the frame is bytes too, to be sent as a text frame as it is; given a string, a string.
+ * (ws masks a frame given as bytes into a buffer of its own: the worker's copy stays intact.)
+ */
+export function encodeLogFrame(buildId: number, attempt: number, text: string, offset?: number): string;
+export function encodeLogFrame(buildId: number, attempt: number, text: Uint8Array, offset?: number, room?: number): Uint8Array;
+export function encodeLogFrame(buildId: number, attempt: number, text: string | Uint8Array, offset?: number, room = 0): string | Uint8Array {
+  const header = offset === undefined ? `L${buildId} ${attempt}\n` : `L${buildId} ${attempt} ${offset}\n`;
+  if (typeof text === 'string') return header + text;
+  // `room`: bytes before `text` in its buffer that are the caller's to overwrite (LOG_FRAME_ROOM):
+  // the header goes there, and the frame is a view of the same memory, not a copy.
+  const frame = room >= header.length
+    ? new Uint8Array(text.buffer, text.byteOffset - header.length, header.length + text.length)
+    : new Uint8Array(header.length + text.length);
+  for (let i = 0; i < header.length; i++) frame[i] = header.charCodeAt(i); // digits, spaces, "L", newline
+  if (frame.buffer !== text.buffer) frame.set(text, header.length);
+  return frame;
 }
+
+/** Room for the longest header before a log frame's text, so that it can be framed where it lies (encodeLogFrame's `room`). */
+export const LOG_FRAME_ROOM = MAX_HEADER_BYTES;
 
 /** Whether a text frame is a log frame (else it is JSON). */
 export function isLogFrame(frame: Uint8Array): boolean {
   return frame.length > 0 && frame[0] === LOG_FRAME_MARK;
 }
 
+/** A log frame's message with its text left as the frame's bytes (UTF-8, checked by whoever reads them). */
+export type LogBytesMessage = Omit<LogMessage, 'data'> & { data: Uint8Array };
+
 /** Reads a log frame. */
 export function decodeLogFrame(frame: Uint8Array): { ok: true; value: LogMessage } | { ok: false; error: string } {
+  const r = decodeLogFrameBytes(frame);
+  return r.ok ? { ok: true, value: { ...r.value, data: utf8.decode(r.value.data) } } : r;
+}
+
+/**
+ * Reads a log frame's header; its text stays the frame's bytes (a view, no copy), for a reader
+ * that writes them as they are. They are what the worker sent: check that they are UTF-8.
+ */
+export function decodeLogFrameBytes(frame: Uint8Array): { ok: true; value: LogBytesMessage } | { ok: false; error: string } {
   if (frame.length > MAX_FRAME_BYTES) return { ok: false, error: `log frame of ${frame.length} bytes is over the limit of ${MAX_FRAME_BYTES}` };
   if (!isLogFrame(frame)) return { ok: false, error: 'a log frame starts with "L"' };
   const nl = frame.subarray(0, MAX_HEADER_BYTES).indexOf(10);
@@ -48,7 +79,7 @@ export function decodeLogFrame(frame: Uint8Array): { ok: true; value: LogMessage
   const buildId = Number(m[1]);
   const attempt = Number(m[2]);
   if (buildId > MAX_ID || attempt > MAX_ID) return { ok: false, error: `log frame buildId ${buildId} or attempt ${attempt} is over ${MAX_ID}` };
-  const data = utf8.decode(frame.subarray(nl + 1));
+  const data = frame.subarray(nl + 1);
   if (m[3] === undefined) return { ok: true, value: { type: 'log', buildId, attempt, data } };
   const offset = Number(m[3]);
   if (offset > Number.MAX_SAFE_INTEGER) return { ok: false, error: `log frame offset ${m[3]} is over ${Number.MAX_SAFE_INTEGER}` };

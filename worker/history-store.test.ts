@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HistoryStore } from './history-store.js';
@@ -62,4 +62,48 @@ test('importing the history store does not load better-sqlite3', () => {
     `console.log(Object.keys(req.cache).some((k) => k.includes('better-sqlite3')))`], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'false');
+});
+
+test('a build\'s local log is written off the event loop yet complete, in order, when finish returns; an entry appended to again after its end goes on where it ended', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const h = new HistoryStore(dir);
+  t.after(() => h.close());
+  const id = h.start({ buildId: 1, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  let expected = '';
+  for (let i = 0; i < 2000; i++) {
+    const piece = `${i}:${'é'.repeat(i % 50)}\n`;
+    expected += piece;
+    h.appendLog(id, i % 2 ? piece : Buffer.from(piece));
+  }
+  // A piece larger than the queue's bound is written at once, in its place.
+  const big = 'x'.repeat(9 * 1024 * 1024);
+  h.appendLog(id, big);
+  h.appendLog(id, 'after\n');
+  expected += `${big}after\n`;
+  h.finish(id, 'success', null, 0);
+  assert.equal(readFileSync(h.logPath(id), 'utf8'), expected, 'complete as finish returns, no turn of the event loop later');
+  h.appendLog(id, 'late\n');
+  h.finish(id, 'success', null, 0);
+  assert.equal(readFileSync(h.logPath(id), 'utf8'), `${expected}late\n`);
+});
+
+test('(Linux) a local log whose writes keep going while finish runs: the piece in flight is written again, at its place, and the file is whole after its callback too', { skip: process.platform !== 'linux' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const h = new HistoryStore(dir);
+  t.after(() => h.close());
+  const id = h.start({ buildId: 1, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  const fds = () => readdirSync('/proc/self/fd').length;
+  h.list(); // the database is open before counting descriptors
+  const before = fds();
+  const pieces = Array.from({ length: 50 }, (_, i) => Buffer.alloc(64 * 1024, 97 + (i % 26)));
+  for (const p of pieces) h.appendLog(id, p);
+  await new Promise((ok) => setImmediate(ok)); // some writes are done, one is likely in flight
+  h.finish(id, 'success', null, 0);
+  const whole = Buffer.concat(pieces);
+  assert.ok(readFileSync(h.logPath(id)).equals(whole));
+  // The descriptor is closed by the last write's callback: then nothing more can land.
+  while (fds() > before) await new Promise((ok) => setImmediate(ok));
+  assert.ok(readFileSync(h.logPath(id)).equals(whole));
 });

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, writeSync, type ReadStream } from 'node:fs';
+import { close, closeSync, constants, createReadStream, existsSync, fstatSync, mkdirSync, openSync, rmSync, writev, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { HistoryEntry } from '../protocol/control-api.js';
 import type { BuildResult } from '../protocol/worker-messages.js';
@@ -14,7 +14,7 @@ type Row = Record<string, unknown>;
 export class HistoryStore {
   private opened: Database.Database | null = null;
   private readonly logDir: string;
-  private readonly logs = new Map<number, number>();
+  private readonly logs = new Map<number, LocalLog>();
 
   /**
    * The database is opened (and better-sqlite3, its native module, loaded) at the first read or
@@ -71,20 +71,27 @@ export class HistoryStore {
     return id;
   }
 
-  appendLog(id: number, data: string): void {
-    let fd = this.logs.get(id);
-    if (fd === undefined) {
-      fd = openSync(join(this.logDir, `${id}.log`), 'a', 0o600);
-      this.logs.set(id, fd);
+  /**
+   * Appends to entry `id`'s log. Written off the event loop (a loud step's log is tens of MB,
+   * and this copy was 15 ms of the agent's main thread per 20 MB, bench/README.md), each piece at
+   * its own position, so that `finish` can write again synchronously whatever is not confirmed
+   * yet — the same bytes at the same place — and the file is complete when it returns.
+   */
+  appendLog(id: number, data: string | Uint8Array): void {
+    let log = this.logs.get(id);
+    if (!log) {
+      // Not O_APPEND: Linux's pwrite would ignore the positions. Written from where the file ends.
+      log = new LocalLog(openSync(join(this.logDir, `${id}.log`), constants.O_WRONLY | constants.O_CREAT, 0o600));
+      this.logs.set(id, log);
     }
-    writeSync(fd, data);
+    log.append(typeof data === 'string' ? Buffer.from(data) : data);
   }
 
   finish(id: number, result: BuildResult, message: string | null, frozenMs: number, cpuMs: number | null = null): void {
     this.db.prepare('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ?, cpu_ms = ? WHERE id = ?')
       .run(result, message, new Date().toISOString(), Math.round(frozenMs), cpuMs, id);
-    const fd = this.logs.get(id);
-    if (fd !== undefined) { closeSync(fd); this.logs.delete(id); }
+    this.logs.get(id)?.close();
+    this.logs.delete(id);
   }
 
   list(limit = 100, builder?: string): HistoryEntry[] {
@@ -124,7 +131,8 @@ export class HistoryStore {
   }
 
   close(): void {
-    for (const fd of this.logs.values()) closeSync(fd);
+    // A log that cannot be written (a full disk) does not keep the others or the database open.
+    for (const log of this.logs.values()) { try { log.close(); } catch { /* its build's copy stays short */ } }
     this.logs.clear();
     if (this.opened?.open) this.opened.close();
   }
@@ -139,4 +147,90 @@ function toEntry(r: Row): HistoryEntry {
     rerunOf: r.rerun_of === null || r.rerun_of === undefined ? null : Number(r.rerun_of), canRerun: r.spec !== null && r.spec !== undefined,
     cpuMs: r.cpu_ms === null || r.cpu_ms === undefined ? null : Number(r.cpu_ms),
   };
+}
+
+/**
+ * One open log file of the history: pieces are written in order by `fs.writev` on libuv's
+ * threads (all that waits in one call), each at the position it was given (the file is opened for this agent alone and
+ * starts where it ends now). `close` writes synchronously what is not confirmed yet — a piece
+ * in flight is written twice, the same bytes at the same place — and closes the descriptor once
+ * no write uses it. Past MAX_QUEUED bytes waiting (a disk slower than the step), what waits is
+ * written synchronously at once, in order: the queue stays bounded.
+ */
+class LocalLog {
+  private static readonly MAX_QUEUED = 8 * 1024 * 1024;
+  private position: number;
+  private readonly queue: Piece[] = [];
+  private queued = 0;
+  private inFlight: Piece[] = [];
+  private closed = false;
+  private failed: Error | null = null;
+
+  constructor(private readonly fd: number) {
+    this.position = fstatSize(fd);
+  }
+
+  append(bytes: Uint8Array): void {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw new Error('the log is closed');
+    const piece = { at: this.position, bytes };
+    this.position += bytes.length;
+    if (this.queued + bytes.length > LocalLog.MAX_QUEUED) {
+      // In order, the piece in flight again too: a reader following the file never meets a hole.
+      for (const p of [...this.inFlight, ...this.queue.splice(0), piece]) writeAll(this.fd, p);
+      this.queued = 0;
+      return;
+    }
+    this.queue.push(piece);
+    this.queued += bytes.length;
+    this.next();
+  }
+
+  /** Writes everything waiting in one `writev` at the first piece's place (the pieces follow one another). */
+  private next(): void {
+    if (this.inFlight.length || this.closed || this.queue.length === 0) return;
+    const pieces = this.queue.splice(0);
+    this.queued = 0;
+    this.inFlight = pieces;
+    writev(this.fd, pieces.map((p) => p.bytes), pieces[0]!.at, (e, n) => {
+      this.inFlight = [];
+      if (this.closed) { close(this.fd, () => undefined); return; }
+      if (e) { this.failed = e; this.queue.length = 0; this.queued = 0; return; }
+      // A short write: what is left of the pieces goes first next time.
+      const rest: Piece[] = [];
+      for (const p of pieces) {
+        if (n >= p.bytes.length) { n -= p.bytes.length; continue; }
+        rest.push(n > 0 ? { at: p.at + n, bytes: p.bytes.subarray(n) } : p);
+        n = 0;
+      }
+      for (const p of rest) this.queued += p.bytes.length;
+      this.queue.unshift(...rest);
+      this.next();
+    });
+  }
+
+  /** Everything appended is in the file when this returns; the descriptor closes once no write uses it. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const rest = [...this.inFlight, ...this.queue.splice(0)];
+    this.queued = 0;
+    try {
+      for (const piece of rest) writeAll(this.fd, piece);
+    } finally {
+      if (!this.inFlight.length) closeSync(this.fd);
+    }
+    if (this.failed) throw this.failed;
+  }
+}
+
+interface Piece { at: number; bytes: Uint8Array }
+
+function writeAll(fd: number, piece: Piece): void {
+  let done = 0;
+  while (done < piece.bytes.length) done += writeSync(fd, piece.bytes, done, piece.bytes.length - done, piece.at + done);
+}
+
+function fstatSize(fd: number): number {
+  return fstatSync(fd).size;
 }

@@ -4,7 +4,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1, FEATURES_HEADER } from '../protocol/worker-features.js';
-import { MasterLink, MAX_UNACKED_LOG } from './master-link.js';
+import { LOG_FRAME_ROOM } from '../protocol/log-frame.js';
+import { logText, type LogText } from './log-text.js';
+import { MasterLink, masksFrames, MAX_UNACKED_LOG } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
 
@@ -222,3 +224,56 @@ async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 2000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(check(), 'timed out');
 }
+
+test('log frames given as bytes go as text frames (a master refuses binary ones), the bytes as they are; a frame framed in its text\'s room is the same', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((ok) => wss.once('listening', ok));
+  const got: { binary: boolean; text: string }[] = [];
+  wss.on('connection', (ws) => ws.on('message', (d, binary) => {
+    const text = d.toString();
+    if (text.startsWith('{"type":"hello"')) ws.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+    else got.push({ binary, text });
+  }));
+  const link = new MasterLink({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
+  t.after(async () => { link.close(); await new Promise((ok) => wss.close(ok)); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  const text = 'héllo 😀 日本\n';
+  await link.sendLog(5, 1, logText(text));
+  const roomy = Buffer.alloc(LOG_FRAME_ROOM + Buffer.byteLength(text));
+  roomy.write(text, LOG_FRAME_ROOM);
+  const inRoom: LogText = { bytes: roomy.subarray(LOG_FRAME_ROOM), units: text.length, room: LOG_FRAME_ROOM };
+  await link.sendLog(5, 1, inRoom);
+  assert.equal(inRoom.room, 0, 'the room is used once');
+  await link.sendLog(5, 1, text);
+  await until(() => got.length === 3);
+  assert.deepEqual(got, [0, 1, 2].map(() => ({ binary: false, text: `L5 1\n${text}` })));
+});
+
+test('log-ack with text beyond ASCII: offsets count UTF-16 code units as before; an acknowledgement inside a frame keeps exactly the rest for the next master', async (t) => {
+  const a = await farmMaster();
+  const b = await farmMaster();
+  const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => [{ buildId: 1, attempt: 2 }], name: 'w', token: 't', agentVersion: 'test',
+    capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), backoff: { minMs: 10, maxMs: 20 } });
+  t.after(async () => { link.close(); await a.close(); await b.close(); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  await until(() => a.sockets.length === 1);
+  await processed(a.sockets[0]!); // the adoption message
+  for (const text of ['é😀x', '日本']) await link.sendLog(1, 2, logText(text));
+  await until(() => a.frames.length === 3);
+  assert.deepEqual(a.frames.slice(1), ['L1 2 0\né😀x', 'L1 2 4\n日本']);
+  // Stored up to after "é😀" (3 code units), then the master dies.
+  a.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 3 }));
+  await processed(a.sockets[0]!);
+  a.sockets[0]!.terminate();
+  await until(() => b.frames.length >= 3);
+  assert.deepEqual(b.frames.slice(1), ['L1 2 3\nx', 'L1 2 4\n日本']);
+  // Numbering goes on from there.
+  await link.sendLog(1, 2, logText('z'));
+  await until(() => b.frames.length >= 4);
+  assert.equal(b.frames[3], 'L1 2 6\nz');
+});
+
+test('masksFrames: a random mask to a master over plain ws:// on a network; none through TLS or on loopback, where no proxy reads the frames', () => {
+  for (const url of ['ws://example.org/api/v1/worker', 'ws://10.0.0.1:8080/api/v1/worker', 'ws://127.example.org/', 'not a url']) assert.equal(masksFrames(url), true, url);
+  for (const url of ['wss://example.org/api/v1/worker', 'ws://127.0.0.1:8080/api/v1/worker', 'ws://localhost:1/', 'ws://[::1]:8080/']) assert.equal(masksFrames(url), false, url);
+});

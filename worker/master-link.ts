@@ -3,6 +3,8 @@ import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame } from '../protocol/log-frame.js';
+import { isLoopbackHost } from '../protocol/source-url.js';
+import { logText, type LogText } from './log-text.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { WORKER_FEATURES, WORKER_FEATURES_HEADER, FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
@@ -20,6 +22,10 @@ const HIGH_WATER = 1024 * 1024;
  * most this many characters over all attempts; past it a step's output waits for acknowledgements.
  */
 export const MAX_UNACKED_LOG = 8 * 1024 * 1024;
+/** Every frame to the master is a text frame, log frames given as bytes too (a master refuses binary frames). */
+const TEXT = { binary: false } as const;
+/** A log frame's text not yet acknowledged: where it starts and how long it is in the attempt's log (UTF-16 code units). */
+interface KeptLog { from: number; units: number; bytes: Buffer }
 const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 export interface LinkOptions {
@@ -69,6 +75,8 @@ export class MasterLink extends EventEmitter {
   /** Optional fields this master announced in its upgrade answer (protocol/worker-features.ts). */
   private features = new Set<string>();
   private welcomed = false;
+  /** Whether this connection's frames are masked (masksFrames): log frames then go as strings. */
+  private masking = true;
   /** Cuts a connection the master has been silent on (no frame, no ping) for too long. */
   private silenceTimer: NodeJS.Timeout | null = null;
   /** The master URLs, and which one is dialled next. */
@@ -77,13 +85,13 @@ export class MasterLink extends EventEmitter {
   /** The adoption window the last master gave (its `adoption` message); 0: builds stop on a disconnect. */
   private adoptionMs = 0;
   /** While holding builds for adoption: writes kept in order until the next welcome. */
-  private held: { payload: string; ok: () => void; fail: (e: Error) => void; kept?: boolean }[] | null = null;
+  private held: { payload: string | Uint8Array; ok: () => void; fail: (e: Error) => void; kept?: boolean }[] | null = null;
   /**
    * FEATURE_LOG_ACK: each attempt's log so far (`next` offset) and its text not yet
    * acknowledged as stored, by `buildId:attempt`. After a fail-over it is sent again, first,
    * to the master that adopts the attempt, which keeps only what its store lacks.
    */
-  private readonly logs = new Map<string, { buildId: number; attempt: number; next: number; kept: { from: number; text: string }[] }>();
+  private readonly logs = new Map<string, { buildId: number; attempt: number; next: number; kept: KeptLog[] }>();
   private unacked = 0;
   /** Attempts stopped because no master took them over in time (`released`): never named or reported again. */
   private readonly givenUp = new Set<string>();
@@ -152,22 +160,37 @@ export class MasterLink extends EventEmitter {
   /**
    * Sends a build's next log text as a log frame (protocol/log-frame.ts), with the same
    * backpressure; returns nothing while the socket is not backed up, so that a step's output
-   * flows on without waiting a turn of the event loop per frame.
+   * flows on without waiting a turn of the event loop per frame. The text is UTF-8 bytes of
+   * whole characters (log-text.ts), sent as they are in a text frame; a string is encoded first.
    */
-  sendLog(buildId: number, attempt: number, text: string): void | Promise<void> {
+  sendLog(buildId: number, attempt: number, text: LogText | string): void | Promise<void> {
     if (this.givenUp.size && this.givenUp.has(`${buildId}:${attempt}`)) return;
-    if (!this.features.has(FEATURE_LOG_ACK)) return this.write(encodeLogFrame(buildId, attempt, text));
+    const t = typeof text === 'string' ? logText(text) : text;
+    // The frame's header goes in the room before the text, once (a text sent again is copied: resend, below).
+    const room = t.room ?? 0;
+    t.room = 0;
+    if (!this.features.has(FEATURE_LOG_ACK)) return this.write(this.logFrame(buildId, attempt, t, undefined, room));
     const key = `${buildId}:${attempt}`;
     let log = this.logs.get(key);
     if (!log) this.logs.set(key, (log = { buildId, attempt, next: 0, kept: [] }));
     const from = log.next;
-    log.next += text.length;
-    log.kept.push({ from, text });
-    this.unacked += text.length;
-    const sent = this.write(encodeLogFrame(buildId, attempt, text, from), true);
+    log.next += t.units;
+    log.kept.push({ from, units: t.units, bytes: t.bytes });
+    this.unacked += t.units;
+    const sent = this.write(this.logFrame(buildId, attempt, t, from, room), true);
     if (this.unacked <= MAX_UNACKED_LOG) return sent;
     // Too much not yet stored: this step's output waits for the master's acknowledgements.
     return Promise.all([sent, new Promise<void>((ok) => this.ackWaiters.push(ok))]).then(() => undefined);
+  }
+
+  /**
+   * A log frame as this connection sends it best. Unmasked (masksFrames false): the bytes, framed
+   * in their room, which ws writes as they are. Masked: as a string, which ws encodes into a
+   * buffer of its own and masks there; given bytes, ws would mask them into a copy, and that one
+   * more large buffer per frame cost the worker more (V8 collects them late) than decoding the text.
+   */
+  private logFrame(buildId: number, attempt: number, t: LogText, offset: number | undefined, room: number): string | Uint8Array {
+    return this.masking ? encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset) : encodeLogFrame(buildId, attempt, t.bytes, offset, room);
   }
 
   /** The master stored this attempt's log up to `offset`: that much is forgotten here. */
@@ -176,14 +199,16 @@ export class MasterLink extends EventEmitter {
     if (!log) return;
     while (log.kept.length) {
       const k = log.kept[0]!;
-      const end = k.from + k.text.length;
+      const end = k.from + k.units;
       if (end <= offset) {
         log.kept.shift();
-        this.unacked -= k.text.length;
+        this.unacked -= k.units;
       } else {
         if (k.from < offset) {
+          // Stored up to inside this frame's text (offsets count UTF-16 code units): keep the rest.
+          const rest = Buffer.from(k.bytes.toString('utf8').slice(offset - k.from));
           this.unacked -= offset - k.from;
-          log.kept[0] = { from: offset, text: k.text.slice(offset - k.from) };
+          log.kept[0] = { from: offset, units: end - offset, bytes: rest };
         }
         break;
       }
@@ -202,13 +227,14 @@ export class MasterLink extends EventEmitter {
   private pruneLogs(keep: ReadonlySet<string>): void {
     for (const [key, log] of this.logs) {
       if (keep.has(key)) continue;
-      for (const k of log.kept) this.unacked -= k.text.length;
+      for (const k of log.kept) this.unacked -= k.units;
       this.logs.delete(key);
     }
     this.wakeAckWaiters();
   }
 
-  private write(payload: string, kept = false): void | Promise<void> {
+  /** A JSON message, or a log frame (UTF-8 bytes: sent as a text frame too). */
+  private write(payload: string | Uint8Array, kept = false): void | Promise<void> {
     const ws = this.ws;
     // The socket is gone but its close has not been heard yet: hold from now, as the close will.
     if (!this.held && (!ws || ws.readyState !== WebSocket.OPEN) && this.adoptionMs > 0 && !this.stopped) this.hold(this.adoptionMs);
@@ -221,7 +247,7 @@ export class MasterLink extends EventEmitter {
     // ws calls back once the frame is written out (everything before it is, too).
     let outcome: Error | null | undefined;
     let settle: ((e: Error | null) => void) | undefined;
-    ws.send(payload, (e) => {
+    ws.send(payload, TEXT, (e) => {
       outcome = e ?? null;
       settle?.(outcome);
     });
@@ -256,6 +282,7 @@ export class MasterLink extends EventEmitter {
     const ws = this.opts.connect?.(this.url)
       ?? new WebSocket(this.url, {
         maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pin ? { rejectUnauthorized: false } : {}),
+        ...(masksFrames(this.url) ? {} : { generateMask: zeroMask }),
         // What this worker understands of the master's optional messages (an older master ignores the header).
         headers: { [WORKER_FEATURES_HEADER]: WORKER_FEATURES.join(', ') },
       });
@@ -275,6 +302,7 @@ export class MasterLink extends EventEmitter {
       }
     });
     this.ws = ws;
+    this.masking = masksFrames(this.url);
     this.welcomed = false;
     let fatal: string | null = null;
     let lastHeard = Date.now();
@@ -322,7 +350,7 @@ export class MasterLink extends EventEmitter {
         if (resendLogs) {
           const live = new Set([...(this.opts.running?.() ?? []), ...this.resend].map((r) => `${r.buildId}:${r.attempt}`));
           this.pruneLogs(live);
-          for (const log of this.logs.values()) for (const k of log.kept) ws.send(encodeLogFrame(log.buildId, log.attempt, k.text, k.from));
+          for (const log of this.logs.values()) for (const k of log.kept) ws.send(encodeLogFrame(log.buildId, log.attempt, k.bytes, k.from), TEXT);
         } else this.pruneLogs(new Set());
         this.flushHeld(ws, resendLogs);
         // Ends the last master may not have read: after the hello named them (adopted by now, or cancelled).
@@ -434,7 +462,7 @@ export class MasterLink extends EventEmitter {
     this.holdTimer = null;
     for (const h of held) {
       if (logsSent && h.kept) h.ok();
-      else ws.send(h.payload, (e) => (e ? h.fail(new Error('connection to the master lost')) : h.ok()));
+      else ws.send(h.payload, TEXT, (e) => (e ? h.fail(new Error('connection to the master lost')) : h.ok()));
     }
   }
 
@@ -447,6 +475,23 @@ export class MasterLink extends EventEmitter {
     this.retryTimer = setTimeout(() => void this.dial(), delay);
   }
 }
+
+/**
+ * Whether frames to this master need a random mask. RFC 6455 masks what a client sends so that
+ * a proxy on the path cannot be fooled by bytes chosen to look like something else (a build's
+ * log is such bytes). Through TLS (wss://) no proxy reads them, and on loopback there is none:
+ * there the mask is zero, which ws takes as "send the frame as it is" — no masked copy of each
+ * log frame (bench/README.md, "A loud step's log"). Any master reads such frames (it unmasks
+ * with whatever key the frame names).
+ */
+export function masksFrames(url: string): boolean {
+  let u: URL;
+  try { u = new URL(url); } catch { return true; }
+  return u.protocol !== 'wss:' && !isLoopbackHost(u.hostname);
+}
+
+/** ws's `generateMask` for a zero mask (the key buffer starts as zeros and stays so). */
+function zeroMask(): void { /* nothing: a zero key */ }
 
 /** Accepts ws(s):// or the master's http(s):// base and returns the worker endpoint URL. */
 /** The build and attempt of a frame that looks like an `assign` (its spec failed the schema), or null. */

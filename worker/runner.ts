@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
+import { LOG_FRAME_ROOM } from '../protocol/log-frame.js';
 import { ARTIFACT_CHUNK_BYTES } from '../protocol/version.js';
 import type { BuildResult, WorkerMessage } from '../protocol/worker-messages.js';
 import { checkout } from './checkout.js';
@@ -11,6 +11,7 @@ import { CpuTally } from './cpu-time.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
+import { logText, utf16Units, Utf8Stream, type LogText } from './log-text.js';
 import { attemptStatement, signStatement } from './provenance-signer.js';
 import type { KeyObject } from 'node:crypto';
 
@@ -32,9 +33,9 @@ export interface RunContext {
   /** Freezes the build while the volunteer is at the desk. */
   gate: FreezeGate;
   /** Sends the build's next log text to the master (a log frame); a promise only while backed up. */
-  sendLog: (text: string) => void | Promise<void>;
-  /** Gets a copy of the log, for the worker's local history. */
-  localLog?: (text: string) => void;
+  sendLog: (text: LogText) => void | Promise<void>;
+  /** Gets a copy of the log (UTF-8), for the worker's local history. */
+  localLog?: (bytes: Buffer) => void;
   /** The master the build came from; a source on loopback is fetched only when it is on loopback too. */
   masterUrl?: string;
   /** [provenance] This worker's name and enrolled key: a successful attempt's finish carries its signed statement. */
@@ -42,7 +43,8 @@ export interface RunContext {
 }
 
 const DEFAULT_STEP_TIMEOUT_MS = 2 * 3_600_000;
-const LOG_FLUSH_BYTES = 64 * 1024;
+/** How much output one log frame carries at most (a frame is refused by the master above MAX_FRAME_BYTES). */
+export const LOG_FLUSH_BYTES = 64 * 1024;
 const LOG_FLUSH_MS = 10;
 
 /** The tighter of two limit sets, field by field. */
@@ -63,7 +65,7 @@ export function tighterLimits(a: Limits, b: Limits): Limits {
 export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const { buildId, attempt, spec, send } = ctx;
   const log = new LogBuffer((text) => {
-    ctx.localLog?.(text);
+    ctx.localLog?.(text.bytes);
     return ctx.sendLog(text);
   });
   const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
@@ -149,7 +151,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     try {
       rmSync(dir, { recursive: true, force: true });
     } catch (e) {
-      ctx.localLog?.(`*** could not remove ${dir}: ${(e as Error).message}\n`);
+      ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
     }
   }
   return outcome.result;
@@ -294,33 +296,48 @@ function hashFile(file: string): Promise<string> {
 }
 
 /**
- * Coalesces build output into log frames of up to 64 KiB, flushed within 10 ms. Each stream is
- * decoded as UTF-8 on its own, so stdout and stderr never interleave inside a character. `write`
- * returns a promise only while the connection is backed up, which pauses the step's output
- * pipe; otherwise the output flows on without waiting a turn of the event loop per frame.
+ * Coalesces build output into log frames of up to LOG_FLUSH_BYTES, flushed within 10 ms. Each
+ * stream is cut at whole UTF-8 characters on its own (log-text.ts), so stdout and stderr never
+ * interleave inside a character; valid output stays the bytes that were read. `write` returns a
+ * promise only while the connection is backed up, which pauses the step's output pipe;
+ * otherwise the output flows on without waiting a turn of the event loop per frame.
  */
-class LogBuffer {
-  private text = '';
+export class LogBuffer {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private units = 0;
   private timer: NodeJS.Timeout | null = null;
   /** The sink's last unsettled answer (the connection is backed up), else null. */
   private pending: Promise<void> | null = null;
-  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  private readonly streams = { stdout: new Utf8Stream(), stderr: new Utf8Stream() };
 
-  constructor(private readonly sink: (text: string) => void | Promise<void>) {}
+  constructor(private readonly sink: (text: LogText) => void | Promise<void>, private readonly flushBytes = LOG_FLUSH_BYTES) {}
 
   line(text: string): void {
-    this.text += `${text}\n`;
+    this.add(logText(`${text}\n`));
     this.schedule();
   }
 
   write(chunk: Buffer, stream: 'stdout' | 'stderr'): void | Promise<void> {
-    this.text += this.decoders[stream].write(chunk);
-    if (this.text.length < LOG_FLUSH_BYTES) {
+    const text = this.streams[stream].write(chunk);
+    if (text) this.add(text);
+    if (this.bytes < this.flushBytes) {
       this.schedule();
       return;
     }
     this.deliver();
     return this.pending ?? undefined;
+  }
+
+  private add(text: LogText): void {
+    // Output read in a piece larger than a frame (not from a pipe, which gives 64 KiB at most): cut at whole characters.
+    const pieces = text.bytes.length > this.flushBytes ? splitWhole(text, this.flushBytes) : [text];
+    for (const piece of pieces) {
+      if (pieces.length > 1) this.deliver();
+      this.parts.push(piece.bytes);
+      this.bytes += piece.bytes.length;
+      this.units += piece.units;
+    }
   }
 
   private schedule(): void {
@@ -330,9 +347,15 @@ class LogBuffer {
   /** Hands what is buffered to the sink, after whatever the sink has not taken yet. */
   private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (!this.text) return;
-    const data = this.text;
-    this.text = '';
+    if (this.bytes === 0) return;
+    // One buffer per frame, with room for the frame's header before the text (no copy when it is sent).
+    const frame = Buffer.allocUnsafe(LOG_FRAME_ROOM + this.bytes);
+    let at = LOG_FRAME_ROOM;
+    for (const part of this.parts) at += part.copy(frame, at);
+    const data: LogText = { bytes: frame.subarray(LOG_FRAME_ROOM), units: this.units, room: LOG_FRAME_ROOM };
+    this.parts = [];
+    this.bytes = 0;
+    this.units = 0;
     const answer = this.pending ? this.pending.then(() => this.sink(data)) : this.sink(data);
     if (!answer) return;
     const p: Promise<void> = answer.finally(() => { if (this.pending === p) this.pending = null; });
@@ -345,4 +368,19 @@ class LogBuffer {
     this.deliver();
     await this.pending;
   }
+}
+
+/** Whole-character pieces of at most `max` bytes (max >= 4). */
+function splitWhole(text: LogText, max: number): LogText[] {
+  const out: LogText[] = [];
+  let rest = text.bytes;
+  while (rest.length > max) {
+    let end = max;
+    while (end > 0 && (rest[end]! & 0xc0) === 0x80) end--; // not inside a character
+    const piece = rest.subarray(0, end);
+    out.push({ bytes: piece, units: utf16Units(piece) });
+    rest = rest.subarray(end);
+  }
+  out.push({ bytes: rest, units: out.length ? utf16Units(rest) : text.units });
+  return out;
 }

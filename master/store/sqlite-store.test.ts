@@ -57,3 +57,22 @@ test('SQLite: a file that is not a database is refused with its path', () => {
   writeFileSync(junk, 'this is not a database, just text that is long enough to have a header '.repeat(20));
   assert.throws(() => new SqliteStore(junk), /cannot open the SQLite store .*junk\.sqlite/);
 });
+
+test('reads kept prepared by their shape answer each call with its own arguments: steps of 1, 2, 1 builds; filtered and unfiltered build lists', async () => {
+  const store = new SqliteStore(join(dir(), 'db.sqlite'));
+  try {
+    const ids: number[] = [];
+    for (const b of ['a', 'b', 'a']) ids.push((await store.insertBuild({ builder: b, revision: null, reason: 'r', queuedAt: new Date().toISOString() })).id);
+    for (const id of ids) await store.putStep({ buildId: id, index: 0, name: `s${id}`, state: 'finished', result: 'success', exitCode: 0 });
+    const names = async (bs: number[]) => (await store.listSteps(bs)).map((s) => s.name);
+    assert.deepEqual(await names([ids[0]!]), [`s${ids[0]}`]);
+    assert.deepEqual(await names([ids[1]!, ids[2]!]), [`s${ids[1]}`, `s${ids[2]}`]);
+    assert.deepEqual(await names([ids[2]!]), [`s${ids[2]}`]);
+    for (let i = 0; i < 70; i++) assert.deepEqual(await names([...Array.from({ length: i }, () => 999_999), ids[1]!]), [`s${ids[1]}`], 'more shapes than are kept');
+    assert.deepEqual((await store.listBuilds({ builder: 'a', limit: 10 })).map((b) => b.id), [ids[2], ids[0]]);
+    assert.deepEqual((await store.listBuilds({ builder: 'b', limit: 10 })).map((b) => b.id), [ids[1]]);
+    assert.deepEqual((await store.listBuilds({ limit: 2 })).map((b) => b.id), [ids[2], ids[1]]);
+  } finally {
+    await store.close();
+  }
+});

@@ -18,6 +18,11 @@ export class SqliteStore implements Store {
   private readonly stmts;
   /** `updateBuild` statements by the columns they set (preparing one each time cost more than running it). */
   private readonly updates = new Map<string, Database.Statement>();
+  /**
+   * Prepared reads by their shape (how many ids, which filters): a dashboard's or a client's poll
+   * of a build read its steps with a statement prepared anew each time (bench/README.md).
+   */
+  private readonly reads = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -209,6 +214,15 @@ export class SqliteStore implements Store {
     })();
   }
 
+  /** A read statement kept by its text; at most 64 shapes are kept (pages have up to 1,000 ids: rare sizes are prepared each time). */
+  private read(sql: string): Database.Statement {
+    const kept = this.reads.get(sql);
+    if (kept) return kept;
+    const stmt = this.db.prepare(sql);
+    if (this.reads.size < 64) this.reads.set(sql, stmt);
+    return stmt;
+  }
+
   async getBuild(id: number): Promise<BuildRow | null> {
     const r = this.stmts.getBuild.get(id) as Row | undefined;
     return r ? buildFromRow(r) : null;
@@ -221,7 +235,7 @@ export class SqliteStore implements Store {
     if (q.state !== undefined) { where.push('state = ?'); args.push(q.state); }
     if (q.beforeId !== undefined) { where.push('id < ?'); args.push(q.beforeId); }
     const sql = `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, q.limit) as Row[]).map(buildFromRow);
+    return (this.read(sql).all(...args, q.limit) as Row[]).map(buildFromRow);
   }
 
   async listUnfinishedBuilds(): Promise<BuildRow[]> {
@@ -238,7 +252,7 @@ export class SqliteStore implements Store {
 
   async listSteps(buildIds: number[]): Promise<StepRow[]> {
     if (buildIds.length === 0) return [];
-    const rows = this.db.prepare(`SELECT * FROM steps WHERE build_id IN (${buildIds.map(() => '?').join(',')}) ORDER BY build_id, idx`)
+    const rows = this.read(`SELECT * FROM steps WHERE build_id IN (${buildIds.map(() => '?').join(',')}) ORDER BY build_id, idx`)
       .all(...buildIds) as Row[];
     return rows.map(stepFromRow);
   }

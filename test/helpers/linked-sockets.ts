@@ -20,19 +20,24 @@ export class LinkedSocket extends EventEmitter {
   readyState = 0;
   peer!: LinkedSocket;
   /** Frames sent by the peer, not yet delivered here. */
-  private readonly inbox: { data: string; done?: ((e?: Error) => void) | undefined }[] = [];
+  private readonly inbox: { data: Buffer; binary: boolean; done?: ((e?: Error) => void) | undefined }[] = [];
   private paused = false;
   private pumping = false;
   /** Bytes this end sent that the peer has not read yet. */
   bufferedAmount = 0;
 
-  send(data: string, cb?: (e?: Error) => void): void {
+  /** As ws's: `send(data, cb)` or `send(data, { binary }, cb)`; bytes go as a binary frame unless `binary: false`. */
+  send(data: string | Uint8Array, options?: { binary?: boolean } | ((e?: Error) => void), callback?: (e?: Error) => void): void {
+    const cb = typeof options === 'function' ? options : callback;
+    const binary = (typeof options === 'object' ? options.binary : undefined) ?? typeof data !== 'string';
     if (this.readyState !== this.OPEN) {
       cb?.(new Error('socket not open'));
       return;
     }
-    this.bufferedAmount += Buffer.byteLength(data);
-    this.peer.inbox.push({ data, done: cb });
+    // A copy, as the bytes on a wire would be: the sender may reuse its buffer.
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    this.bufferedAmount += bytes.length;
+    this.peer.inbox.push({ data: bytes, binary, done: cb });
     this.peer.pump();
   }
 
@@ -85,8 +90,8 @@ export class LinkedSocket extends EventEmitter {
       this.pumping = false;
       while (!this.paused && this.inbox.length && this.readyState === this.OPEN) {
         const m = this.inbox.shift()!;
-        this.peer.bufferedAmount -= Buffer.byteLength(m.data);
-        this.emit('message', Buffer.from(m.data), false);
+        this.peer.bufferedAmount -= m.data.length;
+        this.emit('message', m.data, m.binary);
         m.done?.();
       }
     });
