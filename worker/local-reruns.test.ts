@@ -25,7 +25,7 @@ test('a local re-run runs the kept spec under today\'s volunteer limits, talks t
   const seen: RunContext[] = [];
   const { history, reruns, lines } = setup(t, async (ctx) => {
     seen.push(ctx);
-    ctx.localLog?.('hello from the re-run\n');
+    ctx.localLog?.(Buffer.from('hello from the re-run\n'));
     assert.equal(await ctx.send({ type: 'accepted', buildId: ctx.buildId, attempt: ctx.attempt }), undefined, 'nothing goes to a master');
     return 'failure';
   });

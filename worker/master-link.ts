@@ -493,7 +493,6 @@ export function masksFrames(url: string): boolean {
 /** ws's `generateMask` for a zero mask (the key buffer starts as zeros and stays so). */
 function zeroMask(): void { /* nothing: a zero key */ }
 
-/** Accepts ws(s):// or the master's http(s):// base and returns the worker endpoint URL. */
 /** The build and attempt of a frame that looks like an `assign` (its spec failed the schema), or null. */
 function assignmentRef(text: string): { buildId: number; attempt: number } | null {
   if (text.length > MAX_FRAME_BYTES) return null;
