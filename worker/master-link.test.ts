@@ -117,7 +117,8 @@ async function farmMaster(windowMs = 10_000, answers = () => true, heartbeatMs =
   return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, sockets, close: () => new Promise((ok) => wss.close(ok)) };
 }
 
-test('log-ack: frames carry their offset; after a fail-over the next master gets, first, exactly the text the last one did not acknowledge — held text once, acknowledged text never', async (t) => {
+/** Two farm masters and a link connected to the first, running build 1 attempt 2, its adoption message read. */
+async function failoverPair(t: { after(fn: () => unknown): void }) {
   const a = await farmMaster();
   const b = await farmMaster();
   const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => [{ buildId: 1, attempt: 2 }], name: 'w', token: 't', agentVersion: 'test',
@@ -126,6 +127,11 @@ test('log-ack: frames carry their offset; after a fail-over the next master gets
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
   await until(() => a.sockets.length === 1);
   await processed(a.sockets[0]!); // the adoption message
+  return { a, b, link };
+}
+
+test('log-ack: frames carry their offset; after a fail-over the next master gets, first, exactly the text the last one did not acknowledge — held text once, acknowledged text never', async (t) => {
+  const { a, b, link } = await failoverPair(t);
   for (const text of ['aaa', 'bbbb', 'cc']) await link.sendLog(1, 2, text);
   await until(() => a.frames.length === 4);
   assert.deepEqual(a.frames.slice(1), ['L1 2 0\naaa', 'L1 2 3\nbbbb', 'L1 2 7\ncc']);
@@ -250,14 +256,7 @@ test('log frames given as bytes go as text frames (a master refuses binary ones)
 });
 
 test('log-ack with text beyond ASCII: offsets count UTF-16 code units as before; an acknowledgement inside a frame keeps exactly the rest for the next master', async (t) => {
-  const a = await farmMaster();
-  const b = await farmMaster();
-  const link = new MasterLink({ url: a.url, urls: [a.url, b.url], running: () => [{ buildId: 1, attempt: 2 }], name: 'w', token: 't', agentVersion: 'test',
-    capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), backoff: { minMs: 10, maxMs: 20 } });
-  t.after(async () => { link.close(); await a.close(); await b.close(); });
-  await new Promise((ok) => { link.once('connected', ok); link.start(); });
-  await until(() => a.sockets.length === 1);
-  await processed(a.sockets[0]!); // the adoption message
+  const { a, b, link } = await failoverPair(t);
   for (const text of ['é😀x', '日本']) await link.sendLog(1, 2, logText(text));
   await until(() => a.frames.length === 3);
   assert.deepEqual(a.frames.slice(1), ['L1 2 0\né😀x', 'L1 2 4\n日本']);
