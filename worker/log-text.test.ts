@@ -75,3 +75,21 @@ test('LogBuffer: frames of at most its size cut at whole characters, stdout and 
     assert.equal(f.room, 40);
   }
 });
+
+test('a step whose output ends inside a character: its last bytes go as U+FFFD at the flush, as a string decoder\'s end() makes them — not lost, not glued to the next step\'s output', async () => {
+  const frames: Buffer[] = [];
+  const log = new LogBuffer((t) => { frames.push(Buffer.from(t.bytes)); });
+  const euro = Buffer.from('€'); // 3 bytes
+  void log.write(Buffer.concat([Buffer.from('price: '), euro.subarray(0, 2)]), 'stdout');
+  void log.write(Buffer.from([0xf0, 0x9f]), 'stderr');
+  await log.flush(); // the step ended
+  void log.write(Buffer.from('next step\n'), 'stdout');
+  await log.flush();
+  const all = Buffer.concat(frames).toString('utf8');
+  const d = new StringDecoder('utf8');
+  const expected = d.write(Buffer.concat([Buffer.from('price: '), euro.subarray(0, 2)])) + d.end();
+  assert.ok(all.startsWith(expected), JSON.stringify(all));
+  assert.equal(all, `${expected}\ufffdnext step\n`, 'stderr\'s cut emoji is one U+FFFD; the next step starts clean');
+  const s = new Utf8Stream();
+  assert.equal(s.end(), null, 'nothing kept: nothing to add');
+});

@@ -71,4 +71,15 @@ export class Utf8Stream {
     if (isUtf8(whole)) return { bytes: whole, units: utf16Units(whole) };
     return logText(this.decoder.decode(whole));
   }
+
+  /**
+   * The stream ended (the step's process is done and its output read): a character its last
+   * chunk cut short will not be completed, and goes as U+FFFD, as a string decoder's end() makes
+   * it — not dropped, and not glued to the next step's first bytes.
+   */
+  end(): LogText | null {
+    const tail = this.tail;
+    this.tail = null;
+    return tail ? logText(this.decoder.decode(tail)) : null;
+  }
 }

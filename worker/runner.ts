@@ -363,8 +363,16 @@ export class LogBuffer {
     this.pending = p;
   }
 
-  /** Sends everything; resolves once the sink took it all. */
+  /**
+   * Sends everything; resolves once the sink took it all. Called when a step's output has all
+   * been read (and at an artifact, at the end): a character cut short at the end of a stream goes
+   * now, as U+FFFD (Utf8Stream.end).
+   */
   async flush(): Promise<void> {
+    for (const s of Object.values(this.streams)) {
+      const rest = s.end();
+      if (rest) this.add(rest);
+    }
     this.deliver();
     await this.pending;
   }
