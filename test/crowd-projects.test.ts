@@ -209,6 +209,8 @@ test('a master\'s drain on one of two projects stays: the projects watcher does 
   await connectedTo(a, 'box-a');
   await connectedTo(b, 'box-b');
   const dialsOfA = () => (agentOut.output().match(/farm-a: connected to /g) ?? []).length;
+  // The master lists the worker once it read the hello; the agent says so once the welcome came back.
+  await until('the agent to say it connected to farm A', () => dialsOfA() >= 1);
   assert.equal(dialsOfA(), 1);
 
   const r = await fetch(`${a.url}/api/v1/workers/box-a/drain`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', authorization: `Bearer ${a.adminToken}` } });
