@@ -74,13 +74,17 @@ const BUILDERS: Record<string, string> = {
     dd if=/dev/zero of=/work/fill bs=1M count=200; echo "dd exit $?"
     echo "work holds $(du -m /work/fill | cut -f1) MiB"
   `), 'limits: { disk: 64m, memory: 256m }\n'),
-  // The step's own shell only runs builtins once the bomb is lit (a shell that cannot fork
-  // gives up), and waits on a FIFO nobody writes (again when a signal interrupts the open)
-  // until the time limit ends it.
+  // The step's own shell forks once, before the bomb is lit, and then runs only builtins (a
+  // shell that cannot fork gives up): the bomb goes off in that one child when told through a
+  // FIFO. Lit from the step's shell itself, \`bomb | bomb &\` made it fork twice, and under load
+  // the first child's offspring could take every pid before the second fork (CI run 3 at
+  // 4c8bc88: the shell gave up, "bomb-started" never came). Then it waits on a FIFO nobody
+  // writes (again when a signal interrupts the open) until the time limit ends it.
   bomb: builder(step('bomb', {}, `
-    mkfifo /tmp/never
+    mkfifo /tmp/never /tmp/go
     bomb() { bomb | bomb & }
-    bomb 2>/dev/null
+    (read x < /tmp/go; bomb) 2>/dev/null &
+    echo go > /tmp/go
     echo bomb-started
     while :; do read x < /tmp/never; done 2>/dev/null
   `, '    timeout: 8s\n'), 'limits: { pids: 64 }\n'),
