@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import type { BuildView } from '../protocol/api.js';
@@ -239,28 +239,38 @@ describe('sandbox escape attempts on the container executor (real podman)', { ti
       .catch(async (e: Error) => { throw new Error(`${e.message}\n${await logOf(id)}`); });
     const pidsFile = pidsCurrentFile(pid);
     assert.ok(pidsFile, 'the container\'s pids cgroup was found');
+    // How often the cgroup refused a fork at its limit (`max N`, v1 and v2 alike).
+    const eventsFile = join(dirname(pidsFile), 'pids.events');
+    const refused = (): number => { try { return Number(/^max (\d+)$/m.exec(readFileSync(eventsFile, 'utf8'))?.[1] ?? 0); } catch { return -1; } };
     const during: number[] = [];
     const pidSamples: number[] = [];
+    let refusedForks = 0;
     const end = Date.now() + 4000;
     while (Date.now() < end) {
       during.push(await sample());
       // Gone once the step's time limit killed the container.
       const pids = readNumber(pidsFile);
       if (pids > 0) pidSamples.push(pids);
+      refusedForks = Math.max(refusedForks, refused());
       await new Promise((r) => setTimeout(r, 50));
     }
     const b = await m.waitFinished(id, 30_000);
     const maxPids = Math.max(0, ...pidSamples);
     const median = (xs: number[]) => [...xs].sort((a, c) => a - c)[Math.floor(xs.length / 2)]!;
     console.log(`fork bomb: host /bin/true median ${median(baseline).toFixed(1)} ms before, ${median(during).toFixed(1)} ms during `
-      + `(max ${Math.max(...during).toFixed(1)} ms, ${during.length} samples); container pids at most ${maxPids} of 64`);
+      + `(max ${Math.max(...during).toFixed(1)} ms, ${during.length} samples); container pids at most ${maxPids} of 64 when sampled, ${refusedForks} forks refused at the limit`);
     const log = await logOf(id);
     assert.equal(b.result, 'failure', log);
     assert.match(b.message ?? '', /time limit of 8s/, log);
     assert.ok(pidSamples.length >= 5, `the container's pids were read ${pidSamples.length} times while the bomb ran`);
     assert.ok(maxPids <= 64, `${maxPids} processes under a cap of 64`);
+    // The bomb reached the cap: busybox's shell gives up when a fork fails, so the storm dies
+    // out within a second or two and a sample may miss it; the cgroup's own count does not.
+    assert.ok(refusedForks > 0, `the pids limit refused no fork (pids.events: ${refusedForks}): the bomb did not go off`);
+    // The host stays usable: half the host's commands start within 500 ms (about 5 ms here) while
+    // the bomb runs. The slowest one is printed above, not bounded — a single sample is up to
+    // the machine's other load (about 1 s was seen with another test suite running alongside).
     assert.ok(median(during) < 500, `host command latency during the bomb: median ${median(during)} ms`);
-    assert.ok(Math.max(...during) < 3000, `host command latency during the bomb: max ${Math.max(...during)} ms`);
   });
 
   test('other builds: a concurrent build\'s processes and files are invisible; build files are not root-owned on the host', async () => {
