@@ -43,7 +43,8 @@ test('the built CLI runs `crowdbake worker` from the bundle: zod and the agent a
   assert.deepEqual(bundled.resolved.filter((u) => u.endsWith('/dist/worker/agent.js') || u.includes('/node_modules/zod/')), [], 'nothing of the tree or zod as modules');
   // Its bad usage is still bad usage: cli/args.js (and its UsageError) is one module for both.
   const bad = run(main, ['--no-such-flag']);
-  assert.match(bad.stderr, /unknown flag '--no-such-flag'/);
+  assert.equal(bad.status, 2, 'bad usage exits 2, as UsageError, not 1 as a failure');
+  assert.match(bad.stderr, /unknown flag '--no-such-flag' \(see crowdbake worker --help\)/);
 
   const tree = run(main, ['--help'], { CROWDBAKE_WORKER_UNBUNDLED: '1' });
   assert.equal(tree.status, 0, tree.stderr);

@@ -32,7 +32,6 @@ import type { AttemptFinish } from './provenance/attestations.js';
 import { boundCpuClaim, grantedCores } from './cpu-claim.js';
 import type { FewerReplicas } from './fewer-replicas.js';
 
-/** The builders the coordinator can see (the registry of builder files). */
 /**
  * A worker's message as the hub hands it over: the text of a log frame may be the frame's UTF-8
  * bytes (checked by the hub), which a log file takes as they are, without decoding them.
@@ -42,6 +41,7 @@ export type InboundMessage = Exclude<WorkerMessage, { type: 'hello' | 'log' }> |
 const utf8 = new TextDecoder();
 const textOf = (data: string | Uint8Array): string => (typeof data === 'string' ? data : utf8.decode(data));
 
+/** The builders the coordinator can see (the registry of builder files). */
 export interface BuilderLookup {
   get(name: string): BuilderDefinition | null;
 }

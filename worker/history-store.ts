@@ -167,7 +167,7 @@ class LocalLog {
   private failed: Error | null = null;
 
   constructor(private readonly fd: number) {
-    this.position = fstatSize(fd);
+    this.position = fstatSync(fd).size;
   }
 
   append(bytes: Uint8Array): void {
@@ -229,8 +229,4 @@ interface Piece { at: number; bytes: Uint8Array }
 function writeAll(fd: number, piece: Piece): void {
   let done = 0;
   while (done < piece.bytes.length) done += writeSync(fd, piece.bytes, done, piece.bytes.length - done, piece.at + done);
-}
-
-function fstatSize(fd: number): number {
-  return fstatSync(fd).size;
 }
