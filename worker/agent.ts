@@ -4,19 +4,21 @@ import type { ExecutorKind, Limits } from '../protocol/build-spec.js';
 import type { AgentStatus, Preferences } from '../protocol/control-api.js';
 import type { MasterMessage } from '../protocol/worker-messages.js';
 import { assertNever } from '../protocol/assert-never.js';
-import { assignmentRefusal, executorFor } from './assignment-check.js';
+import { agentStatus } from './agent-status.js';
+import { DecisionApplier } from './apply-decision.js';
+import { BuildIntake } from './build-intake.js';
 import { readCapabilities } from './capabilities.js';
 import { startControlServer } from './control-server.js';
 import { detectExecutors } from './executors/detect.js';
 import { releaseStaleDiskLimits } from './executors/disk-limit.js';
 import type { Executor } from './executors/executor.js';
-import { FreezeGate } from './freeze-gate.js';
 import { Governor } from './governor.js';
 import { HistoryStore } from './history-store.js';
 import { detectIdleSource, type IdleSourceChoice } from './idle/detect-idle.js';
 import { ReportedIdleSource } from './idle/idle-source.js';
-import { MasterLink, masterUrls } from './master-link.js';
-import type { Decision } from './policy.js';
+import type { MasterLink } from './master-link.js';
+import { masterUrls } from './master-link.js';
+import { connectProject, type Conn, type ProjectLink } from './project-conn.js';
 import { PreferencesStore } from './preferences-store.js';
 import { listProjects, projectKey } from './projects.js';
 import { projectChanges } from './projects-watch.js';
@@ -35,16 +37,7 @@ import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
  */
 const runBuild: typeof RunBuild = async (ctx) => (await import('./runner.js')).runBuild(ctx);
 
-/** One project (master) this agent serves, with its share of the machine ([crowd]). */
-export interface ProjectLink {
-  name: string;
-  master: string;
-  token: string;
-  pin?: string;
-  share: number;
-  /** [provenance] The worker key enrolled when it joined: successful attempts are signed with it. */
-  key?: KeyObject;
-}
+export type { ProjectLink } from './project-conn.js';
 
 export interface WorkerOptions {
   /** A single master (`--master`/`--token`); without it, the projects joined in DATA/projects. */
@@ -103,39 +96,9 @@ export interface WorkerHandle {
   close(): Promise<void>;
 }
 
-interface Running {
-  /** Date.now() at start: the slot-seconds it used count for its project's share. */
-  started: number;
-  historyId: number | null;
-  attempt: number;
-  builder: string;
-  startedAt: string;
-  controller: AbortController;
-  gate: FreezeGate;
-  done: Promise<unknown>;
-}
-
 /** How often DATA/projects is re-read (leave, share changes). */
 const PROJECTS_POLL_MS = 500;
 
-/** One project's connection: its master link and the builds running for it. */
-interface Conn {
-  name: string;
-  url: string;
-  worker: string;
-  share: number;
-  project: ProjectLink;
-  link: MasterLink;
-  send: (m: Parameters<MasterLink['send']>[0]) => Promise<void | undefined>;
-  running: Map<number, Running>;
-  /** Aborts for assignments waiting for a slot, by build id. */
-  heldAborts: Map<number, () => void>;
-  /** Slot-milliseconds used by finished builds. */
-  usedMs: number;
-  /** What this project is told: whether it may assign now. */
-  availability: { accepting: boolean; reason: string };
-  lastOffer: { accepting: boolean; reason: string } | null;
-}
 
 /** The projects joined in DATA/projects, as links. */
 export function projectLinks(dataDir: string): ProjectLink[] {
@@ -155,19 +118,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const fromData = opts.master === undefined && opts.projects === undefined;
-  let initial: ProjectLink[];
-  if (opts.master !== undefined) {
-    if (!opts.token) throw new Error('--master needs --token (or join the project with `crowdbake join LINK` and start with --data only)');
-    const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
-    const single = opts.name ?? tokenName;
-    if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
-    const url = masterUrls(opts.master)[0]!;
-    const pin = rememberPin(dataDir, url, opts.pin);
-    initial = [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1, ...(opts.workerKey ? { key: opts.workerKey } : {}) }];
-  } else {
-    initial = opts.projects ?? projectLinks(dataDir);
-    if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
-  }
+  const initial = initialProjects(opts, dataDir);
   const workerOf = (p: ProjectLink) => (opts.master !== undefined ? p.name : /^cbw1\.([^.]+)\./.exec(p.token)?.[1] ?? p.name);
   const name = workerOf(initial[0]!);
   const workRoot = join(dataDir, 'work');
@@ -200,23 +151,17 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const idle = await detectIdleSource(opts.idleSource ?? 'auto');
   log(`idle source: ${idle.name} (${idle.why})`);
   const history = new HistoryStore(dataDir);
-  /** The local history is a convenience: a full disk must not stop a build (or the agent). */
-  const historySafe = <T>(what: () => T, otherwise: T): T => {
-    try { return what(); } catch (e) { log(`local history not written: ${(e as Error).message}`); return otherwise; }
-  };
   /** The projects served, each with its own link and builds; limits, idle rules and freeze span them all. */
   const conns = new Map<string, Conn>();
   /** Projects left (or fatally refused) whose builds are still stopping. */
   const gone = new Set<Conn>();
-  /** Assignments that arrived while every slot was taken (a master answering a withdrawn offer): they start when one frees. */
-  const held: { conn: Conn; start: () => void }[] = [];
   // [cloud] Leaving: SIGTERM, `crowdbake drain`, the master's drain, a spot interruption notice.
   let draining: { now: boolean; reason: string } | null = null;
   /** Projects whose master sent `drain` (their name → the token they were served with); not dialed again. */
   const drainedByMaster = new Map<string, string>();
   let drained = false;
   const allRunning = () => [...conns.values(), ...gone].flatMap((c) => [...c.running.entries()]);
-  const runningCount = () => allRunning().length + held.length;
+  const runningCount = () => allRunning().length + intake.heldCount;
   const governor = new Governor(idle, () => prefs.get(), () => allRunning().length > 0, opts.thermalRoot);
   const maxBuilds = opts.maxBuilds ?? 1;
 
@@ -229,92 +174,27 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
   };
 
-  /** Warm sandboxes only while builds may run: removed when paused, in use, off schedule, too hot, draining or stopping. */
-  const setWarm = (allowed: boolean): Promise<void> => Promise.all([...executors.values()].map((e) =>
-    e.setWarm?.(allowed).catch((err: Error) => log(`warm sandboxes: ${err.message}`)))).then(() => {});
-  /** Freeze or thaw every build, then tell the master (it shows `frozen` and stops assigning). */
-  const applyDecision = async (d: Decision) => {
-    const started = Date.now();
-    void setWarm(d.run && !draining);
-    const builds = allRunning();
-    // Frozen, or running — under the CPU cap of "keep going gently" (or a temperature cap) when there is one.
-    if (!d.freeze) await Promise.all(builds.map(async ([, r]) => { await r.gate.limitCpu(d.cpuCap); await r.gate.thaw(); }));
-    else await Promise.all(builds.map(([, r]) => r.gate.freeze()));
-    for (const c of conns.values()) {
-      for (const [buildId, r] of c.running) {
-        void c.send({ type: 'state', buildId, attempt: r.attempt, state: d.freeze || r.gate.heldByCap ? 'frozen' : 'running', result: null, message: d.reason });
-      }
-    }
-    offer(true);
-    log(`${d.run ? 'builds may run' : 'builds held'}: ${d.reason}${builds.length ? ` (${builds.length} build(s) ${d.run ? 'thawed' : 'frozen'} in ${Date.now() - started} ms)` : ''}`);
-  };
-  let applying: Promise<void> = Promise.resolve();
-  governor.on('change', (d) => { applying = applying.then(() => applyDecision(d)).catch((e: Error) => log(`freeze/thaw failed: ${e.message}`)); });
+  // Freeze/thaw, the masters told, warm sandboxes (apply-decision.ts).
+  const decisions = new DecisionApplier({
+    executors, allRunning, projects: () => conns.values(), draining: () => draining !== null, offer: (force) => offer(force), log,
+  });
+  governor.on('change', (d) => { void decisions.apply(d); });
+  // The assign path (build-intake.ts): what a master sends is checked there before it touches the host.
+  const intake = new BuildIntake({
+    executors, maxBuilds, workRoot, agentVersion: opts.agentVersion ?? '0.1.0', volunteerLimits,
+    decision: () => governor.current, history, runBuild, allRunning, serves: (c) => conns.get(c.name) === c, log,
+    ended: () => { if (pauseIfFinished(prefs, allRunning().length)) { log('paused: the current build finished, as the volunteer asked'); void governor.refresh(); } },
+    changed: (why) => { offer(); if (why === 'finished') drainedYet(); },
+  });
 
-  const onMessage = (c: Conn, msg: MasterMessage, fromHeld = false): void => {
-    const { running, send, url, link } = c;
-    const name = c.worker;
+  const onMessage = (c: Conn, msg: MasterMessage): void => {
     switch (msg.type) {
-      case 'assign': {
-        // What the master sent is checked before anything of it touches the host (assignment-check.ts).
-        const refusal = assignmentRefusal(msg.spec, { executors, running: running.has(msg.buildId), volunteerLimits: volunteerLimits() });
-        if (refusal) {
-          if (refusal.volunteer) log(`refused build ${msg.buildId} (${msg.spec.builder}): ${refusal.message}`);
-          void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
-            message: refusal.volunteer ? `refused by worker ${name}: ${refusal.message}` : refusal.message });
-          return;
-        }
-        const executor = executors.get(executorFor(msg.spec))!;
-        const controller = new AbortController();
-        const gate = new FreezeGate();
-        if (allRunning().length >= maxBuilds || (held.length > 0 && !fromHeld)) {
-          // Every slot is taken (this master answered an offer just withdrawn): it waits for one,
-          // so the builds running here never exceed the volunteer's --builds.
-          log(`build ${msg.buildId} (${msg.spec.builder}) for ${c.name} waits for a free slot`);
-          const entry = { conn: c, start: () => { c.heldAborts.delete(msg.buildId); if (conns.get(c.name) === c && !controller.signal.aborted) onMessage(c, msg, true); } };
-          held.push(entry);
-          c.heldAborts.set(msg.buildId, () => { const i = held.indexOf(entry); if (i >= 0) held.splice(i, 1); controller.abort(); });
-          return;
-        }
-        if (governor.current.freeze) void gate.freeze();
-        else if (governor.current.cpuCap !== null) void gate.limitCpu(governor.current.cpuCap);
-        const localId = historySafe(() => history.start({ buildId: msg.buildId, attempt: msg.attempt, master: url, builder: msg.spec.builder, revision: msg.spec.revision, spec: msg.spec }), null);
-        let localLogOk = localId !== null;
-        log(`build ${msg.buildId} (${msg.spec.builder}) attempt ${msg.attempt} started`);
-        const done = runBuild({
-          buildId: msg.buildId, attempt: msg.attempt, spec: msg.spec, executor, workRoot, volunteerLimits: volunteerLimits(), masterUrl: url,
-          send: (m) => link.send(m), sendLog: (text) => link.sendLog(msg.buildId, msg.attempt, text), signal: controller.signal, gate,
-          ...(c.project.key ? { provenance: { worker: name, key: c.project.key, agentVersion: opts.agentVersion ?? '0.1.0' } } : {}),
-          localLog: (data) => { if (localLogOk && localId !== null) localLogOk = historySafe(() => { history.appendLog(localId, data); return true; }, false); },
-        }).then((result) => {
-          if (localId !== null) historySafe(() => history.finish(localId, result, null, gate.frozenMs, gate.cpuMs), undefined);
-          log(`build ${msg.buildId} ${result}`);
-        }).catch((e: Error) => {
-          if (localId !== null) historySafe(() => history.finish(localId, 'error', e.message, gate.frozenMs, gate.cpuMs), undefined);
-          log(`build ${msg.buildId} failed: ${e.message}`);
-        }).finally(() => {
-          const r = running.get(msg.buildId);
-          if (r) c.usedMs += Date.now() - r.started;
-          running.delete(msg.buildId);
-          if (pauseIfFinished(prefs, allRunning().length)) { log('paused: the current build finished, as the volunteer asked'); void governor.refresh(); }
-          startHeld();
-          offer();
-          drainedYet();
-        });
-        running.set(msg.buildId, { historyId: localId, attempt: msg.attempt, builder: msg.spec.builder, startedAt: new Date().toISOString(), started: Date.now(), controller, gate, done });
-        offer();
-        if (gate.frozen) void send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'frozen', result: null, message: governor.current.reason });
+      case 'assign':
+        intake.assign(c, msg);
         return;
-      }
-      case 'cancel': {
-        const r = running.get(msg.buildId);
-        if (r && r.attempt === msg.attempt) {
-          log(`build ${msg.buildId} cancelled: ${msg.reason}`);
-          r.controller.abort();
-        }
-        c.heldAborts.get(msg.buildId)?.();
+      case 'cancel':
+        intake.cancel(c, msg);
         return;
-      }
       case 'drain':
         // The master asks this worker to leave it. Nothing runs on its word: the worker only
         // stops taking (and, with `now`, stops running) that master's builds, then disconnects
@@ -342,26 +222,11 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     }
   };
 
-  const status = (): AgentStatus => {
-    const d = governor.current;
-    const builds = allRunning();
-    const first = [...conns.values()][0];
-    const anyConnected = [...conns.values()].some((c) => c.link.connected);
-    const state = !anyConnected ? 'offline' : d.paused ? 'paused' : builds.some(([, r]) => r.gate.frozen || r.gate.heldByCap) ? 'frozen' : builds.length ? 'busy' : 'idle';
-    return {
-      state, accepting: d.run, reason: d.reason,
-      idleSource: { name: idle.name, why: idle.why },
-      idleMs: Number.isFinite(governor.lastIdleMs) ? governor.lastIdleMs : null,
-      master: { url: first?.url ?? '', connected: first?.link.connected ?? false }, name, executors: [...executors.keys()],
-      current: builds.map(([buildId, r]) => ({ buildId, builder: r.builder, frozen: r.gate.frozen || r.gate.heldByCap, startedAt: r.startedAt, ...(r.historyId !== null ? { historyId: r.historyId } : {}) })),
-      preferences: prefs.get(),
-      cpuCap: d.freeze ? null : d.cpuCap, temperatureC: governor.temperatureC,
-      projects: [...conns.values()].map((c) => ({
-        name: c.name, master: c.project.master, worker: c.worker, share: c.share, connected: c.link.connected,
-        running: c.running.size, usedSeconds: Math.round(usedMs(c) / 1000), offered: c.lastOffer?.accepting ?? false,
-      })),
-    };
-  };
+  const status = (): AgentStatus => agentStatus({
+    name, executors: [...executors.keys()], decision: governor.current, idleSource: { name: idle.name, why: idle.why },
+    lastIdleMs: governor.lastIdleMs, temperatureC: governor.temperatureC, preferences: prefs.get(),
+    builds: allRunning(), projects: [...conns.values()], usedMs,
+  });
   const localRuns = new LocalReruns({ history, executors, workRoot, volunteerLimits, log, runBuild });
   const control = await startControlServer(dataDir, {
     status,
@@ -383,83 +248,33 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   let finish!: () => void;
   const done = new Promise<void>((ok) => { finish = ok; });
 
-  const usedMs = (c: Conn) => c.usedMs + [...c.running.values()].reduce((a, r) => a + (Date.now() - r.started), 0);
+  const usedMs = (c: Pick<Conn, 'usedMs' | 'running'>) => c.usedMs + [...c.running.values()].reduce((a, r) => a + (Date.now() - r.started), 0);
   // [crowd] Which project may take the next free slot (worker/slot-offers.ts).
   const offers = new SlotOffers({
     decision: () => governor.current, projects: () => [...conns.values()], busy: runningCount, maxBuilds, usedMs,
     draining: () => draining !== null, log,
   });
   const offer = (force = false): void => offers.offer(force);
-  const startHeld = () => {
-    while (held.length && runningCount() - held.length < maxBuilds) {
-      const h = held.shift()!;
-      h.start();
-    }
-  };
 
-  const connect = (p: ProjectLink): Conn => {
-    // Several masters of one farm (`--master URL1,URL2`): the link fails over between them.
-    const urls = masterUrls(p.master);
-    const url = urls[0]!;
-    const worker = workerOf(p);
-    if (p.pin) log(`${p.name}: the master's certificate is pinned: ${p.pin}`);
-    const c: Conn = {
-      name: p.name, url, worker, share: p.share, project: p, running: new Map(), heldAborts: new Map(), usedMs: 0,
-      availability: { accepting: false, reason: 'starting' }, lastOffer: null,
-      link: null as unknown as MasterLink, send: async () => undefined,
-    };
-    c.link = new MasterLink({
-      url, urls, name: worker, token: p.token, ...(p.pin ? { pin: p.pin } : {}), agentVersion: opts.agentVersion ?? '0.1.0',
-      ...(opts.backoff ? { backoff: opts.backoff } : {}),
-      running: () => [...c.running].map(([buildId, r]) => ({ buildId, attempt: r.attempt })),
-      availability: () => (draining ? { accepting: false, reason: `draining: ${draining.reason}` }
-        : conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
-      capabilities: () => {
-        const l = volunteerLimits();
-        return readCapabilities(dataDir, [...executors.keys()], {
-          ...(l.cpus !== undefined ? { cpus: l.cpus } : {}),
-          ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
-          ...(l.diskBytes !== undefined ? { diskBytes: l.diskBytes } : {}),
-          labels: opts.labels, maxBuilds,
-        });
-      },
-    });
-    c.send = (m) => c.link.send(m).catch(() => undefined);
-    const where = conns.size || fromData ? `${p.name}: ` : '';
-    c.link.on('message', (m: MasterMessage) => onMessage(c, m));
-    c.link.on('connected', () => {
-      log(`${where}connected to ${c.link.url} as ${worker} (executors: ${[...executors.keys()].join(', ')})`);
-      c.lastOffer = c.availability;
-      if (draining) void c.send({ type: 'drain', ...draining });
-      offer();
-    });
-    c.link.on('warning', (w: string) => log(`${where}${w}`));
-    c.link.on('disconnected', (why: string, holding: boolean) => {
-      c.lastOffer = null;
-      if (holding) {
-        // Several masters: the builds go on; the next master adopts them (or cancels those it
-        // may not), and if none does within the window the link says `released`.
-        log(`${where}disconnected: ${why}; keeping ${c.running.size} build(s) running for the next master to adopt`);
-      } else {
-        log(`${where}disconnected: ${why}`);
-        // The master requeues our builds when we vanish; stop them so nothing runs twice.
-        stopBuilds(c);
-      }
-      offer();
-    });
-    c.link.on('released', (why: string) => {
-      log(`${where}${why}; stopping its builds`);
-      stopBuilds(c);
-    });
-    c.link.on('fatal', (e: Error) => {
-      log(`${where}stopping: ${e.message}`);
-      stopBuilds(c);
-      drop(c);
-      if (conns.size === 0 && !fromData) finish();
-    });
-    c.link.start();
-    return c;
-  };
+  // One project's master link, wired to the agent (project-conn.ts).
+  const connect = (p: ProjectLink): Conn => connectProject(p, {
+    worker: workerOf(p), where: conns.size || fromData ? `${p.name}: ` : '', executors: [...executors.keys()],
+    agentVersion: opts.agentVersion ?? '0.1.0', ...(opts.backoff ? { backoff: opts.backoff } : {}),
+    availability: (c) => (draining ? { accepting: false, reason: `draining: ${draining.reason}` }
+      : conns.size > 1 ? c.availability : { accepting: governor.current.run, reason: governor.current.reason }),
+    capabilities: () => {
+      const l = volunteerLimits();
+      return readCapabilities(dataDir, [...executors.keys()], {
+        ...(l.cpus !== undefined ? { cpus: l.cpus } : {}),
+        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+        ...(l.diskBytes !== undefined ? { diskBytes: l.diskBytes } : {}),
+        labels: opts.labels, maxBuilds,
+      });
+    },
+    draining: () => draining, onMessage, offer: () => offer(), stopBuilds,
+    fatal: (c) => { drop(c); if (conns.size === 0 && !fromData) finish(); },
+    log,
+  });
   const stopBuilds = (c: Conn) => {
     for (const r of c.running.values()) r.controller.abort();
     for (const a of [...c.heldAborts.values()]) a();
@@ -518,13 +333,13 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const drain = (now: boolean, reason: string) => {
     if (draining && (draining.now || !now)) return;
     draining = { now, reason };
-    void setWarm(false);
+    void decisions.setWarm(false);
     log(`draining (${reason}): ${now ? 'giving the running builds back now' : `finishing ${allRunning().length} build(s), taking no new ones`}`);
     for (const c of conns.values()) {
       void c.send({ type: 'drain', now, reason });
       if (now) stopBuilds(c);
     }
-    for (const h of held.splice(0)) h.conn.heldAborts.forEach((a) => a());
+    intake.dropHeld();
     drainedYet();
   };
   const drainedYet = () => {
@@ -566,6 +381,26 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   return handle;
 }
 
+
+
+/**
+ * The projects served at start: the one of `--master`/`--token` (its pin remembered for the
+ * next start), those given, or those joined in DATA/projects. Throws, naming what is missing.
+ */
+export function initialProjects(opts: Pick<WorkerOptions, 'master' | 'token' | 'name' | 'pin' | 'workerKey' | 'projects' | 'dataDir'>, dataDir: string): ProjectLink[] {
+  if (opts.master !== undefined) {
+    if (!opts.token) throw new Error('--master needs --token (or join the project with `crowdbake join LINK` and start with --data only)');
+    const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
+    const single = opts.name ?? tokenName;
+    if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
+    const url = masterUrls(opts.master)[0]!;
+    const pin = rememberPin(dataDir, url, opts.pin);
+    return [{ name: single, master: opts.master, token: opts.token, ...(pin ? { pin } : {}), share: 1, ...(opts.workerKey ? { key: opts.workerKey } : {}) }];
+  }
+  const initial = opts.projects ?? projectLinks(dataDir);
+  if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
+  return initial;
+}
 
 /** The pin given now (saved for next time), or the one saved for this master URL earlier. */
 function rememberPin(dataDir: string, url: string, given: string | undefined): string | undefined {
