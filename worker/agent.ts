@@ -16,8 +16,7 @@ import { Governor } from './governor.js';
 import { HistoryStore } from './history-store.js';
 import { detectIdleSource, type IdleSourceChoice } from './idle/detect-idle.js';
 import { ReportedIdleSource } from './idle/idle-source.js';
-import type { MasterLink } from './master-link.js';
-import { masterUrls } from './master-link.js';
+import { masterUrls, type MasterLink } from './master-link.js';
 import { connectProject, type Conn, type ProjectLink } from './project-conn.js';
 import { PreferencesStore } from './preferences-store.js';
 import { listProjects, projectKey } from './projects.js';
@@ -99,7 +98,6 @@ export interface WorkerHandle {
 /** How often DATA/projects is re-read (leave, share changes). */
 const PROJECTS_POLL_MS = 500;
 
-
 /** The projects joined in DATA/projects, as links. */
 export function projectLinks(dataDir: string): ProjectLink[] {
   return listProjects(dataDir).map((p) => {
@@ -119,7 +117,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   mkdirSync(dataDir, { recursive: true });
   const fromData = opts.master === undefined && opts.projects === undefined;
   const initial = initialProjects(opts, dataDir);
-  const workerOf = (p: ProjectLink) => (opts.master !== undefined ? p.name : /^cbw1\.([^.]+)\./.exec(p.token)?.[1] ?? p.name);
+  const workerOf = (p: ProjectLink) => (opts.master !== undefined ? p.name : tokenWorkerName(p.token) ?? p.name);
   const name = workerOf(initial[0]!);
   const workRoot = join(dataDir, 'work');
   // Workdirs left by an earlier run that crashed belong to builds the master has requeued;
@@ -390,8 +388,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
 export function initialProjects(opts: Pick<WorkerOptions, 'master' | 'token' | 'name' | 'pin' | 'workerKey' | 'projects' | 'dataDir'>, dataDir: string): ProjectLink[] {
   if (opts.master !== undefined) {
     if (!opts.token) throw new Error('--master needs --token (or join the project with `crowdbake join LINK` and start with --data only)');
-    const tokenName = /^cbw1\.([^.]+)\./.exec(opts.token)?.[1];
-    const single = opts.name ?? tokenName;
+    const single = opts.name ?? tokenWorkerName(opts.token);
     if (!single) throw new Error('--token does not look like a worker token (cbw1.NAME.SECRET); pass the token `crowdbake token create` printed');
     const url = masterUrls(opts.master)[0]!;
     const pin = rememberPin(dataDir, url, opts.pin);
@@ -400,6 +397,11 @@ export function initialProjects(opts: Pick<WorkerOptions, 'master' | 'token' | '
   const initial = opts.projects ?? projectLinks(dataDir);
   if (initial.length === 0) throw new Error(`this agent has joined no project (${join(dataDir, 'projects')} is empty): run \`crowdbake join LINK --data ${opts.dataDir}\` first, or pass --master and --token`);
   return initial;
+}
+
+/** The worker name inside a worker token (`cbw1.NAME.SECRET`), or undefined if it is not one. */
+function tokenWorkerName(token: string): string | undefined {
+  return /^cbw1\.([^.]+)\./.exec(token)?.[1];
 }
 
 /** The pin given now (saved for next time), or the one saved for this master URL earlier. */
