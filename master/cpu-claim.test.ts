@@ -21,7 +21,7 @@ test('the cores granted: the builder\'s limit and the worker\'s offer, the tight
 
 test('a worker claiming 2^31 CPUs is credited with at most MAX_CREDITED_CORES, and its hello is refused past 4096', async () => {
   const { MAX_CREDITED_CORES } = await import('./cpu-claim.js');
-  const { CapabilitiesSchema } = await import('../protocol/worker-messages.js');
+  const { CapabilitiesSchema } = await import('../protocol/from-worker.js');
   assert.equal(grantedCores(undefined, 2 ** 31 - 1), MAX_CREDITED_CORES);
   assert.deepEqual(boundCpuClaim(10 * 86_400_000, 60_000, grantedCores(undefined, 2 ** 31 - 1)), { cpuMs: 60_000 * MAX_CREDITED_CORES, cappedAt: 60_000 * MAX_CREDITED_CORES });
   const caps = { os: 'linux', platform: 'linux', arch: 'x64', memoryBytes: 1, diskBytes: 1, executors: ['host'], labels: [], maxBuilds: 1, virtualization: false };

@@ -96,7 +96,7 @@ test('requires.trust: trusted: only a worker whose trust is trusted can run it; 
 });
 
 test('executors are names on the wire: a newer worker\'s unknown executor passes the hello and is never assigned; a builder file\'s typo is refused', async () => {
-  const { CapabilitiesSchema } = await import('../protocol/worker-messages.js');
+  const { CapabilitiesSchema } = await import('../protocol/from-worker.js');
   const { BuilderFileSchema } = await import('../protocol/builder-file.js');
   const caps = { os: 'linux', platform: 'linux', arch: 'x64', cpus: 2, memoryBytes: 1, diskBytes: 1, labels: [], maxBuilds: 1, virtualization: false };
   const offered = CapabilitiesSchema.parse({ ...caps, executors: ['firecracker', 'container'] }).executors;

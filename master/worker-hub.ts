@@ -5,7 +5,8 @@ import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAccept
 import { isUtf8 } from 'node:buffer';
 import { decodeLogFrameBytes, isLogFrame, type LogBytesMessage } from '../protocol/log-frame.js';
 import { FEATURE_ADOPTION, FEATURE_LOG_ACK, FEATURES_HEADER, MASTER_FEATURES, parseFeatures, WORKER_FEATURES_HEADER, workerUnderstandsDrain } from '../protocol/worker-features.js';
-import { decodeWorkerMessage, type MasterMessage, type WorkerHello, type WorkerMessage } from '../protocol/worker-messages.js';
+import { decodeWorkerMessage, type WorkerHello, type WorkerMessage } from '../protocol/from-worker.js';
+import type { MasterMessage } from '../protocol/worker-messages.js';
 import type { Coordinator, WorkerSession } from './coordinator.js';
 import type { EventBus } from './events.js';
 import type { Store } from './store/store.js';

@@ -97,8 +97,8 @@ export const WorkerViewSchema = z.object({
 });
 export type WorkerView = z.infer<typeof WorkerViewSchema>;
 
-/** `POST /api/v1/workers/{name}/drain`: leave after the running builds, or (`now`) give them back at once. */
-export const DrainRequestSchema = z.strictObject({ now: z.boolean().default(false) });
+/** `POST /api/v1/workers/{name}/drain`: the same body as the worker's own control API (control-api.ts). */
+export { DrainRequestSchema } from './control-api.js';
 
 /** [cloud] One cloud provisioner's pool (`GET /api/v1/cloud`). */
 export const CloudViewSchema = z.object({

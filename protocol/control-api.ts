@@ -158,3 +158,10 @@ export const IdleReportSchema = z.strictObject({
 export type IdleReport = z.infer<typeof IdleReportSchema>;
 
 export const SnoozeRequestSchema = z.strictObject({ duration: DurationSchema.default(3_600_000) });
+
+/**
+ * `POST /drain` here, and `POST /api/v1/workers/{name}/drain` on a master (api.ts re-exports
+ * it): leave after the running builds, or (`now`) give them back at once. It lives here so that
+ * the agent does not load the master's REST schemas for it.
+ */
+export const DrainRequestSchema = z.strictObject({ now: z.boolean().default(false) });

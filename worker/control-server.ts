@@ -5,10 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  IdleReportSchema, PreferencesPatchSchema, SnoozeRequestSchema, type AgentStatus, type HistoryEntry, type IdleReport, type Preferences, type PreferencesPatch,
+  DrainRequestSchema, IdleReportSchema, PreferencesPatchSchema, SnoozeRequestSchema, type AgentStatus, type HistoryEntry, type IdleReport, type Preferences, type PreferencesPatch,
 } from '../protocol/control-api.js';
 import { describeIssues } from '../protocol/parse.js';
-import { DrainRequestSchema } from '../protocol/api.js';
 import type { HistoryStore } from './history-store.js';
 import { changeShare, joinFromLink, JoinRequestSchema, leave, listProjectRows, ShareRequestSchema } from './control-projects.js';
 
