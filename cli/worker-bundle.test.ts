@@ -85,3 +85,35 @@ test('a missing or stale bundle is not run: the tree is, with a note when the bu
   assert.equal(none.stdout, 'tree');
   assert.equal(none.stderr, '', 'no bundle built: nothing to say');
 });
+
+test('in the bundle, https, tls and zlib load at their first use, not at start-up, and then work as themselves', async (t) => {
+  // The plugin the bundle is built with (scripts/lazy-builtins.mjs), on a small entry that
+  // imports the three the way ws (require) and our modules (named ESM imports) do.
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-lazy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { build } = await import('esbuild');
+  const { lazyBuiltins } = await import(pathToFileURL(join(DIST, '..', 'scripts', 'lazy-builtins.mjs')).href) as { lazyBuiltins: (names: string[]) => never };
+  writeFileSync(join(dir, 'entry.mjs'), `import { gzipSync, gunzipSync } from 'node:zlib';
+import { request } from 'node:https';
+const tls = require('tls');
+const loaded = () => ['https', 'tls', 'zlib'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
+const before = loaded();
+const round = gunzipSync(gzipSync(Buffer.from('a log'))).toString();
+const after = loaded();
+process.stdout.write(JSON.stringify({ before, after, round, request: typeof request, tls: typeof tls.connect, ciphers: tls.getCiphers().length > 0, after2: loaded() }));
+`);
+  await build({
+    entryPoints: [join(dir, 'entry.mjs')], outfile: join(dir, 'out.mjs'), bundle: true, format: 'esm', platform: 'node', logLevel: 'silent',
+    banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" }, plugins: [lazyBuiltins(['https', 'tls', 'zlib'])],
+  });
+  const r = spawnSync(process.execPath, [join(dir, 'out.mjs')], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const o = JSON.parse(r.stdout) as { before: string[]; after: string[]; round: string; request: string; tls: string; ciphers: boolean; after2: string[] };
+  assert.deepEqual(o.before, [], 'none of them is loaded by the imports alone');
+  assert.deepEqual(o.after, ['zlib'], 'zlib at its first call, and only zlib');
+  assert.equal(o.round, 'a log', 'the real zlib');
+  assert.equal(o.request, 'function');
+  assert.equal(o.tls, 'function');
+  assert.ok(o.ciphers, 'the real tls');
+  assert.deepEqual(o.after2, ['https', 'tls', 'zlib']);
+});

@@ -20,6 +20,7 @@
 import { build } from 'esbuild';
 import { rmSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
+import { lazyBuiltins } from './lazy-builtins.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const out = `${root}dist/worker-bundle`;
@@ -30,12 +31,12 @@ const result = await build({
   entryPoints: { worker: `${root}dist/cli/commands/worker.js` },
   outdir: out, bundle: true, splitting: true, format: 'esm', platform: 'node', target: 'node20',
   // Flat: every file at the same depth, for the paths above.
-  chunkNames: '[name]-[hash]', sourcemap: true, logLevel: 'warning', legalComments: 'none', metafile: true,
+  chunkNames: '[name]-[hash]', sourcemap: true, logLevel: 'warning', legalComments: 'none', metafile: true, minifyWhitespace: true,
   // Native or set-up-specific packages: resolved at run time from node_modules, as before.
   external: ['better-sqlite3', 'bufferutil', 'utf-8-validate', 'electron', 'playwright-core', 'pg', 'pg-native', '@aws-sdk/*'],
   // CommonJS packages bundled into an ES module still call require() for Node's built-ins.
   banner: { js: "import { createRequire as __crowdbakeRequire } from 'node:module'; const require = __crowdbakeRequire(import.meta.url);" },
-  plugins: [{
+  plugins: [lazyBuiltins(['https', 'tls', 'zlib']), {
     name: 'shared-cli-args',
     setup(b) {
       b.onResolve({ filter: /\/args\.js$/ }, (args) => (resolve(dirname(args.importer), args.path) === shared
