@@ -8,6 +8,7 @@ import type { HistoryStore } from './history-store.js';
 import type { LogText } from './log-text.js';
 import type { Decision } from './policy.js';
 import type { runBuild as RunBuild } from './runner.js';
+import { compileForBuilds } from './v8-tiers.js';
 
 /** A build running here for a project. */
 export interface Running {
@@ -127,6 +128,7 @@ export class BuildIntake {
   }
 
   private start(c: IntakeProject, msg: Assign, controller: AbortController): void {
+    compileForBuilds(); // the agent idled on the interpreter only (v8-tiers.ts)
     const { o } = this;
     const executor = o.executors.get(executorFor(msg.spec))!;
     const gate = new FreezeGate();

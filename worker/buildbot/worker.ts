@@ -15,6 +15,7 @@ import { PathPolicy } from './paths.js';
 import { shellCommand } from './shell-command.js';
 import { TRANSFER_COMMANDS } from './transfer-commands.js';
 import { workerInfo } from './worker-info.js';
+import { compileForBuilds } from '../v8-tiers.js';
 
 /**
  * A BuildBot worker speaking `msgpack_experimental_v7`, so a volunteer can serve a project's
@@ -227,6 +228,7 @@ export class BuildbotWorker {
   private startCommand(m: Message): null {
     const conn = this.conn;
     if (!conn) throw new Error('not connected');
+    compileForBuilds(); // the agent idled on the interpreter only (v8-tiers.ts)
     for (const k of ['command_id', 'command_name', 'args']) {
       if (!(k in m)) throw new Error(`message did not contain obligatory "${k}" key`);
     }
