@@ -4,7 +4,7 @@ import { ExecutorNameSchema } from './executor-names.js';
 import { decodeJson, type Decoded } from './parse.js';
 import { EnvelopeSchema } from './provenance.js';
 import { MAX_FRAME_BYTES } from './version.js';
-import { BuildResultSchema } from './worker-messages.js';
+import { buildRef, BuildResultSchema } from './worker-messages.js';
 import { MAX_CPU_MS } from './worker-features.js';
 
 /**
@@ -28,8 +28,6 @@ export const CapabilitiesSchema = z.strictObject({
   virtualization: z.boolean(),
 });
 export type Capabilities = z.infer<typeof CapabilitiesSchema>;
-
-const buildRef = { buildId: z.number().int().positive(), attempt: z.number().int().positive() };
 
 export const WorkerHelloSchema = z.strictObject({
   type: z.literal('hello'),

@@ -22,7 +22,8 @@ export type { Capabilities, WorkerHello, WorkerMessage } from './from-worker.js'
 export const BuildResultSchema = z.enum(['success', 'failure', 'cancelled', 'error']);
 export type BuildResult = z.infer<typeof BuildResultSchema>;
 
-const buildRef = { buildId: z.number().int().positive(), attempt: z.number().int().positive() };
+/** The build and attempt every message about a build names (both directions). */
+export const buildRef = { buildId: z.number().int().positive(), attempt: z.number().int().positive() };
 
 export const MasterMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('welcome'), protocol: z.number().int(), name: z.string(), heartbeatMs: z.number().int().positive() }),
