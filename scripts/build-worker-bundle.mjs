@@ -36,7 +36,7 @@ const result = await build({
   external: ['better-sqlite3', 'bufferutil', 'utf-8-validate', 'electron', 'playwright-core', 'pg', 'pg-native', '@aws-sdk/*'],
   // CommonJS packages bundled into an ES module still call require() for Node's built-ins.
   banner: { js: "import { createRequire as __crowdbakeRequire } from 'node:module'; const require = __crowdbakeRequire(import.meta.url);" },
-  plugins: [lazyBuiltins(['https', 'tls', 'zlib']), {
+  plugins: [lazyBuiltins(['https', 'tls', 'zlib', 'readline', 'perf_hooks', 'dns']), {
     name: 'shared-cli-args',
     setup(b) {
       b.onResolve({ filter: /\/args\.js$/ }, (args) => (resolve(dirname(args.importer), args.path) === shared

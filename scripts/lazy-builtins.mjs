@@ -3,9 +3,11 @@ import { createRequire } from 'node:module';
 
 /**
  * Node built-ins an idle agent never calls, loaded at their first use instead of at start-up:
- * TLS (a master on https, a base downloaded, joining) and zlib (permessage-deflate, a VM's
- * assets). ws and our own modules import them at the top; loading https, tls and zlib costs an
- * idle process about 1 MiB (bench/README.md, "The idle worker's memory"). Each import resolves to
+ * TLS (a master on https, a base downloaded, joining), zlib (permessage-deflate, a VM's
+ * assets), readline (the idle sources' helpers' output), perf_hooks (timing a checkout or a
+ * VM's boot), dns. ws and our own modules import them at the top; loading https, tls and zlib
+ * costs an idle process about 1 MiB (bench/README.md, "The idle worker's memory"). Not
+ * child_process: Node loads it anyway when the control API listens (net → cluster). Each import resolves to
  * a stand-in whose properties are getters over the real module, required at the first read of
  * any of them. The names are the real module's own, read here from the Node that builds.
  */
