@@ -275,7 +275,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   });
   const stopBuilds = (c: Conn) => {
     for (const r of c.running.values()) r.controller.abort();
-    for (const a of [...c.heldAborts.values()]) a();
+    intake.dropHeld(c);
   };
   const drop = (c: Conn) => {
     if (conns.get(c.name) !== c) return;
@@ -365,7 +365,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       interruption?.stop();
       if (watch) clearInterval(watch);
       offers.close();
-      for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); for (const a of [...c.heldAborts.values()]) a(); }
+      intake.dropHeld();
+      for (const c of conns.values()) { c.link.removeAllListeners('message'); c.link.close(); }
       governor.close();
       const all = allRunning().map(([, r]) => r);
       for (const r of all) { r.controller.abort(); void r.gate.thaw(); }

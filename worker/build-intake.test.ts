@@ -23,7 +23,7 @@ function harness(o: { maxBuilds?: number; decision?: Decision; historyFails?: bo
   const builds = new Map<number, { ctx: RunContext; end: (r: BuildResult | Error) => void }>();
   const history: string[] = [];
   const project: IntakeProject = {
-    name: 'p', worker: 'w1', url: 'wss://master.example', project: {}, running: new Map(), heldAborts: new Map(), usedMs: 0,
+    name: 'p', worker: 'w1', url: 'wss://master.example', project: {}, running: new Map(), usedMs: 0,
     send: async (m) => { sent.push(m); },
     link: { send: async (m) => { sent.push(m); }, sendLog: () => undefined },
   };
@@ -89,23 +89,20 @@ test('a build runs, is written to the history, and when it ends its slot-time co
 });
 
 test('with every slot taken an assignment waits, starts when one frees, in order; a held one cancelled or of a project left never starts', async () => {
-  const h = harness({ maxBuilds: 1 });
-  h.intake.assign(h.project, assign(1));
-  h.intake.assign(h.project, assign(2));
-  h.intake.assign(h.project, assign(3));
-  h.intake.assign(h.project, assign(4));
+  const h = harness({ maxBuilds: 3 });
+  for (let id = 1; id <= 6; id++) h.intake.assign(h.project, assign(id));
   assert.equal(h.intake.heldCount, 3);
-  assert.deepEqual([...h.project.running.keys()], [1], 'never more than --builds at once');
-  h.intake.cancel(h.project, { type: 'cancel', buildId: 3, attempt: 1, reason: 'superseded' });
+  assert.deepEqual([...h.project.running.keys()], [1, 2, 3], 'never more than --builds at once');
+  h.intake.cancel(h.project, { type: 'cancel', buildId: 5, attempt: 1, reason: 'superseded' });
   assert.equal(h.intake.heldCount, 2);
   h.builds.get(1)!.end('success');
   await h.project.running.get(1)!.done;
-  assert.deepEqual([...h.project.running.keys()], [2], 'the first held starts');
+  assert.deepEqual([...h.project.running.keys()], [2, 3, 4], 'the first held starts');
   h.leave();
   h.builds.get(2)!.end('failure');
   await h.project.running.get(2)!.done;
-  assert.deepEqual([...h.project.running.keys()], [], 'a held build of a project the agent left does not start');
-  assert.ok(!h.builds.has(3) && !h.builds.has(4));
+  assert.deepEqual([...h.project.running.keys()], [3, 4], 'a held build of a project the agent left does not start');
+  assert.ok(!h.builds.has(5) && !h.builds.has(6));
   assert.equal(h.intake.heldCount, 0);
 });
 
@@ -123,7 +120,6 @@ test('cancel stops the running attempt it names, and only that attempt; dropHeld
   assert.equal(h.intake.heldCount, 1);
   h.intake.dropHeld();
   assert.equal(h.intake.heldCount, 0);
-  assert.equal(h.project.heldAborts.size, 0);
   h.builds.get(5)!.end('success');
   await h.project.running.get(5)!.done;
   assert.ok(!h.builds.has(6), 'a dropped build does not start when the slot frees');
@@ -152,4 +148,35 @@ test('a history that cannot be written (a full disk) stops neither the build nor
   assert.ok(h.logs.some((l) => l.startsWith('local history not written: ENOSPC')));
   assert.ok(h.logs.includes('build 1 failed: the executor broke'));
   assert.deepEqual(h.events, ['started', 'ended', 'finished']);
+});
+
+test('a master that floods assignments while every slot is taken gets at most --builds of them held; the rest are refused before anything runs', async () => {
+  const h = harness({ maxBuilds: 2 });
+  for (let id = 1; id <= 1000; id++) h.intake.assign(h.project, assign(id));
+  assert.deepEqual([...h.project.running.keys()], [1, 2]);
+  assert.equal(h.intake.heldCount, 2, 'held: as many as this master can have been offered');
+  const refused = h.sent.filter((m) => m.type === 'state' && m.result === 'error');
+  assert.equal(refused.length, 996);
+  assert.deepEqual(refused[0], { type: 'state', buildId: 5, attempt: 1, state: 'finished', result: 'error',
+    message: 'refused by worker w1: 2 of this project\'s assignments already wait for a slot here (at most --builds 2)' });
+  assert.equal(h.builds.size, 2, 'none of the refused ones reached runBuild');
+  h.builds.get(1)!.end('success');
+  await h.project.running.get(1)!.done;
+  assert.deepEqual([...h.project.running.keys()], [2, 3], 'the first held one starts when a slot frees');
+});
+
+test('a held build assigned again (a newer attempt) waits once, as that attempt; a cancel names the attempt it stops', async () => {
+  const h = harness({ maxBuilds: 1 });
+  h.intake.assign(h.project, assign(1));
+  h.intake.assign(h.project, assign(2, {}, 1));
+  h.intake.assign(h.project, assign(2, {}, 2));
+  assert.equal(h.intake.heldCount, 1, 'the newer attempt took the older one\'s place');
+  h.intake.cancel(h.project, { type: 'cancel', buildId: 2, attempt: 1, reason: 'stale' });
+  assert.equal(h.intake.heldCount, 1, 'a cancel of the older attempt leaves the newer one waiting');
+  h.builds.get(1)!.end('success');
+  await h.project.running.get(1)!.done;
+  assert.equal(h.project.running.get(2)?.attempt, 2, 'attempt 2 runs, once');
+  h.intake.assign(h.project, assign(3));
+  h.intake.cancel(h.project, { type: 'cancel', buildId: 3, attempt: 1, reason: 'superseded' });
+  assert.equal(h.intake.heldCount, 0, 'the held attempt named is given up');
 });

@@ -33,8 +33,6 @@ export interface IntakeProject {
   url: string;
   project: { key?: KeyObject };
   running: Map<number, Running>;
-  /** Aborts for assignments waiting for a slot, by build id. */
-  heldAborts: Map<number, () => void>;
   /** Slot-milliseconds used by finished builds. */
   usedMs: number;
   /** Never rejects (a lost connection is the link's business). */
@@ -78,8 +76,13 @@ export interface BuildIntakeOptions {
  * its slot-time counts for its project's share and the next held build starts.
  */
 export class BuildIntake {
-  /** Assignments that arrived while every slot was taken (a master answering a withdrawn offer): they start when one frees. */
-  private readonly held: { project: IntakeProject; start: () => void }[] = [];
+  /**
+   * Assignments that arrived while every slot was taken (a master answering an offer just
+   * withdrawn): they start, in order, when one frees. A master can have been offered at most
+   * --builds slots, so it has at most that many here; past that its assignments are refused
+   * (a hostile master cannot fill the volunteer's memory with specs that wait).
+   */
+  private held: { project: IntakeProject; msg: Assign }[] = [];
 
   constructor(private readonly o: BuildIntakeOptions) {}
 
@@ -89,45 +92,54 @@ export class BuildIntake {
   assign(c: IntakeProject, msg: Assign, fromHeld = false): void {
     const { o } = this;
     const refusal = assignmentRefusal(msg.spec, { executors: o.executors, running: c.running.has(msg.buildId), volunteerLimits: o.volunteerLimits() });
-    if (refusal) {
-      if (refusal.volunteer) o.log(`refused build ${msg.buildId} (${msg.spec.builder}): ${refusal.message}`);
-      void c.send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
-        message: refusal.volunteer ? `refused by worker ${c.worker}: ${refusal.message}` : refusal.message });
-      return;
-    }
-    const controller = new AbortController();
+    if (refusal) return this.refuse(c, msg, refusal.message, refusal.volunteer);
     if (o.allRunning().length >= o.maxBuilds || (this.held.length > 0 && !fromHeld)) {
-      // Every slot is taken (this master answered an offer just withdrawn): it waits for one,
-      // so the builds running here never exceed the volunteer's --builds.
+      // The same build assigned again (a newer attempt): it takes the older one's place.
+      const before = this.held.length;
+      this.held = this.held.filter((h) => h.project !== c || h.msg.buildId !== msg.buildId);
+      if (this.held.length === before && this.held.filter((h) => h.project === c).length >= o.maxBuilds) {
+        return this.refuse(c, msg, `${o.maxBuilds} of this project's assignments already wait for a slot here (at most --builds ${o.maxBuilds})`, true);
+      }
+      // Every slot is taken: it waits for one, so the builds running here never exceed the volunteer's --builds.
       o.log(`build ${msg.buildId} (${msg.spec.builder}) for ${c.name} waits for a free slot`);
-      const entry = { project: c, start: () => { c.heldAborts.delete(msg.buildId); if (o.serves(c) && !controller.signal.aborted) this.assign(c, msg, true); } };
-      this.held.push(entry);
-      c.heldAborts.set(msg.buildId, () => { c.heldAborts.delete(msg.buildId); const i = this.held.indexOf(entry); if (i >= 0) this.held.splice(i, 1); controller.abort(); });
+      this.held.push({ project: c, msg });
       return;
     }
-    this.start(c, msg, controller);
+    this.start(c, msg);
   }
 
+  /** Cancels the attempt the master names, running or waiting for a slot; another attempt of that build is left alone. */
   cancel(c: IntakeProject, msg: Cancel): void {
     const r = c.running.get(msg.buildId);
     if (r && r.attempt === msg.attempt) {
       this.o.log(`build ${msg.buildId} cancelled: ${msg.reason}`);
       r.controller.abort();
     }
-    c.heldAborts.get(msg.buildId)?.();
+    this.held = this.held.filter((h) => h.project !== c || h.msg.buildId !== msg.buildId || h.msg.attempt !== msg.attempt);
   }
 
-  /** Starts held builds while slots are free. */
+  /** Starts held builds while slots are free; those of a project the agent no longer serves are dropped. */
   startHeld(): void {
-    while (this.held.length && this.o.allRunning().length < this.o.maxBuilds) this.held.shift()!.start();
+    while (this.held.length && this.o.allRunning().length < this.o.maxBuilds) {
+      const h = this.held.shift()!;
+      if (this.o.serves(h.project)) this.assign(h.project, h.msg, true);
+    }
   }
 
-  /** Gives up every held build (draining): none of them starts. */
-  dropHeld(): void {
-    for (const h of this.held.splice(0)) h.project.heldAborts.forEach((a) => a());
+  /** Gives up the held builds of `project`, or every held build (draining, closing): none of them starts. */
+  dropHeld(project?: IntakeProject): void {
+    this.held = project ? this.held.filter((h) => h.project !== project) : [];
   }
 
-  private start(c: IntakeProject, msg: Assign, controller: AbortController): void {
+  /** Answers an assignment this worker will not run: finished/error, before any of it touches the host. */
+  private refuse(c: IntakeProject, msg: Assign, message: string, volunteer: boolean): void {
+    if (volunteer) this.o.log(`refused build ${msg.buildId} (${msg.spec.builder}): ${message}`);
+    void c.send({ type: 'state', buildId: msg.buildId, attempt: msg.attempt, state: 'finished', result: 'error',
+      message: volunteer ? `refused by worker ${c.worker}: ${message}` : message });
+  }
+
+  private start(c: IntakeProject, msg: Assign): void {
+    const controller = new AbortController();
     compileForBuilds(); // the agent idled on the interpreter only (v8-tiers.ts)
     const { o } = this;
     const executor = o.executors.get(executorFor(msg.spec))!;

@@ -59,7 +59,7 @@ export function connectProject(p: ProjectLink, o: ConnectOptions): Conn {
   const { where, log } = o;
   if (p.pin) log(`${p.name}: the master's certificate is pinned: ${p.pin}`);
   const c: Conn = {
-    name: p.name, url, worker: o.worker, share: p.share, project: p, running: new Map(), heldAborts: new Map(), usedMs: 0,
+    name: p.name, url, worker: o.worker, share: p.share, project: p, running: new Map(), usedMs: 0,
     availability: { accepting: false, reason: 'starting' }, lastOffer: null,
     link: null as unknown as MasterLink, send: async () => undefined,
   };
