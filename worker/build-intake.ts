@@ -8,7 +8,6 @@ import type { HistoryStore } from './history-store.js';
 import type { LogText } from './log-text.js';
 import type { Decision } from './policy.js';
 import type { runBuild as RunBuild } from './runner.js';
-import { compileForBuilds } from './v8-tiers.js';
 
 /** A build running here for a project. */
 export interface Running {
@@ -140,7 +139,6 @@ export class BuildIntake {
 
   private start(c: IntakeProject, msg: Assign): void {
     const controller = new AbortController();
-    compileForBuilds(); // the agent idled on the interpreter only (v8-tiers.ts)
     const { o } = this;
     const executor = o.executors.get(executorFor(msg.spec))!;
     const gate = new FreezeGate();

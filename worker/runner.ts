@@ -13,6 +13,7 @@ import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
 import { logText, utf16Units, Utf8Stream, type LogText } from './log-text.js';
 import { attemptStatement, signStatement } from './provenance-signer.js';
+import { compileForBuilds } from './v8-tiers.js';
 import type { KeyObject } from 'node:crypto';
 
 /** Sends one message to the master; resolves when the socket can take more (backpressure). */
@@ -63,6 +64,8 @@ export function tighterLimits(a: Limits, b: Limits): Limits {
  * Always ends with one `state finished` message, unless the connection is gone.
  */
 export async function runBuild(ctx: RunContext): Promise<BuildResult> {
+  // Every build (a master's, a local rerun) runs with compiled code; the agent idled on the interpreter only (v8-tiers.ts).
+  compileForBuilds();
   const { buildId, attempt, spec, send } = ctx;
   const log = new LogBuffer((text) => {
     ctx.localLog?.(text.bytes);

@@ -25,7 +25,8 @@ export function startIdleAgent(): void {
 }
 
 /**
- * A build starts: compile hot code from now on, for the rest of the process — Sparkplug, with
+ * A build starts (runner.ts's runBuild, for a master's build and a local rerun alike; the
+ * BuildBot worker's first command): compile hot code from now on, for the rest of the process — Sparkplug, with
  * Maglev allowed (`--max-opt=2`, as before; TurboFan's code stays out of memory). `--max-opt=0`
  * had turned Sparkplug off too (a flag implication), so it is named again. Nothing happens in a
  * process that startIdleAgent() did not set up (tests, a master).
