@@ -26,7 +26,7 @@ export function parseWorkerToken(token: string): { name: string; secret: string 
 
 /** Builds at once a token is granted unless the admin says otherwise (`token create --max-builds`). */
 export const DEFAULT_TOKEN_MAX_BUILDS = 4;
-/** The most a worker may offer (protocol/worker-messages.ts), so the most a token can be granted. */
+/** The most a worker may offer (protocol/from-worker.ts, `maxBuilds`), so the most a token can be granted. */
 export const MAX_TOKEN_MAX_BUILDS = 256;
 
 /**
