@@ -26,6 +26,7 @@ import type { KeyObject } from 'node:crypto';
 import type { runBuild as RunBuild } from './runner.js';
 import { watchInterruption } from './interruption-notice.js';
 import { LocalReruns } from './local-reruns.js';
+import { forgetBuildDirs } from './build-dirs.js';
 import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
 
 /**
@@ -124,6 +125,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   // those with a disk limit are mounted filesystems, unmounted first.
   await releaseStaleDiskLimits(workRoot);
   rmSync(workRoot, { recursive: true, force: true });
+  forgetBuildDirs(workRoot);
   mkdirSync(workRoot, { recursive: true });
 
   const prefs = new PreferencesStore(dataDir);

@@ -32,6 +32,16 @@ export class HistoryStore {
     return this.opened ??= this.open();
   }
 
+  /** Statements of every build, prepared once (preparing is most of a small statement's cost). */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private stmt(sql: string): Database.Statement {
+    const db = this.db;
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, st = db.prepare(sql));
+    return st;
+  }
+
   private open(): Database.Database {
     const file = join(this.dataDir, 'history.db');
     let db: Database.Database;
@@ -63,7 +73,7 @@ export class HistoryStore {
   }
 
   start(e: { buildId: number; attempt: number; master: string; builder: string; revision: string | null; spec?: unknown; rerunOf?: number }): number {
-    const r = this.db.prepare(`INSERT INTO builds (build_id, attempt, master, builder, revision, started_at, spec, rerun_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+    const r = this.stmt(`INSERT INTO builds (build_id, attempt, master, builder, revision, started_at, spec, rerun_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(e.buildId, e.attempt, e.master, e.builder, e.revision, new Date().toISOString(),
         e.spec === undefined ? null : JSON.stringify(e.spec), e.rerunOf ?? null);
     const id = Number(r.lastInsertRowid);
@@ -88,7 +98,7 @@ export class HistoryStore {
   }
 
   finish(id: number, result: BuildResult, message: string | null, frozenMs: number, cpuMs: number | null = null): void {
-    this.db.prepare('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ?, cpu_ms = ? WHERE id = ?')
+    this.stmt('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ?, cpu_ms = ? WHERE id = ?')
       .run(result, message, new Date().toISOString(), Math.round(frozenMs), cpuMs, id);
     this.logs.get(id)?.close();
     this.logs.delete(id);
@@ -123,10 +133,10 @@ export class HistoryStore {
   }
 
   private prune(): void {
-    const old = this.db.prepare('SELECT id FROM builds ORDER BY id DESC LIMIT -1 OFFSET ?').all(this.keep) as { id: number }[];
+    const old = this.stmt('SELECT id FROM builds ORDER BY id DESC LIMIT -1 OFFSET ?').all(this.keep) as { id: number }[];
     for (const { id } of old) {
       rmSync(join(this.logDir, `${id}.log`), { force: true });
-      this.db.prepare('DELETE FROM builds WHERE id = ?').run(id);
+      this.stmt('DELETE FROM builds WHERE id = ?').run(id);
     }
   }
 
@@ -134,6 +144,7 @@ export class HistoryStore {
     // A log that cannot be written (a full disk) does not keep the others or the database open.
     for (const log of this.logs.values()) { try { log.close(); } catch { /* its build's copy stays short */ } }
     this.logs.clear();
+    this.statements.clear();
     if (this.opened?.open) this.opened.close();
   }
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { makeBuildDir, retireBuildDir } from './build-dirs.js';
 import { basename, dirname, join } from 'node:path';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
@@ -80,12 +81,17 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   let outcome: { result: BuildResult; message: string | null } = { result: 'success', message: null };
   // Each workdir is its own filesystem of at most limits.disk, when the executor can do that.
   const disks = new Map<string, DiskLimit>();
-  const makeWorkdir = async (dir: string): Promise<void> => {
-    mkdirSync(dir, { recursive: true });
-    if (limits.diskBytes === undefined || !ctx.executor.limitDisk) return;
-    const disk = await ctx.executor.limitDisk(dir, limits.diskBytes);
+  // An empty pair of directories may pass to the next build on the host executor (build-dirs.ts).
+  const reuse = ctx.executor.keepsBuildDirs === true;
+  /** Makes `dir`, and `dir/src` when `withSrc` (inside the disk limit, when there is one). */
+  const makeWorkdir = async (dir: string, withSrc: boolean): Promise<void> => {
+    const limited = limits.diskBytes !== undefined && ctx.executor.limitDisk !== undefined;
+    const hasSrc = makeBuildDir(ctx.workRoot, dir, reuse && !limited, withSrc && !limited);
+    if (!limited) return;
+    const disk = await ctx.executor.limitDisk!(dir, limits.diskBytes!);
     if (disk) disks.set(dir, disk);
     else log.line(`*** the disk limit is not enforced by the ${ctx.executor.kind} executor here`);
+    if (withSrc && !hasSrc) mkdirSync(join(dir, 'src'));
   };
   const releaseDisk = async (dir: string): Promise<void> => {
     await disks.get(dir)?.release().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
@@ -97,10 +103,10 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const uploaded: { name: string; size: number; sha256: string }[] = [];
   let imageId: string | null = null;
   try {
-    for (const dir of [workdir, installDir]) rmSync(dir, { recursive: true, force: true });
+    // Asked first: rmSync of a missing directory throws and catches an error inside (a stack trace a build).
+    for (const dir of [workdir, installDir]) if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
-    await makeWorkdir(workdir);
-    mkdirSync(src);
+    await makeWorkdir(workdir, true);
     await ctx.gate.waitThawed(ctx.signal);
     if (spec.source) {
       // On the host, with nothing of the volunteer's: see worker/checkout.ts.
@@ -113,7 +119,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
       const files = await uploadArtifacts(ctx, src, log, uploaded);
       if (spec.testInstall) {
         // A fresh environment holding nothing but the artifacts: no sources, no build tools.
-        await makeWorkdir(installDir);
+        await makeWorkdir(installDir, false);
         mkdirSync(join(installDir, 'artifacts'), { recursive: true });
         for (const f of files) copyFileSync(f, join(installDir, 'artifacts', basename(f)));
         await releaseDisk(workdir);
@@ -152,7 +158,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   // when it starts.
   for (const dir of [workdir, installDir]) {
     try {
-      rmSync(dir, { recursive: true, force: true });
+      retireBuildDir(ctx.workRoot, dir, reuse && dir === workdir);
     } catch (e) {
       ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
     }

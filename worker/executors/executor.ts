@@ -22,6 +22,12 @@ import type { EnvironmentSpec, ExecutorKind, Limits } from '../../protocol/build
  */
 export interface Executor {
   readonly kind: ExecutorKind;
+  /**
+   * The build's steps run as this worker's user with nothing between (the host executor): an
+   * empty build directory may then be kept for the next build instead of removed
+   * (worker/build-dirs.ts). Unset for anything that isolates a build.
+   */
+  readonly keepsBuildDirs?: boolean;
   isAvailable(): Promise<Availability>;
   cleanupStale(): Promise<number>;
   prepare(environment: EnvironmentSpec, progress: (line: string) => void, options?: PrepareOptions): Promise<void>;

@@ -17,6 +17,8 @@ import { errorOutcome, FreezeGate, invalidEnv, supervise, type Supervised } from
  */
 export class HostExecutor implements Executor {
   readonly kind = 'host' as const;
+  /** Nothing isolates a host build, so its empty directories may be kept for the next (build-dirs.ts). */
+  readonly keepsBuildDirs = true;
 
   async isAvailable(): Promise<Availability> {
     if (process.platform === 'win32') return { ok: false, reason: 'the host executor needs POSIX process groups (not Windows)' };
