@@ -443,6 +443,9 @@ export class MasterLink extends EventEmitter {
     // These attempts are given up: the farm requeues them. Nothing more is said of them (an end
     // sent now, `cancelled`, would be taken by a master that adopts them as the build's result).
     for (const r of this.opts.running?.() ?? []) this.givenUp.add(`${r.buildId}:${r.attempt}`);
+    // Bounded: the oldest go first (a Set keeps insertion order); an attempt given up that many
+    // releases ago has long been stopped, and what it could still send is nothing a master takes.
+    for (const k of this.givenUp) { if (this.givenUp.size <= MAX_GIVEN_UP) break; this.givenUp.delete(k); }
     this.adoptionMs = 0;
     this.finals.clear();
     this.resend = [];
@@ -489,6 +492,9 @@ export function masksFrames(url: string): boolean {
   try { u = new URL(url); } catch { return true; }
   return u.protocol !== 'wss:' && !isLoopbackHost(u.hostname);
 }
+
+/** How many given-up attempts a link remembers (each release adds at most --builds). */
+const MAX_GIVEN_UP = 1024;
 
 /** ws's `generateMask` for a zero mask (the key buffer starts as zeros and stays so). */
 function zeroMask(): void { /* nothing: a zero key */ }
