@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HistoryStore } from './history-store.js';
@@ -106,4 +106,53 @@ test('(Linux) a local log whose writes keep going while finish runs: the piece i
   // The descriptor is closed by the last write's callback: then nothing more can land.
   while (fds() > before) await new Promise((ok) => setImmediate(ok));
   assert.ok(readFileSync(h.logPath(id)).equals(whole));
+});
+
+test('the log file of a build that falls out of the history becomes the next build\'s (renamed and emptied), never another entry\'s text, and nothing else stays', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const h = new HistoryStore(dir, 2);
+  const run = (n: number, text: string): number => {
+    const id = h.start({ buildId: n, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+    h.appendLog(id, text);
+    h.finish(id, 'success', null, 0);
+    return id;
+  };
+  const first = run(1, 'the first build\'s long log, longer than the next\n');
+  const firstIno = statSync(h.logPath(first)).ino;
+  run(2, 'second\n');
+  // The third start prunes the first: its file is kept as the spare, then taken by the third's log.
+  const third = run(3, 'third\n');
+  assert.equal(existsSync(h.logPath(first)), false);
+  assert.equal(statSync(h.logPath(third)).ino, firstIno, 'the same file, renamed');
+  assert.equal(readFileSync(h.logPath(third), 'utf8'), 'third\n', 'emptied first: none of the first build\'s text');
+  // An entry appended to again after its end keeps its own file: the spare is not renamed over it.
+  run(4, 'fourth\n');
+  h.appendLog(third, 'more\n');
+  h.finish(third, 'success', null, 0);
+  assert.equal(readFileSync(h.logPath(third), 'utf8'), 'third\nmore\n');
+  // Build 2's file became build 4's: nothing but the kept entries' logs.
+  assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['3.log', '4.log']);
+  h.close();
+  // A new store (the agent restarted) keeps and takes the spare in the same way.
+  const h2 = new HistoryStore(dir, 2);
+  const id5 = h2.start({ buildId: 5, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  h2.appendLog(id5, 'fifth\n');
+  h2.finish(id5, 'success', null, 0);
+  assert.equal(readFileSync(h2.logPath(id5), 'utf8'), 'fifth\n');
+  assert.deepEqual(h2.list().map((e) => e.id), [id5, 4]);
+  assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['4.log', '5.log']);
+  // A build with no log leaves the spare behind (4's file); the next agent's first log takes it.
+  const fourIno = statSync(h2.logPath(4)).ino;
+  h2.finish(h2.start({ buildId: 6, attempt: 1, master: 'http://m', builder: 'b', revision: null }), 'error', 'no log', 0);
+  assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['.spare.log', '5.log']);
+  h2.close();
+  const h3 = new HistoryStore(dir, 2);
+  const id7 = h3.start({ buildId: 7, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  h3.appendLog(id7, 'seventh\n');
+  h3.finish(id7, 'success', null, 0);
+  assert.equal(statSync(h3.logPath(id7)).ino, fourIno);
+  assert.equal(readFileSync(h3.logPath(id7), 'utf8'), 'seventh\n');
+  assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['7.log']);
+  h3.close();
 });

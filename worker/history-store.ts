@@ -1,11 +1,14 @@
 import type Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
-import { close, closeSync, constants, createReadStream, existsSync, fstatSync, mkdirSync, openSync, rmSync, writev, writeSync, type ReadStream } from 'node:fs';
+import { close, closeSync, constants, createReadStream, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, writev, writeSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { HistoryEntry } from '../protocol/control-api.js';
 import type { BuildResult } from '../protocol/worker-messages.js';
 
 type Row = Record<string, unknown>;
+
+/** history/.spare.log: not `<id>.log`, so no entry's reader finds it. */
+const SPARE_LOG = '.spare.log';
 
 /**
  * This machine's own build history (DATA/history.db + DATA/history/<id>.log), so a developer
@@ -26,7 +29,18 @@ export class HistoryStore {
     mkdirSync(dataDir, { recursive: true });
     this.logDir = join(dataDir, 'history');
     mkdirSync(this.logDir, { recursive: true });
+    this.spareLog = join(this.logDir, SPARE_LOG);
+    this.spareReady = existsSync(this.spareLog);
   }
+
+  /**
+   * The log file of the build that last fell out of the history, renamed here for the next
+   * build's log rather than removed: once `keep` builds are kept, each build would otherwise
+   * free one inode and allocate one (on ext4 without a journal, allocating walks the inodes
+   * freed in the last minute: bench/README.md, "The short build on the host, by perf").
+   */
+  private readonly spareLog: string;
+  private spareReady: boolean;
 
   private get db(): Database.Database {
     return this.opened ??= this.open();
@@ -91,7 +105,7 @@ export class HistoryStore {
     let log = this.logs.get(id);
     if (!log) {
       // Not O_APPEND: Linux's pwrite would ignore the positions. Written from where the file ends.
-      log = new LocalLog(openSync(join(this.logDir, `${id}.log`), constants.O_WRONLY | constants.O_CREAT, 0o600));
+      log = new LocalLog(this.reuseSpareLog(id) ?? openSync(join(this.logDir, `${id}.log`), constants.O_WRONLY | constants.O_CREAT, 0o600));
       this.logs.set(id, log);
     }
     log.append(typeof data === 'string' ? Buffer.from(data) : data);
@@ -132,10 +146,29 @@ export class HistoryStore {
     return r?.spec ? JSON.parse(r.spec) as unknown : null;
   }
 
+  /** The spare log file as entry `id`'s, emptied; null when there is none (or `id` has a log already). */
+  private reuseSpareLog(id: number): number | null {
+    if (!this.spareReady) return null;
+    const path = join(this.logDir, `${id}.log`);
+    // An entry appended to again after its end goes on in its own file: never renamed over.
+    if (existsSync(path)) return null;
+    this.spareReady = false;
+    try {
+      renameSync(this.spareLog, path);
+      return openSync(path, constants.O_WRONLY | constants.O_TRUNC);
+    } catch {
+      return null;
+    }
+  }
+
   private prune(): void {
     const old = this.stmt('SELECT id FROM builds ORDER BY id DESC LIMIT -1 OFFSET ?').all(this.keep) as { id: number }[];
     for (const { id } of old) {
-      rmSync(join(this.logDir, `${id}.log`), { force: true });
+      const path = join(this.logDir, `${id}.log`);
+      // Kept as the next build's log file when none is kept yet (reuseSpareLog); else removed.
+      if (!this.spareReady && !this.logs.has(id) && existsSync(path)) {
+        try { renameSync(path, this.spareLog); this.spareReady = true; } catch { rmSync(path, { force: true }); }
+      } else rmSync(path, { force: true });
       this.stmt('DELETE FROM builds WHERE id = ?').run(id);
     }
   }
