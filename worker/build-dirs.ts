@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -18,8 +18,17 @@ import { join } from 'node:path';
  * and its steps already run as this worker's user with nothing between (it is for a
  * developer's own builds): nothing a build there could do to a kept directory is more than it
  * could do anyway. A kept pair is checked when it is given back and when it is taken — the
- * outer directory holds only `src`, `src` is a real directory (not a symlink) and empty —
- * and anything else is removed as before. A container's or a VM's build gets fresh
+ * very directory the build was given (its inode), holding only `src`; both real directories
+ * (lstat, not a symlink) of this user with the mode a new one gets; `src` empty — and
+ * anything else is removed as before.
+ *
+ * Accepted on the host: a process that outlives its build in a session of its own (a daemon
+ * the step's process group did not take with it) keeps the kept `src` as its working
+ * directory, so what it writes there after the next build took the pair lands in that build
+ * (the take checks only that the pair is empty then). Before, its writes to a removed
+ * directory failed. The host executor does not contain such a process anyway: it can write
+ * to the next build's directory by its path, as this user. Default ACLs are not checked
+ * (Node has no getxattr); the same holds for them. A container's or a VM's build gets fresh
  * directories every time: there a step could change a directory in ways this check does not
  * see (a default ACL, an owner inside the user namespace), so a sandbox never passes anything
  * to the next build.
@@ -27,25 +36,38 @@ import { join } from 'node:path';
 
 const MAX_SPARES = 8;
 
-/** Per work root: the spare pairs that are ready, and a counter for their names. */
-const roots = new Map<string, { spares: string[]; next: number }>();
+/** Per work root: the spare pairs that are ready, a counter for their names, and the mode a new directory gets here. */
+interface Root { spares: string[]; next: number; mode: number | null }
+const roots = new Map<string, Root>();
 
-function sparesOf(workRoot: string): { spares: string[]; next: number } {
+function rootOf(workRoot: string): Root {
   let r = roots.get(workRoot);
-  if (!r) roots.set(workRoot, r = { spares: [], next: 0 });
+  if (!r) roots.set(workRoot, r = { spares: [], next: 0, mode: null });
   return r;
 }
 
-/** True when `dir` holds only `src`, a real empty directory. False when anything else is there (or nothing). */
-function emptyPair(dir: string): boolean {
+/** A real directory of this user with the mode a new one gets here (a build's chmod, setgid or sticky bit is not passed on). */
+function pristine(r: Root, path: string): boolean {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  return st !== undefined && st.isDirectory() && (st.mode & 0o7777) === r.mode && (process.getuid === undefined || st.uid === process.getuid());
+}
+
+/** True when `dir` is a pristine directory holding only `src`, a pristine empty directory. False when anything else is there (or nothing). */
+function emptyPair(r: Root, dir: string): boolean {
   try {
+    if (r.mode === null || !pristine(r, dir)) return false;
     const entries = readdirSync(dir);
     if (entries.length !== 1 || entries[0] !== 'src') return false;
     const src = join(dir, 'src');
-    return lstatSync(src).isDirectory() && readdirSync(src).length === 0;
+    return pristine(r, src) && readdirSync(src).length === 0;
   } catch {
     return false;
   }
+}
+
+/** Whether anything is at `path`, a dangling symlink too (existsSync follows links). */
+export function lexists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /**
@@ -53,38 +75,46 @@ function emptyPair(dir: string): boolean {
  * one is ready and `reuse` is set, else two new directories. True when `src` is there (false:
  * only `dir` was made — the caller makes `src`, e.g. inside a disk limit it mounts first).
  */
-export function makeBuildDir(workRoot: string, dir: string, reuse: boolean, withSrc: boolean): boolean {
-  if (reuse) {
-    const r = sparesOf(workRoot);
+export function makeBuildDir(workRoot: string, dir: string, reuse: boolean, withSrc: boolean): BuildDir {
+  const r = rootOf(workRoot);
+  // Only a pair is ever kept, so only a directory that wants `src` takes one.
+  if (reuse && withSrc) {
     for (let spare = r.spares.pop(); spare !== undefined; spare = r.spares.pop()) {
-      if (!emptyPair(spare)) {
+      if (!emptyPair(r, spare)) {
         rmSync(spare, { recursive: true, force: true });
         continue;
       }
       try {
         renameSync(spare, dir);
-        return true;
+        return { hasSrc: true, ino: lstatSync(dir).ino };
       } catch {
         rmSync(spare, { recursive: true, force: true });
       }
     }
   }
   mkdirSync(dir, { recursive: true });
-  if (!withSrc) return false;
+  const st = lstatSync(dir);
+  r.mode ??= st.mode & 0o7777;
+  if (!withSrc) return { hasSrc: false, ino: st.ino };
   mkdirSync(join(dir, 'src'));
-  return true;
+  return { hasSrc: true, ino: st.ino };
 }
+
+/** What makeBuildDir made: whether `src` is there, and the directory's inode (retireBuildDir keeps only that directory). */
+export interface BuildDir { hasSrc: boolean; ino: number }
 
 /**
  * Removes a build's directory and everything in it; with `reuse`, an empty pair is kept as a
  * spare instead (at most MAX_SPARES a work root). Throws as rmSync does.
  */
-export function retireBuildDir(workRoot: string, dir: string, reuse: boolean): void {
+export function retireBuildDir(workRoot: string, dir: string, reuse: boolean, made?: BuildDir): void {
   // Asked first: rmSync of a missing directory throws and catches an error inside (a stack trace a build).
-  if (!existsSync(dir)) return;
-  if (reuse) {
-    const r = sparesOf(workRoot);
-    if (r.spares.length < MAX_SPARES && emptyPair(dir)) {
+  if (!lexists(dir)) return;
+  if (reuse && made) {
+    const r = rootOf(workRoot);
+    // The very directory this build was given (not another run's of the same name, not a symlink put in its place).
+    const same = lstatSync(dir, { throwIfNoEntry: false })?.ino === made.ino;
+    if (same && r.spares.length < MAX_SPARES && emptyPair(r, dir)) {
       const spare = join(workRoot, `.spare-${r.next++}`);
       try {
         renameSync(dir, spare);

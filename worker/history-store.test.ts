@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HistoryStore } from './history-store.js';
@@ -108,31 +108,34 @@ test('(Linux) a local log whose writes keep going while finish runs: the piece i
   assert.ok(readFileSync(h.logPath(id)).equals(whole));
 });
 
-test('the log file of a build that falls out of the history becomes the next build\'s (renamed and emptied), never another entry\'s text, and nothing else stays', (t) => {
+test('the log file of a build that falls out of the history becomes the next build\'s (renamed and emptied), never another entry\'s text, and nothing else stays', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const h = new HistoryStore(dir, 2);
-  const run = (n: number, text: string): number => {
+  const run = async (n: number, text: string): Promise<number> => {
     const id = h.start({ buildId: n, attempt: 1, master: 'http://m', builder: 'b', revision: null });
     h.appendLog(id, text);
     h.finish(id, 'success', null, 0);
+    // Its last write off the event loop lands: until then its file is never reused.
+    await h.settled();
     return id;
   };
-  const first = run(1, 'the first build\'s long log, longer than the next\n');
+  const first = await run(1, 'the first build\'s long log, longer than the next\n');
   const firstIno = statSync(h.logPath(first)).ino;
-  run(2, 'second\n');
+  await run(2, 'second\n');
   // The third start prunes the first: its file is kept as the spare, then taken by the third's log.
-  const third = run(3, 'third\n');
+  const third = await run(3, 'third\n');
   assert.equal(existsSync(h.logPath(first)), false);
   assert.equal(statSync(h.logPath(third)).ino, firstIno, 'the same file, renamed');
   assert.equal(readFileSync(h.logPath(third), 'utf8'), 'third\n', 'emptied first: none of the first build\'s text');
   // An entry appended to again after its end keeps its own file: the spare is not renamed over it.
-  run(4, 'fourth\n');
+  await run(4, 'fourth\n');
   h.appendLog(third, 'more\n');
   h.finish(third, 'success', null, 0);
   assert.equal(readFileSync(h.logPath(third), 'utf8'), 'third\nmore\n');
   // Build 2's file became build 4's: nothing but the kept entries' logs.
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['3.log', '4.log']);
+  await h.settled();
   h.close();
   // A new store (the agent restarted) keeps and takes the spare in the same way.
   const h2 = new HistoryStore(dir, 2);
@@ -146,6 +149,7 @@ test('the log file of a build that falls out of the history becomes the next bui
   const fourIno = statSync(h2.logPath(4)).ino;
   h2.finish(h2.start({ buildId: 6, attempt: 1, master: 'http://m', builder: 'b', revision: null }), 'error', 'no log', 0);
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['.spare.log', '5.log']);
+  await h2.settled();
   h2.close();
   const h3 = new HistoryStore(dir, 2);
   const id7 = h3.start({ buildId: 7, attempt: 1, master: 'http://m', builder: 'b', revision: null });
@@ -155,4 +159,25 @@ test('the log file of a build that falls out of the history becomes the next bui
   assert.equal(readFileSync(h3.logPath(id7), 'utf8'), 'seventh\n');
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['7.log']);
   h3.close();
+});
+
+test('a log whose last write is still in flight when its build falls out of the history is removed, not reused: that write cannot land in the next build\'s log', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const h = new HistoryStore(dir, 1);
+  const first = h.start({ buildId: 1, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  h.appendLog(first, 'one\n');
+  // A second name holds the first file's inode, so a new file cannot be given its number.
+  linkSync(h.logPath(first), join(dir, 'hold'));
+  const firstIno = statSync(h.logPath(first)).ino;
+  // Finished while its write off the event loop is in flight (nothing awaited in between).
+  h.finish(first, 'success', null, 0);
+  const second = h.start({ buildId: 2, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  h.appendLog(second, 'two\n');
+  h.finish(second, 'success', null, 0);
+  assert.equal(existsSync(h.logPath(first)), false);
+  assert.notEqual(statSync(h.logPath(second)).ino, firstIno, 'a new file, not the first one renamed');
+  assert.equal(readFileSync(h.logPath(second), 'utf8'), 'two\n');
+  assert.deepEqual(readdirSync(join(dir, 'history')), ['2.log'], 'no spare kept from a file still written');
+  h.close();
 });

@@ -41,6 +41,8 @@ export class HistoryStore {
    */
   private readonly spareLog: string;
   private spareReady: boolean;
+  /** Logs closed while a write of theirs was in flight: their files are removed, never reused, when pruned. */
+  private readonly closing = new Map<number, LocalLog>();
 
   private get db(): Database.Database {
     return this.opened ??= this.open();
@@ -114,8 +116,24 @@ export class HistoryStore {
   finish(id: number, result: BuildResult, message: string | null, frozenMs: number, cpuMs: number | null = null): void {
     this.stmt('UPDATE builds SET result = ?, message = ?, finished_at = ?, frozen_ms = ?, cpu_ms = ? WHERE id = ?')
       .run(result, message, new Date().toISOString(), Math.round(frozenMs), cpuMs, id);
-    this.logs.get(id)?.close();
+    this.closeLog(id);
+  }
+
+  /** Closes entry `id`'s log; one whose last write is still in flight is remembered until it lands (prune must not reuse its file). */
+  private closeLog(id: number): void {
+    const log = this.logs.get(id);
+    if (!log) return;
     this.logs.delete(id);
+    try {
+      log.close();
+    } finally {
+      if (!log.settled) this.closing.set(id, log);
+    }
+  }
+
+  /** Resolves when every closed log's last write has landed (its file may then be reused: prune). For shutdown and tests. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.closing.values()].map((l) => l.whenSettled()));
   }
 
   list(limit = 100, builder?: string): HistoryEntry[] {
@@ -155,18 +173,28 @@ export class HistoryStore {
     this.spareReady = false;
     try {
       renameSync(this.spareLog, path);
+    } catch {
+      return null;
+    }
+    try {
       return openSync(path, constants.O_WRONLY | constants.O_TRUNC);
     } catch {
+      // Not emptied: removed, so that the entry's own log does not start with another's text.
+      rmSync(path, { force: true });
       return null;
     }
   }
 
   private prune(): void {
     const old = this.stmt('SELECT id FROM builds ORDER BY id DESC LIMIT -1 OFFSET ?').all(this.keep) as { id: number }[];
+    for (const [id, log] of this.closing) if (log.settled) this.closing.delete(id);
     for (const { id } of old) {
       const path = join(this.logDir, `${id}.log`);
       // Kept as the next build's log file when none is kept yet (reuseSpareLog); else removed.
-      if (!this.spareReady && !this.logs.has(id) && existsSync(path)) {
+      // Not while a write of it may still land (it would land in the next build's log).
+      const busy = this.logs.has(id) || this.closing.has(id);
+      this.closing.delete(id);
+      if (!this.spareReady && !busy && existsSync(path)) {
         try { renameSync(path, this.spareLog); this.spareReady = true; } catch { rmSync(path, { force: true }); }
       } else rmSync(path, { force: true });
       this.stmt('DELETE FROM builds WHERE id = ?').run(id);
@@ -175,8 +203,7 @@ export class HistoryStore {
 
   close(): void {
     // A log that cannot be written (a full disk) does not keep the others or the database open.
-    for (const log of this.logs.values()) { try { log.close(); } catch { /* its build's copy stays short */ } }
-    this.logs.clear();
+    for (const id of [...this.logs.keys()]) { try { this.closeLog(id); } catch { /* its build's copy stays short */ } }
     this.statements.clear();
     if (this.opened?.open) this.opened.close();
   }
@@ -210,6 +237,18 @@ class LocalLog {
   private closed = false;
   private failed: Error | null = null;
 
+  private onSettled: (() => void)[] = [];
+
+  /** Closed, and no write of it is still in flight (its descriptor is closed or closing). */
+  get settled(): boolean {
+    return this.closed && this.inFlight.length === 0;
+  }
+
+  /** Resolves once settled. */
+  whenSettled(): Promise<void> {
+    return this.settled ? Promise.resolve() : new Promise((ok) => this.onSettled.push(ok));
+  }
+
   constructor(private readonly fd: number) {
     this.position = fstatSync(fd).size;
   }
@@ -238,7 +277,11 @@ class LocalLog {
     this.inFlight = pieces;
     writev(this.fd, pieces.map((p) => p.bytes), pieces[0]!.at, (e, n) => {
       this.inFlight = [];
-      if (this.closed) { close(this.fd, () => undefined); return; }
+      if (this.closed) {
+        close(this.fd, () => undefined);
+        for (const ok of this.onSettled.splice(0)) ok();
+        return;
+      }
       if (e) { this.failed = e; this.queue.length = 0; this.queued = 0; return; }
       // A short write: what is left of the pieces goes first next time.
       const rest: Piece[] = [];

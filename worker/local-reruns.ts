@@ -42,6 +42,8 @@ export class LocalReruns {
     log(`local re-run ${localId} of ${spec.builder} (local build ${id}) started`);
     const done = this.o.runBuild({
       buildId: entry.buildId, attempt: entry.attempt, spec, executor, workRoot: this.o.workRoot, volunteerLimits: this.o.volunteerLimits(), masterUrl: entry.master,
+      // Its own directory: two re-runs of one entry, or a re-run while the master's build of that number runs, never share one.
+      dirName: `local-${localId}`,
       send: async () => undefined, sendLog: () => undefined, signal: controller.signal, gate, localLog: (data) => history.appendLog(localId, data),
     }).then((result) => history.finish(localId, result, 'local re-run', gate.frozenMs),
       (e: Error) => history.finish(localId, 'error', e.message, gate.frozenMs))

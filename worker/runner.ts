@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { makeBuildDir, retireBuildDir } from './build-dirs.js';
+import { copyFileSync, createReadStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { lexists, makeBuildDir, retireBuildDir, type BuildDir } from './build-dirs.js';
 import { basename, dirname, join } from 'node:path';
 import type { BuildSpec, Limits } from '../protocol/build-spec.js';
 import { formatDuration, formatSize } from '../protocol/units.js';
@@ -27,6 +27,8 @@ export interface RunContext {
   executor: Executor;
   /** Parent of the per-build workdirs. */
   workRoot: string;
+  /** The build's directory in workRoot; `b<buildId>-a<attempt>` when unset (a local re-run has its own, local-reruns.ts). */
+  dirName?: string;
   /** The volunteer's caps; the tighter of these and the builder's limits applies. */
   volunteerLimits: Limits;
   send: Send;
@@ -72,7 +74,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     ctx.localLog?.(text.bytes);
     return ctx.sendLog(text);
   });
-  const workdir = join(ctx.workRoot, `b${buildId}-a${attempt}`);
+  const workdir = join(ctx.workRoot, ctx.dirName ?? `b${buildId}-a${attempt}`);
   const installDir = `${workdir}-install`;
   // The checkout is BUILD/src, so that its parent (where dpkg-buildpackage writes) is the build's own directory.
   const src = join(workdir, 'src');
@@ -83,15 +85,18 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const disks = new Map<string, DiskLimit>();
   // An empty pair of directories may pass to the next build on the host executor (build-dirs.ts).
   const reuse = ctx.executor.keepsBuildDirs === true;
+  /** The workdir as made, when it may be kept (no disk limit): retireBuildDir keeps only that directory. */
+  let madeWorkdir: BuildDir | undefined;
   /** Makes `dir`, and `dir/src` when `withSrc` (inside the disk limit, when there is one). */
   const makeWorkdir = async (dir: string, withSrc: boolean): Promise<void> => {
     const limited = limits.diskBytes !== undefined && ctx.executor.limitDisk !== undefined;
-    const hasSrc = makeBuildDir(ctx.workRoot, dir, reuse && !limited, withSrc && !limited);
+    const made = makeBuildDir(ctx.workRoot, dir, reuse && !limited, withSrc && !limited);
+    if (dir === workdir && !limited) madeWorkdir = made;
     if (!limited) return;
     const disk = await ctx.executor.limitDisk!(dir, limits.diskBytes!);
     if (disk) disks.set(dir, disk);
     else log.line(`*** the disk limit is not enforced by the ${ctx.executor.kind} executor here`);
-    if (withSrc && !hasSrc) mkdirSync(join(dir, 'src'));
+    if (withSrc && !made.hasSrc) mkdirSync(join(dir, 'src'));
   };
   const releaseDisk = async (dir: string): Promise<void> => {
     await disks.get(dir)?.release().catch((e: Error) => log.line(`*** cleanup failed: ${e.message}`));
@@ -104,7 +109,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   let imageId: string | null = null;
   try {
     // Asked first: rmSync of a missing directory throws and catches an error inside (a stack trace a build).
-    for (const dir of [workdir, installDir]) if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    for (const dir of [workdir, installDir]) if (lexists(dir)) rmSync(dir, { recursive: true, force: true });
     log.line(`builder ${spec.builder}, executor ${ctx.executor.kind}, limits ${describeLimits(limits)}`);
     await makeWorkdir(workdir, true);
     await ctx.gate.waitThawed(ctx.signal);
@@ -158,7 +163,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   // when it starts.
   for (const dir of [workdir, installDir]) {
     try {
-      retireBuildDir(ctx.workRoot, dir, reuse && dir === workdir);
+      retireBuildDir(ctx.workRoot, dir, reuse && dir === workdir, dir === workdir ? madeWorkdir : undefined);
     } catch (e) {
       ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
     }
