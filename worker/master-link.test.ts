@@ -276,3 +276,36 @@ test('masksFrames: a random mask to a master over plain ws:// on a network; none
   for (const url of ['ws://example.org/api/v1/worker', 'ws://10.0.0.1:8080/api/v1/worker', 'ws://127.example.org/', 'not a url']) assert.equal(masksFrames(url), true, url);
   for (const url of ['wss://example.org/api/v1/worker', 'ws://127.0.0.1:8080/api/v1/worker', 'ws://localhost:1/', 'ws://[::1]:8080/']) assert.equal(masksFrames(url), false, url);
 });
+
+test('the frames written in one turn of the event loop leave in one write: one read on the master\'s socket, every frame whole and in order', async (t) => {
+  const master = await fakeMaster();
+  const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
+  t.after(async () => { link.close(); await master.close(); });
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  const peer = await master.peer;
+  const raw = (peer as unknown as { _socket: Socket })._socket;
+  await processed(peer); // whatever the worker wrote on connecting has been read
+  const before = master.frames.length;
+  // Each write the worker's socket makes (one writev or write syscall, or an attempt at one).
+  const sock = (link as unknown as { ws: { _socket: Socket & Record<'_write' | '_writev', (...a: unknown[]) => unknown> } }).ws._socket;
+  const writes: string[] = [];
+  for (const k of ['_write', '_writev'] as const) {
+    const orig = sock[k];
+    sock[k] = function (this: unknown, ...a: unknown[]) { writes.push(k); return orig.apply(this, a); };
+  }
+  const reads: number[] = [];
+  raw.prependListener('data', (chunk: Buffer) => { reads.push(chunk.length); });
+  // A build's end, as the runner writes it: its last log text, the step, the state, in one turn.
+  link.sendLog(5, 1, 'build success\n');
+  void link.send({ type: 'step', buildId: 5, attempt: 1, index: 0, name: 'echo', state: 'finished', result: 'success', exitCode: 0 });
+  void link.send({ type: 'state', buildId: 5, attempt: 1, state: 'finished', result: 'success', message: null });
+  await until(() => master.frames.length >= before + 3);
+  assert.deepEqual(writes, ['_writev'], 'one write of the three frames, not one per frame');
+  assert.equal(reads.length, 1);
+  assert.deepEqual(master.frames.slice(before).map((f) => f.startsWith('L') ? f : (JSON.parse(f) as { type: string }).type), ['L5 1\nbuild success\n', 'step', 'state']);
+  // A frame written in a later turn is a write of its own.
+  await new Promise((ok) => setImmediate(ok));
+  void link.send({ type: 'state', buildId: 6, attempt: 1, state: 'finished', result: 'success', message: null });
+  await until(() => master.frames.length >= before + 4);
+  assert.equal(writes.length, 2, 'a write of its own');
+});

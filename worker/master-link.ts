@@ -17,6 +17,8 @@ const FATAL_CLOSE = new Map<number, string>([
 ]);
 // 4429 (too many failed logins from this address) is not fatal: the backoff waits it out.
 const HIGH_WATER = 1024 * 1024;
+/** Frames up to this size wait for the end of the turn, to leave together (corkForTurn). */
+const CORK_MAX = 16 * 1024;
 /**
  * FEATURE_LOG_ACK: log text kept until the master acknowledges it is in the farm's store, at
  * most this many characters over all attempts; past it a step's output waits for acknowledgements.
@@ -244,6 +246,7 @@ export class MasterLink extends EventEmitter {
       return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail, kept }); });
     }
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
+    if (payload.length <= CORK_MAX) this.corkForTurn(ws);
     // ws calls back once the frame is written out (everything before it is, too).
     let outcome: Error | null | undefined;
     let settle: ((e: Error | null) => void) | undefined;
@@ -259,11 +262,41 @@ export class MasterLink extends EventEmitter {
     });
   }
 
+  /**
+   * Holds the socket's writes until this turn of the event loop is over, so that the frames
+   * written in one turn (a build's end: its last log, its step, its state) leave in one write:
+   * a trivial build wrote 6 frames in 6 syscalls, each waking the master's event loop. ws
+   * corks and uncorks the socket around each frame itself; Node counts corks, so the frames
+   * stay together until this uncork (or an end(), which uncorks). `_socket` is ws's own field
+   * (no public accessor); without it nothing is held. Only for small frames (CORK_MAX): a loud
+   * step's 64 KiB log frames go at once, so that what the backpressure sees (bufferedAmount) is
+   * what the kernel would not take, not what this turn held back.
+   */
+  private corkForTurn(ws: WebSocket): void {
+    if (this.corked?.ws === ws) return;
+    const socket = (ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    if (!socket) return;
+    socket.cork();
+    this.corked = { ws, socket };
+    setImmediate(() => this.uncork(ws));
+  }
+
+  /** Lets what this turn held go now (before a close frame, which waits for the master's answer, and before the agent exits). */
+  private uncork(ws?: WebSocket): void {
+    const c = this.corked;
+    if (!c || (ws && c.ws !== ws)) return;
+    this.corked = null;
+    c.socket.uncork();
+  }
+
+  private corked: { ws: WebSocket; socket: { uncork(): void } } | null = null;
+
   close(): void {
     this.stopped = true;
     this.release('the worker is stopping');
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.silenceTimer) clearInterval(this.silenceTimer);
+    this.uncork();
     this.ws?.close(1000, 'worker stopping');
   }
 
@@ -335,6 +368,7 @@ export class MasterLink extends EventEmitter {
       if (msg.type === 'welcome') {
         if (msg.protocol !== PROTOCOL_VERSION) {
           fatal = `the master speaks protocol ${msg.protocol}, this worker ${PROTOCOL_VERSION}`;
+          this.uncork();
           ws.close(4426, 'protocol version mismatch');
           return;
         }
