@@ -26,15 +26,20 @@ async function fakeMaster() {
   return { wss, url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, peer, close: () => new Promise((ok) => wss.close(ok)) };
 }
 
-const settled = (p: Promise<void>, ms: number) => Promise.race([p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`), new Promise((ok) => setTimeout(() => ok('pending'), ms))]);
-
-test('log frames: no promise while the socket keeps up; one that waits while the master does not read, resolves when it does, rejects when the connection is lost', async (t) => {
+/** A link connected to a fakeMaster, closed after the test; `raw` is the master's end of the socket. */
+async function connectedLink(t: { after(fn: () => Promise<void>): void }) {
   const master = await fakeMaster();
   const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
   t.after(async () => { link.close(); await master.close(); });
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
   const peer = await master.peer;
-  const raw = (peer as unknown as { _socket: Socket })._socket;
+  return { master, link, peer, raw: (peer as unknown as { _socket: Socket })._socket };
+}
+
+const settled = (p: Promise<void>, ms: number) => Promise.race([p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`), new Promise((ok) => setTimeout(() => ok('pending'), ms))]);
+
+test('log frames: no promise while the socket keeps up; one that waits while the master does not read, resolves when it does, rejects when the connection is lost', async (t) => {
+  const { master, link, peer, raw } = await connectedLink(t);
 
   const chunk = 'x'.repeat(64 * 1024);
   assert.equal(link.sendLog(1, 1, chunk), undefined, 'a socket that keeps up gives no promise');
@@ -278,12 +283,7 @@ test('masksFrames: a random mask to a master over plain ws:// on a network; none
 });
 
 test('the frames written in one turn of the event loop leave in one write: one read on the master\'s socket, every frame whole and in order', async (t) => {
-  const master = await fakeMaster();
-  const link = new MasterLink({ url: master.url, name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }) });
-  t.after(async () => { link.close(); await master.close(); });
-  await new Promise((ok) => { link.once('connected', ok); link.start(); });
-  const peer = await master.peer;
-  const raw = (peer as unknown as { _socket: Socket })._socket;
+  const { master, link, peer, raw } = await connectedLink(t);
   await processed(peer); // whatever the worker wrote on connecting has been read
   const before = master.frames.length;
   // Each write the worker's socket makes (one writev or write syscall, or an attempt at one).
