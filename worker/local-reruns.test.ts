@@ -32,10 +32,13 @@ test('a local re-run runs the kept spec under today\'s volunteer limits, talks t
   const first = history.start({ buildId: 7, attempt: 2, master: 'https://m.example', builder: 'b', revision: null, spec: SPEC });
   history.finish(first, 'failure', null, 0);
   const entry = reruns.rerun(first);
+  // A second re-run of the same entry at once: each has a directory (and so sandbox names) of its own, not the build's b7-a2.
+  const second = reruns.rerun(first);
   assert.equal(entry.rerunOf, first);
   assert.equal(entry.master, 'local');
   await reruns.close();
-  assert.equal(seen.length, 1);
+  assert.equal(seen.length, 2);
+  assert.deepEqual(seen.map((c) => c.dirName), [`local-${entry.id}`, `local-${second.id}`]);
   assert.deepEqual(seen[0]!.volunteerLimits, { cpus: 1 });
   assert.equal(seen[0]!.masterUrl, 'https://m.example');
   assert.equal(seen[0]!.spec.builder, 'b');

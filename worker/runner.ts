@@ -204,7 +204,8 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   await ctx.executor.prepare(stage.environment, (line) => log.line(line), { limits: run.limits, gate: ctx.gate, signal: ctx.signal });
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
-    id: `b${buildId}-a${attempt}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
+    // Named after the build's directory (a local re-run's own, local-reruns.ts), so that two runs of one build never share a container name.
+    id: `${ctx.dirName ?? `b${buildId}-a${attempt}`}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
     environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot, buildDir: stage.buildDir,
   });
   try {
