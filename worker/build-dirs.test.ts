@@ -22,7 +22,7 @@ test('an empty pair goes to the next build: the same directories, renamed, and n
   const made = makeBuildDir(root, a, true, true);
   assert.equal(made.hasSrc, true);
   const ino = [statSync(a).ino, statSync(join(a, 'src')).ino];
-  retireBuildDir(root, a, true, made);
+  retireBuildDir(root, a, made);
   assert.equal(existsSync(a), false);
   const b = join(root, 'b2-a1');
   assert.equal(makeBuildDir(root, b, true, true).hasSrc, true);
@@ -52,7 +52,7 @@ test('what a build left or changed (a file, a directory beside src, src or the d
     const d = join(root, `b${i + 1}-a1`);
     const made = makeBuildDir(root, d, true, true);
     leave(d);
-    retireBuildDir(root, d, true, made);
+    retireBuildDir(root, d, made);
     assert.equal(existsSync(d) || lstatSync(d, { throwIfNoEntry: false }) !== undefined, false, name);
     assert.deepEqual(readdirSync(root), [], `${name}: nothing kept`);
   }
@@ -68,7 +68,7 @@ test('what a build left or changed (a file, a directory beside src, src or the d
 test('a kept pair that is no longer empty when taken (a process that outlived its build wrote to it) is removed, and the build gets new directories', () => {
   const root = workRoot();
   const a = join(root, 'b1-a1');
-  retireBuildDir(root, a, true, makeBuildDir(root, a, true, true));
+  retireBuildDir(root, a, makeBuildDir(root, a, true, true));
   const [spare] = readdirSync(root);
   assert.match(spare!, /^\.spare-\d+$/);
   writeFileSync(join(root, spare!, 'src', 'late'), 'written after the build ended');
@@ -81,12 +81,14 @@ test('a kept pair that is no longer empty when taken (a process that outlived it
 test('without reuse nothing is kept; with it, at most 8 spares a work root; a spare removed from outside is not missed', () => {
   const root = workRoot();
   const d = join(root, 'b1-a1');
-  retireBuildDir(root, d, false, makeBuildDir(root, d, false, true));
+  // Not given what was made (an executor that does not keep them, or a disk-limited build): removed.
+  makeBuildDir(root, d, false, true);
+  retireBuildDir(root, d);
   assert.deepEqual(readdirSync(root), []);
 
   const dirs = Array.from({ length: 10 }, (_, i) => join(root, `b${i + 10}-a1`));
   const made = dirs.map((x) => makeBuildDir(root, x, true, true));
-  dirs.forEach((x, i) => retireBuildDir(root, x, true, made[i]));
+  dirs.forEach((x, i) => retireBuildDir(root, x, made[i]));
   assert.equal(readdirSync(root).length, 8);
   assert.ok(readdirSync(root).every((n) => n.startsWith('.spare-')));
 
@@ -96,13 +98,13 @@ test('without reuse nothing is kept; with it, at most 8 spares a work root; a sp
   assert.equal(makeBuildDir(root, e, true, true).hasSrc, true);
   assert.deepEqual(readdirSync(join(e, 'src')), []);
   // A directory that is already gone is not an error.
-  retireBuildDir(root, join(root, 'b31-a1'), true);
+  retireBuildDir(root, join(root, 'b31-a1'));
 });
 
 test('withSrc false makes only the outer directory, a new one even when a spare is ready (the test-install directory, or a disk limit mounted first)', () => {
   const root = workRoot();
   const a = join(root, 'b1-a1');
-  retireBuildDir(root, a, true, makeBuildDir(root, a, true, true));
+  retireBuildDir(root, a, makeBuildDir(root, a, true, true));
   assert.equal(readdirSync(root).length, 1, 'a spare is ready');
   const d = join(root, 'b1-a1-install');
   assert.equal(makeBuildDir(root, d, true, false).hasSrc, false);
@@ -118,12 +120,12 @@ test('only the directory the build was given is kept: not another of the same na
   writeFileSync(join(root, 'hold'), '');
   renameSync(d, join(root, 'hold-dir'));
   mkdirSync(join(d, 'src'), { recursive: true });
-  retireBuildDir(root, d, true, made);
+  retireBuildDir(root, d, made);
   assert.equal(existsSync(d), false);
   assert.deepEqual(readdirSync(root).sort(), ['hold', 'hold-dir'], 'removed, not kept');
   const e = join(root, 'b2-a1');
   makeBuildDir(root, e, true, true);
-  retireBuildDir(root, e, true);
+  retireBuildDir(root, e);
   assert.deepEqual(readdirSync(root).sort(), ['hold', 'hold-dir']);
 });
 

@@ -104,16 +104,17 @@ export function makeBuildDir(workRoot: string, dir: string, reuse: boolean, with
 export interface BuildDir { hasSrc: boolean; ino: number }
 
 /**
- * Removes a build's directory and everything in it; with `reuse`, an empty pair is kept as a
- * spare instead (at most MAX_SPARES a work root). Throws as rmSync does.
+ * Removes a build's directory and everything in it; given `keep` (what makeBuildDir made, on
+ * an executor that keepsBuildDirs), an empty pair is kept as a spare instead (at most
+ * MAX_SPARES a work root). Throws as rmSync does.
  */
-export function retireBuildDir(workRoot: string, dir: string, reuse: boolean, made?: BuildDir): void {
+export function retireBuildDir(workRoot: string, dir: string, keep?: BuildDir): void {
   // Asked first: rmSync of a missing directory throws and catches an error inside (a stack trace a build).
   if (!lexists(dir)) return;
-  if (reuse && made) {
+  if (keep) {
     const r = rootOf(workRoot);
     // The very directory this build was given (not another run's of the same name, not a symlink put in its place).
-    const same = lstatSync(dir, { throwIfNoEntry: false })?.ino === made.ino;
+    const same = lstatSync(dir, { throwIfNoEntry: false })?.ino === keep.ino;
     if (same && r.spares.length < MAX_SPARES && emptyPair(r, dir)) {
       const spare = join(workRoot, `.spare-${r.next++}`);
       try {

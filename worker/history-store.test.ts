@@ -8,6 +8,14 @@ import { HistoryStore } from './history-store.js';
 
 // The local history opens its database (and loads better-sqlite3) at the first read or write.
 
+/** One build in the history: started, its log written (when given), finished; its entry's id. */
+function record(h: HistoryStore, buildId: number, text?: string): number {
+  const id = h.start({ buildId, attempt: 1, master: 'http://m', builder: 'b', revision: null });
+  if (text !== undefined) h.appendLog(id, text);
+  h.finish(id, 'success', null, 0);
+  return id;
+}
+
 test('the local history opens its database at the first use: a new store makes no history.db, still records a build and its log, and lists it', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-history-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -113,9 +121,7 @@ test('the log file of a build that falls out of the history becomes the next bui
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const h = new HistoryStore(dir, 2);
   const run = async (n: number, text: string): Promise<number> => {
-    const id = h.start({ buildId: n, attempt: 1, master: 'http://m', builder: 'b', revision: null });
-    h.appendLog(id, text);
-    h.finish(id, 'success', null, 0);
+    const id = record(h, n, text);
     // Its last write off the event loop lands: until then its file is never reused.
     await h.settled();
     return id;
@@ -139,22 +145,18 @@ test('the log file of a build that falls out of the history becomes the next bui
   h.close();
   // A new store (the agent restarted) keeps and takes the spare in the same way.
   const h2 = new HistoryStore(dir, 2);
-  const id5 = h2.start({ buildId: 5, attempt: 1, master: 'http://m', builder: 'b', revision: null });
-  h2.appendLog(id5, 'fifth\n');
-  h2.finish(id5, 'success', null, 0);
+  const id5 = record(h2, 5, 'fifth\n');
   assert.equal(readFileSync(h2.logPath(id5), 'utf8'), 'fifth\n');
   assert.deepEqual(h2.list().map((e) => e.id), [id5, 4]);
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['4.log', '5.log']);
   // A build with no log leaves the spare behind (4's file); the next agent's first log takes it.
   const fourIno = statSync(h2.logPath(4)).ino;
-  h2.finish(h2.start({ buildId: 6, attempt: 1, master: 'http://m', builder: 'b', revision: null }), 'error', 'no log', 0);
+  record(h2, 6);
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['.spare.log', '5.log']);
   await h2.settled();
   h2.close();
   const h3 = new HistoryStore(dir, 2);
-  const id7 = h3.start({ buildId: 7, attempt: 1, master: 'http://m', builder: 'b', revision: null });
-  h3.appendLog(id7, 'seventh\n');
-  h3.finish(id7, 'success', null, 0);
+  const id7 = record(h3, 7, 'seventh\n');
   assert.equal(statSync(h3.logPath(id7)).ino, fourIno);
   assert.equal(readFileSync(h3.logPath(id7), 'utf8'), 'seventh\n');
   assert.deepEqual(readdirSync(join(dir, 'history')).sort(), ['7.log']);
@@ -172,9 +174,7 @@ test('a log whose last write is still in flight when its build falls out of the 
   const firstIno = statSync(h.logPath(first)).ino;
   // Finished while its write off the event loop is in flight (nothing awaited in between).
   h.finish(first, 'success', null, 0);
-  const second = h.start({ buildId: 2, attempt: 1, master: 'http://m', builder: 'b', revision: null });
-  h.appendLog(second, 'two\n');
-  h.finish(second, 'success', null, 0);
+  const second = record(h, 2, 'two\n');
   assert.equal(existsSync(h.logPath(first)), false);
   assert.notEqual(statSync(h.logPath(second)).ino, firstIno, 'a new file, not the first one renamed');
   assert.equal(readFileSync(h.logPath(second), 'utf8'), 'two\n');

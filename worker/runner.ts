@@ -74,7 +74,7 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
     ctx.localLog?.(text.bytes);
     return ctx.sendLog(text);
   });
-  const workdir = join(ctx.workRoot, ctx.dirName ?? `b${buildId}-a${attempt}`);
+  const workdir = join(ctx.workRoot, buildDirName(ctx));
   const installDir = `${workdir}-install`;
   // The checkout is BUILD/src, so that its parent (where dpkg-buildpackage writes) is the build's own directory.
   const src = join(workdir, 'src');
@@ -85,13 +85,13 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   const disks = new Map<string, DiskLimit>();
   // An empty pair of directories may pass to the next build on the host executor (build-dirs.ts).
   const reuse = ctx.executor.keepsBuildDirs === true;
-  /** The workdir as made, when it may be kept (no disk limit): retireBuildDir keeps only that directory. */
-  let madeWorkdir: BuildDir | undefined;
+  /** The workdir as made, when it may be kept (this executor keepsBuildDirs, no disk limit): retireBuildDir keeps only that directory. */
+  let keepable: BuildDir | undefined;
   /** Makes `dir`, and `dir/src` when `withSrc` (inside the disk limit, when there is one). */
   const makeWorkdir = async (dir: string, withSrc: boolean): Promise<void> => {
     const limited = limits.diskBytes !== undefined && ctx.executor.limitDisk !== undefined;
     const made = makeBuildDir(ctx.workRoot, dir, reuse && !limited, withSrc && !limited);
-    if (dir === workdir && !limited) madeWorkdir = made;
+    if (dir === workdir && reuse && !limited) keepable = made;
     if (!limited) return;
     const disk = await ctx.executor.limitDisk!(dir, limits.diskBytes!);
     if (disk) disks.set(dir, disk);
@@ -163,12 +163,17 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   // when it starts.
   for (const dir of [workdir, installDir]) {
     try {
-      retireBuildDir(ctx.workRoot, dir, reuse && dir === workdir, dir === workdir ? madeWorkdir : undefined);
+      retireBuildDir(ctx.workRoot, dir, dir === workdir ? keepable : undefined);
     } catch (e) {
       ctx.localLog?.(Buffer.from(`*** could not remove ${dir}: ${(e as Error).message}\n`));
     }
   }
   return outcome.result;
+}
+
+/** The build's directory in the work root, and the stem of its sandboxes' names. */
+function buildDirName(ctx: RunContext): string {
+  return ctx.dirName ?? `b${ctx.buildId}-a${ctx.attempt}`;
 }
 
 interface StageRun {
@@ -205,7 +210,7 @@ async function runStage(run: StageRun, stage: Stage): Promise<{ result: BuildRes
   await ctx.gate.waitThawed(ctx.signal);
   const sandbox: Sandbox = await ctx.executor.open({
     // Named after the build's directory (a local re-run's own, local-reruns.ts), so that two runs of one build never share a container name.
-    id: `${ctx.dirName ?? `b${buildId}-a${attempt}`}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
+    id: `${buildDirName(ctx)}-${stage.firstIndex}-${process.pid}`, workdir: stage.workdir,
     environment: stage.environment, limits: run.limits, network: stage.network, writableRoot: stage.writableRoot, buildDir: stage.buildDir,
   });
   try {
