@@ -28,7 +28,7 @@ test('in memory: queued builds go to the worker oldest first, one slot at a time
     const row = (await farm.store.getBuild(id))!;
     assert.equal(row.result, 'success', `build ${id}: a second "finished" changed nothing`);
     assert.equal(row.attempt, 1);
-    assert.match(farm.log(id), new RegExp(`hello from ${id}`));
+    assert.match(await farm.log(id), new RegExp(`hello from ${id}`));
   }
   assert.equal(farm.coordinator.queuedCount(), 0);
 });
@@ -41,7 +41,7 @@ test('in memory: a worker lost mid-build gets it back as attempt 2; attempt 1\'s
   const first = await w.next('assign');
   assert.equal(first.attempt, 1);
   await w.link.sendLog(id, 1, 'attempt one\n');
-  await until(async () => farm.log(id).includes('attempt one'));
+  await until(async () => (await farm.log(id)).includes('attempt one'));
   // The connection dies (a dead TCP connection: no close frame); the link dials again.
   w.masterEnd().terminate();
   const second = await w.next('assign');
@@ -57,7 +57,7 @@ test('in memory: a worker lost mid-build gets it back as attempt 2; attempt 1\'s
   const row = (await farm.store.getBuild(id))!;
   assert.equal(row.result, 'success');
   assert.equal(row.attempt, 2);
-  const log = farm.log(id);
+  const log = await farm.log(id);
   assert.match(log, /attempt one/);
   assert.match(log, /build requeued \(attempt 1 of 3\)/);
   assert.match(log, /attempt two/);
@@ -92,7 +92,7 @@ test('in memory: a master that does not read holds the worker\'s log output (bac
   await held;
   await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'success', message: null });
   await until(async () => (await farm.store.getBuild(id))?.state === 'finished');
-  assert.equal(farm.log(id).split(chunk).length - 1, sent, 'every chunk is in the log');
+  assert.equal((await farm.log(id)).split(chunk).length - 1, sent, 'every chunk is in the log');
 });
 
 async function until(check: () => Promise<boolean>): Promise<void> {
@@ -126,7 +126,8 @@ test('in memory, log-ack: text is placed by its offset — a repeat is dropped, 
   await until(async () => acks.includes(691));
   await w.link.send({ type: 'state', buildId: id, attempt: 1, state: 'finished', result: 'success', message: null });
   await until(async () => (await farm.store.getBuild(id))?.state === 'finished');
-  const log = farm.log(id).slice(farm.log(id).indexOf('one'));
+  const whole = await farm.log(id);
+  const log = whole.slice(whole.indexOf('one'));
   assert.equal(log, `one\ntwo\n\n*** 92 characters of this log never reached the masters (later gaps of this attempt are not noted) ***\nfar\n${'x'.repeat(50)}`);
   assert.deepEqual(acks, [...acks].sort((x, y) => x - y), 'acknowledgements only grow');
   assert.ok(acks.includes(4) && acks.includes(8) && acks.includes(104), `acknowledged: ${acks.join(',')}`);
@@ -143,6 +144,6 @@ test('in memory: a log frame\'s text is stored as the bytes that came when they 
   // Raw bytes in a text frame: "a", a stray continuation byte, "b", a cut 3-byte sequence, "\n".
   w.workerEnd().send(Buffer.concat([Buffer.from(`L${id} 1\n`), Buffer.from([0x61, 0x80, 0x62, 0xe2, 0x82, 0x0a])]), { binary: false });
   await w.link.sendLog(id, 1, 'end\n');
-  await until(async () => farm.log(id).includes('end'));
-  assert.equal(farm.log(id).replace(/^\*\*\* attempt 1 on worker w1 .*\n/, ''), 'héllo 😀 日本\na\ufffdb\ufffd\nend\n');
+  await until(async () => (await farm.log(id)).includes('end'));
+  assert.equal((await farm.log(id)).replace(/^\*\*\* attempt 1 on worker w1 .*\n/, ''), 'héllo 😀 日本\na\ufffdb\ufffd\nend\n');
 });

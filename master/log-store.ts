@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,14 +8,19 @@ import { join } from 'node:path';
 import { log } from './log.js';
 
 /**
- * Build logs as plain files, `DATA/logs/<id>.log`, appended as chunks arrive. Writes are
- * small synchronous appends to an open descriptor, so memory stays flat however much a
- * build prints, and the log on disk is complete up to the last chunk received. When a build
- * ends, a log of at least COMPRESS_MIN_BYTES is compressed in the background to `<id>.log.gz`;
- * reads serve either form. Smaller logs stay plain: compressing them saves little disk, and its
- * file and zlib work was the largest cost per short build in a profile of the master
- * (bench/README.md).
+ * Build logs on one master, in `DATA/logs/`. The first HEAD_BYTES of each build's log are rows
+ * of a small SQLite database (`logs.db`, one row per chunk, in the order received, as
+ * BuildBot's logchunks); what follows goes to a plain file, `<id>.log`, appended as chunks
+ * arrive. Most builds' logs are short, and a file made and later removed for each cost the
+ * master more than the rest of its log path (bench/README.md); a long log is one file, however
+ * much a build prints, so memory stays flat. Both are written synchronously as each chunk
+ * arrives (an autocommitted row in WAL mode, or a write to the open descriptor), so what was
+ * received is kept across a crash of the master either way.
+ *
+ * When a build ends, a file of at least COMPRESS_MIN_BYTES is compressed in the background to
+ * `<id>.log.gz`; reads serve either form after the rows.
  */
+export const HEAD_BYTES = 64 * 1024;
 export const COMPRESS_MIN_BYTES = 64 * 1024;
 
 /** Where a worker's text sits in its attempt's log (FEATURE_LOG_ACK offsets, UTF-16 code units). */
@@ -63,27 +69,70 @@ export interface ArchivableLogs extends BuildLogs {
 
 export class LogStore implements ArchivableLogs {
   private readonly dir: string;
+  private readonly dbFile: string;
+  private database: ReturnType<typeof prepare> | undefined;
+  /** Builds whose text goes to their file (a descriptor held while they run). */
   private readonly open = new Map<number, number>();
+  /** Bytes in the rows of builds whose log is still all rows (known once appended to since start). */
+  private readonly heads = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();
 
   /** `onBytes`: told how many bytes each append stored (the master's metrics). */
   constructor(dataDir: string, private readonly compress = true, private readonly onBytes?: (n: number) => void) {
     this.dir = join(dataDir, 'logs');
+    this.dbFile = join(this.dir, 'logs.db');
     mkdirSync(this.dir, { recursive: true });
+    void this.db; // a database that cannot be opened is an error at start, naming the file
   }
 
+  /** The file that holds a build's text after its first HEAD_BYTES (it may not exist). */
   path(buildId: number): string {
     return join(this.dir, `${buildId}.log`);
+  }
+
+  private get db(): ReturnType<typeof prepare> {
+    if (this.database) return this.database;
+    let db: Database.Database;
+    try {
+      db = new Database(this.dbFile);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.exec(`CREATE TABLE IF NOT EXISTS chunks (build_id INTEGER NOT NULL, data BLOB NOT NULL);
+        CREATE INDEX IF NOT EXISTS chunks_build ON chunks (build_id);
+        CREATE TABLE IF NOT EXISTS ended (build_id INTEGER PRIMARY KEY, at INTEGER NOT NULL);`);
+    } catch (e) {
+      throw new Error(`cannot open the log database ${this.dbFile}: ${(e as Error).message}`);
+    }
+    this.database = prepare(db);
+    return this.database;
   }
 
   append(buildId: number, data: string | Buffer): void {
     let fd = this.open.get(buildId);
     if (fd === undefined) {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+      const head = this.heads.get(buildId) ?? this.headBytesOf(buildId);
+      if (head !== null && head + bytes.length <= HEAD_BYTES) {
+        this.db.insert.run(buildId, bytes);
+        this.heads.set(buildId, head + bytes.length);
+        this.onBytes?.(bytes.length);
+        return;
+      }
+      // The head is full (or a file part exists already): this text and all that follows go to the file.
+      this.heads.delete(buildId);
       fd = openSync(this.path(buildId), 'a');
       this.open.set(buildId, fd);
     }
     const n = typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data);
     this.onBytes?.(n);
+  }
+
+  /** Bytes in a build's rows, or null once its log has a file part (text goes to the file from then on). */
+  private headBytesOf(buildId: number): number | null {
+    const plain = this.path(buildId);
+    for (const f of [plain, `${plain}.gz`, `${plain}.archiving`, `${plain}.gz.archiving`]) if (existsSync(f)) return null;
+    return this.db.headBytes.get(buildId) as number;
   }
 
   /** Closes the file of a build that is no longer running. More appends reopen it. */
@@ -95,13 +144,15 @@ export class LogStore implements ArchivableLogs {
     }
   }
 
-  /** The build has ended for good: close its log and compress it in the background. */
-  finish(buildId: number): void {
+  /** The build has ended for good: note when (retention), close its file and compress it in the background. */
+  finish(buildId: number, now = Date.now()): void {
     this.close(buildId);
+    this.heads.delete(buildId);
+    this.db.ended.run(buildId, now);
     if (!this.compress || this.compressing.has(buildId)) return;
-    const size = statSync(this.path(buildId), { throwIfNoEntry: false })?.size;
-    if (size === undefined || size < COMPRESS_MIN_BYTES) return;
     const plain = this.path(buildId);
+    const size = statSync(plain, { throwIfNoEntry: false })?.size;
+    if (size === undefined || size < COMPRESS_MIN_BYTES || existsSync(`${plain}.gz`)) return;
     const tmp = `${plain}.gz.tmp`;
     const job = pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp))
       .then(() => {
@@ -123,52 +174,85 @@ export class LogStore implements ArchivableLogs {
     await Promise.all(this.compressing.values());
   }
 
-  /** The log's text so far, plain or decompressed; null when the build has none. */
+  /** The log's text so far (its rows, then its file, plain or decompressed); null when the build has none. */
   read(buildId: number): Readable | null {
-    const current = this.readCurrent(buildId);
-    // A snapshot being put in the object store (log-archive.ts) comes first.
+    const head = this.headRows(buildId).map((r) => r.data);
+    // A snapshot being put in the object store (log-archive.ts) comes before the current file.
     const snapshot = this.snapshotOf(buildId);
-    if (!snapshot) return current;
-    const first = snapshot.endsWith('.gz.archiving') ? createReadStream(snapshot).pipe(createGunzip()) : createReadStream(snapshot);
+    const current = this.readCurrent(buildId);
+    if (!snapshot && !current) return head.length > 0 ? Readable.from(head) : null;
+    const first = snapshot && (snapshot.endsWith('.gz.archiving') ? createReadStream(snapshot).pipe(createGunzip()) : createReadStream(snapshot));
     return Readable.from((async function* () {
-      yield* first;
+      yield* head;
+      if (first) yield* first;
       if (current) yield* current;
     })());
   }
 
-  private readCurrent(buildId: number): Readable | null {
-    const plain = this.path(buildId);
-    if (existsSync(plain)) return createReadStream(plain);
-    const gz = `${plain}.gz`;
-    if (existsSync(gz)) return createReadStream(gz).pipe(createGunzip());
-    return null;
+  private headRows(buildId: number): { id: number; data: Buffer }[] {
+    return this.db.head.all(buildId) as { id: number; data: Buffer }[];
   }
 
+  /** The file part: compressed, then plain (a note appended after the end, which is never compressed over the first). */
+  private readCurrent(buildId: number): Readable | null {
+    const plain = this.path(buildId);
+    const gz = `${plain}.gz`;
+    const hasPlain = existsSync(plain);
+    if (!existsSync(gz)) return hasPlain ? createReadStream(plain) : null;
+    const unzipped = createReadStream(gz).pipe(createGunzip());
+    if (!hasPlain) return unzipped;
+    return Readable.from((async function* () {
+      yield* unzipped;
+      yield* createReadStream(plain);
+    })());
+  }
+
+  /** Closes the files and the database (shutdown); a later append opens them again. */
   closeAll(): void {
     for (const id of [...this.open.keys()]) this.close(id);
+    this.heads.clear();
+    this.database?.db.close();
+    this.database = undefined;
   }
 
   /**
-   * For the object store (log-archive.ts): the log as it is now, after its compression, moved
-   * aside to `<id>.log[.gz].archiving` in one synchronous step (its descriptor closed first), so
-   * an append that comes later starts a new file and is never in the snapshot; `release`
-   * removes the snapshot. A snapshot left by a put that failed is taken again as it is.
+   * For the object store (log-archive.ts): the log as it is now, after its compression. Its
+   * file is moved aside to `<id>.log[.gz].archiving` in one synchronous step (its descriptor
+   * closed first), so an append that comes later starts a new file and is never in the
+   * snapshot; its rows are those read now. `release` removes the snapshot and exactly those
+   * rows. A snapshot left by a put that failed is taken again as it is.
    */
   async take(buildId: number): Promise<LogSource | null> {
     await this.compressing.get(buildId);
     let snapshot = this.snapshotOf(buildId);
     if (!snapshot) {
       const plain = this.path(buildId);
-      const from = existsSync(plain) ? plain : existsSync(`${plain}.gz`) ? `${plain}.gz` : null;
-      if (!from) return null;
-      this.close(buildId);
-      snapshot = `${from}.archiving`;
-      renameSync(from, snapshot);
+      // The compressed part first: a plain file beside it holds what came after, taken next time.
+      const from = existsSync(`${plain}.gz`) ? `${plain}.gz` : existsSync(plain) ? plain : null;
+      if (from) {
+        this.close(buildId);
+        snapshot = `${from}.archiving`;
+        renameSync(from, snapshot);
+      }
     }
+    const rows = this.headRows(buildId);
+    if (!snapshot && rows.length === 0) return null;
     const file = snapshot;
+    const last = rows.length > 0 ? rows[rows.length - 1]!.id : 0;
     return {
-      body: () => (file.endsWith('.gz.archiving') ? createReadStream(file).pipe(createGunzip()) : createReadStream(file)),
-      release: () => { rmSync(file, { force: true }); return Promise.resolve(true); },
+      body: () => {
+        const rest = file && (file.endsWith('.gz.archiving') ? createReadStream(file).pipe(createGunzip()) : createReadStream(file));
+        return Readable.from((async function* () {
+          for (const r of rows) yield r.data;
+          if (rest) yield* rest;
+        })());
+      },
+      release: () => {
+        this.db.deleteUpTo.run(buildId, last);
+        this.heads.delete(buildId);
+        if (file) rmSync(file, { force: true });
+        return Promise.resolve(true);
+      },
     };
   }
 
@@ -179,11 +263,48 @@ export class LogStore implements ArchivableLogs {
   }
 
   heldBuilds(): Promise<number[]> {
-    const ids = new Set<number>();
+    const ids = new Set<number>(this.db.heldBuilds.all() as number[]);
     for (const name of readdirSync(this.dir)) {
       const m = /^([1-9][0-9]*)\.log(?:\.gz)?(?:\.archiving)?$/.exec(name);
       if (m) ids.add(Number(m[1]));
     }
     return Promise.resolve([...ids]);
   }
+
+  /**
+   * Retention: removes the logs of builds that ended before `cutoff` (ms since the epoch) —
+   * their rows and their file in either form — and returns how many builds' logs went. A build
+   * that runs again (requeued from outside) has no end noted until it ends again.
+   */
+  removeEndedBefore(cutoff: number): number {
+    const db = this.db;
+    let removed = 0;
+    for (const id of db.endedBefore.all(cutoff) as number[]) {
+      if (this.open.has(id) || this.compressing.has(id)) continue;
+      let had = db.deleteAll.run(id).changes > 0;
+      for (const f of [this.path(id), `${this.path(id)}.gz`]) {
+        if (existsSync(f)) { rmSync(f, { force: true }); had = true; }
+      }
+      db.forget.run(id);
+      this.heads.delete(id);
+      if (had) removed++;
+    }
+    return removed;
+  }
+}
+
+/** The log database's statements, prepared once (log-store.ts). */
+function prepare(db: Database.Database) {
+  return {
+    db,
+    insert: db.prepare('INSERT INTO chunks (build_id, data) VALUES (?, ?)'),
+    headBytes: db.prepare('SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE build_id = ?').pluck(),
+    head: db.prepare('SELECT rowid AS id, data FROM chunks WHERE build_id = ? ORDER BY rowid'),
+    heldBuilds: db.prepare('SELECT DISTINCT build_id FROM chunks').pluck(),
+    deleteUpTo: db.prepare('DELETE FROM chunks WHERE build_id = ? AND rowid <= ?'),
+    deleteAll: db.prepare('DELETE FROM chunks WHERE build_id = ?'),
+    ended: db.prepare('INSERT OR REPLACE INTO ended (build_id, at) VALUES (?, ?)'),
+    endedBefore: db.prepare('SELECT build_id FROM ended WHERE at < ?').pluck(),
+    forget: db.prepare('DELETE FROM ended WHERE build_id = ?'),
+  };
 }

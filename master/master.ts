@@ -229,6 +229,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   // credentials (a worker connected to another master of the farm counts as connected).
   stopRetention = scheduleRetention(dataDir, fileConfig.retention, logLine, undefined, {
     store, connected: (n) => coordinator.session(n) !== undefined || relay?.remoteWorker(n)?.connected === true,
+    ...(heldLogs instanceof LogStore ? { logs: heldLogs } : {}),
   });
 
   const sources = new ChangeSources({

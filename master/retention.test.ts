@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from './store/open-store.js';
+import { LogStore } from './log-store.js';
 import { pruneUnlistedArtifacts, removeSpentCredentials, SPENT_CREDENTIAL_GRACE_MS, sweep } from './retention.js';
 
 test('retention removes finished logs and artifacts older than the policy, nothing else', () => {
@@ -22,6 +23,16 @@ test('retention removes finished logs and artifacts older than the policy, nothi
     assert.equal(existsSync(join(d, 'artifacts/1')), false);
     assert.equal(existsSync(join(d, 'artifacts/2/b.tar')), true);
     assert.deepEqual(sweep(d, { logsMs: null, artifactsMs: null }), { logs: 0, artifacts: 0 });
+
+    // With the log store: a short log (rows, no file) of a build that ended 10 days ago goes, one that runs stays.
+    const logs = new LogStore(d, false);
+    logs.append(11, 'ended long ago\n');
+    logs.finish(11, Date.now() - 10 * 86_400_000);
+    logs.append(12, 'running\n');
+    assert.deepEqual(sweep(d, { logsMs: 86_400_000, artifactsMs: null }, Date.now(), logs), { logs: 1, artifacts: 0 });
+    assert.equal(logs.read(11), null);
+    assert.notEqual(logs.read(12), null);
+    logs.closeAll();
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

@@ -9,14 +9,23 @@ export interface RetentionPolicy {
   artifactsMs: number | null;
 }
 
+/** The local log store's part of retention (log-store.ts): logs of builds that ended before a time. */
+export interface EndedLogs {
+  removeEndedBefore(cutoff: number): number;
+}
+
 /**
- * Deletes old logs and artifacts by file age. Only finished builds' files qualify: a running
- * build's log is a plain `.log` file (compressed `.log.gz` only once the build ended), and its
- * artifacts are younger than any sensible retention. Returns what it removed.
+ * Deletes old logs and artifacts. Logs: with `logs`, those of builds that ended before the
+ * policy's cutoff (their rows and files, log-store.ts); then, by file age, the compressed
+ * `.log.gz` files (a build's file is compressed only once it ended). A plain `.log` file may
+ * belong to a build still running, so only `logs` removes one, by its build's end. Artifacts:
+ * by age; they are younger than any sensible retention while their build runs. Returns what it
+ * removed.
  */
-export function sweep(dataDir: string, policy: RetentionPolicy, now = Date.now()): { logs: number; artifacts: number } {
+export function sweep(dataDir: string, policy: RetentionPolicy, now = Date.now(), logs?: EndedLogs): { logs: number; artifacts: number } {
   const removed = { logs: 0, artifacts: 0 };
   if (policy.logsMs !== null) {
+    if (logs) removed.logs += logs.removeEndedBefore(now - policy.logsMs);
     const dir = join(dataDir, 'logs');
     for (const name of safeList(dir)) {
       if (!name.endsWith('.log.gz')) continue;
@@ -89,10 +98,11 @@ export async function removeSpentCredentials(store: Pick<Store, 'listTokens' | '
   return store.deleteOneTimeTokens(spent.map((t) => t.name));
 }
 
-/** What the store part of retention needs: the store, and whether a worker is connected now. */
+/** What the store part of retention needs: the store, and whether a worker is connected now; and the local log store, if logs are kept here. */
 export interface RetentionStore {
   store: Store;
   connected: (name: string) => boolean;
+  logs?: EndedLogs;
 }
 
 /** Runs `sweep` (and, with a store, the artifact prune and the spent credentials) at start and then every `everyMs`; returns a stop function. */
@@ -103,7 +113,7 @@ export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log:
     if (running) return;
     running = true;
     try {
-      const r = sweep(dataDir, policy);
+      const r = sweep(dataDir, policy, Date.now(), withStore?.logs);
       if (r.logs || r.artifacts) log(`retention: removed ${r.logs} log(s) and the artifacts of ${r.artifacts} build(s)`);
       if (withStore) {
         const files = await pruneUnlistedArtifacts(dataDir, withStore.store);

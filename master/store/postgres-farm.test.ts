@@ -38,7 +38,7 @@ test('two masters: a worker whose master connection is lost reconnects to the ot
   running.push({ buildId: id, attempt: 1 });
   await w.link.send({ type: 'accepted', buildId: id, attempt: 1 });
   await w.link.sendLog(id, 1, 'before the fail-over\n');
-  await until(async () => a.log(id).includes('before the fail-over'));
+  await until(async () => (await a.log(id)).includes('before the fail-over'));
   // The connection to master A dies; the link holds the build and dials master B.
   let released = false;
   w.link.on('released', () => { released = true; });
@@ -54,8 +54,8 @@ test('two masters: a worker whose master connection is lost reconnects to the ot
   assert.equal(row.attempt, 1, 'adopted, not restarted');
   assert.equal(b.coordinator.adoptedCount, 1);
   assert.equal(released, false);
-  assert.match(b.log(id), /during the fail-over/);
-  assert.match(b.log(id), /attempt 1 adopted by master/);
+  assert.match(await b.log(id), /during the fail-over/);
+  assert.match(await b.log(id), /attempt 1 adopted by master/);
   assert.equal(w.received.filter((m) => m.type === 'cancel').length, 0, 'nothing was cancelled');
   assert.equal(w.received.filter((m) => m.type === 'assign').length, 1, 'no second copy was assigned');
 });

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BuilderFileSchema, toBuilderDefinition, type BuilderDefinition } from '../../protocol/builder-file.js';
 import type { Capabilities, MasterMessage } from '../../protocol/worker-messages.js';
@@ -34,7 +33,8 @@ export interface MemoryFarm {
    * `running`: what its hello names as still running (to a master that adopts).
    */
   worker(name: string, opts?: { maxBuilds?: number; hubs?: WorkerHub[]; token?: string; running?: () => { buildId: number; attempt: number }[] }): Promise<ScriptedWorker>;
-  log(buildId: number): string;
+  /** The build's log as the master holds it (log-store.ts: rows, then a file), '' when it has none. */
+  log(buildId: number): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -104,7 +104,11 @@ export async function memoryFarm(defs: BuilderDefinition[], opts: { maxAttempts?
   const links: MasterLink[] = [];
   return {
     store, coordinator, hub, dataDir, builders,
-    log: (id) => { try { return readFileSync(logs.path(id), 'utf8'); } catch { return ''; } },
+    log: async (id) => {
+      const parts: Buffer[] = [];
+      for await (const chunk of logs.read(id) ?? []) parts.push(Buffer.from(chunk as Uint8Array));
+      return Buffer.concat(parts).toString('utf8');
+    },
     worker: async (name, wopts = {}) => {
       const token = wopts.token ?? await createWorkerToken(store, name, []);
       let ends: [LinkedSocket, LinkedSocket] | null = null;
