@@ -1,6 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { freePort } from '../../test/helpers/ports.js';
 import { MIGRATIONS } from './migrations.js';
 import { openStore } from './open-store.js';
 import { PostgresStore } from './postgres-store.js';
@@ -108,13 +108,3 @@ if (!adminUrl) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => ok(port));
-    });
-  });
-}

@@ -1,11 +1,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startGitHttpServer } from '../../master/sources/git-http-server.js';
+import { freePort } from '../helpers/ports.js';
 
 /**
  * A real BuildBot 3.7 master (Debian's `buildbot` package) on 127.0.0.1 in a temp dir, with
@@ -37,16 +37,7 @@ export interface Lab {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+export { freePort };
 
 /**
  * Creates and starts a master with these workers (name = password prefix "pw-"), all builders
@@ -54,6 +45,18 @@ export async function freePort(): Promise<number> {
  * `masterCfg` replaces test/buildbot/master.cfg.
  */
 export async function startLab(workers: string[], builders?: string[], opts: { keepaliveSeconds?: number; masterCfg?: string } = {}): Promise<Lab> {
+  // Its ports are chosen free (freePort) seconds before Python binds them; a test alongside
+  // may bind one meanwhile. Only that failure is tried again, on other ports.
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startLabOnce(workers, builders, opts);
+    } catch (e) {
+      if (tries >= 3 || !/Couldn't listen on|Address already in use|CannotListenError/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startLabOnce(workers: string[], builders: string[] | undefined, opts: { keepaliveSeconds?: number; masterCfg?: string }): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), 'crowdbake-bblab-'));
   const [webPort, msgpackPort] = [await freePort(), await freePort()];
   const masterDir = join(dir, 'master');
@@ -103,7 +106,12 @@ export async function startLab(workers: string[], builders?: string[], opts: { k
   };
   try {
     await until(async () => {
-      if (master.exitCode !== null) throw new Error(`the BuildBot master exited (${master.exitCode}): ${tail(join(masterDir, 'twistd.log'))}`);
+      if (master.exitCode !== null) {
+        // A port it could not bind is named first: the traceback that follows (stopService's) ends the log.
+        const log = join(masterDir, 'twistd.log');
+        const cannotListen = existsSync(log) ? /CannotListenError: (.*)/.exec(readFileSync(log, 'utf8'))?.[1] : undefined;
+        throw new Error(`the BuildBot master exited (${master.exitCode})${cannotListen ? `: ${cannotListen}` : ''}: ${tail(log)}`);
+      }
       return (await get<{ builders: unknown[] }>('builders').catch(() => null)) !== null;
     }, 60_000, 'the BuildBot master to start');
   } catch (e) {
