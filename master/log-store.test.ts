@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import Database from 'better-sqlite3';
 import { COMPRESS_MIN_BYTES, HEAD_BYTES, LogStore } from './log-store.js';
 
 /** Equal texts, without printing megabytes when they are not. */
@@ -149,4 +150,23 @@ test('a log database that is not one is an error at start that names the file; t
   writeFileSync(join(d, 'logs', '9.log'), 'kept\n');
   assert.throws(() => new LogStore(d), (e: Error) => e.message.includes(`cannot open the log database ${file}`) && /not a database/.test(e.message));
   assert.deepEqual(files(d), ['9.log']);
+});
+
+test('an end the database refuses to note (a full disk) does not stop the build from ending; it is noted at the next end, and retention then finds it', async (t) => {
+  const d = dataDir(t);
+  const logs = new LogStore(d, false);
+  t.after(() => logs.closeAll());
+  const other = new Database(join(d, 'logs', 'logs.db'));
+  t.after(() => other.close());
+  other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON ended BEGIN SELECT RAISE(ABORT, 'database or disk is full (the test)'); END`);
+  const day = 86_400_000;
+  logs.append(1, 'ended while the disk was full\n');
+  logs.finish(1, Date.now() - 10 * day);
+  assert.equal(logs.removeEndedBefore(Date.now() - day), 0, 'not noted yet');
+  other.exec('DROP TRIGGER refuse');
+  logs.append(2, 'the next build\n');
+  logs.finish(2);
+  assert.equal(logs.removeEndedBefore(Date.now() - day), 1);
+  assert.equal(logs.read(1), null);
+  same(await text(logs.read(2)), 'the next build\n');
 });

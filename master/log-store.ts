@@ -76,6 +76,8 @@ export class LogStore implements ArchivableLogs {
   /** Bytes in the rows of builds whose log is still all rows (known once appended to since start). */
   private readonly heads = new Map<number, number>();
   private readonly compressing = new Map<number, Promise<void>>();
+  /** Builds' ends (ms) not yet noted in the database (its disk was full): noteEnds. */
+  private readonly unnoted = new Map<number, number>();
 
   /** `onBytes`: told how many bytes each append stored (the master's metrics). */
   constructor(dataDir: string, private readonly compress = true, private readonly onBytes?: (n: number) => void) {
@@ -148,7 +150,8 @@ export class LogStore implements ArchivableLogs {
   finish(buildId: number, now = Date.now()): void {
     this.close(buildId);
     this.heads.delete(buildId);
-    this.db.ended.run(buildId, now);
+    this.unnoted.set(buildId, now);
+    this.noteEnds();
     if (!this.compress || this.compressing.has(buildId)) return;
     const plain = this.path(buildId);
     const size = statSync(plain, { throwIfNoEntry: false })?.size;
@@ -167,6 +170,22 @@ export class LogStore implements ArchivableLogs {
       })
       .finally(() => this.compressing.delete(buildId));
     this.compressing.set(buildId, job);
+  }
+
+  /**
+   * Notes the ends not noted yet. A note refused (a full disk) must not stop the build's end
+   * from being stored: it waits here, tried again at the next end and before retention, and
+   * until then only retention does not know this log.
+   */
+  private noteEnds(): void {
+    try {
+      for (const [id, at] of this.unnoted) {
+        this.db.ended.run(id, at);
+        this.unnoted.delete(id);
+      }
+    } catch (e) {
+      log.warn(`cannot note the end of ${this.unnoted.size} build log(s) for retention yet (tried again at the next end): ${(e as Error).message}`);
+    }
   }
 
   /** Resolves when every background compression has finished (for shutdown and tests). */
@@ -277,6 +296,7 @@ export class LogStore implements ArchivableLogs {
    * that runs again (requeued from outside) has no end noted until it ends again.
    */
   removeEndedBefore(cutoff: number): number {
+    this.noteEnds();
     const db = this.db;
     let removed = 0;
     for (const id of db.endedBefore.all(cutoff) as number[]) {
