@@ -29,21 +29,22 @@ function dataDir(t: { after: (f: () => void) => void }): string {
 
 const files = (d: string) => readdirSync(join(d, 'logs')).filter((f) => !f.startsWith('logs.db')).sort();
 
-test('a short log is rows of the log database: no file is made for it, and it reads back whole, as bytes', async (t) => {
+test('a short log is rows of the log database: no file is made for it, and it reads back whole, byte for byte (invalid UTF-8, NUL, text that looks like SQL)', async (t) => {
   const d = dataDir(t);
   const counted: number[] = [];
   const logs = new LogStore(d, true, (n) => counted.push(n));
   t.after(() => logs.closeAll());
   logs.append(1, '*** attempt 1 ***\n');
   logs.append(1, Buffer.from('héllo ', 'utf8'));
-  logs.append(1, Buffer.from([0xff, 0x0a]));
+  logs.append(1, Buffer.from([0xff, 0x00, 0x0a]));
+  logs.append(1, "'); DROP TABLE chunks; --\n");
   logs.finish(1);
   await logs.settled();
   assert.deepEqual(files(d), []);
   const parts: Buffer[] = [];
   for await (const c of logs.read(1)!) parts.push(Buffer.from(c as Uint8Array));
-  assert.deepEqual(Buffer.concat(parts), Buffer.concat([Buffer.from('*** attempt 1 ***\nhéllo '), Buffer.from([0xff, 0x0a])]));
-  assert.deepEqual(counted, [18, 7, 2], 'each append counts the bytes it stored');
+  assert.deepEqual(Buffer.concat(parts), Buffer.concat([Buffer.from('*** attempt 1 ***\nhéllo '), Buffer.from([0xff, 0x00, 0x0a]), Buffer.from("'); DROP TABLE chunks; --\n")]));
+  assert.deepEqual(counted, [18, 7, 3, 26], 'each append counts the bytes it stored');
   assert.equal(logs.read(2), null, 'a build with no text has no log');
   assert.deepEqual(await logs.heldBuilds(), [1]);
 });
