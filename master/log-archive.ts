@@ -17,7 +17,7 @@ async function feed(from: Readable, to: Writable): Promise<void> {
 
 /**
  * Finished builds' logs in the farm's object store (`artifacts: { s3 }`), so that any master
- * serves them, whatever held the build. Live logs stay where they are (`inner`: files on one
+ * serves them, whatever held the build. Live logs stay where they are (`inner`: rows and files on one
  * master, log-store.ts; rows in the shared PostgreSQL, store/postgres-logs.ts); this wraps it.
  *
  * - When a build ends (`finish`) its log is put, in the background, as one gzip object

@@ -31,7 +31,7 @@ export interface WorkerLogRange {
 }
 
 /**
- * What the coordinator and the HTTP API need of build logs: files on one master (LogStore),
+ * What the coordinator and the HTTP API need of build logs: rows and files on one master (LogStore),
  * rows in the farm's PostgreSQL with several (store/postgres-logs.ts).
  */
 export interface BuildLogs {

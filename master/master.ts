@@ -129,7 +129,7 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
   // Several masters on one PostgreSQL (master/store/claims.ts): this master joins the farm
   // before it claims anything; the singletons below run where their lease is held.
   const claims = store.claims;
-  // Logs: files on one master; rows in the shared PostgreSQL with several, so that any master
+  // Logs: a local database and files on one master (log-store.ts); rows in the shared PostgreSQL with several, so that any master
   // serves any log and an adopted attempt's log goes on with nothing lost (store/postgres-logs.ts).
   const sharedLogs: PostgresLogs | null = claims && opts.storeUrl ? new (await import('./store/postgres-logs.js')).PostgresLogs(opts.storeUrl, () => claims.holder,
     (stored) => coordinator.logStored(stored), (m) => log.warn(m), (n) => metrics.logBytes.inc(n)) : null;
