@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -86,12 +86,43 @@ test('a long log\'s file is compressed when its build ends and reads back after 
   await logs.settled();
   assert.deepEqual(files(d), ['3.log.gz']);
   same(await text(logs.read(3)), head + tail);
-  // A note after the end (a plain file again) follows the compressed part, and is not compressed over it.
-  logs.append(3, 'note\n');
+  // A note after the end (a plain file again, as long as a log worth compressing) follows the
+  // compressed part, and is not compressed over it.
+  const note = `note ${'n'.repeat(COMPRESS_MIN_BYTES)}\n`;
+  logs.append(3, note);
   logs.finish(3);
   await logs.settled();
   assert.deepEqual(files(d), ['3.log', '3.log.gz']);
-  same(await text(logs.read(3)), `${head}${tail}note\n`);
+  same(await text(logs.read(3)), `${head}${tail}${note}`);
+
+  // A crash between the .gz's rename and the plain file's removal leaves the source beside it: served once.
+  logs.append(4, head);
+  logs.append(4, tail);
+  logs.finish(4);
+  await logs.settled();
+  writeFileSync(join(d, 'logs', '4.log'), tail);
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(join(d, 'logs', '4.log'), past, past);
+  same(await text(logs.read(4)), head + tail);
+  assert.equal(existsSync(join(d, 'logs', '4.log')), false);
+});
+
+test('a note appended while the end\'s compression runs is kept, even when its file is closed again before that ends', async (t) => {
+  const d = dataDir(t);
+  const logs = new LogStore(d, true);
+  t.after(() => logs.closeAll());
+  const head = 'h'.repeat(HEAD_BYTES);
+  const tail = 't'.repeat(COMPRESS_MIN_BYTES);
+  logs.append(5, head);
+  logs.append(5, tail);
+  logs.finish(5);
+  // Once the compressed copy is being written (its source read): then the note comes.
+  const tmp = join(d, 'logs', '5.log.gz.tmp');
+  while (!(existsSync(tmp) && statSync(tmp).size > 0)) await new Promise((ok) => setImmediate(ok));
+  logs.append(5, 'a note after the end\n');
+  logs.close(5);
+  await logs.settled();
+  same(await text(logs.read(5)), `${head}${tail}a note after the end\n`);
 });
 
 test('take and release for the object store drop exactly the text taken: rows and file appended later stay', async (t) => {
@@ -117,6 +148,25 @@ test('take and release for the object store drop exactly the text taken: rows an
   await big.release();
   same(await text(logs.read(6)), 'later\n');
   assert.deepEqual(files(d), ['6.log']);
+});
+
+test('rows the object store has are not served or put again when the database refuses their delete; they go once it takes writes', async (t) => {
+  const d = dataDir(t);
+  const logs = new LogStore(d, false);
+  t.after(() => logs.closeAll());
+  const other = new Database(join(d, 'logs', 'logs.db'));
+  t.after(() => other.close());
+  logs.append(7, 'archived\n');
+  other.exec(`CREATE TRIGGER refuse BEFORE DELETE ON chunks BEGIN SELECT RAISE(ABORT, 'database or disk is full (the test)'); END`);
+  const source = (await logs.take(7))!;
+  same(await text(source.body()), 'archived\n');
+  assert.equal(await source.release(), true);
+  logs.append(7, 'a note after\n');
+  same(await text(logs.read(7)), 'a note after\n');
+  same(await text((await logs.take(7))!.body()), 'a note after\n', 'the next put');
+  other.exec('DROP TRIGGER refuse');
+  logs.finish(8);
+  assert.equal(other.prepare("SELECT count(*) FROM chunks WHERE build_id = 7 AND data = CAST('archived\n' AS BLOB)").pluck().get(), 0);
 });
 
 test('retention removes the rows and files of builds that ended before the cutoff, not of one still running', async (t) => {

@@ -78,6 +78,8 @@ export class LogStore implements ArchivableLogs {
   private readonly compressing = new Map<number, Promise<void>>();
   /** Builds' ends (ms) not yet noted in the database (its disk was full): noteEnds. */
   private readonly unnoted = new Map<number, number>();
+  /** Rows already in the object store (up to this rowid) whose delete the database refused: not served again, deleted by noteEnds. */
+  private readonly released = new Map<number, number>();
 
   /** `onBytes`: told how many bytes each append stored (the master's metrics). */
   constructor(dataDir: string, private readonly compress = true, private readonly onBytes?: (n: number) => void) {
@@ -104,7 +106,7 @@ export class LogStore implements ArchivableLogs {
         CREATE INDEX IF NOT EXISTS chunks_build ON chunks (build_id);
         CREATE TABLE IF NOT EXISTS ended (build_id INTEGER PRIMARY KEY, at INTEGER NOT NULL);`);
     } catch (e) {
-      throw new Error(`cannot open the log database ${this.dbFile}: ${(e as Error).message}`);
+      throw Object.assign(new Error(`cannot open the log database ${this.dbFile}: ${(e as Error).message}`), { code: (e as { code?: string }).code });
     }
     this.database = prepare(db);
     return this.database;
@@ -159,8 +161,9 @@ export class LogStore implements ArchivableLogs {
     const tmp = `${plain}.gz.tmp`;
     const job = pipeline(createReadStream(plain), createGzip({ level: 6 }), createWriteStream(tmp))
       .then(() => {
-        // Appended to meanwhile (a requeue reopened it)? Keep the plain file; it is compressed at the next end.
-        if (this.open.has(buildId)) { rmSync(tmp, { force: true }); return; }
+        // Appended to meanwhile (a requeue reopened it, a note after the end, even one whose file
+        // was closed again)? Keep the plain file; it is compressed at the next end.
+        if (this.open.has(buildId) || statSync(plain, { throwIfNoEntry: false })?.size !== size) { rmSync(tmp, { force: true }); return; }
         renameSync(tmp, `${plain}.gz`);
         rmSync(plain, { force: true });
       })
@@ -183,8 +186,12 @@ export class LogStore implements ArchivableLogs {
         this.db.ended.run(id, at);
         this.unnoted.delete(id);
       }
+      for (const [id, last] of this.released) {
+        this.db.deleteUpTo.run(id, last);
+        this.released.delete(id);
+      }
     } catch (e) {
-      log.warn(`cannot note the end of ${this.unnoted.size} build log(s) for retention yet (tried again at the next end): ${(e as Error).message}`);
+      log.warn(`cannot write to the log database ${this.dbFile} yet (tried again at the next end): ${(e as Error).message}`);
     }
   }
 
@@ -209,13 +216,16 @@ export class LogStore implements ArchivableLogs {
   }
 
   private headRows(buildId: number): { id: number; data: Buffer }[] {
-    return this.db.head.all(buildId) as { id: number; data: Buffer }[];
+    const rows = this.db.head.all(buildId) as { id: number; data: Buffer }[];
+    const gone = this.released.get(buildId);
+    return gone === undefined ? rows : rows.filter((r) => r.id > gone);
   }
 
   /** The file part: compressed, then plain (a note appended after the end, which is never compressed over the first). */
   private readCurrent(buildId: number): Readable | null {
     const plain = this.path(buildId);
     const gz = `${plain}.gz`;
+    dropCompressedSource(plain);
     const hasPlain = existsSync(plain);
     if (!existsSync(gz)) return hasPlain ? createReadStream(plain) : null;
     const unzipped = createReadStream(gz).pipe(createGunzip());
@@ -229,6 +239,7 @@ export class LogStore implements ArchivableLogs {
   /** Closes the files and the database (shutdown); a later append opens them again. */
   closeAll(): void {
     for (const id of [...this.open.keys()]) this.close(id);
+    this.noteEnds();
     this.heads.clear();
     this.database?.db.close();
     this.database = undefined;
@@ -247,6 +258,7 @@ export class LogStore implements ArchivableLogs {
     if (!snapshot) {
       const plain = this.path(buildId);
       // The compressed part first: a plain file beside it holds what came after, taken next time.
+      dropCompressedSource(plain);
       const from = existsSync(`${plain}.gz`) ? `${plain}.gz` : existsSync(plain) ? plain : null;
       if (from) {
         this.close(buildId);
@@ -266,10 +278,19 @@ export class LogStore implements ArchivableLogs {
           if (rest) yield* rest;
         })());
       },
+      // The object store has this text now: it must not be served or put again, even when the
+      // database refuses the delete (a full disk); then it is remembered and deleted later.
       release: () => {
-        this.db.deleteUpTo.run(buildId, last);
-        this.heads.delete(buildId);
         if (file) rmSync(file, { force: true });
+        this.heads.delete(buildId);
+        if (last > 0) {
+          try {
+            this.db.deleteUpTo.run(buildId, last);
+          } catch (e) {
+            this.released.set(buildId, Math.max(last, this.released.get(buildId) ?? 0));
+            log.warn(`build ${buildId}: its archived log rows stay in ${this.dbFile} until it takes writes again: ${(e as Error).message}`);
+          }
+        }
         return Promise.resolve(true);
       },
     };
@@ -282,7 +303,7 @@ export class LogStore implements ArchivableLogs {
   }
 
   heldBuilds(): Promise<number[]> {
-    const ids = new Set<number>(this.db.heldBuilds.all() as number[]);
+    const ids = new Set<number>((this.db.heldBuilds.all() as number[]).filter((id) => !this.released.has(id) || this.headRows(id).length > 0));
     for (const name of readdirSync(this.dir)) {
       const m = /^([1-9][0-9]*)\.log(?:\.gz)?(?:\.archiving)?$/.exec(name);
       if (m) ids.add(Number(m[1]));
@@ -292,25 +313,55 @@ export class LogStore implements ArchivableLogs {
 
   /**
    * Retention: removes the logs of builds that ended before `cutoff` (ms since the epoch) —
-   * their rows and their file in either form — and returns how many builds' logs went. A build
-   * that runs again (requeued from outside) has no end noted until it ends again.
+   * their rows and their file in either form — and returns how many builds' logs went. A
+   * build's end is the last one noted: one that runs again after its end (a master restarted
+   * before the store kept the end) keeps its earlier end until it ends again; only a build whose
+   * file is open or being compressed is passed over.
    */
   removeEndedBefore(cutoff: number): number {
     this.noteEnds();
     const db = this.db;
+    const forget = db.db.transaction((id: number): number => {
+      const rows = db.deleteAll.run(id).changes;
+      db.forget.run(id);
+      return rows;
+    });
     let removed = 0;
     for (const id of db.endedBefore.all(cutoff) as number[]) {
       if (this.open.has(id) || this.compressing.has(id)) continue;
-      let had = db.deleteAll.run(id).changes > 0;
+      // Files first: they free space even when the database cannot be written (a full disk).
+      let had = false;
       for (const f of [this.path(id), `${this.path(id)}.gz`]) {
         if (existsSync(f)) { rmSync(f, { force: true }); had = true; }
       }
-      db.forget.run(id);
+      try {
+        if (forget(id) > 0) had = true;
+      } catch (e) {
+        log.warn(`retention: the log rows of build ${id} stay in ${this.dbFile} for now: ${(e as Error).message}`);
+      }
       this.heads.delete(id);
       if (had) removed++;
     }
     return removed;
   }
+
+  /** Whether a build has rows here (retention leaves such a build's files to removeEndedBefore). */
+  hasRows(buildId: number): boolean {
+    return this.headRows(buildId).length > 0;
+  }
+}
+
+/**
+ * A plain file beside its `.gz` and older than it is the compression's source,
+ * left by a crash between the rename and the removal (finish): the `.gz` holds all of it.
+ * A note appended after the end is written after the `.gz`, so it stays.
+ */
+function dropCompressedSource(plain: string): void {
+  const p = statSync(plain, { throwIfNoEntry: false });
+  if (!p) return;
+  const gz = statSync(`${plain}.gz`, { throwIfNoEntry: false });
+  // Strictly older: a note in the same clock tick as the .gz is kept (served twice, never lost).
+  if (gz && p.mtimeMs < gz.mtimeMs) rmSync(plain, { force: true });
 }
 
 /** The log database's statements, prepared once (log-store.ts). */

@@ -345,6 +345,8 @@ export async function startMaster(opts: MasterOptions): Promise<MasterHandle> {
       logArchive?.stop();
       logs.closeAll();
       await logs.settled();
+      // An archive that ended during settled() opened the local log database again.
+      if (heldLogs instanceof LogStore) heldLogs.closeAll();
       await sharedLogs?.end();
       // Its running attempts wait a lease for their workers to reach another master.
       await membership?.close(leaseMs);

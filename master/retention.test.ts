@@ -33,6 +33,20 @@ test('retention removes finished logs and artifacts older than the policy, nothi
     assert.equal(logs.read(11), null);
     assert.notEqual(logs.read(12), null);
     logs.closeAll();
+
+    // An old .gz whose build's head is still rows (its end not noted: the disk was full) is not cut off from its head.
+    writeFileSync(join(d, 'logs/13.log.gz'), 'x');
+    utimesSync(join(d, 'logs/13.log.gz'), old, old);
+    const held = { removeEndedBefore: () => 0, hasRows: (id: number) => id === 13 };
+    assert.deepEqual(sweep(d, { logsMs: 86_400_000, artifactsMs: null }, Date.now(), held), { logs: 0, artifacts: 0 });
+    assert.equal(existsSync(join(d, 'logs/13.log.gz')), true);
+
+    // The log database refusing (a full disk) does not keep the files from going.
+    mkdirSync(join(d, 'artifacts', '3'));
+    utimesSync(join(d, 'artifacts', '3'), old, old);
+    const refusing = { removeEndedBefore: () => { throw new Error('database or disk is full'); }, hasRows: () => false };
+    assert.deepEqual(sweep(d, { logsMs: 86_400_000, artifactsMs: 86_400_000 }, Date.now(), refusing), { logs: 1, artifacts: 1 });
+    assert.equal(existsSync(join(d, 'logs/13.log.gz')), false);
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

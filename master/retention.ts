@@ -1,6 +1,7 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Store } from './store/store.js';
+import { log } from './log.js';
 
 export interface RetentionPolicy {
   /** Delete logs of builds that ended longer ago than this (ms); null keeps them. */
@@ -12,6 +13,7 @@ export interface RetentionPolicy {
 /** The local log store's part of retention (log-store.ts): logs of builds that ended before a time. */
 export interface EndedLogs {
   removeEndedBefore(cutoff: number): number;
+  hasRows(buildId: number): boolean;
 }
 
 /**
@@ -25,10 +27,19 @@ export interface EndedLogs {
 export function sweep(dataDir: string, policy: RetentionPolicy, now = Date.now(), logs?: EndedLogs): { logs: number; artifacts: number } {
   const removed = { logs: 0, artifacts: 0 };
   if (policy.logsMs !== null) {
-    if (logs) removed.logs += logs.removeEndedBefore(now - policy.logsMs);
+    // A failure here (the log database on a full disk) must not keep the files below from going.
+    if (logs) {
+      try {
+        removed.logs += logs.removeEndedBefore(now - policy.logsMs);
+      } catch (e) {
+        log.warn(`retention: cannot remove the logs of ended builds from the log database: ${(e as Error).message}`);
+      }
+    }
     const dir = join(dataDir, 'logs');
     for (const name of safeList(dir)) {
       if (!name.endsWith('.log.gz')) continue;
+      // A build whose head is still rows goes with them (removeEndedBefore), never half.
+      if (logs?.hasRows(Number(name.slice(0, -'.log.gz'.length)))) continue;
       const p = join(dir, name);
       if (now - statSync(p).mtimeMs > policy.logsMs) { rmSync(p, { force: true }); removed.logs++; }
     }
