@@ -27,6 +27,19 @@ function dataDir(t: { after: (f: () => void) => void }): string {
   return d;
 }
 
+/**
+ * A store whose database refuses `what` (e.g. 'DELETE ON chunks') as a full disk would, through
+ * a trigger from a second connection (`other`; DROP TRIGGER refuse lets it through again).
+ */
+function refusing(t: { after: (f: () => void) => void }, what: string): { logs: LogStore; other: Database.Database } {
+  const logs = new LogStore(dataDir(t), false);
+  t.after(() => logs.closeAll());
+  const other = new Database(join(logs.path(0), '..', 'logs.db'));
+  t.after(() => other.close());
+  other.exec(`CREATE TRIGGER refuse BEFORE ${what} BEGIN SELECT RAISE(ABORT, 'database or disk is full (the test)'); END`);
+  return { logs, other };
+}
+
 const files = (d: string) => readdirSync(join(d, 'logs')).filter((f) => !f.startsWith('logs.db')).sort();
 
 test('a short log is rows of the log database: no file is made for it, and it reads back whole, byte for byte (invalid UTF-8, NUL, text that looks like SQL)', async (t) => {
@@ -151,13 +164,8 @@ test('take and release for the object store drop exactly the text taken: rows an
 });
 
 test('rows the object store has are not served or put again when the database refuses their delete; they go once it takes writes', async (t) => {
-  const d = dataDir(t);
-  const logs = new LogStore(d, false);
-  t.after(() => logs.closeAll());
-  const other = new Database(join(d, 'logs', 'logs.db'));
-  t.after(() => other.close());
+  const { logs, other } = refusing(t, 'DELETE ON chunks');
   logs.append(7, 'archived\n');
-  other.exec(`CREATE TRIGGER refuse BEFORE DELETE ON chunks BEGIN SELECT RAISE(ABORT, 'database or disk is full (the test)'); END`);
   const source = (await logs.take(7))!;
   same(await text(source.body()), 'archived\n');
   assert.equal(await source.release(), true);
@@ -204,12 +212,7 @@ test('a log database that is not one is an error at start that names the file; t
 });
 
 test('an end the database refuses to note (a full disk) does not stop the build from ending; it is noted at the next end, and retention then finds it', async (t) => {
-  const d = dataDir(t);
-  const logs = new LogStore(d, false);
-  t.after(() => logs.closeAll());
-  const other = new Database(join(d, 'logs', 'logs.db'));
-  t.after(() => other.close());
-  other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON ended BEGIN SELECT RAISE(ABORT, 'database or disk is full (the test)'); END`);
+  const { logs, other } = refusing(t, 'INSERT ON ended');
   const day = 86_400_000;
   logs.append(1, 'ended while the disk was full\n');
   logs.finish(1, Date.now() - 10 * day);
