@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
-import { COMPRESS_MIN_BYTES, HEAD_BYTES, LogStore } from './log-store.js';
+import { COMPRESS_MIN_BYTES, HEAD_BYTES, HEAD_ROWS, LogStore } from './log-store.js';
 
 /** Equal texts, without printing megabytes when they are not. */
 function same(actual: string | null, expected: string, what = 'the log'): void {
@@ -85,6 +85,11 @@ test('past HEAD_BYTES a log goes on in its file; it reads in order after a resta
   logs.append(8, 'b'.repeat(HEAD_BYTES));
   logs.append(8, 'c');
   same(await text(logs.read(8)), `${'a'.repeat(100)}${'b'.repeat(HEAD_BYTES)}c`);
+  // After a restart, a short append to a log whose rows have room still goes after its file part.
+  logs.closeAll();
+  logs = new LogStore(d, false);
+  logs.append(8, 'd');
+  same(await text(logs.read(8)), `${'a'.repeat(100)}${'b'.repeat(HEAD_BYTES)}cd`);
 });
 
 test('a long log\'s file is compressed when its build ends and reads back after its rows', async (t) => {
@@ -108,16 +113,35 @@ test('a long log\'s file is compressed when its build ends and reads back after 
   assert.deepEqual(files(d), ['3.log', '3.log.gz']);
   same(await text(logs.read(3)), `${head}${tail}${note}`);
 
-  // A crash between the .gz's rename and the plain file's removal leaves the source beside it: served once.
+  // A crash between the .gz's rename and the plain file's removal leaves the source beside it
+  // (and one during the compression a .gz.tmp): the next start mends both, and the note of build 3 stays.
   logs.append(4, head);
   logs.append(4, tail);
   logs.finish(4);
   await logs.settled();
+  logs.closeAll();
   writeFileSync(join(d, 'logs', '4.log'), tail);
   const past = new Date(Date.now() - 60_000);
   utimesSync(join(d, 'logs', '4.log'), past, past);
-  same(await text(logs.read(4)), head + tail);
-  assert.equal(existsSync(join(d, 'logs', '4.log')), false);
+  writeFileSync(join(d, 'logs', '3.log.gz.tmp'), 'half a gzip');
+  const restarted = new LogStore(d, true);
+  t.after(() => restarted.closeAll());
+  same(await text(restarted.read(4)), head + tail);
+  same(await text(restarted.read(3)), `${head}${tail}${note}`);
+  assert.deepEqual(files(d), ['3.log', '3.log.gz', '4.log.gz']);
+});
+
+test('adversary: a worker sending its log a byte a frame gets at most HEAD_ROWS rows (commits); the rest goes to the file, in order', async (t) => {
+  const d = dataDir(t);
+  const logs = new LogStore(d, false);
+  t.after(() => logs.closeAll());
+  let expected = '';
+  for (let i = 0; i < 10_000; i++) { const c = String.fromCharCode(97 + (i % 26)); logs.append(1, c); expected += c; }
+  const db = new Database(join(d, 'logs', 'logs.db'), { readonly: true });
+  t.after(() => db.close());
+  assert.equal(db.prepare('SELECT count(*) FROM chunks WHERE build_id = 1').pluck().get(), HEAD_ROWS);
+  assert.deepEqual(files(d), ['1.log']);
+  same(await text(logs.read(1)), expected);
 });
 
 test('a note appended while the end\'s compression runs is kept, even when its file is closed again before that ends', async (t) => {

@@ -21,6 +21,11 @@ import { log } from './log.js';
  * `<id>.log.gz`; reads serve either form after the rows.
  */
 export const HEAD_BYTES = 64 * 1024;
+/**
+ * At most this many rows a build: each is a commit (a WAL page written), so a worker sending
+ * its log a byte a frame gets a few hundred commits, then the file's cheap appends.
+ */
+export const HEAD_ROWS = 256;
 export const COMPRESS_MIN_BYTES = 64 * 1024;
 
 /** Where a worker's text sits in its attempt's log (FEATURE_LOG_ACK offsets, UTF-16 code units). */
@@ -73,8 +78,13 @@ export class LogStore implements ArchivableLogs {
   private database: ReturnType<typeof prepare> | undefined;
   /** Builds whose text goes to their file (a descriptor held while they run). */
   private readonly open = new Map<number, number>();
-  /** Bytes in the rows of builds whose log is still all rows (known once appended to since start). */
-  private readonly heads = new Map<number, number>();
+  /** The rows of builds whose log is still all rows (known once appended to since start). */
+  private readonly heads = new Map<number, Head>();
+  /**
+   * Builds that have (or had) a file part: their text goes to the file from then on, so rows
+   * stay the log's beginning. Read from the directory at start, then kept here (no stat per build).
+   */
+  private readonly filed = new Set<number>();
   private readonly compressing = new Map<number, Promise<void>>();
   /** Builds' ends (ms) not yet noted in the database (its disk was full): noteEnds. */
   private readonly unnoted = new Map<number, number>();
@@ -87,6 +97,27 @@ export class LogStore implements ArchivableLogs {
     this.dbFile = join(this.dir, 'logs.db');
     mkdirSync(this.dir, { recursive: true });
     void this.db; // a database that cannot be opened is an error at start, naming the file
+    this.recover();
+  }
+
+  /**
+   * At start: notes which builds have a file part, and mends what a crash of finish's
+   * compression left: a `.gz.tmp` (its source is still there) is removed, and so is a plain
+   * file older than the `.gz` beside it (the compression's source, between the rename and the
+   * removal: the `.gz` holds all of it; a note appended after the end is newer, and stays).
+   */
+  private recover(): void {
+    for (const name of readdirSync(this.dir)) {
+      const m = /^([1-9][0-9]*)\.log(\.gz)?(\.tmp|\.archiving)?$/.exec(name);
+      if (!m) continue;
+      const file = join(this.dir, name);
+      if (m[3] === '.tmp') { rmSync(file, { force: true }); continue; }
+      this.filed.add(Number(m[1]));
+      if (m[2] || m[3]) continue;
+      const gz = statSync(`${file}.gz`, { throwIfNoEntry: false });
+      // Strictly older: a note in the same clock tick as the .gz is kept (served twice, never lost).
+      if (gz && statSync(file).mtimeMs < gz.mtimeMs) rmSync(file, { force: true });
+    }
   }
 
   /** The file that holds a build's text after its first HEAD_BYTES (it may not exist). */
@@ -116,27 +147,21 @@ export class LogStore implements ArchivableLogs {
     let fd = this.open.get(buildId);
     if (fd === undefined) {
       const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-      const head = this.heads.get(buildId) ?? this.headBytesOf(buildId);
-      if (head !== null && head + bytes.length <= HEAD_BYTES) {
+      const head = this.filed.has(buildId) ? null : this.heads.get(buildId) ?? this.db.head.get(buildId) as Head;
+      if (head && head.rows < HEAD_ROWS && head.bytes + bytes.length <= HEAD_BYTES) {
         this.db.insert.run(buildId, bytes);
-        this.heads.set(buildId, head + bytes.length);
+        this.heads.set(buildId, { rows: head.rows + 1, bytes: head.bytes + bytes.length });
         this.onBytes?.(bytes.length);
         return;
       }
       // The head is full (or a file part exists already): this text and all that follows go to the file.
       this.heads.delete(buildId);
+      this.filed.add(buildId);
       fd = openSync(this.path(buildId), 'a');
       this.open.set(buildId, fd);
     }
     const n = typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data);
     this.onBytes?.(n);
-  }
-
-  /** Bytes in a build's rows, or null once its log has a file part (text goes to the file from then on). */
-  private headBytesOf(buildId: number): number | null {
-    const plain = this.path(buildId);
-    for (const f of [plain, `${plain}.gz`, `${plain}.archiving`, `${plain}.gz.archiving`]) if (existsSync(f)) return null;
-    return this.db.headBytes.get(buildId) as number;
   }
 
   /** Closes the file of a build that is no longer running. More appends reopen it. */
@@ -216,7 +241,7 @@ export class LogStore implements ArchivableLogs {
   }
 
   private headRows(buildId: number): { id: number; data: Buffer }[] {
-    const rows = this.db.head.all(buildId) as { id: number; data: Buffer }[];
+    const rows = this.db.rows.all(buildId) as { id: number; data: Buffer }[];
     const gone = this.released.get(buildId);
     return gone === undefined ? rows : rows.filter((r) => r.id > gone);
   }
@@ -225,7 +250,6 @@ export class LogStore implements ArchivableLogs {
   private readCurrent(buildId: number): Readable | null {
     const plain = this.path(buildId);
     const gz = `${plain}.gz`;
-    dropCompressedSource(plain);
     const hasPlain = existsSync(plain);
     if (!existsSync(gz)) return hasPlain ? createReadStream(plain) : null;
     const unzipped = createReadStream(gz).pipe(createGunzip());
@@ -258,7 +282,6 @@ export class LogStore implements ArchivableLogs {
     if (!snapshot) {
       const plain = this.path(buildId);
       // The compressed part first: a plain file beside it holds what came after, taken next time.
-      dropCompressedSource(plain);
       const from = existsSync(`${plain}.gz`) ? `${plain}.gz` : existsSync(plain) ? plain : null;
       if (from) {
         this.close(buildId);
@@ -340,6 +363,7 @@ export class LogStore implements ArchivableLogs {
         log.warn(`retention: the log rows of build ${id} stay in ${this.dbFile} for now: ${(e as Error).message}`);
       }
       this.heads.delete(id);
+      this.filed.delete(id);
       if (had) removed++;
     }
     return removed;
@@ -351,26 +375,16 @@ export class LogStore implements ArchivableLogs {
   }
 }
 
-/**
- * A plain file beside its `.gz` and older than it is the compression's source,
- * left by a crash between the rename and the removal (finish): the `.gz` holds all of it.
- * A note appended after the end is written after the `.gz`, so it stays.
- */
-function dropCompressedSource(plain: string): void {
-  const p = statSync(plain, { throwIfNoEntry: false });
-  if (!p) return;
-  const gz = statSync(`${plain}.gz`, { throwIfNoEntry: false });
-  // Strictly older: a note in the same clock tick as the .gz is kept (served twice, never lost).
-  if (gz && p.mtimeMs < gz.mtimeMs) rmSync(plain, { force: true });
-}
+/** The rows a build's log has in the database. */
+interface Head { rows: number; bytes: number }
 
 /** The log database's statements, prepared once (log-store.ts). */
 function prepare(db: Database.Database) {
   return {
     db,
     insert: db.prepare('INSERT INTO chunks (build_id, data) VALUES (?, ?)'),
-    headBytes: db.prepare('SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE build_id = ?').pluck(),
-    head: db.prepare('SELECT rowid AS id, data FROM chunks WHERE build_id = ? ORDER BY rowid'),
+    head: db.prepare('SELECT count(*) AS rows, coalesce(sum(length(data)), 0) AS bytes FROM chunks WHERE build_id = ?'),
+    rows: db.prepare('SELECT rowid AS id, data FROM chunks WHERE build_id = ? ORDER BY rowid'),
     heldBuilds: db.prepare('SELECT DISTINCT build_id FROM chunks').pluck(),
     deleteUpTo: db.prepare('DELETE FROM chunks WHERE build_id = ? AND rowid <= ?'),
     deleteAll: db.prepare('DELETE FROM chunks WHERE build_id = ?'),
