@@ -301,11 +301,17 @@ test('the frames written in one turn of the event loop leave in one write: one r
   void link.send({ type: 'state', buildId: 5, attempt: 1, state: 'finished', result: 'success', message: null });
   await until(() => master.frames.length >= before + 3);
   assert.deepEqual(writes, ['_writev'], 'one write of the three frames, not one per frame');
-  assert.equal(reads.length, 1);
+  assert.ok(reads.length >= 1 && reads.length <= writes.length);
   assert.deepEqual(master.frames.slice(before).map((f) => f.startsWith('L') ? f : (JSON.parse(f) as { type: string }).type), ['L5 1\nbuild success\n', 'step', 'state']);
   // A frame written in a later turn is a write of its own.
   await new Promise((ok) => setImmediate(ok));
   void link.send({ type: 'state', buildId: 6, attempt: 1, state: 'finished', result: 'success', message: null });
   await until(() => master.frames.length >= before + 4);
   assert.equal(writes.length, 2, 'a write of its own');
+  // A large frame after a small one in the same turn is not held with it: both are written at once, before the turn ends.
+  await new Promise((ok) => setImmediate(ok));
+  void link.send({ type: 'state', buildId: 7, attempt: 1, state: 'finished', result: 'success', message: null });
+  link.sendLog(7, 1, 'y'.repeat(64 * 1024));
+  assert.equal(writes.length, 4, 'both written in this turn (the small frame let out first), not at its end');
+  await until(() => master.frames.length >= before + 6);
 });

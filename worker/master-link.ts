@@ -246,7 +246,9 @@ export class MasterLink extends EventEmitter {
       return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail, kept }); });
     }
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
+    // A large frame lets out what this turn held, and goes at once itself.
     if (payload.length <= CORK_MAX) this.corkForTurn(ws);
+    else this.uncork();
     // ws calls back once the frame is written out (everything before it is, too).
     let outcome: Error | null | undefined;
     let settle: ((e: Error | null) => void) | undefined;
@@ -268,28 +270,28 @@ export class MasterLink extends EventEmitter {
    * a trivial build wrote 6 frames in 6 syscalls, each waking the master's event loop. ws
    * corks and uncorks the socket around each frame itself; Node counts corks, so the frames
    * stay together until this uncork (or an end(), which uncorks). `_socket` is ws's own field
-   * (no public accessor); without it nothing is held. Only for small frames (CORK_MAX): a loud
-   * step's 64 KiB log frames go at once, so that what the backpressure sees (bufferedAmount) is
-   * what the kernel would not take, not what this turn held back.
+   * (no public accessor); without it nothing is held. Only for small frames (CORK_MAX, in the
+   * payload's own units: bytes, or UTF-16 code units for a text frame): a larger frame uncorks
+   * first, so a loud step's 64 KiB log frames go at once, and what the backpressure sees
+   * (bufferedAmount) is what the kernel would not take, not what this turn held back.
    */
   private corkForTurn(ws: WebSocket): void {
-    if (this.corked?.ws === ws) return;
     const socket = (ws as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-    if (!socket) return;
+    if (!socket || this.corked === socket) return;
+    this.uncork();
     socket.cork();
-    this.corked = { ws, socket };
-    setImmediate(() => this.uncork(ws));
+    this.corked = socket;
+    setImmediate(() => { if (this.corked === socket) this.uncork(); });
   }
 
-  /** Lets what this turn held go now (before a close frame, which waits for the master's answer, and before the agent exits). */
-  private uncork(ws?: WebSocket): void {
-    const c = this.corked;
-    if (!c || (ws && c.ws !== ws)) return;
+  /** Lets what this turn held go now (before a large frame, before a close frame, which waits for the master's answer, and before the agent exits). */
+  private uncork(): void {
+    const socket = this.corked;
     this.corked = null;
-    c.socket.uncork();
+    socket?.uncork();
   }
 
-  private corked: { ws: WebSocket; socket: { uncork(): void } } | null = null;
+  private corked: { uncork(): void } | null = null;
 
   close(): void {
     this.stopped = true;

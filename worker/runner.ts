@@ -90,8 +90,9 @@ export async function runBuild(ctx: RunContext): Promise<BuildResult> {
   /** Makes `dir`, and `dir/src` when `withSrc` (inside the disk limit, when there is one). */
   const makeWorkdir = async (dir: string, withSrc: boolean): Promise<void> => {
     const limited = limits.diskBytes !== undefined && ctx.executor.limitDisk !== undefined;
-    const made = makeBuildDir(ctx.workRoot, dir, reuse && !limited, withSrc && !limited);
-    if (dir === workdir && reuse && !limited) keepable = made;
+    const keep = reuse && !limited;
+    const made = makeBuildDir(ctx.workRoot, dir, keep, withSrc && !limited);
+    if (dir === workdir && keep) keepable = made;
     if (!limited) return;
     const disk = await ctx.executor.limitDisk!(dir, limits.diskBytes!);
     if (disk) disks.set(dir, disk);
