@@ -78,10 +78,10 @@ test('a kept pair that is no longer empty when taken (a process that outlived it
   assert.deepEqual(readdirSync(root), ['b2-a1']);
 });
 
-test('without reuse nothing is kept; with it, at most 8 spares a work root; a spare removed from outside is not missed', () => {
+test('not given what was made, nothing is kept; given it, at most 8 spares a work root; a spare removed from outside is not missed', () => {
   const root = workRoot();
   const d = join(root, 'b1-a1');
-  // Not given what was made (an executor that does not keep them, or a disk-limited build): removed.
+  // Not given what was made (runner.ts decides: an executor that does not keep them, runner-dirs.test.ts, or a disk-limited build): removed.
   makeBuildDir(root, d, false, true);
   retireBuildDir(root, d);
   assert.deepEqual(readdirSync(root), []);

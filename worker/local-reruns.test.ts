@@ -32,7 +32,7 @@ test('a local re-run runs the kept spec under today\'s volunteer limits, talks t
   const first = history.start({ buildId: 7, attempt: 2, master: 'https://m.example', builder: 'b', revision: null, spec: SPEC });
   history.finish(first, 'failure', null, 0);
   const entry = reruns.rerun(first);
-  // A second re-run of the same entry at once: each has a directory (and so sandbox names) of its own, not the build's b7-a2.
+  // A second re-run of the same entry at once: each has a directory of its own (its sandboxes are named after it: runner-dirs.test.ts), not the build's b7-a2.
   const second = reruns.rerun(first);
   assert.equal(entry.rerunOf, first);
   assert.equal(entry.master, 'local');
