@@ -133,6 +133,8 @@ export class LogStore implements ArchivableLogs {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
+      // A checkpoint leaves the WAL file at its largest; past 64 MiB it is cut back (a long read can hold checkpoints off).
+      db.pragma('journal_size_limit = 67108864');
       db.exec(`CREATE TABLE IF NOT EXISTS chunks (build_id INTEGER NOT NULL, data BLOB NOT NULL);
         CREATE INDEX IF NOT EXISTS chunks_build ON chunks (build_id);
         CREATE TABLE IF NOT EXISTS ended (build_id INTEGER PRIMARY KEY, at INTEGER NOT NULL);`);

@@ -30,6 +30,8 @@ export class SqliteStore implements Store {
       this.db = new Database(file);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      // A checkpoint leaves the WAL file at its largest; past 64 MiB it is cut back (a long read can hold checkpoints off).
+      this.db.pragma('journal_size_limit = 67108864');
       this.db.pragma('busy_timeout = 5000');
       this.db.pragma('foreign_keys = ON');
     } catch (e) {
