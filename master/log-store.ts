@@ -371,6 +371,11 @@ export class LogStore implements ArchivableLogs {
     return removed;
   }
 
+  /** Whether a build's file is open or being compressed (retention passes such a file over). */
+  busy(buildId: number): boolean {
+    return this.open.has(buildId) || this.compressing.has(buildId);
+  }
+
   /** Whether a build has rows here (retention leaves such a build's files to removeEndedBefore). */
   hasRows(buildId: number): boolean {
     return this.headRows(buildId).length > 0;

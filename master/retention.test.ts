@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from './store/open-store.js';
 import { LogStore } from './log-store.js';
-import { pruneUnlistedArtifacts, removeSpentCredentials, SPENT_CREDENTIAL_GRACE_MS, sweep } from './retention.js';
+import { pruneOldPlainLogs, pruneUnlistedArtifacts, removeSpentCredentials, SPENT_CREDENTIAL_GRACE_MS, sweep } from './retention.js';
 
 test('retention removes finished logs and artifacts older than the policy, nothing else', () => {
   const d = mkdtempSync(join(tmpdir(), 'crowdbake-retention-'));
@@ -37,14 +37,14 @@ test('retention removes finished logs and artifacts older than the policy, nothi
     // An old .gz whose build's head is still rows (its end not noted: the disk was full) is not cut off from its head.
     writeFileSync(join(d, 'logs/13.log.gz'), 'x');
     utimesSync(join(d, 'logs/13.log.gz'), old, old);
-    const held = { removeEndedBefore: () => 0, hasRows: (id: number) => id === 13 };
+    const held = { removeEndedBefore: () => 0, hasRows: (id: number) => id === 13, busy: () => false };
     assert.deepEqual(sweep(d, { logsMs: 86_400_000, artifactsMs: null }, Date.now(), held), { logs: 0, artifacts: 0 });
     assert.equal(existsSync(join(d, 'logs/13.log.gz')), true);
 
     // The log database refusing (a full disk) does not keep the files from going.
     mkdirSync(join(d, 'artifacts', '3'));
     utimesSync(join(d, 'artifacts', '3'), old, old);
-    const refusing = { removeEndedBefore: () => { throw new Error('database or disk is full'); }, hasRows: () => false };
+    const refusing = { removeEndedBefore: () => { throw new Error('database or disk is full'); }, hasRows: () => false, busy: () => false };
     assert.deepEqual(sweep(d, { logsMs: 86_400_000, artifactsMs: 86_400_000 }, Date.now(), refusing), { logs: 1, artifacts: 1 });
     assert.equal(existsSync(join(d, 'logs/13.log.gz')), false);
   } finally {
@@ -102,4 +102,35 @@ test('spent one-time credentials go: expired unused, or used past the grace by a
   assert.equal(await store.deleteOneTimeTokens(['volunteer']), 0, 'the store never deletes a regular token this way');
   assert.equal(await removeSpentCredentials(store, () => false, now + SPENT_CREDENTIAL_GRACE_MS + 60_001), 3);
   assert.deepEqual((await store.listTokens()).map((x) => x.name), ['volunteer']);
+});
+
+test('old plain logs that no log end names (kept before the log database) go once the store says their build finished; a running, fresh, open or rows-holding one stays', async (t) => {
+  const d = mkdtempSync(join(tmpdir(), 'crowdbake-retention-'));
+  const store = await openStore(`sqlite:${join(d, 'db')}`);
+  mkdirSync(join(d, 'logs'));
+  const logs = new LogStore(d, false);
+  t.after(async () => { logs.closeAll(); await store.close(); rmSync(d, { recursive: true, force: true }); });
+  const build = async (state: 'finished' | 'running') => {
+    const b = await store.insertBuild({ builder: 'b', revision: null, reason: null, queuedAt: new Date().toISOString() });
+    await store.updateBuild(b.id, state === 'finished' ? { state, result: 'success' } : { state, attempt: 1 });
+    return b.id;
+  };
+  const finished = await build('finished');
+  const running = await build('running');
+  const fresh = await build('finished');
+  const withRows = await build('finished');
+  const open = await build('running');
+  const unknown = 9999;
+  const old = new Date(Date.now() - 10 * 86_400_000);
+  const file = (id: number) => join(d, 'logs', `${id}.log`);
+  // A log of more than its rows' 64 KiB: the rest is the open file.
+  logs.append(open, Buffer.alloc(70 * 1024, 'y'));
+  logs.append(withRows, 'head in rows\n');
+  for (const id of [finished, running, fresh, withRows, unknown]) writeFileSync(file(id), 'a pre-upgrade short log\n');
+  for (const id of [finished, running, withRows, open, unknown]) utimesSync(file(id), old, old);
+  const cutoff = Date.now() - 86_400_000;
+  assert.equal(await pruneOldPlainLogs(d, store, logs, cutoff), 2);
+  assert.deepEqual([finished, running, fresh, withRows, open, unknown].map((id) => existsSync(file(id))), [false, true, true, true, true, false]);
+  // Nothing more the second time.
+  assert.equal(await pruneOldPlainLogs(d, store, logs, cutoff), 0);
 });

@@ -14,13 +14,16 @@ export interface RetentionPolicy {
 export interface EndedLogs {
   removeEndedBefore(cutoff: number): number;
   hasRows(buildId: number): boolean;
+  /** Whether a build's file is open (being appended to) or being compressed now. */
+  busy(buildId: number): boolean;
 }
 
 /**
  * Deletes old logs and artifacts. Logs: with `logs`, those of builds that ended before the
  * policy's cutoff (their rows and files, log-store.ts); then, by file age, the compressed
  * `.log.gz` files (a build's file is compressed only once it ended). A plain `.log` file may
- * belong to a build still running, so only `logs` removes one, by its build's end. Artifacts:
+ * belong to a build still running, so only `logs` removes one, by its build's end (or
+ * pruneOldPlainLogs, by the store's word that the build finished). Artifacts:
  * by age; they are younger than any sensible retention while their build runs. Returns what it
  * removed.
  */
@@ -117,6 +120,32 @@ export interface RetentionStore {
 }
 
 /** Runs `sweep` (and, with a store, the artifact prune and the spent credentials) at start and then every `everyMs`; returns a stop function. */
+/**
+ * Removes plain `.log` files older than `cutoff` whose build the store has finished (or does not
+ * know): what no build end names in the log database, such as the short logs a master before
+ * the log rows (ecb8029) kept plain and never compressed. The store's state, not the file,
+ * says the build is over, so a running build's quiet log is never taken. Returns how many went.
+ */
+export async function pruneOldPlainLogs(dataDir: string, store: Pick<Store, 'getBuild'>, logs: EndedLogs, cutoff: number): Promise<number> {
+  const dir = join(dataDir, 'logs');
+  let removed = 0;
+  for (const name of safeList(dir)) {
+    const m = /^([1-9][0-9]*)\.log$/.exec(name);
+    if (!m) continue;
+    const id = Number(m[1]);
+    const file = join(dir, name);
+    const at = statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+    if (at === undefined || at >= cutoff || logs.hasRows(id) || logs.busy(id)) continue;
+    const row = await store.getBuild(id);
+    if (row && row.state !== 'finished') continue;
+    // Looked at again after the await: a build that started to log meanwhile keeps its file.
+    if (logs.busy(id)) continue;
+    rmSync(file, { force: true });
+    removed++;
+  }
+  return removed;
+}
+
 export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log: (l: string) => void, everyMs = 3_600_000, withStore?: RetentionStore): () => void {
   if (policy.logsMs === null && policy.artifactsMs === null && !withStore) return () => undefined;
   let running = false;
@@ -126,6 +155,10 @@ export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log:
     try {
       const r = sweep(dataDir, policy, Date.now(), withStore?.logs);
       if (r.logs || r.artifacts) log(`retention: removed ${r.logs} log(s) and the artifacts of ${r.artifacts} build(s)`);
+      if (withStore?.logs && policy.logsMs !== null) {
+        const plain = await pruneOldPlainLogs(dataDir, withStore.store, withStore.logs, Date.now() - policy.logsMs);
+        if (plain) log(`retention: removed ${plain} plain log file(s) of finished builds that no log end names (kept before the log database)`);
+      }
       if (withStore) {
         const files = await pruneUnlistedArtifacts(dataDir, withStore.store);
         const credentials = await removeSpentCredentials(withStore.store, withStore.connected);
