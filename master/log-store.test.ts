@@ -155,7 +155,10 @@ test('a note appended while the end\'s compression runs is kept, even when its f
   logs.finish(5);
   // Once the compressed copy is being written (its source read): then the note comes.
   const tmp = join(d, 'logs', '5.log.gz.tmp');
-  while (!(existsSync(tmp) && statSync(tmp).size > 0)) await new Promise((ok) => setImmediate(ok));
+  while (!(existsSync(tmp) && statSync(tmp).size > 0)) {
+    assert.ok(!existsSync(join(d, 'logs', '5.log.gz')), 'the compression ended before its copy was seen being written');
+    await new Promise((ok) => setImmediate(ok));
+  }
   logs.append(5, 'a note after the end\n');
   logs.close(5);
   await logs.settled();
@@ -193,7 +196,9 @@ test('rows the object store has are not served or put again when the database re
   const source = (await logs.take(7))!;
   same(await text(source.body()), 'archived\n');
   assert.equal(await source.release(), true);
+  assert.equal(logs.hasRows(7), false, 'retention sees no rows left of it');
   logs.append(7, 'a note after\n');
+  assert.equal(logs.hasRows(7), true);
   same(await text(logs.read(7)), 'a note after\n');
   same(await text((await logs.take(7))!.body()), 'a note after\n', 'the next put');
   other.exec('DROP TRIGGER refuse');

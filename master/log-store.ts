@@ -378,7 +378,8 @@ export class LogStore implements ArchivableLogs {
 
   /** Whether a build has rows here (retention leaves such a build's files to removeEndedBefore). */
   hasRows(buildId: number): boolean {
-    return this.headRows(buildId).length > 0;
+    // Whether one row is left, not the rows' text: retention asks this of every log file.
+    return this.db.hasRows.get(buildId, this.released.get(buildId) ?? 0) !== undefined;
   }
 }
 
@@ -392,6 +393,7 @@ function prepare(db: Database.Database) {
     insert: db.prepare('INSERT INTO chunks (build_id, data) VALUES (?, ?)'),
     head: db.prepare('SELECT count(*) AS rows, coalesce(sum(length(data)), 0) AS bytes FROM chunks WHERE build_id = ?'),
     rows: db.prepare('SELECT rowid AS id, data FROM chunks WHERE build_id = ? ORDER BY rowid'),
+    hasRows: db.prepare('SELECT 1 FROM chunks WHERE build_id = ? AND rowid > ? LIMIT 1').pluck(),
     heldBuilds: db.prepare('SELECT DISTINCT build_id FROM chunks').pluck(),
     deleteUpTo: db.prepare('DELETE FROM chunks WHERE build_id = ? AND rowid <= ?'),
     deleteAll: db.prepare('DELETE FROM chunks WHERE build_id = ?'),
