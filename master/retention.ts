@@ -119,7 +119,6 @@ export interface RetentionStore {
   logs?: EndedLogs;
 }
 
-/** Runs `sweep` (and, with a store, the artifact prune and the spent credentials) at start and then every `everyMs`; returns a stop function. */
 /**
  * Removes plain `.log` files older than `cutoff` whose build the store has finished (or does not
  * know): what no build end names in the log database, such as the short logs a master before
@@ -146,6 +145,7 @@ export async function pruneOldPlainLogs(dataDir: string, store: Pick<Store, 'get
   return removed;
 }
 
+/** Runs `sweep` (and, with a store, the artifact prune and the spent credentials) at start and then every `everyMs`; returns a stop function. */
 export function scheduleRetention(dataDir: string, policy: RetentionPolicy, log: (l: string) => void, everyMs = 3_600_000, withStore?: RetentionStore): () => void {
   if (policy.logsMs === null && policy.artifactsMs === null && !withStore) return () => undefined;
   let running = false;

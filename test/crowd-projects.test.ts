@@ -131,8 +131,7 @@ test('one agent joined to two masters builds for both in proportion to their sha
 
   // Both masters flooded before the agent starts: it picks by share from the first slot on.
   const N = 40;
-  const ids = { a: [] as number[], b: [] as number[] };
-  for (let i = 0; i < N; i++) { ids.a.push(await a.force('tenth')); ids.b.push(await b.force('tenth')); }
+  for (let i = 0; i < N; i++) { await a.force('tenth'); await b.force('tenth'); }
   const child = setAgent(agent(data));
 
   // The share is of slot time, not of builds (BOINC's rule, pickByShare): a farm whose build ran
