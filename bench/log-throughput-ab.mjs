@@ -14,6 +14,16 @@ if (roots.length === 0) { console.error('usage: node bench/log-throughput-ab.mjs
 const LOG = 200_000 * 100;
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const sides = [];
+/** The build's view once finished, polled every 50 ms here (not by each side's own farm code, which may differ between commits). */
+async function waitFinished(farm, id) {
+  const end = Date.now() + 120_000;
+  for (;;) {
+    const b = await (await fetch(`${farm.url}/api/v1/builds/${id}`)).json();
+    if (b.state === 'finished') return b;
+    if (Date.now() > end) throw new Error(`build ${id} did not finish within 120 s`);
+    await sleep(50);
+  }
+}
 try {
   for (const root of roots) {
     const { startFarm } = await import(`${root}/dist/bench/lib/crowdbake-farm.js`);
@@ -30,7 +40,7 @@ try {
     for (const s of r % 2 ? [...sides].reverse() : sides) {
       const cpu0 = [s.procs.cpuMsOf(s.farm.pid), s.procs.cpuMsOf(s.worker.pid)];
       const id = await s.farm.force('loud');
-      const b = await s.farm.waitFinished(id, 120_000);
+      const b = await waitFinished(s.farm, id);
       s.master.push(s.procs.cpuMsOf(s.farm.pid) - cpu0[0]);
       s.agent.push(s.procs.cpuMsOf(s.worker.pid) - cpu0[1]);
       if (b.result !== 'success') throw new Error(`${s.root}: build ${id} ended ${b.result}: ${b.message}`);

@@ -125,7 +125,7 @@ async function crowdbake(): Promise<Side> {
 
     const rss = sampleMemory(farm.pid, 50);
     const loudId = await farm.force('loud');
-    const loud = await farm.waitFinished(loudId, 120_000);
+    const loud = await farm.waitFinished(loudId, 120_000, 50);
     const logRss = rss.stop();
     const size = (await log(loudId)).length;
     if (size < LOG_BYTES) throw new Error(`the loud build's log has ${size} bytes, not ${LOG_BYTES}`);
