@@ -6,6 +6,8 @@
 // Build an older commit for it with:
 //   mkdir /tmp/old && git archive COMMIT | tar -x -C /tmp/old && ln -s "$PWD/node_modules" /tmp/old/ && (cd /tmp/old && npx tsc -p tsconfig.json)
 import { setTimeout as sleep } from 'node:timers/promises';
+// CPU time as this checkout counts it (per thread, in ns), for every side alike.
+import { cpuMsOf } from '../dist/bench/lib/procs.js';
 
 const args = process.argv.slice(2);
 const roots = args.filter((a) => !/^\d+$/.test(a));
@@ -38,11 +40,11 @@ try {
   }
   for (let r = 0; r < rounds; r++) {
     for (const s of r % 2 ? [...sides].reverse() : sides) {
-      const cpu0 = [s.procs.cpuMsOf(s.farm.pid), s.procs.cpuMsOf(s.worker.pid)];
+      const cpu0 = [cpuMsOf(s.farm.pid), cpuMsOf(s.worker.pid)];
       const id = await s.farm.force('loud');
       const b = await waitFinished(s.farm, id);
-      s.master.push(s.procs.cpuMsOf(s.farm.pid) - cpu0[0]);
-      s.agent.push(s.procs.cpuMsOf(s.worker.pid) - cpu0[1]);
+      s.master.push(cpuMsOf(s.farm.pid) - cpu0[0]);
+      s.agent.push(cpuMsOf(s.worker.pid) - cpu0[1]);
       if (b.result !== 'success') throw new Error(`${s.root}: build ${id} ended ${b.result}: ${b.message}`);
       const size = (await (await fetch(`${s.farm.url}/api/v1/builds/${id}/log`)).text()).length;
       if (size < LOG) throw new Error(`${s.root}: build ${id}'s log has ${size} bytes`);
@@ -52,7 +54,7 @@ try {
   }
   for (const s of sides) {
     console.log(`${s.root}: ${median(s.rates).toFixed(0)} MB/s (${s.rates.map((x) => x.toFixed(0)).join(' ')}); `
-      + `master ${median(s.master)} ms (${s.master.join(' ')}); worker ${median(s.agent)} ms (${s.agent.join(' ')}) CPU per build`);
+      + `master ${median(s.master).toFixed(1)} ms (${s.master.map((x) => x.toFixed(0)).join(' ')}); worker ${median(s.agent).toFixed(1)} ms (${s.agent.map((x) => x.toFixed(0)).join(' ')}) CPU per build`);
   }
 } finally {
   for (const s of sides) await s.farm.stop();

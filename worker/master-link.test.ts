@@ -6,7 +6,8 @@ import { PROTOCOL_VERSION } from '../protocol/version.js';
 import { FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURE_PROVENANCE_V1, FEATURES_HEADER } from '../protocol/worker-features.js';
 import { LOG_FRAME_ROOM } from '../protocol/log-frame.js';
 import { logText, type LogText } from './log-text.js';
-import { MasterLink, masksFrames, MAX_UNACKED_LOG } from './master-link.js';
+import { asWebSocket, linkedPair } from '../test/helpers/linked-sockets.js';
+import { MasterLink, masksFrames, MAX_UNACKED_LOG, textFrameHead } from './master-link.js';
 
 const CAPS = { os: 'x', platform: 'linux', arch: 'x64', cpus: 1, memoryBytes: 1, diskBytes: 1, executors: ['host' as const], labels: [], maxBuilds: 1, virtualization: false };
 
@@ -275,6 +276,64 @@ test('log-ack with text beyond ASCII: offsets count UTF-16 code units as before;
   await link.sendLog(1, 2, logText('z'));
   await until(() => b.frames.length >= 4);
   assert.equal(b.frames[3], 'L1 2 6\nz');
+});
+
+test('a log frame whose text has no room for its header goes as one text frame of two buffers (header, text), byte for byte, at every length form of the frame head, in order with the JSON frames around it', async (t) => {
+  const { master, link, peer } = await connectedLink(t);
+  await processed(peer);
+  const before = master.frames.length;
+  const received: boolean[] = [];
+  peer.prependListener('message', (_d: unknown, binary: boolean) => { received.push(binary); });
+  // Payload lengths across the 7-bit, 16-bit and 64-bit length forms (RFC 6455 §5.2), header included.
+  const header = 'L9 1\n'.length;
+  const lengths = [1, 125 - header, 126 - header, 200, 65535 - header, 65536 - header, 64 * 1024, 3 * 1024 * 1024];
+  const texts = lengths.map((n, i) => Buffer.from(`${i}:${'é日😀z'.repeat(n)}`.slice(0, n)).subarray(0, n));
+  // What the worker's socket is given to write: the text's own buffer, not a copy.
+  const sock = (link as unknown as { ws: { _socket: Socket & Record<'_write' | '_writev', (...a: unknown[]) => unknown> } }).ws._socket;
+  const written = new Set<unknown>();
+  const origWritev = sock._writev;
+  sock._writev = function (this: unknown, ...a: unknown[]) { for (const c of a[0] as { chunk: unknown }[]) written.add(c.chunk); return origWritev.apply(this, a); };
+  const origWrite = sock._write;
+  sock._write = function (this: unknown, ...a: unknown[]) { written.add(a[0]); return origWrite.apply(this, a); };
+  const sent: string[] = [];
+  const given: Buffer[] = [];
+  for (const [i, bytes] of texts.entries()) {
+    const whole = Buffer.from(bytes.toString()); // whole characters only, as the runner gives
+    given.push(whole);
+    sent.push(`L9 1\n${whole.toString()}`);
+    void link.sendLog(9, 1, { bytes: whole, units: whole.toString().length });
+    void link.send({ type: 'step', buildId: 9, attempt: 1, index: i, name: 's', state: 'running', result: null, exitCode: null });
+  }
+  await until(() => master.frames.length >= before + 2 * texts.length);
+  const got = master.frames.slice(before);
+  assert.deepEqual(got.filter((f) => f.startsWith('L')), sent, 'each text as it was sent');
+  assert.deepEqual(got.map((f) => f.startsWith('L') ? 'log' : (JSON.parse(f) as { index: number }).index), texts.flatMap((_, i) => ['log', i]), 'in order');
+  assert.ok(received.every((b) => !b), 'text frames, never binary');
+  assert.ok(given.every((b) => written.has(b)), 'each text written from its own buffer');
+});
+
+test('textFrameHead: FIN and opcode 1, the mask bit with a zero key, and the length in its shortest form', () => {
+  assert.deepEqual([...textFrameHead(0)], [0x81, 0x80, 0, 0, 0, 0]);
+  assert.deepEqual([...textFrameHead(125)], [0x81, 0x80 | 125, 0, 0, 0, 0]);
+  assert.deepEqual([...textFrameHead(126)], [0x81, 0x80 | 126, 0, 126, 0, 0, 0, 0]);
+  assert.deepEqual([...textFrameHead(65535)], [0x81, 0x80 | 126, 0xff, 0xff, 0, 0, 0, 0]);
+  assert.deepEqual([...textFrameHead(65536)], [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+});
+
+test('a log frame with no room, on a socket ws does not expose (in memory): joined into one buffer and sent through ws, the same frame', async (t) => {
+  const [workerEnd, masterEnd] = linkedPair();
+  const got: { text: string; binary: boolean }[] = [];
+  masterEnd.on('message', (d: Buffer, binary: boolean) => {
+    const text = d.toString();
+    if (text.startsWith('{"type":"hello"')) masterEnd.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+    else got.push({ text, binary });
+  });
+  const link = new MasterLink({ url: 'ws://127.0.0.1:1', name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), connect: () => asWebSocket(workerEnd) });
+  t.after(() => link.close());
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  await link.sendLog(3, 2, logText('plain bytes\n'));
+  await until(() => got.length === 1);
+  assert.deepEqual(got, [{ text: 'L3 2\nplain bytes\n', binary: false }]);
 });
 
 test('masksFrames: a random mask to a master over plain ws:// on a network; none through TLS or on loopback, where no proxy reads the frames', () => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { encodeLogFrame } from '../protocol/log-frame.js';
+import { encodeLogFrame, LOG_FRAME_ROOM, logFrameHeader } from '../protocol/log-frame.js';
 import { isLoopbackHost } from '../protocol/source-url.js';
 import { logText, type LogText } from './log-text.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
@@ -26,6 +26,11 @@ const CORK_MAX = 16 * 1024;
 export const MAX_UNACKED_LOG = 8 * 1024 * 1024;
 /** Every frame to the master is a text frame, log frames given as bytes too (a master refuses binary frames). */
 const TEXT = { binary: false } as const;
+/**
+ * A log frame as its header and its text, two buffers: written as one WebSocket frame without
+ * joining them (writeSplitFrame), where the text had no room before it for the header.
+ */
+interface SplitFrame { head: Uint8Array; text: Uint8Array; length: number }
 /** A log frame's text not yet acknowledged: where it starts and how long it is in the attempt's log (UTF-16 code units). */
 interface KeptLog { from: number; units: number; bytes: Buffer }
 const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
@@ -187,12 +192,17 @@ export class MasterLink extends EventEmitter {
 
   /**
    * A log frame as this connection sends it best. Unmasked (masksFrames false): the bytes, framed
-   * in their room, which ws writes as they are. Masked: as a string, which ws encodes into a
-   * buffer of its own and masks there; given bytes, ws would mask them into a copy, and that one
+   * in their room, which ws writes as they are, or, with no room before the text (a step's
+   * output as it was read from the pipe, runner.ts LogBuffer), the header and the text apart, to
+   * be written without joining them (writeSplitFrame). Masked: as a string, which ws encodes into
+   * a buffer of its own and masks there; given bytes, ws would mask them into a copy, and that one
    * more large buffer per frame cost the worker more (V8 collects them late) than decoding the text.
    */
-  private logFrame(buildId: number, attempt: number, t: LogText, offset: number | undefined, room: number): string | Uint8Array {
-    return this.masking ? encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset) : encodeLogFrame(buildId, attempt, t.bytes, offset, room);
+  private logFrame(buildId: number, attempt: number, t: LogText, offset: number | undefined, room: number): string | Uint8Array | SplitFrame {
+    if (this.masking) return encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset);
+    if (room >= LOG_FRAME_ROOM) return encodeLogFrame(buildId, attempt, t.bytes, offset, room);
+    const head = logFrameHeader(buildId, attempt, offset);
+    return { head, text: t.bytes, length: head.length + t.bytes.length };
   }
 
   /** The master stored this attempt's log up to `offset`: that much is forgotten here. */
@@ -235,15 +245,17 @@ export class MasterLink extends EventEmitter {
     this.wakeAckWaiters();
   }
 
-  /** A JSON message, or a log frame (UTF-8 bytes: sent as a text frame too). */
-  private write(payload: string | Uint8Array, kept = false): void | Promise<void> {
+  /** A JSON message, or a log frame (UTF-8 bytes, or a split frame: sent as a text frame too). */
+  private write(payload: string | Uint8Array | SplitFrame, kept = false): void | Promise<void> {
     const ws = this.ws;
     // The socket is gone but its close has not been heard yet: hold from now, as the close will.
     if (!this.held && (!ws || ws.readyState !== WebSocket.OPEN) && this.adoptionMs > 0 && !this.stopped) this.hold(this.adoptionMs);
     if (this.held) {
-      // Between two masters: kept, in order, for the next one (a master-sent window bounds how long).
+      // Between two masters: kept, in order, for the next one (a master-sent window bounds how long),
+      // as one buffer: the next connection may mask, and is written through ws.
       const held = this.held;
-      return new Promise<void>((ok, fail) => { held.push({ payload, ok, fail, kept }); });
+      const frame = joined(payload);
+      return new Promise<void>((ok, fail) => { held.push({ payload: frame, ok, fail, kept }); });
     }
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected to the master'));
     // A large frame lets out what this turn held, and goes at once itself.
@@ -252,10 +264,16 @@ export class MasterLink extends EventEmitter {
     // ws calls back once the frame is written out (everything before it is, too).
     let outcome: Error | null | undefined;
     let settle: ((e: Error | null) => void) | undefined;
-    ws.send(payload, TEXT, (e) => {
+    const done = (e?: Error | null): void => {
       outcome = e ?? null;
       settle?.(outcome);
-    });
+    };
+    if (typeof payload === 'string' || payload instanceof Uint8Array) ws.send(payload, TEXT, done);
+    else {
+      const socket = splitFrameSocket(ws);
+      if (socket) writeSplitFrame(socket, payload, done);
+      else ws.send(joined(payload), TEXT, done);
+    }
     if (ws.bufferedAmount <= HIGH_WATER) return;
     // Backed up: wait for this frame.
     return new Promise<void>((ok, fail) => {
@@ -534,6 +552,56 @@ const MAX_GIVEN_UP = 1024;
 
 /** ws's `generateMask` for a zero mask (the key buffer starts as zeros and stays so). */
 function zeroMask(): void { /* nothing: a zero key */ }
+
+/** A split frame as one buffer (a copy of its text), or any other payload as it is. */
+function joined(payload: string | Uint8Array | SplitFrame): string | Uint8Array {
+  if (typeof payload === 'string' || payload instanceof Uint8Array) return payload;
+  return Buffer.concat([payload.head, payload.text], payload.length);
+}
+
+interface FrameSocket { cork(): void; uncork(): void; write(data: Uint8Array, cb?: (e?: Error | null) => void): boolean }
+
+/**
+ * The socket under ws on which a split frame may be written (writeSplitFrame), or undefined,
+ * and the frame then goes through ws as one buffer. Only with no extension negotiated: ws then
+ * writes every frame it is given onto the socket at once, in order (it queues frames only while
+ * compressing, permessage-deflate, or reading a Blob, which this link never sends), so a frame
+ * written here beside it cannot land inside one of its own. `_socket` is ws's own field (no
+ * public accessor), as in corkForTurn; a socket made in memory for tests has none.
+ */
+function splitFrameSocket(ws: WebSocket): FrameSocket | undefined {
+  if (ws.extensions !== '') return undefined;
+  const socket = (ws as unknown as { _socket?: Partial<FrameSocket> })._socket;
+  return typeof socket?.write === 'function' && typeof socket.cork === 'function' ? socket as FrameSocket : undefined;
+}
+
+/**
+ * Writes a log frame's header and text as one WebSocket text frame (RFC 6455 §5.2: FIN and
+ * opcode 1, the MASK bit with a zero key, the payload's length) straight onto the socket, in one
+ * writev of two buffers: ws's send takes a message as one buffer, and joining a 64 KiB pipe read
+ * with its 20-byte header into one was a copy of every byte of a loud step's output (bench/README.md,
+ * "A loud step's log"). Only on a connection whose frames are not masked (masksFrames false);
+ * the master reads it as any frame (its ws checks the length against maxPayload and the text as UTF-8).
+ * `done` is called once the text is written out or the socket failed, as ws's send callback is.
+ */
+export function writeSplitFrame(socket: FrameSocket, frame: SplitFrame, done: (e?: Error | null) => void): void {
+  const head = Buffer.concat([textFrameHead(frame.length), frame.head]);
+  socket.cork();
+  socket.write(head);
+  socket.write(frame.text, done);
+  socket.uncork();
+}
+
+/** The head of a client's final, unfragmented text frame of `length` payload bytes, masked with a zero key (RFC 6455 §5.2). */
+export function textFrameHead(length: number): Buffer {
+  const size = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const head = Buffer.alloc(size + 4); // the masking key: 4 zero bytes
+  head[0] = 0x81; // FIN, opcode 1 (text)
+  if (size === 2) head[1] = 0x80 | length;
+  else if (size === 4) { head[1] = 0x80 | 126; head.writeUInt16BE(length, 2); }
+  else { head[1] = 0x80 | 127; head.writeBigUInt64BE(BigInt(length), 2); }
+  return head;
+}
 
 /** The build and attempt of a frame that looks like an `assign` (its spec failed the schema), or null. */
 function assignmentRef(text: string): { buildId: number; attempt: number } | null {

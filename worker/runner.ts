@@ -369,11 +369,17 @@ export class LogBuffer {
   private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     if (this.bytes === 0) return;
-    // One buffer per frame, with room for the frame's header before the text (no copy when it is sent).
-    const frame = Buffer.allocUnsafe(LOG_FRAME_ROOM + this.bytes);
-    let at = LOG_FRAME_ROOM;
-    for (const part of this.parts) at += part.copy(frame, at);
-    const data: LogText = { bytes: frame.subarray(LOG_FRAME_ROOM), units: this.units, room: LOG_FRAME_ROOM };
+    // One piece (a loud step's output: each pipe read fills a frame) goes as it was read: the
+    // link writes the frame's header beside it (master-link.ts writeSplitFrame). Several are
+    // joined into one buffer, with room for the frame's header before the text (no copy when it is sent).
+    let data: LogText;
+    if (this.parts.length === 1) data = { bytes: this.parts[0]!, units: this.units };
+    else {
+      const frame = Buffer.allocUnsafe(LOG_FRAME_ROOM + this.bytes);
+      let at = LOG_FRAME_ROOM;
+      for (const part of this.parts) at += part.copy(frame, at);
+      data = { bytes: frame.subarray(LOG_FRAME_ROOM), units: this.units, room: LOG_FRAME_ROOM };
+    }
     this.parts = [];
     this.bytes = 0;
     this.units = 0;
