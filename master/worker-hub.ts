@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { MAX_ADOPTION_WINDOW_MS, PROTOCOL_VERSION, MAX_FRAME_BYTES, oldestAcceptedProtocol } from '../protocol/version.js';
 import { isUtf8 } from 'node:buffer';
 import { decodeLogFrameBytes, isLogFrame, type LogBytesMessage } from '../protocol/log-frame.js';
@@ -148,6 +148,9 @@ export class WorkerHub {
     let session: WorkerSession | null = null;
     let badFrames = 0;
     let chain: Promise<void> = Promise.resolve();
+    // A socket ws made (handleUpgrade, no skipUTF8Validation) has checked every text frame as
+    // UTF-8 and closed the connection (1007) on one that is not; any other (in memory) has not.
+    const textChecked = ws instanceof WebSocket;
     const helloTimer = setTimeout(() => fail(CloseCode.protocolError, 'no hello within 10s'), HELLO_TIMEOUT_MS);
 
     const send = (m: MasterMessage) => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m)); };
@@ -163,12 +166,13 @@ export class WorkerHub {
       let msg: WorkerMessage | LogBytesMessage;
       if (isLogFrame(bytes)) {
         // A build's log text in a frame of its own (protocol/log-frame.ts). Its text stays the
-        // frame's bytes, written to the log as they are, when they are UTF-8 (ws checks a text
-        // frame's; an in-memory socket does not): else decoded with replacement characters.
+        // frame's bytes, written to the log as they are: UTF-8, as ws checked them (textChecked),
+        // or, from a socket that did not check, once checked here, and decoded with replacement
+        // characters where they are not.
         const decoded = decodeLogFrameBytes(bytes);
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);
         const value = decoded.value;
-        msg = isUtf8(value.data) ? value : { ...value, data: utf8.decode(value.data) };
+        msg = textChecked || isUtf8(value.data) ? value : { ...value, data: utf8.decode(value.data) };
       } else {
         const decoded = decodeWorkerMessage(bytes.toString());
         if (!decoded.ok) return refuse(`bad frame: ${decoded.error}`);

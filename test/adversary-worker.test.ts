@@ -371,3 +371,24 @@ test('numbers at their bounds are refused as bad frames naming the field; messag
   assert.deepEqual([b.state, b.worker, b.message], ['running', 'owner', null]);
   assert.deepEqual(await flagsOf(m, 'owner'), []);
 });
+
+test('a log frame of bytes that are not UTF-8, sent as a text frame over a real socket: the master\'s ws closes the connection (1007) and none of the frame reaches the log', async (t) => {
+  // The master writes a log frame's bytes to the log as they came, relying on ws's check of
+  // every text frame (master/worker-hub.ts textChecked): this is that check, on the real path.
+  const m = await masterWith({ b: 'requires: { executor: host }\nsteps:\n  - run: "true"\n' }, '');
+  t.after(async () => { await m.close(); cleanup(m.dir); });
+  const evil = await rawWorker(m, 'evil', await tokenWith(m, 'evil', []));
+  const id = await m.force('b');
+  const a = await evil.assignOf(id);
+  evil.send({ type: 'accepted', buildId: id, attempt: a.attempt });
+  evil.ws.send(Buffer.from(`L${id} ${a.attempt}\nvalid line\n`), { binary: false });
+  await until('the valid line', async () => (await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text()).includes('valid line'));
+  // Invalid: a lone continuation byte, an overlong "/", a surrogate half (CESU-8), a byte that never occurs.
+  evil.ws.send(Buffer.concat([Buffer.from(`L${id} ${a.attempt}\nNOT UTF-8 `), Buffer.from([0x80, 0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xff]), Buffer.from('\n')]), { binary: false });
+  const closed = await Promise.race([evil.closed, new Promise<{ code: number }>((ok) => setTimeout(() => ok({ code: -1 }), 10_000))]);
+  assert.equal(closed.code, 1007, 'invalid UTF-8 in a text frame closes the connection (-1: still open after 10 s)');
+  const log = await (await fetch(`${m.url}/api/v1/builds/${id}/log`)).text();
+  assert.ok(log.includes('valid line'));
+  assert.doesNotMatch(log, /NOT UTF-8/);
+  assert.equal(Buffer.from(log).toString('utf8'), log);
+});
