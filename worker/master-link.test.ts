@@ -278,15 +278,16 @@ test('log-ack with text beyond ASCII: offsets count UTF-16 code units as before;
   assert.equal(b.frames[3], 'L1 2 6\nz');
 });
 
-test('a log frame whose text has no room for its header goes as one text frame of two buffers (header, text), byte for byte, at every length form of the frame head, in order with the JSON frames around it', async (t) => {
+test('a log frame whose text (16 KiB or more) has no room for its header goes as one text frame of two buffers (header, text), byte for byte, at each length form of the frame head, in order with the JSON frames around it', async (t) => {
   const { master, link, peer } = await connectedLink(t);
   await processed(peer);
   const before = master.frames.length;
   const received: boolean[] = [];
   peer.prependListener('message', (_d: unknown, binary: boolean) => { received.push(binary); });
-  // Payload lengths across the 7-bit, 16-bit and 64-bit length forms (RFC 6455 §5.2), header included.
+  // Payload lengths across the 16-bit and 64-bit length forms of a split frame (RFC 6455 §5.2),
+  // header included, and short texts, which go joined with their header.
   const header = 'L9 1\n'.length;
-  const lengths = [1, 125 - header, 126 - header, 200, 65535 - header, 65536 - header, 64 * 1024, 3 * 1024 * 1024];
+  const lengths = [1, 125 - header, 126 - header, 16 * 1024, 65535 - header, 65536 - header, 64 * 1024, 3 * 1024 * 1024];
   const texts = lengths.map((n, i) => Buffer.from(`${i}:${'é日😀z'.repeat(n)}`.slice(0, n)).subarray(0, n));
   // What the worker's socket is given to write: the text's own buffer, not a copy.
   const sock = (link as unknown as { ws: { _socket: Socket & Record<'_write' | '_writev', (...a: unknown[]) => unknown> } }).ws._socket;
@@ -309,7 +310,8 @@ test('a log frame whose text has no room for its header goes as one text frame o
   assert.deepEqual(got.filter((f) => f.startsWith('L')), sent, 'each text as it was sent');
   assert.deepEqual(got.map((f) => f.startsWith('L') ? 'log' : (JSON.parse(f) as { index: number }).index), texts.flatMap((_, i) => ['log', i]), 'in order');
   assert.ok(received.every((b) => !b), 'text frames, never binary');
-  assert.ok(given.every((b) => written.has(b)), 'each text written from its own buffer');
+  // From 16 KiB on, each text is written from its own buffer (split); a shorter one is joined with its header.
+  assert.deepEqual(given.map((b) => written.has(b)), given.map((b) => b.length >= 16 * 1024));
 });
 
 test('textFrameHead: FIN and opcode 1, the mask bit with a zero key, and the length in its shortest form', () => {
@@ -331,9 +333,10 @@ test('a log frame with no room, on a socket ws does not expose (in memory): join
   const link = new MasterLink({ url: 'ws://127.0.0.1:1', name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), connect: () => asWebSocket(workerEnd) });
   t.after(() => link.close());
   await new Promise((ok) => { link.once('connected', ok); link.start(); });
-  await link.sendLog(3, 2, logText('plain bytes\n'));
+  const text = `${'plain bytes '.repeat(2000)}\n`; // over 16 KiB: a split frame on a real socket
+  await link.sendLog(3, 2, logText(text));
   await until(() => got.length === 1);
-  assert.deepEqual(got, [{ text: 'L3 2\nplain bytes\n', binary: false }]);
+  assert.deepEqual(got, [{ text: `L3 2\n${text}`, binary: false }]);
 });
 
 test('masksFrames: a random mask to a master over plain ws:// on a network; none through TLS or on loopback, where no proxy reads the frames', () => {

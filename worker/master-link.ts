@@ -24,6 +24,8 @@ const CORK_MAX = 16 * 1024;
  * most this many characters over all attempts; past it a step's output waits for acknowledgements.
  */
 export const MAX_UNACKED_LOG = 8 * 1024 * 1024;
+/** A log frame's text from this size on, with no room for its header, goes as a split frame (writeSplitFrame), not joined with it. */
+const SPLIT_MIN = 16 * 1024;
 /** Every frame to the master is a text frame, log frames given as bytes too (a master refuses binary frames). */
 const TEXT = { binary: false } as const;
 /**
@@ -192,15 +194,16 @@ export class MasterLink extends EventEmitter {
 
   /**
    * A log frame as this connection sends it best. Unmasked (masksFrames false): the bytes, framed
-   * in their room, which ws writes as they are, or, with no room before the text (a step's
-   * output as it was read from the pipe, runner.ts LogBuffer), the header and the text apart, to
-   * be written without joining them (writeSplitFrame). Masked: as a string, which ws encodes into
+   * in their room, which ws writes as they are, or, with no room before a text of SPLIT_MIN or
+   * more (a step's output as it was read from the pipe, runner.ts LogBuffer), the header and the
+   * text apart, to be written without joining them (writeSplitFrame). Masked: as a string, which ws encodes into
    * a buffer of its own and masks there; given bytes, ws would mask them into a copy, and that one
    * more large buffer per frame cost the worker more (V8 collects them late) than decoding the text.
    */
   private logFrame(buildId: number, attempt: number, t: LogText, offset: number | undefined, room: number): string | Uint8Array | SplitFrame {
     if (this.masking) return encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset);
-    if (room >= LOG_FRAME_ROOM) return encodeLogFrame(buildId, attempt, t.bytes, offset, room);
+    // A short text is joined with its header (a copy of a few bytes costs less than the writes apart).
+    if (room >= LOG_FRAME_ROOM || t.bytes.length < SPLIT_MIN) return encodeLogFrame(buildId, attempt, t.bytes, offset, room);
     const head = logFrameHeader(buildId, attempt, offset);
     return { head, text: t.bytes, length: head.length + t.bytes.length };
   }
