@@ -6,6 +6,7 @@ import { createGzip, createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { log } from './log.js';
+import { openSqlite } from './store/sqlite-open.js';
 
 /**
  * Build logs on one master, in `DATA/logs/`. The first HEAD_BYTES of each build's log are rows
@@ -127,18 +128,13 @@ export class LogStore implements ArchivableLogs {
 
   private get db(): ReturnType<typeof prepare> {
     if (this.database) return this.database;
-    let db: Database.Database;
+    const db = openSqlite(this.dbFile, 'the log database');
     try {
-      db = new Database(this.dbFile);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
-      // A checkpoint leaves the WAL file at its largest; past 64 MiB it is cut back (a long read can hold checkpoints off).
-      db.pragma('journal_size_limit = 67108864');
       db.exec(`CREATE TABLE IF NOT EXISTS chunks (build_id INTEGER NOT NULL, data BLOB NOT NULL);
         CREATE INDEX IF NOT EXISTS chunks_build ON chunks (build_id);
         CREATE TABLE IF NOT EXISTS ended (build_id INTEGER PRIMARY KEY, at INTEGER NOT NULL);`);
     } catch (e) {
+      db.close();
       throw Object.assign(new Error(`cannot open the log database ${this.dbFile}: ${(e as Error).message}`), { code: (e as { code?: string }).code });
     }
     this.database = prepare(db);

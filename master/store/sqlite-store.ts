@@ -1,4 +1,5 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from './sqlite-open.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS, schemaTooNewError } from './migrations.js';
@@ -26,17 +27,8 @@ export class SqliteStore implements Store {
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    try {
-      this.db = new Database(file);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      // A checkpoint leaves the WAL file at its largest; past 64 MiB it is cut back (a long read can hold checkpoints off).
-      this.db.pragma('journal_size_limit = 67108864');
-      this.db.pragma('busy_timeout = 5000');
-      this.db.pragma('foreign_keys = ON');
-    } catch (e) {
-      throw new Error(`cannot open the SQLite store ${file}: ${(e as Error).message}`);
-    }
+    this.db = openSqlite(file, 'the SQLite store');
+    this.db.pragma('foreign_keys = ON');
     this.migrate();
     const db = this.db;
     this.stmts = {
