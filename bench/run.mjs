@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [scenario ...]`: builds, runs each scenario (dist/bench/<name>.js exporting
+// `npm run bench [scenario ...]` (or `-- --latest`, below): builds, runs each scenario (dist/bench/<name>.js exporting
 // run()) in its own process group with a time budget, writes bench/results/<date>-<commit>.json,
 // and rewrites bench/results/latest.md from the newest result of every scenario in results/.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -26,6 +26,12 @@ const root = new URL('..', import.meta.url).pathname;
 const resultsDir = join(root, 'bench', 'results');
 const names = SCENARIOS.map((s) => s.name);
 const args = process.argv.slice(2);
+// `npm run bench -- --latest`: only rewrites latest.md from results/ (after a result file was removed or restored).
+if (args.length === 1 && args[0] === '--latest') {
+  writeLatest();
+  console.log('wrote bench/results/latest.md');
+  process.exit(0);
+}
 const wanted = args.length ? args : names;
 for (const w of wanted) if (!names.includes(w)) { console.error(`unknown scenario "${w}" (${names.join(', ')})`); process.exit(2); }
 
