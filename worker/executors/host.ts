@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import type { EnvironmentSpec } from '../../protocol/build-spec.js';
 import type { Availability, Executor, Sandbox, SandboxRequest, StepOutcome, StepRequest } from './executor.js';
@@ -39,7 +38,10 @@ export class HostExecutor implements Executor {
 
   async open(request: SandboxRequest): Promise<Sandbox> {
     const workdir = resolve(request.workdir);
-    const st = await stat(workdir).catch(() => null);
+    // The build's own directory, just made by the runner: a synchronous stat (microseconds) rather
+    // than a round trip through libuv's thread pool before the first step (about 0.3 ms).
+    let st: Stats | null = null;
+    try { st = statSync(workdir); } catch { /* missing: said below */ }
     if (!st?.isDirectory()) throw new Error(`workdir ${workdir} is not a directory`);
     return new HostSandbox(workdir);
   }
