@@ -9,11 +9,13 @@ import type { WorkerMessage } from './worker-messages.js';
  *
  * Logs are the bulk of what a worker sends; as JSON messages each chunk had to be escaped by
  * the worker and parsed back by the master. A log frame's text goes as it is, and the master
- * only decodes it from UTF-8 (written as the bytes that came, the received buffers were
- * garbage V8 collected only after tens of MiB, and the master's RSS grew by about 29 MiB during
- * a 20 MB log instead of about 11). Every other message is JSON, so a frame's first byte tells
- * them apart ('L' or '{'). The text is whole characters: the worker decodes each output stream
- * as UTF-8 before it joins the log.
+ * writes its bytes to the log as they came (its ws has checked them as UTF-8). The received
+ * buffers are garbage V8 collects only after tens of MiB: the master's RSS is about 34 MiB higher
+ * after a 20 MB log and stays so until a collection (bench/README.md, goals); decoding each
+ * frame into a string instead kept that to about 11 MiB for more than twice the master's CPU.
+ * Every other message is JSON, so a frame's first byte tells them apart ('L' or '{'). The text
+ * is whole characters: the worker cuts each output stream at whole UTF-8 characters before it
+ * joins the log.
  */
 export const LOG_FRAME_MARK = 0x4c; // 'L'
 
