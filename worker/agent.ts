@@ -38,7 +38,11 @@ import { applyStartSwitches, pauseIfFinished } from './volunteer-switches.js';
 let runner: Promise<typeof import('./runner.js')> | undefined;
 // Kept once loaded: an import() of a module already loaded still waits on the module loader, about
 // 0.2 ms of each build's start (bench/README.md, "Submit → step running on the AMD machine").
-const runBuild: typeof RunBuild = async (ctx) => (await (runner ??= import('./runner.js'))).runBuild(ctx);
+// A load that failed (too many open files, a file replaced mid-upgrade) is tried again next build.
+const runBuild: typeof RunBuild = async (ctx) => {
+  runner ??= import('./runner.js').catch((e: unknown) => { runner = undefined; throw e; });
+  return (await runner).runBuild(ctx);
+};
 
 export type { ProjectLink } from './project-conn.js';
 

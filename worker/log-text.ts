@@ -19,6 +19,15 @@ export interface LogText {
   room?: number;
 }
 
+/**
+ * A log frame's text from this size on goes without a copy when it is one piece: the runner
+ * passes it on as read (LogBuffer.deliver) and the link writes its header beside it
+ * (master-link.ts writeSplitFrame). A shorter piece is copied, exactly sized, with its header:
+ * a copy of a few bytes costs less than two writes, and a small view kept until acknowledged
+ * would hold its whole parent buffer (a 64 KiB read, an 8 KiB pool slab) alive.
+ */
+export const SPLIT_MIN = 16 * 1024;
+
 /** Text the worker writes itself (its own lines). */
 export function logText(text: string): LogText {
   return { bytes: Buffer.from(text), units: text.length };

@@ -146,30 +146,32 @@ test('log-ack: frames carry their offset; after a fail-over the next master gets
   await processed(a.sockets[0]!);
   // Written at the moment the link drops (its 'disconnected' event): polling for `holding`
   // could miss the window, which ends as soon as the next master welcomes it (10-20 ms here).
-  const dropped = new Promise<{ holding: boolean; sent: void | Promise<void> }>((ok) => link.once('disconnected', (_why: string, holding: boolean) => ok({ holding, sent: link.sendLog(1, 2, 'dd') })));
+  // Held too: a text large enough to go as a split frame on this (loopback) link, whose bytes are the caller's own.
+  const big = Buffer.from('D'.repeat(20_000));
+  const dropped = new Promise<{ holding: boolean; sent: (void | Promise<void>)[] }>((ok) => link.once('disconnected', (_why: string, holding: boolean) => ok({ holding, sent: [link.sendLog(1, 2, 'dd'), link.sendLog(1, 2, { bytes: big, units: big.length })] })));
   a.sockets[0]!.terminate();
   const { holding, sent: held } = await dropped;
   assert.equal(holding, true, 'a master of a farm went away: the builds are held');
-  assert.ok(held instanceof Promise, 'written while between masters: held');
-  await until(() => b.frames.length >= 4);
-  assert.equal(await held, undefined);
+  assert.ok(held.every((h) => h instanceof Promise), 'written while between masters: held');
+  await until(() => b.frames.length >= 5);
+  assert.deepEqual(await Promise.all(held), [undefined, undefined]);
   const hello = JSON.parse(b.frames[0]!) as { type: string; running?: unknown };
   assert.deepEqual([hello.type, hello.running], ['hello', [{ buildId: 1, attempt: 2 }]]);
   await new Promise((ok) => setTimeout(ok, 100));
-  assert.deepEqual(b.frames.slice(1), ['L1 2 5\nbb', 'L1 2 7\ncc', 'L1 2 9\ndd'], 'the unacknowledged rest, in order, once');
+  assert.deepEqual(b.frames.slice(1), ['L1 2 5\nbb', 'L1 2 7\ncc', 'L1 2 9\ndd', `L1 2 11\n${big.toString()}`], 'the unacknowledged rest, in order, once');
 
   // Past MAX_UNACKED_LOG characters not acknowledged, the sender waits for acknowledgements.
-  // 6 characters are kept (the rest of "bbbb", "cc", "dd"): 7 chunks of 1 Mi stay under the
-  // bound (their waits, if any, are the socket's and end by themselves); the 8th goes over.
+  // 20,006 characters are kept (the rest of "bbbb", "cc", "dd", the large one): 7 chunks of 1 Mi
+  // stay under the bound (their waits, if any, are the socket's and end by themselves); the 8th goes over.
   const chunk = 'x'.repeat(1024 * 1024);
   const under = MAX_UNACKED_LOG / chunk.length - 1;
   for (let i = 0; i < under; i++) await link.sendLog(1, 2, chunk);
   const waiting = link.sendLog(1, 2, chunk);
   assert.ok(waiting instanceof Promise, 'over the bound: the sender is given a wait');
   // Every frame reached the master, so the socket is not what it waits for.
-  await until(() => b.frames.length >= 4 + under + 1);
+  await until(() => b.frames.length >= 5 + under + 1);
   assert.equal(await settled(waiting, 100), 'pending', 'written out, but not acknowledged: still waiting');
-  b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + (under + 1) * chunk.length }));
+  b.sockets[0]!.send(JSON.stringify({ type: 'logAck', buildId: 1, attempt: 2, offset: 11 + big.length + (under + 1) * chunk.length }));
   assert.equal(await settled(waiting, 5000), 'resolved');
 });
 

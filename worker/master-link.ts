@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { encodeLogFrame, LOG_FRAME_ROOM, logFrameHeader } from '../protocol/log-frame.js';
 import { isLoopbackHost } from '../protocol/source-url.js';
-import { logText, type LogText } from './log-text.js';
+import { logText, SPLIT_MIN, type LogText } from './log-text.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../protocol/version.js';
 import { WORKER_FEATURES, WORKER_FEATURES_HEADER, FEATURE_ADOPTION, FEATURE_CPU_TIME, FEATURE_LOG_ACK, FEATURE_PROVENANCE, FEATURES_HEADER, parseFeatures } from '../protocol/worker-features.js';
 import { decodeMasterMessage, type Capabilities, type MasterMessage, type WorkerMessage } from '../protocol/worker-messages.js';
@@ -24,8 +24,6 @@ const CORK_MAX = 16 * 1024;
  * most this many characters over all attempts; past it a step's output waits for acknowledgements.
  */
 export const MAX_UNACKED_LOG = 8 * 1024 * 1024;
-/** A log frame's text from this size on, with no room for its header, goes as a split frame (writeSplitFrame), not joined with it. */
-const SPLIT_MIN = 16 * 1024;
 /** Every frame to the master is a text frame, log frames given as bytes too (a master refuses binary frames). */
 const TEXT = { binary: false } as const;
 /**

@@ -12,7 +12,7 @@ import { CpuTally } from './cpu-time.js';
 import type { DiskLimit, Executor, Sandbox, StepOutcome } from './executors/executor.js';
 import type { FreezeGate } from './freeze-gate.js';
 import { findFiles } from './glob.js';
-import { logText, utf16Units, Utf8Stream, type LogText } from './log-text.js';
+import { logText, utf16Units, Utf8Stream, type LogText, SPLIT_MIN } from './log-text.js';
 import { attemptStatement, signStatement } from './provenance-signer.js';
 import { compileForBuilds } from './v8-tiers.js';
 import type { KeyObject } from 'node:crypto';
@@ -369,11 +369,12 @@ export class LogBuffer {
   private deliver(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     if (this.bytes === 0) return;
-    // One piece (a loud step's output: each pipe read fills a frame) goes as it was read: the
-    // link writes the frame's header beside it (master-link.ts writeSplitFrame). Several are
-    // joined into one buffer, with room for the frame's header before the text (no copy when it is sent).
+    // One piece of SPLIT_MIN or more (a loud step's output: each pipe read fills a frame) goes as
+    // it was read: the link writes the frame's header beside it (master-link.ts writeSplitFrame).
+    // Anything else is joined into one buffer, with room for the frame's header before the text
+    // (no copy when it is sent).
     let data: LogText;
-    if (this.parts.length === 1) data = { bytes: this.parts[0]!, units: this.units };
+    if (this.parts.length === 1 && this.bytes >= SPLIT_MIN) data = { bytes: this.parts[0]!, units: this.units };
     else {
       const frame = Buffer.allocUnsafe(LOG_FRAME_ROOM + this.bytes);
       let at = LOG_FRAME_ROOM;
