@@ -341,6 +341,30 @@ test('a log frame with no room, on a socket ws does not expose (in memory): join
   assert.deepEqual(got, [{ text: `L3 2\n${text}`, binary: false }]);
 });
 
+test('a link that masks (plain ws:// to another host) sends every log frame as a string through ws, a large one included: never a split frame with its zero-key head', async (t) => {
+  const [workerEnd, masterEnd] = linkedPair();
+  const sentTypes: string[] = [];
+  const send = workerEnd.send.bind(workerEnd);
+  workerEnd.send = (data, ...rest) => { sentTypes.push(typeof data); send(data, ...rest); };
+  const got: string[] = [];
+  masterEnd.on('message', (d: Buffer) => {
+    const text = d.toString();
+    if (text.startsWith('{"type":"hello"')) masterEnd.send(JSON.stringify({ type: 'welcome', protocol: PROTOCOL_VERSION, name: 'w', heartbeatMs: 60_000 }));
+    else got.push(text);
+  });
+  assert.equal(masksFrames('ws://build-master.example.org/api/v1/worker'), true);
+  const link = new MasterLink({ url: 'ws://build-master.example.org/api/v1/worker', name: 'w', token: 't', agentVersion: 'test', capabilities: async () => CAPS, availability: () => ({ accepting: true, reason: '' }), connect: () => asWebSocket(workerEnd) });
+  t.after(() => link.close());
+  await new Promise((ok) => { link.once('connected', ok); link.start(); });
+  const big = Buffer.from('m'.repeat(64 * 1024));
+  const before = sentTypes.length;
+  await link.sendLog(4, 1, { bytes: big, units: big.length });
+  await link.sendLog(4, 1, logText('short\n'));
+  await until(() => got.length === 2);
+  assert.deepEqual(sentTypes.slice(before), ['string', 'string'], 'strings, which ws masks with a random key');
+  assert.deepEqual(got, [`L4 1\n${big.toString()}`, 'L4 1\nshort\n']);
+});
+
 test('masksFrames: a random mask to a master over plain ws:// on a network; none through TLS or on loopback, where no proxy reads the frames', () => {
   for (const url of ['ws://example.org/api/v1/worker', 'ws://10.0.0.1:8080/api/v1/worker', 'ws://127.example.org/', 'not a url']) assert.equal(masksFrames(url), true, url);
   for (const url of ['wss://example.org/api/v1/worker', 'ws://127.0.0.1:8080/api/v1/worker', 'ws://localhost:1/', 'ws://[::1]:8080/']) assert.equal(masksFrames(url), false, url);
