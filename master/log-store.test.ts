@@ -155,8 +155,10 @@ test('a note appended while the end\'s compression runs is kept, even when its f
   logs.finish(5);
   // Once the compressed copy is being written (its source read): then the note comes.
   const tmp = join(d, 'logs', '5.log.gz.tmp');
+  const giveUp = Date.now() + 10_000;
   while (!(existsSync(tmp) && statSync(tmp).size > 0)) {
     assert.ok(!existsSync(join(d, 'logs', '5.log.gz')), 'the compression ended before its copy was seen being written');
+    assert.ok(Date.now() < giveUp, 'no compressed copy was begun within 10 s of the end');
     await new Promise((ok) => setImmediate(ok));
   }
   logs.append(5, 'a note after the end\n');

@@ -36,7 +36,7 @@ const utf8 = new TextDecoder();
 export function encodeLogFrame(buildId: number, attempt: number, text: string, offset?: number): string;
 export function encodeLogFrame(buildId: number, attempt: number, text: Uint8Array, offset?: number, room?: number): Uint8Array;
 export function encodeLogFrame(buildId: number, attempt: number, text: string | Uint8Array, offset?: number, room = 0): string | Uint8Array {
-  const header = headerText(buildId, attempt, offset);
+  const header = logFrameHeader(buildId, attempt, offset);
   if (typeof text === 'string') return header + text;
   // `room`: bytes before `text` in its buffer that are the caller's to overwrite (LOG_FRAME_ROOM):
   // the header goes there, and the frame is a view of the same memory, not a copy.
@@ -48,16 +48,9 @@ export function encodeLogFrame(buildId: number, attempt: number, text: string | 
   return frame;
 }
 
-function headerText(buildId: number, attempt: number, offset?: number): string {
+/** A log frame's header (ASCII: "L", digits, spaces, a newline); the frame is this, then the text. */
+export function logFrameHeader(buildId: number, attempt: number, offset?: number): string {
   return offset === undefined ? `L${buildId} ${attempt}\n` : `L${buildId} ${attempt} ${offset}\n`;
-}
-
-/** A log frame's header alone, as bytes: the frame is this, then the text (for a sender that writes the two apart). */
-export function logFrameHeader(buildId: number, attempt: number, offset?: number): Uint8Array {
-  const header = headerText(buildId, attempt, offset);
-  const bytes = new Uint8Array(header.length);
-  for (let i = 0; i < header.length; i++) bytes[i] = header.charCodeAt(i); // digits, spaces, "L", newline
-  return bytes;
 }
 
 /** Room for the longest header before a log frame's text, so that it can be framed where it lies (encodeLogFrame's `room`). */

@@ -316,12 +316,14 @@ test('a log frame whose text (16 KiB or more) has no room for its header goes as
   assert.deepEqual(given.map((b) => written.has(b)), given.map((b) => b.length >= 16 * 1024));
 });
 
-test('textFrameHead: FIN and opcode 1, the mask bit with a zero key, and the length in its shortest form', () => {
+test('textFrameHead: FIN and opcode 1, the mask bit with a zero key, the length in its shortest form, then the payload\'s start', () => {
   assert.deepEqual([...textFrameHead(0)], [0x81, 0x80, 0, 0, 0, 0]);
   assert.deepEqual([...textFrameHead(125)], [0x81, 0x80 | 125, 0, 0, 0, 0]);
   assert.deepEqual([...textFrameHead(126)], [0x81, 0x80 | 126, 0, 126, 0, 0, 0, 0]);
   assert.deepEqual([...textFrameHead(65535)], [0x81, 0x80 | 126, 0xff, 0xff, 0, 0, 0, 0]);
   assert.deepEqual([...textFrameHead(65536)], [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+  // The payload's first bytes (a log frame's header) follow in the same buffer.
+  assert.deepEqual([...textFrameHead(200, 'L1 2\n')], [0x81, 0x80 | 126, 0, 200, 0, 0, 0, 0, ...Buffer.from('L1 2\n')]);
 });
 
 test('a log frame with no room, on a socket ws does not expose (in memory): joined into one buffer and sent through ws, the same frame', async (t) => {

@@ -30,7 +30,7 @@ const TEXT = { binary: false } as const;
  * A log frame as its header and its text, two buffers: written as one WebSocket frame without
  * joining them (writeSplitFrame), where the text had no room before it for the header.
  */
-interface SplitFrame { head: Uint8Array; text: Uint8Array; length: number }
+interface SplitFrame { header: string; text: Uint8Array; length: number }
 /** A log frame's text not yet acknowledged: where it starts and how long it is in the attempt's log (UTF-16 code units). */
 interface KeptLog { from: number; units: number; bytes: Buffer }
 const UNTRUSTED_CERT = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
@@ -202,8 +202,8 @@ export class MasterLink extends EventEmitter {
     if (this.masking) return encodeLogFrame(buildId, attempt, t.bytes.toString('utf8'), offset);
     // A short text is joined with its header (a copy of a few bytes costs less than the writes apart).
     if (room >= LOG_FRAME_ROOM || t.bytes.length < SPLIT_MIN) return encodeLogFrame(buildId, attempt, t.bytes, offset, room);
-    const head = logFrameHeader(buildId, attempt, offset);
-    return { head, text: t.bytes, length: head.length + t.bytes.length };
+    const header = logFrameHeader(buildId, attempt, offset);
+    return { header, text: t.bytes, length: header.length + t.bytes.length };
   }
 
   /** The master stored this attempt's log up to `offset`: that much is forgotten here. */
@@ -557,7 +557,7 @@ function zeroMask(): void { /* nothing: a zero key */ }
 /** A split frame as one buffer (a copy of its text), or any other payload as it is. */
 function joined(payload: string | Uint8Array | SplitFrame): string | Uint8Array {
   if (typeof payload === 'string' || payload instanceof Uint8Array) return payload;
-  return Buffer.concat([payload.head, payload.text], payload.length);
+  return Buffer.concat([Buffer.from(payload.header, 'latin1'), payload.text], payload.length);
 }
 
 interface FrameSocket { cork(): void; uncork(): void; write(data: Uint8Array, cb?: (e?: Error | null) => void): boolean }
@@ -586,21 +586,26 @@ function splitFrameSocket(ws: WebSocket): FrameSocket | undefined {
  * `done` is called once the text is written out or the socket failed, as ws's send callback is.
  */
 export function writeSplitFrame(socket: FrameSocket, frame: SplitFrame, done: (e?: Error | null) => void): void {
-  const head = Buffer.concat([textFrameHead(frame.length), frame.head]);
+  const head = textFrameHead(frame.length, frame.header);
   socket.cork();
   socket.write(head);
   socket.write(frame.text, done);
   socket.uncork();
 }
 
-/** The head of a client's final, unfragmented text frame of `length` payload bytes, masked with a zero key (RFC 6455 §5.2). */
-export function textFrameHead(length: number): Buffer {
+/**
+ * The head of a client's final, unfragmented text frame of `length` payload bytes, masked with a
+ * zero key (RFC 6455 §5.2), followed in the same buffer by `start`, the payload's first bytes
+ * (ASCII: a log frame's header).
+ */
+export function textFrameHead(length: number, start = ''): Buffer {
   const size = length < 126 ? 2 : length < 65536 ? 4 : 10;
-  const head = Buffer.alloc(size + 4); // the masking key: 4 zero bytes
+  const head = Buffer.alloc(size + 4 + start.length); // 4 bytes of zero key after the length
   head[0] = 0x81; // FIN, opcode 1 (text)
   if (size === 2) head[1] = 0x80 | length;
   else if (size === 4) { head[1] = 0x80 | 126; head.writeUInt16BE(length, 2); }
   else { head[1] = 0x80 | 127; head.writeBigUInt64BE(BigInt(length), 2); }
+  head.write(start, size + 4, 'latin1');
   return head;
 }
 
